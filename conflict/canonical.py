@@ -1,0 +1,386 @@
+"""One canonical form for every value (DESIGN.md, rule 7).
+
+Hashes, comparisons and ``cdcsync verify`` all go through this module, so that
+what the service wrote to an endpoint and what it reads back from that
+endpoint's change log compare equal. A missed equality is not cosmetic: it makes
+the service believe an endpoint holds other content than it does, which costs a
+spurious re-apply at best and a ping-pong at worst.
+
+Two steps:
+
+* :func:`coerce` turns a value as a driver returns it (``'2024-01-02 03:04:05'``
+  from SQLite, ``Decimal('1.50')`` from PostgreSQL, ``1`` for a MariaDB
+  ``TINYINT(1)``) into the typed Python value of the column's *logical type*;
+* :func:`canonical_value` turns a typed value into a tagged, JSON-safe primitive
+  that is equal exactly when the values are equal in meaning (``Decimal('1.50')``
+  and ``Decimal('1.5')`` are; ``True`` and ``1`` are not).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+import hashlib
+import json
+import math
+import uuid
+from collections.abc import Mapping
+from typing import Any, Literal, get_args
+
+LogicalType = Literal[
+    "int",
+    "float",
+    "decimal",
+    "text",
+    "bool",
+    "date",
+    "time",
+    "timestamp",
+    "timestamptz",
+    "interval",
+    "uuid",
+    "json",
+    "bytes",
+    "array",
+    "any",
+]
+LOGICAL_TYPES: tuple[str, ...] = get_args(LogicalType)
+
+Row = Mapping[str, Any]
+CanonicalValue = None | bool | int | str | list[Any] | dict[str, Any]
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+class CoercionError(ValueError):
+    """A value cannot be read as its column's logical type."""
+
+
+def _to_utc(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is None:
+        # Naive timestamps are taken as UTC: every connector writes them so
+        # (MariaDB sessions run at time_zone '+00:00', SQLite stores ISO text).
+        return value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
+
+
+def _parse_datetime(text: str) -> dt.datetime:
+    t = text.strip().replace(" ", "T", 1)
+    if t.endswith("Z"):
+        t = t[:-1] + "+00:00"
+    return dt.datetime.fromisoformat(t)
+
+
+def coerce(value: Any, logical: str) -> Any:
+    """Return *value* as the Python value of *logical* type (``None`` stays ``None``).
+
+    Raises:
+        CoercionError: the value cannot mean anything of that type.
+    """
+    if value is None or logical == "any":
+        return value
+    try:
+        return _COERCERS[logical](value)
+    except CoercionError:
+        raise
+    except (ValueError, TypeError, decimal.InvalidOperation, json.JSONDecodeError) as exc:
+        raise CoercionError(f"cannot read {value!r} as {logical}: {exc}") from exc
+
+
+def _c_int(v: Any) -> int:
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, float):
+        if not v.is_integer():
+            raise CoercionError(f"{v!r} is not an integer")
+        return int(v)
+    if isinstance(v, bytes):  # MariaDB BIT(n)
+        return int.from_bytes(v, "big")
+    return int(v)
+
+
+def _c_float(v: Any) -> float:
+    return float(v)
+
+
+def _c_decimal(v: Any) -> decimal.Decimal:
+    if isinstance(v, float):
+        return decimal.Decimal(repr(v))
+    return decimal.Decimal(str(v).strip())
+
+
+def _c_text(v: Any) -> str:
+    if isinstance(v, bytes):
+        return v.decode("utf-8")
+    if isinstance(v, str):
+        return v
+    if isinstance(v, set | frozenset):  # MariaDB SET
+        return ",".join(sorted(str(x) for x in v))
+    return str(v)
+
+
+def _c_bool(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, int | float):
+        return v != 0
+    if isinstance(v, bytes):
+        return any(v)
+    s = str(v).strip().lower()
+    if s in {"1", "t", "true", "y", "yes", "on"}:
+        return True
+    if s in {"0", "f", "false", "n", "no", "off"}:
+        return False
+    raise CoercionError(f"{v!r} is not a boolean")
+
+
+def _c_date(v: Any) -> dt.date:
+    if isinstance(v, dt.datetime):
+        return v.date()
+    if isinstance(v, dt.date):
+        return v
+    return dt.date.fromisoformat(str(v).strip()[:10])
+
+
+def _c_time(v: Any) -> dt.time:
+    if isinstance(v, dt.time):
+        return v.replace(tzinfo=None)
+    if isinstance(v, dt.timedelta):  # pymysql returns TIME as timedelta
+        micros = v // dt.timedelta(microseconds=1)
+        return (dt.datetime.min + dt.timedelta(microseconds=micros)).time()
+    return dt.time.fromisoformat(str(v).strip())
+
+
+def _c_timestamp(v: Any) -> dt.datetime:
+    if isinstance(v, dt.datetime):
+        return _to_utc(v)
+    if isinstance(v, dt.date):
+        return dt.datetime(v.year, v.month, v.day, tzinfo=dt.UTC)
+    if isinstance(v, int | float):
+        return _EPOCH + dt.timedelta(microseconds=round(v * 1_000_000))
+    return _to_utc(_parse_datetime(str(v)))
+
+
+def _c_interval(v: Any) -> dt.timedelta:
+    if isinstance(v, dt.timedelta):
+        return v
+    if isinstance(v, int | float):
+        return dt.timedelta(seconds=v)
+    raise CoercionError(f"{v!r} is not an interval")
+
+
+def _c_uuid(v: Any) -> uuid.UUID:
+    if isinstance(v, uuid.UUID):
+        return v
+    if isinstance(v, bytes) and len(v) == 16:
+        return uuid.UUID(bytes=v)
+    return uuid.UUID(str(v))
+
+
+def _c_json(v: Any) -> Any:
+    if isinstance(v, bytes):
+        v = v.decode("utf-8")
+    if isinstance(v, str):
+        return json.loads(v)
+    return v
+
+
+def _c_bytes(v: Any) -> bytes:
+    if isinstance(v, bytes):
+        return v
+    if isinstance(v, bytearray | memoryview):
+        return bytes(v)
+    if isinstance(v, str):
+        return bytes.fromhex(v[2:] if v.startswith("\\x") else v)
+    raise CoercionError(f"{v!r} is not bytes")
+
+
+def _c_array(v: Any) -> list[Any]:
+    if isinstance(v, str):
+        parsed = json.loads(v)
+        if not isinstance(parsed, list):
+            raise CoercionError(f"{v!r} is not an array")
+        return parsed
+    return list(v)
+
+
+_COERCERS: dict[str, Any] = {
+    "int": _c_int,
+    "float": _c_float,
+    "decimal": _c_decimal,
+    "text": _c_text,
+    "bool": _c_bool,
+    "date": _c_date,
+    "time": _c_time,
+    "timestamp": _c_timestamp,
+    "timestamptz": _c_timestamp,
+    "interval": _c_interval,
+    "uuid": _c_uuid,
+    "json": _c_json,
+    "bytes": _c_bytes,
+    "array": _c_array,
+}
+
+
+def coerce_row(row: Row, types: Mapping[str, str]) -> dict[str, Any]:
+    """Coerce every column of *row* that has a known logical type."""
+    return {c: coerce(v, types.get(c, "any")) for c, v in row.items()}
+
+
+def _decimal_text(d: decimal.Decimal) -> str:
+    if not d.is_finite():
+        return str(d)
+    if d == 0:
+        return "0"
+    text = format(d.normalize(), "f")
+    return text
+
+
+def _float_text(f: float) -> str:
+    if math.isnan(f):
+        return "nan"
+    if f == 0.0:
+        return "0.0"  # -0.0 and 0.0 are one value to every engine here
+    return repr(f)
+
+
+def canonical_value(v: Any) -> CanonicalValue:
+    """A tagged JSON-safe primitive, equal exactly when the values mean the same.
+
+    Strings are tagged only when they stand for another type, so the common
+    case (text) stays readable in conflict reports.
+    """
+    if v is None or isinstance(v, bool):
+        return v
+    if isinstance(v, int):
+        return v
+    if isinstance(v, str):
+        return v if not v.startswith("\x00") else "\x00s:" + v
+    if isinstance(v, float):
+        if v.is_integer() and abs(v) < 2**53:
+            # 3.0 from one engine and 3 from another mean the same number.
+            return int(v)
+        return "\x00f:" + _float_text(v)
+    if isinstance(v, decimal.Decimal):
+        text = _decimal_text(v)
+        if v.is_finite() and v == v.to_integral_value() and abs(v) < 2**53:
+            return int(v)
+        return "\x00n:" + text
+    if isinstance(v, dt.datetime):
+        micros = (_to_utc(v) - _EPOCH) // dt.timedelta(microseconds=1)
+        return f"\x00t:{micros}"
+    if isinstance(v, dt.date):
+        return "\x00d:" + v.isoformat()
+    if isinstance(v, dt.time):
+        return "\x00T:" + v.replace(tzinfo=None).isoformat(timespec="microseconds")
+    if isinstance(v, dt.timedelta):
+        return f"\x00i:{v // dt.timedelta(microseconds=1)}"
+    if isinstance(v, uuid.UUID):
+        return "\x00u:" + str(v)
+    if isinstance(v, bytes | bytearray | memoryview):
+        return "\x00b:" + base64.b64encode(bytes(v)).decode("ascii")
+    if isinstance(v, Mapping):
+        return {"\x00o": {str(k): canonical_value(x) for k, x in sorted(v.items())}}
+    if isinstance(v, list | tuple):
+        return [canonical_value(x) for x in v]
+    if isinstance(v, set | frozenset):
+        return sorted((canonical_value(x) for x in v), key=repr)
+    raise TypeError(f"no canonical form for {type(v).__name__}")
+
+
+def canonical_row(row: Row | None) -> dict[str, CanonicalValue] | None:
+    if row is None:
+        return None
+    return {str(c): canonical_value(v) for c, v in row.items()}
+
+
+def canonical_json(obj: Any) -> str:
+    """Deterministic compact JSON (sorted keys) of already-canonical data."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def row_hash(row: Row | None) -> str:
+    """A short stable digest of a row's canonical content; ``""`` for an absent row."""
+    if row is None:
+        return ""
+    data = canonical_json(canonical_row(row)).encode("utf-8")
+    return hashlib.blake2b(data, digest_size=12).hexdigest()
+
+
+def key_text(key: Row) -> str:
+    """The store's text form of a primary-key dict (canonical, order-free)."""
+    return canonical_json(canonical_row(key))
+
+
+def rows_equal(a: Row | None, b: Row | None) -> bool:
+    return canonical_row(a) == canonical_row(b)
+
+
+# --- round trip for the state store ------------------------------------------------
+# Contents are kept in the store as JSON; these two functions make that lossless.
+
+
+def to_json_value(v: Any) -> Any:
+    """Encode a typed value as JSON that :func:`from_json_value` restores exactly."""
+    if v is None or isinstance(v, bool | int | str):
+        return v
+    if isinstance(v, float):
+        return {"$f": repr(v)} if (math.isnan(v) or math.isinf(v)) else v
+    if isinstance(v, decimal.Decimal):
+        return {"$n": str(v)}
+    if isinstance(v, dt.datetime):
+        return {"$t": _to_utc(v).isoformat()}
+    if isinstance(v, dt.date):
+        return {"$d": v.isoformat()}
+    if isinstance(v, dt.time):
+        return {"$T": v.isoformat()}
+    if isinstance(v, dt.timedelta):
+        return {"$i": v // dt.timedelta(microseconds=1)}
+    if isinstance(v, uuid.UUID):
+        return {"$u": str(v)}
+    if isinstance(v, bytes | bytearray | memoryview):
+        return {"$b": base64.b64encode(bytes(v)).decode("ascii")}
+    if isinstance(v, Mapping):
+        return {"$o": {str(k): to_json_value(x) for k, x in v.items()}}
+    if isinstance(v, list | tuple):
+        return [to_json_value(x) for x in v]
+    if isinstance(v, set | frozenset):
+        return {"$s": sorted((to_json_value(x) for x in v), key=repr)}
+    raise TypeError(f"cannot store {type(v).__name__}")
+
+
+_DECODERS: dict[str, Any] = {
+    "$f": float,
+    "$n": decimal.Decimal,
+    "$t": dt.datetime.fromisoformat,
+    "$d": dt.date.fromisoformat,
+    "$T": dt.time.fromisoformat,
+    "$i": lambda m: dt.timedelta(microseconds=m),
+    "$u": uuid.UUID,
+    "$b": base64.b64decode,
+}
+
+
+def from_json_value(v: Any) -> Any:
+    if isinstance(v, list):
+        return [from_json_value(x) for x in v]
+    if isinstance(v, dict):
+        if len(v) == 1:
+            (tag, inner), = v.items()
+            if tag in _DECODERS:
+                return _DECODERS[tag](inner)
+            if tag == "$o":
+                return {k: from_json_value(x) for k, x in inner.items()}
+            if tag == "$s":
+                return {from_json_value(x) for x in inner}
+        return {k: from_json_value(x) for k, x in v.items()}
+    return v
+
+
+def row_to_json(row: Row | None) -> dict[str, Any] | None:
+    return None if row is None else {c: to_json_value(v) for c, v in row.items()}
+
+
+def row_from_json(data: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    return None if data is None else {c: from_json_value(v) for c, v in data.items()}

@@ -1,0 +1,203 @@
+"""The connector contract: a small source and sink interface, Kafka Connect style.
+
+A **source** reads a consistent snapshot of an entity and then the changes after
+an opaque checkpoint, in commit order. A **sink** applies a batch idempotently
+and *conditionally*: a row is changed only if it still has the row version the
+service last knew (DESIGN.md rule 4), and it reports per key what it applied
+and what it skipped. Connectors never touch the state store: the engine keeps
+checkpoints and row versions and hands them back.
+
+Errors are classified by type: :class:`RetriableError` for transient faults
+(connection lost, deadlock, server restarting), anything else is permanent.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from conflict.canonical import key_text
+from sync.change import ChangeBatch, Checkpoint, SnapshotChunk
+
+
+class ConnectorError(Exception):
+    """A permanent connector fault: retrying will not help."""
+
+
+class RetriableError(ConnectorError):
+    """A transient fault (lost connection, deadlock, server restarting)."""
+
+
+class SchemaError(ConnectorError):
+    """The endpoint's schema does not fit the pipeline (missing table/column...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    name: str  # endpoint column name
+    logical: str  # conflict.canonical.LogicalType
+    native: str  # the engine's own type text, e.g. "numeric(12,2)"
+    nullable: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class TableSchema:
+    table: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]
+
+    def column(self, name: str) -> Column | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """How one entity maps onto one endpoint's table.
+
+    ``columns`` maps entity column names to endpoint column names; a column not
+    in the map has the same name on both sides. ``only`` (when not ``None``) is
+    the set of entity columns synchronised; every other column is left alone.
+    """
+
+    entity: str
+    endpoint: str
+    table: str
+    key: tuple[str, ...]  # entity column names
+    columns: Mapping[str, str] = field(default_factory=dict)
+    only: frozenset[str] | None = None
+    exclude: frozenset[str] = frozenset()
+
+    def endpoint_column(self, entity_column: str) -> str:
+        return self.columns.get(entity_column, entity_column)
+
+    @property
+    def endpoint_key(self) -> tuple[str, ...]:
+        return tuple(self.endpoint_column(c) for c in self.key)
+
+    def _reverse(self) -> dict[str, str]:
+        return {v: k for k, v in self.columns.items()}
+
+    def synced(self, entity_column: str) -> bool:
+        if entity_column in self.key:
+            return True
+        if entity_column in self.exclude:
+            return False
+        return self.only is None or entity_column in self.only
+
+    def to_entity(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """Endpoint column names -> entity column names, unsynced columns dropped."""
+        rev = self._reverse()
+        out: dict[str, Any] = {}
+        for col, value in row.items():
+            name = rev.get(col, col)
+            if self.synced(name):
+                out[name] = value
+        return out
+
+    def to_endpoint(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        return {self.endpoint_column(c): v for c, v in row.items()}
+
+    def key_of(self, entity_row: Mapping[str, Any]) -> dict[str, Any]:
+        return {c: entity_row[c] for c in self.key}
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyOp:
+    """One conditional write: make the row at ``key`` equal ``row`` (``None``: delete it).
+
+    ``expected`` is the row version the service last knew at this endpoint;
+    ``None`` means the service knows of no version there (the row must not
+    exist, or exist untouched since the snapshot where the engine's row version
+    is kept outside the row). ``token`` identifies the version being written so
+    that a replay after a crash between the write and the state commit is
+    recognised as already applied rather than as a user edit.
+    """
+
+    key: Mapping[str, Any]
+    row: Mapping[str, Any] | None
+    expected: Any
+    token: str
+
+    @property
+    def key_text(self) -> str:
+        return key_text(self.key)
+
+
+class ApplyStatus(enum.StrEnum):
+    APPLIED = "applied"  # written now
+    ALREADY = "already"  # this very token was written before (a replay)
+    SKIPPED = "skipped"  # the row moved since the service last knew it: a user edit is on its way
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    key_text: str
+    status: ApplyStatus
+    row_version: Any = None  # the row version now (after our write, or the one that blocked it)
+    identity: str | None = None  # for engines that cannot tag writes: how the echo will look
+
+
+@runtime_checkable
+class Source(Protocol):
+    """Reads snapshots and change streams of an endpoint."""
+
+    name: str
+
+    def schema(self, binding: Binding) -> TableSchema: ...
+
+    def position(self) -> Checkpoint:
+        """The current end of the endpoint's log (where a snapshot taken now resumes)."""
+        ...
+
+    def snapshot(
+        self, binding: Binding, after_key: Mapping[str, Any] | None, limit: int
+    ) -> SnapshotChunk: ...
+
+    def changes(
+        self, bindings: Sequence[Binding], after: Checkpoint | None, limit: int
+    ) -> ChangeBatch:
+        """Up to about ``limit`` changes after ``after``, in commit order, never
+        splitting what the checkpoint cannot resume inside of."""
+        ...
+
+    def confirm(self, checkpoint: Checkpoint) -> None:
+        """Everything up to ``checkpoint`` is durably applied: release the log."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """Applies batches conditionally and idempotently; reads rows by key."""
+
+    name: str
+
+    def apply(self, binding: Binding, ops: Sequence[ApplyOp]) -> list[ApplyResult]:
+        """Apply ``ops`` in ONE transaction; results in the order of ``ops``."""
+        ...
+
+    def read(
+        self, binding: Binding, keys: Iterable[Mapping[str, Any]]
+    ) -> dict[str, tuple[dict[str, Any], Any]]:
+        """Current ``(row, row_version)`` by :func:`key_text`, absent keys left out."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Endpoint(Source, Sink, Protocol):
+    """Most endpoints are both; the setup verbs belong to the endpoint."""
+
+    def setup(self, bindings: Sequence[Binding], pipeline: str) -> list[str]:
+        """Create capture objects (triggers, publication, slot...); return what was done."""
+        ...
+
+    def teardown(self, bindings: Sequence[Binding], pipeline: str) -> list[str]: ...

@@ -1,0 +1,85 @@
+"""The canonical change record that flows through the whole pipeline.
+
+Modelled on Debezium's envelope: every connector turns what its log says into
+:class:`Change` values, and nothing downstream knows which engine it came from.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+#: A connector's resume point: a JSON-safe mapping that only the connector
+#: interprets (LSN, binlog file+position or GTID state, a change-table sequence,
+#: an API cursor). The engine stores it and hands it back, like Kafka Connect's
+#: source offsets.
+Checkpoint = Mapping[str, Any]
+
+#: A change's place in its endpoint's log, ordered within that endpoint.
+#: Used for the per-key duplicate check (DESIGN.md rule 2).
+Position = tuple[int, ...]
+
+
+class Op(enum.StrEnum):
+    INSERT = "insert"
+    UPDATE = "update"
+    DELETE = "delete"
+    READ = "read"  # a row read by a snapshot
+
+    @property
+    def is_delete(self) -> bool:
+        return self is Op.DELETE
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One row change at one endpoint, in entity column names.
+
+    ``row_version`` is the endpoint's row version right after this change (PG
+    ``xmin``, the SQLite per-key change sequence, ...) or ``None`` where the
+    engine has none; the sink's compare-and-set checks against it.
+    """
+
+    entity: str
+    key: Mapping[str, Any]
+    op: Op
+    before: Mapping[str, Any] | None
+    after: Mapping[str, Any] | None
+    source: str
+    position: Position
+    committed_at: float  # seconds since the epoch, UTC
+    txid: str | None = None
+    row_version: Any = None
+
+    @property
+    def content(self) -> Mapping[str, Any] | None:
+        """The row as it stands after the change (``None`` once deleted)."""
+        return None if self.op is Op.DELETE else self.after
+
+
+@dataclass(slots=True)
+class ChangeBatch:
+    """Changes read from one source, in commit order, and where to resume after them."""
+
+    changes: list[Change]
+    checkpoint: Checkpoint | None
+    more: bool = False  # the source has more to read right now
+    events: list[Any] = field(default_factory=list)  # schema events, truncates
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotRow:
+    key: Mapping[str, Any]
+    row: Mapping[str, Any]
+    row_version: Any = None
+
+
+@dataclass(slots=True)
+class SnapshotChunk:
+    """One chunk of a snapshot, ordered by key; ``last_key`` resumes the next."""
+
+    rows: Sequence[SnapshotRow]
+    last_key: Mapping[str, Any] | None
+    done: bool
