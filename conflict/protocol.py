@@ -1,0 +1,406 @@
+"""The per-key version-vector protocol of DESIGN.md, as pure functions on state.
+
+Nothing here does I/O. The engine loads :class:`KeyState` values from the state
+store, feeds them the changes it reads (:func:`on_change`) and the results of
+its applies (:func:`on_applied`, :func:`on_skipped`), and writes the states back
+in one transaction together with the checkpoint they belong to.
+
+The rules, with the names used below:
+
+1. *Echo*: a change whose identity is one of the service's own pending writes
+   at that endpoint is dropped (engines that tag the service's writes never
+   show them, so nothing is content-filtered).
+2. *Duplicates*: a change at or before the last processed position of that
+   key at that endpoint is skipped.
+3. *New edit*: a change from A gets ``W`` = ``K_A`` with A's counter set past
+   every counter of A seen so far. If ``W`` dominates ``V`` it becomes the
+   current version and goes to every other sink; otherwise it is concurrent
+   and the conflict policy decides (or the key is parked for a steward).
+4. *No blind overwrites*: apply jobs carry the row version the service last
+   knew at the target (the sink's compare-and-set).
+5. *One apply in flight per key*: an apply job carries the vector it was made
+   for; a result for a superseded vector changes nothing.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from conflict.canonical import canonical_json, row_hash
+from conflict.case import ConflictCase, Decision, Park, Resolution, Side, Winner
+from conflict.vector import RESOLVER, VersionVector
+
+Row = Mapping[str, Any]
+Position = tuple[int, ...]
+
+
+@dataclass(slots=True)
+class EndpointState:
+    """What the service knows of one key at one endpoint."""
+
+    known: VersionVector = field(default_factory=VersionVector)  # K_E
+    row_version: Any = None  # the endpoint's row version last seen or produced
+    hash: str | None = None  # content hash last seen or produced ("" = absent, None = unknown)
+    last_pos: Position | None = None  # last processed log position of this key here
+    pending: list[str] = field(default_factory=list)  # identities of own writes awaiting echo
+
+
+@dataclass(slots=True)
+class KeyState:
+    """The protocol state of one (entity, key)."""
+
+    vector: VersionVector = field(default_factory=VersionVector)  # V
+    content: dict[str, Any] | None = None  # None: absent (tombstone when vector is non-empty)
+    committed_at: float = 0.0
+    origin: str | None = None  # endpoint of the last writer
+    endpoints: dict[str, EndpointState] = field(default_factory=dict)
+    outbox: set[str] = field(default_factory=set)  # endpoints with a pending apply
+    parked: ParkedConflict | None = None
+
+    def at(self, endpoint: str) -> EndpointState:
+        st = self.endpoints.get(endpoint)
+        if st is None:
+            st = self.endpoints[endpoint] = EndpointState()
+        return st
+
+    @property
+    def content_hash(self) -> str:
+        return row_hash(self.content)
+
+    @property
+    def is_new(self) -> bool:
+        return not self.vector and self.content is None and not self.endpoints
+
+
+@dataclass(slots=True)
+class ParkedConflict:
+    """A conflict left to a steward: the sides as they stand now, by endpoint."""
+
+    conflict_id: str
+    sides: dict[str, Side]
+    base: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Edit:
+    """A change read from an endpoint, as the protocol sees it."""
+
+    endpoint: str
+    content: Row | None  # None: the row was deleted
+    position: Position | None  # None: a snapshot read (no log position)
+    committed_at: float
+    row_version: Any = None
+    before: Row | None = None
+    identity: str | None = None  # how an echo of our own write would be recognised
+
+
+class Kind(enum.StrEnum):
+    DUPLICATE = "duplicate"
+    ECHO = "echo"
+    APPLIED = "applied"  # a new edit that dominates: goes everywhere
+    RESOLVED = "resolved"  # a conflict decided by policy
+    PARKED = "parked"  # a conflict left to a steward (or an edit of a parked key)
+    UNCHANGED = "unchanged"  # a snapshot read that matches what is known
+
+
+@dataclass(frozen=True, slots=True)
+class ConflictRecord:
+    """Everything the conflict report needs about one conflict."""
+
+    conflict_id: str
+    case: ConflictCase
+    decision: Decision
+    new_vector: VersionVector | None  # None while parked
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    kind: Kind
+    conflict: ConflictRecord | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyJob:
+    """Make ``target`` hold ``content`` at version ``vector``, if its row is still ``expected``."""
+
+    target: str
+    content: dict[str, Any] | None
+    vector: VersionVector
+    expected: Any
+    token: str
+
+
+Resolver = Callable[[ConflictCase], Decision]
+
+
+def token_of(vector: VersionVector) -> str:
+    """A short identity of a version, stored with the write it produces."""
+    text = canonical_json(vector.as_dict())
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+def conflict_id_of(entity: str, key: Row, vector: VersionVector, incoming: VersionVector) -> str:
+    text = canonical_json([entity, {k: str(v) for k, v in key.items()}, vector.as_dict(),
+                           incoming.as_dict()])
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+# --- reading -------------------------------------------------------------------------
+
+
+def _record_read(st: KeyState, e: EndpointState, edit: Edit, w: VersionVector) -> None:
+    e.known = w
+    e.row_version = edit.row_version
+    e.hash = row_hash(edit.content)
+    if edit.position is not None:
+        e.last_pos = edit.position
+
+
+def on_change(
+    st: KeyState,
+    edit: Edit,
+    *,
+    entity: str,
+    key: Row,
+    sinks: Iterable[str],
+    resolve: Resolver,
+) -> Outcome:
+    """Process one change read from ``edit.endpoint`` (rules 1-3), updating ``st``.
+
+    Pending applies are added to ``st.outbox``; build the jobs with :func:`jobs`.
+    """
+    e = st.at(edit.endpoint)
+    # Rule 2: per key, not per endpoint (delivery may be reordered across keys).
+    if edit.position is not None and e.last_pos is not None and edit.position <= e.last_pos:
+        return Outcome(Kind.DUPLICATE)
+    # Rule 1: identity, never content.
+    if edit.identity is not None and edit.identity in e.pending:
+        e.pending.remove(edit.identity)
+        if edit.position is not None:
+            e.last_pos = edit.position
+        return Outcome(Kind.ECHO)
+
+    # Rule 3. The counter of A goes past every counter of A seen so far: V[A]
+    # normally, K_A[A] too while a key is parked and V does not move.
+    counter = max(st.vector[edit.endpoint], e.known[edit.endpoint]) + 1
+    w = e.known.with_counter(edit.endpoint, counter)
+    _record_read(st, e, edit, w)
+    incoming = Side(edit.endpoint, w, _own(edit.content), edit.committed_at)
+
+    if st.parked is not None:
+        # Later edits of a parked key update its sides and stay parked with it.
+        st.parked.sides[edit.endpoint] = incoming
+        return Outcome(Kind.PARKED)
+
+    sink_set = [s for s in sinks]
+    if w.dominates(st.vector):
+        st.vector = w
+        st.content = _own(edit.content)
+        st.committed_at = edit.committed_at
+        st.origin = edit.endpoint
+        st.outbox |= {t for t in sink_set if t != edit.endpoint}
+        return Outcome(Kind.APPLIED)
+
+    current = Side(st.origin or "", st.vector, st.content, st.committed_at)
+    case = ConflictCase(entity, key, current, incoming, _own(edit.before))
+    cid = conflict_id_of(entity, key, st.vector, w)
+    decision = resolve(case)
+    if isinstance(decision, Park):
+        st.parked = ParkedConflict(cid, {current.endpoint: current, edit.endpoint: incoming},
+                                   _own(edit.before))
+        return Outcome(Kind.PARKED, ConflictRecord(cid, case, decision, None))
+    new_v = _settle(st, decision, sink_set, holders_of_current=_holders(st, st.vector),
+                    holders_of_incoming=[edit.endpoint], incoming=w, when=edit.committed_at,
+                    incoming_endpoint=edit.endpoint)
+    return Outcome(Kind.RESOLVED, ConflictRecord(cid, case, decision, new_v))
+
+
+def _own(row: Row | None) -> dict[str, Any] | None:
+    return None if row is None else dict(row)
+
+
+def _holders(st: KeyState, version: VersionVector) -> list[str]:
+    """Endpoints known to hold ``version`` exactly (their K has reached it)."""
+    return [name for name, e in st.endpoints.items() if e.known.dominates(version)]
+
+
+def _settle(
+    st: KeyState,
+    decision: Resolution,
+    sinks: list[str],
+    *,
+    holders_of_current: list[str],
+    holders_of_incoming: list[str],
+    incoming: VersionVector,
+    when: float,
+    incoming_endpoint: str,
+) -> VersionVector:
+    """Install a resolved version that dominates both sides; queue its applies.
+
+    Only endpoints known to hold exactly the winning version get their K
+    raised (equal content is not the same version); every sink whose content
+    differs gets the write.
+    """
+    new_v = st.vector.merge(incoming).increment(RESOLVER)
+    if decision.winner is Winner.INCOMING:
+        exact = holders_of_incoming
+        st.origin = incoming_endpoint
+        st.committed_at = when
+    elif decision.winner is Winner.CURRENT:
+        exact = holders_of_current
+    else:
+        exact = []
+        st.committed_at = max(st.committed_at, when)
+    st.vector = new_v
+    st.content = _own(decision.content)
+    winner_hash = row_hash(decision.content)
+    for name in exact:
+        st.at(name).known = new_v
+    for t in sinks:
+        if st.at(t).hash != winner_hash:
+            st.outbox.add(t)
+    return new_v
+
+
+def on_snapshot(
+    st: KeyState,
+    reads: Mapping[str, Edit | None],
+    *,
+    entity: str,
+    key: Row,
+    sinks: Iterable[str],
+    resolve: Resolver,
+) -> list[Outcome]:
+    """Reconcile one key read by snapshots of its endpoints (``None``: absent there).
+
+    Endpoints that hold equal content at snapshot time hold one version: a key
+    every endpoint holds alike becomes the common baseline with no write at
+    all. Otherwise each group of equal rows enters as one edit through
+    :func:`on_change`, so rows that differ are a conflict and missing rows are
+    inserts.
+    """
+    sink_list = list(sinks)
+    for name, r in reads.items():
+        if r is None and st.at(name).hash is None:
+            st.at(name).hash = ""  # known absent: an apply expects no row there
+    present = {name: r for name, r in sorted(reads.items()) if r is not None}
+    if not st.is_new and st.vector:
+        outs: list[Outcome] = []
+        for name, r in present.items():
+            e = st.at(name)
+            if e.hash == row_hash(r.content):
+                e.row_version = r.row_version
+                outs.append(Outcome(Kind.UNCHANGED))
+            else:
+                outs.append(on_change(st, r, entity=entity, key=key, sinks=sink_list,
+                                      resolve=resolve))
+        return outs
+    groups: dict[str, list[Edit]] = {}
+    for r in present.values():
+        groups.setdefault(row_hash(r.content), []).append(r)
+    if len(groups) == 1:
+        members = next(iter(groups.values()))
+        st.content = _own(members[0].content)
+        st.committed_at = max(r.committed_at for r in members)
+        st.origin = members[0].endpoint
+        for r in members:
+            _record_read(st, st.at(r.endpoint), r, st.vector)
+        for t in sink_list:
+            if st.at(t).hash != st.content_hash:
+                st.outbox.add(t)
+        return [Outcome(Kind.UNCHANGED)]
+    outs = []
+    for members in groups.values():
+        rep, others = members[0], members[1:]
+        for r in others:
+            _record_read(st, st.at(r.endpoint), r, st.at(r.endpoint).known)
+        outs.append(on_change(st, rep, entity=entity, key=key, sinks=sink_list, resolve=resolve))
+        for r in others:
+            st.at(r.endpoint).known = st.at(rep.endpoint).known
+            if st.at(r.endpoint).hash == st.content_hash:
+                st.outbox.discard(r.endpoint)
+    return outs
+
+
+# --- applying ------------------------------------------------------------------------
+
+
+def jobs(st: KeyState) -> list[ApplyJob]:
+    """The pending applies of a key (none while it is parked)."""
+    if st.parked is not None:
+        return []
+    tok = token_of(st.vector)
+    return [
+        ApplyJob(t, st.content, st.vector, st.at(t).row_version, tok) for t in sorted(st.outbox)
+    ]
+
+
+def on_applied(st: KeyState, job: ApplyJob, row_version: Any, identity: str | None = None) -> bool:
+    """The sink wrote ``job`` (or had written it before). False if the job was superseded."""
+    if job.vector != st.vector:
+        return False  # rule 5: a newer version is queued; this result changes nothing
+    e = st.at(job.target)
+    e.known = job.vector
+    e.row_version = row_version
+    e.hash = row_hash(job.content)
+    if identity is not None:
+        e.pending.append(identity)
+    st.outbox.discard(job.target)
+    return True
+
+
+def on_skipped(st: KeyState, job: ApplyJob) -> None:
+    """The row moved at the target: a user edit is on its way in its log (rule 4).
+
+    The edit, when read, is concurrent with ``V`` and is handled by rule 3, so
+    the apply is dropped rather than retried.
+    """
+    if job.vector == st.vector:
+        st.outbox.discard(job.target)
+
+
+# --- stewards ------------------------------------------------------------------------
+
+
+def resolve_parked(
+    st: KeyState,
+    content: Row | None,
+    *,
+    chosen: str | None,
+    sinks: Iterable[str],
+    when: float,
+) -> VersionVector:
+    """Apply a steward's decision to a parked key.
+
+    ``chosen`` is the endpoint whose side was picked whole (its holder gets
+    exactly the new version), or ``None`` for content assembled field by field.
+    """
+    parked = st.parked
+    if parked is None:
+        raise ValueError("the key is not parked")
+    new_v = st.vector
+    for s in parked.sides.values():
+        new_v = new_v.merge(s.vector)
+    for e in st.endpoints.values():
+        new_v = new_v.merge(e.known)
+    new_v = new_v.increment(RESOLVER)
+    st.vector = new_v
+    st.content = _own(content)
+    st.committed_at = max(st.committed_at, when)
+    st.parked = None
+    target_hash = row_hash(content)
+    if chosen is not None:
+        side = parked.sides.get(chosen)
+        e = st.at(chosen)
+        # The chosen endpoint holds exactly that side only if nothing moved it since.
+        if side is not None and e.known == side.vector and e.hash == target_hash:
+            e.known = new_v
+        st.origin = chosen
+    for t in sinks:
+        if st.at(t).hash != target_hash:
+            st.outbox.add(t)
+    return new_v
