@@ -1,0 +1,94 @@
+"""The conflict store: every conflict, how it was decided, by whom and when.
+
+The one module of ``conflict/`` that does I/O. It writes inside the caller's
+transaction, so a conflict is recorded atomically with the key state and the
+checkpoint of the batch that raised it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from conflict.canonical import row_to_json
+from conflict.case import Park, Resolution
+from conflict.protocol import ConflictRecord, ParkedConflict
+from sync.state.codec import side_to_json
+from sync.state.schema import conflicts as table
+
+
+def _sides(rec: ConflictRecord) -> dict[str, Any]:
+    return {
+        "current": side_to_json(rec.case.current),
+        "incoming": side_to_json(rec.case.incoming),
+    }
+
+
+class ConflictStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @staticmethod
+    def record(conn: Connection, pipeline: str, key: str, rec: ConflictRecord,
+               run_id: int | None) -> None:
+        """Insert a conflict just decided by policy, or just parked for a steward."""
+        d = rec.decision
+        values: dict[str, Any] = dict(
+            id=rec.conflict_id, pipeline=pipeline, entity=rec.case.entity, key=key,
+            policy=d.policy, reason=d.reason, sides=_sides(rec),
+            base=row_to_json(rec.case.base), created_at=time.time(), run_id=run_id,
+        )
+        if isinstance(d, Resolution):
+            values.update(status="resolved", winner=str(d.winner),
+                          resolution=row_to_json(d.content), decided_at=time.time(),
+                          decided_by=f"policy:{d.policy}",
+                          vector=rec.new_vector.as_dict() if rec.new_vector else None)
+        else:
+            assert isinstance(d, Park)
+            values.update(status="open")
+        # A conflict id is derived from the two vectors: a replayed batch
+        # records the same conflict again, which must not duplicate it.
+        exists = conn.execute(sa.select(table.c.id).where(table.c.id == rec.conflict_id)).first()
+        if exists is None:
+            conn.execute(table.insert().values(**values))
+
+    @staticmethod
+    def update_parked(conn: Connection, parked: ParkedConflict) -> None:
+        """Later edits of a parked key update its sides (the conflict stays open)."""
+        sides = {name: side_to_json(s) for name, s in parked.sides.items()}
+        conn.execute(table.update().where(table.c.id == parked.conflict_id)
+                     .values(sides={"by_endpoint": sides}))
+
+    @staticmethod
+    def mark_resolved(conn: Connection, conflict_id: str, *, content: Mapping[str, Any] | None,
+                      winner: str, decided_by: str, vector: Mapping[str, int],
+                      reason: str) -> None:
+        conn.execute(table.update().where(table.c.id == conflict_id).values(
+            status="resolved", resolution=row_to_json(content), winner=winner,
+            decided_by=decided_by, decided_at=time.time(), vector=dict(vector), reason=reason))
+
+    def list(self, pipeline: str, *, status: str | None = None, entity: str | None = None,
+             limit: int = 200) -> list[dict[str, Any]]:
+        q = sa.select(table).where(table.c.pipeline == pipeline)
+        if status:
+            q = q.where(table.c.status == status)
+        if entity:
+            q = q.where(table.c.entity == entity)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q.order_by(table.c.created_at).limit(limit)).mappings().all()
+        return [dict(r) for r in rows]
+
+    def get(self, pipeline: str, conflict_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(table).where(
+                table.c.pipeline == pipeline, table.c.id.startswith(conflict_id))).mappings().all()
+        return dict(row[0]) if len(row) == 1 else None
+
+    def count(self, pipeline: str, status: str) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(table).where(
+                table.c.pipeline == pipeline, table.c.status == status)).scalar_one())

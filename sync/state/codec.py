@@ -1,0 +1,70 @@
+"""JSON form of :class:`KeyState` in the store (compact keys: one row per record)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conflict.canonical import from_json_value, row_from_json, row_to_json, to_json_value
+from conflict.case import Side
+from conflict.protocol import EndpointState, KeyState, ParkedConflict
+from conflict.vector import VersionVector
+
+
+def side_to_json(s: Side) -> dict[str, Any]:
+    return {"e": s.endpoint, "v": s.vector.as_dict(), "c": row_to_json(s.content),
+            "t": s.committed_at}
+
+
+def side_from_json(d: dict[str, Any]) -> Side:
+    return Side(d["e"], VersionVector(d["v"]), row_from_json(d["c"]), float(d["t"]))
+
+
+def state_to_json(st: KeyState) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "v": st.vector.as_dict(),
+        "c": row_to_json(st.content),
+        "t": st.committed_at,
+        "o": st.origin,
+        "e": {
+            name: {
+                "k": e.known.as_dict(),
+                "r": to_json_value(e.row_version),
+                "h": e.hash,
+                "p": list(e.last_pos) if e.last_pos is not None else None,
+                "q": list(e.pending),
+            }
+            for name, e in st.endpoints.items()
+        },
+        "x": sorted(st.outbox),
+    }
+    if st.parked is not None:
+        out["park"] = {
+            "id": st.parked.conflict_id,
+            "sides": {n: side_to_json(s) for n, s in st.parked.sides.items()},
+            "base": row_to_json(st.parked.base),
+        }
+    return out
+
+
+def state_from_json(d: dict[str, Any]) -> KeyState:
+    park = d.get("park")
+    return KeyState(
+        vector=VersionVector(d["v"]),
+        content=row_from_json(d["c"]),
+        committed_at=float(d["t"]),
+        origin=d["o"],
+        endpoints={
+            name: EndpointState(
+                known=VersionVector(e["k"]),
+                row_version=from_json_value(e["r"]),
+                hash=e["h"],
+                last_pos=tuple(e["p"]) if e["p"] is not None else None,
+                pending=list(e["q"]),
+            )
+            for name, e in d["e"].items()
+        },
+        outbox=set(d["x"]),
+        parked=None if park is None else ParkedConflict(
+            park["id"], {n: side_from_json(s) for n, s in park["sides"].items()},
+            row_from_json(park["base"])),
+    )

@@ -1,0 +1,120 @@
+"""Tables of the state store (SQLAlchemy Core). Alembic migrations create them."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("pipeline", String(128), primary_key=True),
+    Column("endpoint", String(128), primary_key=True),
+    Column("entity", String(128), primary_key=True),
+    Column("checkpoint", JSON, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# Progress of an initial snapshot per endpoint, so that an interrupted one resumes.
+snapshots = Table(
+    "snapshots",
+    metadata,
+    Column("pipeline", String(128), primary_key=True),
+    Column("entity", String(128), primary_key=True),
+    Column("endpoint", String(128), primary_key=True),
+    Column("status", String(16), nullable=False),  # reading | staged
+    Column("position", JSON, nullable=True),  # where the stream resumes after it
+    Column("after_key", JSON, nullable=True),
+    Column("rows", Integer, nullable=False, default=0),
+    Column("updated_at", Float, nullable=False),
+)
+
+# Rows read by snapshots, staged so that every endpoint's copy of a key can be
+# reconciled together (a merge by key that does not need them all in memory).
+snapshot_rows = Table(
+    "snapshot_rows",
+    metadata,
+    Column("pipeline", String(128), primary_key=True),
+    Column("entity", String(128), primary_key=True),
+    Column("key", Text, primary_key=True),
+    Column("endpoint", String(128), primary_key=True),
+    Column("row", JSON, nullable=False),
+    Column("row_version", JSON, nullable=True),
+    Column("committed_at", Float, nullable=False),
+)
+
+key_states = Table(
+    "key_states",
+    metadata,
+    Column("pipeline", String(128), primary_key=True),
+    Column("entity", String(128), primary_key=True),
+    Column("key", Text, primary_key=True),
+    Column("state", JSON, nullable=False),
+    Column("parked", String(32), nullable=True),
+    Column("updated_at", Float, nullable=False),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("pipeline", String(128), primary_key=True),
+    Column("entity", String(128), primary_key=True),
+    Column("key", Text, primary_key=True),
+    Column("endpoint", String(128), primary_key=True),
+)
+
+conflicts = Table(
+    "conflicts",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("pipeline", String(128), nullable=False),
+    Column("entity", String(128), nullable=False),
+    Column("key", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # resolved | open
+    Column("policy", String(128), nullable=False),
+    Column("winner", String(16), nullable=True),  # current | incoming | merged | endpoint name
+    Column("reason", Text, nullable=False, default=""),
+    Column("sides", JSON, nullable=False),
+    Column("base", JSON, nullable=True),
+    Column("resolution", JSON, nullable=True),
+    Column("vector", JSON, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("decided_at", Float, nullable=True),
+    Column("decided_by", String(128), nullable=True),
+    Column("run_id", Integer, nullable=True),
+)
+Index("ix_conflicts_status", conflicts.c.pipeline, conflicts.c.status)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("pipeline", String(128), nullable=False),
+    Column("command", String(32), nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float, nullable=True),
+    Column("status", String(16), nullable=False),  # running | ok | attention | failed
+    Column("summary", JSON, nullable=True),
+)
+
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("pipeline", String(128), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("detail", JSON, nullable=True),
+)

@@ -1,0 +1,264 @@
+"""The state store: SQLAlchemy Core over a SQLite file (default) or PostgreSQL.
+
+Everything that belongs to one batch — the key states, their outbox rows, the
+conflicts the batch raised and the checkpoint it reached — is written in ONE
+transaction with set-based statements, never a round trip per row.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from conflict.protocol import KeyState
+from sync.state import schema
+from sync.state.codec import state_from_json, state_to_json
+
+CHUNK = 500  # keys per IN list
+
+
+def _chunks(items: Sequence[Any], n: int = CHUNK) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+def _upsert(conn: Connection, table: sa.Table, rows: list[dict[str, Any]], keys: list[str]) -> None:
+    """INSERT ... ON CONFLICT DO UPDATE, in the dialect's own syntax, as one executemany."""
+    if not rows:
+        return
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    name = conn.dialect.name
+    if name == "sqlite":
+        stmt: Any = sqlite.insert(table)
+    elif name == "postgresql":
+        stmt = postgresql.insert(table)
+    else:  # pragma: no cover - the documented backends are SQLite and PostgreSQL
+        raise ValueError(f"unsupported state store dialect {name!r}")
+    update = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
+    conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=update), rows)
+
+
+def _migrate(engine: Engine) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).parent.parent / "migrations"))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+def open_store(url: str) -> StateStore:
+    """Open (creating and migrating as needed) the state store at a SQLAlchemy URL."""
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///") :]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, future=True)
+    if engine.dialect.name == "sqlite":
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+    _migrate(engine)
+    return StateStore(engine)
+
+
+class StateStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    # --- checkpoints ---------------------------------------------------------------
+
+    def checkpoint(self, pipeline: str, endpoint: str, entity: str) -> dict[str, Any] | None:
+        t = schema.checkpoints
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(t.c.checkpoint).where(
+                    t.c.pipeline == pipeline, t.c.endpoint == endpoint, t.c.entity == entity
+                )
+            ).first()
+        return None if row is None else dict(row[0])
+
+    def checkpoints(self, pipeline: str) -> list[dict[str, Any]]:
+        t = schema.checkpoints
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(t).where(t.c.pipeline == pipeline)).mappings().all()
+        return [dict(r) for r in rows]
+
+    @staticmethod
+    def put_checkpoint(
+        conn: Connection, pipeline: str, endpoint: str, entity: str, checkpoint: Mapping[str, Any]
+    ) -> None:
+        _upsert(
+            conn,
+            schema.checkpoints,
+            [dict(pipeline=pipeline, endpoint=endpoint, entity=entity,
+                  checkpoint=dict(checkpoint), updated_at=time.time())],
+            ["pipeline", "endpoint", "entity"],
+        )
+
+    # --- key states ----------------------------------------------------------------
+
+    def load(self, pipeline: str, entity: str, keys: Iterable[str],
+             conn: Connection | None = None) -> dict[str, KeyState]:
+        """The states of ``keys`` (text form); keys never seen get a fresh state."""
+        wanted = list(dict.fromkeys(keys))
+        t = schema.key_states
+        out: dict[str, KeyState] = {}
+
+        def _read(c: Connection) -> None:
+            for part in _chunks(wanted):
+                rows = c.execute(
+                    sa.select(t.c.key, t.c.state).where(
+                        t.c.pipeline == pipeline, t.c.entity == entity, t.c.key.in_(part)
+                    )
+                )
+                for key, state in rows:
+                    out[key] = state_from_json(state)
+
+        if conn is None:
+            with self.engine.connect() as c:
+                _read(c)
+        else:
+            _read(conn)
+        for k in wanted:
+            out.setdefault(k, KeyState())
+        return out
+
+    @staticmethod
+    def save(conn: Connection, pipeline: str, entity: str, states: Mapping[str, KeyState]) -> None:
+        """Write key states and their outbox rows (set-based) inside ``conn``'s transaction."""
+        if not states:
+            return
+        now = time.time()
+        rows = [
+            dict(pipeline=pipeline, entity=entity, key=k, state=state_to_json(st),
+                 parked=st.parked.conflict_id if st.parked else None, updated_at=now)
+            for k, st in states.items()
+        ]
+        _upsert(conn, schema.key_states, rows, ["pipeline", "entity", "key"])
+        ob = schema.outbox
+        keys = list(states)
+        for part in _chunks(keys):
+            conn.execute(
+                ob.delete().where(ob.c.pipeline == pipeline, ob.c.entity == entity,
+                                  ob.c.key.in_(part))
+            )
+        pending = [
+            dict(pipeline=pipeline, entity=entity, key=k, endpoint=t)
+            for k, st in states.items()
+            for t in sorted(st.outbox)
+        ]
+        if pending:
+            conn.execute(ob.insert(), pending)
+
+    def outbox_keys(self, pipeline: str, entity: str) -> list[str]:
+        ob = schema.outbox
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(ob.c.key).where(ob.c.pipeline == pipeline, ob.c.entity == entity)
+                .distinct().order_by(ob.c.key)
+            )
+            return [r[0] for r in rows]
+
+    def count_keys(self, pipeline: str, entity: str) -> int:
+        t = schema.key_states
+        with self.engine.connect() as conn:
+            return int(conn.execute(
+                sa.select(sa.func.count()).select_from(t)
+                .where(t.c.pipeline == pipeline, t.c.entity == entity)
+            ).scalar_one())
+
+    # --- snapshots -----------------------------------------------------------------
+
+    def snapshot_progress(self, pipeline: str, entity: str) -> dict[str, dict[str, Any]]:
+        t = schema.snapshots
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t).where(t.c.pipeline == pipeline, t.c.entity == entity)
+            ).mappings().all()
+        return {r["endpoint"]: dict(r) for r in rows}
+
+    @staticmethod
+    def put_snapshot_progress(conn: Connection, pipeline: str, entity: str, endpoint: str,
+                              **fields: Any) -> None:
+        row = dict(pipeline=pipeline, entity=entity, endpoint=endpoint,
+                   updated_at=time.time(), **fields)
+        _upsert(conn, schema.snapshots, [row], ["pipeline", "entity", "endpoint"])
+
+    @staticmethod
+    def stage_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
+        _upsert(conn, schema.snapshot_rows, rows, ["pipeline", "entity", "key", "endpoint"])
+
+    def staged(self, pipeline: str, entity: str, after: str | None,
+               limit: int) -> list[dict[str, Any]]:
+        """Staged rows of up to ``limit`` keys after ``after``, ordered by key."""
+        t = schema.snapshot_rows
+        with self.engine.connect() as conn:
+            q = sa.select(t.c.key).where(t.c.pipeline == pipeline, t.c.entity == entity)
+            if after is not None:
+                q = q.where(t.c.key > after)
+            keys = [r[0] for r in conn.execute(q.distinct().order_by(t.c.key).limit(limit))]
+            if not keys:
+                return []
+            rows = conn.execute(
+                sa.select(t).where(t.c.pipeline == pipeline, t.c.entity == entity,
+                                   t.c.key.in_(keys)).order_by(t.c.key)
+            ).mappings().all()
+        return [dict(r) for r in rows]
+
+    @staticmethod
+    def finish_snapshot(conn: Connection, pipeline: str, entity: str) -> None:
+        for t in (schema.snapshot_rows, schema.snapshots):
+            conn.execute(t.delete().where(t.c.pipeline == pipeline, t.c.entity == entity))
+
+    # --- runs and audit ------------------------------------------------------------
+
+    def start_run(self, pipeline: str, command: str) -> int:
+        with self.engine.begin() as conn:
+            res = conn.execute(schema.runs.insert().values(
+                pipeline=pipeline, command=command, started_at=time.time(), status="running"))
+            pk = res.inserted_primary_key
+            assert pk is not None
+            return int(pk[0])
+
+    def finish_run(self, run_id: int, status: str, summary: Mapping[str, Any]) -> None:
+        t = schema.runs
+        with self.engine.begin() as conn:
+            conn.execute(t.update().where(t.c.id == run_id).values(
+                finished_at=time.time(), status=status, summary=dict(summary)))
+
+    def runs(self, pipeline: str, limit: int = 10) -> list[dict[str, Any]]:
+        t = schema.runs
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(t).where(t.c.pipeline == pipeline)
+                                .order_by(t.c.id.desc()).limit(limit)).mappings().all()
+        return [dict(r) for r in rows]
+
+    @staticmethod
+    def audit(conn: Connection, pipeline: str, actor: str, action: str,
+              detail: Mapping[str, Any]) -> None:
+        conn.execute(schema.audit.insert().values(
+            at=time.time(), pipeline=pipeline, actor=actor, action=action, detail=dict(detail)))
