@@ -60,6 +60,7 @@ class KeyState:
     endpoints: dict[str, EndpointState] = field(default_factory=dict)
     outbox: set[str] = field(default_factory=set)  # endpoints with a pending apply
     parked: ParkedConflict | None = None
+    key: dict[str, Any] | None = None  # the key columns, for applies replayed from the outbox
 
     def at(self, endpoint: str) -> EndpointState:
         st = self.endpoints.get(endpoint)

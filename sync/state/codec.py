@@ -36,6 +36,7 @@ def state_to_json(st: KeyState) -> dict[str, Any]:
             for name, e in st.endpoints.items()
         },
         "x": sorted(st.outbox),
+        "k": row_to_json(st.key),
     }
     if st.parked is not None:
         out["park"] = {
@@ -64,6 +65,7 @@ def state_from_json(d: dict[str, Any]) -> KeyState:
             for name, e in d["e"].items()
         },
         outbox=set(d["x"]),
+        key=row_from_json(d.get("k")),
         parked=None if park is None else ParkedConflict(
             park["id"], {n: side_from_json(s) for n, s in park["sides"].items()},
             row_from_json(park["base"])),

@@ -1,0 +1,118 @@
+"""Everything a run of one pipeline needs open: store, endpoints, bindings, policies."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from conflict.case import ConflictCase, Decision, Park
+from conflict.store import ConflictStore
+from connectors.base import Binding, Endpoint, TableSchema
+from sync.state.store import StateStore, open_store
+
+log = logging.getLogger("cdcsync")
+
+# Types in order of preference when endpoints disagree on a column: a column
+# that PostgreSQL calls timestamptz and SQLite calls TEXT is a timestamp.
+_WEAK_TYPES = ("any", "text")
+
+
+def entity_types(schemas: dict[str, TableSchema], bindings: dict[str, Binding]) -> dict[str, str]:
+    """The logical type of each entity column, the most specific one any endpoint declares."""
+    out: dict[str, str] = {}
+    for name, sch in schemas.items():
+        rev = {v: k for k, v in bindings[name].columns.items()}
+        for col in sch.columns:
+            ent = rev.get(col.name, col.name)
+            have = out.get(ent)
+            if have is None or (have in _WEAK_TYPES and col.logical not in _WEAK_TYPES):
+                out[ent] = col.logical
+    return out
+
+
+@dataclass
+class EntityContext:
+    name: str
+    cfg: Any  # config.EntityConfig
+    bindings: dict[str, Binding]
+    sources: list[str]
+    sinks: list[str]
+    types: dict[str, str]
+    resolver: Any  # conflict policy with .decide()
+
+    def resolve(self, case: ConflictCase) -> Decision:
+        try:
+            decision = self.resolver.decide(case)
+        except Exception as exc:  # a custom policy's own bug must not stop the pipeline
+            log.warning("conflict policy failed on %s: %s", self.name, exc)
+            return Park(policy="error", reason=f"the conflict policy failed: {exc}")
+        if decision is None:
+            return Park(policy="manual", reason="no policy could decide")
+        return decision  # type: ignore[no-any-return]
+
+
+@dataclass
+class PipelineContext:
+    cfg: Any  # config.PipelineConfig
+    store: StateStore
+    conflicts: ConflictStore
+    endpoints: dict[str, Endpoint] = field(default_factory=dict)
+    entities: dict[str, EntityContext] = field(default_factory=dict)
+    run_id: int | None = None
+
+    @property
+    def pipeline(self) -> str:
+        return str(self.cfg.pipeline)
+
+    def close(self) -> None:
+        for ep in self.endpoints.values():
+            try:
+                ep.close()
+            except Exception:  # closing is best effort
+                log.debug("closing endpoint failed", exc_info=True)
+        self.store.close()
+
+
+def bindings_for(cfg: Any, entity_name: str) -> dict[str, Binding]:
+    ent = cfg.entities[entity_name]
+    out: dict[str, Binding] = {}
+    for ep_name, eb in ent.endpoints.items():
+        out[ep_name] = Binding(
+            entity=entity_name,
+            endpoint=ep_name,
+            table=eb.table,
+            key=tuple(ent.key),
+            columns=dict(eb.columns or {}),
+            only=frozenset(ent.include) if ent.include else None,
+            exclude=frozenset(ent.exclude or ()),
+        )
+    return out
+
+
+@contextmanager
+def open_pipeline(cfg: Any, *, with_types: bool = True) -> Iterator[PipelineContext]:
+    """Open the state store and every endpoint of ``cfg``; close them all afterwards."""
+    from conflict.policies import build_resolver
+    from connectors.registry import open_endpoint
+
+    store = open_store(cfg.state.url)
+    ctx = PipelineContext(cfg, store, ConflictStore(store.engine))
+    try:
+        for name, settings in cfg.endpoints.items():
+            ctx.endpoints[name] = open_endpoint(name, settings, pipeline=cfg.pipeline)
+        for name, ent in cfg.entities.items():
+            bindings = bindings_for(cfg, name)
+            types: dict[str, str] = {}
+            if with_types:
+                schemas = {ep: ctx.endpoints[ep].schema(b) for ep, b in bindings.items()}
+                types = entity_types(schemas, bindings)
+            ctx.entities[name] = EntityContext(
+                name=name, cfg=ent, bindings=bindings, sources=list(ent.sources()),
+                sinks=list(ent.sinks()), types=types, resolver=build_resolver(ent.conflict),
+            )
+        yield ctx
+    finally:
+        ctx.close()

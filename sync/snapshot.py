@@ -1,0 +1,146 @@
+"""The initial snapshot of an entity: read every endpoint, then reconcile by key.
+
+Each endpoint's rows are staged in the state store chunk by chunk, with the
+log position taken *before* the first read; an interrupted snapshot resumes
+at the last staged key. When every endpoint is staged, the keys are
+reconciled together (equal rows become the common baseline, missing rows are
+inserts, differing rows are conflicts) and the captured positions become the
+checkpoints the change stream starts from. A change that happened during the
+read is then read again from the log: applying it twice leaves the same row,
+so nothing is lost and nothing is applied twice in effect.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from conflict.canonical import from_json_value, key_text, row_from_json, row_hash, row_to_json
+from conflict.canonical import to_json_value as enc
+from conflict.protocol import Edit, KeyState, Kind, on_snapshot
+from sync.apply import apply_pending
+from sync.capture import typed
+from sync.context import EntityContext, PipelineContext
+from sync.summary import RunSummary
+
+Progress = Callable[[str, int], None]
+
+
+def needs_snapshot(ctx: PipelineContext, ent: EntityContext) -> bool:
+    if ctx.store.snapshot_progress(ctx.pipeline, ent.name):
+        return True  # one is under way
+    return any(ctx.store.checkpoint(ctx.pipeline, ep, ent.name) is None for ep in ent.bindings)
+
+
+def stage_endpoint(ctx: PipelineContext, ent: EntityContext, endpoint: str,
+                   progress: Progress | None = None) -> int:
+    """Copy one endpoint's rows into the staging table; resumable. Returns rows staged."""
+    store = ctx.store
+    src = ctx.endpoints[endpoint]
+    binding = ent.bindings[endpoint]
+    prog = store.snapshot_progress(ctx.pipeline, ent.name).get(endpoint)
+    if prog is not None and prog["status"] == "staged":
+        return 0
+    if prog is None:
+        position = dict(src.position())
+        with store.transaction() as conn:
+            store.put_snapshot_progress(conn, ctx.pipeline, ent.name, endpoint,
+                                        status="reading", position=position, after_key=None,
+                                        rows=0)
+        after_key, total = None, 0
+    else:
+        after_key = row_from_json(prog["after_key"])
+        total = int(prog["rows"])
+    chunk_size = int(ctx.cfg.batch.snapshot_chunk)
+    now = time.time()
+    while True:
+        chunk = src.snapshot(binding, after_key, chunk_size)
+        rows = []
+        for r in chunk.rows:
+            row = typed(ent, r.row) or {}
+            key = typed(ent, r.key) or {}
+            rows.append(dict(pipeline=ctx.pipeline, entity=ent.name, key=key_text(key),
+                             endpoint=endpoint, row=row_to_json(row),
+                             row_version=enc(r.row_version), committed_at=now))
+        total += len(rows)
+        after_key = dict(chunk.last_key) if chunk.last_key is not None else after_key
+        with store.transaction() as conn:
+            store.stage_rows(conn, rows)
+            store.put_snapshot_progress(
+                conn, ctx.pipeline, ent.name, endpoint,
+                status="staged" if chunk.done else "reading",
+                position=prog["position"] if prog else position,
+                after_key=row_to_json(after_key), rows=total)
+        if progress is not None:
+            progress(endpoint, len(rows))
+        if chunk.done:
+            return total
+
+
+def reconcile(ctx: PipelineContext, ent: EntityContext, summary: RunSummary) -> None:
+    """Decide every staged key across its endpoints, apply, and start the streams."""
+    from conflict.store import ConflictStore
+
+    store = ctx.store
+    size = int(ctx.cfg.batch.size)
+    after: str | None = None
+    while True:
+        staged = store.staged(ctx.pipeline, ent.name, after, size)
+        if not staged:
+            break
+        by_key: dict[str, dict[str, dict[str, Any]]] = {}
+        for r in staged:
+            by_key.setdefault(r["key"], {})[r["endpoint"]] = r
+        states = store.load(ctx.pipeline, ent.name, by_key)
+        records = []
+        for k, rows in by_key.items():
+            st: KeyState = states[k]
+            reads: dict[str, Edit | None] = {}
+            for ep in ent.bindings:
+                staged_row = rows.get(ep)
+                content = row_from_json(staged_row["row"]) if staged_row else None
+                if content is not None and st.key is None:
+                    st.key = {c: content[c] for c in ent.cfg.key}
+                edit = None if staged_row is None else Edit(
+                    endpoint=ep, content=content, position=None,
+                    committed_at=float(staged_row["committed_at"]),
+                    row_version=from_json_value(staged_row["row_version"]))
+                if ep in ent.sources:
+                    reads[ep] = edit
+                else:  # a target only: what it holds is known, but it is no edit
+                    e = st.at(ep)
+                    e.hash = row_hash(edit.content) if edit else ""
+                    e.row_version = edit.row_version if edit else None
+            for ep, read in reads.items():
+                if read is not None:
+                    summary.at(ent.name, ep, "*").read += 1
+            for out in on_snapshot(st, reads, entity=ent.name, key=st.key or {},
+                                   sinks=ent.sinks, resolve=ent.resolve):
+                if out.conflict is not None:
+                    records.append((k, out.conflict))
+                    src = out.conflict.case.incoming.endpoint
+                    if out.kind is Kind.PARKED:
+                        summary.at(ent.name, src, "*").parked += 1
+                    else:
+                        summary.at(ent.name, src, "*").resolved += 1
+        summary.snapshot_rows += len(staged)
+        with store.transaction() as conn:
+            store.save(conn, ctx.pipeline, ent.name, states)
+            for k, rec in records:
+                ConflictStore.record(conn, ctx.pipeline, k, rec, ctx.run_id)
+        apply_pending(ctx, ent, states, summary)
+        after = staged[-1]["key"]
+    progress = store.snapshot_progress(ctx.pipeline, ent.name)
+    with store.transaction() as conn:
+        for ep, prog in progress.items():
+            if prog["position"] is not None:
+                store.put_checkpoint(conn, ctx.pipeline, ep, ent.name, prog["position"])
+        store.finish_snapshot(conn, ctx.pipeline, ent.name)
+
+
+def snapshot_entity(ctx: PipelineContext, ent: EntityContext, summary: RunSummary,
+                    progress: Progress | None = None) -> None:
+    for ep in ent.bindings:
+        stage_endpoint(ctx, ent, ep, progress)
+    reconcile(ctx, ent, summary)

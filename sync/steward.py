@@ -1,0 +1,80 @@
+"""A data steward's decisions on parked conflicts, applied like any other version."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from conflict.canonical import key_text
+from conflict.protocol import resolve_parked
+from conflict.store import ConflictStore
+from sync.apply import apply_pending
+from sync.context import PipelineContext
+from sync.summary import RunSummary
+
+
+class StewardError(Exception):
+    """The decision does not fit the conflict (unknown side, column...)."""
+
+
+def decide(
+    ctx: PipelineContext,
+    conflict_id: str,
+    *,
+    pick: str | None = None,
+    fields: Mapping[str, str] | None = None,
+    actor: str,
+    note: str = "",
+) -> dict[str, Any]:
+    """Resolve an open conflict by picking an endpoint's side whole, or column by column.
+
+    ``fields`` maps a column to the endpoint whose value it takes; columns not
+    named take ``pick``'s value (or, without ``pick``, the current version's).
+    The decided version is applied to every endpoint that does not hold it.
+    """
+    rec = ctx.conflicts.get(ctx.pipeline, conflict_id)
+    if rec is None:
+        raise StewardError(f"no conflict {conflict_id!r} in pipeline {ctx.pipeline!r}")
+    if rec["status"] != "open":
+        raise StewardError(f"conflict {rec['id']} is already {rec['status']}")
+    ent = ctx.entities.get(rec["entity"])
+    if ent is None:
+        raise StewardError(f"entity {rec['entity']!r} is no longer in the pipeline")
+    st = ctx.store.load(ctx.pipeline, ent.name, [rec["key"]])[rec["key"]]
+    if st.parked is None or not st.parked.conflict_id.startswith(rec["id"]):
+        raise StewardError(f"conflict {rec['id']} is not the one parked on its record")
+    sides = st.parked.sides
+    for ep in [pick, *(fields or {}).values()]:
+        if ep is not None and ep not in sides:
+            raise StewardError(f"no side {ep!r}; the sides are: {', '.join(sorted(sides))}")
+    if pick is None and not fields:
+        raise StewardError("say which side wins (--pick ENDPOINT) or field by field (--field)")
+    base_side = sides[pick] if pick else next(iter(sides.values()))
+    content: dict[str, Any] | None = None if base_side.content is None else dict(base_side.content)
+    for col, ep in (fields or {}).items():
+        src = sides[ep].content
+        if src is None or content is None:
+            raise StewardError("field-by-field decisions need both sides present (not deleted)")
+        if col not in src:
+            raise StewardError(f"no column {col!r} in {ep}'s version")
+        content[col] = src[col]
+    chosen = pick if not fields else None
+    new_v = resolve_parked(st, content, chosen=chosen, sinks=ent.sinks, when=time.time())
+    with ctx.store.transaction() as conn:
+        ctx.store.save(conn, ctx.pipeline, ent.name, {rec["key"]: st})
+        winner = pick if not fields else "fields:" + ",".join(f"{c}={e}" for c, e in
+                                                             sorted(fields.items()))
+        ConflictStore.mark_resolved(conn, rec["id"], content=content, winner=winner or "",
+                                    decided_by=actor, vector=new_v.as_dict(), reason=note)
+        ctx.store.audit(conn, ctx.pipeline, actor, "conflict.resolve",
+                        {"conflict": rec["id"], "entity": ent.name, "key": rec["key"],
+                         "pick": pick, "fields": dict(fields or {}), "note": note})
+    summary = RunSummary(pipeline=ctx.pipeline)
+    apply_pending(ctx, ent, {rec["key"]: st}, summary)
+    return {"conflict": rec["id"], "entity": ent.name, "key": rec["key"],
+            "applied": summary.total("applied"), "skipped": summary.total("skipped"),
+            "pending": sorted(st.outbox)}
+
+
+__all__ = ["StewardError", "decide", "key_text"]

@@ -1,0 +1,72 @@
+"""Counts of one run, per entity and direction, for the summary table and ``--json``."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class DirectionStats:
+    entity: str
+    source: str
+    target: str
+    read: int = 0  # changes (and snapshot rows) read at the source
+    applied: int = 0  # rows written at the target
+    skipped: int = 0  # applies refused by compare-and-set (a user edit is on its way)
+    echoes: int = 0  # own writes read back and dropped
+    duplicates: int = 0
+    resolved: int = 0  # conflicts decided by policy
+    parked: int = 0  # conflicts left to a steward
+    seconds: float = 0.0
+
+
+@dataclass
+class RunSummary:
+    pipeline: str
+    started_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+    directions: dict[tuple[str, str, str], DirectionStats] = field(default_factory=dict)
+    snapshot_rows: int = 0
+    open_conflicts: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def at(self, entity: str, source: str, target: str) -> DirectionStats:
+        key = (entity, source, target)
+        st = self.directions.get(key)
+        if st is None:
+            st = self.directions[key] = DirectionStats(entity, source, target)
+        return st
+
+    @property
+    def seconds(self) -> float:
+        return (self.finished_at or time.time()) - self.started_at
+
+    def total(self, attr: str) -> int:
+        return sum(int(getattr(d, attr)) for d in self.directions.values())
+
+    @property
+    def status(self) -> str:
+        if self.errors:
+            return "failed"
+        if self.open_conflicts:
+            return "attention"
+        return "ok"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "pipeline": self.pipeline,
+            "status": self.status,
+            "seconds": round(self.seconds, 3),
+            "snapshot_rows": self.snapshot_rows,
+            "open_conflicts": self.open_conflicts,
+            "errors": list(self.errors),
+            "totals": {a: self.total(a) for a in
+                       ("read", "applied", "skipped", "echoes", "resolved", "parked")},
+            "directions": [
+                {**asdict(d), "seconds": round(d.seconds, 3)}
+                for d in sorted(self.directions.values(),
+                                key=lambda d: (d.entity, d.source, d.target))
+            ],
+        }
