@@ -1,0 +1,322 @@
+"""``cdcsync``: the command line, a thin layer over functions the tests call directly.
+
+Exit codes (also in the README):
+
+* 0 — success;
+* 1 — failure (a server unreachable after retries, a permanent connector error),
+  or drift found by ``verify``;
+* 2 — usage or configuration error;
+* 3 — success, but items wait for a data steward (open conflicts).
+
+Heavy modules (SQLAlchemy, drivers, rich) are imported inside the commands, so
+that ``cdcsync --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn
+
+import click
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_ATTENTION = 0, 1, 2, 3
+
+
+def _fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
+    click.secho(f"error: {message}", fg="red", err=True)
+    sys.exit(code)
+
+
+def _load(path: str) -> Any:
+    from config import ConfigError, load_pipeline
+
+    try:
+        return load_pipeline(path)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_USAGE)
+
+
+@contextmanager
+def _user_errors(debug: bool) -> Iterator[None]:
+    """Report known failures as one clear line; a traceback only with --debug."""
+    from connectors.base import ConnectorError
+    from sync.steward import StewardError
+
+    try:
+        yield
+    except (StewardError, click.UsageError) as exc:
+        _fail(str(exc), EXIT_USAGE)
+    except ConnectorError as exc:
+        if debug:
+            raise
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted; the next run resumes from the last committed batch")
+    except Exception as exc:
+        if debug:
+            raise
+        _fail(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)")
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.option("--log-json", is_flag=True, help="Logs as JSON lines.")
+@click.version_option(package_name="cdcsync")
+@click.pass_context
+def main(ctx: click.Context, debug: bool, log_json: bool) -> None:
+    """cdcsync keeps the same records in several databases in step, both ways."""
+    ctx.obj = {"debug": debug}
+    level = logging.DEBUG if debug else logging.WARNING
+    fmt = ('{"at":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s",'
+           '"message":"%(message)s"}' if log_json else "%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
+
+
+def _debug() -> bool:
+    return bool(click.get_current_context().obj.get("debug"))
+
+
+pipeline_arg = click.argument("pipeline", type=click.Path(dir_okay=False))
+json_opt = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+# --- run -------------------------------------------------------------------------------
+
+
+@main.command()
+@pipeline_arg
+@json_opt
+@click.option("--entity", "entities", multiple=True, help="Only these entities.")
+def run(pipeline: str, as_json: bool, entities: tuple[str, ...]) -> None:
+    """One batch sync: snapshot on the first run, then catch up from the checkpoints."""
+    from sync.engine import run_pipeline
+    from sync.render import progress_bar, summary_table
+
+    cfg = _load(pipeline)
+    unknown = [e for e in entities if e not in cfg.entities]
+    if unknown:
+        _fail(f"unknown entity {unknown[0]!r}; the pipeline has: {', '.join(cfg.entities)}",
+              EXIT_USAGE)
+    with _user_errors(_debug()), progress_bar(enabled=not as_json) as progress:
+        summary = run_pipeline(cfg, entities=list(entities) or None, progress=progress)
+    if as_json:
+        click.echo(json.dumps(summary.to_json(), indent=2))
+    else:
+        _console().print(summary_table(summary, cfg))
+    sys.exit(EXIT_ATTENTION if summary.open_conflicts else EXIT_OK)
+
+
+# --- setup / teardown --------------------------------------------------------------------
+
+
+def _each_endpoint(cfg: Any, verb: str) -> None:
+    from connectors.registry import open_endpoint
+    from sync.context import bindings_for
+
+    for name, settings in cfg.endpoints.items():
+        bindings = [b for e in cfg.entities
+                    for ep, b in bindings_for(cfg, e).items() if ep == name]
+        ep = open_endpoint(name, settings, pipeline=cfg.pipeline)
+        try:
+            lines: list[str] = getattr(ep, verb)(bindings, cfg.pipeline)
+        finally:
+            ep.close()
+        for line in lines:
+            click.echo(f"{name}: {line}")
+
+
+@main.command()
+@pipeline_arg
+def setup(pipeline: str) -> None:
+    """Create the capture objects (triggers, publications, slots) at every endpoint."""
+    cfg = _load(pipeline)
+    with _user_errors(_debug()):
+        _each_endpoint(cfg, "setup")
+        from sync.state import open_store
+
+        open_store(cfg.state.url).close()
+    click.echo("setup complete")
+
+
+@main.command()
+@pipeline_arg
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def teardown(pipeline: str, yes: bool) -> None:
+    """Remove the capture objects from every endpoint (the state store is kept)."""
+    cfg = _load(pipeline)
+    if not yes and sys.stdin.isatty():
+        click.confirm("Remove triggers, slots and publications of this pipeline?", abort=True)
+    with _user_errors(_debug()):
+        _each_endpoint(cfg, "teardown")
+    click.echo("teardown complete")
+
+
+# --- status / verify ---------------------------------------------------------------------
+
+
+@main.command()
+@pipeline_arg
+@json_opt
+def status(pipeline: str, as_json: bool) -> None:
+    """Checkpoints, last runs, pending applies and conflicts waiting for a steward."""
+    from sync.render import status_view
+    from sync.status import collect_status
+
+    cfg = _load(pipeline)
+    with _user_errors(_debug()):
+        info = collect_status(cfg)
+    if as_json:
+        click.echo(json.dumps(info, indent=2, default=str))
+    else:
+        _console().print(status_view(info))
+    sys.exit(EXIT_ATTENTION if info["open_conflicts"] or info["warnings"] else EXIT_OK)
+
+
+@main.command()
+@pipeline_arg
+@json_opt
+@click.option("--entity", "entities", multiple=True, help="Only these entities.")
+def verify(pipeline: str, as_json: bool, entities: tuple[str, ...]) -> None:
+    """Compare every entity across its endpoints; exit 1 on any drift."""
+    from sync.context import open_pipeline
+    from sync.render import drift_view
+    from sync.verify import verify as run_verify
+
+    cfg = _load(pipeline)
+    with _user_errors(_debug()), open_pipeline(cfg) as ctx:
+        drifts = run_verify(ctx, list(entities) or None)
+    if as_json:
+        click.echo(json.dumps([d.to_json() for d in drifts], indent=2))
+    else:
+        _console().print(drift_view(drifts))
+    sys.exit(EXIT_OK if all(d.in_sync for d in drifts) else EXIT_FAILURE)
+
+
+# --- conflicts ---------------------------------------------------------------------------
+
+
+@main.group()
+def conflicts() -> None:
+    """Review the conflict report and decide parked conflicts."""
+
+
+@conflicts.command("list")
+@pipeline_arg
+@json_opt
+@click.option("--all", "show_all", is_flag=True, help="Include conflicts resolved by policy.")
+@click.option("--entity", default=None)
+def conflicts_list(pipeline: str, as_json: bool, show_all: bool, entity: str | None) -> None:
+    """Open conflicts (with --all: every conflict, however it was decided)."""
+    from conflict.store import ConflictStore
+    from sync.render import conflicts_table
+    from sync.state import open_store
+
+    cfg = _load(pipeline)
+    with _user_errors(_debug()):
+        store = open_store(cfg.state.url)
+        rows = ConflictStore(store.engine).list(
+            cfg.pipeline, status=None if show_all else "open", entity=entity)
+        store.close()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+    else:
+        _console().print(conflicts_table(rows, show_all))
+
+
+@conflicts.command("show")
+@pipeline_arg
+@click.argument("conflict_id")
+@json_opt
+def conflicts_show(pipeline: str, conflict_id: str, as_json: bool) -> None:
+    """Both versions of one conflict, column by column, and how it was decided."""
+    from conflict.store import ConflictStore
+    from sync.render import conflict_detail
+    from sync.state import open_store
+
+    cfg = _load(pipeline)
+    with _user_errors(_debug()):
+        store = open_store(cfg.state.url)
+        rec = ConflictStore(store.engine).get(cfg.pipeline, conflict_id)
+        store.close()
+    if rec is None:
+        _fail(f"no conflict {conflict_id!r} (ids may be shortened to a unique prefix)",
+              EXIT_USAGE)
+    if as_json:
+        click.echo(json.dumps(rec, indent=2, default=str))
+    else:
+        _console().print(conflict_detail(rec))
+
+
+@conflicts.command("resolve")
+@pipeline_arg
+@click.argument("conflict_id")
+@click.option("--pick", default=None, help="The endpoint whose version wins whole.")
+@click.option("--field", "fields", multiple=True, metavar="COLUMN=ENDPOINT",
+              help="Take one column from an endpoint's version (repeatable).")
+@click.option("--by", "actor", default=None, help="Who decides (default: $USER).")
+@click.option("--note", default="", help="Why: kept in the conflict report and audit log.")
+def conflicts_resolve(pipeline: str, conflict_id: str, pick: str | None,
+                      fields: tuple[str, ...], actor: str | None, note: str) -> None:
+    """Decide a parked conflict and apply the decision everywhere."""
+    from sync.context import open_pipeline
+    from sync.steward import decide
+
+    by_field: dict[str, str] = {}
+    for f in fields:
+        col, sep, ep = f.partition("=")
+        if not sep or not col or not ep:
+            _fail(f"--field takes COLUMN=ENDPOINT, not {f!r}", EXIT_USAGE)
+        by_field[col] = ep
+    cfg = _load(pipeline)
+    who = actor or os.environ.get("USER") or "steward"
+    with _user_errors(_debug()), open_pipeline(cfg) as ctx:
+        result = decide(ctx, conflict_id, pick=pick, fields=by_field or None, actor=who,
+                        note=note)
+    click.echo(f"conflict {result['conflict']} resolved by {who}: applied to "
+               f"{result['applied']} endpoint(s)"
+               + (f", {result['skipped']} moved meanwhile (their edit will be read next run)"
+                  if result["skipped"] else ""))
+
+
+# --- config ------------------------------------------------------------------------------
+
+
+@main.group("config")
+def config_group() -> None:
+    """Check or show a pipeline file."""
+
+
+@config_group.command("check")
+@click.argument("file", type=click.Path(dir_okay=False))
+def config_check(file: str) -> None:
+    """Report every problem with file, line and field; exit 2 if there is any."""
+    cfg = _load(file)
+    click.echo(f"{file}: ok (pipeline {cfg.pipeline!r}, {len(cfg.endpoints)} endpoints, "
+               f"{len(cfg.entities)} entities)")
+
+
+@config_group.command("show")
+@click.argument("file", type=click.Path(dir_okay=False))
+def config_show(file: str) -> None:
+    """Print the resolved configuration with secrets masked."""
+    from config import render_config
+
+    click.echo(render_config(_load(file)))
+
+
+Command = Callable[..., Any]
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,172 @@
+"""Human output of the CLI: the run summary, conflict report, status and drift."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from conflict.canonical import row_from_json
+from sync.summary import RunSummary
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@contextmanager
+def progress_bar(enabled: bool) -> Iterator[Callable[[str, int], None] | None]:
+    """A snapshot progress bar when stdout is a terminal; nothing otherwise."""
+    if not enabled or not sys.stdout.isatty():
+        yield None
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def advance(endpoint: str, rows: int) -> None:
+            if endpoint not in tasks:
+                tasks[endpoint] = bar.add_task(f"snapshot {endpoint}", total=None)
+            bar.advance(tasks[endpoint], rows)
+
+        yield advance
+
+
+def direction_rows(summary: RunSummary, cfg: Any) -> list[dict[str, Any]]:
+    """One row per entity and direction (source -> target)."""
+    rows = []
+    for name, ent in cfg.entities.items():
+        for src in ent.sources():
+            read = summary.directions.get((name, src, "*"))
+            for tgt in ent.sinks():
+                if tgt == src:
+                    continue
+                app = summary.directions.get((name, src, tgt))
+                rows.append({
+                    "entity": name, "direction": f"{src} -> {tgt}",
+                    "read": read.read if read else 0,
+                    "applied": app.applied if app else 0,
+                    "skipped": app.skipped if app else 0,
+                    "echoes": read.echoes if read else 0,
+                    "resolved": read.resolved if read else 0,
+                    "parked": read.parked if read else 0,
+                    "seconds": (read.seconds if read else 0) + (app.seconds if app else 0),
+                })
+    return rows
+
+
+def summary_table(summary: RunSummary, cfg: Any) -> Table:
+    t = Table(title=f"cdcsync run: {summary.pipeline} ({summary.seconds:.2f}s, "
+                    f"{summary.status})")
+    for col in ("entity", "direction", "read", "applied", "echoes dropped",
+                "conflicts resolved", "conflicts parked", "duration"):
+        t.add_column(col, justify="left" if col in ("entity", "direction") else "right")
+    for r in direction_rows(summary, cfg):
+        t.add_row(r["entity"], r["direction"], str(r["read"]), str(r["applied"]),
+                  str(r["echoes"]), str(r["resolved"]), str(r["parked"]),
+                  f"{r['seconds']:.2f}s")
+    if summary.snapshot_rows:
+        t.caption = f"snapshot: {summary.snapshot_rows} rows reconciled"
+    if summary.open_conflicts:
+        t.caption = (t.caption or "") + (
+            f"  {summary.open_conflicts} conflict(s) wait for a steward: "
+            "cdcsync conflicts list PIPELINE")
+    return t
+
+
+def _fmt(v: Any) -> str:
+    return "∅ (deleted)" if v is None else repr(v) if not isinstance(v, str) else v
+
+
+def conflicts_table(rows: list[dict[str, Any]], show_all: bool) -> Table:
+    t = Table(title="conflicts" + ("" if show_all else " waiting for a steward"))
+    for col in ("id", "entity", "key", "status", "policy", "winner", "reason", "when"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r["id"][:12], r["entity"], r["key"], r["status"], r["policy"],
+                  r["winner"] or "-", (r["reason"] or "")[:60], _when(r["created_at"]))
+    if not rows:
+        t.caption = "none"
+    return t
+
+
+def _sides(rec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    sides = rec["sides"]
+    if "by_endpoint" in sides:
+        return dict(sides["by_endpoint"])
+    return {s["e"]: s for s in (sides["current"], sides["incoming"])}
+
+
+def conflict_detail(rec: dict[str, Any]) -> Group:
+    sides = _sides(rec)
+    names = sorted(sides)
+    contents = {n: row_from_json(sides[n]["c"]) for n in names}
+    resolution = row_from_json(rec["resolution"]) if rec["status"] == "resolved" else None
+    cols: list[str] = []
+    for version in [*contents.values(), resolution]:
+        for k in version or {}:
+            if k not in cols:
+                cols.append(k)
+    t = Table(title=f"conflict {rec['id']} on {rec['entity']} {rec['key']}")
+    t.add_column("column")
+    for n in names:
+        t.add_column(f"{n} ({_when(sides[n]['t'])})")
+    if rec["status"] == "resolved":
+        t.add_column("decided")
+    for c in cols:
+        vals = [_fmt((contents[n] or {}).get(c)) if contents[n] is not None else "∅ (deleted)"
+                for n in names]
+        style = "bold yellow" if len(set(vals)) > 1 else ""
+        extra = [] if rec["status"] != "resolved" else [
+            _fmt(resolution.get(c)) if resolution is not None else "∅ (deleted)"]
+        t.add_row(Text(c, style=style), *vals, *extra)
+    info = Text(
+        f"status: {rec['status']}   policy: {rec['policy']}   winner: {rec['winner'] or '-'}\n"
+        f"reason: {rec['reason'] or '-'}\n"
+        f"decided by: {rec['decided_by'] or '-'} at {_when(rec['decided_at'])}"
+    )
+    return Group(t, info)
+
+
+def status_view(info: dict[str, Any]) -> Group:
+    t = Table(title=f"pipeline {info['pipeline']}: checkpoints")
+    for col in ("endpoint", "entity", "checkpoint", "updated"):
+        t.add_column(col)
+    for c in info["checkpoints"]:
+        t.add_row(c["endpoint"], c["entity"], str(c["checkpoint"]), _when(c["updated_at"]))
+    runs = Table(title="recent runs")
+    for col in ("id", "command", "started", "status", "seconds"):
+        runs.add_column(col)
+    for r in info["runs"]:
+        secs = (r["finished_at"] - r["started_at"]) if r["finished_at"] else None
+        runs.add_row(str(r["id"]), r["command"], _when(r["started_at"]), r["status"],
+                     f"{secs:.2f}" if secs is not None else "-")
+    lines = [f"open conflicts: {info['open_conflicts']}",
+             f"pending applies (outbox): {info['outbox']}"]
+    lines += [f"[bold red]WARNING[/]: {w}" for w in info["warnings"]]
+    return Group(t, runs, Text.from_markup("\n".join(lines)))
+
+
+def drift_view(drifts: list[Any]) -> Table:
+    t = Table(title="verify")
+    for col in ("entity", "endpoint", "rows", "missing", "extra", "differing"):
+        t.add_column(col)
+    for d in drifts:
+        t.add_row(d.entity, d.reference + " (reference)", str(d.rows.get(d.reference, 0)),
+                  "", "", "")
+        for ep, n in d.rows.items():
+            if ep == d.reference:
+                continue
+            t.add_row("", ep, str(n), str(len(d.missing.get(ep, []))),
+                      str(len(d.extra.get(ep, []))), str(len(d.differing.get(ep, []))))
+    t.caption = ("in sync" if all(d.in_sync for d in drifts) else "DRIFT found")
+    return t

@@ -1,0 +1,48 @@
+"""What ``cdcsync status`` reports: checkpoints, runs, backlog, and loud warnings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from conflict.store import ConflictStore
+from sync.state import open_store
+from sync.state.schema import outbox
+
+
+def collect_status(cfg: Any) -> dict[str, Any]:
+    store = open_store(cfg.state.url)
+    try:
+        with store.engine.connect() as conn:
+            pending = int(conn.execute(sa.select(sa.func.count()).select_from(outbox)
+                                       .where(outbox.c.pipeline == cfg.pipeline)).scalar_one())
+        info: dict[str, Any] = {
+            "pipeline": cfg.pipeline,
+            "checkpoints": store.checkpoints(cfg.pipeline),
+            "runs": store.runs(cfg.pipeline),
+            "open_conflicts": ConflictStore(store.engine).count(cfg.pipeline, "open"),
+            "outbox": pending,
+            "endpoints": {},
+            "warnings": [],
+        }
+    finally:
+        store.close()
+    # Endpoint-specific health (e.g. a PostgreSQL slot holding WAL) where a connector has it.
+    from connectors.registry import open_endpoint
+
+    for name, settings in cfg.endpoints.items():
+        try:
+            ep = open_endpoint(name, settings, pipeline=cfg.pipeline)
+        except Exception as exc:
+            info["warnings"].append(f"endpoint {name} unreachable: {exc}")
+            continue
+        try:
+            report = getattr(ep, "status", None)
+            if report is not None:
+                st = report()
+                info["endpoints"][name] = st
+                info["warnings"].extend(f"{name}: {w}" for w in st.get("warnings", []))
+        finally:
+            ep.close()
+    return info
