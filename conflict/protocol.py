@@ -185,6 +185,16 @@ def on_change(
             e.last_pos = edit.position
         return Outcome(Kind.ECHO)
 
+    # An update that changed none of the synchronised columns (only columns this
+    # entity leaves alone) of a row whose content we know exactly is no edit:
+    # the endpoint still holds version K_E. Learn its new row version only.
+    if (edit.before is not None and edit.content is not None and e.hash
+            and row_hash(edit.before) == row_hash(edit.content) == e.hash):
+        e.row_version = edit.row_version
+        if edit.position is not None:
+            e.last_pos = edit.position
+        return Outcome(Kind.UNCHANGED)
+
     # Rule 3. The counter of A goes past every counter of A seen so far: V[A]
     # normally, K_A[A] too while a key is parked and V does not move.
     counter = max(st.vector[edit.endpoint], e.known[edit.endpoint]) + 1
