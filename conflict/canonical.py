@@ -251,8 +251,11 @@ def canonical_value(v: Any) -> CanonicalValue:
     Strings are tagged only when they stand for another type, so the common
     case (text) stays readable in conflict reports.
     """
-    if v is None or isinstance(v, bool):
+    if v is None:
         return v
+    if isinstance(v, bool):
+        # Tagged: in Python True == 1, and canonical forms are compared as values too.
+        return "\x00B:1" if v else "\x00B:0"
     if isinstance(v, int):
         return v
     if isinstance(v, str):

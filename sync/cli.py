@@ -67,7 +67,8 @@ def _user_errors(debug: bool) -> Iterator[None]:
 def _console() -> Any:
     from rich.console import Console
 
-    return Console()
+    # Piped output keeps whole values (e-mails, keys) rather than wrapping at 80 columns.
+    return Console() if sys.stdout.isatty() else Console(width=200)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

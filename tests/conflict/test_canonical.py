@@ -1,0 +1,132 @@
+"""The one canonical form (DESIGN.md rule 7): equal in meaning <=> equal canonically."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import uuid
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from conflict.canonical import (
+    CoercionError,
+    canonical_value,
+    coerce,
+    from_json_value,
+    key_text,
+    row_from_json,
+    row_hash,
+    row_to_json,
+    rows_equal,
+    to_json_value,
+)
+
+UTC = dt.UTC
+D = decimal.Decimal
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        (D("1.50"), D("1.5")),
+        (D("100"), D("1E+2")),
+        (D("0.00"), D("0")),
+        (3.0, 3),
+        (-0.0, 0.0),
+        (dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+         dt.datetime(2026, 1, 2, 4, 4, 5, tzinfo=dt.timezone(dt.timedelta(hours=1)))),
+        (dt.datetime(2026, 1, 2, 3, 4, 5), dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),
+        ({"b": 1, "a": [1, 2]}, {"a": [1, 2], "b": 1}),
+        (b"\x00\xff", bytearray(b"\x00\xff")),
+    ],
+)
+def test_equal_in_meaning_is_equal(a: object, b: object) -> None:
+    assert canonical_value(a) == canonical_value(b)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        (True, 1),
+        (False, 0),
+        ("1", 1),
+        (D("1.5"), "1.5"),
+        (0.1 + 0.2, 0.3),
+        (dt.date(2026, 1, 2), "2026-01-02"),
+        (b"ab", "ab"),
+        ("\x00t:0", dt.datetime(1970, 1, 1, tzinfo=UTC)),  # a text that looks like a tag
+        (None, ""),
+    ],
+)
+def test_different_in_meaning_is_different(a: object, b: object) -> None:
+    assert canonical_value(a) != canonical_value(b)
+
+
+@pytest.mark.parametrize(
+    ("value", "logical", "expected"),
+    [
+        ("2026-01-02 03:04:05", "timestamp", dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),
+        ("2026-01-02T03:04:05.123456Z", "timestamptz",
+         dt.datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)),
+        ("2026-01-02T05:04:05+02:00", "timestamptz", dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),
+        (1, "bool", True),
+        ("f", "bool", False),
+        ("12.50", "decimal", D("12.50")),
+        (0.1, "decimal", D("0.1")),
+        ('{"b":2,"a":1}', "json", {"a": 1, "b": 2}),
+        ("00ff", "bytes", b"\x00\xff"),
+        ("\\x00ff", "bytes", b"\x00\xff"),
+        (dt.timedelta(hours=25, microseconds=5), "time", dt.time(1, 0, 0, 5)),
+        ("12:30:00", "time", dt.time(12, 30)),
+        ("2026-01-02", "date", dt.date(2026, 1, 2)),
+        (b"\x01\x00", "int", 256),
+        (3.0, "int", 3),
+        ("6f1c2a5e-2b4b-4c57-9a8e-0b6f1c2a5e2b", "uuid",
+         uuid.UUID("6f1c2a5e-2b4b-4c57-9a8e-0b6f1c2a5e2b")),
+        (None, "int", None),
+    ],
+)
+def test_coerce(value: object, logical: str, expected: object) -> None:
+    assert coerce(value, logical) == expected
+
+
+@pytest.mark.parametrize(("value", "logical"), [("maybe", "bool"), (1.5, "int"),
+                                                ("nope", "timestamp"), ("x", "decimal")])
+def test_coerce_rejects_nonsense(value: object, logical: str) -> None:
+    with pytest.raises(CoercionError, match="cannot read|is not"):
+        coerce(value, logical)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text()
+    | st.floats(allow_nan=False) | st.decimals(allow_nan=False, allow_infinity=False)
+    | st.datetimes(timezones=st.just(UTC)) | st.dates() | st.binary() | st.uuids(),
+    lambda children: st.lists(children, max_size=3)
+    | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    max_leaves=8,
+)
+
+
+@given(json_values)
+def test_store_round_trip_is_lossless(v: object) -> None:
+    back = from_json_value(to_json_value(v))
+    assert canonical_value(back) == canonical_value(v)
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=5), json_values, max_size=4))
+def test_row_hash_follows_canonical_equality(row: dict[str, object]) -> None:
+    back = row_from_json(row_to_json(row))
+    assert row_hash(back) == row_hash(row)
+    assert rows_equal(back, row)
+
+
+def test_absent_row_hash_differs_from_empty_row() -> None:
+    assert row_hash(None) == ""
+    assert row_hash({}) != ""
+
+
+def test_key_text_is_order_free_and_typed() -> None:
+    assert key_text({"a": 1, "b": "x"}) == key_text({"b": "x", "a": 1})
+    assert key_text({"a": 1}) != key_text({"a": "1"})
