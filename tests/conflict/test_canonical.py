@@ -95,7 +95,7 @@ def test_coerce(value: object, logical: str, expected: object) -> None:
 @pytest.mark.parametrize(("value", "logical"), [("maybe", "bool"), (1.5, "int"),
                                                 ("nope", "timestamp"), ("x", "decimal")])
 def test_coerce_rejects_nonsense(value: object, logical: str) -> None:
-    with pytest.raises(CoercionError, match="cannot read|is not"):
+    with pytest.raises(CoercionError, match=r"cannot read|is not"):
         coerce(value, logical)
 
 
