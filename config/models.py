@@ -1,0 +1,175 @@
+"""The pipeline file as typed, validated, frozen models.
+
+Paths and SQLite URLs are resolved against the pipeline file's directory
+while validating (the loader passes a :class:`config.base.LoadContext`), so
+what the models hold is ready to use: no code downstream needs to know where
+the file was.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
+
+from config.base import ConfigModel, Name, SubLoc, context_of, fail, issues, resolve_path
+from config.endpoints import EndpointConfig, MysqlConfig, PostgresConfig
+from config.entity import EntityConfig, unknown_endpoints
+
+if TYPE_CHECKING:
+    from connectors.base import Binding
+
+_URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)", re.DOTALL)
+_SQLITE_FILE = re.compile(r"(?P<scheme>sqlite(?:\+\w+)?):///(?P<path>[^?]*)(?P<query>\?.*)?")
+BROKER_SCHEMES = ("memory", "redis", "rediss", "amqp", "amqps")
+_CRON_FIELD = re.compile(r"[0-9A-Za-z*/,?-]+")
+
+
+class StateConfig(ConfigModel):
+    """Where checkpoints, versions and conflicts are kept: an SQLAlchemy URL.
+
+    A relative SQLite path is relative to the pipeline file; the default is
+    ``sqlite:///<config dir>/.cdcsync/<pipeline>.db`` (filled in by
+    :class:`PipelineConfig`).
+    """
+
+    url: str
+
+    @field_validator("url")
+    @classmethod
+    def _resolved(cls, value: str, info: ValidationInfo) -> str:
+        if not _URL.fullmatch(value):
+            raise fail(f"should be an SQLAlchemy URL like sqlite:///state.db, got {value!r}")
+        m = _SQLITE_FILE.fullmatch(value)
+        if m is None or m["path"] in ("", ":memory:") or m["path"].startswith("file:"):
+            return value
+        path = resolve_path(Path(m["path"]), info)
+        return f"{m['scheme']}:///{path}{m['query'] or ''}"
+
+
+class BrokerConfig(ConfigModel):
+    """The message broker carrying batches to workers: ``memory://`` runs in-process."""
+
+    url: str = "memory://"
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        m = _URL.fullmatch(value)
+        if m is None or m["scheme"] not in BROKER_SCHEMES:
+            allowed = ", ".join(f"{s}://" for s in BROKER_SCHEMES)
+            raise fail(f"should be a broker URL starting with one of {allowed}; got {value!r}")
+        return value
+
+
+class BatchConfig(ConfigModel):
+    size: int = Field(default=10000, ge=1)
+    max_wait_ms: int = Field(default=200, ge=0)
+    snapshot_chunk: int = Field(default=50000, ge=1)
+
+
+class ScheduleEntry(ConfigModel):
+    """A command run on a cron schedule (five fields: minute hour day month weekday)."""
+
+    cron: str
+    command: str = Field(default="run", min_length=1)
+
+    @field_validator("cron")
+    @classmethod
+    def _five_fields(cls, value: str) -> str:
+        fields = value.split()
+        if len(fields) != 5:
+            raise fail(
+                "should have 5 fields (minute hour day-of-month month day-of-week),"
+                f" got {len(fields)} in {value!r}"
+            )
+        bad = [f for f in fields if not _CRON_FIELD.fullmatch(f)]
+        if bad:
+            raise fail(f"invalid cron field {bad[0]!r} in {value!r}")
+        return value
+
+
+class PipelineConfig(ConfigModel):
+    """A whole pipeline file. Build it with :func:`config.load_pipeline`."""
+
+    version: Literal[1] = 1
+    pipeline: Name
+    state: StateConfig
+    broker: BrokerConfig = Field(default_factory=BrokerConfig)
+    batch: BatchConfig = Field(default_factory=BatchConfig)
+    endpoints: dict[Name, EndpointConfig] = Field(min_length=1)
+    entities: dict[Name, EntityConfig] = Field(min_length=1)
+    schedule: list[ScheduleEntry] = Field(default_factory=list)
+
+    _path: Path = PrivateAttr()
+    _secret_values: frozenset[str] = PrivateAttr(frozenset())
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_state(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, dict):
+            return data
+        state = data.get("state", {})
+        if not isinstance(state, dict) or "url" in state:
+            return data
+        name = data.get("pipeline")
+        name = name if isinstance(name, str) else "pipeline"
+        db = context_of(info).base_dir / ".cdcsync" / f"{name}.db"
+        return {**data, "state": {**state, "url": f"sqlite:///{db}"}}
+
+    @model_validator(mode="after")
+    def _consistent(self, info: ValidationInfo) -> PipelineConfig:
+        ctx = context_of(info)
+        self._path = ctx.path
+        self._secret_values = ctx.secret_values
+        found: list[tuple[SubLoc, str]] = []
+        if ctx.endpoint_names is None:
+            known = frozenset(self.endpoints)
+            for name, entity in self.entities.items():
+                found += [
+                    (("entities", name, "endpoints", *loc), msg)
+                    for loc, msg in unknown_endpoints(entity.endpoints, known)
+                ]
+        found += self._shared_tables()
+        if found:
+            raise issues(found)
+        return self
+
+    def _shared_tables(self) -> list[tuple[SubLoc, str]]:
+        """Two entities bound to one table of one endpoint would overwrite each other."""
+        found: list[tuple[SubLoc, str]] = []
+        owner: dict[tuple[str, str], str] = {}
+        for name, entity in self.entities.items():
+            for endpoint, bound in entity.endpoints.items():
+                settings = self.endpoints.get(endpoint)
+                table = bound.table
+                if isinstance(settings, PostgresConfig) and "." not in table:
+                    table = f"{settings.schema_}.{table}"
+                elif isinstance(settings, MysqlConfig) and "." not in table:
+                    table = f"{settings.database}.{table}"
+                first = owner.setdefault((endpoint, table), name)
+                if first != name:
+                    found.append(
+                        (
+                            ("entities", name, "endpoints", endpoint, "table"),
+                            f"table {bound.table!r} of endpoint {endpoint!r}"
+                            f" is already bound to entity {first!r}",
+                        )
+                    )
+        return found
+
+    @property
+    def path(self) -> Path:
+        """The pipeline file this was loaded from (absolute)."""
+        return self._path
+
+    @property
+    def base_dir(self) -> Path:
+        """The pipeline file's directory: relative paths in the file are relative to it."""
+        return self._path.parent
+
+    def binding(self, entity: str, endpoint: str) -> Binding:
+        """The connector contract's view of ``entity`` at ``endpoint``."""
+        return self.entities[entity].binding(entity, endpoint)
