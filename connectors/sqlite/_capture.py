@@ -1,0 +1,312 @@
+"""The capture objects: change log, session marker, row versions, triggers, metadata.
+
+Every write to a bound table, by anyone, fires an AFTER trigger that appends
+one row to ``_cdcsync_log`` (two for an UPDATE that changes the key: a delete
+of the old key and an insert of the new one) and sets the key's row version in
+``_cdcsync_rowver`` to that log row's ``seq``. The service's apply transaction
+holds one row in ``_cdcsync_session`` while it writes, and the triggers copy
+it into the log's ``origin``: that is how the service's own writes are told
+apart, by identity and never by content. (Triggers cannot read TEMP tables,
+so the marker is a main-schema table; SQLite has one writer at a time, so no
+other session ever sees it.)
+
+``_cdcsync_meta`` records, per table, the columns and key the triggers were
+generated for, so that a later schema change is reported instead of silently
+capturing the wrong columns, and a ``log_id`` that changes when the log is
+recreated, so that a checkpoint into an older log is refused rather than
+silently skipping the new log's first rows.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from connectors.base import Binding, SchemaError
+from connectors.sqlite._schema import TableInfo, introspect, literal, quote
+from connectors.sqlite._types import logged_sql
+
+LOG = "_cdcsync_log"
+SESSION = "_cdcsync_session"
+ROWVER = "_cdcsync_rowver"
+META = "_cdcsync_meta"
+PREFIX = "_cdcsync_"
+ORIGIN = "cdcsync"  # what the service's own writes are tagged with
+
+SHARED_DDL: dict[str, tuple[str, ...]] = {
+    LOG: (
+        f"CREATE TABLE {quote(LOG)} (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+        "tbl TEXT NOT NULL, pk TEXT NOT NULL, op TEXT NOT NULL, data TEXT, old TEXT, "
+        "origin TEXT, ts REAL NOT NULL)",
+        f"CREATE INDEX {quote(LOG + '_tbl_seq')} ON {quote(LOG)} (tbl, seq)",
+    ),
+    SESSION: (f"CREATE TABLE {quote(SESSION)} (origin TEXT)",),
+    ROWVER: (
+        f"CREATE TABLE {quote(ROWVER)} (tbl TEXT NOT NULL, pk TEXT NOT NULL, "
+        "ver INTEGER NOT NULL, token TEXT, PRIMARY KEY (tbl, pk)) WITHOUT ROWID",
+    ),
+    META: (f"CREATE TABLE {quote(META)} (name TEXT PRIMARY KEY, value TEXT NOT NULL)",),
+}
+
+_FUNCTION_PAIRS = 60  # SQLite allows 127 arguments to json_object: 2 per column
+_TS = "(julianday('now') - 2440587.5) * 86400.0"
+_ORIGIN = f"(SELECT origin FROM {quote(SESSION)} LIMIT 1)"
+_SET_ROWVER = (
+    f"INSERT INTO {quote(ROWVER)} (tbl, pk, ver, token) "
+    f"SELECT tbl, pk, seq, NULL FROM {quote(LOG)} WHERE seq = last_insert_rowid() "
+    "ON CONFLICT (tbl, pk) DO UPDATE SET ver = excluded.ver, token = NULL"
+)
+
+
+def pk_sql(prefix: str, key: Sequence[str]) -> str:
+    """The key's text in the log and the row versions: a JSON array in key order."""
+    return "json_array(" + ", ".join(logged_sql(f"{prefix}{quote(c)}") for c in key) + ")"
+
+
+def row_sql(prefix: str, columns: Sequence[str]) -> str:
+    """A JSON object of the row; wide tables are built in chunks and merged.
+
+    ``json_patch`` drops NULL members of the chunks after the first: a column
+    missing from a logged row therefore reads as NULL.
+    """
+    parts = []
+    for i in range(0, len(columns), _FUNCTION_PAIRS):
+        pairs = ", ".join(
+            f"{literal(c)}, {logged_sql(prefix + quote(c))}"
+            for c in columns[i : i + _FUNCTION_PAIRS]
+        )
+        parts.append(f"json_object({pairs})")
+    out = parts[0]
+    for part in parts[1:]:
+        out = f"json_patch({out}, {part})"
+    return out
+
+
+def is_wide(columns: int) -> bool:
+    """Whether a logged row of this many columns is built in chunks (see :func:`row_sql`)."""
+    return columns > _FUNCTION_PAIRS
+
+
+def trigger_names(table: str) -> dict[str, str]:
+    return {s: f"{PREFIX}{table}_{s}" for s in ("ins", "upd", "updk", "del")}
+
+
+def _log_insert(table: str, op: str, pk: str, data: str, old: str) -> str:
+    return (
+        f"INSERT INTO {quote(LOG)} (tbl, pk, op, data, old, origin, ts) VALUES "
+        f"({literal(table)}, {pk}, '{op}', {data}, {old}, {_ORIGIN}, {_TS});\n"
+        f"{_SET_ROWVER};\n"
+    )
+
+
+def trigger_sql(info: TableInfo, key: Sequence[str]) -> dict[str, str]:
+    """CREATE TRIGGER statements by trigger name."""
+    t, cols = info.table, info.names
+    names = trigger_names(t)
+    new_pk, old_pk = pk_sql("NEW.", key), pk_sql("OLD.", key)
+    new_row, old_row = row_sql("NEW.", cols), row_sql("OLD.", cols)
+    on = quote(t)
+
+    def trig(suffix: str, event: str, body: str, when: str = "") -> str:
+        return (
+            f"CREATE TRIGGER {quote(names[suffix])} AFTER {event} ON {on}{when} BEGIN\n"
+            f"{body}END"
+        )
+
+    return {
+        names["ins"]: trig("ins", "INSERT", _log_insert(t, "insert", new_pk, new_row, "NULL")),
+        names["upd"]: trig(
+            "upd", "UPDATE", _log_insert(t, "update", new_pk, new_row, old_row),
+            f" WHEN {new_pk} IS {old_pk}",
+        ),
+        names["updk"]: trig(
+            "updk", "UPDATE",
+            _log_insert(t, "delete", old_pk, "NULL", old_row)
+            + _log_insert(t, "insert", new_pk, new_row, "NULL"),
+            f" WHEN {new_pk} IS NOT {old_pk}",
+        ),
+        names["del"]: trig("del", "DELETE", _log_insert(t, "delete", old_pk, "NULL", old_row)),
+    }
+
+
+@dataclass(frozen=True)
+class Captured:
+    """A bound table as its triggers capture it."""
+
+    info: TableInfo
+    key: tuple[str, ...]  # endpoint key columns, in the logged pk's order
+
+
+def _meta_name(table: str) -> str:
+    return f"table:{table}"
+
+
+def _exists(conn: sqlite3.Connection, kind: str, name: str) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = ? AND name = ?", (kind, name)
+    ).fetchone()
+    return row is not None
+
+
+def log_id(conn: sqlite3.Connection) -> str | None:
+    if not _exists(conn, "table", META):
+        return None
+    row = conn.execute(f"SELECT value FROM {quote(META)} WHERE name = 'log_id'").fetchone()
+    return None if row is None else str(row[0])
+
+
+def is_set_up(conn: sqlite3.Connection, table: str) -> bool:
+    if not _exists(conn, "table", META):
+        return False
+    row = conn.execute(
+        f"SELECT 1 FROM {quote(META)} WHERE name = ?", (_meta_name(table),)
+    ).fetchone()
+    return row is not None
+
+
+def _rerun(path: Path) -> str:
+    return f"rerun `cdcsync setup` for {path}"
+
+
+def check_binding(info: TableInfo | None, binding: Binding, path: Path) -> TableInfo:
+    """The table exists, has the binding's columns, and a unique key on its key."""
+    if info is None:
+        raise SchemaError(f"table {binding.table!r} does not exist in {path}")
+    missing = [binding.endpoint_column(c) for c in binding.key]
+    missing += [binding.endpoint_column(c) for c in (binding.only or ())]
+    missing += list(binding.columns.values())
+    absent = sorted({c for c in missing if c not in info.by_name})
+    if absent:
+        raise SchemaError(
+            f"table {binding.table!r} in {path} has no column(s) {', '.join(map(repr, absent))}"
+        )
+    key = frozenset(binding.endpoint_key)
+    if key not in info.unique_keys:
+        raise SchemaError(
+            f"table {binding.table!r} in {path}: no PRIMARY KEY or UNIQUE index on exactly the "
+            f"key ({', '.join(binding.endpoint_key)}); the sink's upsert needs one"
+        )
+    return info
+
+
+def captured(conn: sqlite3.Connection, binding: Binding, path: Path) -> Captured:
+    """The table as set up, checked against what it is now.
+
+    Raises:
+        SchemaError: not set up, or the table, its key or its columns changed since.
+    """
+    info = check_binding(introspect(conn, binding.table), binding, path)
+    row = None
+    if _exists(conn, "table", META):
+        row = conn.execute(
+            f"SELECT value FROM {quote(META)} WHERE name = ?", (_meta_name(binding.table),)
+        ).fetchone()
+    if row is None:
+        raise SchemaError(f"table {binding.table!r} in {path} is not set up for capture: "
+                          f"run `cdcsync setup`")
+    meta = json.loads(row[0])
+    key = tuple(meta["key"])
+    if key != binding.endpoint_key:
+        raise SchemaError(
+            f"table {binding.table!r} in {path} was set up with key ({', '.join(key)}), the "
+            f"pipeline now says ({', '.join(binding.endpoint_key)}): {_rerun(path)}"
+        )
+    if meta["columns"] != info.signature:
+        was = ", ".join(f"{n} {d}".strip() for n, d in meta["columns"])
+        now = ", ".join(f"{n} {d}".strip() for n, d in info.signature)
+        raise SchemaError(
+            f"table {binding.table!r} in {path} changed since setup (captured: {was}; now: "
+            f"{now}): {_rerun(path)}"
+        )
+    gone = [n for n in trigger_names(binding.table).values() if not _exists(conn, "trigger", n)]
+    if gone:
+        raise SchemaError(
+            f"capture trigger(s) {', '.join(gone)} on {binding.table!r} in {path} are missing "
+            f"(was the table rebuilt?): {_rerun(path)}"
+        )
+    return Captured(info, key)
+
+
+def setup(conn: sqlite3.Connection, bindings: Sequence[Binding], path: Path) -> list[str]:
+    """Create whatever is missing or outdated; inside the caller's write transaction."""
+    lines: list[str] = []
+    for table, ddl in SHARED_DDL.items():
+        if _exists(conn, "table", table):
+            lines.append(f"{table} already present")
+            continue
+        for stmt in ddl:
+            conn.execute(stmt)
+        lines.append(f"created {table}")
+    if log_id(conn) is None:
+        conn.execute(f"INSERT INTO {quote(META)} (name, value) VALUES ('log_id', ?)",
+                     (uuid.uuid4().hex,))
+    conn.execute(f"DELETE FROM {quote(SESSION)}")  # no writer is active: any row is stale
+    first: dict[str, Binding] = {}
+    for b in bindings:
+        check_binding(introspect(conn, b.table), b, path)
+        if first.setdefault(b.table, b).endpoint_key != b.endpoint_key:
+            raise SchemaError(f"table {b.table!r} in {path} is bound with two different keys")
+    for table, b in first.items():
+        info = introspect(conn, table)
+        assert info is not None  # checked above, in this transaction
+        lines.append(_setup_table(conn, info, b.endpoint_key))
+    return lines
+
+
+def _setup_table(conn: sqlite3.Connection, info: TableInfo, key: tuple[str, ...]) -> str:
+    wanted = trigger_sql(info, key)
+    changed = 0
+    for name, sql in wanted.items():
+        row = conn.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?", (name,)
+        ).fetchone()
+        if row is not None and row[0] == sql:
+            continue
+        conn.execute(f"DROP TRIGGER IF EXISTS {quote(name)}")
+        conn.execute(sql)
+        changed += 1
+    meta = json.dumps({"columns": info.signature, "key": list(key)})
+    conn.execute(
+        f"INSERT INTO {quote(META)} (name, value) VALUES (?, ?) "
+        "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        (_meta_name(info.table), meta),
+    )
+    if not changed:
+        return f"capture triggers on {info.table} already present"
+    verb = "created" if changed == len(wanted) else "updated"
+    return f"{verb} capture triggers on {info.table} ({len(info.columns)} columns)"
+
+
+def teardown(conn: sqlite3.Connection, bindings: Sequence[Binding]) -> list[str]:
+    """Drop the bound tables' triggers; drop the shared tables once no table uses them."""
+    lines: list[str] = []
+    has_meta = _exists(conn, "table", META)
+    for table in dict.fromkeys(b.table for b in bindings):
+        dropped = 0
+        for name in trigger_names(table).values():
+            if _exists(conn, "trigger", name):
+                conn.execute(f"DROP TRIGGER {quote(name)}")
+                dropped += 1
+        if has_meta:
+            conn.execute(f"DELETE FROM {quote(META)} WHERE name = ?", (_meta_name(table),))
+        for shared in (LOG, ROWVER):
+            if _exists(conn, "table", shared):
+                conn.execute(f"DELETE FROM {quote(shared)} WHERE tbl = ?", (table,))
+        lines.append(f"dropped {dropped} capture triggers on {table}" if dropped
+                     else f"no capture triggers on {table}")
+    others = conn.execute(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE ? ESCAPE '\\'",
+        (PREFIX.replace("_", "\\_") + "%",),
+    ).fetchone()[0]
+    if others:
+        lines.append(f"kept the change log: {others} capture triggers of other tables remain")
+        return lines
+    for table in SHARED_DDL:
+        if _exists(conn, "table", table):
+            conn.execute(f"DROP TABLE {quote(table)}")
+            lines.append(f"dropped {table}")
+    return lines

@@ -1,0 +1,223 @@
+"""``SqliteEndpoint``: one SQLite file as a source and a sink."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+from connectors.base import (
+    ApplyOp,
+    ApplyResult,
+    Binding,
+    ConnectorError,
+    RetriableError,
+    SchemaError,
+    TableSchema,
+)
+from connectors.sqlite import _capture, _sink, _source
+from connectors.sqlite._capture import LOG, META, Captured, check_binding, log_id, trigger_names
+from connectors.sqlite._schema import introspect, quote
+from sync.change import ChangeBatch, Checkpoint, SnapshotChunk
+
+_BUSY = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED
+
+
+@contextmanager
+def _translated(where: str) -> Iterator[None]:
+    """sqlite3 errors as connector errors: busy/locked is retriable, the rest is not."""
+    try:
+        yield
+    except ConnectorError:
+        raise
+    except sqlite3.Error as exc:
+        msg = str(exc)
+        code = getattr(exc, "sqlite_errorcode", None)
+        if (code is not None and code & 0xFF in _BUSY) or "locked" in msg or "busy" in msg:
+            raise RetriableError(f"{where}: {msg}") from exc
+        if msg.startswith(("no such table", "no such column")):
+            raise SchemaError(f"{where}: {msg} (is the pipeline set up? `cdcsync setup`)") from exc
+        raise ConnectorError(f"{where}: {msg}") from exc
+
+
+class SqliteEndpoint:
+    """An SQLite database file: trigger-based change capture and conditional apply.
+
+    Needs nothing but Python's ``sqlite3``. One connection in WAL mode
+    (readers never block the user's writers), explicit transactions, and a
+    lock so that threads may share the endpoint.
+
+    Row versions are the per-key change sequence (``_cdcsync_rowver.ver``,
+    the ``seq`` of the key's latest log row); see ``_capture`` for the
+    objects ``setup`` creates and ``_types`` for how values are stored.
+
+    ``confirm`` does nothing: several entities may read one log with
+    different checkpoints, so the engine calls :meth:`prune` with all of
+    them (or an explicit ``seq``) and the lowest one wins. Pipelines that
+    share one database file share its log: pruning by one may drop rows that
+    another has not read.
+    """
+
+    def __init__(self, name: str, path: Path | str, *, busy_timeout: float = 10.0) -> None:
+        self.name = name
+        self.path = Path(path)
+        self._busy_timeout = busy_timeout
+        self._lock = threading.RLock()
+        self._tables = _sink.KeyTables()
+        self._cache: dict[str, tuple[int, Captured]] = {}
+        self._conn: sqlite3.Connection | None = None
+        if not self.path.is_file():
+            raise ConnectorError(f"endpoint {name!r}: SQLite database {self.path} does not exist")
+        with self._lock:
+            self._open()
+
+    # --- connection and transactions ---------------------------------------------------
+
+    def _open(self) -> sqlite3.Connection:
+        if self._conn is None:
+            with _translated(f"{self.name}: opening {self.path}"):
+                conn = sqlite3.connect(
+                    self.path.resolve().as_uri() + "?mode=rw",
+                    uri=True,
+                    isolation_level=None,
+                    check_same_thread=False,
+                    timeout=self._busy_timeout,
+                )
+                try:
+                    conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+                    conn.execute("PRAGMA journal_mode = WAL").fetchone()
+                except BaseException:
+                    conn.close()
+                    raise
+            self._conn = conn
+            self._tables.forget()
+        return self._conn
+
+    @contextmanager
+    def _txn(self, what: str, *, write: bool) -> Iterator[sqlite3.Connection]:
+        with self._lock, _translated(f"{self.name}: {what} on {self.path}"):
+            conn = self._open()
+            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    with suppress(sqlite3.Error):  # the original error matters more
+                        conn.execute("ROLLBACK")
+                raise
+
+    def _captured(self, conn: sqlite3.Connection, binding: Binding) -> Captured:
+        """The bound table as set up, re-checked whenever the schema changed."""
+        version = int(conn.execute("PRAGMA schema_version").fetchone()[0])
+        hit = self._cache.get(binding.table)
+        if hit is not None and hit[0] == version and hit[1].key == binding.endpoint_key:
+            check_binding(hit[1].info, binding, self.path)  # the binding's own columns
+            return hit[1]
+        cap = _capture.captured(conn, binding, self.path)
+        self._cache[binding.table] = (version, cap)
+        return cap
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> SqliteEndpoint:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- setup ---------------------------------------------------------------------------
+
+    def setup(self, bindings: Sequence[Binding], pipeline: str = "") -> list[str]:
+        """Create the capture objects (idempotent); returns what was created or found."""
+        with self._txn("setup", write=True) as conn:
+            lines = _capture.setup(conn, bindings, self.path)
+        self._cache.clear()
+        return lines
+
+    def teardown(self, bindings: Sequence[Binding], pipeline: str = "") -> list[str]:
+        with self._txn("teardown", write=True) as conn:
+            lines = _capture.teardown(conn, bindings)
+        self._cache.clear()
+        return lines
+
+    def schema(self, binding: Binding) -> TableSchema:
+        """The table in endpoint names; a table set up for capture is also checked for drift."""
+        with self._txn("schema", write=False) as conn:
+            info = check_binding(introspect(conn, binding.table), binding, self.path)
+            if _capture.is_set_up(conn, binding.table):
+                self._captured(conn, binding)
+        return info.table_schema(binding.endpoint_key)
+
+    def status(self) -> dict[str, Any]:
+        """Health for ``cdcsync status``: log size, captured tables, warnings."""
+        with self._txn("status", write=False) as conn:
+            if log_id(conn) is None:
+                return {"path": str(self.path), "warnings": [
+                    f"{self.path} is not set up for capture: run `cdcsync setup`"]}
+            tables = [meta[6:] for (meta,) in conn.execute(
+                f"SELECT name FROM {quote(META)} WHERE name LIKE 'table:%'")]
+            warnings = [
+                f"capture trigger {t} is missing: rerun `cdcsync setup`"
+                for table in tables for t in trigger_names(table).values()
+                if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = ?",
+                                (t,)).fetchone() is None
+            ]
+            rows = int(conn.execute(f"SELECT count(*) FROM {quote(LOG)}").fetchone()[0])
+            return {"path": str(self.path), "tables": tables, "log_rows": rows,
+                    "log_seq": _source.log_end(conn), "warnings": warnings}
+
+    # --- source --------------------------------------------------------------------------
+
+    def position(self) -> Checkpoint:
+        with self._txn("position", write=False) as conn:
+            return _source.position(conn, self.path)
+
+    def snapshot(
+        self, binding: Binding, after_key: Mapping[str, Any] | None, limit: int
+    ) -> SnapshotChunk:
+        with self._txn("snapshot", write=False) as conn:
+            return _source.snapshot(conn, binding, self._captured(conn, binding), after_key, limit)
+
+    def changes(
+        self, bindings: Sequence[Binding], after: Checkpoint | None, limit: int
+    ) -> ChangeBatch:
+        with self._txn("reading changes", write=False) as conn:
+            bound = [(b, self._captured(conn, b)) for b in bindings]
+            return _source.changes(conn, self.name, self.path, bound, after, limit)
+
+    def confirm(self, checkpoint: Checkpoint) -> None:
+        """Nothing to release here: see :meth:`prune`."""
+
+    def prune(self, upto: int | Iterable[Checkpoint]) -> int:
+        """Delete log rows at or before ``upto`` (a ``seq``, or the lowest of several
+        checkpoints, ignoring those of an older log); returns how many."""
+        with self._txn("pruning the log", write=True) as conn:
+            return _source.prune_upto(conn, upto)
+
+    # --- sink ----------------------------------------------------------------------------
+
+    def apply(self, binding: Binding, ops: Sequence[ApplyOp]) -> list[ApplyResult]:
+        if not ops:
+            return []
+        with self._txn(f"applying to {binding.table}", write=True) as conn:
+            return _sink.apply(conn, self._tables, binding, self._captured(conn, binding), ops)
+
+    def read(
+        self, binding: Binding, keys: Iterable[Mapping[str, Any]]
+    ) -> dict[str, tuple[dict[str, Any], Any]]:
+        with self._txn(f"reading {binding.table}", write=False) as conn:
+            return _sink.read(conn, self._tables, binding, self._captured(conn, binding), keys)
+
+
+def open_endpoint(name: str, settings: Any, *, pipeline: str = "") -> SqliteEndpoint:
+    """The registry's entry point: ``settings`` has ``.path``."""
+    return SqliteEndpoint(name, Path(settings.path))
+

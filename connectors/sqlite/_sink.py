@@ -1,0 +1,181 @@
+"""Writing: conditional, batched, tagged applies; reading current rows by key.
+
+Keys are matched through a TEMP table whose key columns are declared with the
+bound table's own types, so SQLite applies the same affinity to them as to the
+table's rows, and the key text computed from them is exactly the text the
+triggers log (``Decimal('1.50')`` bound as ``'1.50'`` becomes the REAL ``1.5``
+in both places).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from conflict.canonical import key_text
+from connectors.base import ApplyOp, ApplyResult, ApplyStatus, Binding
+from connectors.sqlite._capture import ORIGIN, ROWVER, SESSION, Captured, pk_sql
+from connectors.sqlite._rows import entity_key, entity_row, stored_key, stored_row
+from connectors.sqlite._schema import quote
+from connectors.sqlite._source import synced_columns
+
+
+class KeyTables:
+    """One TEMP key table per bound table, made on first use on this connection."""
+
+    def __init__(self) -> None:
+        self._made: dict[str, tuple[str, ...]] = {}
+
+    def fill(self, conn: sqlite3.Connection, cap: Captured, rows: Iterable[Sequence[Any]]) -> str:
+        """Load ``(i, *key)`` rows; returns the table's quoted name. Column ``pk`` is filled."""
+        bare = quote(f"_cdcsync_keys_{cap.info.table}")
+        name = f"temp.{bare}"
+        decls = tuple(cap.info.by_name[c].declared for c in cap.key)
+        if self._made.get(cap.info.table) != decls:
+            cols = ", ".join(f"k{i} {d}" for i, d in enumerate(decls))
+            conn.execute(f"DROP TABLE IF EXISTS {name}")
+            conn.execute(f"CREATE TEMP TABLE {bare} (i INTEGER PRIMARY KEY, pk TEXT, {cols})")
+            self._made[cap.info.table] = decls
+        n = len(decls)
+        conn.execute(f"DELETE FROM {name}")
+        conn.executemany(
+            f"INSERT INTO {name} (i, {', '.join(f'k{i}' for i in range(n))}) "
+            f"VALUES (?, {', '.join('?' * n)})",
+            rows,
+        )
+        conn.execute(f"UPDATE {name} SET pk = {pk_sql('', [f'k{i}' for i in range(n)])}")
+        return name
+
+    def forget(self) -> None:
+        self._made.clear()
+
+
+def _versions(conn: sqlite3.Connection, keys: str, table: str) -> dict[int, tuple[Any, ...]]:
+    """``i -> (pk, ver, token)`` for every loaded key (``ver``/``token`` None without one)."""
+    rows = conn.execute(
+        f"SELECT k.i, k.pk, rv.ver, rv.token FROM {keys} AS k LEFT JOIN {quote(ROWVER)} AS rv "
+        "ON rv.tbl = ? AND rv.pk = k.pk",
+        (table,),
+    )
+    return {r[0]: r[1:] for r in rows}
+
+
+def _same_version(current: Any, expected: Any) -> bool:
+    if expected is None or current is None:
+        return expected is None and current is None
+    try:
+        return int(expected) == int(current)
+    except (TypeError, ValueError):
+        return False
+
+
+def apply(
+    conn: sqlite3.Connection,
+    tables: KeyTables,
+    binding: Binding,
+    cap: Captured,
+    ops: Sequence[ApplyOp],
+) -> list[ApplyResult]:
+    """Apply ``ops`` inside the caller's write transaction, tagged as the service's own.
+
+    A key that occurs more than once is applied in rounds (its n-th op in round
+    n), so every op is checked against the row version the previous one left.
+    """
+    results: list[ApplyResult | None] = [None] * len(ops)
+    rounds: list[list[int]] = []
+    seen: dict[str, int] = {}
+    for i, op in enumerate(ops):
+        n = seen.get(op.key_text, 0)
+        seen[op.key_text] = n + 1
+        if n == len(rounds):
+            rounds.append([])
+        rounds[n].append(i)
+    conn.execute(f"INSERT INTO {quote(SESSION)} (origin) VALUES (?)", (ORIGIN,))
+    for part in rounds:
+        _apply_round(conn, tables, binding, cap, ops, part, results)
+    conn.execute(f"DELETE FROM {quote(SESSION)}")
+    return [r for r in results if r is not None]
+
+
+def _apply_round(
+    conn: sqlite3.Connection,
+    tables: KeyTables,
+    binding: Binding,
+    cap: Captured,
+    ops: Sequence[ApplyOp],
+    part: list[int],
+    results: list[ApplyResult | None],
+) -> None:
+    table = cap.info.table
+    keys = {i: stored_key(binding, cap, ops[i].key) for i in part}
+    temp = tables.fill(conn, cap, ((i, *k) for i, k in keys.items()))
+    current = _versions(conn, temp, table)
+    deletes: list[tuple[Any, ...]] = []
+    upserts: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+    applied: list[int] = []
+    for i in part:
+        op = ops[i]
+        _pk, ver, token = current[i]
+        if _same_version(ver, op.expected):
+            applied.append(i)
+            if op.row is None:
+                deletes.append(keys[i])
+            else:
+                row = stored_row(binding, cap, op.key, op.row)
+                upserts.setdefault(tuple(row), []).append(tuple(row.values()))
+        elif token is not None and token == op.token:
+            results[i] = ApplyResult(op.key_text, ApplyStatus.ALREADY, ver)
+        else:
+            results[i] = ApplyResult(op.key_text, ApplyStatus.SKIPPED, ver)
+    if not applied:
+        return
+    t = quote(table)
+    if deletes:  # first, so that a unique value can move from a deleted row to another
+        match = " AND ".join(f"{quote(c)} = ?" for c in cap.key)
+        conn.executemany(f"DELETE FROM {t} WHERE {match}", deletes)
+    for cols, values in upserts.items():
+        conn.executemany(_upsert_sql(t, cols, cap.key), values)
+    conn.executemany(
+        f"UPDATE {quote(ROWVER)} SET token = ? WHERE tbl = ? AND pk = ?",
+        [(ops[i].token, table, current[i][0]) for i in applied],
+    )
+    after = _versions(conn, temp, table)
+    for i in applied:
+        results[i] = ApplyResult(ops[i].key_text, ApplyStatus.APPLIED, after[i][1])
+
+
+def _upsert_sql(table: str, cols: tuple[str, ...], key: tuple[str, ...]) -> str:
+    sets = ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in cols if c not in key)
+    return (
+        f"INSERT INTO {table} ({', '.join(map(quote, cols))}) "
+        f"VALUES ({', '.join('?' * len(cols))}) "
+        f"ON CONFLICT ({', '.join(map(quote, key))}) "
+        + (f"DO UPDATE SET {sets}" if sets else "DO NOTHING")
+    )
+
+
+def read(
+    conn: sqlite3.Connection,
+    tables: KeyTables,
+    binding: Binding,
+    cap: Captured,
+    keys: Iterable[Mapping[str, Any]],
+) -> dict[str, tuple[dict[str, Any], Any]]:
+    """Current rows and row versions of ``keys`` by key text (absent keys left out)."""
+    temp = tables.fill(conn, cap, ((i, *stored_key(binding, cap, k)) for i, k in enumerate(keys)))
+    cols = synced_columns(binding, cap)
+    match = " AND ".join(f"t.{quote(c)} = k.k{i}" for i, c in enumerate(cap.key))
+    rows = conn.execute(
+        f"SELECT {', '.join(f't.{quote(c)}' for c in cols)}, rv.ver "
+        f"FROM {temp} AS k JOIN {quote(cap.info.table)} AS t ON {match} "
+        f"LEFT JOIN {quote(ROWVER)} AS rv ON rv.tbl = ? AND rv.pk = {pk_sql('t.', cap.key)}",
+        (cap.info.table,),
+    )
+    out: dict[str, tuple[dict[str, Any], Any]] = {}
+    where = f"table {cap.info.table!r}"
+    for r in rows:
+        stored = dict(zip(cols, r[:-1], strict=True))
+        key = entity_key(binding, cap, [stored[c] for c in cap.key], where)
+        out[key_text(key)] = (entity_row(binding, cap, stored, f"{where} key {key}"), r[-1])
+    return out

@@ -1,0 +1,163 @@
+"""Reading: log position, keyset-paginated snapshots, the change log in ``seq`` order.
+
+The checkpoint is ``{"seq": n, "log": log_id}``. ``seq`` grows in commit order
+(SQLite has one writer at a time, and AUTOINCREMENT never reuses a value, even
+after pruning), so a reader never sees a gap that a later commit fills.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from connectors.base import Binding, SchemaError
+from connectors.sqlite._capture import LOG, ROWVER, Captured, is_wide, log_id, pk_sql
+from connectors.sqlite._rows import entity_key, entity_row, stored_key
+from connectors.sqlite._schema import quote
+from connectors.sqlite._types import from_logged
+from sync.change import Change, ChangeBatch, Checkpoint, Op, SnapshotChunk, SnapshotRow
+
+_OPS = {"insert": Op.INSERT, "update": Op.UPDATE, "delete": Op.DELETE}
+
+
+def log_end(conn: sqlite3.Connection) -> int:
+    """The highest ``seq`` ever handed out (pruned rows included)."""
+    row = conn.execute(
+        "SELECT seq FROM sqlite_sequence WHERE name = ?", (LOG,)
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def position(conn: sqlite3.Connection, path: Path) -> dict[str, Any]:
+    lid = log_id(conn)
+    if lid is None:
+        raise SchemaError(f"{path} is not set up for capture: run `cdcsync setup`")
+    return {"seq": log_end(conn), "log": lid}
+
+
+def _check_log(conn: sqlite3.Connection, after: Checkpoint | None, path: Path) -> int:
+    current = position(conn, path)["log"]
+    if not after:
+        return 0
+    if after.get("log") not in (None, current):
+        raise SchemaError(
+            f"the change log of {path} was recreated (teardown and setup) after checkpoint "
+            f"{dict(after)}: the changes in between are lost; snapshot the entities again"
+        )
+    return int(after.get("seq", 0))
+
+
+def synced_columns(binding: Binding, cap: Captured) -> list[str]:
+    """Endpoint columns the binding synchronises, in table order (key included)."""
+    rev = {v: k for k, v in binding.columns.items()}
+    return [c for c in cap.info.names if binding.synced(rev.get(c, c))]
+
+
+def snapshot(
+    conn: sqlite3.Connection,
+    binding: Binding,
+    cap: Captured,
+    after_key: Mapping[str, Any] | None,
+    limit: int,
+) -> SnapshotChunk:
+    cols = synced_columns(binding, cap)
+    key = ", ".join(f"t.{quote(c)}" for c in cap.key)
+    sql = (
+        f"SELECT {', '.join(f't.{quote(c)}' for c in cols)}, rv.ver "
+        f"FROM {quote(cap.info.table)} AS t LEFT JOIN {quote(ROWVER)} AS rv "
+        f"ON rv.tbl = ? AND rv.pk = {pk_sql('t.', cap.key)}"
+    )
+    params: list[Any] = [cap.info.table]
+    if after_key is not None:
+        after = stored_key(binding, cap, after_key)
+        sql += f" WHERE ({key}) > ({', '.join('?' * len(after))})"
+        params += after
+    sql += f" ORDER BY {key} LIMIT ?"
+    params.append(limit)
+    where = f"table {cap.info.table!r}"
+    rows: list[SnapshotRow] = []
+    for r in conn.execute(sql, params):
+        stored = dict(zip(cols, r[:-1], strict=True))
+        k = entity_key(binding, cap, [stored[c] for c in cap.key], where)
+        rows.append(SnapshotRow(k, entity_row(binding, cap, stored, f"{where} key {k}"), r[-1]))
+    last = rows[-1].key if rows else after_key
+    return SnapshotChunk(rows, last, done=len(rows) < limit)
+
+
+def _decode_row(text: str | None, cap: Captured) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    obj = json.loads(text)
+    row = {c: from_logged(v) for c, v in obj.items()}
+    if is_wide(len(cap.info.columns)):  # json_patch dropped NULL members of later chunks
+        for c in cap.info.names:
+            row.setdefault(c, None)
+    return row
+
+
+def changes(
+    conn: sqlite3.Connection,
+    name: str,
+    path: Path,
+    bound: Sequence[tuple[Binding, Captured]],
+    after: Checkpoint | None,
+    limit: int,
+) -> ChangeBatch:
+    """Users' changes of the bound tables after ``after``; the service's own are skipped."""
+    start = _check_log(conn, after, path)
+    lid = position(conn, path)["log"]
+    by_table: dict[str, list[tuple[Binding, Captured]]] = {}
+    for b, cap in bound:
+        by_table.setdefault(b.table, []).append((b, cap))
+    tables = list(by_table)
+    marks = ", ".join("?" * len(tables))
+    filt = f"origin IS NULL AND tbl IN ({marks})"
+    rows = conn.execute(
+        f"SELECT seq, tbl, pk, op, data, old, ts FROM {quote(LOG)} "
+        f"WHERE seq > ? AND {filt} ORDER BY seq LIMIT ?",
+        (start, *tables, limit),
+    ).fetchall()
+    more = False
+    if len(rows) == limit:
+        more = conn.execute(
+            f"SELECT EXISTS (SELECT 1 FROM {quote(LOG)} WHERE seq > ? AND {filt})",
+            (rows[-1][0], *tables),
+        ).fetchone()[0] == 1
+    # Nothing relevant remains up to the log's end: the checkpoint may skip past the
+    # service's own rows and other tables' rows at the tail.
+    end = rows[-1][0] if more else max(start, log_end(conn))
+    out: list[Change] = []
+    for seq, tbl, pk, op, data, old, ts in rows:
+        for binding, cap in by_table[tbl]:
+            where = f"{path} log seq {seq}"
+            key = entity_key(binding, cap, [from_logged(v) for v in json.loads(pk)], where)
+            new, prev = _decode_row(data, cap), _decode_row(old, cap)
+            out.append(Change(
+                entity=binding.entity,
+                key=key,
+                op=_OPS[op],
+                before=None if prev is None else entity_row(binding, cap, prev, where),
+                after=None if new is None else entity_row(binding, cap, new, where),
+                source=name,
+                position=(seq,),
+                committed_at=float(ts),
+                row_version=seq,
+            ))
+    return ChangeBatch(out, {"seq": end, "log": lid}, more=more)
+
+
+def prune_upto(conn: sqlite3.Connection, upto: int | Iterable[Checkpoint]) -> int:
+    """Delete log rows with ``seq <= upto`` (or the lowest ``seq`` of several checkpoints)."""
+    if isinstance(upto, int):
+        seq = upto
+    else:
+        lid = log_id(conn)
+        seqs = [int(c["seq"]) for c in upto
+                if c and "seq" in c and c.get("log") in (None, lid)]
+        if not seqs:
+            return 0
+        seq = min(seqs)
+    return conn.execute(f"DELETE FROM {quote(LOG)} WHERE seq <= ?", (seq,)).rowcount
