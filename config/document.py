@@ -129,7 +129,8 @@ def _syntax_problem(file: str, exc: yaml.MarkedYAMLError) -> Problem:
     mark = exc.problem_mark or exc.context_mark
     what = exc.problem or exc.context or "invalid YAML"
     if exc.context and exc.problem:
-        what = f"{exc.problem} ({exc.context})"
+        joined = exc.problem.startswith("but ")  # "expected a single document ..., but found ..."
+        what = f"{exc.context}, {exc.problem}" if joined else f"{exc.problem} ({exc.context})"
     if "'\\t'" in what:
         what += "; indent with spaces, not tabs"
     elif "<block end>" in what or "<block mapping start>" in what:

@@ -39,7 +39,12 @@ class EndpointBinding(ConfigModel):
     @model_validator(mode="before")
     @classmethod
     def _bare_table(cls, data: Any) -> Any:
-        return {"table": data} if isinstance(data, str) else data
+        if isinstance(data, str):
+            return {"table": data}
+        if not isinstance(data, dict):
+            shown = "null" if data is None else "a list" if isinstance(data, list) else repr(data)
+            raise fail(f"should be a table name or a mapping with 'table', got {shown}")
+        return data
 
     def target_issues(self) -> list[tuple[SubLoc, str]]:
         """Two entity columns mapped onto one endpoint column."""

@@ -45,6 +45,8 @@ def load_pipeline(path: str | Path, env: Mapping[str, str] | None = None) -> Pip
         raise ConfigError([Problem(shown, line, column, "", message)]) from None
 
     doc = read_document(text, shown, os.environ if env is None else env)
+    if doc.data is None:  # "---" or "~" alone
+        raise ConfigError([Problem(shown, None, None, "", "the file is empty")])
     if not isinstance(doc.data, dict):
         place = doc.places[()].value
         kind = "a list" if isinstance(doc.data, list) else f"{doc.data!r}"
