@@ -1,0 +1,76 @@
+"""MysqlEndpoint: the source and the sink of one MySQL/MariaDB database, and its setup."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from connectors.base import ApplyOp, ApplyResult, Binding, TableSchema
+from connectors.mysql import setup as _setup
+from connectors.mysql.sink import MysqlSink
+from connectors.mysql.source import MysqlSource
+from sync.change import ChangeBatch, Checkpoint, SnapshotChunk
+
+
+class MysqlEndpoint:
+    """Both halves of a ``kind: mysql`` endpoint (``flavor: mariadb`` or ``mysql``).
+
+    ``echo`` chooses how the service's own writes are recognised:
+    ``skip_replication`` (MariaDB's default) or ``marker`` (MySQL's; it also
+    works on MariaDB, which is how it is tested).
+    """
+
+    def __init__(self, name: str, settings: Any, *, pipeline: str = "",
+                 echo: str | None = None, heartbeat: float = 1.0) -> None:
+        self.name = name
+        self.settings = settings
+        self.pipeline = pipeline
+        self.source = MysqlSource(name, settings, pipeline=pipeline, heartbeat=heartbeat,
+                                  echo=echo)
+        self.sink = MysqlSink(name, settings, pipeline=pipeline, echo=self.source.echo)
+
+    @property
+    def echo(self) -> str:
+        return self.source.echo
+
+    # Source
+    def schema(self, binding: Binding) -> TableSchema:
+        return self.source.schema(binding)
+
+    def position(self) -> Checkpoint:
+        return self.source.position()
+
+    def snapshot(self, binding: Binding, after_key: Mapping[str, Any] | None,
+                 limit: int) -> SnapshotChunk:
+        return self.source.snapshot(binding, after_key, limit)
+
+    def changes(self, bindings: Sequence[Binding], after: Checkpoint | None,
+                limit: int) -> ChangeBatch:
+        return self.source.changes(bindings, after, limit)
+
+    def confirm(self, checkpoint: Checkpoint) -> None:
+        self.source.confirm(checkpoint)
+
+    # Sink
+    def apply(self, binding: Binding, ops: Sequence[ApplyOp]) -> list[ApplyResult]:
+        return self.sink.apply(binding, ops)
+
+    def read(self, binding: Binding, keys: Iterable[Mapping[str, Any]]
+             ) -> dict[str, tuple[dict[str, Any], Any]]:
+        return self.sink.read(binding, keys)
+
+    # Setup
+    def setup(self, bindings: Sequence[Binding], pipeline: str) -> list[str]:
+        return _setup.setup(self.settings, bindings, echo=self.echo)
+
+    def teardown(self, bindings: Sequence[Binding], pipeline: str) -> list[str]:
+        return _setup.teardown(self.settings, echo=self.echo)
+
+    def close(self) -> None:
+        self.source.close()
+        self.sink.close()
+
+
+def open_endpoint(name: str, settings: Any, *, pipeline: str = "") -> MysqlEndpoint:
+    """The registry's entry point for ``kind: mysql``."""
+    return MysqlEndpoint(name, settings, pipeline=pipeline)

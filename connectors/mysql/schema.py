@@ -1,0 +1,120 @@
+"""Table descriptions from ``information_schema``, cached per table.
+
+MariaDB's JSON type is an alias of LONGTEXT with a ``CHECK (json_valid(col))``
+constraint, so JSON columns are recognised from ``CHECK_CONSTRAINTS``; TINYINT(1)
+(bool) is only visible in ``COLUMN_TYPE``. The binlog carries neither, which
+is why the binlog decoder takes these hints from here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from connectors.base import Column, SchemaError, TableSchema
+from connectors.mysql.types import ColumnInfo, enum_values, logical_type
+
+_JSON_CHECK = re.compile(r"^\s*json_valid\(\s*`((?:[^`]|``)+)`\s*\)\s*$", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class TableInfo:
+    database: str
+    table: str
+    columns: tuple[ColumnInfo, ...]
+    key: tuple[str, ...]  # primary-key columns, in index order
+
+    def by_name(self) -> dict[str, ColumnInfo]:
+        return {c.name: c for c in self.columns}
+
+    def table_schema(self) -> TableSchema:
+        return TableSchema(
+            table=self.table,
+            columns=tuple(
+                Column(c.name, c.logical, c.column_type, c.nullable) for c in self.columns
+            ),
+            key=self.key,
+        )
+
+
+def load_table(cursor: Any, database: str, table: str) -> TableInfo:
+    """Describe ``database.table``.
+
+    Raises:
+        SchemaError: no such table, or it has no primary key.
+    """
+    cursor.execute(
+        "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS"
+        " WHERE CONSTRAINT_SCHEMA = %s AND TABLE_NAME = %s",
+        (database, table),
+    )
+    json_cols = set()
+    for (clause,) in cursor.fetchall():
+        m = _JSON_CHECK.match(clause or "")
+        if m:
+            json_cols.add(m.group(1).replace("``", "`"))
+    cursor.execute(
+        "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, NUMERIC_SCALE,"
+        " DATETIME_PRECISION, CHARACTER_MAXIMUM_LENGTH, EXTRA"
+        " FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s"
+        " ORDER BY ORDINAL_POSITION",
+        (database, table),
+    )
+    columns = []
+    for name, data_type, column_type, nullable, scale, fsp, length, extra in cursor.fetchall():
+        data_type = str(data_type).lower()
+        column_type = str(column_type)
+        logical = logical_type(data_type, column_type, is_json=name in json_cols)
+        columns.append(
+            ColumnInfo(
+                name=name,
+                data_type=data_type,
+                column_type=column_type,
+                logical=logical,
+                nullable=nullable == "YES",
+                scale=int(fsp) if fsp is not None else (int(scale) if scale is not None
+                                                        else None),
+                length=int(length) if length is not None else None,
+                values=enum_values(column_type) if data_type in ("enum", "set") else (),
+                generated="GENERATED" in str(extra or "").upper(),
+                on_update="ON UPDATE" in str(extra or "").upper(),
+            )
+        )
+    if not columns:
+        raise SchemaError(f"table {database}.{table} does not exist")
+    cursor.execute(
+        "SELECT COLUMN_NAME FROM information_schema.STATISTICS"
+        " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND INDEX_NAME = 'PRIMARY'"
+        " ORDER BY SEQ_IN_INDEX",
+        (database, table),
+    )
+    key = tuple(r[0] for r in cursor.fetchall())
+    if not key:
+        raise SchemaError(
+            f"table {database}.{table} has no primary key: cdcsync needs one to address rows"
+        )
+    return TableInfo(database, table, tuple(columns), key)
+
+
+class SchemaCache:
+    """Table descriptions by name, reloaded after DDL (:meth:`forget`)."""
+
+    def __init__(self, database: str, cursor_factory: Callable[[], Any]) -> None:
+        self.database = database
+        self._cursor = cursor_factory
+        self._tables: dict[str, TableInfo] = {}
+
+    def get(self, table: str) -> TableInfo:
+        info = self._tables.get(table)
+        if info is None:
+            with self._cursor() as cur:
+                info = self._tables[table] = load_table(cur, self.database, table)
+        return info
+
+    def forget(self, table: str | None = None) -> None:
+        if table is None:
+            self._tables.clear()
+        else:
+            self._tables.pop(table, None)

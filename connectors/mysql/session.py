@@ -1,0 +1,118 @@
+"""Connections to a MySQL/MariaDB endpoint, identifier quoting and error classes.
+
+Every session the connector opens runs at ``time_zone = '+00:00'``: TIMESTAMP
+values then travel as naive UTC both ways, which is what the canonical form
+assumes for naive timestamps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import zlib
+from collections.abc import Iterable
+from typing import Any
+
+import pymysql
+import pymysql.cursors
+
+from connectors.base import ConnectorError, RetriableError
+
+#: Server errors after which the same statement may succeed on a new try:
+#: lost connection (2006, 2013), cannot connect (2003), deadlock (1213), lock
+#: wait timeout (1205), server shutting down (1053), query interrupted (1317).
+RETRIABLE_CODES = frozenset({2003, 2006, 2013, 2055, 1213, 1205, 1053, 1317, 1927})
+#: Of those, the ones after which the connection itself is gone.
+CONNECTION_LOST = frozenset({2003, 2006, 2013, 2055, 1053, 1927})
+
+
+def quote_ident(name: str) -> str:
+    """A MySQL identifier in backticks, backticks inside doubled."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def quote_table(database: str, table: str) -> str:
+    return f"{quote_ident(database)}.{quote_ident(table)}"
+
+
+def column_list(names: Iterable[str]) -> str:
+    return ", ".join(quote_ident(n) for n in names)
+
+
+def error_code(exc: BaseException) -> int | None:
+    if isinstance(exc, pymysql.err.MySQLError) and exc.args and isinstance(exc.args[0], int):
+        return int(exc.args[0])
+    return None
+
+
+def is_retriable(exc: BaseException) -> bool:
+    if isinstance(exc, pymysql.err.InterfaceError | ConnectionError | TimeoutError):
+        return True
+    return error_code(exc) in RETRIABLE_CODES
+
+
+def is_connection_lost(exc: BaseException) -> bool:
+    if isinstance(exc, pymysql.err.InterfaceError | ConnectionError | TimeoutError):
+        return True
+    return error_code(exc) in CONNECTION_LOST
+
+
+def classify(exc: BaseException, what: str) -> ConnectorError:
+    """The connector error for a driver error: retriable or permanent."""
+    if isinstance(exc, ConnectorError):
+        return exc
+    cls = RetriableError if is_retriable(exc) else ConnectorError
+    return cls(f"{what}: {exc}")
+
+
+def connection_args(settings: Any, *, database: bool = True) -> dict[str, Any]:
+    """pymysql connect() arguments from the endpoint settings (duck-typed)."""
+    args: dict[str, Any] = {
+        "host": settings.host,
+        "port": int(settings.port or 3306),
+        "user": settings.user,
+        "password": settings.password or "",
+        "charset": "utf8mb4",
+        "connect_timeout": 10,
+    }
+    if database:
+        args["database"] = settings.database
+    return args
+
+
+def connect(settings: Any, *, autocommit: bool = True, read_timeout: float | None = None,
+            init: Iterable[str] = ()) -> pymysql.connections.Connection[Any]:
+    """A pymysql connection with the connector's session settings applied.
+
+    Raises:
+        RetriableError: the server cannot be reached right now.
+        ConnectorError: it refused us (bad credentials, unknown database...).
+    """
+    try:
+        conn = pymysql.connect(**connection_args(settings), autocommit=autocommit,
+                               read_timeout=read_timeout)
+        with conn.cursor() as cur:
+            cur.execute("SET SESSION time_zone = '+00:00'")
+            for stmt in init:
+                cur.execute(stmt)
+    except pymysql.err.MySQLError as exc:
+        raise classify(exc, f"cannot connect to {settings.host}:{settings.port}") from exc
+    return conn
+
+
+def close_quietly(conn: Any) -> None:
+    """Close a connection that may already be broken."""
+    if conn is not None:
+        with contextlib.suppress(Exception):
+            conn.close()
+
+
+def derive_server_id(pipeline: str, endpoint: str) -> int:
+    """A stable replica server_id for the reader of ``endpoint`` in ``pipeline``.
+
+    Two binlog readers with one server_id kill each other's dump threads, so
+    every (pipeline, endpoint) gets its own; keeping it stable across restarts
+    lets a new reader evict the dump thread a crashed one left behind. The range
+    stays clear of small ids that real servers and replicas usually take.
+    """
+    digest = zlib.crc32(f"cdcsync/{pipeline}/{endpoint}".encode())
+    return 100_000 + digest % (2**31 - 100_000)

@@ -1,0 +1,88 @@
+"""``cdcsync setup`` / ``teardown`` for a MySQL/MariaDB endpoint.
+
+Nothing is created on MariaDB: the binlog is the change log, and
+``skip_replication`` tags the service's writes. Setup checks what capture
+needs and says how to fix what is missing; on MySQL it creates the marker
+table that tags the service's transactions instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from connectors.base import Binding, ConnectorError
+from connectors.mysql.schema import load_table
+from connectors.mysql.session import connect, quote_table
+from connectors.mysql.source import MARKER_TABLE
+
+REQUIRED = {
+    "log_bin": ("1", "log_bin = mysql-bin"),
+    "binlog_format": ("ROW", "binlog_format = ROW"),
+    "binlog_row_image": ("FULL", "binlog_row_image = FULL"),
+    "binlog_row_metadata": ("FULL", "binlog_row_metadata = FULL"),
+}
+
+
+def server_problems(cur: Any) -> list[str]:
+    """What the server's binlog configuration lacks for capture, with the fix."""
+    problems = []
+    for var, (want, fix) in REQUIRED.items():
+        cur.execute(f"SHOW GLOBAL VARIABLES LIKE '{var}'")
+        row = cur.fetchone()
+        have = "" if row is None else str(row[1]).upper()
+        if var == "log_bin":
+            have = "1" if have in ("ON", "1") else have
+        if have != want:
+            problems.append(f"{var} is {have or 'unset'!s}, needs {want} (server option `{fix}`, "
+                            "then restart the server)")
+    return problems
+
+
+def setup(settings: Any, bindings: Sequence[Binding], *, echo: str) -> list[str]:
+    """Check the server and the tables; create the marker table where it is used."""
+    done: list[str] = []
+    conn = connect(settings)
+    try:
+        with conn.cursor() as cur:
+            problems = server_problems(cur)
+            for b in bindings:
+                try:
+                    info = load_table(cur, str(settings.database), b.table)
+                except ConnectorError as exc:
+                    problems.append(str(exc))
+                    continue
+                done.append(f"table {b.table}: primary key ({', '.join(info.key)})")
+            if echo == "skip_replication":
+                try:
+                    cur.execute("SET SESSION skip_replication = 1")
+                    cur.execute("SET SESSION skip_replication = 0")
+                except Exception as exc:  # reported with the fix
+                    problems.append(f"the user cannot SET skip_replication ({exc}): grant it "
+                                    "BINLOG ADMIN (or SUPER)")
+            if problems:
+                raise ConnectorError("MySQL/MariaDB endpoint is not ready for capture:\n  - "
+                                     + "\n  - ".join(problems))
+            done.insert(0, "binlog: ROW format, FULL row image, FULL row metadata")
+            if echo == "marker":
+                marker = quote_table(str(settings.database), MARKER_TABLE)
+                cur.execute(
+                    f"CREATE TABLE IF NOT EXISTS {marker}"
+                    " (`writer` VARCHAR(190) NOT NULL PRIMARY KEY, `seq` BIGINT NOT NULL)"
+                )
+                done.append(f"marker table {MARKER_TABLE} (tags the service's own writes)")
+    finally:
+        conn.close()
+    return done
+
+
+def teardown(settings: Any, *, echo: str) -> list[str]:
+    if echo != "marker":
+        return []
+    conn = connect(settings)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {quote_table(str(settings.database), MARKER_TABLE)}")
+    finally:
+        conn.close()
+    return [f"dropped marker table {MARKER_TABLE}"]

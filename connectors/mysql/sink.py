@@ -1,0 +1,276 @@
+"""MysqlSink: conditional, batched applies in one transaction.
+
+One batch is one transaction on a session that runs at ``time_zone =
+'+00:00'`` and, on MariaDB, ``skip_replication = 1`` (its events carry the
+``LOG_EVENT_SKIP_REPLICATION_F`` flag, so the source never reads them back:
+echo suppression by identity). On MySQL, which has no such flag, the
+transaction also bumps the writer's row in a marker table, and the source
+drops every transaction that touches it.
+
+Steps:
+
+1. lock the batch's rows: ``SELECT ... WHERE (pk) IN (...) FOR UPDATE``;
+2. per key, compare the row's version (the hash of its synchronised columns,
+   see :mod:`connectors.mysql.source`) with the version the engine expects
+   (``None``: the row must be absent);
+3. write the rows that passed: ``INSERT ... ON DUPLICATE KEY UPDATE`` by
+   ``executemany`` (pymysql turns it into multi-row statements) and ``DELETE
+   ... WHERE (pk) IN (...)``; commit.
+
+Per key the result is:
+
+* ``ALREADY`` when the row already holds exactly what the op asks for (same
+  synchronised content, or absent for a delete), whatever the expected
+  version: this is how a replay after a crash between our write and the
+  engine's state commit is recognised, since MariaDB rows cannot carry our
+  token. A user edit that happens to produce the very same content is
+  indistinguishable, and harmless: the content is the one wanted, and that
+  edit still arrives from the binlog as a change;
+* ``APPLIED`` when the version matched and the row was written;
+* ``SKIPPED`` otherwise: the row moved, a user edit is on its way in the log.
+
+The row version returned after a write is computed from what was written
+(normalised to what the column stores: DECIMAL scale, fractional seconds,
+FLOAT precision, SET order...), or read back when the server fills columns
+the op does not carry (defaults, generated or ON UPDATE columns).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from conflict.canonical import canonical_row, key_text, row_hash
+from connectors.base import (
+    ApplyOp,
+    ApplyResult,
+    ApplyStatus,
+    Binding,
+    ConnectorError,
+    SchemaError,
+)
+from connectors.mysql.schema import SchemaCache, TableInfo
+from connectors.mysql.session import (
+    classify,
+    close_quietly,
+    connect,
+    is_connection_lost,
+    quote_ident,
+    quote_table,
+)
+from connectors.mysql.source import MARKER_TABLE, endpoint_columns, select_expr
+from connectors.mysql.types import ColumnInfo, stored, to_param, typed_row
+
+_CHUNK = 1000  # keys per IN list
+
+
+class MysqlSink:
+    """Applies batches to one MariaDB/MySQL endpoint."""
+
+    def __init__(self, name: str, settings: Any, *, pipeline: str = "",
+                 echo: str | None = None) -> None:
+        self.name = name
+        self.settings = settings
+        self.pipeline = pipeline
+        self.database = str(settings.database)
+        flavor = str(getattr(settings, "flavor", "mariadb") or "mariadb")
+        self.echo = echo or ("skip_replication" if flavor == "mariadb" else "marker")
+        self.writer = f"{pipeline}/{name}"[:190]
+        self._conn: Any = None
+        self.schemas = SchemaCache(self.database, lambda: self._session().cursor())
+
+    # --- session ----------------------------------------------------------------------
+
+    def _session(self) -> Any:
+        if self._conn is None:
+            init = ["SET SESSION skip_replication = 1"] if self.echo == "skip_replication" else []
+            self._conn = connect(self.settings, autocommit=False, init=init)
+        return self._conn
+
+    def _drop(self) -> None:
+        close_quietly(self._conn)
+        self._conn = None
+
+    def close(self) -> None:
+        self._drop()
+
+    def _fail(self, exc: BaseException, what: str) -> ConnectorError:
+        if self._conn is not None:
+            try:
+                self._conn.rollback()
+            except Exception:  # the connection is dropped below
+                self._drop()
+        if is_connection_lost(exc):
+            self._drop()
+        return classify(exc, f"{self.name}: {what}")
+
+    # --- reading ----------------------------------------------------------------------
+
+    def _select(self, cur: Any, binding: Binding, info: TableInfo, keys: Sequence[Any],
+                *, lock: bool) -> dict[str, tuple[dict[str, Any], str]]:
+        """Current rows (entity names, typed) and their versions, by key text."""
+        cols = endpoint_columns(binding, info)
+        names = [c.name for c in cols]
+        by_name = info.by_name()
+        key_cols = [by_name[binding.endpoint_column(k)] for k in binding.key]
+        out: dict[str, tuple[dict[str, Any], str]] = {}
+        for i in range(0, len(keys), _CHUNK):
+            part = keys[i : i + _CHUNK]
+            cond, params = _in_list(key_cols, [[k[c] for c in binding.key] for k in part])
+            sql = (f"SELECT {', '.join(select_expr(c) for c in cols)} "
+                   f"FROM {quote_table(self.database, binding.table)} WHERE {cond}")
+            cur.execute(sql + (" FOR UPDATE" if lock else ""), params)
+            for values in cur.fetchall():
+                row = binding.to_entity(typed_row(by_name, dict(zip(names, values, strict=True))))
+                out[key_text(binding.key_of(row))] = (row, row_hash(row))
+        return out
+
+    def read(self, binding: Binding, keys: Iterable[Mapping[str, Any]]
+             ) -> dict[str, tuple[dict[str, Any], Any]]:
+        key_list = list(keys)
+        if not key_list:
+            return {}
+        try:
+            info = self.schemas.get(binding.table)
+            with self._session().cursor() as cur:
+                got = self._select(cur, binding, info, key_list, lock=False)
+            self._session().commit()  # end the read view: the next read sees new rows
+        except ConnectorError:
+            raise
+        except Exception as exc:
+            raise self._fail(exc, f"reading {binding.table}") from exc
+        return {k: (row, version) for k, (row, version) in got.items()}
+
+    # --- applying ---------------------------------------------------------------------
+
+    def apply(self, binding: Binding, ops: Sequence[ApplyOp]) -> list[ApplyResult]:
+        """Apply ``ops`` in one transaction; results in the order of ``ops``."""
+        if not ops:
+            return []
+        try:
+            info = self.schemas.get(binding.table)
+            return self._apply(binding, info, ops)
+        except ConnectorError:
+            if self._conn is not None:
+                try:
+                    self._conn.rollback()
+                except Exception:  # the connection is dropped
+                    self._drop()
+            raise
+        except Exception as exc:
+            raise self._fail(exc, f"applying to {binding.table}") from exc
+
+    def _apply(self, binding: Binding, info: TableInfo, ops: Sequence[ApplyOp]
+               ) -> list[ApplyResult]:
+        conn = self._session()
+        by_name = info.by_name()
+        synced = endpoint_columns(binding, info)
+        synced_entity = {_entity_name(binding, c.name): c for c in synced}
+        server_filled = any(c.generated or c.on_update for c in synced)
+        results: list[ApplyResult | None] = [None] * len(ops)
+        upserts: dict[tuple[str, ...], list[tuple[int, dict[str, Any]]]] = {}
+        deletes: list[tuple[int, Mapping[str, Any]]] = []
+        reread: list[int] = []
+        with conn.cursor() as cur:
+            if self.echo == "marker":
+                cur.execute(
+                    f"INSERT INTO {quote_table(self.database, MARKER_TABLE)} (`writer`, `seq`)"
+                    " VALUES (%s, 1) ON DUPLICATE KEY UPDATE `seq` = `seq` + 1",
+                    (self.writer,),
+                )
+            current = self._select(cur, binding, info, [op.key for op in ops], lock=True)
+            for i, op in enumerate(ops):
+                kt = op.key_text
+                found = current.get(kt)
+                cur_row, cur_hash = found if found is not None else (None, None)
+                if op.row is None:
+                    if cur_row is None:
+                        results[i] = ApplyResult(kt, ApplyStatus.ALREADY, None)
+                    elif cur_hash == op.expected:
+                        deletes.append((i, op.key))
+                        current.pop(kt, None)
+                        results[i] = ApplyResult(kt, ApplyStatus.APPLIED, None)
+                    else:
+                        results[i] = ApplyResult(kt, ApplyStatus.SKIPPED, cur_hash)
+                    continue
+                want = {}
+                for c, v in {**op.key, **op.row}.items():
+                    if c in synced_entity:
+                        want[c] = v
+                    elif binding.synced(c):
+                        raise SchemaError(f"{self.name}: table {binding.table} has no column "
+                                          f"for {binding.entity}.{c}")
+                want = {c: stored(synced_entity[c], v) for c, v in want.items()}
+                if cur_row is not None and canonical_row(
+                        {c: cur_row.get(c) for c in want}) == canonical_row(want):
+                    results[i] = ApplyResult(kt, ApplyStatus.ALREADY, cur_hash)
+                    continue
+                if (cur_row is None and op.expected is None) or (
+                        cur_row is not None and cur_hash == op.expected):
+                    new_row = {**(cur_row or {}), **want}
+                    cols = tuple(c for c in want if not synced_entity[c].generated)
+                    upserts.setdefault(cols, []).append((i, want))
+                    current[kt] = (new_row, row_hash(new_row))
+                    if server_filled or len(new_row) < len(synced_entity):
+                        reread.append(i)
+                    results[i] = ApplyResult(kt, ApplyStatus.APPLIED, row_hash(new_row))
+                else:
+                    results[i] = ApplyResult(kt, ApplyStatus.SKIPPED, cur_hash)
+            for cols, items in upserts.items():
+                self._upsert(cur, binding, by_name, cols, [row for _, row in items])
+            if deletes:
+                self._delete(cur, binding, by_name, [key for _, key in deletes])
+            if reread:
+                fresh = self._select(cur, binding, info, [ops[i].key for i in reread],
+                                     lock=False)
+                for i in reread:
+                    kt = ops[i].key_text
+                    if kt in fresh:
+                        results[i] = ApplyResult(kt, ApplyStatus.APPLIED, fresh[kt][1])
+        conn.commit()
+        return [r for r in results if r is not None]
+
+    def _upsert(self, cur: Any, binding: Binding, by_name: Mapping[str, ColumnInfo],
+                cols: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
+        ecols = [binding.endpoint_column(c) for c in cols]
+        keyset = set(binding.endpoint_key)
+        updates = [f"{quote_ident(c)} = VALUES({quote_ident(c)})" for c in ecols
+                   if c not in keyset]
+        if not updates:
+            first = quote_ident(ecols[0])
+            updates = [f"{first} = {first}"]
+        sql = (f"INSERT INTO {quote_table(self.database, binding.table)} "
+               f"({', '.join(quote_ident(c) for c in ecols)}) "
+               f"VALUES ({', '.join(['%s'] * len(ecols))}) "
+               f"ON DUPLICATE KEY UPDATE {', '.join(updates)}")
+        infos = [by_name.get(c) for c in ecols]
+        params = [tuple(to_param(ci, row[c]) for ci, c in zip(infos, cols, strict=True))
+                  for row in rows]
+        cur.executemany(sql, params)
+
+    def _delete(self, cur: Any, binding: Binding, by_name: Mapping[str, ColumnInfo],
+                keys: Sequence[Mapping[str, Any]]) -> None:
+        key_cols = [by_name[binding.endpoint_column(k)] for k in binding.key]
+        for i in range(0, len(keys), _CHUNK):
+            part = keys[i : i + _CHUNK]
+            cond, params = _in_list(key_cols, [[k[c] for c in binding.key] for k in part])
+            cur.execute(f"DELETE FROM {quote_table(self.database, binding.table)} WHERE {cond}",
+                        params)
+
+
+def _entity_name(binding: Binding, endpoint_column: str) -> str:
+    rev = {v: k for k, v in binding.columns.items()}
+    return rev.get(endpoint_column, endpoint_column)
+
+
+def _in_list(key_cols: Sequence[ColumnInfo], keys: Sequence[Sequence[Any]]
+             ) -> tuple[str, list[Any]]:
+    """``pk IN (...)`` or ``(k1, k2) IN ((...), ...)`` with parameters."""
+    params: list[Any] = []
+    for key in keys:
+        params.extend(to_param(c, v) for c, v in zip(key_cols, key, strict=True))
+    if len(key_cols) == 1:
+        return f"{quote_ident(key_cols[0].name)} IN ({', '.join(['%s'] * len(keys))})", params
+    one = "(" + ", ".join(["%s"] * len(key_cols)) + ")"
+    cols = "(" + ", ".join(quote_ident(c.name) for c in key_cols) + ")"
+    return f"{cols} IN ({', '.join([one] * len(keys))})", params

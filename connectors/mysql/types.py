@@ -1,0 +1,283 @@
+"""MySQL/MariaDB column types: logical types, reading values, writing values.
+
+One column description (:class:`ColumnInfo`, from ``information_schema``)
+drives three conversions, and the tests hold them to one property: a value
+read by ``SELECT``, the same value decoded from the binlog, and the value the
+sink computes for what it has just written are canonical-equal.
+
+Type mapping (MariaDB -> logical -> what the sink writes back):
+
+==========================================  ===========  ==========================
+MariaDB                                     logical      notes
+==========================================  ===========  ==========================
+TINYINT(1), BIT(1)                          bool         written as 0/1
+TINYINT..BIGINT [UNSIGNED], YEAR, BIT(n>1)  int          BIT as its unsigned value
+DECIMAL(p,s)                                decimal      rounded to s on write
+FLOAT, DOUBLE                               float        FLOAT read at full single
+                                                         precision (``SELECT`` alone
+                                                         prints 6 digits)
+CHAR, VARCHAR, TEXT, ENUM, SET              text         SET in definition order
+LONGTEXT with CHECK (json_valid(col)), JSON json         MariaDB's JSON alias
+BINARY, VARBINARY, BLOB                     bytes        BINARY padded with 0x00
+DATE                                        date
+DATETIME(fsp)                               timestamp    naive, taken as UTC
+TIMESTAMP(fsp)                              timestamptz  sessions at '+00:00'
+TIME(fsp)                                   time         a time of day (see below)
+UUID                                        uuid
+others (GEOMETRY, INET6...)                 any          passed through unchanged
+==========================================  ===========  ==========================
+
+Decisions:
+
+* **Zero dates** (``0000-00-00``, ``0000-00-00 00:00:00`` and dates with a zero
+  month or day) have no meaning in any other engine: they are read as ``None``.
+  The sink writes ``None`` into a NOT NULL date/datetime column as the zero
+  date, so a zero date in a NOT NULL column survives a round trip; in a
+  nullable column it comes back as NULL (the one lossy case, by design).
+* **TIME** is read as a time of day. MariaDB's TIME is a duration
+  (-838:59:59..838:59:59); a value outside one day raises
+  :class:`~conflict.canonical.CoercionError` with the column named, rather than
+  being silently wrapped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import re
+import struct
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from conflict.canonical import CoercionError, coerce
+
+_ZERO_DATE = re.compile(r"^0000-00-00|^\d{4}-00-|^\d{4}-\d{2}-00")
+_FLOAT32 = struct.Struct("<f")
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnInfo:
+    """One column as ``information_schema`` describes it."""
+
+    name: str
+    data_type: str  # DATA_TYPE, lower case: "int", "decimal", "longtext"...
+    column_type: str  # COLUMN_TYPE: "int(10) unsigned", "enum('a','b')"...
+    logical: str
+    nullable: bool = True
+    scale: int | None = None  # DECIMAL scale, or fractional-second precision
+    length: int | None = None  # CHARACTER_MAXIMUM_LENGTH (BINARY padding)
+    values: tuple[str, ...] = ()  # ENUM / SET members in definition order
+    generated: bool = False  # a generated column: never written
+    on_update: bool = False  # ON UPDATE CURRENT_TIMESTAMP: the server changes it
+
+    @property
+    def is_float32(self) -> bool:
+        return self.data_type == "float"
+
+
+_INT_TYPES = frozenset({"tinyint", "smallint", "mediumint", "int", "integer", "bigint", "year"})
+_TEXT_TYPES = frozenset(
+    {"char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set", "inet4",
+     "inet6"}
+)
+_BYTES_TYPES = frozenset({"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"})
+
+
+def logical_type(data_type: str, column_type: str, *, is_json: bool = False) -> str:
+    """The logical type of a column from ``DATA_TYPE``/``COLUMN_TYPE``."""
+    t = data_type.lower()
+    ct = column_type.lower()
+    if is_json or t == "json":
+        return "json"
+    if t == "tinyint" and ct.startswith("tinyint(1)") and "unsigned" not in ct:
+        return "bool"
+    if t == "bit":
+        return "bool" if ct == "bit(1)" else "int"
+    if t in _INT_TYPES:
+        return "int"
+    if t in ("decimal", "numeric"):
+        return "decimal"
+    if t in ("float", "double", "real"):
+        return "float"
+    if t in _TEXT_TYPES:
+        return "text"
+    if t in _BYTES_TYPES:
+        return "bytes"
+    if t == "date":
+        return "date"
+    if t == "datetime":
+        return "timestamp"
+    if t == "timestamp":
+        return "timestamptz"
+    if t == "time":
+        return "time"
+    if t == "uuid":
+        return "uuid"
+    return "any"
+
+
+def enum_values(column_type: str) -> tuple[str, ...]:
+    """Members of ``enum('a','b')`` / ``set('a','b')`` (quotes doubled inside)."""
+    m = re.match(r"^(?:enum|set)\((.*)\)$", column_type, re.IGNORECASE | re.DOTALL)
+    if not m:
+        return ()
+    return tuple(v.replace("''", "'") for v in re.findall(r"'((?:[^']|'')*)'", m.group(1)))
+
+
+# --- reading ------------------------------------------------------------------------
+
+
+def float32(value: float) -> float:
+    """The shortest decimal that reads back as the same single-precision float."""
+    single = _FLOAT32.unpack(_FLOAT32.pack(value))[0]
+    for digits in range(6, 10):
+        short = float(f"{single:.{digits}g}")
+        if _FLOAT32.unpack(_FLOAT32.pack(short))[0] == single:
+            return short
+    return float(single)
+
+
+def _time_of_day(col: ColumnInfo, value: dt.timedelta) -> dt.time:
+    if value < dt.timedelta(0) or value >= dt.timedelta(days=1):
+        raise CoercionError(
+            f"column {col.name!r}: TIME value {value} is not a time of day; "
+            "cdcsync maps TIME to a time of day (see connectors/mysql/types.py)"
+        )
+    micros = value // dt.timedelta(microseconds=1)
+    seconds, micro = divmod(micros, 1_000_000)
+    return dt.time(seconds // 3600, seconds // 60 % 60, seconds % 60, micro)
+
+
+def typed(col: ColumnInfo, raw: Any) -> Any:
+    """A raw value (as pymysql's ``SELECT`` or the binlog decoder gives it) as the
+    Python value of the column's logical type.
+
+    Raises:
+        CoercionError: the value cannot mean anything of that type.
+    """
+    if raw is None:
+        return None
+    logical = col.logical
+    if logical in ("date", "timestamp", "timestamptz") and isinstance(raw, str | bytes):
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        if _ZERO_DATE.match(text):
+            return None
+    if logical == "time" and isinstance(raw, dt.timedelta):
+        return _time_of_day(col, raw)
+    if logical == "float":
+        value = float(raw)
+        return float32(value) if col.is_float32 else value
+    if logical == "bool" and isinstance(raw, bytes):
+        return any(raw)
+    if logical == "bytes" and col.data_type == "binary" and isinstance(raw, bytes) \
+            and col.length and len(raw) < col.length:
+        return raw + b"\x00" * (col.length - len(raw))
+    if logical == "text" and isinstance(raw, set | frozenset):
+        return ",".join(v for v in col.values if v in raw)
+    return coerce(raw, logical)
+
+
+def typed_row(columns: Mapping[str, ColumnInfo], row: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, raw in row.items():
+        col = columns.get(name)
+        out[name] = raw if col is None else typed(col, raw)
+    return out
+
+
+# --- writing ------------------------------------------------------------------------
+
+_ZERO_VALUE = {"date": "0000-00-00", "timestamp": "0000-00-00 00:00:00",
+               "timestamptz": "0000-00-00 00:00:00"}
+
+
+def to_param(col: ColumnInfo | None, value: Any) -> Any:
+    """A typed value as a pymysql query parameter for the column."""
+    if value is None:
+        if col is not None and not col.nullable and col.logical in _ZERO_VALUE:
+            return _ZERO_VALUE[col.logical]  # a zero date read as None goes back as one
+        return None
+    if col is not None and col.logical == "json":
+        if isinstance(value, str | bytes):
+            return value
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        return value
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, set | frozenset):
+        return ",".join(sorted(str(v) for v in value))
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return value
+
+
+def _truncate_fraction(value: Any, fsp: int | None) -> Any:
+    if fsp is None or fsp >= 6 or not isinstance(value, dt.datetime | dt.time):
+        return value
+    unit = 10 ** (6 - fsp)
+    return value.replace(microsecond=value.microsecond // unit * unit)
+
+
+def stored(col: ColumnInfo, value: Any) -> Any:
+    """The typed value the column holds after ``value`` was written to it.
+
+    MariaDB rounds DECIMAL to the column's scale, truncates fractional seconds
+    to the column's precision, stores FLOAT in single precision, keeps SET
+    members in definition order and drops CHAR's trailing spaces; computing
+    this here saves reading every written row back.
+    """
+    v = typed(col, to_param(col, value) if col.logical == "json" else value)
+    if v is None:
+        return None
+    if col.logical == "decimal" and col.scale is not None and isinstance(v, decimal.Decimal):
+        q = decimal.Decimal(1).scaleb(-col.scale)
+        return v.quantize(q, rounding=decimal.ROUND_HALF_UP)
+    if col.logical in ("timestamp", "timestamptz", "time"):
+        return _truncate_fraction(v, col.scale)
+    if col.logical == "text":
+        if col.data_type == "set":
+            members = set(v.split(",")) if v else set()
+            return ",".join(m for m in col.values if m in members)
+        if col.data_type == "char":
+            return v.rstrip(" ")
+    return v
+
+
+# --- binlog values --------------------------------------------------------------------
+
+
+def _as_utc(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=dt.UTC)
+
+
+def binlog_converter(col: ColumnInfo) -> Callable[[Any], Any] | None:
+    """How a value from :mod:`connectors.mysql.rowcodec` becomes its typed value.
+
+    ``None`` when the decoded value already is (the common case, kept free of
+    any call on the hot path); :func:`typed` otherwise, or a shortcut with the
+    same result.
+    """
+    logical = col.logical
+    if logical in ("int", "decimal", "date", "timestamptz"):
+        return None
+    if logical == "text":
+        return None if col.data_type != "set" else (lambda v: typed(col, v))
+    if logical == "bytes":
+        return None if col.data_type != "binary" else (lambda v: typed(col, v))
+    if logical == "timestamp":
+        return _as_utc
+    if logical == "bool":
+        return bool
+    if logical == "float" and not col.is_float32:
+        return None
+    if logical == "any":
+        return None
+    return lambda v: typed(col, v)

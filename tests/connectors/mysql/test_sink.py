@@ -1,0 +1,222 @@
+"""Conditional batched applies against the real local MariaDB."""
+
+from __future__ import annotations
+
+import decimal
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from conflict.canonical import key_text, row_hash
+from connectors.base import ApplyOp, ApplyStatus, RetriableError
+from connectors.mysql.endpoint import MysqlEndpoint, open_endpoint
+from tests.connectors.mysql.helpers import binding, drain, query, run, settings, user_conn
+
+TABLE = (
+    "CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(50), price DECIMAL(10,2),"
+    " note TEXT)"
+)
+
+
+@pytest.fixture(params=["skip_replication", "marker"])
+def endpoint(request: pytest.FixtureRequest, mariadb_params: dict[str, Any]
+             ) -> Iterator[MysqlEndpoint]:
+    """Both echo mechanisms: MariaDB's flag, and MySQL's marker table (run on MariaDB)."""
+    run(mariadb_params, TABLE)
+    ep = MysqlEndpoint("maria", settings(mariadb_params), pipeline="t-sink", echo=request.param)
+    ep.setup([binding()], "t-sink")
+    yield ep
+    ep.close()
+
+
+def op(key: int, row: dict[str, Any] | None, expected: Any = None) -> ApplyOp:
+    return ApplyOp(key={"id": key}, row=row, expected=expected, token="tok")
+
+
+def row(i: int, name: str, price: str = "1.00", note: str | None = None) -> dict[str, Any]:
+    return {"id": i, "name": name, "price": decimal.Decimal(price), "note": note}
+
+
+def test_insert_update_delete_in_one_batch(endpoint: MysqlEndpoint,
+                                           mariadb_params: dict[str, Any]) -> None:
+    b = binding()
+    res = endpoint.apply(b, [op(1, row(1, "a")), op(2, row(2, "b"))])
+    assert [r.status for r in res] == [ApplyStatus.APPLIED] * 2
+    v1, v2 = res[0].row_version, res[1].row_version
+    res = endpoint.apply(b, [op(1, row(1, "a2", "2.5"), v1), op(2, None, v2)])
+    assert [r.status for r in res] == [ApplyStatus.APPLIED] * 2
+    assert res[1].row_version is None
+    assert query(mariadb_params, "SELECT id, name, price FROM items") == [
+        (1, "a2", decimal.Decimal("2.50"))]
+    # The version reported after the write is the one a later read finds.
+    read = endpoint.read(b, [{"id": 1}])
+    assert read[key_text({"id": 1})][1] == res[0].row_version
+
+
+def test_compare_and_set_skips_rows_that_moved(endpoint: MysqlEndpoint,
+                                               mariadb_params: dict[str, Any]) -> None:
+    b = binding()
+    v1 = endpoint.apply(b, [op(1, row(1, "a"))])[0].row_version
+    endpoint.apply(b, [op(2, row(2, "b"))])
+    run(mariadb_params, "UPDATE items SET name = 'user edit' WHERE id = 1")
+    res = endpoint.apply(b, [op(1, row(1, "ours"), v1),  # moved: skip
+                             op(2, row(2, "b2"), "not-the-version"),  # wrong version: skip
+                             op(3, row(3, "c"), None)])  # absent as expected: insert
+    assert [r.status for r in res] == [ApplyStatus.SKIPPED, ApplyStatus.SKIPPED,
+                                       ApplyStatus.APPLIED]
+    assert res[0].row_version == row_hash(row(1, "user edit"))
+    assert query(mariadb_params, "SELECT name FROM items ORDER BY id") == [
+        ("user edit",), ("b",), ("c",)]
+
+
+def test_insert_where_a_row_exists_is_skipped_unless_identical(
+        endpoint: MysqlEndpoint, mariadb_params: dict[str, Any]) -> None:
+    run(mariadb_params, "INSERT INTO items VALUES (1, 'theirs', 1, NULL), (2, 'same', 1, NULL)")
+    res = endpoint.apply(binding(), [op(1, row(1, "ours")), op(2, row(2, "same"))])
+    assert [r.status for r in res] == [ApplyStatus.SKIPPED, ApplyStatus.ALREADY]
+    assert query(mariadb_params, "SELECT name FROM items WHERE id = 1") == [("theirs",)]
+
+
+def test_replay_after_crash_is_already_applied(endpoint: MysqlEndpoint) -> None:
+    b = binding()
+    v1 = endpoint.apply(b, [op(1, row(1, "a"))])[0].row_version
+    first = endpoint.apply(b, [op(1, row(1, "b"), v1), op(2, row(2, "x"))])
+    # The engine crashed before recording this: it replays the same ops.
+    again = endpoint.apply(b, [op(1, row(1, "b"), v1), op(2, row(2, "x")), op(3, None, "v")])
+    assert [r.status for r in again] == [ApplyStatus.ALREADY] * 3
+    assert [r.row_version for r in again[:2]] == [r.row_version for r in first]
+
+
+def test_the_sinks_writes_never_come_back_as_changes(endpoint: MysqlEndpoint,
+                                                     mariadb_params: dict[str, Any]) -> None:
+    b = binding()
+    start = endpoint.source.log_end()
+    v = endpoint.apply(b, [op(1, row(1, "ours")), op(2, row(2, "ours"))])
+    endpoint.apply(b, [op(1, row(1, "ours again"), v[0].row_version),
+                       op(2, None, v[1].row_version)])
+    run(mariadb_params, "INSERT INTO items VALUES (3, 'user', 1, NULL)")
+    # A user edit identical to the service's last write is still a user edit.
+    run(mariadb_params, "UPDATE items SET name = 'ours again', note = 'n' WHERE id = 1",
+        "UPDATE items SET note = NULL WHERE id = 1")
+    changes, _, _ = drain(endpoint.source, [b], start)
+    assert [(c.op.value, c.key["id"]) for c in changes] == [
+        ("insert", 3), ("update", 1), ("update", 1)]
+
+
+def test_read_returns_rows_and_versions_by_key(endpoint: MysqlEndpoint,
+                                               mariadb_params: dict[str, Any]) -> None:
+    run(mariadb_params, "INSERT INTO items VALUES (1, 'a', 1.5, NULL), (2, 'b', 2, 'x')")
+    got = endpoint.read(binding(), [{"id": 1}, {"id": 3}])
+    assert list(got) == [key_text({"id": 1})]
+    r, version = got[key_text({"id": 1})]
+    assert r == row(1, "a", "1.5")
+    assert version == row_hash(r)
+    run(mariadb_params, "UPDATE items SET name = 'new' WHERE id = 1")
+    assert endpoint.read(binding(), [{"id": 1}])[key_text({"id": 1})][0]["name"] == "new"
+
+
+def test_partial_rows_are_read_back_for_their_version(mariadb_params: dict[str, Any]) -> None:
+    run(mariadb_params, "CREATE TABLE stamped (id INT PRIMARY KEY, name VARCHAR(20),"
+        " n INT NOT NULL DEFAULT 7, total INT AS (n * 2) STORED)")
+    ep = open_endpoint("maria", settings(mariadb_params), pipeline="t-partial")
+    try:
+        b = binding("stamped")
+        res = ep.apply(b, [ApplyOp({"id": 1}, {"id": 1, "name": "x"}, None, "t")])
+        now = ep.read(b, [{"id": 1}])[key_text({"id": 1})]
+        assert now[0] == {"id": 1, "name": "x", "n": 7, "total": 14}
+        assert res[0].row_version == now[1]
+    finally:
+        ep.close()
+
+
+def test_composite_keys_and_quoted_identifiers(mariadb_params: dict[str, Any]) -> None:
+    run(mariadb_params, "CREATE TABLE `we``ird` (`a b` INT, `k` VARCHAR(5), `v``x` INT,"
+        " PRIMARY KEY (`a b`, `k`))")
+    ep = open_endpoint("maria", settings(mariadb_params), pipeline="t-quote")
+    try:
+        b = binding("we`ird", key=("a b", "k"))
+        ops = [ApplyOp({"a b": 1, "k": "x"}, {"a b": 1, "k": "x", "v`x": 5}, None, "t"),
+               ApplyOp({"a b": 1, "k": "y"}, {"a b": 1, "k": "y", "v`x": 6}, None, "t")]
+        res = ep.apply(b, ops)
+        assert [r.status for r in res] == [ApplyStatus.APPLIED] * 2
+        res = ep.apply(b, [ApplyOp({"a b": 1, "k": "x"}, None, res[0].row_version, "t")])
+        assert res[0].status is ApplyStatus.APPLIED
+        assert query(mariadb_params, "SELECT `a b`, `k`, `v``x` FROM `we``ird`") == [
+            (1, "y", 6)]
+    finally:
+        ep.close()
+
+
+def test_lock_wait_timeout_is_retriable_and_leaves_nothing(
+        mariadb_params: dict[str, Any]) -> None:
+    run(mariadb_params, TABLE, "INSERT INTO items VALUES (1, 'a', 1, NULL)")
+    ep = open_endpoint("maria", settings(mariadb_params), pipeline="t-lock")
+    holder = user_conn(mariadb_params)
+    try:
+        with ep.sink._session().cursor() as cur:
+            cur.execute("SET SESSION innodb_lock_wait_timeout = 1")
+        holder.begin()
+        with holder.cursor() as cur:
+            cur.execute("SELECT * FROM items WHERE id = 1 FOR UPDATE")
+        with pytest.raises(RetriableError):
+            ep.apply(binding(), [op(2, row(2, "b")), op(1, row(1, "x"), "v")])
+        holder.rollback()
+        assert query(mariadb_params, "SELECT id FROM items") == [(1,)]
+        # The same sink works again afterwards.
+        assert ep.apply(binding(), [op(2, row(2, "b"))])[0].status is ApplyStatus.APPLIED
+    finally:
+        holder.close()
+        ep.close()
+
+
+def test_lost_connection_is_retriable_and_the_next_apply_reconnects(
+        mariadb_params: dict[str, Any]) -> None:
+    run(mariadb_params, TABLE)
+    ep = open_endpoint("maria", settings(mariadb_params), pipeline="t-lost")
+    try:
+        assert ep.apply(binding(), [op(1, row(1, "a"))])[0].status is ApplyStatus.APPLIED
+        run(mariadb_params, f"KILL {ep.sink._session().thread_id()}")
+        with pytest.raises(RetriableError):
+            ep.apply(binding(), [op(2, row(2, "b"))])
+        assert ep.apply(binding(), [op(2, row(2, "b"))])[0].status is ApplyStatus.APPLIED
+    finally:
+        ep.close()
+
+
+def test_deadlock_is_retriable(mariadb_params: dict[str, Any]) -> None:
+    run(mariadb_params, TABLE, "INSERT INTO items (id) VALUES " + ",".join(
+        f"({i})" for i in range(1, 301)))
+    ep = open_endpoint("maria", settings(mariadb_params), pipeline="t-deadlock")
+    other = user_conn(mariadb_params)
+    errors: list[BaseException] = []
+    try:
+        v = ep.read(binding(), [{"id": 1}, {"id": 2}])
+        # The other session changes many rows (InnoDB then prefers the lighter sink
+        # transaction as the deadlock victim) and holds row 2.
+        other.begin()
+        with other.cursor() as cur:
+            cur.execute("UPDATE items SET note = 'z' WHERE id >= 2")
+
+        def sink_apply() -> None:
+            try:  # locks row 1, then waits for row 2
+                ep.apply(binding(), [op(1, row(1, "x"), v[key_text({"id": 1})][1]),
+                                     op(2, row(2, "y"), v[key_text({"id": 2})][1])])
+            except BaseException as exc:  # collected for the assertion below
+                errors.append(exc)
+
+        t = threading.Thread(target=sink_apply)
+        t.start()
+        t.join(1.0)
+        with other.cursor() as cur:
+            cur.execute("SELECT * FROM items WHERE id = 1 FOR UPDATE")  # closes the cycle
+        other.rollback()
+        t.join(30)
+        assert len(errors) == 1 and isinstance(errors[0], RetriableError)
+        assert "1213" in str(errors[0])
+        assert query(mariadb_params, "SELECT name FROM items WHERE id IN (1, 2)") == [
+            (None,), (None,)]
+    finally:
+        other.close()
+        ep.close()
