@@ -1,0 +1,152 @@
+"""What the system catalog says about a bound table: columns, types, keys, identity."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from psycopg import sql
+
+from connectors.base import Binding, Column, SchemaError, TableSchema
+from connectors.postgres.connect import PgConnection
+from connectors.postgres.types import ColumnType, classify
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnInfo:
+    name: str
+    type_oid: int
+    native: str  # format_type(), e.g. "numeric(12,2)"
+    nullable: bool
+    ctype: ColumnType
+
+    @property
+    def logical(self) -> str:
+        return self.ctype.logical
+
+    def select_expr(self, alias: str | None = None) -> sql.Composable:
+        """The column as read by snapshot/read: natively, or cast to its io type."""
+        col: sql.Composable = (
+            sql.Identifier(alias, self.name) if alias else sql.Identifier(self.name)
+        )
+        if self.ctype.native:
+            return col
+        return sql.SQL("{}::{}").format(col, sql.SQL(self.ctype.io_sql))
+
+
+@dataclass(frozen=True, slots=True)
+class TableInfo:
+    schema: str
+    name: str
+    oid: int
+    columns: tuple[ColumnInfo, ...]
+    primary_key: tuple[str, ...]
+    unique_keys: tuple[frozenset[str], ...]  # plain unique indexes, primary key included
+    replica_identity: str  # d, n, f, i
+
+    @property
+    def ident(self) -> sql.Identifier:
+        return sql.Identifier(self.schema, self.name)
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    def column(self, name: str) -> ColumnInfo | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+    def by_name(self) -> dict[str, ColumnInfo]:
+        return {c.name: c for c in self.columns}
+
+    def table_schema(self, table: str) -> TableSchema:
+        return TableSchema(
+            table=table,
+            columns=tuple(Column(c.name, c.logical, c.native, c.nullable) for c in self.columns),
+            key=self.primary_key,
+        )
+
+    def has_unique(self, columns: tuple[str, ...]) -> bool:
+        return frozenset(columns) in self.unique_keys
+
+
+def split_table(table: str, default_schema: str) -> tuple[str, str]:
+    """``"schema.table"`` or ``"table"`` -> ``(schema, table)``; names are taken literally."""
+    schema, dot, name = table.partition(".")
+    return (schema, name) if dot else (default_schema, table)
+
+
+_COLUMNS = """
+SELECT a.attname, a.atttypid, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull,
+       t.typtype, t.typelem, et.typtype, t.typbasetype,
+       CASE WHEN t.typbasetype <> 0 THEN format_type(t.typbasetype, t.typtypmod) END
+FROM pg_attribute a
+JOIN pg_type t ON t.oid = a.atttypid
+LEFT JOIN pg_type et ON et.oid = t.typelem
+WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+ORDER BY a.attnum
+"""
+
+_UNIQUE = """
+SELECT i.indisprimary,
+       array(SELECT a.attname FROM unnest(i.indkey) WITH ORDINALITY k(n, o)
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n ORDER BY k.o)
+FROM pg_index i
+WHERE i.indrelid = %s AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
+  AND i.indisvalid AND i.indimmediate
+ORDER BY NOT i.indisprimary, i.indexrelid
+"""
+
+
+def find_table(conn: PgConnection, schema: str, name: str) -> TableInfo | None:
+    """The table ``schema.name`` (exact names), or ``None`` when it does not exist."""
+    row = conn.execute(
+        "SELECT c.oid, c.relreplident FROM pg_class c JOIN pg_namespace n"
+        " ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s"
+        " AND c.relkind IN ('r', 'p')",
+        (schema, name),
+    ).fetchone()
+    if row is None:
+        return None
+    oid, replident = int(row[0]), str(row[1])
+    columns = []
+    for attname, typoid, native, nullable, typtype, elem, etyptype, baseoid, basesql in (
+        conn.execute(_COLUMNS, (oid,)).fetchall()
+    ):
+        ctype = classify(int(typoid), str(typtype), int(elem or 0),
+                         None if etyptype is None else str(etyptype), int(baseoid or 0),
+                         None if basesql is None else str(basesql), str(native))
+        columns.append(ColumnInfo(str(attname), int(typoid), str(native), bool(nullable), ctype))
+    pk: tuple[str, ...] = ()
+    uniques: list[frozenset[str]] = []
+    for primary, cols in conn.execute(_UNIQUE, (oid,)).fetchall():
+        if primary:
+            pk = tuple(str(c) for c in cols)
+        uniques.append(frozenset(str(c) for c in cols))
+    return TableInfo(schema, name, oid, tuple(columns), pk, tuple(uniques), replident)
+
+
+def table_for(conn: PgConnection, binding: Binding, default_schema: str) -> TableInfo:
+    """The bound table, checked against the binding's key.
+
+    Raises:
+        SchemaError: no such table, a key column is missing, or no unique index on the key.
+    """
+    schema, name = split_table(binding.table, default_schema)
+    info = find_table(conn, schema, name)
+    if info is None:
+        raise SchemaError(
+            f"endpoint {binding.endpoint}: table {schema}.{name} does not exist"
+            f" (entity {binding.entity})"
+        )
+    key = binding.endpoint_key
+    missing = [k for k in key if info.column(k) is None]
+    if missing:
+        raise SchemaError(
+            f"endpoint {binding.endpoint}: table {info.qualified} has no key column"
+            f" {', '.join(missing)} (entity {binding.entity})"
+        )
+    if not info.has_unique(key):
+        raise SchemaError(
+            f"endpoint {binding.endpoint}: table {info.qualified} has no primary key or unique"
+            f" index on ({', '.join(key)}); cdcsync needs one to find rows by key"
+        )
+    return info

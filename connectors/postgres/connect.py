@@ -1,0 +1,87 @@
+"""Connections to a PostgreSQL endpoint, and how their errors are classified.
+
+Every connection runs with the same output settings (``DateStyle``,
+``IntervalStyle``, ``TimeZone``, ``extra_float_digits``, ``bytea_output``)
+because logical decoding formats column values with the *decoding* session's
+settings: the text pgoutput sends must be the text a query on another of our
+connections returns, or a value read from the stream and the same value read
+by the snapshot would not compare equal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+from psycopg import errors
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.rows import TupleRow
+
+from connectors.base import ConnectorError, RetriableError
+
+PgConnection = psycopg.Connection[TupleRow]
+
+SESSION_OPTIONS = (
+    "-c DateStyle=ISO,YMD -c IntervalStyle=postgres -c TimeZone=UTC"
+    " -c extra_float_digits=3 -c bytea_output=hex"
+)
+
+
+def conninfo(settings: Any, **extra: Any) -> str:
+    """A libpq conninfo from the endpoint's settings (``dsn`` plus discrete fields)."""
+    fields: dict[str, Any] = {}
+    for attr in ("host", "port", "user", "password", "dbname", "connect_timeout"):
+        value = getattr(settings, attr, None)
+        if value not in (None, ""):
+            fields[attr] = value
+    dsn = getattr(settings, "dsn", None) or ""
+    base = conninfo_to_dict(dsn) if dsn else {}
+    user_options = str(fields.pop("options", base.get("options", "")) or "")
+    options = f"{user_options} {SESSION_OPTIONS}".strip()
+    fields.setdefault("connect_timeout", base.get("connect_timeout", 10))
+    fields.update(extra)
+    return make_conninfo(dsn, options=options, application_name="cdcsync", **fields)
+
+
+def describe(info: str) -> str:
+    """``host:port/dbname`` of a conninfo, for messages (never the password)."""
+    params = conninfo_to_dict(info)
+    host = params.get("host") or params.get("hostaddr") or "local socket"
+    return f"{host}:{params.get('port', 5432)}/{params.get('dbname', '?')}"
+
+
+def connect(info: str, *, autocommit: bool = True) -> PgConnection:
+    """Open a connection, classifying a failure as retriable (the server may be restarting)."""
+    try:
+        return psycopg.connect(info, autocommit=autocommit)
+    except psycopg.OperationalError as exc:
+        raise RetriableError(f"cannot connect to PostgreSQL at {describe(info)}: {exc}") from exc
+
+
+#: Errors after which trying again may succeed.
+RETRIABLE = (
+    psycopg.OperationalError,  # lost connection, admin shutdown, serialization, deadlock, locks
+    errors.SerializationFailure,
+    errors.DeadlockDetected,
+    errors.LockNotAvailable,
+    errors.QueryCanceled,
+)
+
+
+@contextlib.contextmanager
+def classified(what: str) -> Iterator[None]:
+    """Re-raise driver errors as :class:`RetriableError` or :class:`ConnectorError`."""
+    try:
+        yield
+    except ConnectorError:
+        raise
+    except RETRIABLE as exc:
+        raise RetriableError(f"{what}: {exc}") from exc
+    except psycopg.Error as exc:
+        raise ConnectorError(f"{what}: {exc}") from exc
+
+
+def is_broken(conn: PgConnection | None) -> bool:
+    return conn is None or conn.closed or conn.broken

@@ -1,0 +1,121 @@
+"""PostgresEndpoint: the source, the sink and the setup verbs of one PostgreSQL database.
+
+Settings (duck-typed; built by ``config/``): ``dsn`` and/or ``host``,
+``port``, ``user``, ``password``, ``dbname``, ``connect_timeout``; ``slot``
+and ``publication`` (default ``cdcsync_<pipeline>_<endpoint>``, sanitised);
+``schema`` for unqualified table names (default ``public``). The password
+never appears in a message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from connectors.base import ApplyOp, ApplyResult, Binding, TableSchema
+from connectors.postgres import setup as capture
+from connectors.postgres.catalog import table_for
+from connectors.postgres.connect import classified, conninfo
+from connectors.postgres.names import Names
+from connectors.postgres.sink import PostgresSink
+from connectors.postgres.source import PostgresSource
+from sync.change import ChangeBatch, Checkpoint, SnapshotChunk
+
+
+class PostgresEndpoint:
+    kind = "postgres"
+
+    def __init__(self, name: str, settings: Any, *, pipeline: str = "") -> None:
+        self.name = name
+        self.settings = settings
+        self.pipeline = pipeline
+        self.info = conninfo(settings)
+        self.names = Names.of(pipeline, name, settings)
+        self.default_schema = str(getattr(settings, "schema", None) or "public")
+        self.source = PostgresSource(name, self.info, self.names, self.default_schema)
+        self.sink = PostgresSink(name, self.info, self.names, self.default_schema)
+
+    # --- source -----------------------------------------------------------------------
+
+    def schema(self, binding: Binding) -> TableSchema:
+        return self.source.schema(binding)
+
+    def position(self) -> Checkpoint:
+        return self.source.position()
+
+    def snapshot(
+        self, binding: Binding, after_key: Mapping[str, Any] | None, limit: int
+    ) -> SnapshotChunk:
+        return self.source.snapshot(binding, after_key, limit)
+
+    def changes(
+        self, bindings: Sequence[Binding], after: Checkpoint | None, limit: int
+    ) -> ChangeBatch:
+        batch = self.source.changes(bindings, after, limit)
+        if batch.events:
+            self.sink.forget_schema()
+        return batch
+
+    def confirm(self, checkpoint: Checkpoint) -> None:
+        self.source.confirm(checkpoint)
+
+    def prune(self, checkpoints: Sequence[Checkpoint]) -> None:
+        self.source.prune(checkpoints)
+
+    # --- sink -------------------------------------------------------------------------
+
+    def apply(self, binding: Binding, ops: Sequence[ApplyOp]) -> list[ApplyResult]:
+        return self.sink.apply(binding, ops)
+
+    def read(
+        self, binding: Binding, keys: Iterable[Mapping[str, Any]]
+    ) -> dict[str, tuple[dict[str, Any], Any]]:
+        return self.sink.read(binding, keys)
+
+    # --- setup ------------------------------------------------------------------------
+
+    def _names(self, pipeline: str) -> Names:
+        return self.names if pipeline == self.pipeline else Names.of(pipeline, self.name,
+                                                                     self.settings)
+
+    def setup(
+        self, bindings: Sequence[Binding], pipeline: str, *, capture_changes: bool = True
+    ) -> list[str]:
+        """Create publication, slot, origin (idempotent); returns what was done.
+
+        ``capture_changes=False`` for an endpoint that is only written to: no
+        publication and no slot (an unread slot holds the cluster's WAL).
+        """
+        conn = self.source.connection()
+        with classified(f"set up {self.name}"):
+            tables = {}
+            for b in bindings:
+                info = table_for(conn, b, self.default_schema)
+                tables[info.qualified] = info
+            return capture.setup(conn, self._names(pipeline), list(tables.values()),
+                                 capture=capture_changes)
+
+    def teardown(self, bindings: Sequence[Binding], pipeline: str) -> list[str]:
+        self.sink.close()  # our own session must not hold an origin being dropped
+        with classified(f"tear down {self.name}"):
+            return capture.teardown(self.source.connection(), self._names(pipeline))
+
+    def slot_status(self) -> dict[str, Any]:
+        warn = getattr(self.settings, "warn_retained_wal_bytes", None)
+        with classified(f"read the slot status of {self.name}"):
+            return capture.slot_status(
+                self.source.connection(), self.names,
+                warn_retained=int(warn) if warn else capture.DEFAULT_WARN_RETAINED,
+            )
+
+    def status(self) -> dict[str, Any]:
+        """For ``cdcsync status``: slot lag, retained WAL and loud warnings."""
+        return self.slot_status()
+
+    def close(self) -> None:
+        self.sink.close()
+        self.source.close()
+
+
+def open_endpoint(name: str, settings: Any, *, pipeline: str = "") -> PostgresEndpoint:
+    return PostgresEndpoint(name, settings, pipeline=pipeline)

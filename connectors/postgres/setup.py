@@ -1,0 +1,276 @@
+"""Capture objects of a PostgreSQL endpoint: publication, slot, origin, side table.
+
+Everything here is idempotent: ``setup`` creates what is missing and says what
+it did; ``teardown`` drops what exists. The order matters:
+
+1. ``REPLICA IDENTITY FULL`` on every bound table. Without it an UPDATE's old
+   row and a DELETE's row carry only the key: field-level merge has no base
+   to compare with, and an unchanged TOASTed column cannot be filled from the
+   old row (see decoding.py). cdcsync sets it and says so; teardown leaves it
+   (it cannot know whether someone else relies on it).
+2. The publication, *before* the slot: pgoutput looks the publication up as
+   of each decoded transaction, so a slot older than its publication fails
+   on the transactions in between.
+3. The logical slot (``pgoutput``). Its creation waits for transactions that
+   are running at that moment to finish.
+4. The replication origin of the pipeline, which tags the sink's writes.
+5. ``cdcsync.applied_tx``: the sink's bookkeeping of its own transactions
+   (see sink.py for why).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from connectors.base import ConnectorError
+from connectors.postgres.catalog import TableInfo
+from connectors.postgres.connect import PgConnection
+from connectors.postgres.names import APPLIED_TABLE, SIDE_SCHEMA, Names
+from connectors.postgres.pgoutput import format_lsn
+
+#: ``status`` warns when a slot holds more WAL than this (bytes).
+DEFAULT_WARN_RETAINED = 1 << 30
+
+
+def check_wal_level(conn: PgConnection) -> None:
+    row = conn.execute("SHOW wal_level").fetchone()
+    if row is None or row[0] != "logical":
+        level = row[0] if row else "unknown"
+        raise ConnectorError(
+            f"PostgreSQL runs with wal_level={level}; logical decoding needs wal_level=logical"
+            " (set it in postgresql.conf and restart the server; see scripts/prepare-services)"
+        )
+
+
+def ensure_replica_identity(conn: PgConnection, tables: Sequence[TableInfo]) -> list[str]:
+    done = []
+    for t in tables:
+        if t.replica_identity != "f":
+            conn.execute(sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(t.ident))
+            done.append(
+                f"set REPLICA IDENTITY FULL on {t.qualified} (was {_IDENTITY[t.replica_identity]}):"
+                " old row images are needed for deletes, field-level merge and unchanged"
+                " TOAST values"
+            )
+    return done
+
+
+_IDENTITY = {"d": "DEFAULT", "n": "NOTHING", "f": "FULL", "i": "USING INDEX"}
+
+
+def ensure_publication(conn: PgConnection, names: Names, tables: Sequence[TableInfo]) -> list[str]:
+    pub = sql.Identifier(names.publication)
+    row = conn.execute(
+        "SELECT puballtables FROM pg_publication WHERE pubname = %s", (names.publication,)
+    ).fetchone()
+    idents = sql.SQL(", ").join(t.ident for t in tables)
+    if row is None:
+        if not tables:
+            return []
+        conn.execute(sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(pub, idents))
+        return [f"created publication {names.publication} for {_list(tables)}"]
+    if row[0]:
+        return []
+    have = {
+        (str(s), str(n))
+        for s, n in conn.execute(
+            "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s",
+            (names.publication,),
+        ).fetchall()
+    }
+    missing = [t for t in tables if (t.schema, t.name) not in have]
+    if not missing:
+        return []
+    conn.execute(
+        sql.SQL("ALTER PUBLICATION {} ADD TABLE {}").format(
+            pub, sql.SQL(", ").join(t.ident for t in missing)
+        )
+    )
+    return [f"added {_list(missing)} to publication {names.publication}"]
+
+
+def _list(tables: Sequence[TableInfo]) -> str:
+    return ", ".join(t.qualified for t in tables)
+
+
+def ensure_slot(conn: PgConnection, names: Names) -> list[str]:
+    row = conn.execute(
+        "SELECT plugin, database, slot_type FROM pg_replication_slots WHERE slot_name = %s",
+        (names.slot,),
+    ).fetchone()
+    if row is not None:
+        plugin, database, kind = row
+        current = conn.info.dbname
+        if kind != "logical" or plugin != "pgoutput" or database != current:
+            raise ConnectorError(
+                f"replication slot {names.slot} exists but is a {kind} slot of plugin {plugin}"
+                f" in database {database}; cdcsync needs a pgoutput slot in {current}"
+                " (drop it, or name another slot in the endpoint settings)"
+            )
+        return []
+    try:
+        lsn = conn.execute(
+            "SELECT lsn FROM pg_create_logical_replication_slot(%s, 'pgoutput')", (names.slot,)
+        ).fetchone()
+    except psycopg.errors.ConfigurationLimitExceeded as exc:
+        raise ConnectorError(
+            f"cannot create replication slot {names.slot}: {exc} (raise max_replication_slots)"
+        ) from exc
+    return [f"created logical replication slot {names.slot} at {lsn[0] if lsn else '?'}"]
+
+
+def ensure_origin(conn: PgConnection, names: Names) -> list[str]:
+    if origin_exists(conn, names.origin):
+        return []
+    conn.execute("SELECT pg_replication_origin_create(%s)", (names.origin,))
+    return [f"created replication origin {names.origin}"]
+
+
+def origin_exists(conn: PgConnection, name: str) -> bool:
+    return conn.execute(
+        "SELECT 1 FROM pg_replication_origin WHERE roname = %s", (name,)
+    ).fetchone() is not None
+
+
+APPLIED_DDL = sql.SQL(
+    "CREATE TABLE IF NOT EXISTS {} (xid bigint NOT NULL, origin text NOT NULL,"
+    " at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (xid, origin))"
+).format(sql.Identifier(SIDE_SCHEMA, APPLIED_TABLE))
+
+
+def ensure_side_table(conn: PgConnection) -> list[str]:
+    exists = conn.execute("SELECT to_regclass(%s)", (f"{SIDE_SCHEMA}.{APPLIED_TABLE}",)).fetchone()
+    if exists is not None and exists[0] is not None:
+        return []
+    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SIDE_SCHEMA)))
+    conn.execute(APPLIED_DDL)
+    return [f"created {SIDE_SCHEMA}.{APPLIED_TABLE} (the sink's record of its own transactions)"]
+
+
+def setup(
+    conn: PgConnection, names: Names, tables: Sequence[TableInfo], *, capture: bool = True
+) -> list[str]:
+    """Create what is missing; ``capture=False`` for an endpoint that is only written to
+    (no slot then: an unread slot would hold the cluster's WAL forever)."""
+    check_wal_level(conn)
+    done: list[str] = []
+    if capture:
+        done += ensure_replica_identity(conn, tables)
+        done += ensure_publication(conn, names, tables)
+        done += ensure_slot(conn, names)
+    done += ensure_origin(conn, names)
+    done += ensure_side_table(conn)
+    return done
+
+
+def teardown(conn: PgConnection, names: Names) -> list[str]:
+    """Drop the slot, the publication and the pipeline's origins (idempotent)."""
+    done: list[str] = []
+    row = conn.execute(
+        "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (names.slot,)
+    ).fetchone()
+    if row is not None:
+        if row[0] is not None:
+            raise ConnectorError(
+                f"replication slot {names.slot} is in use by process {row[0]}:"
+                " stop the cdcsync daemon reading it first"
+            )
+        conn.execute("SELECT pg_drop_replication_slot(%s)", (names.slot,))
+        done.append(f"dropped replication slot {names.slot}")
+    if conn.execute(
+        "SELECT 1 FROM pg_publication WHERE pubname = %s", (names.publication,)
+    ).fetchone():
+        conn.execute(sql.SQL("DROP PUBLICATION {}").format(sql.Identifier(names.publication)))
+        done.append(f"dropped publication {names.publication}")
+    for (origin,) in conn.execute(
+        "SELECT roname FROM pg_replication_origin WHERE roname = %s OR starts_with(roname, %s)",
+        (names.origin, names.origin + "."),
+    ).fetchall():
+        if not names.is_own_origin(str(origin)):
+            continue
+        try:
+            conn.execute("SELECT pg_replication_origin_drop(%s)", (origin,))
+        except psycopg.errors.ObjectInUse as exc:
+            raise ConnectorError(
+                f"replication origin {origin} is in use: stop the cdcsync processes"
+                f" writing to this endpoint first ({exc})"
+            ) from exc
+        done.append(f"dropped replication origin {origin}")
+    side = conn.execute("SELECT to_regclass(%s)", (f"{SIDE_SCHEMA}.{APPLIED_TABLE}",)).fetchone()
+    if side is not None and side[0] is not None:
+        table = sql.Identifier(SIDE_SCHEMA, APPLIED_TABLE)
+        conn.execute(
+            sql.SQL("DELETE FROM {} WHERE origin = %s OR starts_with(origin, %s)").format(table),
+            (names.origin, names.origin + "."),
+        )
+        if conn.execute(sql.SQL("SELECT NOT EXISTS (SELECT FROM {})").format(table)).fetchone() \
+                == (True,):
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(SIDE_SCHEMA)))
+            done.append(f"dropped schema {SIDE_SCHEMA}")
+    return done
+
+
+def slot_status(
+    conn: PgConnection, names: Names, *, warn_retained: int = DEFAULT_WARN_RETAINED
+) -> dict[str, Any]:
+    """Slot health for ``cdcsync status``: lag, retained WAL, and warnings.
+
+    ``lag_bytes`` is how far the slot's confirmed position is behind the current
+    WAL position (what the pipeline has not confirmed yet); ``retained_wal_bytes``
+    is how much WAL the server keeps for the slot (from its restart point).
+    """
+    out: dict[str, Any] = {"slot": names.slot, "publication": names.publication,
+                           "origin": names.origin, "warnings": []}
+    row = conn.execute(
+        "SELECT active, active_pid, restart_lsn::text, confirmed_flush_lsn::text, wal_status,"
+        " pg_current_wal_lsn()::text,"
+        " pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint,"
+        " pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint"
+        " FROM pg_replication_slots WHERE slot_name = %s",
+        (names.slot,),
+    ).fetchone()
+    out["exists"] = row is not None
+    if row is not None:
+        active, pid, restart, confirmed, wal_status, current, lag, retained = row
+        out.update(active=bool(active), active_pid=pid, restart_lsn=restart,
+                   confirmed_flush_lsn=confirmed, current_lsn=current, wal_status=wal_status,
+                   lag_bytes=int(lag or 0), retained_wal_bytes=int(retained or 0))
+        if out["retained_wal_bytes"] > warn_retained:
+            out["warnings"].append(
+                f"SLOT {names.slot} HOLDS {_size(out['retained_wal_bytes'])} OF WAL"
+                f" (lag {_size(out['lag_bytes'])}): run the pipeline, or drop the slot with"
+                " `cdcsync teardown` if it is no longer used; the server keeps WAL until then"
+            )
+        if wal_status in ("unreserved", "lost"):
+            out["warnings"].append(
+                f"slot {names.slot} has wal_status={wal_status}: changes may be lost, resync"
+            )
+    others = conn.execute(
+        "SELECT slot_name, pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint"
+        " FROM pg_replication_slots WHERE starts_with(slot_name, %s) AND slot_name <> %s"
+        " AND database = current_database() AND NOT active",
+        (names.origin + "_", names.slot),
+    ).fetchall()
+    for name, retained in others:
+        out["warnings"].append(
+            f"SLOT {name} LOOKS LEFT BEHIND by this pipeline (inactive, holding"
+            f" {_size(int(retained or 0))} of WAL): drop it with"
+            f" SELECT pg_drop_replication_slot('{name}') if nothing reads it"
+        )
+    return out
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(n) < 1024:
+            return f"{n:.0f} {unit}"
+        n = int(n / 1024)
+    return f"{n} TB"
+
+
+def lsn_text(lsn: int) -> str:
+    return format_lsn(lsn)

@@ -1,0 +1,470 @@
+"""PostgresSink: conditional, set-based apply of a batch in one transaction.
+
+A batch is written in ONE transaction on a session that carries the
+pipeline's replication origin, so that the source of this very database skips
+it (echo suppression by tag). Inside:
+
+1. the ops go by binary ``COPY`` into a temporary table (one per table and
+   column set, ``ON COMMIT DELETE ROWS``, created once per session);
+2. three set-based statements apply them with **compare-and-set on xmin**
+   (``xmin`` is PostgreSQL's row version: the id of the transaction that wrote
+   the row version):
+
+   * ``UPDATE ... FROM tmp`` where the row's xmin is the one the service last
+     knew (``expected``);
+   * ``INSERT ... SELECT FROM tmp ... ON CONFLICT DO NOTHING`` where the
+     service knows of no row (``expected`` is ``None``);
+   * ``DELETE ... USING tmp`` where the row's xmin is ``expected``;
+
+   each ``RETURNING`` the new xmin of what it wrote;
+3. an op that was not applied is ``SKIPPED`` with the row's current xmin (a
+   user edit moved the row; it is on its way in the log), unless it is a
+   **replay** of a write of ours (``ALREADY``).
+
+**Recognising a replay.** After a crash between this commit and the state
+store's, the engine applies the same version again with the old ``expected``.
+The row then has our previous write's xmin, so the compare-and-set fails.
+This sink records the id of each transaction it commits in
+``cdcsync.applied_tx`` (one row per batch, in the same transaction, so it is
+there exactly when the data is). A row whose xmin is one of our transactions
+and whose content equals the op's row is ``ALREADY``: nobody wrote it after us.
+Why not ``track_commit_timestamp`` and ``pg_xact_commit_timestamp_origin``,
+which tell the origin of any xmin without a side table? It must be switched on
+with a server restart, which a production database owner may refuse; one
+small insert per batch costs nothing next to the batch. Entries older than 7
+days are pruned: a replay comes right after a restart.
+
+**Partial rows.** An op's row may lack columns (an unchanged TOAST value the
+source could not fill, or a column the binding does not synchronise): those
+columns are left alone by the UPDATE. Ops are grouped by their column set.
+
+Deleting a row that is already gone is ``ALREADY``: the row is as wanted.
+Errors: a lost connection, a serialization failure, a deadlock raise
+:class:`~connectors.base.RetriableError` (the whole batch rolled back);
+anything else :class:`~connectors.base.ConnectorError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from conflict.canonical import canonical_value, key_text
+from connectors.base import (
+    ApplyOp,
+    ApplyResult,
+    ApplyStatus,
+    Binding,
+    ConnectorError,
+    SchemaError,
+)
+from connectors.postgres.catalog import ColumnInfo, TableInfo, table_for
+from connectors.postgres.connect import PgConnection, classified, connect, is_broken
+from connectors.postgres.names import APPLIED_TABLE, SIDE_SCHEMA, Names
+from connectors.postgres.setup import APPLIED_DDL, origin_exists
+from connectors.postgres.types import prepare
+
+APPLIED = sql.Identifier(SIDE_SCHEMA, APPLIED_TABLE)
+RETENTION = "7 days"
+PRUNE_EVERY = 1000  # batches
+MAX_POOL = 32
+
+
+class PostgresSink:
+    """Writes batches to one PostgreSQL database under the pipeline's origin."""
+
+    def __init__(self, name: str, info: str, names: Names, schema: str = "public") -> None:
+        self.name = name
+        self.info = info
+        self.names = names
+        self.default_schema = schema
+        self._conn: PgConnection | None = None
+        self.origin: str | None = None
+        self._tables: dict[str, TableInfo] = {}
+        self._temps: set[str] = set()
+        self._batches = 0
+
+    # --- session ----------------------------------------------------------------------
+
+    def connection(self) -> PgConnection:
+        """The apply session, with one origin of the pipeline's pool set up on it."""
+        if not is_broken(self._conn):
+            assert self._conn is not None
+            return self._conn
+        conn = connect(self.info)
+        try:
+            with classified(f"prepare the apply session at {self.name}"):
+                self.origin = self._take_origin(conn)
+                conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+                    sql.Identifier(SIDE_SCHEMA)))
+                conn.execute(APPLIED_DDL)
+                conn.execute(sql.SQL("DELETE FROM {} WHERE at < now() - %s::interval").format(
+                    APPLIED), (RETENTION,))
+        except BaseException:
+            conn.close()
+            raise
+        self._conn, self._temps, self._batches = conn, set(), 0
+        return conn
+
+    def _take_origin(self, conn: PgConnection) -> str:
+        for n in range(MAX_POOL):
+            name = self.names.pool_origin(n)
+            if not origin_exists(conn, name):
+                # Another session may create it at the same moment.
+                with contextlib.suppress(psycopg.errors.UniqueViolation):
+                    conn.execute("SELECT pg_replication_origin_create(%s)", (name,))
+            try:
+                conn.execute("SELECT pg_replication_origin_session_setup(%s)", (name,))
+                return name
+            except psycopg.errors.ObjectInUse:
+                continue  # another apply session holds it: take the next one
+        raise ConnectorError(
+            f"endpoint {self.name}: all {MAX_POOL} replication origins of the pipeline are in"
+            " use by other sessions"
+        )
+
+    def table(self, binding: Binding) -> TableInfo:
+        if binding.table not in self._tables:
+            with classified(f"read the catalog of {self.name}"):
+                self._tables[binding.table] = table_for(
+                    self.connection(), binding, self.default_schema
+                )
+        return self._tables[binding.table]
+
+    def forget_schema(self) -> None:
+        """Read table definitions again at the next apply (after DDL)."""
+        self._tables.clear()
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None or conn.closed:
+            return
+        try:
+            if not conn.broken:
+                conn.execute("SELECT pg_replication_origin_session_reset()")
+        except psycopg.Error:
+            pass  # closing releases the origin anyway
+        finally:
+            conn.close()
+
+    # --- apply ------------------------------------------------------------------------
+
+    def apply(self, binding: Binding, ops: Sequence[ApplyOp]) -> list[ApplyResult]:
+        """Apply ``ops`` in ONE transaction; results in the order of ``ops``."""
+        if not ops:
+            return []
+        info = self.table(binding)
+        plans = [_OpPlan.of(i, op, binding, info) for i, op in enumerate(ops)]
+        results: dict[int, ApplyResult] = {}
+        conn = self.connection()
+        try:
+            what = f"apply {len(ops)} changes to {info.qualified} at {self.name}"
+            with classified(what), conn.transaction():
+                for group in _groups(plans):
+                    results.update(self._apply_group(conn, info, group))
+                if any(r.status is ApplyStatus.APPLIED for r in results.values()):
+                    conn.execute(
+                        sql.SQL(
+                            "INSERT INTO {} (xid, origin) VALUES"
+                            " (pg_current_xact_id()::text::bigint %% 4294967296, %s)"
+                            " ON CONFLICT (xid, origin) DO UPDATE SET at = now()"
+                        ).format(APPLIED),
+                        (self.origin,),
+                    )
+        except BaseException:
+            if conn.broken:
+                self._conn = None
+            raise
+        self._batches += 1
+        if self._batches % PRUNE_EVERY == 0:
+            self._prune(conn)
+        return [results[i] for i in range(len(ops))]
+
+    def _prune(self, conn: PgConnection) -> None:
+        with classified(f"prune {SIDE_SCHEMA}.{APPLIED_TABLE} at {self.name}"):
+            conn.execute(sql.SQL("DELETE FROM {} WHERE at < now() - %s::interval").format(
+                APPLIED), (RETENTION,))
+
+    def _temp_table(self, conn: PgConnection, info: TableInfo, cols: Sequence[ColumnInfo]) -> str:
+        sig = "\x00".join([info.qualified, *(f"{c.name}\x01{c.native}" for c in cols)])
+        name = "cdcsync_ops_" + hashlib.blake2b(sig.encode(), digest_size=8).hexdigest()
+        if name not in self._temps:
+            defs: list[sql.Composable] = [sql.SQL("_i int4, _x int8, _d bool")]
+            for c in cols:
+                io = c.native if c.ctype.native else c.ctype.io_sql
+                defs.append(sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(io)))
+            conn.execute(
+                sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS").format(
+                    sql.Identifier(name), sql.SQL(", ").join(defs)
+                )
+            )
+            self._temps.add(name)
+        return name
+
+    def _apply_group(
+        self, conn: PgConnection, info: TableInfo, group: list[_OpPlan]
+    ) -> dict[int, ApplyResult]:
+        key_cols = [info.by_name()[k] for k in group[0].key_names]
+        names = set(group[0].columns) - set(group[0].key_names)
+        data_cols = [c for c in info.columns if c.name in names]
+        cols = key_cols + data_cols
+        tmp = self._temp_table(conn, info, cols)
+        try:
+            self._copy(conn, tmp, cols, group)
+            out = self._statements(conn, info, tmp, key_cols, data_cols, group)
+        except BaseException:
+            self._temps.discard(tmp)  # the transaction rolls back; so may its creation
+            raise
+        conn.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(tmp)))
+        return out
+
+    def _copy(
+        self, conn: PgConnection, tmp: str, cols: list[ColumnInfo], group: list[_OpPlan]
+    ) -> None:
+        target = sql.SQL(", ").join(
+            [sql.SQL("_i, _x, _d"), *(sql.Identifier(c.name) for c in cols)]
+        )
+        stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+            sql.Identifier(tmp), target
+        )
+        types = [23, 20, 16, *(c.type_oid if c.ctype.native else c.ctype.io_oid for c in cols)]
+        with conn.cursor().copy(stmt) as copy:
+            copy.set_types(types)
+            for p in group:
+                copy.write_row(
+                    (p.index, p.expected, p.delete, *(p.values.get(c.name) for c in cols))
+                )
+
+    def _statements(
+        self,
+        conn: PgConnection,
+        info: TableInfo,
+        tmp: str,
+        key_cols: list[ColumnInfo],
+        data_cols: list[ColumnInfo],
+        group: list[_OpPlan],
+    ) -> dict[int, ApplyResult]:
+        t, o = info.ident, sql.Identifier(tmp)
+        join = _join("t", "o", key_cols)
+        out: dict[int, ApplyResult] = {}
+        kt = {p.index: p.key_text for p in group}
+        set_cols = data_cols or key_cols[:1]
+        updated = conn.execute(
+            sql.SQL(
+                "UPDATE {} AS t SET {} FROM {} AS o WHERE {} AND NOT o._d"
+                " AND o._x IS NOT NULL AND t.xmin::text::bigint = o._x"
+                " RETURNING o._i, t.xmin::text::bigint"
+            ).format(
+                t,
+                sql.SQL(", ").join(
+                    sql.SQL("{} = {}").format(sql.Identifier(c.name), _value("o", c))
+                    for c in set_cols
+                ),
+                o,
+                join,
+            )
+        ).fetchall()
+        for i, xmin in updated:
+            out[i] = ApplyResult(kt[i], ApplyStatus.APPLIED, int(xmin))
+        all_cols = key_cols + data_cols
+        inserted = conn.execute(
+            sql.SQL(
+                "WITH ins AS (INSERT INTO {} AS t ({}) SELECT {} FROM {} AS o"
+                " WHERE NOT o._d AND o._x IS NULL ON CONFLICT ({}) DO NOTHING"
+                " RETURNING {}, t.xmin::text::bigint AS _v)"
+                " SELECT o._i, ins._v FROM ins JOIN {} AS o ON {}"
+            ).format(
+                t,
+                sql.SQL(", ").join(sql.Identifier(c.name) for c in all_cols),
+                sql.SQL(", ").join(_value("o", c) for c in all_cols),
+                o,
+                sql.SQL(", ").join(sql.Identifier(c.name) for c in key_cols),
+                sql.SQL(", ").join(sql.Identifier("t", c.name) for c in key_cols),
+                o,
+                _join("ins", "o", key_cols),
+            )
+        ).fetchall()
+        for i, xmin in inserted:
+            out[i] = ApplyResult(kt[i], ApplyStatus.APPLIED, int(xmin))
+        deleted = conn.execute(
+            sql.SQL(
+                "DELETE FROM {} AS t USING {} AS o WHERE {} AND o._d"
+                " AND t.xmin::text::bigint = o._x RETURNING o._i"
+            ).format(t, o, join)
+        ).fetchall()
+        for (i,) in deleted:
+            out[i] = ApplyResult(kt[i], ApplyStatus.APPLIED, None)
+        if len(out) < len(group):
+            out.update(self._not_applied(conn, info, tmp, key_cols, data_cols, group, out))
+        return out
+
+    def _not_applied(
+        self,
+        conn: PgConnection,
+        info: TableInfo,
+        tmp: str,
+        key_cols: list[ColumnInfo],
+        data_cols: list[ColumnInfo],
+        group: list[_OpPlan],
+        done: Mapping[int, ApplyResult],
+    ) -> dict[int, ApplyResult]:
+        """ALREADY (a replay of ours, or a delete of a row that is gone) or SKIPPED."""
+        assert self.origin is not None
+        cols = key_cols + data_cols
+        rows = conn.execute(
+            sql.SQL(
+                "SELECT o._i, t.xmin::text::bigint, EXISTS (SELECT FROM {} a"
+                " WHERE a.xid = t.xmin::text::bigint AND (a.origin = %s"
+                " OR starts_with(a.origin, %s))), {} FROM {} AS o LEFT JOIN {} AS t ON {}"
+                " WHERE o._i <> ALL(%s)"
+            ).format(
+                APPLIED,
+                sql.SQL(", ").join(c.select_expr("t") for c in cols),
+                sql.Identifier(tmp),
+                info.ident,
+                _join("t", "o", key_cols),
+            ),
+            (self.names.origin, self.names.origin + ".", list(done)),
+        ).fetchall()
+        by_index = {p.index: p for p in group}
+        out: dict[int, ApplyResult] = {}
+        for i, xmin, ours, *values in rows:
+            p = by_index[i]
+            kt = p.key_text
+            if xmin is None:
+                status = ApplyStatus.ALREADY if p.delete else ApplyStatus.SKIPPED
+                out[i] = ApplyResult(kt, status, None)
+                continue
+            current = dict(zip((c.name for c in cols), values, strict=True))
+            same = not p.delete and all(
+                canonical_value(current[c.name]) == canonical_value(p.values.get(c.name))
+                for c in cols
+            )
+            status = ApplyStatus.ALREADY if ours and same else ApplyStatus.SKIPPED
+            out[i] = ApplyResult(kt, status, int(xmin))
+        return out
+
+    # --- read -------------------------------------------------------------------------
+
+    def read(
+        self, binding: Binding, keys: Iterable[Mapping[str, Any]]
+    ) -> dict[str, tuple[dict[str, Any], Any]]:
+        """Current ``(row, xmin)`` by key text (entity column names), absent keys left out."""
+        info = self.table(binding)
+        key_cols = [info.by_name()[k] for k in binding.endpoint_key]
+        columns: list[list[Any]] = [[] for _ in key_cols]
+        for key in keys:
+            ep_key = binding.to_endpoint(key)
+            for slot, c in zip(columns, key_cols, strict=True):
+                slot.append(prepare(ep_key[c.name], c.ctype))
+        if not columns[0]:
+            return {}
+        cols = [c for c in info.columns if binding.synced(_entity_name(binding, c.name))]
+        unnest = sql.SQL(", ").join(
+            sql.SQL("%s::{}[]").format(sql.SQL(c.native if c.ctype.native else c.ctype.io_sql))
+            for c in key_cols
+        )
+        k_alias = sql.SQL(", ").join(sql.Identifier(f"k{i}") for i in range(len(key_cols)))
+        cond = sql.SQL(" AND ").join(
+            sql.SQL("{} = {}").format(
+                sql.Identifier("t", c.name),
+                _cast(sql.Identifier("k", f"k{i}"), c),
+            )
+            for i, c in enumerate(key_cols)
+        )
+        query = sql.SQL(
+            "SELECT {}, t.xmin::text::bigint FROM {} AS t JOIN unnest({}) AS k({}) ON {}"
+        ).format(
+            sql.SQL(", ").join(c.select_expr("t") for c in cols), info.ident, unnest, k_alias, cond
+        )
+        conn = self.connection()
+        with classified(f"read {info.qualified} at {self.name}"):
+            records = conn.execute(query, columns).fetchall()
+        out: dict[str, tuple[dict[str, Any], Any]] = {}
+        for rec in records:
+            row = binding.to_entity(dict(zip((c.name for c in cols), rec[:-1], strict=True)))
+            out[key_text(binding.key_of(row))] = (row, int(rec[-1]))
+        return out
+
+
+# --- plans ------------------------------------------------------------------------------
+
+
+class _OpPlan:
+    """One op in endpoint column names, with values prepared for the COPY."""
+
+    __slots__ = ("columns", "delete", "expected", "index", "key_names", "key_text", "values")
+
+    def __init__(self) -> None:
+        self.index = 0
+        self.key_text = ""
+        self.delete = False
+        self.expected: int | None = None
+        self.key_names: tuple[str, ...] = ()
+        self.columns: tuple[str, ...] = ()
+        self.values: dict[str, Any] = {}
+
+    @classmethod
+    def of(cls, index: int, op: ApplyOp, binding: Binding, info: TableInfo) -> _OpPlan:
+        p = cls()
+        p.index = index
+        p.key_text = op.key_text
+        p.delete = op.row is None
+        p.expected = None if op.expected is None else int(op.expected)
+        p.key_names = binding.endpoint_key
+        by_name = info.by_name()
+        key = binding.to_endpoint(op.key)
+        values = {k: key[k] for k in p.key_names}
+        if op.row is not None:
+            for ent_col, value in op.row.items():
+                if binding.synced(ent_col):
+                    values[binding.endpoint_column(ent_col)] = value
+        missing = [c for c in values if c not in by_name]
+        if missing:
+            raise SchemaError(
+                f"endpoint {binding.endpoint}: table {info.qualified} has no column"
+                f" {', '.join(sorted(missing))} (entity {binding.entity})"
+            )
+        p.values = {c: prepare(v, by_name[c].ctype) for c, v in values.items()}
+        p.columns = tuple(sorted(values)) if not p.delete else tuple(sorted(p.key_names))
+        return p
+
+
+def _groups(plans: list[_OpPlan]) -> list[list[_OpPlan]]:
+    """Ops grouped by column set, in rounds so that no key appears twice in a group."""
+    seen: dict[str, int] = {}
+    groups: dict[tuple[int, tuple[str, ...]], list[_OpPlan]] = {}
+    for p in plans:
+        rnd = seen.get(p.key_text, 0)
+        seen[p.key_text] = rnd + 1
+        groups.setdefault((rnd, p.columns), []).append(p)
+    return [groups[k] for k in sorted(groups, key=lambda k: k[0])]
+
+
+def _value(alias: str, c: ColumnInfo) -> sql.Composable:
+    return _cast(sql.Identifier(alias, c.name), c)
+
+
+def _cast(expr: sql.Composable, c: ColumnInfo) -> sql.Composable:
+    if c.ctype.native:
+        return expr
+    return sql.SQL("{}::{}").format(expr, sql.SQL(c.native))
+
+
+def _join(left: str, right: str, key_cols: Sequence[ColumnInfo]) -> sql.Composable:
+    return sql.SQL(" AND ").join(
+        sql.SQL("{} = {}").format(sql.Identifier(left, c.name), _value(right, c))
+        for c in key_cols
+    )
+
+
+def _entity_name(binding: Binding, column: str) -> str:
+    for ent, ep in binding.columns.items():
+        if ep == column:
+            return ent
+    return column

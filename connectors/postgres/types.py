@@ -1,0 +1,194 @@
+"""PostgreSQL column types: logical type, how values are read, and how they are written.
+
+One rule makes the stream and the snapshot agree: **a value is always turned
+into Python by the same psycopg text loader**, whether it arrived as pgoutput
+text or as a query result (both are the type's output function, under the same
+session settings, see :mod:`connectors.postgres.connect`). So a value read by
+``changes()``, by ``snapshot()`` and by ``read()`` is the same Python value and
+has the same :func:`conflict.canonical.canonical_value`.
+
+Each column gets a :class:`ColumnType`:
+
+* types psycopg knows (the common built-in ones and arrays of them) are read
+  and written natively (``native=True``);
+* a domain is read and written as its base type (PostgreSQL applies the
+  domain's checks when the value is assigned);
+* an enum is read as text and written as text cast to the enum; an array of
+  enums likewise as ``text[]``;
+* anything else (``inet``, ``money``, ranges, composites, ``timetz``...) is
+  read as its text form and written back as text cast to the type: it is
+  synchronised faithfully between PostgreSQL endpoints, as opaque text
+  elsewhere.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg.abc import Transformer
+from psycopg.pq import Format
+
+from conflict.canonical import coerce
+
+TEXT_OID = 25
+TEXT_ARRAY_OID = 1009
+
+#: Built-in scalar types read natively, by OID: (logical type, SQL name).
+SCALARS: dict[int, tuple[str, str]] = {
+    16: ("bool", "bool"),
+    17: ("bytes", "bytea"),
+    18: ("text", '"char"'),
+    19: ("text", "name"),
+    20: ("int", "int8"),
+    21: ("int", "int2"),
+    23: ("int", "int4"),
+    25: ("text", "text"),
+    26: ("int", "oid"),
+    114: ("json", "json"),
+    700: ("float", "float4"),
+    701: ("float", "float8"),
+    1042: ("text", "bpchar"),
+    1043: ("text", "varchar"),
+    1082: ("date", "date"),
+    1083: ("time", "time"),
+    1114: ("timestamp", "timestamp"),
+    1184: ("timestamptz", "timestamptz"),
+    1186: ("interval", "interval"),
+    1700: ("decimal", "numeric"),
+    2950: ("uuid", "uuid"),
+    3802: ("json", "jsonb"),
+}
+
+#: Array types of the built-in scalars, by array OID -> element OID.
+ARRAYS: dict[int, int] = {
+    1000: 16, 1001: 17, 1002: 18, 1003: 19, 1016: 20, 1005: 21, 1007: 23, 1009: 25,
+    1028: 26, 199: 114, 1021: 700, 1022: 701, 1014: 1042, 1015: 1043, 1182: 1082,
+    1183: 1083, 1115: 1114, 1185: 1184, 1187: 1186, 1231: 1700, 2951: 2950, 3807: 3802,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnType:
+    """How one column's values are read and written.
+
+    ``io_oid``/``io_sql`` is the type values travel as: the column's own type
+    when ``native``, otherwise a type cast to and from (``text``, ``text[]``,
+    a domain's base type). ``element`` is the logical type of an array's items.
+    """
+
+    logical: str
+    native: bool
+    io_oid: int
+    io_sql: str
+    element: str | None = None
+
+    @property
+    def needs_cast(self) -> bool:
+        return not self.native
+
+
+def classify(
+    type_oid: int,
+    typtype: str,
+    element_oid: int,
+    element_typtype: str | None,
+    base_oid: int,
+    base_sql: str | None,
+    native_sql: str,
+) -> ColumnType:
+    """The :class:`ColumnType` of a column from its ``pg_type`` facts.
+
+    ``base_oid``/``base_sql`` describe a domain's base type (0/None otherwise).
+    """
+    if typtype == "d" and base_oid:
+        inner = classify(base_oid, "b", 0, None, 0, None, base_sql or "text")
+        if inner.native:
+            return ColumnType(inner.logical, False, base_oid, base_sql or inner.io_sql,
+                              inner.element)
+        return ColumnType(inner.logical, False, inner.io_oid, inner.io_sql, inner.element)
+    if type_oid in SCALARS:
+        return ColumnType(SCALARS[type_oid][0], True, type_oid, native_sql)
+    if type_oid in ARRAYS:
+        return ColumnType("array", True, type_oid, native_sql, SCALARS[ARRAYS[type_oid]][0])
+    if typtype == "e":
+        return ColumnType("text", False, TEXT_OID, "text")
+    if element_oid and element_typtype == "e":
+        return ColumnType("array", False, TEXT_ARRAY_OID, "text[]", "text")
+    return ColumnType("text", False, TEXT_OID, "text")
+
+
+Loader = Callable[[bytes], Any]
+
+
+def text_loader(tx: Transformer, ctype: ColumnType) -> Loader:
+    """A function turning the column's text output into its Python value."""
+    loader = tx.get_loader(ctype.io_oid, Format.TEXT)
+    load: Loader = loader.load
+    return load
+
+
+# --- writing ----------------------------------------------------------------------------
+
+
+def _naive_utc(v: dt.datetime) -> dt.datetime:
+    if v.tzinfo is None:
+        return v
+    return v.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+def _aware(v: dt.datetime) -> dt.datetime:
+    return v if v.tzinfo is not None else v.replace(tzinfo=dt.UTC)
+
+
+def prepare(value: Any, ctype: ColumnType) -> Any:
+    """``value`` (any engine's form of the column's logical type) as psycopg dumps it
+    for ``ctype.io_oid`` in a binary COPY.
+
+    Raises:
+        conflict.canonical.CoercionError: the value cannot mean anything of that type.
+    """
+    if value is None:
+        return None
+    if ctype.logical == "array":
+        items = value if isinstance(value, list | tuple) else coerce(value, "array")
+        return [_prepare_item(x, ctype.element or "text", ctype) for x in items]
+    if ctype.io_oid == TEXT_OID and ctype.logical == "text" and not ctype.native:
+        return value if isinstance(value, str) else str(value)
+    return _prepare_scalar(value, ctype.logical, ctype.io_oid)
+
+
+def _prepare_item(value: Any, logical: str, ctype: ColumnType) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, list | tuple):  # multi-dimensional arrays
+        return [_prepare_item(x, logical, ctype) for x in value]
+    elem_oid = ARRAYS.get(ctype.io_oid, TEXT_OID)
+    return _prepare_scalar(value, logical, elem_oid)
+
+
+def _prepare_scalar(value: Any, logical: str, oid: int) -> Any:
+    if logical == "json":
+        return _json_value(value)
+    v = coerce(value, logical)
+    if logical == "timestamp" or logical == "timestamptz":
+        return _naive_utc(v) if oid == 1114 else _aware(v)
+    if logical == "decimal" and isinstance(v, float):
+        return decimal.Decimal(repr(v))
+    if logical == "text" and not isinstance(v, str):
+        return str(v)
+    return v
+
+
+def _json_value(value: Any) -> Any:
+    """A JSON document: text from an engine that stores JSON as text is parsed, and
+    text that is no JSON document is taken as a JSON string."""
+    if isinstance(value, bytes | str):
+        try:
+            return coerce(value, "json")
+        except ValueError:
+            return value.decode() if isinstance(value, bytes) else value
+    return value

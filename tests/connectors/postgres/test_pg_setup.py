@@ -1,0 +1,138 @@
+"""Setup and teardown of a PostgreSQL endpoint: idempotent, complete, and reported."""
+
+from __future__ import annotations
+
+import pytest
+
+from connectors.base import SchemaError
+from tests.connectors.postgres.helpers import binding, endpoint, query, sql
+
+
+def _objects(dsn: str, names: object) -> dict[str, object]:
+    slot, pub, origin = names.slot, names.publication, names.origin  # type: ignore[attr-defined]
+    return {
+        "slot": query(dsn, "SELECT plugin, slot_type FROM pg_replication_slots"
+                      " WHERE slot_name = %s", (slot,)),
+        "publication": query(dsn, "SELECT schemaname, tablename FROM pg_publication_tables"
+                             " WHERE pubname = %s ORDER BY 2", (pub,)),
+        "origin": query(dsn, "SELECT roname FROM pg_replication_origin WHERE roname = %s",
+                        (origin,)),
+        "identity": query(dsn, "SELECT relname, relreplident::text FROM pg_class"
+                          " WHERE relname IN ('t', 'u') ORDER BY 1"),
+    }
+
+
+def test_setup_creates_everything_once_and_teardown_drops_it(pg_dsn: str) -> None:
+    sql(pg_dsn, "CREATE TABLE t (id int PRIMARY KEY, v text)",
+        "CREATE TABLE u (a int, b int, v text, PRIMARY KEY (a, b))")
+    ep = endpoint(pg_dsn)
+    try:
+        bindings = [binding("t"), binding("u", key=("a", "b"))]
+        done = ep.setup(bindings, ep.pipeline)
+        text = "\n".join(done)
+        assert "REPLICA IDENTITY FULL on public.t" in text
+        assert "REPLICA IDENTITY FULL on public.u" in text
+        assert f"created publication {ep.names.publication}" in text
+        assert f"created logical replication slot {ep.names.slot}" in text
+        assert f"created replication origin {ep.names.origin}" in text
+        objs = _objects(pg_dsn, ep.names)
+        assert objs == {
+            "slot": [("pgoutput", "logical")],
+            "publication": [("public", "t"), ("public", "u")],
+            "origin": [(ep.names.origin,)],
+            "identity": [("t", "f"), ("u", "f")],
+        }
+        assert ep.setup(bindings, ep.pipeline) == []  # idempotent: nothing left to do
+        assert _objects(pg_dsn, ep.names) == objs
+
+        down = ep.teardown(bindings, ep.pipeline)
+        assert f"dropped replication slot {ep.names.slot}" in down
+        assert f"dropped publication {ep.names.publication}" in down
+        assert f"dropped replication origin {ep.names.origin}" in down
+        after = _objects(pg_dsn, ep.names)
+        assert after["slot"] == after["publication"] == after["origin"] == []
+        assert ep.teardown(bindings, ep.pipeline) == []
+    finally:
+        ep.close()
+
+
+def test_setup_adds_a_newly_bound_table_to_the_publication(pg_dsn: str) -> None:
+    sql(pg_dsn, "CREATE TABLE t (id int PRIMARY KEY)", "CREATE TABLE u (id int PRIMARY KEY)")
+    ep = endpoint(pg_dsn)
+    try:
+        ep.setup([binding("t")], ep.pipeline)
+        done = ep.setup([binding("t"), binding("u")], ep.pipeline)
+        assert f"added public.u to publication {ep.names.publication}" in done
+        assert [r[1] for r in _objects(pg_dsn, ep.names)["publication"]] == ["t", "u"]
+    finally:
+        ep.teardown([], ep.pipeline)
+        ep.close()
+
+
+def test_a_write_only_endpoint_gets_no_slot(pg_dsn: str) -> None:
+    sql(pg_dsn, "CREATE TABLE t (id int PRIMARY KEY)")
+    ep = endpoint(pg_dsn)
+    try:
+        done = ep.setup([binding("t")], ep.pipeline, capture_changes=False)
+        assert not any("slot" in d or "publication" in d for d in done)
+        objs = _objects(pg_dsn, ep.names)
+        assert objs["slot"] == [] and objs["publication"] == []
+        assert objs["origin"] == [(ep.names.origin,)]
+    finally:
+        ep.teardown([], ep.pipeline)
+        ep.close()
+
+
+def test_setup_refuses_missing_tables_and_keys(pg_dsn: str) -> None:
+    sql(pg_dsn, "CREATE TABLE nokey (id int, v text)")
+    ep = endpoint(pg_dsn)
+    try:
+        with pytest.raises(SchemaError, match=r"table public\.missing does not exist"):
+            ep.setup([binding("missing")], ep.pipeline)
+        with pytest.raises(SchemaError, match=r"no primary key or unique index on \(id\)"):
+            ep.setup([binding("nokey")], ep.pipeline)
+        with pytest.raises(SchemaError, match="has no key column other"):
+            ep.setup([binding("nokey", key=("other",))], ep.pipeline)
+        # Nothing was created for a setup that failed on its tables.
+        assert _objects(pg_dsn, ep.names)["slot"] == []
+    finally:
+        ep.close()
+
+
+def test_status_reports_lag_and_warns_about_retained_wal(pg_dsn: str) -> None:
+    sql(pg_dsn, "CREATE TABLE t (id int PRIMARY KEY, v text)")
+    ep = endpoint(pg_dsn, warn_retained_wal_bytes=1000)
+    try:
+        ep.setup([binding("t")], ep.pipeline)
+        sql(pg_dsn, "INSERT INTO t SELECT g, repeat('x', 100) FROM generate_series(1, 500) g")
+        st = ep.status()
+        assert st["exists"] and st["active"] is False
+        assert st["lag_bytes"] > 50_000 and st["retained_wal_bytes"] >= st["lag_bytes"]
+        assert any(f"SLOT {ep.names.slot} HOLDS" in w for w in st["warnings"])
+    finally:
+        ep.teardown([], ep.pipeline)
+        ep.close()
+
+
+def test_status_warns_about_a_slot_left_behind(pg_dsn: str) -> None:
+    sql(pg_dsn, "CREATE TABLE t (id int PRIMARY KEY)")
+    ep = endpoint(pg_dsn)
+    old = f"cdcsync_{ep.pipeline}_renamed"
+    try:
+        ep.setup([binding("t")], ep.pipeline)
+        sql(pg_dsn, f"SELECT pg_create_logical_replication_slot('{old}', 'pgoutput')")
+        st = ep.status()
+        assert any(f"SLOT {old} LOOKS LEFT BEHIND" in w for w in st["warnings"])
+        assert not any("HOLDS" in w for w in st["warnings"])  # ours is under the threshold
+    finally:
+        sql(pg_dsn, f"SELECT pg_drop_replication_slot('{old}')")
+        ep.teardown([], ep.pipeline)
+        ep.close()
+
+
+def test_status_of_a_missing_slot(pg_dsn: str) -> None:
+    ep = endpoint(pg_dsn)
+    try:
+        assert ep.status()["exists"] is False
+    finally:
+        ep.close()
