@@ -139,6 +139,17 @@ class Captured:
 
     info: TableInfo
     key: tuple[str, ...]  # endpoint key columns, in the logged pk's order
+    versions: bool = True  # False: not set up, so there are no row versions to read
+
+
+def version_sql(cap: Captured) -> tuple[str, str]:
+    """The row version of the row aliased ``t``: (select expression, join clause)."""
+    if not cap.versions:
+        return "NULL", ""
+    return "rv.ver", (
+        f" LEFT JOIN {quote(ROWVER)} AS rv ON rv.tbl = {literal(cap.info.table)} "
+        f"AND rv.pk = {pk_sql('t.', cap.key)}"
+    )
 
 
 def _meta_name(table: str) -> str:

@@ -121,6 +121,13 @@ class SqliteEndpoint:
         self._cache[binding.table] = (version, cap)
         return cap
 
+    def _readable(self, conn: sqlite3.Connection, binding: Binding) -> Captured:
+        """For plain reads: a table not set up is read too, without row versions."""
+        if _capture.is_set_up(conn, binding.table):
+            return self._captured(conn, binding)
+        info = check_binding(introspect(conn, binding.table), binding, self.path)
+        return Captured(info, binding.endpoint_key, versions=False)
+
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:
@@ -184,7 +191,7 @@ class SqliteEndpoint:
         self, binding: Binding, after_key: Mapping[str, Any] | None, limit: int
     ) -> SnapshotChunk:
         with self._txn("snapshot", write=False) as conn:
-            return _source.snapshot(conn, binding, self._captured(conn, binding), after_key, limit)
+            return _source.snapshot(conn, binding, self._readable(conn, binding), after_key, limit)
 
     def changes(
         self, bindings: Sequence[Binding], after: Checkpoint | None, limit: int
@@ -214,7 +221,7 @@ class SqliteEndpoint:
         self, binding: Binding, keys: Iterable[Mapping[str, Any]]
     ) -> dict[str, tuple[dict[str, Any], Any]]:
         with self._txn(f"reading {binding.table}", write=False) as conn:
-            return _sink.read(conn, self._tables, binding, self._captured(conn, binding), keys)
+            return _sink.read(conn, self._tables, binding, self._readable(conn, binding), keys)
 
 
 def open_endpoint(name: str, settings: Any, *, pipeline: str = "") -> SqliteEndpoint:

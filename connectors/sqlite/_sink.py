@@ -15,7 +15,7 @@ from typing import Any
 
 from conflict.canonical import key_text
 from connectors.base import ApplyOp, ApplyResult, ApplyStatus, Binding
-from connectors.sqlite._capture import ORIGIN, ROWVER, SESSION, Captured, pk_sql
+from connectors.sqlite._capture import ORIGIN, ROWVER, SESSION, Captured, pk_sql, version_sql
 from connectors.sqlite._rows import entity_key, entity_row, stored_key, stored_row
 from connectors.sqlite._schema import quote
 from connectors.sqlite._source import synced_columns
@@ -166,11 +166,10 @@ def read(
     temp = tables.fill(conn, cap, ((i, *stored_key(binding, cap, k)) for i, k in enumerate(keys)))
     cols = synced_columns(binding, cap)
     match = " AND ".join(f"t.{quote(c)} = k.k{i}" for i, c in enumerate(cap.key))
+    ver, join = version_sql(cap)
     rows = conn.execute(
-        f"SELECT {', '.join(f't.{quote(c)}' for c in cols)}, rv.ver "
-        f"FROM {temp} AS k JOIN {quote(cap.info.table)} AS t ON {match} "
-        f"LEFT JOIN {quote(ROWVER)} AS rv ON rv.tbl = ? AND rv.pk = {pk_sql('t.', cap.key)}",
-        (cap.info.table,),
+        f"SELECT {', '.join(f't.{quote(c)}' for c in cols)}, {ver} "
+        f"FROM {temp} AS k JOIN {quote(cap.info.table)} AS t ON {match}{join}"
     )
     out: dict[str, tuple[dict[str, Any], Any]] = {}
     where = f"table {cap.info.table!r}"

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.base import Binding, SchemaError
-from connectors.sqlite._capture import LOG, ROWVER, Captured, is_wide, log_id, pk_sql
+from connectors.sqlite._capture import LOG, Captured, is_wide, log_id, version_sql
 from connectors.sqlite._rows import entity_key, entity_row, stored_key
 from connectors.sqlite._schema import quote
 from connectors.sqlite._types import from_logged
@@ -65,12 +65,10 @@ def snapshot(
 ) -> SnapshotChunk:
     cols = synced_columns(binding, cap)
     key = ", ".join(f"t.{quote(c)}" for c in cap.key)
-    sql = (
-        f"SELECT {', '.join(f't.{quote(c)}' for c in cols)}, rv.ver "
-        f"FROM {quote(cap.info.table)} AS t LEFT JOIN {quote(ROWVER)} AS rv "
-        f"ON rv.tbl = ? AND rv.pk = {pk_sql('t.', cap.key)}"
-    )
-    params: list[Any] = [cap.info.table]
+    ver, join = version_sql(cap)
+    sql = f"SELECT {', '.join(f't.{quote(c)}' for c in cols)}, {ver} " \
+          f"FROM {quote(cap.info.table)} AS t{join}"
+    params: list[Any] = []
     if after_key is not None:
         after = stored_key(binding, cap, after_key)
         sql += f" WHERE ({key}) > ({', '.join('?' * len(after))})"

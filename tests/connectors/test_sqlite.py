@@ -171,10 +171,26 @@ def test_missing_file_and_open_endpoint(tmp_path: Path, db: Path) -> None:
 def test_not_set_up_is_a_clear_error(db: Path) -> None:
     with SqliteEndpoint("crm", db) as ep:
         with pytest.raises(SchemaError, match="not set up"):
+            ep.apply(CUST, [op(1, {"id": 1, "name": "a"}, None, "t")])
+        with pytest.raises(SchemaError, match="not set up"):
             ep.changes([CUST], None, 10)
         with pytest.raises(SchemaError, match="not set up"):
             ep.position()
         assert "not set up" in ep.status()["warnings"][0]
+
+
+def test_plain_reads_need_no_setup(db: Path, user: User) -> None:
+    """``cdcsync verify`` compares tables even where capture was torn down."""
+    user("INSERT INTO customers (id, name) VALUES (1, 'Ann')")
+    with SqliteEndpoint("crm", db) as ep:
+        (row,) = ep.snapshot(CUST, None, 10).rows
+        assert (row.row, row.row_version) == ({"id": 1, "name": "Ann", "email": None,
+                                               "balance": None}, None)
+        assert ep.read(CUST, [{"id": 1}])[key_text({"id": 1})][1] is None
+        ep.setup([CUST], "p")
+        ep.apply(CUST, [op(1, {"id": 1, "name": "Bob"}, None, "t")])
+        ep.teardown([CUST], "p")
+        assert ep.snapshot(CUST, None, 10).rows[0].row["name"] == "Bob"
 
 
 # --- capture ------------------------------------------------------------------------------
