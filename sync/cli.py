@@ -34,12 +34,18 @@ def _fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
 
 def _load(path: str) -> Any:
     from config import ConfigError, load_pipeline
+    from sync.checks import check_pipeline
 
     try:
-        return load_pipeline(path)
+        cfg = load_pipeline(path)
     except ConfigError as exc:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_USAGE)
+    problems = check_pipeline(cfg)
+    if problems:
+        click.echo("\n".join(problems), err=True)
+        sys.exit(EXIT_USAGE)
+    return cfg
 
 
 @contextmanager

@@ -97,7 +97,9 @@ def open_pipeline(cfg: Any, *, with_types: bool = True) -> Iterator[PipelineCont
     """Open the state store and every endpoint of ``cfg``; close them all afterwards."""
     from conflict.policies import build_resolver
     from connectors.registry import open_endpoint
+    from sync.checks import make_importable
 
+    make_importable(cfg)
     store = open_store(cfg.state.url)
     ctx = PipelineContext(cfg, store, ConflictStore(store.engine))
     try:

@@ -90,10 +90,10 @@ def _fmt(v: Any) -> str:
 def conflicts_table(rows: list[dict[str, Any]], show_all: bool) -> Table:
     t = Table(title="conflicts" + ("" if show_all else " waiting for a steward"))
     for col in ("id", "entity", "key", "status", "policy", "winner", "reason", "when"):
-        t.add_column(col)
+        t.add_column(col, max_width=70 if col == "reason" else None, overflow="fold")
     for r in rows:
         t.add_row(r["id"][:12], r["entity"], r["key"], r["status"], r["policy"],
-                  r["winner"] or "-", (r["reason"] or "")[:60], _when(r["created_at"]))
+                  r["winner"] or "-", r["reason"] or "", _when(r["created_at"]))
     if not rows:
         t.caption = "none"
     return t

@@ -119,3 +119,18 @@ def test_config_error_exits_2_with_file_and_line(tmp_path: Path) -> None:
     assert "bad.yaml:4" in res.stderr
     assert "entitys" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_config_check_reports_a_custom_policy_that_does_not_import(tmp_path: Path) -> None:
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text(
+        "pipeline: x\n"
+        "endpoints:\n  a: {kind: sqlite, path: a.db}\n  b: {kind: sqlite, path: b.db}\n"
+        "entities:\n  t:\n    key: [id]\n    endpoints: {a: t, b: t}\n"
+        "    conflict: {policy: custom, function: 'nowhere_module:decide'}\n")
+    res = cdcsync("config", "check", str(cfg), expect=2)
+    assert "entities.t.conflict.function" in res.stderr
+    assert "nowhere_module" in res.stderr
+    # A module next to the pipeline file is importable by its dotted path.
+    (tmp_path / "nowhere_module.py").write_text("def decide(case):\n    return None\n")
+    assert "ok" in cdcsync("config", "check", str(cfg)).stdout
