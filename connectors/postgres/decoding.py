@@ -35,7 +35,9 @@ Decisions made here, and why:
   always decoded with the columns of the latest ``Relation``, so rows before
   and after an ``ALTER TABLE`` are both right. The first ``Relation`` after
   the catalog was read may be older than the catalog (a backlog from before
-  the DDL): there, only *added* columns are reported.
+  the DDL): there, only columns that it has and the table still has are
+  reported, as added. Events are at-least-once: a re-read of an unconfirmed
+  part of the log may report a change again.
 """
 
 from __future__ import annotations
@@ -129,8 +131,10 @@ class ChangeDecoder:
         names: Names,
         tables: Mapping[tuple[str, str], BoundTable],
         transformer: Transformer,
+        current_columns: Callable[[tuple[str, str]], set[str]] | None = None,
     ) -> None:
         self.endpoint = endpoint
+        self.current_columns = current_columns
         self.names = names
         self.tables = dict(tables)
         self.tx = transformer
@@ -189,6 +193,11 @@ class ChangeDecoder:
         first = key in self._from_catalog
         self._from_catalog.discard(key)
         added = [c for c in rel.columns if c.name not in before]
+        if first and added and self.current_columns is not None:
+            # Older than the catalog read? A column the table no longer has was dropped
+            # since; only one it has now was added.
+            now = self.current_columns(key)
+            added = [c for c in added if c.name in now]
         dropped = () if first else tuple(c for c in before if c not in cols)
         if not added and not dropped:
             return []

@@ -159,9 +159,19 @@ class PostgresSource:
                 tables[(info.schema, info.name)] = BoundTable(b, info)
             self.connection()
             assert self._tx is not None
-            self._decoder = ChangeDecoder(self.name, self.names, tables, self._tx)
+            self._decoder = ChangeDecoder(self.name, self.names, tables, self._tx,
+                                          self._current_columns)
             self._decoder_key = key
         return self._decoder
+
+    def _current_columns(self, table: tuple[str, str]) -> set[str]:
+        rows = self.connection().execute(
+            "SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s"
+            " AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped",
+            table,
+        ).fetchall()
+        return {str(r[0]) for r in rows}
 
     def changes(
         self, bindings: Sequence[Binding], after: Checkpoint | None, limit: int

@@ -1,0 +1,208 @@
+"""The sink: one transaction per batch, compare-and-set on xmin, replays, retriable errors."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from connectors.base import ApplyOp, ApplyStatus, RetriableError, SchemaError
+from connectors.postgres import PostgresEndpoint
+from tests.connectors.postgres.helpers import binding, endpoint, query, sql
+
+A, S, P = ApplyStatus.ALREADY, ApplyStatus.SKIPPED, ApplyStatus.APPLIED
+
+
+def _row(i: int, name: str = "n", amount: object = 1, note: object = None) -> dict[str, object]:
+    return {"id": i, "name": name, "amount": amount, "note": note}
+
+
+def _xmin(dsn: str, i: int) -> int | None:
+    rows = query(dsn, "SELECT xmin::text::bigint FROM t WHERE id = %s", (i,))
+    return int(rows[0][0]) if rows else None
+
+
+def _table(dsn: str) -> list[tuple[object, ...]]:
+    return query(dsn, "SELECT id, name, amount, note FROM t ORDER BY id")
+
+
+def test_insert_update_delete_with_compare_and_set(ep: PostgresEndpoint, table_t: str) -> None:
+    b = binding()
+    res = ep.apply(b, [ApplyOp({"id": 1}, _row(1, "a", "1.5"), None, "v1"),
+                       ApplyOp({"id": 2}, _row(2, "b"), None, "v1")])
+    assert [r.status for r in res] == [P, P]
+    assert [r.key_text for r in res] == ['{"id":1}', '{"id":2}']
+    x1 = _xmin(table_t, 1)
+    assert res[0].row_version == x1 == res[1].row_version  # one transaction for the batch
+    res = ep.apply(b, [ApplyOp({"id": 1}, _row(1, "a2", "2.25"), x1, "v2"),
+                       ApplyOp({"id": 2}, None, x1, "v2")])
+    assert [r.status for r in res] == [P, P]
+    assert res[0].row_version == _xmin(table_t, 1) != x1
+    assert res[1].row_version is None
+    assert _table(table_t) == [(1, "a2", Decimal("2.25"), None)]
+
+
+def test_a_moved_row_is_skipped_with_its_current_version(
+        ep: PostgresEndpoint, table_t: str) -> None:
+    b = binding()
+    (r,) = ep.apply(b, [ApplyOp({"id": 1}, _row(1, "svc"), None, "v1")])
+    sql(table_t, "UPDATE t SET name = 'user' WHERE id = 1", "INSERT INTO t VALUES (2, 'u', 1)")
+    user = _xmin(table_t, 1)
+    res = ep.apply(b, [
+        ApplyOp({"id": 1}, _row(1, "svc2"), r.row_version, "v2"),  # user edit in between
+        ApplyOp({"id": 2}, _row(2, "svc"), None, "v2"),  # inserted on both sides
+        ApplyOp({"id": 1}, None, r.row_version, "v3"),  # a delete of the moved row
+    ])
+    assert [(x.status, x.row_version) for x in res] == [
+        (S, user), (S, _xmin(table_t, 2)), (S, user)]
+    assert _table(table_t) == [(1, "user", Decimal("1.00"), None), (2, "u", Decimal("1.00"),
+                                                                    None)]
+
+
+def test_an_update_of_a_row_deleted_meanwhile_is_skipped(
+        ep: PostgresEndpoint, table_t: str) -> None:
+    b = binding()
+    (r,) = ep.apply(b, [ApplyOp({"id": 1}, _row(1), None, "v1")])
+    sql(table_t, "DELETE FROM t WHERE id = 1")
+    (res,) = ep.apply(b, [ApplyOp({"id": 1}, _row(1, "x"), r.row_version, "v2")])
+    assert (res.status, res.row_version) == (S, None)
+    assert _table(table_t) == []
+
+
+def test_a_replay_of_our_own_write_is_already_applied(ep: PostgresEndpoint, table_t: str) -> None:
+    b = binding()
+    (first,) = ep.apply(b, [ApplyOp({"id": 1}, _row(1, "a"), None, "v1")])
+    ops = [ApplyOp({"id": 1}, _row(1, "b"), first.row_version, "v2")]
+    (applied,) = ep.apply(b, ops)
+    assert applied.status is P
+    # The engine crashed before it recorded the result, and applies the same op again.
+    (again,) = ep.apply(b, ops)
+    assert (again.status, again.row_version) == (A, applied.row_version)
+    # The same replay after a restart of the service (a new session, maybe another origin).
+    ep.close()
+    other = endpoint(table_t)
+    try:
+        (later,) = other.apply(b, ops)
+        assert (later.status, later.row_version) == (A, applied.row_version)
+        # A replay of an insert, and of a delete whose row is gone.
+        (ins,) = other.apply(b, [ApplyOp({"id": 1}, _row(1, "b"), None, "v2")])
+        assert ins.status is A
+        other.apply(b, [ApplyOp({"id": 1}, None, applied.row_version, "v3")])
+        (gone,) = other.apply(b, [ApplyOp({"id": 1}, None, applied.row_version, "v3")])
+        assert (gone.status, gone.row_version) == (A, None)
+    finally:
+        other.close()
+
+
+def test_equal_content_written_by_a_user_is_not_a_replay(
+        ep: PostgresEndpoint, table_t: str) -> None:
+    b = binding()
+    (first,) = ep.apply(b, [ApplyOp({"id": 1}, _row(1, "a"), None, "v1")])
+    sql(table_t, "UPDATE t SET name = 'b' WHERE id = 1")
+    (res,) = ep.apply(b, [ApplyOp({"id": 1}, _row(1, "b"), first.row_version, "v2")])
+    assert (res.status, res.row_version) == (S, _xmin(table_t, 1))
+
+
+def test_a_partial_row_leaves_the_missing_columns_alone(
+        ep: PostgresEndpoint, table_t: str) -> None:
+    b = binding()
+    (r,) = ep.apply(b, [ApplyOp({"id": 1}, _row(1, "a", 1, "keep me"), None, "v1")])
+    (r2,) = ep.apply(b, [ApplyOp({"id": 1}, {"id": 1, "name": "b"}, r.row_version, "v2")])
+    assert r2.status is P
+    assert _table(table_t) == [(1, "b", Decimal("1.00"), "keep me")]
+
+
+def test_a_batch_is_one_transaction(ep: PostgresEndpoint, table_t: str) -> None:
+    b = binding()
+    with pytest.raises(Exception, match="numeric field overflow"):
+        ep.apply(b, [ApplyOp({"id": 1}, _row(1), None, "v1"),
+                     ApplyOp({"id": 2}, _row(2, amount="1e20"), None, "v1")])
+    assert _table(table_t) == []
+    (r,) = ep.apply(b, [ApplyOp({"id": 1}, _row(1), None, "v1")])  # the session is usable
+    assert r.status is P
+
+
+def test_the_same_key_twice_in_a_batch_is_applied_in_order(
+        ep: PostgresEndpoint, table_t: str) -> None:
+    b = binding()
+    res = ep.apply(b, [ApplyOp({"id": 1}, _row(1, "a"), None, "v1"),
+                       ApplyOp({"id": 1}, _row(1, "b"), None, "v2")])
+    assert [r.status for r in res] == [P, S]
+    assert _table(table_t) == [(1, "a", Decimal("1.00"), None)]
+
+
+def test_unknown_columns_are_a_schema_error(ep: PostgresEndpoint) -> None:
+    with pytest.raises(SchemaError, match=r"has no column bogus"):
+        ep.apply(binding(), [ApplyOp({"id": 1}, {"id": 1, "bogus": 1}, None, "v1")])
+
+
+def test_composite_keys_and_mapped_columns(pg_dsn: str) -> None:
+    sql(pg_dsn, "CREATE TABLE c (region text, num int, label text, PRIMARY KEY (region, num))")
+    ep = endpoint(pg_dsn)
+    b = binding("c", key=("region", "no"), columns={"no": "num", "title": "label"})
+    try:
+        ep.setup([b], ep.pipeline)
+        res = ep.apply(b, [ApplyOp({"region": "eu", "no": 1}, {"region": "eu", "no": 1,
+                                                               "title": "x"}, None, "v1"),
+                           ApplyOp({"region": "us", "no": 1}, {"region": "us", "no": 1,
+                                                               "title": "y"}, None, "v1")])
+        assert [r.status for r in res] == [P, P]
+        got = ep.read(b, [{"region": "eu", "no": 1}, {"region": "us", "no": 1},
+                          {"region": "eu", "no": 9}])
+        assert sorted(got) == ['{"no":1,"region":"eu"}', '{"no":1,"region":"us"}']
+        row, version = got['{"no":1,"region":"eu"}']
+        assert row == {"region": "eu", "no": 1, "title": "x"} and version == res[0].row_version
+        (upd,) = ep.apply(b, [ApplyOp({"region": "eu", "no": 1},
+                                      {"region": "eu", "no": 1, "title": "z"}, version, "v2")])
+        assert upd.status is P
+        assert query(pg_dsn, "SELECT label FROM c ORDER BY region") == [("z",), ("y",)]
+    finally:
+        ep.close()
+
+
+def test_a_lost_connection_is_retriable_and_the_next_apply_reconnects(
+        ep: PostgresEndpoint, table_t: str) -> None:
+    b = binding()
+    ep.apply(b, [ApplyOp({"id": 1}, _row(1), None, "v1")])
+    pid = ep.sink.connection().info.backend_pid
+    sql(table_t, f"SELECT pg_terminate_backend({pid})")
+    with pytest.raises(RetriableError):
+        ep.apply(b, [ApplyOp({"id": 2}, _row(2), None, "v1")])
+    (r,) = ep.apply(b, [ApplyOp({"id": 2}, _row(2), None, "v1")])
+    assert r.status is P
+    assert [x[0] for x in _table(table_t)] == [1, 2]
+
+
+def test_a_deadlock_is_retriable(ep: PostgresEndpoint, table_t: str) -> None:
+    import threading
+
+    import psycopg
+
+    b = binding()
+    ep.apply(b, [ApplyOp({"id": 1}, _row(1), None, "v1"), ApplyOp({"id": 2}, _row(2), None,
+                                                                  "v1")])
+    x = _xmin(table_t, 1)
+    user = psycopg.connect(table_t)
+    try:
+        user.execute("SET deadlock_timeout = '60s'")  # so the sink's session detects it
+        user.execute("UPDATE t SET name = 'u' WHERE id = 2")  # holds row 2
+        errors: list[BaseException] = []
+
+        def apply() -> None:
+            try:  # locks row 1, then waits for row 2
+                ep.apply(b, [ApplyOp({"id": 1}, _row(1, "s"), x, "v2"),
+                             ApplyOp({"id": 2}, _row(2, "s"), x, "v2")])
+            except BaseException as exc:
+                errors.append(exc)
+
+        worker = threading.Thread(target=apply)
+        worker.start()
+        while not query(table_t, "SELECT 1 FROM pg_locks WHERE NOT granted"):
+            threading.Event().wait(0.02)
+        user.execute("UPDATE t SET name = 'u' WHERE id = 1")  # the sink's session dies
+        user.commit()
+        worker.join()
+        assert len(errors) == 1 and isinstance(errors[0], RetriableError)
+        assert "deadlock" in str(errors[0])
+    finally:
+        user.close()

@@ -1,0 +1,321 @@
+"""The SQL-interface source: decoding, commit order, echo suppression, checkpoints."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from connectors.base import ApplyOp, ConnectorError
+from connectors.postgres import PostgresEndpoint, SchemaChanged, Truncated
+from sync.change import Op
+from tests.connectors.postgres.helpers import binding, endpoint, query, slot_confirmed, sql
+
+
+def _ops(batch: object) -> list[tuple[str, object]]:
+    return [(c.op.value, dict(c.key)) for c in batch.changes]  # type: ignore[attr-defined]
+
+
+def test_inserts_updates_deletes_in_commit_order(ep: PostgresEndpoint, table_t: str) -> None:
+    b = binding()
+    start = ep.position()
+    sql(table_t,
+        "INSERT INTO t VALUES (1, 'a', 1.5, NULL), (2, 'b', 2, 'x')",
+        "UPDATE t SET name = 'aa' WHERE id = 1",
+        "DELETE FROM t WHERE id = 2")
+    batch = ep.changes([b], start, 100)
+    assert _ops(batch) == [("insert", {"id": 1}), ("insert", {"id": 2}),
+                           ("update", {"id": 1}), ("delete", {"id": 2})]
+    ins, _, upd, dele = batch.changes
+    assert ins.after == {"id": 1, "name": "a", "amount": Decimal("1.50"), "note": None}
+    assert ins.before is None and ins.source == "a"
+    assert upd.before == {"id": 1, "name": "a", "amount": Decimal("1.50"), "note": None}
+    assert upd.after is not None and upd.after["name"] == "aa"
+    assert dele.after is None and dele.before is not None and dele.before["note"] == "x"
+    # Positions grow in commit order; the row version is the writing transaction's xid.
+    positions = [c.position for c in batch.changes]
+    assert positions == sorted(positions) and positions[0][0] == positions[1][0]
+    xmin = query(table_t, "SELECT xmin::text::bigint FROM t WHERE id = 1")[0][0]
+    assert upd.row_version == xmin and upd.txid == str(xmin)
+    assert dele.row_version is None
+    assert ins.committed_at <= upd.committed_at <= dele.committed_at
+    assert batch.more is False and batch.events == []
+
+
+def test_update_of_the_key_is_a_delete_and_an_insert(ep: PostgresEndpoint, table_t: str) -> None:
+    sql(table_t, "INSERT INTO t VALUES (1, 'a', 1, NULL)")
+    start = ep.position()
+    sql(table_t, "UPDATE t SET id = 7 WHERE id = 1")
+    batch = ep.changes([binding()], start, 100)
+    assert _ops(batch) == [("delete", {"id": 1}), ("insert", {"id": 7})]
+    assert batch.changes[0].before == {"id": 1, "name": "a", "amount": Decimal("1.00"),
+                                       "note": None}
+    assert batch.changes[1].after == {"id": 7, "name": "a", "amount": Decimal("1.00"),
+                                      "note": None}
+
+
+def test_several_tables_in_one_transaction_keep_commit_order(pg_dsn: str) -> None:
+    sql(pg_dsn, "CREATE TABLE p (id int PRIMARY KEY)", "CREATE TABLE q (id int PRIMARY KEY)")
+    ep = endpoint(pg_dsn)
+    try:
+        bp, bq = binding("p"), binding("q")
+        ep.setup([bp, bq], ep.pipeline)
+        start = ep.position()
+        sql(pg_dsn, "BEGIN; INSERT INTO p VALUES (1); INSERT INTO q VALUES (1);"
+                    " INSERT INTO p VALUES (2); COMMIT",
+            "INSERT INTO q VALUES (2)")
+        batch = ep.changes([bp, bq], start, 100)
+        assert [(c.entity, c.key["id"]) for c in batch.changes] == [
+            ("p", 1), ("q", 1), ("p", 2), ("q", 2)]
+        assert [c.position[1] for c in batch.changes] == [0, 1, 2, 0]
+        # One entity alone sees only its table, at the same positions.
+        only_q = ep.changes([bq], start, 100)
+        assert [(c.entity, c.position) for c in only_q.changes] == [
+            (c.entity, c.position) for c in batch.changes if c.entity == "q"]
+    finally:
+        ep.close()
+
+
+def test_own_writes_are_skipped_by_origin_not_by_content(
+        ep: PostgresEndpoint, table_t: str) -> None:
+    b = binding()
+    start = ep.position()
+    res = ep.apply(b, [ApplyOp({"id": 1}, {"id": 1, "name": "svc", "amount": 1, "note": None},
+                               None, "tok1")])
+    assert res[0].status.value == "applied"
+    batch = ep.changes([b], start, 100)
+    assert batch.changes == []  # the sink's transaction carries the pipeline's origin
+    # A user edit that writes exactly what the service wrote is still a user edit.
+    sql(table_t, "UPDATE t SET name = 'svc' WHERE id = 1")
+    batch = ep.changes([b], batch.checkpoint, 100)
+    assert _ops(batch) == [("update", {"id": 1})]
+    assert batch.changes[0].after == batch.changes[0].before
+
+
+def test_another_origin_is_a_user_edit(ep: PostgresEndpoint, table_t: str) -> None:
+    start = ep.position()
+    sql(table_t, "SELECT pg_replication_origin_create('someone_else_' || current_database())")
+    sql(table_t, "SELECT pg_replication_origin_session_setup('someone_else_'"
+                 " || current_database()); INSERT INTO t VALUES (5, 'x', 1, NULL)")
+    assert _ops(ep.changes([binding()], start, 100)) == [("insert", {"id": 5})]
+
+
+def test_the_slot_moves_only_on_confirm_and_an_idle_slot_moves_to_the_wal_end(
+        ep: PostgresEndpoint, table_t: str) -> None:
+    b = binding()
+    start = ep.position()
+    sql(table_t, "INSERT INTO t VALUES (1, 'a', 1, NULL)")
+    before = slot_confirmed(table_t, ep.names.slot)
+    batch = ep.changes([b], start, 100)
+    assert len(batch.changes) == 1
+    again = ep.changes([b], start, 100)  # nothing confirmed: the same changes again
+    assert _ops(again) == _ops(batch)
+    assert slot_confirmed(table_t, ep.names.slot) == before
+    ep.confirm(batch.checkpoint)
+    assert slot_confirmed(table_t, ep.names.slot) == batch.checkpoint["lsn"]
+    # Activity elsewhere in the cluster moves the WAL; an idle slot follows it.
+    sql(table_t, "CREATE TABLE other (id int)", "INSERT INTO other VALUES (1)")
+    idle = ep.changes([b], batch.checkpoint, 100)
+    assert idle.changes == [] and idle.more is False
+    assert idle.checkpoint["lsn"] > batch.checkpoint["lsn"]
+    ep.confirm(idle.checkpoint)
+    current = query(table_t, "SELECT pg_current_wal_flush_lsn()::text")[0][0]
+    from connectors.postgres.pgoutput import parse_lsn
+    assert slot_confirmed(table_t, ep.names.slot) == idle.checkpoint["lsn"]
+    assert parse_lsn(current) - idle.checkpoint["lsn"] < 10_000
+    # Re-reading from the confirmed checkpoint returns nothing twice.
+    assert ep.changes([b], idle.checkpoint, 100).changes == []
+
+
+def test_batches_end_at_transaction_boundaries_and_resume(
+        ep: PostgresEndpoint, table_t: str) -> None:
+    b = binding()
+    cp = ep.position()
+    for i in range(10):
+        sql(table_t, f"INSERT INTO t VALUES ({i}, 'n', 1, NULL)")
+    seen: list[int] = []
+    rounds = 0
+    while True:
+        batch = ep.changes([b], cp, 3)
+        seen += [c.key["id"] for c in batch.changes]
+        rounds += 1
+        cp = batch.checkpoint
+        ep.confirm(cp)
+        if not batch.more:
+            break
+    assert seen == list(range(10))
+    assert rounds >= 4
+
+
+def test_a_transaction_larger_than_a_batch_is_split_and_resumed(
+        ep: PostgresEndpoint, table_t: str) -> None:
+    b = binding()
+    cp = ep.position()
+    sql(table_t, "INSERT INTO t SELECT g, 'n', 1, NULL FROM generate_series(1, 25) g",
+        "INSERT INTO t VALUES (100, 'after', 1, NULL)")
+    seen: list[int] = []
+    sizes = []
+    while True:
+        batch = ep.changes([b], cp, 4)
+        seen += [c.key["id"] for c in batch.changes]
+        sizes.append(len(batch.changes))
+        cp = batch.checkpoint
+        if batch.more:
+            assert "tx" in cp or len(batch.changes) >= 4
+        ep.confirm(cp)
+        if not batch.more:
+            break
+    assert seen == [*range(1, 26), 100]  # nothing lost, nothing twice
+    assert max(sizes) <= 8  # at most twice the batch size in memory
+
+
+def test_a_checkpoint_behind_the_slot_is_an_error(ep: PostgresEndpoint, table_t: str) -> None:
+    old = ep.position()
+    sql(table_t, "INSERT INTO t VALUES (1, 'a', 1, NULL)")
+    batch = ep.changes([binding()], old, 10)
+    ep.confirm(batch.checkpoint)
+    with pytest.raises(ConnectorError, match="past this pipeline's checkpoint"):
+        ep.changes([binding()], old, 10)
+
+
+def test_unchanged_toast_values_are_taken_from_the_old_row(
+        ep: PostgresEndpoint, table_t: str) -> None:
+    # Random text does not compress: it is stored out of line (TOAST).
+    sql(table_t, "INSERT INTO t SELECT 1, 'a', 1, string_agg(md5(g::text), '')"
+                 " FROM generate_series(1, 2000) g")
+    big = query(table_t, "SELECT note FROM t WHERE id = 1")[0][0]
+    start = ep.position()
+    sql(table_t, "UPDATE t SET name = 'b' WHERE id = 1")
+    (ch,) = ep.changes([binding()], start, 10).changes
+    assert ch.after is not None and ch.after["note"] == big and ch.after["name"] == "b"
+
+
+def test_unchanged_toast_without_full_identity_is_left_out(
+        ep: PostgresEndpoint, table_t: str) -> None:
+    sql(table_t, "ALTER TABLE t REPLICA IDENTITY DEFAULT",
+        "INSERT INTO t SELECT 1, 'a', 1, string_agg(md5(g::text), '')"
+        " FROM generate_series(1, 2000) g")
+    start = ep.position()
+    sql(table_t, "UPDATE t SET name = 'b' WHERE id = 1")
+    (ch,) = ep.changes([binding()], start, 10).changes
+    assert ch.after == {"id": 1, "name": "b", "amount": Decimal("1.00")}  # no placeholder
+
+
+def test_truncate_is_an_event(ep: PostgresEndpoint, table_t: str) -> None:
+    sql(table_t, "INSERT INTO t VALUES (1, 'a', 1, NULL)")
+    start = ep.position()
+    sql(table_t, "TRUNCATE t", "INSERT INTO t VALUES (2, 'b', 1, NULL)")
+    batch = ep.changes([binding()], start, 10)
+    assert _ops(batch) == [("insert", {"id": 2})]
+    (ev,) = batch.events
+    assert isinstance(ev, Truncated)
+    assert (ev.entity, ev.endpoint, ev.table) == ("t", "a", "t")
+    assert ev.position < batch.changes[0].position
+
+
+def test_a_column_added_mid_stream_is_an_event_and_decoded(
+        ep: PostgresEndpoint, table_t: str) -> None:
+    b = binding()
+    start = ep.position()
+    sql(table_t, "INSERT INTO t VALUES (1, 'a', 1, NULL)",
+        "ALTER TABLE t ADD COLUMN extra int",
+        "INSERT INTO t VALUES (2, 'b', 1, NULL, 42)")
+    batch = ep.changes([b], start, 10)
+    assert batch.changes[0].after is not None and "extra" not in batch.changes[0].after
+    assert batch.changes[1].after is not None and batch.changes[1].after["extra"] == 42
+    (ev,) = batch.events
+    assert isinstance(ev, SchemaChanged)
+    assert [c.name for c in ev.added] == ["extra"] and ev.added[0].logical == "int"
+    assert ev.dropped == () and ev.columns[-1] == "extra"
+    assert batch.changes[0].position < ev.position <= batch.changes[1].position
+    # The schema is read again: the new column is in it.
+    assert "extra" in ep.schema(b).names
+
+
+def test_a_dropped_column_is_reported(ep: PostgresEndpoint, table_t: str) -> None:
+    b = binding()
+    start = ep.position()
+    sql(table_t, "INSERT INTO t VALUES (1, 'a', 1, NULL)",
+        "ALTER TABLE t DROP COLUMN note",
+        "INSERT INTO t VALUES (2, 'b', 1)")
+    batch = ep.changes([b], start, 10)
+    assert [c.after for c in batch.changes][1] == {"id": 2, "name": "b",
+                                                   "amount": Decimal("1.00")}
+    assert [e.dropped for e in batch.events if isinstance(e, SchemaChanged)] == [("note",)]
+
+
+def test_column_mapping_and_exclusion(table_t: str) -> None:
+    ep = endpoint(table_t)
+    b = binding(columns={"title": "name"}, exclude=frozenset({"note"}))
+    try:
+        ep.setup([b], ep.pipeline)
+        start = ep.position()
+        sql(table_t, "INSERT INTO t VALUES (1, 'a', 1, 'secret')")
+        (ch,) = ep.changes([b], start, 10).changes
+        assert ch.after == {"id": 1, "title": "a", "amount": Decimal("1.00")}
+        chunk = ep.snapshot(b, None, 10)
+        assert chunk.rows[0].row == ch.after
+    finally:
+        ep.close()
+
+
+def test_entities_sharing_the_slot_confirm_through_prune(pg_dsn: str) -> None:
+    sql(pg_dsn, "CREATE TABLE p (id int PRIMARY KEY)", "CREATE TABLE q (id int PRIMARY KEY)")
+    ep = endpoint(pg_dsn)
+    try:
+        bp, bq = binding("p"), binding("q")
+        ep.setup([bp, bq], ep.pipeline)
+        start = ep.position()
+        sql(pg_dsn, "INSERT INTO p VALUES (1)", "INSERT INTO q VALUES (1)")
+        before = slot_confirmed(pg_dsn, ep.names.slot)
+        p_batch = ep.changes([bp], start, 10)
+        ep.confirm(p_batch.checkpoint)
+        # q has not read its change yet: the slot must not move past it.
+        assert slot_confirmed(pg_dsn, ep.names.slot) == before
+        q_batch = ep.changes([bq], start, 10)
+        assert _ops(q_batch) == [("insert", {"id": 1})]
+        ep.prune([p_batch.checkpoint, q_batch.checkpoint])
+        assert slot_confirmed(pg_dsn, ep.names.slot) == min(
+            p_batch.checkpoint["lsn"], q_batch.checkpoint["lsn"])
+    finally:
+        ep.close()
+
+
+def test_position_needs_the_slot(table_t: str) -> None:
+    from connectors.base import SchemaError
+
+    ep = endpoint(table_t)
+    try:
+        with pytest.raises(SchemaError, match="run `cdcsync setup` first"):
+            ep.position()
+    finally:
+        ep.close()
+
+
+def test_snapshot_is_chunked_by_key_and_carries_xmin(ep: PostgresEndpoint, table_t: str) -> None:
+    sql(table_t, "INSERT INTO t SELECT g, 'n' || g, g, NULL FROM generate_series(1, 10) g",
+        "UPDATE t SET name = 'changed' WHERE id = 4")
+    b = binding()
+    keys: list[int] = []
+    after = None
+    chunks = 0
+    while True:
+        chunk = ep.snapshot(b, after, 4)
+        chunks += 1
+        keys += [r.key["id"] for r in chunk.rows]
+        after = chunk.last_key
+        if chunk.done:
+            break
+    assert keys == list(range(1, 11)) and chunks == 3
+    (row4,) = [r for r in ep.snapshot(b, {"id": 3}, 1).rows]
+    assert row4.row["name"] == "changed"
+    assert row4.row_version == query(table_t, "SELECT xmin::text::bigint FROM t WHERE id = 4")[0][0]
+
+
+def test_snapshot_and_stream_agree_on_a_row_version(ep: PostgresEndpoint, table_t: str) -> None:
+    start = ep.position()
+    sql(table_t, "INSERT INTO t VALUES (1, 'a', 1, NULL)")
+    (ch,) = ep.changes([binding()], start, 10).changes
+    (row,) = ep.snapshot(binding(), None, 10).rows
+    assert ch.op is Op.INSERT and ch.row_version == row.row_version
+    assert ch.after == row.row
