@@ -47,6 +47,7 @@ class EndpointState:
     hash: str | None = None  # content hash last seen or produced ("" = absent, None = unknown)
     last_pos: Position | None = None  # last processed log position of this key here
     pending: list[str] = field(default_factory=list)  # identities of own writes awaiting echo
+    reads: int = 0  # how many times this endpoint's log told us about the key
 
 
 @dataclass(slots=True)
@@ -133,6 +134,7 @@ class ApplyJob:
     vector: VersionVector
     expected: Any
     token: str
+    reads: int = 0  # the target's read count when the job was built (see on_applied)
 
 
 Resolver = Callable[[ConflictCase], Decision]
@@ -154,6 +156,7 @@ def conflict_id_of(entity: str, key: Row, vector: VersionVector, incoming: Versi
 
 
 def _record_read(st: KeyState, e: EndpointState, edit: Edit, w: VersionVector) -> None:
+    e.reads += 1
     e.known = w
     e.row_version = edit.row_version
     e.hash = row_hash(edit.content)
@@ -191,6 +194,7 @@ def on_change(
     if (edit.before is not None and edit.content is not None and e.hash
             and row_hash(edit.before) == row_hash(edit.content) == e.hash):
         e.row_version = edit.row_version
+        e.reads += 1
         if edit.position is not None:
             e.last_pos = edit.position
         return Outcome(Kind.UNCHANGED)
@@ -346,20 +350,33 @@ def jobs(st: KeyState) -> list[ApplyJob]:
         return []
     tok = token_of(st.vector)
     return [
-        ApplyJob(t, st.content, st.vector, st.at(t).row_version, tok) for t in sorted(st.outbox)
+        ApplyJob(t, st.content, st.vector, st.at(t).row_version, tok, st.at(t).reads)
+        for t in sorted(st.outbox)
     ]
 
 
 def on_applied(st: KeyState, job: ApplyJob, row_version: Any, identity: str | None = None) -> bool:
-    """The sink wrote ``job`` (or had written it before). False if the job was superseded."""
-    if job.vector != st.vector:
-        return False  # rule 5: a newer version is queued; this result changes nothing
+    """The sink wrote ``job`` (or had written it before). False if the job was superseded.
+
+    A superseded result still says something true: the target now holds
+    exactly ``job.vector`` at ``row_version``. Recording it keeps the newer
+    version's pending apply valid (its compare-and-set expects the row our own
+    write produced, not the one before it); forgetting it would make that apply
+    fail against our own write and leave the target behind forever (rule 5).
+    """
     e = st.at(job.target)
-    e.known = job.vector
-    e.row_version = row_version
-    e.hash = row_hash(job.content)
+    # Our write passed compare-and-set, so any log read of this key at the
+    # target since the job was built is of an edit made after our write: that
+    # knowledge is newer than ours and stays.
+    if e.reads == job.reads:
+        if job.vector.dominates(e.known):
+            e.known = job.vector
+        e.row_version = row_version
+        e.hash = row_hash(job.content)
     if identity is not None:
         e.pending.append(identity)
+    if job.vector != st.vector:
+        return False  # a newer version is still pending for this target
     st.outbox.discard(job.target)
     return True
 

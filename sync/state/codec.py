@@ -32,6 +32,7 @@ def state_to_json(st: KeyState) -> dict[str, Any]:
                 "h": e.hash,
                 "p": list(e.last_pos) if e.last_pos is not None else None,
                 "q": list(e.pending),
+                "n": e.reads,
             }
             for name, e in st.endpoints.items()
         },
@@ -61,6 +62,7 @@ def state_from_json(d: dict[str, Any]) -> KeyState:
                 hash=e["h"],
                 last_pos=tuple(e["p"]) if e["p"] is not None else None,
                 pending=list(e["q"]),
+                reads=int(e.get("n", 0)),
             )
             for name, e in d["e"].items()
         },

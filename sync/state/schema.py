@@ -118,3 +118,28 @@ audit = Table(
     Column("action", String(64), nullable=False),
     Column("detail", JSON, nullable=True),
 )
+
+# A named lease: one daemon reads each source at a time; one scheduled run of a
+# pipeline at a time. Expiry, not a held connection, so a crash frees it.
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(256), primary_key=True),
+    Column("holder", String(256), nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("acquired_at", Float, nullable=False),
+)
+
+# Applies that failed permanently (not a transient fault) after their last try.
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("pipeline", String(128), nullable=False),
+    Column("entity", String(128), nullable=False),
+    Column("target", String(128), nullable=False),
+    Column("keys", JSON, nullable=False),
+    Column("error", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
