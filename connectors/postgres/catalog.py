@@ -8,7 +8,7 @@ from psycopg import sql
 
 from connectors.base import Binding, Column, SchemaError, TableSchema
 from connectors.postgres.connect import PgConnection
-from connectors.postgres.types import ColumnType, classify
+from connectors.postgres.types import ColumnType, classify, register_result_loaders
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,13 +24,8 @@ class ColumnInfo:
         return self.ctype.logical
 
     def select_expr(self, alias: str | None = None) -> sql.Composable:
-        """The column as read by snapshot/read: natively, or cast to its io type."""
-        col: sql.Composable = (
-            sql.Identifier(alias, self.name) if alias else sql.Identifier(self.name)
-        )
-        if self.ctype.native:
-            return col
-        return sql.SQL("{}::{}").format(col, sql.SQL(self.ctype.io_sql))
+        """The column as snapshot/read select it (see types.register_result_loaders)."""
+        return sql.Identifier(alias, self.name) if alias else sql.Identifier(self.name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +92,10 @@ ORDER BY NOT i.indisprimary, i.indexrelid
 
 
 def find_table(conn: PgConnection, schema: str, name: str) -> TableInfo | None:
-    """The table ``schema.name`` (exact names), or ``None`` when it does not exist."""
+    """The table ``schema.name`` (exact names), or ``None`` when it does not exist.
+
+    Registers on ``conn`` how its column types load (types.register_result_loaders).
+    """
     row = conn.execute(
         "SELECT c.oid, c.relreplident FROM pg_class c JOIN pg_namespace n"
         " ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s"
@@ -121,6 +119,7 @@ def find_table(conn: PgConnection, schema: str, name: str) -> TableInfo | None:
         if primary:
             pk = tuple(str(c) for c in cols)
         uniques.append(frozenset(str(c) for c in cols))
+    register_result_loaders(conn.adapters, (c.ctype for c in columns))
     return TableInfo(schema, name, oid, tuple(columns), pk, tuple(uniques), replident)
 
 

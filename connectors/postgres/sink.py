@@ -196,7 +196,7 @@ class PostgresSink:
         if name not in self._temps:
             defs: list[sql.Composable] = [sql.SQL("_i int4, _x int8, _d bool")]
             for c in cols:
-                io = c.native if c.ctype.native else c.ctype.io_sql
+                io = c.ctype.copy_sql(c.native)
                 defs.append(sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(io)))
             conn.execute(
                 sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS").format(
@@ -232,7 +232,8 @@ class PostgresSink:
         stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
             sql.Identifier(tmp), target
         )
-        types = [23, 20, 16, *(c.type_oid if c.ctype.native else c.ctype.io_oid for c in cols)]
+        types = [23, 20, 16, *(c.type_oid if c.ctype.copy_native else c.ctype.copy_oid
+                               for c in cols)]
         with conn.cursor().copy(stmt) as copy:
             copy.set_types(types)
             for p in group:
@@ -447,7 +448,11 @@ def _groups(plans: list[_OpPlan]) -> list[list[_OpPlan]]:
 
 
 def _value(alias: str, c: ColumnInfo) -> sql.Composable:
-    return _cast(sql.Identifier(alias, c.name), c)
+    """A column of the temporary table as the target column's type."""
+    col = sql.Identifier(alias, c.name)
+    if c.ctype.copy_native:
+        return col
+    return sql.SQL("{}::{}").format(col, sql.SQL(c.native))
 
 
 def _cast(expr: sql.Composable, c: ColumnInfo) -> sql.Composable:

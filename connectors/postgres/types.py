@@ -16,26 +16,31 @@ Each column gets a :class:`ColumnType`:
 * an enum is read as text and written as text cast to the enum; an array of
   enums likewise as ``text[]``;
 * anything else (``inet``, ``money``, ranges, composites, ``timetz``...) is
-  read as its text form and written back as text cast to the type: it is
+  read as its text output and written back as text cast to the type: it is
   synchronised faithfully between PostgreSQL endpoints, as opaque text
-  elsewhere.
+  elsewhere. Query results of these types are loaded by the text loader
+  (:func:`register_result_loaders`), so they are the output function's text
+  exactly as pgoutput sends it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import decimal
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from psycopg.abc import Transformer
+from psycopg.adapt import AdaptersMap
 from psycopg.pq import Format
 
 from conflict.canonical import coerce
 
 TEXT_OID = 25
 TEXT_ARRAY_OID = 1009
+#: Types psycopg reads but has no binary COPY dumper for: written as text and cast.
+NO_BINARY_DUMPER = frozenset({18, 1042})
 
 #: Built-in scalar types read natively, by OID: (logical type, SQL name).
 SCALARS: dict[int, tuple[str, str]] = {
@@ -85,10 +90,23 @@ class ColumnType:
     io_oid: int
     io_sql: str
     element: str | None = None
+    result_oid: int = 0  # the type a query result reports (a domain's base type)
 
     @property
-    def needs_cast(self) -> bool:
-        return not self.native
+    def copy_native(self) -> bool:
+        """Written by binary COPY as the column's own type (else as ``copy_sql`` + cast)."""
+        return self.native and self.io_oid not in NO_BINARY_DUMPER
+
+    @property
+    def copy_oid(self) -> int:
+        if self.copy_native or not self.native:
+            return self.io_oid
+        return TEXT_OID
+
+    def copy_sql(self, native_sql: str) -> str:
+        if self.copy_native:
+            return native_sql
+        return self.io_sql if not self.native else "text"
 
 
 def classify(
@@ -108,17 +126,31 @@ def classify(
         inner = classify(base_oid, "b", 0, None, 0, None, base_sql or "text")
         if inner.native:
             return ColumnType(inner.logical, False, base_oid, base_sql or inner.io_sql,
-                              inner.element)
-        return ColumnType(inner.logical, False, inner.io_oid, inner.io_sql, inner.element)
+                              inner.element, base_oid)
+        return ColumnType(inner.logical, False, inner.io_oid, inner.io_sql, inner.element,
+                          base_oid)
     if type_oid in SCALARS:
-        return ColumnType(SCALARS[type_oid][0], True, type_oid, native_sql)
+        return ColumnType(SCALARS[type_oid][0], True, type_oid, native_sql, None, type_oid)
     if type_oid in ARRAYS:
-        return ColumnType("array", True, type_oid, native_sql, SCALARS[ARRAYS[type_oid]][0])
+        return ColumnType("array", True, type_oid, native_sql, SCALARS[ARRAYS[type_oid]][0],
+                          type_oid)
     if typtype == "e":
-        return ColumnType("text", False, TEXT_OID, "text")
+        return ColumnType("text", False, TEXT_OID, "text", None, type_oid)
     if element_oid and element_typtype == "e":
-        return ColumnType("array", False, TEXT_ARRAY_OID, "text[]", "text")
-    return ColumnType("text", False, TEXT_OID, "text")
+        return ColumnType("array", False, TEXT_ARRAY_OID, "text[]", "text", type_oid)
+    return ColumnType("text", False, TEXT_OID, "text", None, type_oid)
+
+
+def register_result_loaders(adapters: AdaptersMap, ctypes: Iterable[ColumnType]) -> None:
+    """Make query results of the non-native types load as their text output, as pgoutput
+    sends them (``inet::text`` would not do: it is another function than the output one)."""
+    for ct in ctypes:
+        oid = ct.result_oid
+        if not oid or oid in SCALARS or oid in ARRAYS:
+            continue
+        loader = adapters.get_loader(ct.io_oid, Format.TEXT)
+        if loader is not None:
+            adapters.register_loader(oid, loader)
 
 
 Loader = Callable[[bytes], Any]
