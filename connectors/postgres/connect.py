@@ -30,19 +30,31 @@ SESSION_OPTIONS = (
 
 
 def conninfo(settings: Any, **extra: Any) -> str:
-    """A libpq conninfo from the endpoint's settings (``dsn`` plus discrete fields)."""
-    fields: dict[str, Any] = {}
-    for attr in ("host", "port", "user", "password", "dbname", "connect_timeout"):
-        value = getattr(settings, attr, None)
-        if value not in (None, ""):
-            fields[attr] = value
+    """A libpq conninfo from the endpoint's settings: ``dsn``, or else the discrete
+    fields (``host``, ``port``, ``user``, ``password``, ``dbname``)."""
     dsn = getattr(settings, "dsn", None) or ""
+    fields: dict[str, Any] = {}
+    if not dsn:
+        for attr in ("host", "port", "user", "password", "dbname"):
+            value = getattr(settings, attr, None)
+            if value not in (None, ""):
+                fields[attr] = value
     base = conninfo_to_dict(dsn) if dsn else {}
-    user_options = str(fields.pop("options", base.get("options", "")) or "")
-    options = f"{user_options} {SESSION_OPTIONS}".strip()
-    fields.setdefault("connect_timeout", base.get("connect_timeout", 10))
+    timeout = base.get("connect_timeout") or getattr(settings, "connect_timeout", None) or 10
+    options = f"{base.get('options', '') or ''} {SESSION_OPTIONS}".strip()
     fields.update(extra)
-    return make_conninfo(dsn, options=options, application_name="cdcsync", **fields)
+    return make_conninfo(dsn, options=options, application_name="cdcsync",
+                         connect_timeout=timeout, **fields)
+
+
+def schema_of(settings: Any) -> str:
+    """The schema of unqualified table names (``schema``; pydantic models call it
+    ``schema_``, since ``schema`` is a method of theirs)."""
+    for attr in ("schema_", "schema"):
+        value = getattr(settings, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    return "public"
 
 
 def describe(info: str) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 from connectors.base import ApplyOp, ApplyResult, Binding, TableSchema
 from connectors.postgres import setup as capture
 from connectors.postgres.catalog import table_for
-from connectors.postgres.connect import classified, conninfo
+from connectors.postgres.connect import classified, conninfo, schema_of
 from connectors.postgres.names import Names
 from connectors.postgres.sink import PostgresSink
 from connectors.postgres.source import PostgresSource
@@ -31,7 +31,7 @@ class PostgresEndpoint:
         self.pipeline = pipeline
         self.info = conninfo(settings)
         self.names = Names.of(pipeline, name, settings)
-        self.default_schema = str(getattr(settings, "schema", None) or "public")
+        self.default_schema = schema_of(settings)
         self.source = PostgresSource(name, self.info, self.names, self.default_schema)
         self.sink = PostgresSink(name, self.info, self.names, self.default_schema)
 
