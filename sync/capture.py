@@ -1,23 +1,30 @@
-"""Turning a batch of changes read from one source into decided versions.
+"""Turning a batch of changes read from one source endpoint into decided versions.
+
+A source endpoint has one log for all its tables (a SQLite change table, a
+PostgreSQL slot, a binlog), so it is read as one stream in commit order and
+checkpointed once (entity ``*``); its changes are routed to their entities.
 
 One batch is one transaction in the state store: the key states it touched,
-their outbox rows, the conflicts it raised and the source checkpoint it
-reached are written together, before anything is applied. The applies then
-run from the outbox, and the source's log is released (``confirm``) only
-after they are durable.
+their outbox rows, the conflicts it raised and the checkpoint it reached are
+written together, before anything is applied. The applies then run from the
+outbox (inline for ``cdcsync run``, on workers for the daemon), and the
+source's log is released (``confirm``) only after they are durable.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from conflict.canonical import coerce_row, key_text
-from conflict.protocol import Edit, KeyState, Kind, on_change
+from conflict.protocol import ConflictRecord, Edit, KeyState, Kind, ParkedConflict, on_change
 from sync.apply import apply_pending
 from sync.change import Change, ChangeBatch
 from sync.context import EntityContext, PipelineContext
 from sync.summary import RunSummary
+
+STREAM = "*"  # the checkpoint "entity" of an endpoint's whole log
 
 
 def typed(ent: EntityContext, row: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -38,77 +45,122 @@ def edit_of(ent: EntityContext, ch: Change) -> Edit:
     )
 
 
-def process_batch(
-    ctx: PipelineContext,
-    ent: EntityContext,
-    source: str,
-    batch: ChangeBatch,
-    summary: RunSummary,
-) -> None:
-    """Decide, persist, apply and confirm one batch read from ``source``."""
+@dataclass
+class Decided:
+    """What deciding one batch produced, per entity: states to persist and apply."""
+
+    states: dict[str, dict[str, KeyState]] = field(default_factory=dict)
+    records: list[tuple[str, str, ConflictRecord]] = field(default_factory=list)
+    parked: list[ParkedConflict] = field(default_factory=list)
+    oldest_commit: float | None = None
+    quarantine: Any = None  # sync/quality: writes the changes the gate held back
+
+
+def source_entities(ctx: PipelineContext, source: str) -> list[EntityContext]:
+    return [e for e in ctx.entities.values() if source in e.sources]
+
+
+def decide(
+    ctx: PipelineContext, source: str, changes: list[Change], summary: RunSummary
+) -> Decided:
+    """Run the protocol over ``changes`` (rules 1-3); nothing is written yet."""
+    out = Decided()
+    # --- data-quality gate (sync/quality): validate before the protocol sees anything ---
+    if any(e.cfg.quality.suite is not None for e in source_entities(ctx, source)):
+        from sync.quality.hook import screen
+
+        changes, out.quarantine = screen(ctx, source, changes, summary)
+    # ---------------------------------------------------------------------------------------
+    by_entity: dict[str, list[tuple[str, dict[str, Any], Change]]] = {}
+    for ch in changes:
+        ent = ctx.entities.get(ch.entity)
+        if ent is None or source not in ent.sources:
+            continue  # a table this endpoint only receives, or no longer synced
+        key = typed(ent, ch.key) or {}
+        by_entity.setdefault(ch.entity, []).append((key_text(key), key, ch))
+        if out.oldest_commit is None or ch.committed_at < out.oldest_commit:
+            out.oldest_commit = ch.committed_at
+    for name, keyed in by_entity.items():
+        ent = ctx.entities[name]
+        states = ctx.store.load(ctx.pipeline, name, (k for k, _, _ in keyed))
+        touched = out.states.setdefault(name, {})
+        stats = summary.at(name, source, "*")
+        for k, key, ch in keyed:
+            st = states[k]
+            if st.key is None:
+                st.key = key
+            res = on_change(st, edit_of(ent, ch), entity=name, key=key, sinks=ent.sinks,
+                            resolve=ent.resolve)
+            touched[k] = st
+            stats.read += 1
+            if res.kind is Kind.DUPLICATE:
+                stats.duplicates += 1
+            elif res.kind is Kind.ECHO:
+                stats.echoes += 1
+            elif res.kind is Kind.RESOLVED:
+                stats.resolved += 1
+            elif res.kind is Kind.PARKED:
+                if res.conflict is not None:
+                    stats.parked += 1
+                elif st.parked is not None:
+                    out.parked.append(st.parked)
+            if res.conflict is not None:
+                out.records.append((name, k, res.conflict))
+    return out
+
+
+def commit(ctx: PipelineContext, source: str, decided: Decided,
+           checkpoint: Mapping[str, Any] | None) -> None:
+    """Persist a decided batch and the checkpoint it reached, in ONE transaction."""
     from conflict.store import ConflictStore
 
-    keyed: list[tuple[str, dict[str, Any], Change]] = []
-    for ch in batch.changes:
-        key = typed(ent, ch.key) or {}
-        keyed.append((key_text(key), key, ch))
-    states = ctx.store.load(ctx.pipeline, ent.name, (k for k, _, _ in keyed))
-    touched: dict[str, KeyState] = {}
-    records = []
-    parked_updates = []
-    for k, key, ch in keyed:
-        st = states[k]
-        if st.key is None:
-            st.key = key
-        out = on_change(st, edit_of(ent, ch), entity=ent.name, key=key, sinks=ent.sinks,
-                        resolve=ent.resolve)
-        touched[k] = st
-        stats = summary.at(ent.name, source, "*")
-        stats.read += 1
-        if out.kind is Kind.DUPLICATE:
-            stats.duplicates += 1
-        elif out.kind is Kind.ECHO:
-            stats.echoes += 1
-        elif out.kind is Kind.RESOLVED:
-            stats.resolved += 1
-        elif out.kind is Kind.PARKED:
-            if out.conflict is not None:
-                stats.parked += 1
-            elif st.parked is not None:
-                parked_updates.append(st.parked)
-        if out.conflict is not None:
-            records.append((k, out.conflict))
     with ctx.store.transaction() as conn:
-        ctx.store.save(conn, ctx.pipeline, ent.name, touched)
-        for k, rec in records:
+        for name, states in decided.states.items():
+            ctx.store.save(conn, ctx.pipeline, name, states)
+        for _name, k, rec in decided.records:
             ConflictStore.record(conn, ctx.pipeline, k, rec, ctx.run_id)
-        for parked in parked_updates:
+        for parked in decided.parked:
             ConflictStore.update_parked(conn, parked)
-        if batch.checkpoint is not None:
-            ctx.store.put_checkpoint(conn, ctx.pipeline, source, ent.name, batch.checkpoint)
-    apply_pending(ctx, ent, touched, summary)
+        if checkpoint is not None:
+            ctx.store.put_checkpoint(conn, ctx.pipeline, source, STREAM, checkpoint)
+        if decided.quarantine is not None:  # sync/quality, atomically with the checkpoint
+            decided.quarantine(conn)
+
+
+def process_batch(ctx: PipelineContext, source: str, batch: ChangeBatch,
+                  summary: RunSummary) -> None:
+    """Decide, persist, apply and confirm one batch read from ``source`` (batch mode)."""
+    decided = decide(ctx, source, batch.changes, summary)
+    commit(ctx, source, decided, batch.checkpoint)
+    for name, states in decided.states.items():
+        apply_pending(ctx, ctx.entities[name], states, summary)
     if batch.checkpoint is not None:
         ctx.endpoints[source].confirm(batch.checkpoint)
 
 
-def catch_up(ctx: PipelineContext, ent: EntityContext, summary: RunSummary,
-             *, max_rounds: int = 10_000) -> None:
-    """Read every source of ``ent`` from its checkpoint until none has more to say.
+def read_batch(ctx: PipelineContext, source: str, limit: int) -> tuple[ChangeBatch, Any]:
+    """The next batch of ``source``'s log after its stream checkpoint."""
+    cp = ctx.store.checkpoint(ctx.pipeline, source, STREAM)
+    bindings = [e.bindings[source] for e in source_entities(ctx, source)]
+    return ctx.endpoints[source].changes(bindings, cp, limit), cp
+
+
+def catch_up(ctx: PipelineContext, summary: RunSummary, *, max_rounds: int = 100_000) -> None:
+    """Read every source endpoint from its checkpoint until none has more to say.
 
     Sources take turns, one batch each, so that edits from both sides of a
     bidirectional entity meet in the order they were read.
     """
-    active = list(ent.sources)
+    active = [name for name in ctx.endpoints if source_entities(ctx, name)]
     size = int(ctx.cfg.batch.size)
     rounds = 0
     while active and rounds < max_rounds:
         rounds += 1
         still: list[str] = []
         for source in active:
-            cp = ctx.store.checkpoint(ctx.pipeline, source, ent.name)
-            batch = ctx.endpoints[source].changes([ent.bindings[source]], cp, size)
+            batch, cp = read_batch(ctx, source, size)
             if batch.changes or batch.checkpoint != cp:
-                process_batch(ctx, ent, source, batch, summary)
+                process_batch(ctx, source, batch, summary)
             if batch.more:
                 still.append(source)
         active = still

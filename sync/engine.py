@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sync.apply import replay_outbox
-from sync.capture import catch_up
+from sync.capture import STREAM, catch_up
 from sync.context import PipelineContext, open_pipeline
 from sync.snapshot import needs_snapshot, snapshot_entity
 from sync.summary import RunSummary
@@ -42,14 +42,14 @@ def run_pipeline(
     with open_pipeline(cfg) as ctx:
         ctx.run_id = ctx.store.start_run(ctx.pipeline, "run")
         try:
-            for name, ent in ctx.entities.items():
-                if entities and name not in entities:
-                    continue
+            chosen = [e for n, e in ctx.entities.items() if not entities or n in entities]
+            for ent in chosen:
                 replay_outbox(ctx, ent, summary)
+            for ent in chosen:
                 if needs_snapshot(ctx, ent):
                     snapshot_entity(ctx, ent, summary, progress)
-                catch_up(ctx, ent, summary)
-                _prune(ctx, ent.name)
+            catch_up(ctx, summary)
+            _prune(ctx)
         except BaseException as exc:
             summary.errors.append(f"{type(exc).__name__}: {exc}")
             _finish(ctx, summary)
@@ -58,16 +58,13 @@ def run_pipeline(
     return summary
 
 
-def _prune(ctx: PipelineContext, entity: str) -> None:
-    """Let endpoints drop log entries every entity has read past."""
+def _prune(ctx: PipelineContext) -> None:
+    """Let endpoints drop log entries that every reader of them is past."""
     for name, ep in ctx.endpoints.items():
         prune = getattr(ep, "prune", None)
-        if prune is None:
-            continue
-        cps = [c["checkpoint"] for c in ctx.store.checkpoints(ctx.pipeline)
-               if c["endpoint"] == name]
-        if len(cps) == sum(1 for e in ctx.entities.values() if name in e.bindings):
-            prune(cps)
+        cp = ctx.store.checkpoint(ctx.pipeline, name, STREAM)
+        if prune is not None and cp is not None:
+            prune([cp])
 
 
 def _finish(ctx: PipelineContext, summary: RunSummary) -> None:

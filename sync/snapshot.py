@@ -20,7 +20,7 @@ from conflict.canonical import from_json_value, key_text, row_from_json, row_has
 from conflict.canonical import to_json_value as enc
 from conflict.protocol import Edit, KeyState, Kind, on_snapshot
 from sync.apply import apply_pending
-from sync.capture import typed
+from sync.capture import STREAM, typed
 from sync.context import EntityContext, PipelineContext
 from sync.summary import RunSummary
 
@@ -28,9 +28,21 @@ Progress = Callable[[str, int], None]
 
 
 def needs_snapshot(ctx: PipelineContext, ent: EntityContext) -> bool:
+    """An entity is snapshotted once per endpoint; its (endpoint, entity) row marks it done."""
     if ctx.store.snapshot_progress(ctx.pipeline, ent.name):
         return True  # one is under way
     return any(ctx.store.checkpoint(ctx.pipeline, ep, ent.name) is None for ep in ent.bindings)
+
+
+def stream_start(ctx: PipelineContext, endpoint: str) -> dict[str, Any]:
+    """Where ``endpoint``'s log is read from after a snapshot taken now.
+
+    An endpoint already streamed for other entities keeps its one checkpoint:
+    the new entity's changes since then are read again after its snapshot,
+    which converges to the same rows (the log is complete and in order).
+    """
+    cp = ctx.store.checkpoint(ctx.pipeline, endpoint, STREAM)
+    return dict(cp) if cp is not None else dict(ctx.endpoints[endpoint].position())
 
 
 def stage_endpoint(ctx: PipelineContext, ent: EntityContext, endpoint: str,
@@ -43,7 +55,7 @@ def stage_endpoint(ctx: PipelineContext, ent: EntityContext, endpoint: str,
     if prog is not None and prog["status"] == "staged":
         return 0
     if prog is None:
-        position = dict(src.position())
+        position = stream_start(ctx, endpoint)
         with store.transaction() as conn:
             store.put_snapshot_progress(conn, ctx.pipeline, ent.name, endpoint,
                                         status="reading", position=position, after_key=None,
@@ -134,8 +146,11 @@ def reconcile(ctx: PipelineContext, ent: EntityContext, summary: RunSummary) -> 
     progress = store.snapshot_progress(ctx.pipeline, ent.name)
     with store.transaction() as conn:
         for ep, prog in progress.items():
-            if prog["position"] is not None:
-                store.put_checkpoint(conn, ctx.pipeline, ep, ent.name, prog["position"])
+            # The (endpoint, entity) row marks the snapshot done; the stream of an
+            # endpoint read for the first time starts where the snapshot began.
+            store.put_checkpoint(conn, ctx.pipeline, ep, ent.name, prog["position"] or {})
+            if ep in ent.sources and store.checkpoint(ctx.pipeline, ep, STREAM) is None:
+                store.put_checkpoint(conn, ctx.pipeline, ep, STREAM, prog["position"] or {})
         store.finish_snapshot(conn, ctx.pipeline, ent.name)
 
 
