@@ -48,9 +48,9 @@ from connectors.mysql.gtid import GtidState, format_state, parse_state
 from connectors.mysql.schema import TableInfo
 from connectors.mysql.session import (
     close_quietly,
-    connection_args,
     error_code,
     is_connection_lost,
+    open_connection,
 )
 from connectors.mysql.tablemap import TableMap, TableMapCache, table_names
 
@@ -175,8 +175,8 @@ class BinlogReader:
         self._conn = None
 
     def _connect(self) -> None:
-        conn = pymysql.connect(**connection_args(self.settings, database=False),
-                               autocommit=True, read_timeout=self.read_timeout)
+        conn = open_connection(self.settings, database=False, autocommit=True,
+                               read_timeout=self.read_timeout)
         try:
             with conn.cursor() as cur:
                 cur.execute("SET @master_binlog_checksum = @@global.binlog_checksum")

@@ -308,3 +308,42 @@ def column_decoder(column: Any) -> Decoder:
         return _old_time
     raise UnsupportedColumn(f"column {column.name!r} has binlog type {t}, which cdcsync "
                             "cannot decode")
+
+
+_FIXED_FORMATS = {
+    FIELD_TYPE.TINY: ("<b", "<B"),
+    FIELD_TYPE.SHORT: ("<h", "<H"),
+    FIELD_TYPE.LONG: ("<i", "<I"),
+    FIELD_TYPE.LONGLONG: ("<q", "<Q"),
+    FIELD_TYPE.FLOAT: ("<f", "<f"),
+    FIELD_TYPE.DOUBLE: ("<d", "<d"),
+}
+
+
+def inline_code(column: Any, i: int, ns: dict[str, Any]) -> list[str] | None:
+    """Python statements that decode column ``i`` into ``v`` and advance ``off``, for
+    the commonest types (fixed-width numbers, strings, blobs); ``None`` for the rest,
+    which call their decoder. Helpers go into ``ns`` under names suffixed with ``i``."""
+    t = column.type
+    formats = _FIXED_FORMATS.get(t)
+    if formats is not None:
+        st = struct.Struct(formats[1] if getattr(column, "unsigned", False) else formats[0])
+        ns[f"U{i}"] = st.unpack_from
+        return [f"v = U{i}(buf, off)[0]", f"off += {st.size}"]
+    if t in (FIELD_TYPE.VARCHAR, FIELD_TYPE.VAR_STRING, FIELD_TYPE.STRING, FIELD_TYPE.BLOB):
+        if t == FIELD_TYPE.BLOB:
+            prefix = int(column.length_size)
+        else:
+            prefix = 2 if column.max_length > 255 else 1
+        encoding = _encoding(column)
+        ns[f"E{i}"] = encoding
+        decode = "" if encoding is None else f".decode(E{i})"
+        if prefix == 1:
+            length = "n = buf[off]"
+        elif prefix == 2:
+            length = "n = buf[off] | buf[off + 1] << 8"
+        else:
+            length = f"n = from_bytes(buf[off:off + {prefix}], 'little')"
+        return [length, f"v = buf[off + {prefix}:off + {prefix} + n]{decode}",
+                f"off += {prefix} + n"]
+    return None

@@ -50,6 +50,9 @@ from sync.change import Change, ChangeBatch, Checkpoint, Op, SnapshotChunk, Snap
 
 log = logging.getLogger("cdcsync.mysql.source")
 
+#: Endpoint column -> entity column for the synchronised columns (None: all, same names).
+Projection = tuple[tuple[str, str], ...] | None
+
 MARKER_TABLE = "cdcsync_apply_marker"
 
 
@@ -96,6 +99,7 @@ class MysqlSource:
         self._snap: Any = None
         self._snap_checkpoint: Checkpoint | None = None
         self._reader: BinlogReader | None = None
+        self._plans: dict[tuple[int, tuple[str, ...]], tuple[Projection, Binding]] = {}
         self.schemas = SchemaCache(self.database, lambda: self._ctl().cursor())
 
     # --- connections ----------------------------------------------------------------
@@ -331,8 +335,9 @@ class MysqlSource:
         idx = 0
         for img in tx.rows:
             for b in by_table.get(img.table.table, ()):
-                before = b.to_entity(img.before) if img.before is not None else None
-                after = b.to_entity(img.after) if img.after is not None else None
+                plan = self._projection(b, img.table.names)
+                before = _project(plan, img.before)
+                after = _project(plan, img.after)
                 for op, key, bef, aft in _ops(b, img.kind, before, after):
                     out.append(Change(
                         entity=b.entity, key=key, op=op, before=bef, after=aft,
@@ -353,8 +358,32 @@ class MysqlSource:
                                                (fileno, tx.end_pos, idx), committed))
                     idx += 1
 
+    def _projection(self, b: Binding, names: tuple[str, ...]) -> Projection:
+        """Which endpoint columns of a table map go to which entity columns (``None``:
+        all, unrenamed). Computed once per binding and table-map version."""
+        key = (id(b), names)
+        cached = self._plans.get(key)
+        if cached is not None and cached[1] is b:
+            return cached[0]
+        if len(self._plans) > 1024:
+            self._plans.clear()
+        plan: Projection = None
+        if b.columns or b.only is not None or b.exclude:
+            rev = {v: k for k, v in b.columns.items()}
+            plan = tuple((n, rev.get(n, n)) for n in names if b.synced(rev.get(n, n)))
+        self._plans[key] = (plan, b)  # the binding is kept so that its id stays its own
+        return plan
+
     def confirm(self, checkpoint: Checkpoint) -> None:
         """Nothing to release: the server keeps binlogs by ``binlog_expire_logs_seconds``."""
+
+
+
+
+def _project(plan: Projection, row: dict[str, Any] | None) -> dict[str, Any] | None:
+    if row is None or plan is None:
+        return row
+    return {ent: row[col] for col, ent in plan if col in row}
 
 
 def _ops(b: Binding, kind: int, before: dict[str, Any] | None, after: dict[str, Any] | None
