@@ -3,8 +3,10 @@
 Settings (duck-typed; built by ``config/``): ``dsn`` and/or ``host``,
 ``port``, ``user``, ``password``, ``dbname``, ``connect_timeout``; ``slot``
 and ``publication`` (default ``cdcsync_<pipeline>_<endpoint>``, sanitised);
-``schema`` for unqualified table names (default ``public``). The password
-never appears in a message.
+``schema`` for unqualified table names (default ``public``); ``streaming``
+(default false) to read changes over the replication protocol, as the daemon
+should (see stream.py; :meth:`PostgresEndpoint.use_streaming` does the same).
+The password never appears in a message.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from connectors.postgres.connect import classified, conninfo, schema_of
 from connectors.postgres.names import Names
 from connectors.postgres.sink import PostgresSink
 from connectors.postgres.source import PostgresSource
+from connectors.postgres.stream import PostgresStream
 from sync.change import ChangeBatch, Checkpoint, SnapshotChunk
 
 
@@ -34,6 +37,16 @@ class PostgresEndpoint:
         self.default_schema = schema_of(settings)
         self.source = PostgresSource(name, self.info, self.names, self.default_schema)
         self.sink = PostgresSink(name, self.info, self.names, self.default_schema)
+        self.stream: PostgresStream | None = None
+        if getattr(settings, "streaming", False):
+            self.use_streaming()
+
+    def use_streaming(self, on: bool = True, *, wait: float = 0.2) -> None:
+        """Read changes over the replication protocol (the daemon) instead of the SQL
+        interface (batch runs); ``wait``: how long ``changes`` waits for a first change."""
+        if self.stream is not None:
+            self.stream.close()
+        self.stream = PostgresStream(self.source, wait=wait) if on else None
 
     # --- source -----------------------------------------------------------------------
 
@@ -51,16 +64,17 @@ class PostgresEndpoint:
     def changes(
         self, bindings: Sequence[Binding], after: Checkpoint | None, limit: int
     ) -> ChangeBatch:
-        batch = self.source.changes(bindings, after, limit)
+        reader = self.stream if self.stream is not None else self.source
+        batch = reader.changes(bindings, after, limit)
         if batch.events:
             self.sink.forget_schema()
         return batch
 
     def confirm(self, checkpoint: Checkpoint) -> None:
-        self.source.confirm(checkpoint)
+        (self.stream or self.source).confirm(checkpoint)
 
     def prune(self, checkpoints: Sequence[Checkpoint]) -> None:
-        self.source.prune(checkpoints)
+        (self.stream or self.source).prune(checkpoints)
 
     # --- sink -------------------------------------------------------------------------
 
@@ -96,7 +110,9 @@ class PostgresEndpoint:
                                  capture=capture_changes)
 
     def teardown(self, bindings: Sequence[Binding], pipeline: str) -> list[str]:
-        self.sink.close()  # our own session must not hold an origin being dropped
+        self.sink.close()  # our own sessions must not hold what is being dropped
+        if self.stream is not None:
+            self.stream.close()
         with classified(f"tear down {self.name}"):
             return capture.teardown(self.source.connection(), self._names(pipeline))
 
@@ -113,6 +129,8 @@ class PostgresEndpoint:
         return self.slot_status()
 
     def close(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
         self.sink.close()
         self.source.close()
 

@@ -68,3 +68,9 @@ class Names:
             return True
         head, dot, tail = name.rpartition(".")
         return bool(dot) and head == self.origin and tail.isdigit()
+
+
+def quote_ident(name: str) -> str:
+    """``name`` as a quoted identifier, for option values that PostgreSQL parses as
+    identifiers (``publication_names``)."""
+    return '"' + name.replace('"', '""') + '"'

@@ -45,13 +45,14 @@ from psycopg import adapt, sql
 from psycopg.abc import Transformer
 
 from connectors.base import Binding, ConnectorError, SchemaError, TableSchema
+from connectors.postgres.batch import BatchBuilder
 from connectors.postgres.catalog import TableInfo, split_table, table_for
 from connectors.postgres.connect import PgConnection, classified, connect, is_broken
-from connectors.postgres.decoding import BoundTable, ChangeDecoder, TxEnd
+from connectors.postgres.decoding import BoundTable, ChangeDecoder
 from connectors.postgres.events import SchemaChanged
-from connectors.postgres.names import Names
-from connectors.postgres.pgoutput import Begin, format_lsn, parse, parse_lsn
-from sync.change import Change, ChangeBatch, Checkpoint, SnapshotChunk, SnapshotRow
+from connectors.postgres.names import Names, quote_ident
+from connectors.postgres.pgoutput import format_lsn, parse, parse_lsn
+from sync.change import ChangeBatch, Checkpoint, SnapshotChunk, SnapshotRow
 
 #: Read this many more rows from the slot than changes asked for (Begin/Commit...).
 ROWS_PER_CHANGE = 3
@@ -150,17 +151,21 @@ class PostgresSource:
 
     # --- changes ----------------------------------------------------------------------
 
+    def new_decoder(self, bindings: Sequence[Binding]) -> ChangeDecoder:
+        """A decoder of the changes of ``bindings`` (its values load like this
+        connection's query results)."""
+        tables = {}
+        for b in bindings:
+            info = self.table(b)
+            tables[(info.schema, info.name)] = BoundTable(b, info)
+        self.connection()
+        assert self._tx is not None
+        return ChangeDecoder(self.name, self.names, tables, self._tx, self._current_columns)
+
     def _decoder_for(self, bindings: Sequence[Binding]) -> ChangeDecoder:
         key = tuple(sorted(f"{b.entity}\x00{b.table}" for b in bindings))
         if self._decoder is None or key != self._decoder_key:
-            tables = {}
-            for b in bindings:
-                info = self.table(b)
-                tables[(info.schema, info.name)] = BoundTable(b, info)
-            self.connection()
-            assert self._tx is not None
-            self._decoder = ChangeDecoder(self.name, self.names, tables, self._tx,
-                                          self._current_columns)
+            self._decoder = self.new_decoder(bindings)
             self._decoder_key = key
         return self._decoder
 
@@ -173,6 +178,42 @@ class PostgresSource:
         ).fetchall()
         return {str(r[0]) for r in rows}
 
+    def slot_start(self, after: Checkpoint | None, *, streaming: bool = False) -> tuple[int, int]:
+        """``(flush position now, where reading starts)``, after checking the slot.
+
+        Raises:
+            SchemaError: the slot does not exist.
+            ConnectorError: another process streams it, or it was confirmed past ``after``
+                (the changes in between are gone).
+        """
+        row = self.connection().execute(
+            "SELECT pg_current_wal_flush_lsn()::text, confirmed_flush_lsn::text, active_pid"
+            " FROM pg_replication_slots WHERE slot_name = %s AND database = current_database()",
+            (self.names.slot,),
+        ).fetchone()
+        if row is None:
+            raise SchemaError(
+                f"endpoint {self.name}: replication slot {self.names.slot} does not exist;"
+                " run `cdcsync setup`"
+            )
+        upto, confirmed = parse_lsn(row[0]), parse_lsn(row[1])
+        if row[2] is not None:
+            reader = "another reader" if streaming else "a batch run"
+            raise ConnectorError(
+                f"endpoint {self.name}: slot {self.names.slot} is being streamed by process"
+                f" {row[2]} (a cdcsync daemon?); {reader} cannot read it at the same time"
+            )
+        if after is None:
+            return upto, confirmed
+        after_lsn = int(after["lsn"])
+        if after_lsn < confirmed:
+            raise ConnectorError(
+                f"endpoint {self.name}: slot {self.names.slot} was confirmed up to"
+                f" {format_lsn(confirmed)}, past this pipeline's checkpoint"
+                f" {format_lsn(after_lsn)}: changes in between are gone; resync"
+            )
+        return upto, after_lsn
+
     def changes(
         self, bindings: Sequence[Binding], after: Checkpoint | None, limit: int
     ) -> ChangeBatch:
@@ -183,50 +224,30 @@ class PostgresSource:
         """
         limit = max(int(limit), 1)
         decoder = self._decoder_for(bindings)
-        tables = sorted(f"{t.schema}.{t.name}" for t in (bt.info for bt in decoder.tables.values()))
         with classified(f"read changes from slot {self.names.slot} at {self.name}"):
-            conn = self.connection()
-            row = conn.execute(
-                "SELECT pg_current_wal_flush_lsn()::text, confirmed_flush_lsn::text, active_pid"
-                " FROM pg_replication_slots WHERE slot_name = %s AND database = current_database()",
-                (self.names.slot,),
-            ).fetchone()
-            if row is None:
-                raise SchemaError(
-                    f"endpoint {self.name}: replication slot {self.names.slot} does not exist;"
-                    " run `cdcsync setup`"
-                )
-            upto, confirmed = parse_lsn(row[0]), parse_lsn(row[1])
-            if row[2] is not None:
-                raise ConnectorError(
-                    f"endpoint {self.name}: slot {self.names.slot} is being streamed by process"
-                    f" {row[2]} (a cdcsync daemon?); a batch run cannot read it at the same time"
-                )
-            start = confirmed
-            if after is not None:
-                after_lsn = int(after["lsn"])
-                if after_lsn < confirmed:
-                    raise ConnectorError(
-                        f"endpoint {self.name}: slot {self.names.slot} was confirmed up to"
-                        f" {format_lsn(confirmed)}, past this pipeline's checkpoint"
-                        f" {format_lsn(after_lsn)}: changes in between are gone; resync"
-                    )
-                start = after_lsn
+            upto, start = self.slot_start(after)
             nrows = max(MIN_ROWS, ROWS_PER_CHANGE * limit)
             while True:
                 batch, progressed, truncated = self._read(
-                    conn, decoder, after, start, upto, nrows, limit
+                    self.connection(), decoder, after, start, upto, nrows, limit
                 )
                 if not truncated or progressed:
                     break
                 nrows *= 4  # the rows read were all before the checkpoint: read further
+        self.finish(batch, decoder, bindings)
+        if any(isinstance(e, SchemaChanged) for e in batch.events):
+            self._decoder = None
+        return batch
+
+    def finish(self, batch: ChangeBatch, decoder: ChangeDecoder,
+               bindings: Sequence[Binding]) -> None:
+        """Name the covered tables in the checkpoint; forget table definitions after DDL."""
         if batch.checkpoint is not None:
+            tables = sorted(f"{bt.info.schema}.{bt.info.name}" for bt in decoder.tables.values())
             batch.checkpoint = {**batch.checkpoint, "tables": tables}
         if any(isinstance(e, SchemaChanged) for e in batch.events):
             for b in bindings:
                 self._tables.pop(b.table, None)
-            self._decoder = None
-        return batch
 
     def _read(
         self,
@@ -239,61 +260,24 @@ class PostgresSource:
         limit: int,
     ) -> tuple[ChangeBatch, bool, bool]:
         """One peek: (batch, whether it got past ``start``, whether the peek was cut)."""
-        resume_tx = int(after["tx"]) if after and "tx" in after else None
-        resume_n = int(after.get("index", 0)) if after else 0
-        changes: list[Change] = []
-        events: list[Any] = []
-        last_end = start
-        skipping = False
+        builder = BatchBuilder(decoder, after, start, limit)
         rows = 0
-        split: dict[str, int] | None = None
         with conn.transaction():
             cur = conn.cursor(name="cdcsync_peek", binary=True)
             cur.itersize = 2000
             cur.execute(
                 "SELECT data FROM pg_logical_slot_peek_binary_changes(%s, %s::pg_lsn, %s,"
                 " 'proto_version', '1', 'publication_names', %s)",
-                (self.names.slot, format_lsn(upto), nrows, self.names.publication),
+                (self.names.slot, format_lsn(upto), nrows, quote_ident(self.names.publication)),
             )
             for (data,) in cur:
                 rows += 1
-                msg = parse(data)
-                if isinstance(msg, Begin):
-                    skipping = msg.final_lsn < start
-                    decoder.feed(msg)
-                    if msg.final_lsn == resume_tx:
-                        decoder.skip_below = resume_n
-                    if skipping:
-                        decoder.skip_below = 1 << 62
-                    continue
-                for item in decoder.feed(msg):
-                    if isinstance(item, TxEnd):
-                        if not skipping:
-                            last_end = max(last_end, item.end_lsn)
-                    elif skipping:
-                        continue
-                    elif isinstance(item, Change):
-                        changes.append(item)
-                    else:
-                        events.append(item)
-                if decoder.in_transaction:
-                    if len(changes) >= 2 * limit and not skipping:
-                        assert decoder.begin is not None
-                        split = {"lsn": last_end, "tx": decoder.begin.final_lsn,
-                                 "index": decoder.n}
-                        break
-                elif len(changes) >= limit:
+                if builder.feed(parse(data)):
                     break
             cur.close()
         truncated = rows >= nrows
-        if split is not None:
-            return ChangeBatch(changes, split, more=True, events=events), True, truncated
-        if len(changes) >= limit or truncated:
-            cp = {"lsn": last_end}
-            return ChangeBatch(changes, cp, more=True, events=events), last_end > start, truncated
-        # Everything up to the flush position was read: the slot may go there.
-        cp = {"lsn": max(upto, last_end, start)}
-        return ChangeBatch(changes, cp, more=False, events=events), True, False
+        caught_up = None if truncated or builder.full else upto
+        return builder.batch(caught_up), builder.progressed, truncated
 
     # --- confirming -------------------------------------------------------------------
 
@@ -308,21 +292,29 @@ class PostgresSource:
             self._published = frozenset(str(r[0]) for r in rows)
         return self._published
 
-    def confirm(self, checkpoint: Checkpoint) -> None:
-        """Advance the slot to ``checkpoint`` if it covers every published table."""
-        covered = set(checkpoint.get("tables", ()))
-        if not self.published_tables() <= covered:
-            return  # other entities read this slot too: prune() moves it
-        self.advance(int(checkpoint["lsn"]))
-
-    def prune(self, checkpoints: Sequence[Checkpoint]) -> None:
-        """Advance the slot to the oldest of the entities' checkpoints, if they cover
-        every published table (the engine calls this once all entities have one)."""
+    def confirmable(self, checkpoints: Sequence[Checkpoint]) -> int | None:
+        """The position the slot may be confirmed to: the oldest of ``checkpoints``
+        if together they cover every published table, else ``None``."""
         covered: set[str] = set()
         for cp in checkpoints:
             covered |= set(cp.get("tables", ()))
-        if checkpoints and self.published_tables() <= covered:
-            self.advance(min(int(cp["lsn"]) for cp in checkpoints))
+        if not checkpoints or not self.published_tables() <= covered:
+            return None
+        return min(int(cp["lsn"]) for cp in checkpoints)
+
+    def confirm(self, checkpoint: Checkpoint) -> None:
+        """Advance the slot to ``checkpoint`` if it covers every published table
+        (otherwise other entities read this slot too, and prune() moves it)."""
+        lsn = self.confirmable([checkpoint])
+        if lsn is not None:
+            self.advance(lsn)
+
+    def prune(self, checkpoints: Sequence[Checkpoint]) -> None:
+        """Advance the slot to the oldest of the entities' checkpoints (the engine
+        calls this once every entity has one)."""
+        lsn = self.confirmable(checkpoints)
+        if lsn is not None:
+            self.advance(lsn)
 
     def advance(self, lsn: int) -> None:
         with classified(f"advance slot {self.names.slot} at {self.name}"):
