@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from conflict.protocol import ApplyJob, KeyState, jobs, on_applied, on_skipped
-from connectors.base import ApplyOp, ApplyStatus, RetriableError
+from connectors.base import ApplyOp, ApplyResult, ApplyStatus, RetriableError
 from sync.context import EntityContext, PipelineContext
 from sync.summary import RunSummary
 
@@ -42,46 +42,92 @@ def with_retries(what: str, fn: Callable[[], T], *, tries: int = RETRIES,
     raise AssertionError("unreachable")
 
 
+Result = tuple[str, ApplyJob, ApplyResult, float]  # key, job, result, seconds
+
+
+def pending_by_target(states: Mapping[str, KeyState]) -> dict[str, list[tuple[str, ApplyJob]]]:
+    by_target: dict[str, list[tuple[str, ApplyJob]]] = {}
+    for k, st in states.items():
+        for job in jobs(st):
+            by_target.setdefault(job.target, []).append((k, job))
+    return by_target
+
+
+def apply_to_target(
+    ctx: PipelineContext,
+    ent: EntityContext,
+    target: str,
+    items: list[tuple[str, ApplyJob]],
+    states: Mapping[str, KeyState],
+    *,
+    tries: int = RETRIES,
+) -> list[Result]:
+    """Write ``items`` at ``target`` (in chunks of the batch size, one transaction each)."""
+    sink = ctx.endpoints[target]
+    binding = ent.bindings[target]
+    size = int(ctx.cfg.batch.size)
+    out: list[Result] = []
+    for i in range(0, len(items), size):
+        part = items[i : i + size]
+        ops = [_op(states[k], job) for k, job in part]
+        t0 = time.perf_counter()
+        results = with_retries(
+            f"apply to {target}",
+            lambda ops=ops: sink.apply(binding, ops),  # type: ignore[misc]
+            tries=tries,
+        )
+        each = (time.perf_counter() - t0) / len(part)
+        out.extend((k, job, res, each) for (k, job), res in zip(part, results, strict=True))
+    return out
+
+
+def record_results(ctx: PipelineContext, ent: EntityContext, results: list[Result],
+                   summary: RunSummary) -> None:
+    """Record apply results on freshly loaded states, in one locked transaction.
+
+    Fresh states, because a reader may have decided newer versions of these
+    keys while the writes ran (the daemon); the protocol's on_applied knows
+    what a superseded result still tells.
+    """
+    if not results:
+        return
+    from sync.capture import state_lock
+
+    with ctx.store.transaction(lock=state_lock(ctx)) as conn:
+        fresh = ctx.store.load(ctx.pipeline, ent.name, (k for k, _, _, _ in results), conn=conn)
+        for k, job, res, seconds in results:
+            st = fresh[k]
+            stats = summary.at(ent.name, st.origin or "?", job.target)
+            stats.seconds += seconds
+            if res.status is ApplyStatus.SKIPPED:
+                on_skipped(st, job)
+                stats.skipped += 1
+            elif on_applied(st, job, res.row_version, res.identity) and \
+                    res.status is ApplyStatus.APPLIED:
+                stats.applied += 1
+        ctx.store.save(conn, ctx.pipeline, ent.name, fresh)
+
+
 def apply_pending(
     ctx: PipelineContext,
     ent: EntityContext,
     states: Mapping[str, KeyState],
     summary: RunSummary,
+    *,
+    skip: Mapping[str, set[str]] | None = None,
 ) -> None:
-    """Apply every pending job of ``states`` and persist the results in one transaction."""
-    by_target: dict[str, list[tuple[str, ApplyJob]]] = {}
-    for k, st in states.items():
-        for job in jobs(st):
-            by_target.setdefault(job.target, []).append((k, job))
-    if not by_target:
-        return
-    size = int(ctx.cfg.batch.size)
-    for target, items in sorted(by_target.items()):
-        sink = ctx.endpoints[target]
-        binding = ent.bindings[target]
-        for i in range(0, len(items), size):
-            part = items[i : i + size]
-            ops = [_op(states[k], job) for k, job in part]
-            t0 = time.perf_counter()
-            results = with_retries(
-                f"apply to {target}",
-                lambda sink=sink, binding=binding, ops=ops: sink.apply(binding, ops),  # type: ignore[misc]
-            )
-            elapsed = time.perf_counter() - t0
-            for (k, job), res in zip(part, results, strict=True):
-                st = states[k]
-                origin = st.origin or "?"
-                stats = summary.at(ent.name, origin, target)
-                stats.seconds += elapsed / len(part)
-                if res.status is ApplyStatus.SKIPPED:
-                    on_skipped(st, job)
-                    stats.skipped += 1
-                else:
-                    if on_applied(st, job, res.row_version, res.identity) and \
-                            res.status is ApplyStatus.APPLIED:
-                        stats.applied += 1
-    with ctx.store.transaction() as conn:
-        ctx.store.save(conn, ctx.pipeline, ent.name, states)
+    """Apply every pending job of ``states`` and record the results (batch mode: errors raise).
+
+    ``skip`` maps a target to keys not to apply there (they have a dead letter,
+    sync/dlq.py); their outbox entries are kept.
+    """
+    results: list[Result] = []
+    for target, items in sorted(pending_by_target(states).items()):
+        dead = skip.get(target) if skip else None
+        if dead:
+            items = [(k, job) for k, job in items if k not in dead]
+        results.extend(apply_to_target(ctx, ent, target, items, states))
+    record_results(ctx, ent, results, summary)
 
 
 def _op(st: KeyState, job: ApplyJob) -> ApplyOp:
@@ -92,10 +138,19 @@ def _op(st: KeyState, job: ApplyJob) -> ApplyOp:
 
 
 def replay_outbox(ctx: PipelineContext, ent: EntityContext, summary: RunSummary) -> int:
-    """Finish the applies a previous run decided but may not have completed."""
+    """Finish the applies a previous run decided but may not have completed.
+
+    Keys with a dead letter for a target are not applied there until an
+    operator requeues the letter (``cdcsync dlq``).
+    """
+    from sync.dlq import dead_keys
+
     keys = ctx.store.outbox_keys(ctx.pipeline, ent.name)
+    if not keys:
+        return 0
+    dead = {t: dead_keys(ctx.store, ctx.pipeline, ent.name, t) for t in ent.sinks}
     size = int(ctx.cfg.batch.size)
     for i in range(0, len(keys), size):
         states = ctx.store.load(ctx.pipeline, ent.name, keys[i : i + size])
-        apply_pending(ctx, ent, states, summary)
+        apply_pending(ctx, ent, states, summary, skip=dead)
     return len(keys)

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy.engine import Connection
+
 from conflict.canonical import coerce_row, key_text
 from conflict.protocol import ConflictRecord, Edit, KeyState, Kind, ParkedConflict, on_change
 from sync.apply import apply_pending
@@ -61,9 +63,14 @@ def source_entities(ctx: PipelineContext, source: str) -> list[EntityContext]:
 
 
 def decide(
-    ctx: PipelineContext, source: str, changes: list[Change], summary: RunSummary
+    ctx: PipelineContext, source: str, changes: list[Change], summary: RunSummary,
+    conn: Connection | None = None,
 ) -> Decided:
-    """Run the protocol over ``changes`` (rules 1-3); nothing is written yet."""
+    """Run the protocol over ``changes`` (rules 1-3); nothing is written yet.
+
+    Pass the locked transaction that will :func:`commit` the result as ``conn``
+    when workers may record apply results concurrently (the daemon).
+    """
     out = Decided()
     # --- data-quality gate (sync/quality): validate before the protocol sees anything ---
     if any(e.cfg.quality.suite is not None for e in source_entities(ctx, source)):
@@ -82,7 +89,7 @@ def decide(
             out.oldest_commit = ch.committed_at
     for name, keyed in by_entity.items():
         ent = ctx.entities[name]
-        states = ctx.store.load(ctx.pipeline, name, (k for k, _, _ in keyed))
+        states = ctx.store.load(ctx.pipeline, name, (k for k, _, _ in keyed), conn=conn)
         touched = out.states.setdefault(name, {})
         stats = summary.at(name, source, "*")
         for k, key, ch in keyed:
@@ -109,20 +116,32 @@ def decide(
     return out
 
 
-def commit(ctx: PipelineContext, source: str, decided: Decided,
+def state_lock(ctx: PipelineContext) -> str:
+    return f"cdcsync-state:{ctx.pipeline}"
+
+
+def decide_and_commit(ctx: PipelineContext, source: str, changes: list[Change],
+                      checkpoint: Mapping[str, Any] | None, summary: RunSummary) -> Decided:
+    """Load, decide and persist a batch with its checkpoint in ONE locked transaction."""
+    with ctx.store.transaction(lock=state_lock(ctx)) as conn:
+        decided = decide(ctx, source, changes, summary, conn)
+        commit(conn, ctx, source, decided, checkpoint)
+    return decided
+
+
+def commit(conn: Connection, ctx: PipelineContext, source: str, decided: Decided,
            checkpoint: Mapping[str, Any] | None) -> None:
-    """Persist a decided batch and the checkpoint it reached, in ONE transaction."""
+    """Persist a decided batch and the checkpoint it reached inside ``conn``'s transaction."""
     from conflict.store import ConflictStore
 
-    with ctx.store.transaction() as conn:
-        for name, states in decided.states.items():
-            ctx.store.save(conn, ctx.pipeline, name, states)
-        for _name, k, rec in decided.records:
-            ConflictStore.record(conn, ctx.pipeline, k, rec, ctx.run_id)
-        for parked in decided.parked:
-            ConflictStore.update_parked(conn, parked)
-        if checkpoint is not None:
-            ctx.store.put_checkpoint(conn, ctx.pipeline, source, STREAM, checkpoint)
+    for name, states in decided.states.items():
+        ctx.store.save(conn, ctx.pipeline, name, states)
+    for _name, k, rec in decided.records:
+        ConflictStore.record(conn, ctx.pipeline, k, rec, ctx.run_id)
+    for parked in decided.parked:
+        ConflictStore.update_parked(conn, parked)
+    if checkpoint is not None:
+        ctx.store.put_checkpoint(conn, ctx.pipeline, source, STREAM, checkpoint)
         if decided.quarantine is not None:  # sync/quality, atomically with the checkpoint
             decided.quarantine(conn)
 
@@ -130,8 +149,7 @@ def commit(ctx: PipelineContext, source: str, decided: Decided,
 def process_batch(ctx: PipelineContext, source: str, batch: ChangeBatch,
                   summary: RunSummary) -> None:
     """Decide, persist, apply and confirm one batch read from ``source`` (batch mode)."""
-    decided = decide(ctx, source, batch.changes, summary)
-    commit(ctx, source, decided, batch.checkpoint)
+    decided = decide_and_commit(ctx, source, batch.changes, batch.checkpoint, summary)
     for name, states in decided.states.items():
         apply_pending(ctx, ctx.entities[name], states, summary)
     if batch.checkpoint is not None:

@@ -72,6 +72,14 @@ def open_store(url: str) -> StateStore:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
+            dbapi_conn.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin(conn: Connection) -> None:
+            # A locked transaction takes SQLite's write lock at BEGIN, so that a
+            # read-decide-write cannot interleave with another writer's.
+            immediate = conn.get_execution_options().get("cdcsync_lock", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     _migrate(engine)
     return StateStore(engine)
@@ -85,9 +93,24 @@ class StateStore:
         self.engine.dispose()
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
-            yield conn
+    def transaction(self, *, lock: str | None = None) -> Iterator[Connection]:
+        """One transaction; with ``lock``, serialised against every other holder of it.
+
+        The daemon's reader (load, decide, save a batch) and its workers (record
+        apply results on freshly loaded states) both take the lock of the
+        entity, so neither overwrites the other's update of a key state.
+        """
+        if lock is None:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        with self.engine.connect() as raw:
+            conn = raw.execution_options(cdcsync_lock=True)
+            with conn.begin():
+                if conn.dialect.name == "postgresql":
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
+                                 {"k": lock})
+                yield conn
 
     # --- checkpoints ---------------------------------------------------------------
 
