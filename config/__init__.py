@@ -18,7 +18,14 @@ from config.endpoints import (
 from config.entity import EndpointBinding, EntityConfig, QualityConfig
 from config.errors import ConfigError, Problem
 from config.loader import load_pipeline
-from config.models import BatchConfig, BrokerConfig, PipelineConfig, ScheduleEntry, StateConfig
+from config.models import (
+    BatchConfig,
+    BrokerConfig,
+    DaemonConfig,
+    PipelineConfig,
+    ScheduleEntry,
+    StateConfig,
+)
 from config.policy import ColumnPolicy, ConflictConfig
 from config.render import render_config
 
@@ -29,6 +36,7 @@ __all__ = [
     "ColumnPolicy",
     "ConfigError",
     "ConflictConfig",
+    "DaemonConfig",
     "EndpointBinding",
     "EndpointConfig",
     "EntityConfig",

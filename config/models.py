@@ -70,6 +70,18 @@ class BatchConfig(ConfigModel):
     snapshot_chunk: int = Field(default=50000, ge=1)
 
 
+class DaemonConfig(ConfigModel):
+    """How ``cdcsync daemon`` and ``cdcsync worker`` run (sync/daemon)."""
+
+    partitions: int = Field(default=4, ge=1, le=256)  # apply queues; one consumer each
+    poll_ms: int = Field(default=20, ge=1)  # idle wait between reads of a quiet source
+    lease_ttl_s: float = Field(default=5.0, gt=0)  # a dead reader's source is taken over after it
+    max_pending: int = Field(default=200_000, ge=1)  # outbox rows before readers pause
+    worker_timeout_ms: int = Field(default=20, ge=1)  # how often idle workers look for messages
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9464, ge=0, le=65535)  # 0: no metrics server
+
+
 class ScheduleEntry(ConfigModel):
     """A command run on a cron schedule (five fields: minute hour day month weekday)."""
 
@@ -99,6 +111,7 @@ class PipelineConfig(ConfigModel):
     state: StateConfig
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
     batch: BatchConfig = Field(default_factory=BatchConfig)
+    daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     endpoints: dict[Name, EndpointConfig] = Field(min_length=1)
     entities: dict[Name, EntityConfig] = Field(min_length=1)
     schedule: list[ScheduleEntry] = Field(default_factory=list)
