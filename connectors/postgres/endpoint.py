@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from connectors.base import ApplyOp, ApplyResult, Binding, TableSchema
+from connectors.postgres import ddl
 from connectors.postgres import setup as capture
 from connectors.postgres.catalog import table_for
 from connectors.postgres.connect import classified, conninfo, schema_of
@@ -108,6 +109,20 @@ class PostgresEndpoint:
                 tables[info.qualified] = info
             return capture.setup(conn, self._names(pipeline), list(tables.values()),
                                  capture=capture_changes)
+
+    def create_table(
+        self,
+        binding: Binding,
+        source: TableSchema,
+        source_binding: Binding,
+        *,
+        source_kind: str | None = None,
+    ) -> list[str]:
+        """Create a one-way target table from the source's schema if it does not exist
+        (type mapping: ddl.py, docs/types.md); returns what was done."""
+        with classified(f"create table {binding.table} at {self.name}"):
+            return ddl.create_table(self.source.connection(), binding, source, source_binding,
+                                    self.default_schema, source_kind=source_kind)
 
     def teardown(self, bindings: Sequence[Binding], pipeline: str) -> list[str]:
         self.sink.close()  # our own sessions must not hold what is being dropped
