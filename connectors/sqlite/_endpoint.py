@@ -20,6 +20,7 @@ from connectors.base import (
 )
 from connectors.sqlite import _capture, _sink, _source
 from connectors.sqlite._capture import LOG, META, Captured, check_binding, log_id, trigger_names
+from connectors.sqlite._rows import Codec
 from connectors.sqlite._schema import introspect, quote
 from sync.change import ChangeBatch, Checkpoint, SnapshotChunk
 
@@ -191,14 +192,15 @@ class SqliteEndpoint:
         self, binding: Binding, after_key: Mapping[str, Any] | None, limit: int
     ) -> SnapshotChunk:
         with self._txn("snapshot", write=False) as conn:
-            return _source.snapshot(conn, binding, self._readable(conn, binding), after_key, limit)
+            codec = Codec(binding, self._readable(conn, binding))
+            return _source.snapshot(conn, codec, after_key, limit)
 
     def changes(
         self, bindings: Sequence[Binding], after: Checkpoint | None, limit: int
     ) -> ChangeBatch:
         with self._txn("reading changes", write=False) as conn:
-            bound = [(b, self._captured(conn, b)) for b in bindings]
-            return _source.changes(conn, self.name, self.path, bound, after, limit)
+            codecs = [Codec(b, self._captured(conn, b)) for b in bindings]
+            return _source.changes(conn, self.name, self.path, codecs, after, limit)
 
     def confirm(self, checkpoint: Checkpoint) -> None:
         """Nothing to release here: see :meth:`prune`."""
@@ -215,13 +217,15 @@ class SqliteEndpoint:
         if not ops:
             return []
         with self._txn(f"applying to {binding.table}", write=True) as conn:
-            return _sink.apply(conn, self._tables, binding, self._captured(conn, binding), ops)
+            codec = Codec(binding, self._captured(conn, binding))
+            return _sink.apply(conn, self._tables, codec, ops)
 
     def read(
         self, binding: Binding, keys: Iterable[Mapping[str, Any]]
     ) -> dict[str, tuple[dict[str, Any], Any]]:
         with self._txn(f"reading {binding.table}", write=False) as conn:
-            return _sink.read(conn, self._tables, binding, self._readable(conn, binding), keys)
+            codec = Codec(binding, self._readable(conn, binding))
+            return _sink.read(conn, self._tables, codec, keys)
 
 
 def open_endpoint(name: str, settings: Any, *, pipeline: str = "") -> SqliteEndpoint:

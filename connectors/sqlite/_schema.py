@@ -33,6 +33,7 @@ class TableInfo:
     table: str
     columns: tuple[ColumnInfo, ...]
     unique_keys: tuple[frozenset[str], ...]  # PRIMARY KEY and full UNIQUE indexes
+    strict: bool = False  # a STRICT table: declared types are enforced, no affinity games
 
     @cached_property
     def by_name(self) -> dict[str, ColumnInfo]:
@@ -84,4 +85,10 @@ def introspect(conn: sqlite3.Connection, table: str) -> TableInfo | None:
         ]
         if names and all(n is not None for n in names):  # expression indexes name no column
             keys.append(frozenset(names))
-    return TableInfo(table, columns, tuple(keys))
+    try:
+        row = conn.execute(
+            "SELECT strict FROM pragma_table_list(?) WHERE schema = 'main'", (table,)
+        ).fetchone()
+    except sqlite3.OperationalError:  # SQLite before 3.37 has neither the pragma nor STRICT
+        row = None
+    return TableInfo(table, columns, tuple(keys), strict=bool(row and row[0]))

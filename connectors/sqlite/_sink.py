@@ -14,11 +14,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from conflict.canonical import key_text
-from connectors.base import ApplyOp, ApplyResult, ApplyStatus, Binding
+from connectors.base import ApplyOp, ApplyResult, ApplyStatus
 from connectors.sqlite._capture import ORIGIN, ROWVER, SESSION, Captured, pk_sql, version_sql
-from connectors.sqlite._rows import entity_key, entity_row, stored_key, stored_row
+from connectors.sqlite._rows import Codec
 from connectors.sqlite._schema import quote
-from connectors.sqlite._source import synced_columns
 
 
 class KeyTables:
@@ -32,11 +31,14 @@ class KeyTables:
         bare = quote(f"_cdcsync_keys_{cap.info.table}")
         name = f"temp.{bare}"
         decls = tuple(cap.info.by_name[c].declared for c in cap.key)
-        if self._made.get(cap.info.table) != decls:
+        shape = (*decls, "STRICT" if cap.info.strict else "")
+        if self._made.get(cap.info.table) != shape:
             cols = ", ".join(f"k{i} {d}" for i, d in enumerate(decls))
             conn.execute(f"DROP TABLE IF EXISTS {name}")
-            conn.execute(f"CREATE TEMP TABLE {bare} (i INTEGER PRIMARY KEY, pk TEXT, {cols})")
-            self._made[cap.info.table] = decls
+            conn.execute(
+                f"CREATE TEMP TABLE {bare} (i INTEGER PRIMARY KEY, pk TEXT, {cols}) {shape[-1]}"
+            )
+            self._made[cap.info.table] = shape
         n = len(decls)
         conn.execute(f"DELETE FROM {name}")
         conn.executemany(
@@ -71,11 +73,7 @@ def _same_version(current: Any, expected: Any) -> bool:
 
 
 def apply(
-    conn: sqlite3.Connection,
-    tables: KeyTables,
-    binding: Binding,
-    cap: Captured,
-    ops: Sequence[ApplyOp],
+    conn: sqlite3.Connection, tables: KeyTables, codec: Codec, ops: Sequence[ApplyOp]
 ) -> list[ApplyResult]:
     """Apply ``ops`` inside the caller's write transaction, tagged as the service's own.
 
@@ -83,17 +81,18 @@ def apply(
     n), so every op is checked against the row version the previous one left.
     """
     results: list[ApplyResult | None] = [None] * len(ops)
+    texts = [op.key_text for op in ops]
     rounds: list[list[int]] = []
     seen: dict[str, int] = {}
-    for i, op in enumerate(ops):
-        n = seen.get(op.key_text, 0)
-        seen[op.key_text] = n + 1
+    for i, text in enumerate(texts):
+        n = seen.get(text, 0)
+        seen[text] = n + 1
         if n == len(rounds):
             rounds.append([])
         rounds[n].append(i)
     conn.execute(f"INSERT INTO {quote(SESSION)} (origin) VALUES (?)", (ORIGIN,))
     for part in rounds:
-        _apply_round(conn, tables, binding, cap, ops, part, results)
+        _apply_round(conn, tables, codec, ops, texts, part, results)
     conn.execute(f"DELETE FROM {quote(SESSION)}")
     return [r for r in results if r is not None]
 
@@ -101,14 +100,15 @@ def apply(
 def _apply_round(
     conn: sqlite3.Connection,
     tables: KeyTables,
-    binding: Binding,
-    cap: Captured,
+    codec: Codec,
     ops: Sequence[ApplyOp],
+    texts: Sequence[str],
     part: list[int],
     results: list[ApplyResult | None],
 ) -> None:
+    cap = codec.cap
     table = cap.info.table
-    keys = {i: stored_key(binding, cap, ops[i].key) for i in part}
+    keys = {i: codec.stored_key(ops[i].key) for i in part}
     temp = tables.fill(conn, cap, ((i, *k) for i, k in keys.items()))
     current = _versions(conn, temp, table)
     deletes: list[tuple[Any, ...]] = []
@@ -122,27 +122,27 @@ def _apply_round(
             if op.row is None:
                 deletes.append(keys[i])
             else:
-                row = stored_row(binding, cap, op.key, op.row)
-                upserts.setdefault(tuple(row), []).append(tuple(row.values()))
+                cols, values = codec.stored_row(op.key, op.row)
+                upserts.setdefault(cols, []).append(values)
         elif token is not None and token == op.token:
-            results[i] = ApplyResult(op.key_text, ApplyStatus.ALREADY, ver)
+            results[i] = ApplyResult(texts[i], ApplyStatus.ALREADY, ver)
         else:
-            results[i] = ApplyResult(op.key_text, ApplyStatus.SKIPPED, ver)
+            results[i] = ApplyResult(texts[i], ApplyStatus.SKIPPED, ver)
     if not applied:
         return
     t = quote(table)
     if deletes:  # first, so that a unique value can move from a deleted row to another
         match = " AND ".join(f"{quote(c)} = ?" for c in cap.key)
         conn.executemany(f"DELETE FROM {t} WHERE {match}", deletes)
-    for cols, values in upserts.items():
-        conn.executemany(_upsert_sql(t, cols, cap.key), values)
+    for cols, batch in upserts.items():
+        conn.executemany(_upsert_sql(t, cols, cap.key), batch)
     conn.executemany(
         f"UPDATE {quote(ROWVER)} SET token = ? WHERE tbl = ? AND pk = ?",
         [(ops[i].token, table, current[i][0]) for i in applied],
     )
     after = _versions(conn, temp, table)
     for i in applied:
-        results[i] = ApplyResult(ops[i].key_text, ApplyStatus.APPLIED, after[i][1])
+        results[i] = ApplyResult(texts[i], ApplyStatus.APPLIED, after[i][1])
 
 
 def _upsert_sql(table: str, cols: tuple[str, ...], key: tuple[str, ...]) -> str:
@@ -158,23 +158,21 @@ def _upsert_sql(table: str, cols: tuple[str, ...], key: tuple[str, ...]) -> str:
 def read(
     conn: sqlite3.Connection,
     tables: KeyTables,
-    binding: Binding,
-    cap: Captured,
+    codec: Codec,
     keys: Iterable[Mapping[str, Any]],
 ) -> dict[str, tuple[dict[str, Any], Any]]:
     """Current rows and row versions of ``keys`` by key text (absent keys left out)."""
-    temp = tables.fill(conn, cap, ((i, *stored_key(binding, cap, k)) for i, k in enumerate(keys)))
-    cols = synced_columns(binding, cap)
+    cap = codec.cap
+    temp = tables.fill(conn, cap, ((i, *codec.stored_key(k)) for i, k in enumerate(keys)))
     match = " AND ".join(f"t.{quote(c)} = k.k{i}" for i, c in enumerate(cap.key))
     ver, join = version_sql(cap)
     rows = conn.execute(
-        f"SELECT {', '.join(f't.{quote(c)}' for c in cols)}, {ver} "
+        f"SELECT {', '.join(f't.{quote(c)}' for c in codec.columns)}, {ver} "
         f"FROM {temp} AS k JOIN {quote(cap.info.table)} AS t ON {match}{join}"
     )
     out: dict[str, tuple[dict[str, Any], Any]] = {}
     where = f"table {cap.info.table!r}"
     for r in rows:
-        stored = dict(zip(cols, r[:-1], strict=True))
-        key = entity_key(binding, cap, [stored[c] for c in cap.key], where)
-        out[key_text(key)] = (entity_row(binding, cap, stored, f"{where} key {key}"), r[-1])
+        key, row = codec.row(r, where)
+        out[key_text(key)] = (row, r[-1])
     return out

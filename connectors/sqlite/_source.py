@@ -13,11 +13,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from connectors.base import Binding, SchemaError
-from connectors.sqlite._capture import LOG, Captured, is_wide, log_id, version_sql
-from connectors.sqlite._rows import entity_key, entity_row, stored_key
+from connectors.base import SchemaError
+from connectors.sqlite._capture import LOG, is_wide, log_id, version_sql
+from connectors.sqlite._rows import Codec
 from connectors.sqlite._schema import quote
-from connectors.sqlite._types import from_logged
 from sync.change import Change, ChangeBatch, Checkpoint, Op, SnapshotChunk, SnapshotRow
 
 _OPS = {"insert": Op.INSERT, "update": Op.UPDATE, "delete": Op.DELETE}
@@ -50,27 +49,20 @@ def _check_log(conn: sqlite3.Connection, after: Checkpoint | None, path: Path) -
     return int(after.get("seq", 0))
 
 
-def synced_columns(binding: Binding, cap: Captured) -> list[str]:
-    """Endpoint columns the binding synchronises, in table order (key included)."""
-    rev = {v: k for k, v in binding.columns.items()}
-    return [c for c in cap.info.names if binding.synced(rev.get(c, c))]
-
-
 def snapshot(
     conn: sqlite3.Connection,
-    binding: Binding,
-    cap: Captured,
+    codec: Codec,
     after_key: Mapping[str, Any] | None,
     limit: int,
 ) -> SnapshotChunk:
-    cols = synced_columns(binding, cap)
+    cap = codec.cap
     key = ", ".join(f"t.{quote(c)}" for c in cap.key)
     ver, join = version_sql(cap)
-    sql = f"SELECT {', '.join(f't.{quote(c)}' for c in cols)}, {ver} " \
+    sql = f"SELECT {', '.join(f't.{quote(c)}' for c in codec.columns)}, {ver} " \
           f"FROM {quote(cap.info.table)} AS t{join}"
     params: list[Any] = []
     if after_key is not None:
-        after = stored_key(binding, cap, after_key)
+        after = codec.stored_key(after_key)
         sql += f" WHERE ({key}) > ({', '.join('?' * len(after))})"
         params += after
     sql += f" ORDER BY {key} LIMIT ?"
@@ -78,38 +70,36 @@ def snapshot(
     where = f"table {cap.info.table!r}"
     rows: list[SnapshotRow] = []
     for r in conn.execute(sql, params):
-        stored = dict(zip(cols, r[:-1], strict=True))
-        k = entity_key(binding, cap, [stored[c] for c in cap.key], where)
-        rows.append(SnapshotRow(k, entity_row(binding, cap, stored, f"{where} key {k}"), r[-1]))
+        k, row = codec.row(r, where)
+        rows.append(SnapshotRow(k, row, r[-1]))
     last = rows[-1].key if rows else after_key
     return SnapshotChunk(rows, last, done=len(rows) < limit)
 
 
-def _decode_row(text: str | None, cap: Captured) -> dict[str, Any] | None:
+def _decode_row(text: str | None, codec: Codec, where: str) -> dict[str, Any] | None:
     if text is None:
         return None
     obj = json.loads(text)
-    row = {c: from_logged(v) for c, v in obj.items()}
-    if is_wide(len(cap.info.columns)):  # json_patch dropped NULL members of later chunks
-        for c in cap.info.names:
-            row.setdefault(c, None)
-    return row
+    if is_wide(len(codec.cap.info.columns)):  # json_patch dropped NULL members of later chunks
+        for c in codec.cap.info.names:
+            obj.setdefault(c, None)
+    return codec.logged_row(obj, where)
 
 
 def changes(
     conn: sqlite3.Connection,
     name: str,
     path: Path,
-    bound: Sequence[tuple[Binding, Captured]],
+    codecs: Sequence[Codec],
     after: Checkpoint | None,
     limit: int,
 ) -> ChangeBatch:
     """Users' changes of the bound tables after ``after``; the service's own are skipped."""
     start = _check_log(conn, after, path)
     lid = position(conn, path)["log"]
-    by_table: dict[str, list[tuple[Binding, Captured]]] = {}
-    for b, cap in bound:
-        by_table.setdefault(b.table, []).append((b, cap))
+    by_table: dict[str, list[Codec]] = {}
+    for codec in codecs:
+        by_table.setdefault(codec.cap.info.table, []).append(codec)
     tables = list(by_table)
     marks = ", ".join("?" * len(tables))
     filt = f"origin IS NULL AND tbl IN ({marks})"
@@ -129,16 +119,15 @@ def changes(
     end = rows[-1][0] if more else max(start, log_end(conn))
     out: list[Change] = []
     for seq, tbl, pk, op, data, old, ts in rows:
-        for binding, cap in by_table[tbl]:
-            where = f"{path} log seq {seq}"
-            key = entity_key(binding, cap, [from_logged(v) for v in json.loads(pk)], where)
-            new, prev = _decode_row(data, cap), _decode_row(old, cap)
+        where = f"{path} log seq {seq}"
+        keys = json.loads(pk)
+        for codec in by_table[tbl]:
             out.append(Change(
-                entity=binding.entity,
-                key=key,
+                entity=codec.binding.entity,
+                key=codec.logged_key(keys, where),
                 op=_OPS[op],
-                before=None if prev is None else entity_row(binding, cap, prev, where),
-                after=None if new is None else entity_row(binding, cap, new, where),
+                before=_decode_row(old, codec, where),
+                after=_decode_row(data, codec, where),
                 source=name,
                 position=(seq,),
                 committed_at=float(ts),

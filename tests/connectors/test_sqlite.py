@@ -502,6 +502,7 @@ def test_keys_of_every_kind_match_between_log_and_sink(
         ep.setup([b], "p")
         first = ep.apply(b, [ApplyOp(k, {**k, "v": "one"}, None, "a") for k in keys])
         assert {r.status for r in first} == {ApplyStatus.APPLIED}
+        assert all(isinstance(r.row_version, int) for r in first)
         # the row versions the sink reports are the ones it checks next time
         second = ep.apply(b, [ApplyOp(k, {**k, "v": "two"}, r.row_version, "b")
                               for k, r in zip(keys, first, strict=True)])
@@ -521,6 +522,45 @@ def test_keys_of_every_kind_match_between_log_and_sink(
         third = ep.apply(b, [ApplyOp(k, None, r.row_version, "c")
                              for k, r in zip(keys, second, strict=True)])
         assert {r.status for r in third} == {ApplyStatus.SKIPPED}
+
+
+@pytest.mark.parametrize(
+    ("ddl", "table", "key", "col"),
+    [
+        ('CREATE TABLE "odd ""t"" x" ("the id" TEXT PRIMARY KEY, "va\'l""" INT)',
+         'odd "t" x', "the id", "va'l\""),
+        ("CREATE TABLE s (k ANY PRIMARY KEY, v INT) STRICT", "s", "k", "v"),
+    ],
+)
+def test_quoted_names_and_strict_tables(
+    tmp_path: Path, ddl: str, table: str, key: str, col: str
+) -> None:
+    db = make_db(tmp_path / "q.db", ddl)
+    b = Binding("q", "x", table, (key,))
+    with SqliteEndpoint("x", db) as ep:
+        ep.setup([b], "p")
+        first = ep.apply(b, [ApplyOp({key: "1"}, {key: "1", col: 5}, None, "a")])
+        second = ep.apply(b, [ApplyOp({key: "1"}, {key: "1", col: 6}, first[0].row_version, "b")])
+        assert second[0].status is ApplyStatus.APPLIED  # the sink found its own row version
+        assert isinstance(first[0].row_version, int)
+        assert second[0].row_version > first[0].row_version
+        u = User(db)
+        quoted = [x.replace('"', '""') for x in (table, col)]
+        u(f'UPDATE "{quoted[0]}" SET "{quoted[1]}" = 7')
+        (ch,) = ep.changes([b], None, 10).changes
+        assert (ch.key, ch.before, ch.after) == ({key: "1"}, {key: "1", col: 6}, {key: "1", col: 7})
+        u.conn.close()
+        assert ep.teardown([b], "p")[-1] == "dropped _cdcsync_meta"
+
+
+def test_a_value_that_does_not_read_as_its_type_names_the_column(
+    ep: SqliteEndpoint, user: User
+) -> None:
+    user("INSERT INTO customers (id, name, balance) VALUES (1, 'Ann', 'lots')")
+    with pytest.raises(ConnectorError, match=r"log seq 1, column 'balance'.*lots"):
+        ep.changes([CUST], None, 10)
+    with pytest.raises(ConnectorError, match=r"column 'balance'.*lots"):
+        ep.snapshot(CUST, None, 10)
 
 
 def test_wide_tables_are_logged_in_chunks(tmp_path: Path) -> None:
