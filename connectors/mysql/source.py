@@ -279,6 +279,7 @@ class MysqlSource:
                 resync PIPELINE ENTITY``), or the stream failed for good.
             RetriableError: the server is unreachable right now.
         """
+        self._end_snapshot()  # streaming: the snapshot phase is over, release its read view
         end = self.log_end()
         if after is None:
             return ChangeBatch([], end, more=False)
