@@ -85,10 +85,9 @@ def _console() -> Any:
 def main(ctx: click.Context, debug: bool, log_json: bool) -> None:
     """cdcsync keeps the same records in several databases in step, both ways."""
     ctx.obj = {"debug": debug}
-    level = logging.DEBUG if debug else logging.WARNING
-    fmt = ('{"at":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s",'
-           '"message":"%(message)s"}' if log_json else "%(levelname)s %(name)s: %(message)s")
-    logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
+    from sync.logs import configure
+
+    configure(json=log_json, level=logging.DEBUG if debug else logging.WARNING)
 
 
 def _debug() -> bool:
