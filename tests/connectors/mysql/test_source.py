@@ -222,3 +222,30 @@ def test_server_id_is_stable_per_pipeline_and_endpoint(mariadb_params: dict[str,
     assert a.server_id == b.server_id != c.server_id
     assert d.server_id == 4711
     assert a.server_id != 1  # never the server's own id
+
+
+def test_reading_across_a_binlog_rotation(source: MysqlSource,
+                                          mariadb_params: dict[str, Any]) -> None:
+    start = source.log_end()
+    run(mariadb_params, "INSERT INTO items (id) VALUES (1)", "FLUSH BINARY LOGS",
+        "INSERT INTO items (id) VALUES (2)")
+    changes, cp, _ = drain(source, [binding()], start)
+    assert [c.key["id"] for c in changes] == [1, 2]
+    assert changes[0].position < changes[1].position
+    assert cp is not None and cp["file"] != start["file"]
+    # A rotation with nothing after it: the read still ends at the log's end.
+    run(mariadb_params, "FLUSH BINARY LOGS")
+    again, cp2, _ = drain(source, [binding()], cp)
+    assert again == [] and cp2 == cp
+
+
+def test_an_idle_server_answers_with_a_heartbeat(source: MysqlSource) -> None:
+    from connectors.mysql.binlog import BinlogReader
+
+    reader = BinlogReader(source.settings, server_id=source.server_id + 1,
+                          describe=lambda d, t: None, heartbeat=0.2)
+    try:
+        reader.start(source.log_end()["gtid"])
+        assert reader.next(stop=None) is None  # caught up: no transaction, and no hang
+    finally:
+        reader.close()
