@@ -1,0 +1,279 @@
+"""PostgreSQL end to end through the engine: PG<->PG and PG<->SQLite, concurrent edits,
+crashes, interrupted snapshots, and the fixed point (docs: sync/engine.py)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from config.loader import load_pipeline
+from connectors.postgres import PostgresSink, PostgresSource
+from connectors.registry import open_endpoint
+from sync.context import bindings_for, open_pipeline
+from sync.engine import run_pipeline
+from sync.summary import RunSummary
+from sync.verify import verify
+from tests.connectors.postgres.helpers import pipeline_of, query, sql
+
+CUSTOMERS = ("CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, email text,"
+             " balance numeric(10,2), seen timestamptz, tags jsonb)")
+SQLITE_CUSTOMERS = ("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+                    " email TEXT, balance DECIMAL(10,2), seen TIMESTAMP, tags JSON)")
+
+
+@dataclass
+class Pipeline:
+    path: Path
+    cfg: Any
+    a: str  # the PostgreSQL endpoint's dsn
+    b: str  # the other endpoint: a dsn, or a SQLite file path
+
+    def run(self) -> RunSummary:
+        return run_pipeline(self.cfg)
+
+    def drift(self) -> list[Any]:
+        with open_pipeline(self.cfg) as ctx:
+            return [d for d in verify(ctx) if not d.in_sync]
+
+
+def _write(tmp: Path, name: str, b_endpoint: str, a: str, chunk: int = 1000,
+           policy: str = "field_merge") -> Path:
+    path = tmp / "pipeline.yaml"
+    path.write_text(f"""
+pipeline: {name}
+state: {{url: "sqlite:///{tmp}/state.db"}}
+batch: {{size: 50, snapshot_chunk: {chunk}}}
+endpoints:
+  a: {{kind: postgres, dsn: "{a}"}}
+  b: {b_endpoint}
+entities:
+  customers:
+    key: [id]
+    endpoints:
+      a: {{table: customers}}
+      b: {{table: customers}}
+    conflict: {{policy: {policy}, fallback: last_writer_wins}}
+""")
+    return path
+
+
+def _setup(cfg: Any) -> None:
+    for name, settings in cfg.endpoints.items():
+        ep = open_endpoint(name, settings, pipeline=cfg.pipeline)
+        try:
+            ep.setup([bindings_for(cfg, "customers")[name]], cfg.pipeline)
+        finally:
+            ep.close()
+
+
+def _teardown(cfg: Any) -> None:
+    for name, settings in cfg.endpoints.items():
+        ep = open_endpoint(name, settings, pipeline=cfg.pipeline)
+        try:
+            ep.teardown([bindings_for(cfg, "customers")[name]], cfg.pipeline)
+        finally:
+            ep.close()
+
+
+@pytest.fixture
+def pg_pg(tmp_path: Path, pg_dsn_factory: Callable[[], str]) -> Iterator[Pipeline]:
+    a, b = pg_dsn_factory(), pg_dsn_factory()
+    for dsn in (a, b):
+        sql(dsn, CUSTOMERS)
+    path = _write(tmp_path, pipeline_of(a), f'{{kind: postgres, dsn: "{b}"}}', a)
+    cfg = load_pipeline(path)
+    _setup(cfg)
+    yield Pipeline(path, cfg, a, b)
+    _teardown(cfg)
+
+
+@pytest.fixture
+def pg_sqlite(tmp_path: Path, pg_dsn: str) -> Iterator[Pipeline]:
+    sql(pg_dsn, CUSTOMERS)
+    db = tmp_path / "b.db"
+    conn = sqlite3.connect(db)
+    conn.execute(SQLITE_CUSTOMERS)
+    conn.commit()
+    conn.close()
+    path = _write(tmp_path, pipeline_of(pg_dsn), f'{{kind: sqlite, path: "{db}"}}', pg_dsn)
+    cfg = load_pipeline(path)
+    _setup(cfg)
+    yield Pipeline(path, cfg, pg_dsn, str(db))
+    _teardown(cfg)
+
+
+def _b_sql(p: Pipeline, *statements: str) -> None:
+    if p.b.startswith("postgresql://"):
+        sql(p.b, *statements)
+        return
+    conn = sqlite3.connect(p.b, isolation_level=None)
+    try:
+        for s in statements:
+            conn.execute(s)
+    finally:
+        conn.close()
+
+
+def _b_rows(p: Pipeline) -> list[tuple[Any, ...]]:
+    q = "SELECT id, name, email FROM customers ORDER BY id"
+    if p.b.startswith("postgresql://"):
+        return query(p.b, q)
+    conn = sqlite3.connect(p.b)
+    try:
+        return conn.execute(q).fetchall()
+    finally:
+        conn.close()
+
+
+def _applied(s: RunSummary) -> int:
+    return int(s.to_json()["totals"]["applied"])
+
+
+def _read(s: RunSummary) -> int:
+    return int(s.to_json()["totals"]["read"])
+
+
+def _assert_fixed_point(p: Pipeline) -> None:
+    """With no user edits, the next run applies nothing and the one after reads nothing."""
+    quiet = p.run()
+    assert _applied(quiet) == 0, quiet.to_json()
+    silent = p.run()
+    assert _read(silent) == 0 and _applied(silent) == 0, silent.to_json()
+    assert p.drift() == []
+
+
+def _bidirectional_scenario(p: Pipeline) -> None:
+    sql(p.a, "INSERT INTO customers VALUES (1, 'Ann', 'ann@a', 10.5, '2024-01-01 10:00+00',"
+             " '{\"vip\": true}'), (2, 'Bob', 'bob@a', 20, NULL, NULL)")
+    _b_sql(p, "INSERT INTO customers (id, name, email, balance) VALUES (3, 'Cy', 'cy@b', 30)")
+    first = p.run()
+    assert first.errors == [] and p.drift() == []
+    _assert_fixed_point(p)
+    # Concurrent edits: different fields of one row on each side, a delete against
+    # an update, an insert on one side, an update of the key.
+    sql(p.a, "UPDATE customers SET email = 'ann@new' WHERE id = 1",
+        "UPDATE customers SET name = 'Bobby' WHERE id = 2",
+        "INSERT INTO customers VALUES (4, 'Dee', NULL, 1, NULL, '[1, 2]')",
+        "UPDATE customers SET id = 30 WHERE id = 3")
+    _b_sql(p, "UPDATE customers SET balance = 99 WHERE id = 1",
+           "DELETE FROM customers WHERE id = 2")
+    second = p.run()
+    assert second.errors == [], second.to_json()
+    assert p.drift() == []
+    rows = query(p.a, "SELECT id, email, balance FROM customers ORDER BY id")
+    assert rows[0][:2] == (1, "ann@new") and float(rows[0][2]) == 99.0  # merged field by field
+    assert [r[0] for r in rows] == [i for i, *_ in _b_rows(p)]
+    assert 30 in [r[0] for r in rows] and 3 not in [r[0] for r in rows]
+    _assert_fixed_point(p)
+
+
+def test_pg_to_pg_bidirectional_converges_and_reaches_the_fixed_point(pg_pg: Pipeline) -> None:
+    _bidirectional_scenario(pg_pg)
+
+
+def test_pg_to_sqlite_bidirectional_converges_and_reaches_the_fixed_point(
+        pg_sqlite: Pipeline) -> None:
+    _bidirectional_scenario(pg_sqlite)
+
+
+def test_an_edit_equal_to_the_service_write_is_still_synced(pg_pg: Pipeline) -> None:
+    p = pg_pg
+    sql(p.a, "INSERT INTO customers (id, name) VALUES (1, 'Ann')")
+    p.run()
+    # B changes the name; the service writes it to A; a user of A writes the same
+    # value again, then B changes it back: A's edit is an edit, not an echo.
+    sql(p.b, "UPDATE customers SET name = 'Anne' WHERE id = 1")
+    p.run()
+    sql(p.a, "UPDATE customers SET name = 'Anne' WHERE id = 1")
+    s = p.run()
+    assert _read(s) == 1 and s.to_json()["totals"]["echoes"] == 0
+    assert p.drift() == []
+    _assert_fixed_point(p)
+
+
+def test_a_crash_between_apply_and_its_record_loses_nothing(
+        pg_pg: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = pg_pg
+    sql(p.a, "INSERT INTO customers (id, name) SELECT g, 'n' || g FROM generate_series(1, 5) g")
+    p.run()
+    sql(p.a, "UPDATE customers SET name = 'changed' WHERE id <= 3", "DELETE FROM customers"
+             " WHERE id = 5")
+    real = PostgresSink.apply
+
+    def apply_then_crash(self: PostgresSink, binding: Any, ops: Any) -> Any:
+        real(self, binding, ops)  # committed at the target...
+        raise KeyboardInterrupt("crash")  # ...and the service dies before recording it
+
+    monkeypatch.setattr(PostgresSink, "apply", apply_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        p.run()
+    monkeypatch.setattr(PostgresSink, "apply", real)
+    assert query(p.b, "SELECT count(*) FROM customers WHERE name = 'changed'") == [(3,)]
+    after = p.run()
+    assert after.errors == []
+    assert after.to_json()["totals"]["skipped"] == 0  # the replay was recognised as ours
+    assert p.drift() == []
+    _assert_fixed_point(p)
+
+
+def test_a_crash_before_confirming_the_slot_rereads_without_reapplying(
+        pg_pg: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = pg_pg
+    p.run()
+    sql(p.a, "INSERT INTO customers (id, name) VALUES (1, 'x'), (2, 'y')")
+    real = PostgresSource.confirm
+
+    def crash(self: PostgresSource, checkpoint: Any) -> None:
+        raise KeyboardInterrupt("crash before confirm")
+
+    monkeypatch.setattr(PostgresSource, "confirm", crash)
+    with pytest.raises(KeyboardInterrupt):
+        p.run()
+    monkeypatch.setattr(PostgresSource, "confirm", real)
+    assert query(p.b, "SELECT id FROM customers ORDER BY id") == [(1,), (2,)]
+    again = p.run()
+    assert _applied(again) == 0, again.to_json()
+    assert p.drift() == []
+    _assert_fixed_point(p)
+
+
+def test_an_interrupted_snapshot_resumes(
+        tmp_path: Path, pg_dsn_factory: Callable[[], str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = pg_dsn_factory(), pg_dsn_factory()
+    for dsn in (a, b):
+        sql(dsn, CUSTOMERS)
+    sql(a, "INSERT INTO customers (id, name) SELECT g, 'n' || g FROM generate_series(1, 25) g")
+    path = _write(tmp_path, pipeline_of(a), f'{{kind: postgres, dsn: "{b}"}}', a, chunk=10)
+    cfg = load_pipeline(path)
+    _setup(cfg)
+    p = Pipeline(path, cfg, a, b)
+    try:
+        real = PostgresSource.snapshot
+        calls: list[int] = []
+
+        def interrupted(self: PostgresSource, binding: Any, after_key: Any, limit: int) -> Any:
+            calls.append(1)
+            if len(calls) == 2:
+                raise KeyboardInterrupt("interrupted during the snapshot")
+            return real(self, binding, after_key, limit)
+
+        monkeypatch.setattr(PostgresSource, "snapshot", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            p.run()
+        # Rows change while the snapshot is interrupted: they are read again from the log.
+        sql(a, "UPDATE customers SET name = 'late' WHERE id IN (3, 20)",
+            "INSERT INTO customers (id, name) VALUES (26, 'new')")
+        resumed = p.run()
+        assert resumed.errors == []
+        assert query(b, "SELECT count(*), count(*) FILTER (WHERE name = 'late')"
+                        " FROM customers") == [(26, 2)]
+        assert p.drift() == []
+        _assert_fixed_point(p)
+    finally:
+        _teardown(cfg)
