@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from connectors.base import ApplyOp, ApplyResult, Binding, TableSchema
+from connectors.base import ApplyOp, ApplyResult, Binding, ConnectorError, TableSchema
+from connectors.mysql import create
 from connectors.mysql import setup as _setup
+from connectors.mysql.session import classify, connect
 from connectors.mysql.sink import MysqlSink
 from connectors.mysql.source import MysqlSource
 from sync.change import ChangeBatch, Checkpoint, SnapshotChunk
@@ -62,6 +64,22 @@ class MysqlEndpoint:
     # Setup
     def setup(self, bindings: Sequence[Binding], pipeline: str) -> list[str]:
         return _setup.setup(self.settings, bindings, echo=self.echo)
+
+    def create_table(self, binding: Binding, source: TableSchema, source_binding: Binding, *,
+                     source_kind: str | None = None) -> list[str]:
+        """Create a one-way target table from the source's schema if it does not exist
+        (type mapping: create.py, docs/types.md); returns what was done."""
+        conn = connect(self.settings)
+        try:
+            with conn.cursor() as cur:
+                return create.create_table(cur, str(self.settings.database), binding, source,
+                                           source_binding, source_kind=source_kind)
+        except ConnectorError:
+            raise
+        except Exception as exc:
+            raise classify(exc, f"{self.name}: creating table {binding.table}") from exc
+        finally:
+            conn.close()
 
     def teardown(self, bindings: Sequence[Binding], pipeline: str) -> list[str]:
         return _setup.teardown(self.settings, echo=self.echo)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from conflict.canonical import key_text, row_hash
-from connectors.base import ApplyOp, ApplyStatus, RetriableError
+from connectors.base import ApplyOp, ApplyStatus, Binding, RetriableError
 from connectors.mysql.endpoint import MysqlEndpoint, open_endpoint
 from tests.connectors.mysql.helpers import binding, drain, query, run, settings, user_conn
 
@@ -219,4 +219,29 @@ def test_deadlock_is_retriable(mariadb_params: dict[str, Any]) -> None:
             (None,), (None,)]
     finally:
         other.close()
+        ep.close()
+
+
+def test_one_way_target_table_is_created_from_a_postgres_schema(
+        mariadb_params: dict[str, Any]) -> None:
+    from connectors.base import Column, TableSchema
+
+    source = TableSchema("people", (
+        Column("id", "int", "integer", False), Column("name", "text", "character varying(40)"),
+        Column("score", "decimal", "numeric(8,3)"), Column("at", "timestamptz", "timestamptz"),
+        Column("doc", "json", "jsonb"), Column("secret", "text", "text"),
+        Column("ok", "bool", "boolean")), ("id",))
+    src_binding = Binding("people", "pg", "people", ("id",), exclude=frozenset({"secret"}))
+    ep = open_endpoint("maria", settings(mariadb_params), pipeline="t-create")
+    try:
+        b = binding("humans", entity="people", columns={"name": "full_name"})
+        assert ep.create_table(b, source, src_binding, source_kind="postgres")
+        assert ep.create_table(b, source, src_binding, source_kind="postgres") == []  # exists
+        got = {c.name: (c.logical, c.native) for c in ep.schema(b).columns}
+        assert got == {"id": ("int", "int(11)"), "full_name": ("text", "varchar(40)"),
+                       "score": ("decimal", "decimal(8,3)"),
+                       "at": ("timestamp", "datetime(6)"), "doc": ("json", "longtext"),
+                       "ok": ("bool", "tinyint(1)")}
+        assert ep.schema(b).key == ("id",)
+    finally:
         ep.close()
