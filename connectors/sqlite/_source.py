@@ -101,8 +101,10 @@ def changes(
     for codec in codecs:
         by_table.setdefault(codec.cap.info.table, []).append(codec)
     tables = list(by_table)
-    marks = ", ".join("?" * len(tables))
-    filt = f"origin IS NULL AND tbl IN ({marks})"
+    if len(tables) == 1:  # the (tbl, seq) index yields the rows in order
+        filt = "origin IS NULL AND tbl = ?"
+    else:  # scan by seq: the index would gather and sort the whole backlog for each batch
+        filt = f"origin IS NULL AND +tbl IN ({', '.join('?' * len(tables))})"
     rows = conn.execute(
         f"SELECT seq, tbl, pk, op, data, old, ts FROM {quote(LOG)} "
         f"WHERE seq > ? AND {filt} ORDER BY seq LIMIT ?",

@@ -225,6 +225,24 @@ def test_user_writes_are_captured_with_before_and_after(ep: SqliteEndpoint, user
     assert ep.changes([CUST], batch.checkpoint, 100).changes == []
 
 
+def test_several_tables_are_read_in_commit_order(tmp_path: Path) -> None:
+    db = make_db(tmp_path / "two.db", CUSTOMERS, "CREATE TABLE items (sku TEXT PRIMARY KEY, n INT)")
+    items = Binding("item", "crm", "items", ("sku",))
+    names = Binding("name", "crm", "customers", ("id",), only=frozenset({"name"}))
+    with SqliteEndpoint("crm", db) as ep:
+        ep.setup([CUST, items, names], "p")
+        u = User(db)
+        u("INSERT INTO items VALUES ('a', 1)")
+        u("INSERT INTO customers (id, name) VALUES (1, 'x')")
+        u("UPDATE items SET n = 2")
+        got = [(c.entity, c.op, dict(c.key)) for c in ep.changes([items, CUST, names], None, 3)
+               .changes]
+        assert got == [("item", Op.INSERT, {"sku": "a"}),
+                       ("customer", Op.INSERT, {"id": 1}), ("name", Op.INSERT, {"id": 1}),
+                       ("item", Op.UPDATE, {"sku": "a"})]
+        u.conn.close()
+
+
 def test_changes_are_read_in_pages(ep: SqliteEndpoint, user: User) -> None:
     for i in range(7):
         user("INSERT INTO customers (id, name) VALUES (?, 'x')", i)
