@@ -86,15 +86,17 @@ _KEY_COLON = re.compile(rf"""(?i)(["']{_SECRET_NAME}["']\s*:\s*){_VALUE}""")
 _BEARER = re.compile(r"(?i)(\bbearer\s+)([A-Za-z0-9._~+/-]+=*)")
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 
-_known: set[str] = set()
+_known: tuple[str, ...] = ()  # longest first; replaced whole, so readers need no lock
 _known_lock = threading.Lock()
 _MIN_KNOWN = 3  # shorter registered secrets would garble every line (as config/secrets.py)
 
 
 def register_secrets(values: Iterable[str]) -> None:
     """Mask these exact values wherever they appear (e.g. the config's ``${ENV}`` secrets)."""
+    global _known
     with _known_lock:
-        _known.update(v for v in values if isinstance(v, str) and len(v) >= _MIN_KNOWN)
+        new = {v for v in values if isinstance(v, str) and len(v) >= _MIN_KNOWN}
+        _known = tuple(sorted(new.union(_known), key=len, reverse=True))
 
 
 def _mask_url(m: re.Match[str]) -> str:
@@ -114,9 +116,8 @@ def _mask_url(m: re.Match[str]) -> str:
 
 def mask_secrets(text: str) -> str:
     """``text`` with passwords, URL passwords, bearer tokens and registered secrets masked."""
-    if _known:
-        for secret in sorted(_known, key=len, reverse=True):
-            text = text.replace(secret, MASK)
+    for secret in _known:
+        text = text.replace(secret, MASK)
     if "://" in text:
         text = _URL.sub(_mask_url, text)
     text = _KEY_EQUALS.sub(lambda m: m.group(1) + MASK, text)
