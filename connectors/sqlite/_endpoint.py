@@ -109,6 +109,7 @@ class SqliteEndpoint:
                 if conn.in_transaction:
                     with suppress(sqlite3.Error):  # the original error matters more
                         conn.execute("ROLLBACK")
+                self._tables.forget()  # a TEMP table made in this transaction is gone too
                 raise
 
     def _captured(self, conn: sqlite3.Connection, binding: Binding) -> Captured:

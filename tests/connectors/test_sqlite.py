@@ -354,6 +354,8 @@ def test_a_failed_apply_rolls_back_everything(ep: SqliteEndpoint, user: User) ->
     assert user("SELECT count(*) FROM customers") == [(0,)]
     assert user("SELECT count(*) FROM _cdcsync_session") == [(0,)]
     assert user("SELECT count(*) FROM _cdcsync_rowver") == [(0,)]
+    assert ep.apply(CUST, [op(1, {"id": 1, "name": "ok"}, None, "a")])[0].status \
+        is ApplyStatus.APPLIED  # and the endpoint still works
 
 
 def test_a_locked_database_is_a_retriable_error(db: Path, user: User) -> None:
