@@ -80,6 +80,11 @@ def summary_table(summary: RunSummary, cfg: Any) -> Table:
         t.caption = (t.caption or "") + (
             f"  {summary.open_conflicts} conflict(s) wait for a steward: "
             "cdcsync conflicts list PIPELINE")
+    for q in summary.quality.values():  # the data-quality gate (sync/quality)
+        failed = ", ".join(f"{label} {n}" for label, n in sorted(q.failures.items()))
+        t.caption = (t.caption or "") + (
+            f"  {q.entity}: {q.quarantined} quarantined, {q.held} held"
+            + (f" ({failed})" if failed else "") + f"; {q.open} open: cdcsync quarantine list")
     return t
 
 

@@ -75,10 +75,17 @@ def stage_endpoint(ctx: PipelineContext, ent: EntityContext, endpoint: str,
             rows.append(dict(pipeline=ctx.pipeline, entity=ent.name, key=key_text(key),
                              endpoint=endpoint, row=row_to_json(row),
                              row_version=enc(r.row_version), committed_at=now))
+        quarantine = None
+        if ent.cfg.quality.suite is not None:  # data-quality gate (sync/quality)
+            from sync.quality.hook import screen_snapshot
+
+            quarantine = screen_snapshot(ctx, ent, endpoint, rows)
         total += len(rows)
         after_key = dict(chunk.last_key) if chunk.last_key is not None else after_key
         with store.transaction() as conn:
             store.stage_rows(conn, rows)
+            if quarantine is not None:  # failing rows: staged, but left out of reconcile
+                quarantine(conn)
             store.put_snapshot_progress(
                 conn, ctx.pipeline, ent.name, endpoint,
                 status="staged" if chunk.done else "reading",
@@ -104,6 +111,10 @@ def reconcile(ctx: PipelineContext, ent: EntityContext, summary: RunSummary) -> 
         by_key: dict[str, dict[str, dict[str, Any]]] = {}
         for r in staged:
             by_key.setdefault(r["key"], {})[r["endpoint"]] = r
+        if ent.cfg.quality.suite is not None:  # data-quality gate (sync/quality)
+            from sync.quality.hook import hold_snapshot_keys
+
+            hold_snapshot_keys(ctx, ent, by_key, summary)  # quarantined keys wait
         states = store.load(ctx.pipeline, ent.name, by_key)
         records = []
         for k, rows in by_key.items():

@@ -23,6 +23,18 @@ class DirectionStats:
 
 
 @dataclass
+class QualityStats:
+    """What the data-quality gate did to one entity in this run (sync/quality)."""
+
+    entity: str
+    validated: int = 0  # rows judged (changes with an after row, snapshot rows)
+    quarantined: int = 0  # changes stopped for a steward
+    held: int = 0  # later changes held behind a quarantined one of their key
+    open: int = 0  # unresolved quarantine items of the entity after this run
+    failures: dict[str, int] = field(default_factory=dict)  # failing rows per expectation
+
+
+@dataclass
 class RunSummary:
     pipeline: str
     started_at: float = field(default_factory=time.time)
@@ -31,6 +43,17 @@ class RunSummary:
     snapshot_rows: int = 0
     open_conflicts: int = 0
     errors: list[str] = field(default_factory=list)
+    quality: dict[str, QualityStats] = field(default_factory=dict)
+
+    def quality_at(self, entity: str) -> QualityStats:
+        st = self.quality.get(entity)
+        if st is None:
+            st = self.quality[entity] = QualityStats(entity)
+        return st
+
+    @property
+    def quarantine_open(self) -> int:
+        return sum(q.open for q in self.quality.values())
 
     def at(self, entity: str, source: str, target: str) -> DirectionStats:
         key = (entity, source, target)
@@ -50,7 +73,7 @@ class RunSummary:
     def status(self) -> str:
         if self.errors:
             return "failed"
-        if self.open_conflicts:
+        if self.open_conflicts or self.quarantine_open:
             return "attention"
         return "ok"
 
@@ -69,4 +92,5 @@ class RunSummary:
                 for d in sorted(self.directions.values(),
                                 key=lambda d: (d.entity, d.source, d.target))
             ],
+            "quality": [asdict(q) for _, q in sorted(self.quality.items())],
         }
