@@ -20,6 +20,7 @@ from typing import Any
 from sync.apply import replay_outbox
 from sync.capture import STREAM, catch_up
 from sync.context import PipelineContext, open_pipeline
+from sync.runlock import RunLock
 from sync.snapshot import needs_snapshot, snapshot_entity
 from sync.summary import RunSummary
 
@@ -36,10 +37,11 @@ def run_pipeline(
 
     Raises whatever the connectors raise after retries; the run is recorded
     as failed in the run history, and nothing is lost: the next run resumes
-    from the last durable batch.
+    from the last durable batch. Raises :class:`sync.runlock.RunLocked` (and
+    does nothing) while another run of the pipeline holds its run lock.
     """
     summary = RunSummary(pipeline=cfg.pipeline)
-    with open_pipeline(cfg) as ctx:
+    with open_pipeline(cfg) as ctx, RunLock(ctx.store, ctx.pipeline):
         ctx.run_id = ctx.store.start_run(ctx.pipeline, "run")
         try:
             chosen = [e for n, e in ctx.entities.items() if not entities or n in entities]
