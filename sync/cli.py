@@ -296,6 +296,44 @@ def conflicts_resolve(pipeline: str, conflict_id: str, pick: str | None,
                   if result["skipped"] else ""))
 
 
+# --- daemon / worker ---------------------------------------------------------------------
+
+
+def _serve(pipeline: str, *, readers: bool) -> NoReturn:
+    import signal
+    import threading
+
+    from sync.daemon import run_daemon
+
+    cfg = _load(pipeline)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+
+    def ready(info: dict[str, Any]) -> None:
+        port = f" on http://{cfg.daemon.metrics_host}:{info['port']}" if info["port"] else ""
+        click.echo(f"cdcsync {'daemon' if readers else 'worker'} ready{port} "
+                   f"(holder {info['holder']})", err=True)
+
+    with _user_errors(_debug()):
+        code = run_daemon(cfg, readers=readers, stop=stop, on_ready=ready)
+    sys.exit(code)
+
+
+@main.command()
+@pipeline_arg
+def daemon(pipeline: str) -> None:
+    """Tail every source and apply continuously until SIGTERM (metrics, /healthz, /readyz)."""
+    _serve(pipeline, readers=True)
+
+
+@main.command()
+@pipeline_arg
+def worker(pipeline: str) -> None:
+    """Run apply workers only (needs a shared broker: redis:// or amqp://)."""
+    _serve(pipeline, readers=False)
+
+
 # --- config ------------------------------------------------------------------------------
 
 

@@ -7,6 +7,7 @@ transaction with set-based statements, never a round trip per row.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -45,15 +46,25 @@ def _upsert(conn: Connection, table: sa.Table, rows: list[dict[str, Any]], keys:
     conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=update), rows)
 
 
+_migrated: set[str] = set()
+_migrate_lock = threading.Lock()
+
+
 def _migrate(engine: Engine) -> None:
+    """Bring the schema up to date, once per URL per process (Alembic's context is global)."""
     from alembic import command
     from alembic.config import Config
 
-    cfg = Config()
-    cfg.set_main_option("script_location", str(Path(__file__).parent.parent / "migrations"))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "heads")  # branches of parallel work all apply
+    url = engine.url.render_as_string(hide_password=False)
+    with _migrate_lock:
+        if url in _migrated:
+            return
+        cfg = Config()
+        cfg.set_main_option("script_location", str(Path(__file__).parent.parent / "migrations"))
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "heads")  # branches of parallel work all apply
+        _migrated.add(url)
 
 
 def open_store(url: str) -> StateStore:

@@ -1,0 +1,110 @@
+"""Running a daemon (readers + workers + sweeper) or workers alone, until stopped."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sync.daemon.broker import make_broker
+from sync.daemon.reader import Reader
+from sync.daemon.runtime import Runtime
+from sync.daemon.sweeper import sweep
+from sync.daemon.worker import PartitionConsumers, handle
+from sync.state.leases import Lease
+from sync.summary import RunSummary
+
+log = logging.getLogger("cdcsync.daemon")
+
+SWEEP_EVERY = 2.0
+SHUTDOWN_BUDGET = 8.0  # seconds: SIGTERM to exit stays within 10 s
+
+
+def _initial_snapshots(rt: Runtime) -> None:
+    """Snapshot entities that need it, one daemon at a time, before streaming starts."""
+    from sync.snapshot import needs_snapshot, snapshot_entity
+
+    ctx = rt.ctx()
+    todo = [e for e in ctx.entities.values() if needs_snapshot(ctx, e)]
+    if not todo:
+        return
+    lease = Lease(ctx.store, f"snapshot:{rt.pipeline}", rt.holder, ttl=30.0)
+    while not lease.acquire():
+        if rt.stop.wait(1.0):
+            return
+    try:
+        summary = RunSummary(pipeline=rt.pipeline)
+        for ent in todo:
+            if needs_snapshot(ctx, ent):  # another daemon may have done it meanwhile
+                log.info("snapshot of %s", ent.name)
+                snapshot_entity(ctx, ent, summary)
+    finally:
+        lease.release()
+
+
+def run_daemon(cfg: Any, *, readers: bool = True, workers: bool = True,
+               stop: threading.Event | None = None,
+               on_ready: Callable[[dict[str, Any]], None] | None = None) -> int:
+    """Run until ``stop`` is set (SIGTERM/SIGINT in the CLI); return an exit code.
+
+    ``readers=False`` is ``cdcsync worker``: apply workers only, for more
+    capacity on other machines (a shared broker is needed for that).
+    """
+    from sync.http import serve
+
+    broker = make_broker(cfg.broker.url)
+    rt = Runtime(cfg, broker, handle, stop)
+    shared = not str(cfg.broker.url).startswith("memory")
+    if not shared and not (readers and workers):
+        raise ValueError("the in-process broker (memory://) runs readers and workers in one "
+                         "process: use a redis:// or amqp:// broker for separate workers")
+    started: list[Reader] = []
+    state = {"ready": False}
+
+    def health() -> dict[str, Any]:
+        dead = [r.source for r in started if not r.is_alive()]
+        return {"ok": not dead and not rt.stop.is_set(), "dead_readers": dead}
+
+    def ready() -> dict[str, Any]:
+        return {"ok": bool(state["ready"]) and not rt.stop.is_set(),
+                "sources_held": [r.source for r in started if r.held]}
+
+    server = None
+    port = int(cfg.daemon.metrics_port)
+    if port or on_ready is not None:
+        server = serve(cfg.daemon.metrics_host, port, health=health, ready=ready)
+    consumers = PartitionConsumers(rt, shared=shared) if workers else None
+    try:
+        if consumers is not None:
+            consumers.start()
+        if readers:
+            _initial_snapshots(rt)
+            ctx = rt.ctx()
+            for name in ctx.endpoints:
+                if any(name in e.sources for e in ctx.entities.values()):
+                    r = Reader(rt, name)
+                    started.append(r)
+                    r.start()
+        state["ready"] = True
+        if on_ready is not None:
+            on_ready({"port": server.port if server else None, "holder": rt.holder})
+        log.info("cdcsync %s running for pipeline %s", "daemon" if readers else "worker",
+                 rt.pipeline)
+        while not rt.stop.wait(SWEEP_EVERY if readers else 1.0):
+            if readers:
+                sweep(rt)
+        failed = [r for r in started if r.error is not None]
+        return 1 if failed else 0
+    finally:
+        deadline = time.monotonic() + SHUTDOWN_BUDGET
+        rt.stop.set()
+        for r in started:
+            r.join(timeout=max(0.1, deadline - time.monotonic() - 3))
+        if consumers is not None:
+            consumers.stop(timeout=max(0.5, deadline - time.monotonic() - 0.5))
+        if server is not None:
+            server.close()
+        rt.close()
+        broker.close()

@@ -1,0 +1,166 @@
+"""A reader: tails one source endpoint while it holds that source's lease.
+
+Each micro-batch is whatever the log has now, up to the batch size: small
+batches at low load (low latency), full ones under load (throughput). A
+batch is decided and committed with its checkpoint and outbox in one locked
+transaction, then its keys are sent to the partition queues. The source's log
+is released (``confirm``) by low watermark: only up to the last batch none of
+whose keys still waits in the outbox (parked keys do not hold it back).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from typing import Any
+
+import sqlalchemy as sa
+
+from sync.capture import decide_and_commit, read_batch
+from sync.daemon.runtime import Runtime
+from sync.logs import log_context, new_batch_id
+from sync.metrics import (
+    ECHOES_DROPPED,
+    observe_read,
+    observe_stage,
+    record_conflict,
+    set_lag,
+    set_lease,
+)
+from sync.state.leases import Lease
+from sync.state.schema import key_states, outbox
+from sync.summary import RunSummary
+
+log = logging.getLogger("cdcsync.reader")
+
+
+class Reader(threading.Thread):
+    def __init__(self, rt: Runtime, source: str) -> None:
+        super().__init__(name=f"reader-{source}", daemon=True)
+        self.rt = rt
+        self.source = source
+        self.error: BaseException | None = None
+        self.pending: collections.deque[tuple[Any, dict[str, list[str]]]] = collections.deque()
+        self.held = False
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:  # reported by the daemon's health check
+            self.error = exc
+            log.exception("reader of %s stopped", self.source)
+            self.rt.stop.set()
+
+    def _run(self) -> None:
+        rt, cfg = self.rt, self.rt.cfg
+        ctx = rt.ctx()
+        ttl = float(cfg.daemon.lease_ttl_s)
+        lease = Lease(ctx.store, f"read:{rt.pipeline}:{self.source}", rt.holder, ttl=ttl)
+        poll = int(cfg.daemon.poll_ms) / 1000
+        size = int(cfg.batch.size)
+        renewed = 0.0
+        try:
+            while not rt.stop.is_set():
+                if time.monotonic() - renewed > ttl / 3:
+                    was, self.held = self.held, lease.acquire()
+                    renewed = time.monotonic()
+                    if was != self.held:
+                        set_lease(rt.pipeline, self.source, self.held)
+                        log.info("%s the lease of source %s", "took" if self.held else "lost",
+                                 self.source)
+                if not self.held:
+                    rt.stop.wait(ttl / 3)
+                    continue
+                if self._backlog(ctx) > int(cfg.daemon.max_pending):
+                    self._confirm_done(ctx)
+                    rt.stop.wait(poll)  # backpressure: workers catch up first
+                    continue
+                with observe_stage(rt.pipeline, "read", endpoint=self.source):
+                    batch, cp = read_batch(ctx, self.source, size)
+                if batch.changes or batch.checkpoint != cp:
+                    self._decide(ctx, batch)
+                self._confirm_done(ctx)
+                if not batch.more:
+                    for ent in ctx.entities.values():
+                        if self.source in ent.sources:
+                            set_lag(rt.pipeline, self.source, ent.name, None)
+                    rt.stop.wait(poll)
+        finally:
+            if self.held:
+                lease.release()
+                set_lease(rt.pipeline, self.source, False)
+
+    def _decide(self, ctx: Any, batch: Any) -> None:
+        rt = self.rt
+        summary = RunSummary(pipeline=rt.pipeline)
+        with log_context(batch_id=new_batch_id(), pipeline=rt.pipeline, endpoint=self.source):
+            # Sent inside the span, so that each apply's trace continues this batch's.
+            with observe_stage(rt.pipeline, "resolve", endpoint=self.source):
+                decided = decide_and_commit(ctx, self.source, batch.changes, batch.checkpoint,
+                                            summary)
+                touched = self._send(ctx, batch, decided)
+            for (entity, _, _), st in summary.directions.items():
+                observe_read(rt.pipeline, self.source, entity, st.read,
+                             max((c.committed_at for c in batch.changes if c.entity == entity),
+                                 default=None))
+                ECHOES_DROPPED.labels(rt.pipeline, self.source, entity).inc(st.echoes)
+                record_conflict(rt.pipeline, entity, "resolved", st.resolved)
+                record_conflict(rt.pipeline, entity, "parked", st.parked)
+            log.debug("batch of %d changes from %s decided", len(batch.changes), self.source)
+        self.pending.append((batch.checkpoint, touched))
+
+    def _send(self, ctx: Any, batch: Any, decided: Any) -> dict[str, list[str]]:
+        touched: dict[str, list[str]] = {}
+        for entity, states in decided.states.items():
+            keys = [k for k, st in states.items() if st.outbox and st.parked is None]
+            if keys:
+                touched[entity] = keys
+                self.rt.send(entity, keys, _commit_times(ctx, batch.changes, entity))
+        return touched
+
+    def _backlog(self, ctx: Any) -> int:
+        with ctx.store.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(outbox)
+                                    .where(outbox.c.pipeline == self.rt.pipeline)).scalar_one())
+
+    def _confirm_done(self, ctx: Any) -> None:
+        """Release the source's log up to the last batch whose applies are all done."""
+        last = None
+        while self.pending:
+            checkpoint, touched = self.pending[0]
+            if any(_waiting(ctx, self.rt.pipeline, e, keys) for e, keys in touched.items()):
+                break
+            last = checkpoint
+            self.pending.popleft()
+        if last is not None:
+            ctx.endpoints[self.source].confirm(last)
+
+
+def _commit_times(ctx: Any, changes: list[Any], entity: str) -> dict[str, float]:
+    """Source commit time of the last change of each key (for commit-to-apply latency)."""
+    from conflict.canonical import key_text
+    from sync.capture import typed
+
+    ent = ctx.entities[entity]
+    return {key_text(typed(ent, ch.key) or {}): ch.committed_at
+            for ch in changes if ch.entity == entity}
+
+
+def _waiting(ctx: Any, pipeline: str, entity: str, keys: list[str]) -> bool:
+    """Do any of ``keys`` still have pending applies (parked keys do not count)?"""
+    for i in range(0, len(keys), 500):
+        part = keys[i : i + 500]
+        with ctx.store.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(outbox.c.key)
+                .join(key_states, sa.and_(key_states.c.pipeline == outbox.c.pipeline,
+                                          key_states.c.entity == outbox.c.entity,
+                                          key_states.c.key == outbox.c.key))
+                .where(outbox.c.pipeline == pipeline, outbox.c.entity == entity,
+                       outbox.c.key.in_(part), key_states.c.parked.is_(None))
+                .limit(1)).first()
+        if row is not None:
+            return True
+    return False

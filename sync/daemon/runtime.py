@@ -1,0 +1,101 @@
+"""What the threads of one daemon or worker process share."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import dramatiq
+
+from sync.context import PipelineContext, open_pipeline
+from sync.daemon.breaker import Breaker
+from sync.daemon.partitions import actor_name, partition_of, queue_name
+from sync.logs import current_context
+from sync.state.leases import holder_id
+from sync.tracing import inject
+
+log = logging.getLogger("cdcsync.daemon")
+
+
+class Runtime:
+    """Broker, actors, breakers and per-thread pipeline contexts of one process.
+
+    Endpoint connections are not shared between threads: each thread (a reader,
+    a partition's consumer) opens its own :class:`PipelineContext` on first use.
+    """
+
+    def __init__(self, cfg: Any, broker: dramatiq.Broker,
+                 handler: Callable[[Runtime, str, list[str], dict[str, Any]], None],
+                 stop: threading.Event | None = None) -> None:
+        self.cfg = cfg
+        self.pipeline = str(cfg.pipeline)
+        self.broker = broker
+        self.stop = stop or threading.Event()
+        self.holder = holder_id()
+        self.partitions = int(cfg.daemon.partitions)
+        self._local = threading.local()
+        self._stacks: list[contextlib.ExitStack] = []
+        self._lock = threading.Lock()
+        self._breakers: dict[str, Breaker] = {}
+        self.sent: dict[tuple[str, str], float] = {}
+        self.actors = []
+        for p in range(self.partitions):
+            def consume(entity: str, keys: list[str], meta: dict[str, Any]) -> None:
+                handler(self, entity, keys, meta)
+
+            consume.__name__ = actor_name(self.pipeline, p)
+            decorate = dramatiq.actor(broker=broker, actor_name=actor_name(self.pipeline, p),
+                                      queue_name=queue_name(self.pipeline, p), max_retries=0)
+            self.actors.append(decorate(consume))
+
+    # --- per-thread contexts -------------------------------------------------------------
+
+    def ctx(self) -> PipelineContext:
+        ctx: PipelineContext | None = getattr(self._local, "ctx", None)
+        if ctx is None:
+            stack = contextlib.ExitStack()
+            ctx = stack.enter_context(open_pipeline(self.cfg))
+            self._local.ctx = ctx
+            with self._lock:
+                self._stacks.append(stack)
+        return ctx
+
+    def close(self) -> None:
+        with self._lock:
+            stacks, self._stacks = self._stacks, []
+        for stack in stacks:
+            try:
+                stack.close()
+            except Exception:  # closing another thread's connections is best effort
+                log.debug("closing a pipeline context failed", exc_info=True)
+
+    def breaker(self, target: str) -> Breaker:
+        with self._lock:
+            br = self._breakers.get(target)
+            if br is None:
+                br = self._breakers[target] = Breaker(self.pipeline, target)
+            return br
+
+    # --- sending apply work --------------------------------------------------------------
+
+    def send(self, entity: str, keys: Iterable[str],
+             commits: Mapping[str, float] | None = None) -> int:
+        """Queue apply work for ``keys`` of ``entity``, one message per partition."""
+        by_part: dict[int, list[str]] = {}
+        for k in keys:
+            by_part.setdefault(partition_of(entity, k, self.partitions), []).append(k)
+        now = time.time()
+        meta_base = {"log": current_context(), "trace": inject()}
+        for p, part in by_part.items():
+            meta = dict(meta_base)
+            if commits:
+                meta["commits"] = {k: commits[k] for k in part if k in commits}
+            self.actors[p].send(entity, part, meta)
+            with self._lock:
+                for k in part:
+                    self.sent[(entity, k)] = now
+        return len(by_part)

@@ -1,0 +1,151 @@
+"""Apply workers: one consumer per partition queue, so one apply in flight per key.
+
+A message names keys, not versions: the worker applies whatever each key's
+state says is pending *now*, so a re-delivered, re-ordered or duplicated
+message is harmless (nothing pending: nothing done), and a message lost with
+a Redis restart is re-sent by the sweeper from the outbox.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from connectors.base import ConnectorError, RetriableError
+from sync.apply import Result, apply_to_target, pending_by_target, record_results
+from sync.daemon.partitions import queue_name
+from sync.daemon.runtime import Runtime
+from sync.logs import log_context
+from sync.metrics import RETRIES, observe_applied, observe_stage
+from sync.state.leases import Lease
+from sync.summary import RunSummary
+from sync.tracing import extract
+
+log = logging.getLogger("cdcsync.worker")
+
+APPLY_TRIES = 3  # inside the actor; the breaker and the sweeper take over after
+
+
+def handle(rt: Runtime, entity: str, keys: list[str], meta: dict[str, Any]) -> None:
+    """Apply the pending versions of ``keys`` (a dramatiq actor's body)."""
+    from sync import dlq
+
+    ctx = rt.ctx()
+    ent = ctx.entities.get(entity)
+    if ent is None:
+        log.warning("apply message for unknown entity %r dropped", entity)
+        return
+    with log_context(**meta.get("log", {})), extract(meta.get("trace")):
+        states = ctx.store.load(ctx.pipeline, entity, keys)
+        results: list[Result] = []
+        for target, items in sorted(pending_by_target(states).items()):
+            br = rt.breaker(target)
+            if not br.allow():
+                continue  # the backlog stays in the outbox until the target is back
+            dead = dlq.dead_keys(ctx.store, ctx.pipeline, entity, target)
+            items = [(k, j) for k, j in items if k not in dead]
+            if not items:
+                continue
+            try:
+                with observe_stage(ctx.pipeline, "apply", entity=entity, target=target):
+                    done = apply_to_target(ctx, ent, target, items, states, tries=APPLY_TRIES)
+            except RetriableError as exc:
+                RETRIES.labels(ctx.pipeline, target).inc()
+                br.failure()
+                log.warning("apply to %s failed, kept for later: %s", target, exc)
+                continue
+            except (ConnectorError, Exception) as exc:  # permanent: park the keys in the DLQ
+                br.success()  # the target answered; the data is at fault
+                log.error("apply to %s failed permanently: %s", target, exc)
+                with ctx.store.transaction() as conn:
+                    dlq.record(conn, ctx.pipeline, entity, target, [k for k, _ in items],
+                               f"{type(exc).__name__}: {exc}", APPLY_TRIES)
+                continue
+            br.success()
+            results.extend(done)
+        summary = RunSummary(pipeline=ctx.pipeline)
+        record_results(ctx, ent, results, summary)
+        commits = meta.get("commits") or {}
+        for (_, _, target), st in summary.directions.items():
+            if st.applied:
+                applied = [commits[k] for k, job, r, _ in results
+                           if job.target == target and k in commits
+                           and r.status.value == "applied"]
+                observe_applied(ctx.pipeline, target, entity, applied, count=st.applied)
+
+
+class PartitionConsumers:
+    """Consumes each partition queue this process owns with exactly one thread.
+
+    One thread per partition is what gives per-key order and one apply in
+    flight per key. With a shared broker (Redis, RabbitMQ) several processes
+    may consume: a lease per partition keeps each queue to one consumer across
+    processes. With the in-process broker this process owns them all.
+    """
+
+    def __init__(self, rt: Runtime, *, shared: bool) -> None:
+        self.rt = rt
+        self.shared = shared
+        self.threads: dict[int, tuple[threading.Thread, threading.Event]] = {}
+        self.leases: dict[int, Lease] = {}
+        self._thread = threading.Thread(target=self._loop, name="partitions", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _own(self, p: int) -> bool:
+        if not self.shared:
+            return True
+        lease = self.leases.get(p)
+        if lease is None:
+            ttl = float(self.rt.cfg.daemon.lease_ttl_s)
+            lease = self.leases[p] = Lease(self.rt.ctx().store, f"apply:{self.rt.pipeline}:{p}",
+                                           self.rt.holder, ttl=ttl)
+        return lease.acquire()
+
+    def _loop(self) -> None:
+        ttl = float(self.rt.cfg.daemon.lease_ttl_s)
+        while not self.rt.stop.is_set():
+            for p in range(self.rt.partitions):
+                owned = self._own(p)
+                if owned and p not in self.threads:
+                    quit_ = threading.Event()
+                    t = threading.Thread(target=self._consume, args=(p, quit_),
+                                         name=f"partition-{p}", daemon=True)
+                    self.threads[p] = (t, quit_)
+                    t.start()
+                elif not owned and p in self.threads:
+                    self.threads.pop(p)[1].set()
+            self.rt.stop.wait(ttl / 3)
+
+    def _consume(self, p: int, quit_: threading.Event) -> None:
+        rt = self.rt
+        timeout = int(rt.cfg.daemon.worker_timeout_ms)
+        consumer = rt.broker.consume(queue_name(rt.pipeline, p), prefetch=1, timeout=timeout)
+        try:
+            for msg in consumer:
+                if msg is not None:
+                    try:
+                        entity, keys, meta = msg.args
+                        handle(rt, entity, keys, meta)
+                    except Exception:  # the outbox keeps the work; the sweeper re-sends it
+                        log.exception("apply message failed; it will be re-sent")
+                    finally:
+                        consumer.ack(msg)
+                if quit_.is_set() or rt.stop.is_set():
+                    break
+        finally:
+            consumer.close()
+
+    def stop(self, timeout: float = 8.0) -> None:
+        """Let each consumer finish the message in hand, then release the partitions."""
+        deadline = time.monotonic() + timeout
+        for _, quit_ in self.threads.values():
+            quit_.set()
+        for p, (t, _) in list(self.threads.items()):
+            t.join(timeout=max(0.1, deadline - time.monotonic()))
+            self.threads.pop(p, None)
+        for lease in self.leases.values():
+            lease.release()

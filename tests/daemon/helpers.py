@@ -1,0 +1,68 @@
+"""Running `cdcsync daemon` as a real process, and waiting for rows to arrive."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+CDCSYNC = Path(sys.executable).with_name("cdcsync")
+
+
+class Daemon:
+    def __init__(self, pipeline: Path, *, verb: str = "daemon") -> None:
+        self.pipeline = pipeline
+        self.log = pipeline.parent / f"{verb}-{time.monotonic_ns()}.log"
+        with self.log.open("w") as err:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [str(CDCSYNC), verb, str(pipeline)], stdout=subprocess.DEVNULL,
+                stderr=err, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if " ready" in self.log.read_text():
+                return
+            if self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited {self.proc.returncode}: {self.output()}")
+            time.sleep(0.1)
+        raise AssertionError(f"daemon not ready in {timeout}s: {self.output()}")
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def terminate(self, timeout: float = 10) -> tuple[int, float]:
+        t0 = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=timeout)
+        return code, time.monotonic() - t0
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except Exception as exc:  # a database busy mid-write: look again
+            last = exc
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+def cli(*args: str, expect: int | None = 0) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run([str(CDCSYNC), *args], capture_output=True, text=True, timeout=300)
+    if expect is not None:
+        assert res.returncode == expect, (res.returncode, res.stdout, res.stderr)
+    return res
