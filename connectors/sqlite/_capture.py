@@ -256,25 +256,24 @@ def setup(conn: sqlite3.Connection, bindings: Sequence[Binding], path: Path) -> 
         conn.execute(f"INSERT INTO {quote(META)} (name, value) VALUES ('log_id', ?)",
                      (uuid.uuid4().hex,))
     conn.execute(f"DELETE FROM {quote(SESSION)}")  # no writer is active: any row is stale
-    first: dict[str, Binding] = {}
+    tables: dict[str, tuple[TableInfo, tuple[str, ...]]] = {}
     for b in bindings:
-        check_binding(introspect(conn, b.table), b, path)
-        if first.setdefault(b.table, b).endpoint_key != b.endpoint_key:
+        info = check_binding(introspect(conn, b.table), b, path)
+        if tables.setdefault(b.table, (info, b.endpoint_key))[1] != b.endpoint_key:
             raise SchemaError(f"table {b.table!r} in {path} is bound with two different keys")
-    for table, b in first.items():
-        info = introspect(conn, table)
-        assert info is not None  # checked above, in this transaction
-        lines.append(_setup_table(conn, info, b.endpoint_key))
+    for info, key in tables.values():
+        lines.append(_setup_table(conn, info, key))
     return lines
 
 
 def _setup_table(conn: sqlite3.Connection, info: TableInfo, key: tuple[str, ...]) -> str:
     wanted = trigger_sql(info, key)
-    changed = 0
+    changed = existed = 0
     for name, sql in wanted.items():
         row = conn.execute(
             "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?", (name,)
         ).fetchone()
+        existed += row is not None
         if row is not None and row[0] == sql:
             continue
         conn.execute(f"DROP TRIGGER IF EXISTS {quote(name)}")
@@ -288,7 +287,7 @@ def _setup_table(conn: sqlite3.Connection, info: TableInfo, key: tuple[str, ...]
     )
     if not changed:
         return f"capture triggers on {info.table} already present"
-    verb = "created" if changed == len(wanted) else "updated"
+    verb = "updated" if existed else "created"
     return f"{verb} capture triggers on {info.table} ({len(info.columns)} columns)"
 
 

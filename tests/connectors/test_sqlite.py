@@ -687,7 +687,7 @@ def test_a_schema_change_after_setup_is_reported(ep: SqliteEndpoint, user: User)
     with pytest.raises(SchemaError, match="rerun `cdcsync setup`"):
         ep.schema(CUST)
     lines = ep.setup([CUST], "p")
-    assert "created capture triggers on customers (6 columns)" in lines
+    assert "updated capture triggers on customers (6 columns)" in lines
     user("UPDATE customers SET phone = '555' WHERE id = 1")
     last = ep.changes([CUST], None, 10).changes[-1]
     assert last.after is not None and last.after["phone"] == "555"
@@ -753,6 +753,9 @@ def test_prune_drops_what_every_reader_is_past(ep: SqliteEndpoint, user: User) -
     assert ep.prune([{"seq": 5, "log": "an older log"}]) == 0
     assert [c.position[0] for c in ep.changes([CUST], {"seq": 0}, 10).changes] == [3, 4, 5]
     assert ep.prune(5) == 3
+    st = ep.status()
+    assert (st["tables"], st["log_rows"], st["log_seq"]) == (["customers"], 0, 5)
+    assert st["warnings"] == []
     assert ep.position()["seq"] == 5  # sequence numbers are never reused
     user("INSERT INTO customers (id, name) VALUES (9, 'x')")
     assert [c.position[0] for c in ep.changes([CUST], {"seq": 5}, 10).changes] == [6]
