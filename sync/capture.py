@@ -76,7 +76,7 @@ def decide(
     if any(e.cfg.quality.suite is not None for e in source_entities(ctx, source)):
         from sync.quality.hook import screen
 
-        changes, out.quarantine = screen(ctx, source, changes, summary)
+        changes, out.quarantine = screen(ctx, source, changes, summary, conn)
     # ---------------------------------------------------------------------------------------
     by_entity: dict[str, list[tuple[str, dict[str, Any], Change]]] = {}
     for ch in changes:
@@ -142,8 +142,8 @@ def commit(conn: Connection, ctx: PipelineContext, source: str, decided: Decided
         ConflictStore.update_parked(conn, parked)
     if checkpoint is not None:
         ctx.store.put_checkpoint(conn, ctx.pipeline, source, STREAM, checkpoint)
-        if decided.quarantine is not None:  # sync/quality, atomically with the checkpoint
-            decided.quarantine(conn)
+    if decided.quarantine is not None:  # sync/quality, atomically with the checkpoint
+        decided.quarantine(conn)
 
 
 def process_batch(ctx: PipelineContext, source: str, batch: ChangeBatch,

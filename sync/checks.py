@@ -30,4 +30,7 @@ def check_pipeline(cfg: Any) -> list[str]:
         except PolicyError as exc:
             field = f"entities.{name}.conflict" + (f".{exc.field}" if exc.field else "")
             problems.append(f"{cfg.path}: {field}: {exc.message}")
+    from sync.schedule import check_schedule
+
+    problems += check_schedule(cfg)
     return problems

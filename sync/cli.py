@@ -362,5 +362,10 @@ def config_show(file: str) -> None:
 
 Command = Callable[..., Any]
 
+from sync.cli_ops import dlq, schedule  # noqa: E402 - operator commands (scheduler, DLQ)
+
+main.add_command(schedule)
+main.add_command(dlq)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

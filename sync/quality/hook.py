@@ -90,11 +90,13 @@ def _count(summary: RunSummary, ent: str, counts: Mapping[str, int]) -> None:
 
 
 def screen(ctx: PipelineContext, source: str, changes: list[Change],
-           summary: RunSummary) -> tuple[list[Change], Writer]:
+           summary: RunSummary, conn: Connection | None = None) -> tuple[list[Change], Writer]:
     """Validate a batch read from ``source``; return what may reach the protocol, in order.
 
     Changes of entities without a suite pass untouched. The writer records the
-    quarantined and held changes inside the batch's transaction.
+    quarantined and held changes inside the batch's transaction; ``conn`` is
+    that transaction when the caller already holds it (the quarantine is read
+    in it, so a steward's decision cannot slip in between).
     """
     release = _RELEASE.get()
     if release is not None:
@@ -108,7 +110,7 @@ def screen(ctx: PipelineContext, source: str, changes: list[Change],
     rows: list[dict[str, Any]] = []
     for name, idx in by_entity.items():
         held_back, items = _screen_entity(ctx, ctx.entities[name], [changes[i] for i in idx],
-                                          summary)
+                                          summary, conn)
         stopped.update(idx[j] for j in held_back)
         rows.extend(items)
 
@@ -119,18 +121,19 @@ def screen(ctx: PipelineContext, source: str, changes: list[Change],
 
 
 def _screen_entity(ctx: PipelineContext, ent: EntityContext, changes: list[Change],
-                   summary: RunSummary) -> tuple[set[int], list[dict[str, Any]]]:
+                   summary: RunSummary, conn: Connection | None
+                   ) -> tuple[set[int], list[dict[str, Any]]]:
     """Indexes of ``changes`` held back from the protocol, and their quarantine rows."""
     qs = QuarantineStore(ctx.store.engine)
     keys = [key_of(ent, ch.key) for ch in changes]
-    known = qs.for_keys(ctx.pipeline, ent.name, keys)
+    known = qs.for_keys(ctx.pipeline, ent.name, keys, conn=conn)
     blocked = {r["key"] for r in known if r["status"] in UNRESOLVED}
     seen = {(r["key"], r["endpoint"], r["position"]) for r in known}
     result = gate_for(ent).validate(ent, changes)
     first = ent.name not in summary.quality
     stats = summary.quality_at(ent.name)
     if first:
-        stats.open = qs.count_open(ctx.pipeline, ent.name)
+        stats.open = qs.count_open(ctx.pipeline, ent.name, conn=conn)
     stats.validated += sum(1 for ch in changes if ch.content is not None)
     _count(summary, ent.name, result.counts)
     stopped: set[int] = set()

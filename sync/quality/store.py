@@ -175,14 +175,17 @@ class QuarantineStore:
             rows = conn.execute(stmt.order_by(q.id).limit(limit)).mappings().all()
         return [dict(r) for r in rows]
 
-    def count_open(self, pipeline: str, entity: str | None = None) -> int:
+    def count_open(self, pipeline: str, entity: str | None = None,
+                   conn: Connection | None = None) -> int:
         q = quarantine.c
         stmt = sa.select(sa.func.count()).select_from(quarantine).where(
             q.pipeline == pipeline, q.status.in_(UNRESOLVED))
         if entity:
             stmt = stmt.where(q.entity == entity)
-        with self.engine.connect() as conn:
+        if conn is not None:
             return int(conn.execute(stmt).scalar_one())
+        with self.engine.connect() as c:
+            return int(c.execute(stmt).scalar_one())
 
     def orphaned_keys(self, pipeline: str, entity: str) -> list[str]:
         """Keys whose oldest unresolved item is ``held``: a release that did not finish."""

@@ -60,7 +60,8 @@ entities:
         table: clients
         columns: {{id: client_id, name: full_name}}
     conflict:
-      policy: last_writer_wins
+      policy: field_merge
+      fallback: last_writer_wins
 {quality}"""
 
 
