@@ -40,6 +40,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import pymysql
+
 from conflict.canonical import canonical_row, key_text, row_hash
 from connectors.base import (
     ApplyOp,
@@ -54,6 +56,7 @@ from connectors.mysql.session import (
     classify,
     close_quietly,
     connect,
+    error_code,
     is_connection_lost,
     quote_ident,
     quote_table,
@@ -93,6 +96,13 @@ class MysqlSink:
 
     def close(self) -> None:
         self._drop()
+
+    def _rollback(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.rollback()
+            except Exception:  # the connection is dropped
+                self._drop()
 
     def _fail(self, exc: BaseException, what: str) -> ConnectorError:
         if self._conn is not None:
@@ -148,8 +158,16 @@ class MysqlSink:
         if not ops:
             return []
         try:
-            info = self.schemas.get(binding.table)
-            return self._apply(binding, info, ops)
+            try:
+                return self._apply(binding, self.schemas.get(binding.table), ops)
+            except (SchemaError, pymysql.err.OperationalError) as exc:
+                if isinstance(exc, pymysql.err.OperationalError) and error_code(exc) != 1054:
+                    raise
+                # The table may have changed since it was described (a column added or
+                # renamed): describe it again and try once more.
+                self._rollback()
+                self.schemas.forget(binding.table)
+                return self._apply(binding, self.schemas.get(binding.table), ops)
         except ConnectorError:
             if self._conn is not None:
                 try:

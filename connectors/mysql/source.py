@@ -164,6 +164,7 @@ class MysqlSource:
         lost or applied twice between the snapshot and the stream.
         """
         self._end_snapshot()
+        self.schemas.forget()  # describe the tables afresh for this snapshot
         return self._begin_snapshot()
 
     def _begin_snapshot(self) -> Checkpoint:

@@ -245,3 +245,16 @@ def test_one_way_target_table_is_created_from_a_postgres_schema(
         assert ep.schema(b).key == ("id",)
     finally:
         ep.close()
+
+
+def test_a_column_added_after_the_first_apply_is_written(mariadb_params: dict[str, Any]) -> None:
+    run(mariadb_params, TABLE)
+    ep = open_endpoint("maria", settings(mariadb_params), pipeline="t-added")
+    try:
+        assert ep.apply(binding(), [op(1, row(1, "a"))])[0].status is ApplyStatus.APPLIED
+        run(mariadb_params, "ALTER TABLE items ADD COLUMN extra INT")
+        res = ep.apply(binding(), [op(2, {**row(2, "b"), "extra": 5})])
+        assert res[0].status is ApplyStatus.APPLIED
+        assert query(mariadb_params, "SELECT extra FROM items WHERE id = 2") == [(5,)]
+    finally:
+        ep.close()
