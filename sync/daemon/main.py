@@ -94,7 +94,10 @@ def run_daemon(cfg: Any, *, readers: bool = True, workers: bool = True,
                  rt.pipeline)
         while not rt.stop.wait(SWEEP_EVERY if readers else 1.0):
             if readers:
-                sweep(rt)
+                try:
+                    sweep(rt)
+                except Exception as exc:  # the store or broker is briefly away: next round
+                    log.warning("sweep failed (%s: %s); retrying", type(exc).__name__, exc)
         failed = [r for r in started if r.error is not None]
         return 1 if failed else 0
     finally:

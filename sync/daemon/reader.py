@@ -18,11 +18,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from connectors.base import RetriableError
 from sync.capture import decide_and_commit, read_batch
 from sync.daemon.runtime import Runtime
 from sync.logs import log_context, new_batch_id
 from sync.metrics import (
     ECHOES_DROPPED,
+    RETRIES,
     observe_read,
     observe_stage,
     record_conflict,
@@ -61,6 +63,7 @@ class Reader(threading.Thread):
         poll = int(cfg.daemon.poll_ms) / 1000
         size = int(cfg.batch.size)
         renewed = 0.0
+        backoff = 0.2
         try:
             while not rt.stop.is_set():
                 if time.monotonic() - renewed > ttl / 3:
@@ -77,11 +80,21 @@ class Reader(threading.Thread):
                     self._confirm_done(ctx)
                     rt.stop.wait(poll)  # backpressure: workers catch up first
                     continue
-                with observe_stage(rt.pipeline, "read", endpoint=self.source):
-                    batch, cp = read_batch(ctx, self.source, size)
-                if batch.changes or batch.checkpoint != cp:
-                    self._decide(ctx, batch)
-                self._confirm_done(ctx)
+                try:
+                    with observe_stage(rt.pipeline, "read", endpoint=self.source):
+                        batch, cp = read_batch(ctx, self.source, size)
+                    if batch.changes or batch.checkpoint != cp:
+                        self._decide(ctx, batch)
+                    self._confirm_done(ctx)
+                    backoff = 0.2
+                except RetriableError as exc:  # the source is away: keep the lease, wait
+                    RETRIES.labels(rt.pipeline, self.source).inc()
+                    log.warning("reading %s failed (%s); retrying in %.1fs", self.source, exc,
+                                backoff)
+                    rt.stop.wait(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    renewed = 0.0  # renew the lease before the next try
+                    continue
                 if not batch.more:
                     for ent in ctx.entities.values():
                         if self.source in ent.sources:

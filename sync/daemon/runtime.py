@@ -90,12 +90,19 @@ class Runtime:
             by_part.setdefault(partition_of(entity, k, self.partitions), []).append(k)
         now = time.time()
         meta_base = {"log": current_context(), "trace": inject()}
+        sent = 0
         for p, part in by_part.items():
             meta = dict(meta_base)
             if commits:
                 meta["commits"] = {k: commits[k] for k in part if k in commits}
-            self.actors[p].send(entity, part, meta)
+            try:
+                self.actors[p].send(entity, part, meta)
+            except Exception as exc:  # the broker is down: the keys wait in the outbox
+                log.warning("could not queue %d keys of %s (%s: %s); the sweeper will "
+                            "re-send them", len(part), entity, type(exc).__name__, exc)
+                continue
+            sent += 1
             with self._lock:
                 for k in part:
                     self.sent[(entity, k)] = now
-        return len(by_part)
+        return sent

@@ -121,6 +121,20 @@ class PartitionConsumers:
             self.rt.stop.wait(ttl / 3)
 
     def _consume(self, p: int, quit_: threading.Event) -> None:
+        """Consume partition ``p`` until told to quit, reconnecting with backoff."""
+        delay = 0.2
+        while not (quit_.is_set() or self.rt.stop.is_set()):
+            try:
+                self._consume_once(p, quit_)
+                return
+            except Exception as exc:  # the broker went away: the outbox keeps the work
+                log.warning("partition %d: broker error (%s: %s); reconnecting in %.1fs",
+                            p, type(exc).__name__, exc, delay)
+                if quit_.wait(delay) or self.rt.stop.is_set():
+                    return
+                delay = min(delay * 2, 5.0)
+
+    def _consume_once(self, p: int, quit_: threading.Event) -> None:
         rt = self.rt
         timeout = int(rt.cfg.daemon.worker_timeout_ms)
         consumer = rt.broker.consume(queue_name(rt.pipeline, p), prefetch=1, timeout=timeout)
@@ -137,7 +151,10 @@ class PartitionConsumers:
                 if quit_.is_set() or rt.stop.is_set():
                     break
         finally:
-            consumer.close()
+            try:
+                consumer.close()
+            except Exception:  # closing a consumer of a dead broker
+                log.debug("closing the consumer failed", exc_info=True)
 
     def stop(self, timeout: float = 8.0) -> None:
         """Let each consumer finish the message in hand, then release the partitions."""

@@ -33,6 +33,21 @@ class Daemon:
             time.sleep(0.1)
         raise AssertionError(f"daemon not ready in {timeout}s: {self.output()}")
 
+    def ready_state(self) -> dict[str, Any]:
+        """The daemon's /readyz answer (its port is in the ready line)."""
+        import json
+        import re
+        import urllib.error
+        import urllib.request
+
+        m = re.search(r"ready on (http://\S+)", self.output())
+        assert m, self.output()
+        try:
+            with urllib.request.urlopen(m.group(1) + "/readyz", timeout=5) as r:
+                return json.loads(r.read())  # type: ignore[no-any-return]
+        except urllib.error.HTTPError as e:
+            return json.loads(e.read())  # type: ignore[no-any-return]
+
     def output(self) -> str:
         return self.log.read_text()
 

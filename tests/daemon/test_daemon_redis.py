@@ -1,0 +1,134 @@
+"""The daemon on a real Redis broker, across processes: workers elsewhere, a second
+daemon taking over a dead one's sources, and a Redis restart that loses every message.
+
+Redis here is a private real server on its own port (started by the test), so that
+restarting it does not disturb anything else using the machine's Redis.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import sqlite3
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.daemon.helpers import Daemon, cli, wait_for
+from tests.daemon.test_daemon_sqlite import _writer, rows
+
+PIPELINE = """
+pipeline: r{n}
+state: {{url: sqlite:///state.db}}
+broker: {{url: "redis://127.0.0.1:{port}/0"}}
+daemon: {{metrics_port: 0, poll_ms: 10, lease_ttl_s: 1.5, partitions: 3}}
+endpoints:
+  a: {{kind: sqlite, path: a.db}}
+  b: {{kind: sqlite, path: b.db}}
+entities:
+  items:
+    key: [id]
+    endpoints: {{a: items, b: items}}
+    conflict: {{policy: last_writer_wins}}
+"""
+
+
+class PrivateRedis:
+    def __init__(self, tmp: Path) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.tmp = tmp
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.tmp)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: subprocess.run(["redis-cli", "-p", str(self.port), "ping"],
+                                        capture_output=True, text=True).stdout.strip() == "PONG",
+                 timeout=20, what="private redis")
+
+    def restart(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()  # like the machine's Redis: nothing kept on disk, messages gone
+        self.proc.wait()
+        self.start()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[PrivateRedis]:
+    r = PrivateRedis(tmp_path)
+    yield r
+    r.stop()
+
+
+def make(tmp: Path, port: int) -> Path:
+    for db in ("a.db", "b.db"):
+        with sqlite3.connect(tmp / db) as c:
+            c.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER)")
+            c.executemany("INSERT INTO items VALUES (?, ?, ?)",
+                          [(i, f"item {i}", i) for i in range(1, 21)])
+    p = tmp / "pipeline.yaml"
+    p.write_text(PIPELINE.format(n=random.randrange(10**6), port=port))
+    cli("setup", str(p))
+    return p
+
+
+def converged(tmp: Path) -> bool:
+    return rows(tmp / "a.db") == rows(tmp / "b.db")
+
+
+@pytest.mark.slow
+def test_workers_die_redis_restarts_and_a_second_daemon_takes_over(
+        tmp_path: Path, redis_server: PrivateRedis) -> None:
+    p = make(tmp_path, redis_server.port)
+    stop = threading.Event()
+    writer = threading.Thread(target=_writer, args=(tmp_path, stop, 3), daemon=True)
+    first = Daemon(p)
+    first.wait_ready()
+    extra = Daemon(p, verb="worker")  # more apply capacity in another process
+    extra.wait_ready()
+    second = Daemon(p)  # a standby daemon: it holds no source while the first lives
+    second.wait_ready()
+    writer.start()
+    try:
+        time.sleep(1.5)
+        extra.kill()  # a worker dies mid-stream: its partitions' leases expire
+        time.sleep(1.0)
+        redis_server.restart()  # every queued message vanishes
+        time.sleep(1.5)
+        assert second.ready_state()["sources_held"] == []  # the first holds both sources
+        first.kill()  # the lease holder dies: the standby takes its sources over
+        wait_for(lambda: sorted(second.ready_state()["sources_held"]) == ["a", "b"],
+                 timeout=15, what="the standby to take over both sources")
+    finally:
+        stop.set()
+        writer.join()
+    wait_for(lambda: converged(tmp_path), timeout=120, what="convergence")
+    code, seconds = second.terminate()
+    assert code == 0, second.output()
+    assert seconds < 10
+    cli("verify", str(p))
+
+
+def test_worker_alone_needs_a_shared_broker(tmp_path: Path) -> None:
+    p = tmp_path / "p.yaml"
+    p.write_text(PIPELINE.replace('"redis://127.0.0.1:{port}/0"', "memory://").format(
+        n=1, port=0))
+    for db in ("a.db", "b.db"):
+        sqlite3.connect(tmp_path / db).execute(
+            "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER)")
+    res = cli("worker", str(p), expect=1)
+    assert "redis://" in res.stderr and "Traceback" not in res.stderr
