@@ -362,6 +362,11 @@ def config_show(file: str) -> None:
 
 Command = Callable[..., Any]
 
+from sync.cli_quality import quality, quarantine  # noqa: E402 - the data-quality gate's commands
+
+main.add_command(quarantine)
+main.add_command(quality)
+
 from sync.cli_ops import dlq, schedule  # noqa: E402 - operator commands (scheduler, DLQ)
 
 main.add_command(schedule)
