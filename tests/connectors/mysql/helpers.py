@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable, Mapping, Sequence
 from types import SimpleNamespace
 from typing import Any
@@ -13,9 +14,16 @@ from connectors.mysql.source import MysqlSource
 from sync.change import Change, Checkpoint
 
 
+def unique_server_id() -> int:
+    """A replica server_id of its own: test runs sharing the server (two people, CI)
+    must not kill each other's binlog readers, as one id in two readers does."""
+    return random.randint(1_000_000, 2**31 - 1)
+
+
 def settings(params: Mapping[str, Any], **extra: Any) -> SimpleNamespace:
     """The endpoint settings the config package would build (duck-typed)."""
-    base: dict[str, Any] = {"kind": "mysql", "server_id": None, "flavor": "mariadb"}
+    base: dict[str, Any] = {"kind": "mysql", "server_id": unique_server_id(),
+                            "flavor": "mariadb"}
     base.update(params)
     base.update(extra)
     return SimpleNamespace(**base)

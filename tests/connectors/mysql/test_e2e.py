@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.connectors.mysql.helpers import query, run
+from tests.connectors.mysql.helpers import query, run, unique_server_id
 
 MARIA_TABLE = (
     "CREATE TABLE customers (id INT PRIMARY KEY, name VARCHAR(50), email VARCHAR(100),"
@@ -53,6 +53,7 @@ endpoints:
     user: {maria['user']}
     password: {maria['password']}
     database: {maria['database']}
+    server_id: {unique_server_id()}
 {other}
 entities:
   customers:

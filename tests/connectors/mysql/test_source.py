@@ -215,9 +215,9 @@ def test_restart_from_checkpoint_in_a_new_process_reads_each_change_once(
 
 
 def test_server_id_is_stable_per_pipeline_and_endpoint(mariadb_params: dict[str, Any]) -> None:
-    a = MysqlSource("maria", settings(mariadb_params), pipeline="p1")
-    b = MysqlSource("maria", settings(mariadb_params), pipeline="p1")
-    c = MysqlSource("other", settings(mariadb_params), pipeline="p1")
+    a = MysqlSource("maria", settings(mariadb_params, server_id=None), pipeline="p1")
+    b = MysqlSource("maria", settings(mariadb_params, server_id=None), pipeline="p1")
+    c = MysqlSource("other", settings(mariadb_params, server_id=None), pipeline="p1")
     d = MysqlSource("maria", settings(mariadb_params, server_id=4711), pipeline="p1")
     assert a.server_id == b.server_id != c.server_id
     assert d.server_id == 4711
