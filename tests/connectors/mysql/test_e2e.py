@@ -155,6 +155,22 @@ def test_mariadb_postgres_bidirectional_converges_and_reaches_a_fixed_point(
         assert pg.execute("SELECT balance FROM customers WHERE id = 1").fetchall() == [
             (decimal.Decimal("3.30"),)]
 
+    # The same column edited on both sides: parked for a steward, then decided.
+    run(mariadb_params, "UPDATE customers SET email = 'from maria' WHERE id = 8")
+    with psycopg.connect(pg_dsn, autocommit=True) as pg:
+        pg.execute("UPDATE customers SET email = 'from pg' WHERE id = 8")
+    parked = run_json(p, expect=3)
+    assert parked["totals"]["parked"] == 1 and parked["open_conflicts"] == 1
+    open_ = json.loads(cdcsync("conflicts", "list", str(p), "--json").stdout)
+    assert len(open_) == 1
+    cid = str(open_[0].get("conflict_id") or open_[0].get("id"))
+    cdcsync("conflicts", "resolve", str(p), cid, "--pick", "maria")
+    assert run_json(p)["status"] == "ok"
+    cdcsync("verify", str(p))
+    with psycopg.connect(pg_dsn) as pg:
+        assert pg.execute("SELECT email FROM customers WHERE id = 8").fetchall() == [
+            ("from maria",)]
+
     # Fixed point: nothing applied by the next run, nothing read by the one after.
     third = run_json(p)
     assert third["totals"]["applied"] == 0, third
