@@ -258,3 +258,18 @@ def test_a_column_added_after_the_first_apply_is_written(mariadb_params: dict[st
         assert query(mariadb_params, "SELECT extra FROM items WHERE id = 2") == [(5,)]
     finally:
         ep.close()
+
+
+def test_setup_reports_every_problem_with_its_fix(mariadb_params: dict[str, Any]) -> None:
+    from connectors.base import ConnectorError
+
+    run(mariadb_params, "CREATE TABLE nokey (a INT)", TABLE)
+    ep = open_endpoint("maria", settings(mariadb_params), pipeline="t-setup")
+    try:
+        assert ep.setup([binding()], "t-setup")[0].startswith("binlog: ROW")
+        with pytest.raises(ConnectorError) as info:
+            ep.setup([binding("nokey"), binding("missing")], "t-setup")
+        text = str(info.value)
+        assert "nokey has no primary key" in text and "missing does not exist" in text
+    finally:
+        ep.close()
