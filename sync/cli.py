@@ -52,12 +52,15 @@ def _load(path: str) -> Any:
 def _user_errors(debug: bool) -> Iterator[None]:
     """Report known failures as one clear line; a traceback only with --debug."""
     from connectors.base import ConnectorError
+    from sync.runlock import RunLocked, RunLockLost
     from sync.steward import StewardError
 
     try:
         yield
     except (StewardError, click.UsageError) as exc:
         _fail(str(exc), EXIT_USAGE)
+    except (RunLocked, RunLockLost) as exc:
+        _fail(str(exc))
     except ConnectorError as exc:
         if debug:
             raise

@@ -16,7 +16,7 @@ import logging
 import threading
 from types import TracebackType
 
-from sync.state.leases import Lease, holder_id
+from sync.state.leases import Lease, holder_id, live_holders
 from sync.state.store import StateStore
 
 log = logging.getLogger("cdcsync.runlock")
@@ -73,6 +73,12 @@ class RunLock:
             # Released between our attempt and the look-up: one more try.
             if holder is not None or not self.lease.acquire():
                 raise RunLocked(self.pipeline, holder or self.lease.holder_now())
+        # A daemon streaming this pipeline: a batch run beside it would read the
+        # same logs from the same checkpoints. Readers, in turn, wait for this lock.
+        readers = live_holders(self.lease.store, f"read:{self.pipeline}:")
+        if readers:
+            self.lease.release()
+            raise RunLocked(self.pipeline, f"daemon {readers[0][1]}")
         self._thread = threading.Thread(target=self._renew, name=f"runlock-{self.pipeline}",
                                         daemon=True)
         self._thread.start()

@@ -31,7 +31,7 @@ from sync.metrics import (
     set_lag,
     set_lease,
 )
-from sync.state.leases import Lease
+from sync.state.leases import Lease, live_holders
 from sync.state.schema import key_states, outbox
 from sync.summary import RunSummary
 
@@ -67,7 +67,9 @@ class Reader(threading.Thread):
         try:
             while not rt.stop.is_set():
                 if time.monotonic() - renewed > ttl / 3:
-                    was, self.held = self.held, lease.acquire()
+                    # A batch run of the pipeline holds its run lock: wait for it.
+                    batch_run = live_holders(ctx.store, f"run:{rt.pipeline}")
+                    was, self.held = self.held, not batch_run and lease.acquire()
                     renewed = time.monotonic()
                     if was != self.held:
                         set_lease(rt.pipeline, self.source, self.held)

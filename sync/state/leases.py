@@ -69,3 +69,12 @@ class Lease:
         if row is None or row[1] < time.time():
             return None
         return str(row[0])
+
+
+def live_holders(store: StateStore, prefix: str) -> list[tuple[str, str]]:
+    """``(name, holder)`` of unexpired leases whose name starts with ``prefix``."""
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(leases.c.name, leases.c.holder).where(
+            leases.c.name.startswith(prefix, autoescape=True),
+            leases.c.expires_at >= time.time())).all()
+    return [(str(n), str(h)) for n, h in rows]

@@ -47,6 +47,10 @@ def test_edits_flow_both_ways_and_sigterm_exits_cleanly(tmp_path: Path) -> None:
     p = make(tmp_path)
     d = Daemon(p)
     d.wait_ready()
+    wait_for(lambda: d.ready_state()["sources_held"], what="the daemon to hold its sources")
+    busy = cli("run", str(p), expect=1)  # a batch run beside the daemon would read its logs
+    assert "in progress" in busy.stderr and "daemon" in busy.stderr
+    assert "Traceback" not in busy.stderr
     with sqlite3.connect(tmp_path / "a.db") as c:
         c.execute("UPDATE items SET name = 'from a' WHERE id = 1")
         c.execute("INSERT INTO items VALUES (100, 'new in a', 1)")
