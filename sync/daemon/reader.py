@@ -62,6 +62,12 @@ class Reader(threading.Thread):
         lease = Lease(ctx.store, f"read:{rt.pipeline}:{self.source}", rt.holder, ttl=ttl)
         poll = int(cfg.daemon.poll_ms) / 1000
         size = int(cfg.batch.size)
+        # A source that can stream (PostgreSQL's replication protocol) waits for
+        # changes itself; polling its SQL interface would cost the source most of
+        # a core (SERVICES.md). Others are polled every poll_ms.
+        stream = getattr(ctx.endpoints[self.source], "use_streaming", None)
+        if stream is not None:
+            stream(True, wait=poll)
         renewed = 0.0
         backoff = 0.2
         try:
@@ -101,7 +107,8 @@ class Reader(threading.Thread):
                     for ent in ctx.entities.values():
                         if self.source in ent.sources:
                             set_lag(rt.pipeline, self.source, ent.name, None)
-                    rt.stop.wait(poll)
+                    if stream is None:
+                        rt.stop.wait(poll)
         finally:
             if self.held:
                 lease.release()
