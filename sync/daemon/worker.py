@@ -144,6 +144,9 @@ class PartitionConsumers:
                     try:
                         entity, keys, meta = msg.args
                         handle(rt, entity, keys, meta)
+                    except RetriableError as exc:  # e.g. a target down while connecting
+                        log.warning("apply of %d keys postponed (%s); the sweeper re-sends "
+                                    "them", len(msg.args[1]), exc)
                     except Exception:  # the outbox keeps the work; the sweeper re-sends it
                         log.exception("apply message failed; it will be re-sent")
                     finally:
