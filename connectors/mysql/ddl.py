@@ -1,18 +1,15 @@
 """Statements in the binlog that change a table's shape or empty it.
 
 In ROW format, DDL and TRUNCATE are still logged as statements (a query event
-in a group of its own). The connector turns those that touch a bound table
-into :class:`SchemaChange` events of the batch, so that the engine applies the
-pipeline's schema policy; the rows around them need nothing special, since
-every row event is decoded with the table map written just before it.
+in a group of its own). The source finds the bound tables they touch, to
+describe those tables afresh and to report truncates and table-level DDL
+(:mod:`connectors.mysql.events`); the rows around them need nothing special,
+since every row event is decoded with the table map written just before it.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-
-from sync.change import Position
 
 _NAME = r"(?:`(?:[^`]|``)+`|[\w$]+)"
 _QUALIFIED = rf"({_NAME}(?:\s*\.\s*{_NAME})?)"
@@ -29,22 +26,6 @@ _DROP = re.compile(r"^DROP\s+(?:TEMPORARY\s+)?TABLE\s+(?:IF\s+EXISTS\s+)?(.*)$",
 _RENAME = re.compile(r"^RENAME\s+TABLES?\s+(.*)$", re.IGNORECASE | re.DOTALL)
 _RENAME_PAIR = re.compile(rf"{_QUALIFIED}\s+TO\s+{_QUALIFIED}", re.IGNORECASE)
 _LIST_ITEM = re.compile(_QUALIFIED)
-
-
-@dataclass(frozen=True, slots=True)
-class SchemaChange:
-    """A bound table's definition changed (or it was emptied) at ``position``.
-
-    ``kind`` is ``alter``, ``rename``, ``drop``, ``create`` or ``truncate``;
-    ``statement`` is the DDL text as logged, for the schema policy and the logs.
-    """
-
-    entity: str
-    table: str
-    kind: str
-    statement: str
-    position: Position
-    committed_at: float
 
 
 def _unquote(name: str) -> str:

@@ -32,9 +32,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from conflict.canonical import row_hash
-from connectors.base import Binding, ConnectorError, TableSchema
+from connectors.base import Binding, Column, ConnectorError, TableSchema
 from connectors.mysql.binlog import BinlogReader, PurgedBinlogError, Transaction, file_number
-from connectors.mysql.ddl import SchemaChange, tables_touched
+from connectors.mysql.ddl import tables_touched
+from connectors.mysql.events import SchemaChanged, TableDdl, Truncated
 from connectors.mysql.gtid import covers, parse_state
 from connectors.mysql.schema import SchemaCache, TableInfo
 from connectors.mysql.session import (
@@ -100,6 +101,7 @@ class MysqlSource:
         self._snap_checkpoint: Checkpoint | None = None
         self._reader: BinlogReader | None = None
         self._plans: dict[tuple[int, tuple[str, ...]], tuple[Projection, Binding]] = {}
+        self._shapes: dict[str, tuple[str, ...]] = {}  # last known columns of bound tables
         self.schemas = SchemaCache(self.database, lambda: self._ctl().cursor())
 
     # --- connections ----------------------------------------------------------------
@@ -295,6 +297,7 @@ class MysqlSource:
         if not reader.started or reader.gtid != str(after.get("gtid", "")):
             reader.start(str(after.get("gtid", "")), str(after.get("file", "")),
                          int(after.get("pos", 0) or 0))
+            self._shapes = {str(t): tuple(c) for t, c in (after.get("columns") or {}).items()}
         stop = (file_number(end["file"]), int(end["pos"]))
         out: list[Change] = []
         events: list[Any] = []
@@ -308,9 +311,11 @@ class MysqlSource:
                 raise ConnectorError(self._purged_message(bindings, after, str(exc))) from exc
             if tx is None:
                 break
-            checkpoint = {"gtid": reader.gtid, "file": reader.file, "pos": reader.pos}
             if not tx.own:
                 self._collect(tx, by_table, out, events)
+            checkpoint = {"gtid": reader.gtid, "file": reader.file, "pos": reader.pos,
+                          "columns": {t: list(self._shapes[t])
+                                      for t in sorted(self._shapes) if t in by_table}}
             if tx.position >= stop:
                 break
             if len(out) >= limit:
@@ -336,8 +341,17 @@ class MysqlSource:
         committed = float(tx.timestamp)
         idx = 0
         for img in tx.rows:
-            for b in by_table.get(img.table.table, ()):
-                plan = self._projection(b, img.table.names)
+            tm = img.table
+            bound = by_table.get(tm.table, ())
+            known = self._shapes.get(tm.table)
+            if known != tm.names:
+                if known is not None and (set(known) != set(tm.names)):
+                    for b in bound:
+                        events.append(self._schema_changed(b, tm, known, (fileno, tx.end_pos,
+                                                                          idx)))
+                self._shapes[tm.table] = tm.names
+            for b in bound:
+                plan = self._projection(b, tm.names)
                 before = _project(plan, img.before)
                 after = _project(plan, img.after)
                 for op, key, bef, aft in _ops(b, img.kind, before, after):
@@ -355,10 +369,26 @@ class MysqlSource:
                 self.schemas.forget(table)
                 if self._reader is not None:
                     self._reader.tables.forget(db, table)
+                if kind == "alter":
+                    continue  # reported by the rows decoded with the new columns
+                pos = (fileno, tx.end_pos, idx)
                 for b in by_table.get(table, ()):
-                    events.append(SchemaChange(b.entity, table, kind, st.query,
-                                               (fileno, tx.end_pos, idx), committed))
-                    idx += 1
+                    if kind == "truncate":
+                        events.append(Truncated(b.entity, self.name, table, pos, committed))
+                    else:
+                        events.append(TableDdl(b.entity, self.name, table, kind, st.query, pos,
+                                               committed))
+                idx += 1
+
+    def _schema_changed(self, b: Binding, tm: Any, known: tuple[str, ...],
+                        position: tuple[int, int, int]) -> SchemaChanged:
+        infos = dict(zip(tm.names, tm.columns, strict=True))
+        added = tuple(Column(n, infos[n].logical, infos[n].column_type, infos[n].nullable)
+                      for n in tm.names if n not in known)
+        return SchemaChanged(entity=b.entity, endpoint=self.name, table=tm.table,
+                             position=position, added=added,
+                             dropped=tuple(n for n in known if n not in tm.names),
+                             columns=tm.names)
 
     def _projection(self, b: Binding, names: tuple[str, ...]) -> Projection:
         """Which endpoint columns of a table map go to which entity columns (``None``:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from connectors.mysql.ddl import SchemaChange, tables_touched
+from connectors.base import Column
+from connectors.mysql.ddl import tables_touched
+from connectors.mysql.events import SchemaChanged, TableDdl, Truncated
 from connectors.mysql.source import MysqlSource
-from sync.change import Change
 from tests.connectors.mysql.helpers import binding, drain, run, settings
 
 
@@ -46,14 +47,19 @@ def test_rows_around_add_drop_rename_column(mariadb_params: dict[str, Any]) -> N
             {"id": 3, "b": 30, "c": None},
             {"id": 1, "bb": 11, "c": None},
         ]
-        assert [type(e) for e in events] == [SchemaChange] * 4
-        assert [e.kind for e in events] == ["alter", "alter", "alter", "truncate"]
-        assert "RENAME COLUMN" in events[2].statement
-        assert all(e.entity == "items" and e.table == "items" for e in events)
-        # Changes and schema events interleave in log order.
-        merged = sorted([*changes, *events], key=lambda x: x.position)
-        kinds = ["row" if isinstance(x, Change) else x.kind for x in merged]
-        assert kinds == ["row", "alter", "row", "alter", "row", "alter", "row", "truncate"]
+        assert [type(e) for e in events] == [SchemaChanged] * 3 + [Truncated]
+        added, dropped, renamed, truncated = events
+        assert isinstance(added, SchemaChanged) and isinstance(dropped, SchemaChanged)
+        assert isinstance(renamed, SchemaChanged) and isinstance(truncated, Truncated)
+        assert added.added == (Column("c", "json", "longtext", True),) and not added.dropped
+        assert added.columns == ("id", "a", "b", "c")
+        assert dropped.dropped == ("a",) and dropped.added == ()
+        assert renamed.dropped == ("b",) and [c.name for c in renamed.added] == ["bb"]
+        assert all(e.entity == "items" and e.table == "items" and e.endpoint == "maria"
+                   for e in events)
+        # Each schema event sits at the first change decoded with the new columns.
+        assert [e.position for e in events[:3]] == [changes[i].position for i in (1, 2, 3)]
+        assert truncated.position > changes[3].position
     finally:
         src.close()
 
@@ -69,3 +75,29 @@ def test_ddl_on_other_tables_makes_no_event(mariadb_params: dict[str, Any]) -> N
         assert events == [] and [c.key for c in changes] == [{"id": 1}]
     finally:
         src.close()
+
+
+def test_columns_known_before_a_restart_are_in_the_checkpoint(
+    mariadb_params: dict[str, Any]
+) -> None:
+    run(mariadb_params, "CREATE TABLE items (id INT PRIMARY KEY, a INT)",
+        "CREATE TABLE gone (id INT PRIMARY KEY)")
+    s = settings(mariadb_params)
+    first = MysqlSource("maria", s, pipeline="t-ddl3")
+    start = first.log_end()
+    run(mariadb_params, "INSERT INTO items VALUES (1, 1)")
+    _, cp, _ = drain(first, [binding()], start)
+    first.close()
+    assert cp is not None and cp["columns"] == {"items": ["id", "a"]}
+    run(mariadb_params, "ALTER TABLE items ADD COLUMN b INT", "INSERT INTO items VALUES (2, 2, 2)",
+        "RENAME TABLE gone TO gone2")
+    second = MysqlSource("maria", s, pipeline="t-ddl3")
+    try:
+        changes, _, events = drain(second, [binding(), binding("gone")], cp)
+        assert [c.key["id"] for c in changes] == [2]
+        changed = [e for e in events if isinstance(e, SchemaChanged)]
+        assert [c.name for c in changed[0].added] == ["b"]
+        ddl = [e for e in events if isinstance(e, TableDdl)]
+        assert [(e.table, e.kind) for e in ddl] == [("gone", "rename")]
+    finally:
+        second.close()
