@@ -21,7 +21,7 @@ import decimal
 import itertools
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,6 +78,14 @@ def _for_frame(value: Any) -> Any:
     return value
 
 
+#: Values already of their logical type's Python class pass without coercion (the
+#: common case: connectors deliver typed rows); the class that goes into the frame.
+_FAST: dict[str, tuple[type, Any]] = {
+    "text": (str, None), "int": (int, None), "float": (float, None),
+    "decimal": (decimal.Decimal, float), "any": (object, None),
+}
+
+
 class QualityGate:
     """A loaded suite bound to one entity's logical types."""
 
@@ -108,11 +116,12 @@ class QualityGate:
     # --- rows --------------------------------------------------------------------------
 
     def check_rows(self, rows: Sequence[Mapping[str, Any]],
-                   groups: Sequence[str] | None = None) -> list[list[Failure]]:
+                   groups: Callable[[], Sequence[str]] | None = None) -> list[list[Failure]]:
         """The failures of each row (every severity), in the order of ``rows``.
 
-        ``groups`` (one key text per row) exempts rows that share a value only
-        with other versions of their own key from uniqueness expectations.
+        ``groups`` (giving one key text per row; called only when a uniqueness
+        expectation fails) exempts rows that share a value only with other
+        versions of their own key from uniqueness expectations.
         """
         out: list[list[Failure]] = [[] for _ in rows]
         if not rows:
@@ -122,13 +131,18 @@ class QualityGate:
         data: dict[str, list[Any]] = {}
         for col in self.columns:
             logical = self.types.get(col, "any")
+            fast, convert = _FAST.get(logical, (type(None), None))
             values: list[Any] = []
             for i, row in enumerate(rows):
+                v = row.get(col)
+                if v is None or type(v) is fast or fast is object:
+                    values.append(v if convert is None or v is None else convert(v))
+                    continue
                 try:
-                    values.append(_for_frame(coerce(row.get(col), logical)))
+                    values.append(_for_frame(coerce(v, logical)))
                 except CoercionError as exc:
                     values.append(None)
-                    out[i].append(_coercion_failure(col, row.get(col), logical, exc))
+                    out[i].append(_coercion_failure(col, v, logical, exc))
             data[col] = values
         data[ROW] = list(range(len(rows)))
         frame = pd.DataFrame(data)
@@ -146,7 +160,7 @@ class QualityGate:
                 raise QualityError(f"expectation {exp.label} (#{exp.index} of the suite) failed "
                                    "without naming a failing row")
             if exp.uniqueness and groups is not None:
-                idx = _true_duplicates(idx, data, exp.columns, groups)
+                idx = _true_duplicates(idx, data, exp.columns, groups())
             for i in idx:
                 out[i].append(_failure(exp, rows[i]))
         return out
@@ -171,27 +185,34 @@ class QualityGate:
 
     # --- changes -----------------------------------------------------------------------
 
-    def validate(self, ent: Any, changes: Sequence[Change]) -> GateResult:
+    def validate(self, ent: Any, changes: Sequence[Change],
+                 keys: Sequence[str] | None = None) -> GateResult:
         """Split ``changes`` into those that pass and those that fail a critical expectation.
 
         Deletes always pass (there is no row to judge). ``ent`` is the
-        :class:`sync.context.EntityContext` (its logical types give the key text).
+        :class:`sync.context.EntityContext` (its logical types give the key
+        text); ``keys``, the changes' key texts when the caller has them.
         """
         result = GateResult()
         judged: list[int] = []
         rows: list[Mapping[str, Any]] = []
-        groups: list[str] = []
-        types = getattr(ent, "types", self.types)
+        needed = set(self.columns)
         for i, ch in enumerate(changes):
-            if ch.content is None:
-                continue
             row = ch.content
-            if ch.before is not None and any(c not in row for c in self.columns):
+            if row is None:
+                continue
+            if ch.before is not None and not needed <= row.keys():
                 row = {**ch.before, **row}  # columns a log leaves out (unchanged TOAST)
             judged.append(i)
             rows.append(row)
-            groups.append(key_text({c: coerce(v, types.get(c, "any"))
-                                    for c, v in ch.key.items()}))
+
+        def groups() -> list[str]:
+            if keys is not None:
+                return [keys[i] for i in judged]
+            types = getattr(ent, "types", self.types)
+            return [key_text({c: coerce(v, types.get(c, "any"))
+                              for c, v in changes[i].key.items()}) for i in judged]
+
         verdicts = self.check_rows(rows, groups)
         for i, fails in zip(judged, verdicts, strict=True):
             for f in fails:

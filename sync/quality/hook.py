@@ -123,12 +123,13 @@ def screen(ctx: PipelineContext, source: str, changes: list[Change],
 def _screen_entity(ctx: PipelineContext, ent: EntityContext, changes: list[Change],
                    summary: RunSummary, conn: Connection | None
                    ) -> tuple[set[int], list[dict[str, Any]]]:
-    """Indexes of ``changes`` held back from the protocol, and their quarantine rows."""
+    """Indexes of ``changes`` held back from the protocol, and their quarantine rows.
+
+    The common case (a clean batch, nothing open in the quarantine) costs one
+    small query beyond the validation: key texts and per-key lookups are only
+    computed when something failed or something is open.
+    """
     qs = QuarantineStore(ctx.store.engine)
-    keys = [key_of(ent, ch.key) for ch in changes]
-    known = qs.for_keys(ctx.pipeline, ent.name, keys, conn=conn)
-    blocked = {r["key"] for r in known if r["status"] in UNRESOLVED}
-    seen = {(r["key"], r["endpoint"], r["position"]) for r in known}
     result = gate_for(ent).validate(ent, changes)
     first = ent.name not in summary.quality
     stats = summary.quality_at(ent.name)
@@ -136,9 +137,19 @@ def _screen_entity(ctx: PipelineContext, ent: EntityContext, changes: list[Chang
         stats.open = qs.count_open(ctx.pipeline, ent.name, conn=conn)
     stats.validated += sum(1 for ch in changes if ch.content is not None)
     _count(summary, ent.name, result.counts)
+    blocked = qs.open_keys(ctx.pipeline, ent.name, conn=conn)
+    if not result.failures and not blocked:
+        return set(), []
+    keys = [key_of(ent, ch.key) for ch in changes]
+    suspects = blocked | {keys[i] for i in result.failures}
+    # Changes about to be held back may have been delivered before: find them.
+    known = qs.for_keys(ctx.pipeline, ent.name, (k for k in keys if k in suspects), conn=conn)
+    seen = {(r["key"], r["endpoint"], r["position"]) for r in known}
     stopped: set[int] = set()
     rows: list[dict[str, Any]] = []
     for i, (k, ch) in enumerate(zip(keys, changes, strict=True)):
+        if k not in suspects:
+            continue
         ident = (k, ch.source, position_text(ch.position))
         direction = summary.at(ent.name, ch.source, "*")
         if ident in seen:  # delivered again: it is in the quarantine already
@@ -157,7 +168,7 @@ def _screen_entity(ctx: PipelineContext, ent: EntityContext, changes: list[Chang
             blocked.add(k)
             stats.quarantined += 1
         else:
-            continue
+            continue  # an earlier change of a key that fails later in this batch
         stopped.add(i)
         direction.read += 1
     stats.open += len(rows)

@@ -52,6 +52,7 @@ quarantine = sa.Table(
 )
 sa.Index("ix_quarantine_key", quarantine.c.pipeline, quarantine.c.entity, quarantine.c.key)
 sa.Index("ix_quarantine_status", quarantine.c.pipeline, quarantine.c.status)
+sa.Index("ix_quarantine_open", quarantine.c.pipeline, quarantine.c.entity, quarantine.c.status)
 
 
 def position_text(position: Sequence[int] | None) -> str | None:
@@ -146,6 +147,17 @@ class QuarantineStore:
             with self.engine.connect() as c:
                 _read(c)
         return out
+
+    def open_keys(self, pipeline: str, entity: str,
+                  conn: Connection | None = None) -> set[str]:
+        """Keys of the entity with a quarantined or held change (few, normally none)."""
+        q = quarantine.c
+        stmt = sa.select(q.key).where(q.pipeline == pipeline, q.entity == entity,
+                                      q.status.in_(UNRESOLVED)).distinct()
+        if conn is not None:
+            return {r[0] for r in conn.execute(stmt)}
+        with self.engine.connect() as c:
+            return {r[0] for r in c.execute(stmt)}
 
     def unresolved(self, pipeline: str, entity: str, key: str) -> list[dict[str, Any]]:
         """The key's quarantined and held items, oldest first."""

@@ -41,10 +41,13 @@ def upgrade() -> None:
     with op.batch_alter_table("quarantine", schema=None) as batch_op:
         batch_op.create_index("ix_quarantine_key", ["pipeline", "entity", "key"], unique=False)
         batch_op.create_index("ix_quarantine_status", ["pipeline", "status"], unique=False)
+        batch_op.create_index("ix_quarantine_open", ["pipeline", "entity", "status"],
+                              unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("quarantine", schema=None) as batch_op:
+        batch_op.drop_index("ix_quarantine_open")
         batch_op.drop_index("ix_quarantine_status")
         batch_op.drop_index("ix_quarantine_key")
     op.drop_table("quarantine")
