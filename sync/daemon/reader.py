@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from connectors.base import RetriableError
-from sync.capture import decide_and_commit, read_batch
+from sync.capture import STREAM, decide_and_commit, source_entities
 from sync.daemon.runtime import Runtime
 from sync.logs import log_context, new_batch_id
 from sync.metrics import (
@@ -36,6 +36,9 @@ from sync.state.schema import key_states, outbox
 from sync.summary import RunSummary
 
 log = logging.getLogger("cdcsync.reader")
+
+IDLE_FLUSH = 1.0  # seconds between writes of a checkpoint that moved without changes
+_UNREAD: Any = object()
 
 
 class Reader(threading.Thread):
@@ -70,6 +73,9 @@ class Reader(threading.Thread):
             stream(True, wait=poll)
         renewed = 0.0
         backoff = 0.2
+        bindings = [e.bindings[self.source] for e in source_entities(ctx, self.source)]
+        cp: Any = _UNREAD
+        flushed = time.monotonic()
         try:
             while not rt.stop.is_set():
                 if time.monotonic() - renewed > ttl / 3:
@@ -82,6 +88,7 @@ class Reader(threading.Thread):
                         log.info("%s the lease of source %s", "took" if self.held else "lost",
                                  self.source)
                 if not self.held:
+                    cp = _UNREAD  # whoever holds it now moves the checkpoint
                     rt.stop.wait(ttl / 3)
                     continue
                 if self._backlog(ctx) > int(cfg.daemon.max_pending):
@@ -89,10 +96,23 @@ class Reader(threading.Thread):
                     rt.stop.wait(poll)  # backpressure: workers catch up first
                     continue
                 try:
+                    if cp is _UNREAD:  # the lease was just taken: start where the store says
+                        cp = ctx.store.checkpoint(ctx.pipeline, self.source, STREAM)
                     with observe_stage(rt.pipeline, "read", endpoint=self.source):
-                        batch, cp = read_batch(ctx, self.source, size)
-                    if batch.changes or batch.checkpoint != cp:
+                        batch = ctx.endpoints[self.source].changes(bindings, cp, size)
+                    if batch.changes:
                         self._decide(ctx, batch)
+                        cp, flushed = batch.checkpoint, time.monotonic()
+                    elif batch.checkpoint != cp:
+                        # Only the position moved (heartbeats, other tables, our own
+                        # writes): keep it in memory, write it at most once a second.
+                        cp = batch.checkpoint
+                        if time.monotonic() - flushed > IDLE_FLUSH and cp is not None:
+                            with ctx.store.transaction() as conn:
+                                ctx.store.put_checkpoint(conn, ctx.pipeline, self.source,
+                                                         STREAM, cp)
+                            self.pending.append((cp, {}))
+                            flushed = time.monotonic()
                     self._confirm_done(ctx)
                     backoff = 0.2
                 except RetriableError as exc:  # the source is away: keep the lease, wait

@@ -1,0 +1,458 @@
+"""The CDC daemon (issue 5): latency, throughput and memory, against the real servers.
+
+    .venv/bin/python bench/daemon.py latency    [--rate 2000] [--seconds 30] [--runs 3]
+    .venv/bin/python bench/daemon.py throughput [--changes 200000] [--runs 3]
+    .venv/bin/python bench/daemon.py rss        [--changes 5000000] [--cap 300]
+
+Every mode runs ``cdcsync daemon`` as a separate process (as users run it), on a
+pipeline between scratch databases of the local PostgreSQL and MariaDB, with the
+SQLite state store and the in-process broker.
+
+* **latency**: PostgreSQL <-> MariaDB, bidirectional. A writer commits ``--rate``
+  single-row inserts per second on PostgreSQL (and a tenth of that on MariaDB, so
+  the pipeline carries traffic both ways). Each row carries its commit-side
+  timestamp; the target fills ``applied_at`` itself (a column the pipeline
+  leaves alone), so every row's commit-to-applied latency is exact. Side by side,
+  PostgreSQL's own logical replication (a publication with a column list and a
+  subscription into a third database) carries the same workload: its p50/p99 are
+  the baseline, and the ratio is printed.
+* **throughput**: PostgreSQL -> MariaDB, one-way. A backlog of ``--changes`` mixed
+  changes (50% insert, 35% update, 15% delete, in 1000-row transactions) is
+  made while the daemon is stopped; the daemon is started and timed until the
+  target holds exactly the source's rows. Baseline side by side: PostgreSQL's
+  own subscription draining the same backlog into a PostgreSQL database.
+* **rss**: the daemon's peak resident memory (VmHWM) while it drains a backlog of
+  ``--changes`` changes, with a Great Expectations suite on the entity (the
+  gate loaded), sampled every 0.2 s until drained or ``--cap`` seconds.
+
+Medians over ``--runs``; ``uptime`` is printed, since the machine's other load
+moves wall-clock figures. A benchmark, not a test: nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pymysql
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.fix_mariadb import create_database as maria_create  # noqa: E402
+from tests.fix_mariadb import drop_database as maria_drop  # noqa: E402
+from tests.fix_mariadb import server_params  # noqa: E402
+from tests.fix_postgres import create_database, database_url, drop_database  # noqa: E402
+
+PG_ADMIN = os.environ.get("CDCSYNC_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+MARIA = server_params(os.environ.get("CDCSYNC_BENCH_MARIADB_URL",
+                                     "mysql://cdcsync:cdcsync@127.0.0.1:3306"))
+CDCSYNC = str(Path(sys.executable).with_name("cdcsync"))
+
+
+def uptime() -> str:
+    return Path("/proc/loadavg").read_text().split(" ", 3)[:3].__str__()
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * len(s)))] if s else float("nan")
+
+
+@contextmanager
+def scratch() -> Iterator[tuple[str, dict[str, Any], Path]]:
+    """A PostgreSQL database, a MariaDB database and a directory, dropped afterwards."""
+    pg = create_database(PG_ADMIN)
+    md = maria_create(MARIA)
+    tmp = Path(tempfile.mkdtemp(prefix="cdcsync-bench-"))
+    try:
+        yield database_url(PG_ADMIN, pg), {**MARIA, "database": md}, tmp
+    finally:
+        drop_database(PG_ADMIN, pg)
+        maria_drop(MARIA, md)
+
+
+def maria(p: dict[str, Any]) -> pymysql.connections.Connection[Any]:
+    return pymysql.connect(host=p["host"], port=int(p["port"]), user=p["user"],
+                           password=p["password"], database=p["database"], autocommit=True)
+
+
+def write_pipeline(tmp: Path, pg: str, md: dict[str, Any], entity: str) -> Path:
+    """A pipeline ``pg`` <-> ``maria`` with one entity given as YAML text."""
+    p = tmp / "pipeline.yaml"
+    p.write_text(f"""
+pipeline: bench{random.randrange(10**6)}
+state: {{url: "sqlite:///{tmp}/state.db"}}
+batch: {{size: 10000}}
+daemon: {{metrics_port: 0, poll_ms: 5, partitions: 4}}
+endpoints:
+  pg: {{kind: postgres, dsn: "{pg}"}}
+  maria: {{kind: mysql, host: "{md['host']}", port: {md['port']}, user: "{md['user']}",
+          password: "{md['password']}", database: "{md['database']}",
+          server_id: {random.randint(1_000_000, 2**31 - 1)}}}
+entities:
+  {entity}
+""")
+    return p
+
+
+def cli(*args: str) -> None:
+    subprocess.run([CDCSYNC, *args], check=True, capture_output=True, timeout=600)
+
+
+class DaemonProc:
+    def __init__(self, pipeline: Path) -> None:
+        self.log = pipeline.parent / "daemon.log"
+        with self.log.open("w") as err:
+            self.proc = subprocess.Popen([CDCSYNC, "daemon", str(pipeline)],
+                                         stdout=subprocess.DEVNULL, stderr=err)
+        deadline = time.monotonic() + 300
+        while " ready" not in self.log.read_text():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"daemon did not start:\n{self.log.read_text()}")
+            time.sleep(0.05)
+
+    def hwm_kib(self) -> int:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        return 0
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=30)
+
+
+# --- latency -----------------------------------------------------------------------------
+
+LAT_ENTITY = """lat:
+    key: [id]
+    exclude: [applied_at]
+    endpoints: {pg: lat, maria: lat}
+    conflict: {policy: last_writer_wins}"""
+
+
+def paced(rate: float, seconds: float, do: Any) -> int:
+    """Call ``do(i)`` ``rate`` times a second for ``seconds``; return how many."""
+    n, t0 = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - t0) < seconds:
+        due = int(elapsed * rate)
+        while n < due:
+            do(n)
+            n += 1
+        time.sleep(0.0005)
+    return n
+
+
+def latency_run(rate: int, seconds: float) -> dict[str, float]:
+    with scratch() as (pg, md, tmp):
+        with psycopg.connect(pg, autocommit=True) as c:
+            c.execute("CREATE TABLE lat (id bigint PRIMARY KEY, src text, t0 timestamptz,"
+                      " applied_at timestamptz DEFAULT clock_timestamp())")
+        with maria(md) as c, c.cursor() as cur:
+            cur.execute("CREATE TABLE lat (id BIGINT PRIMARY KEY, src VARCHAR(8), t0 DATETIME(6),"
+                        " applied_at DATETIME(6) DEFAULT CURRENT_TIMESTAMP(6))")
+        p = write_pipeline(tmp, pg, md, LAT_ENTITY)
+        cli("setup", str(p))
+        d = DaemonProc(p)
+        time.sleep(2)
+        pgc = psycopg.connect(pg, autocommit=True)
+        myc = maria(md)
+        stop = threading.Event()
+
+        def back() -> None:  # the other direction, at a tenth of the rate
+            i = 0
+            with myc.cursor() as cur:
+                while not stop.is_set():
+                    cur.execute("INSERT INTO lat (id, src, t0) VALUES (%s, 'my', "
+                                "UTC_TIMESTAMP(6))", (10**9 + i,))
+                    i += 1
+                    stop.wait(10 / rate)
+
+        t = threading.Thread(target=back, daemon=True)
+        t.start()
+        written = paced(rate, seconds, lambda i: pgc.execute(
+            "INSERT INTO lat (id, src, t0) VALUES (%s, 'pg', clock_timestamp())", (i,)))
+        stop.set()
+        t.join()
+        with myc.cursor() as cur:
+            for _ in range(300):
+                cur.execute("SELECT count(*) FROM lat WHERE src = 'pg'")
+                if cur.fetchone()[0] >= written:
+                    break
+                time.sleep(0.1)
+            cur.execute("SELECT TIMESTAMPDIFF(MICROSECOND, t0, applied_at) FROM lat "
+                        "WHERE src = 'pg'")
+            forward = [float(r[0]) / 1000 for r in cur.fetchall()]
+        backward = [float(r[0]) * 1000 for r in pgc.execute(
+            "SELECT extract(epoch FROM applied_at - t0) FROM lat WHERE src = 'my'").fetchall()]
+        d.stop()
+        pgc.close()
+        myc.close()
+    return {"rate": written / seconds, "p50": pct(forward, 0.5), "p99": pct(forward, 0.99),
+            "back_p50": pct(backward, 0.5), "back_p99": pct(backward, 0.99)}
+
+
+def native_latency_run(rate: int, seconds: float) -> dict[str, float]:
+    """PostgreSQL's own logical replication, same workload, PostgreSQL -> PostgreSQL."""
+    src, dst = create_database(PG_ADMIN), create_database(PG_ADMIN)
+    src_url, dst_url = database_url(PG_ADMIN, src), database_url(PG_ADMIN, dst)
+    slot = f"bench_lat_{src[-8:]}"
+    try:
+        ddl = ("CREATE TABLE lat (id bigint PRIMARY KEY, src text, t0 timestamptz,"
+               " applied_at timestamptz DEFAULT clock_timestamp())")
+        with psycopg.connect(src_url, autocommit=True) as c:
+            c.execute(ddl)
+            c.execute("CREATE PUBLICATION bench_lat FOR TABLE lat (id, src, t0)")
+            c.execute(f"SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput')")
+        with psycopg.connect(dst_url, autocommit=True) as c:
+            c.execute(ddl)
+            c.execute(f"CREATE SUBSCRIPTION bench_lat CONNECTION '{src_url}' PUBLICATION "
+                      f"bench_lat WITH (create_slot = false, slot_name = '{slot}', "
+                      "copy_data = false)")
+        time.sleep(2)
+        with psycopg.connect(src_url, autocommit=True) as pgc:
+            written = paced(rate, seconds, lambda i: pgc.execute(
+                "INSERT INTO lat (id, src, t0) VALUES (%s, 'pg', clock_timestamp())", (i,)))
+        with psycopg.connect(dst_url, autocommit=True) as c:
+            for _ in range(300):
+                if c.execute("SELECT count(*) FROM lat").fetchone()[0] >= written:  # type: ignore[index]
+                    break
+                time.sleep(0.1)
+            lat = [float(r[0]) * 1000 for r in c.execute(
+                "SELECT extract(epoch FROM applied_at - t0) FROM lat").fetchall()]
+            c.execute("ALTER SUBSCRIPTION bench_lat DISABLE")
+            c.execute("ALTER SUBSCRIPTION bench_lat SET (slot_name = NONE)")
+            c.execute("DROP SUBSCRIPTION bench_lat")
+        with psycopg.connect(src_url, autocommit=True) as c:
+            c.execute(f"SELECT pg_drop_replication_slot('{slot}')")
+    finally:
+        drop_database(PG_ADMIN, src)
+        drop_database(PG_ADMIN, dst)
+    return {"p50": pct(lat, 0.5), "p99": pct(lat, 0.99)}
+
+
+def latency(args: argparse.Namespace) -> None:
+    ours, theirs = [], []
+    for i in range(args.runs):
+        o = latency_run(args.rate, args.seconds)
+        n = native_latency_run(args.rate, args.seconds)
+        ours.append(o)
+        theirs.append(n)
+        print(f"run {i + 1}: cdcsync PG->MariaDB p50 {o['p50']:.1f} ms p99 {o['p99']:.1f} ms "
+              f"(MariaDB->PG p50 {o['back_p50']:.1f} p99 {o['back_p99']:.1f}) at "
+              f"{o['rate']:.0f}/s | native PG->PG p50 {n['p50']:.1f} p99 {n['p99']:.1f} ms",
+              flush=True)
+    med = {k: statistics.median(r[k] for r in ours) for k in ours[0]}
+    nat = {k: statistics.median(r[k] for r in theirs) for k in theirs[0]}
+    print(f"\nlatency at {args.rate} changes/s, medians of {args.runs} runs (load {uptime()}):")
+    print(f"  cdcsync daemon  PG->MariaDB  p50 {med['p50']:.1f} ms  p99 {med['p99']:.1f} ms"
+          f"   (MariaDB->PG p50 {med['back_p50']:.1f} ms  p99 {med['back_p99']:.1f} ms)")
+    print(f"  PostgreSQL logical replication PG->PG  p50 {nat['p50']:.1f} ms  "
+          f"p99 {nat['p99']:.1f} ms")
+    print(f"  p99 ratio cdcsync/native: {med['p99'] / nat['p99']:.1f}x  (target: p99 <= 100 ms)")
+
+
+# --- throughput --------------------------------------------------------------------------
+
+TP_ENTITY = """items:
+    key: [id]
+    direction: one-way
+    source: pg
+    endpoints: {pg: items, maria: items}"""
+PG_ITEMS = ("CREATE TABLE items (id bigint PRIMARY KEY, name text, email text, "
+            "amount numeric(12,2), qty int, seen timestamptz, flag bool, note text)")
+MY_ITEMS = ("CREATE TABLE items (id BIGINT PRIMARY KEY, name VARCHAR(64), email VARCHAR(64), "
+            "amount DECIMAL(12,2), qty INT, seen DATETIME(6), flag BOOL, note TEXT)")
+
+
+def make_backlog(pg: str, changes: int, seed: int = 1) -> None:
+    """``changes`` mixed changes in 1000-row transactions (set-based, fast to make)."""
+    rng = random.Random(seed)
+    next_id = 1
+    with psycopg.connect(pg) as c:
+        done = 0
+        while done < changes:
+            n = min(1000, changes - done)
+            kind = rng.random()
+            if kind < 0.5 or next_id < 2000:
+                c.execute("INSERT INTO items SELECT g, 'name ' || g, 'u' || g || '@x.io', "
+                          "g * 1.25, g % 100, now(), g % 2 = 0, repeat('x', 40) "
+                          "FROM generate_series(%s::bigint, %s::bigint) g",
+                          (next_id, next_id + n - 1))
+                next_id += n
+            elif kind < 0.85:
+                lo = rng.randrange(1, max(2, next_id - n))
+                c.execute("UPDATE items SET qty = qty + 1, note = 'updated' "
+                          "WHERE id >= %s AND id < %s", (lo, lo + n))
+            else:
+                lo = rng.randrange(1, max(2, next_id - n))
+                c.execute("DELETE FROM items WHERE id >= %s AND id < %s", (lo, lo + n))
+            c.commit()
+            done += n
+
+
+def drained(pg: str, md: dict[str, Any]) -> bool:
+    with psycopg.connect(pg) as c:
+        a = c.execute("SELECT count(*), coalesce(sum(qty), 0) FROM items").fetchone()
+    with maria(md) as m, m.cursor() as cur:
+        cur.execute("SELECT count(*), coalesce(sum(qty), 0) FROM items")
+        b = cur.fetchone()
+    return a is not None and b is not None and (int(a[0]), int(a[1])) == (int(b[0]), int(b[1]))
+
+
+def throughput_run(changes: int) -> float:
+    with scratch() as (pg, md, tmp):
+        with psycopg.connect(pg, autocommit=True) as c:
+            c.execute(PG_ITEMS)
+        with maria(md) as m, m.cursor() as cur:
+            cur.execute(MY_ITEMS)
+        p = write_pipeline(tmp, pg, md, TP_ENTITY)
+        cli("setup", str(p))
+        d = DaemonProc(p)  # snapshot of the empty tables, then streaming
+        d.stop()
+        make_backlog(pg, changes)
+        t0 = time.perf_counter()
+        d = DaemonProc(p)
+        while not drained(pg, md):
+            time.sleep(0.05)
+        seconds = time.perf_counter() - t0
+        d.stop()
+    return changes / seconds
+
+
+def native_throughput_run(changes: int) -> float:
+    src, dst = create_database(PG_ADMIN), create_database(PG_ADMIN)
+    src_url, dst_url = database_url(PG_ADMIN, src), database_url(PG_ADMIN, dst)
+    slot = f"bench_tp_{src[-8:]}"
+    try:
+        for url in (src_url, dst_url):
+            with psycopg.connect(url, autocommit=True) as c:
+                c.execute(PG_ITEMS)
+        with psycopg.connect(src_url, autocommit=True) as c:
+            c.execute("CREATE PUBLICATION bench_tp FOR TABLE items")
+            c.execute(f"SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput')")
+        with psycopg.connect(dst_url, autocommit=True) as c:
+            c.execute(f"CREATE SUBSCRIPTION bench_tp CONNECTION '{src_url}' PUBLICATION bench_tp"
+                      f" WITH (create_slot = false, slot_name = '{slot}', copy_data = false,"
+                      " enabled = false)")
+        make_backlog(src_url, changes)
+        with psycopg.connect(src_url) as c:
+            end = c.execute("SELECT pg_current_wal_lsn() - '0/0'").fetchone()[0]  # type: ignore[index]
+        t0 = time.perf_counter()
+        with psycopg.connect(dst_url, autocommit=True) as c:
+            c.execute("ALTER SUBSCRIPTION bench_tp ENABLE")
+        with psycopg.connect(src_url, autocommit=True) as c:
+            while True:
+                row = c.execute("SELECT confirmed_flush_lsn - '0/0' FROM pg_replication_slots"
+                                " WHERE slot_name = %s", (slot,)).fetchone()
+                if row and row[0] is not None and int(row[0]) >= int(end):
+                    break
+                time.sleep(0.02)
+        seconds = time.perf_counter() - t0
+        with psycopg.connect(dst_url, autocommit=True) as c:
+            c.execute("ALTER SUBSCRIPTION bench_tp DISABLE")
+            c.execute("ALTER SUBSCRIPTION bench_tp SET (slot_name = NONE)")
+            c.execute("DROP SUBSCRIPTION bench_tp")
+        with psycopg.connect(src_url, autocommit=True) as c:
+            c.execute(f"SELECT pg_drop_replication_slot('{slot}')")
+    finally:
+        drop_database(PG_ADMIN, src)
+        drop_database(PG_ADMIN, dst)
+    return changes / seconds
+
+
+def throughput(args: argparse.Namespace) -> None:
+    ours, theirs = [], []
+    for i in range(args.runs):
+        ours.append(throughput_run(args.changes))
+        theirs.append(native_throughput_run(args.changes))
+        print(f"run {i + 1}: cdcsync daemon PG->MariaDB {ours[-1]:,.0f} changes/s | "
+              f"native PG->PG {theirs[-1]:,.0f} changes/s", flush=True)
+    o, n = statistics.median(ours), statistics.median(theirs)
+    print(f"\nthroughput, {args.changes} changes, medians of {args.runs} runs (load {uptime()}):")
+    print(f"  cdcsync daemon PG->MariaDB  {o:,.0f} changes/s   (target >= 30,000)")
+    print(f"  PostgreSQL subscription PG->PG  {n:,.0f} changes/s   ratio {o / n:.2f}")
+
+
+# --- memory ------------------------------------------------------------------------------
+
+SUITE = {
+    "name": "items",
+    "expectations": [
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "name"}},
+        {"type": "expect_column_values_to_be_between",
+         "kwargs": {"column": "qty", "min_value": 0, "max_value": 100000}},
+        {"type": "expect_column_value_lengths_to_be_between",
+         "kwargs": {"column": "email", "max_value": 64}},
+    ],
+}
+
+
+def rss(args: argparse.Namespace) -> None:
+    with scratch() as (pg, md, tmp):
+        with psycopg.connect(pg, autocommit=True) as c:
+            c.execute(PG_ITEMS)
+        with maria(md) as m, m.cursor() as cur:
+            cur.execute(MY_ITEMS)
+        suite = tmp / "items.json"
+        suite.write_text(json.dumps(SUITE))
+        p = write_pipeline(tmp, pg, md, TP_ENTITY + f"\n    quality: {{suite: {suite}}}")
+        cli("setup", str(p))
+        d = DaemonProc(p)
+        d.stop()
+        t = time.perf_counter()
+        make_backlog(pg, args.changes)
+        print(f"backlog of {args.changes:,} changes made in {time.perf_counter() - t:.0f} s",
+              flush=True)
+        d = DaemonProc(p)
+        t0 = time.perf_counter()
+        peak, samples = 0, []
+        while time.perf_counter() - t0 < args.cap:
+            peak = max(peak, d.hwm_kib())
+            samples.append(peak)
+            if len(samples) % 25 == 0 and drained(pg, md):
+                break
+            time.sleep(0.2)
+        elapsed = time.perf_counter() - t0
+        done = drained(pg, md)
+        peak = max(peak, d.hwm_kib())
+        d.stop()
+    print(f"\npeak RSS of the daemon: {peak / 1024:.0f} MiB (target <= 400 MiB) with a backlog "
+          f"of {args.changes:,} changes and the quality gate loaded; "
+          f"{'drained' if done else 'still draining'} after {elapsed:.0f} s (load {uptime()})")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="mode", required=True)
+    la = sub.add_parser("latency")
+    la.add_argument("--rate", type=int, default=2000)
+    la.add_argument("--seconds", type=float, default=30)
+    la.add_argument("--runs", type=int, default=3)
+    tp = sub.add_parser("throughput")
+    tp.add_argument("--changes", type=int, default=200_000)
+    tp.add_argument("--runs", type=int, default=3)
+    rs = sub.add_parser("rss")
+    rs.add_argument("--changes", type=int, default=5_000_000)
+    rs.add_argument("--cap", type=float, default=300)
+    args = ap.parse_args()
+    {"latency": latency, "throughput": throughput, "rss": rss}[args.mode](args)
+
+
+if __name__ == "__main__":
+    main()
