@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 CDCSYNC = Path(sys.executable).with_name("cdcsync")
+STARTED: list[Daemon] = []  # reaped after every test by tests/daemon/conftest.py
 
 
 class Daemon:
@@ -22,6 +23,7 @@ class Daemon:
             self.proc = subprocess.Popen(
                 [str(CDCSYNC), verb, str(pipeline)], stdout=subprocess.DEVNULL,
                 stderr=err, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        STARTED.append(self)
 
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
