@@ -197,6 +197,10 @@ def on_change(
         e.reads += 1
         if edit.position is not None:
             e.last_pos = edit.position
+        # The update may be what made an apply here skip (rule 4 expects an
+        # edit to follow, and this is none): that apply is due again.
+        if st.parked is None and e.hash != st.content_hash:
+            st.outbox.add(edit.endpoint)
         return Outcome(Kind.UNCHANGED)
 
     # Rule 3. The counter of A goes past every counter of A seen so far: V[A]
@@ -317,7 +321,10 @@ def on_snapshot(
     groups: dict[str, list[Edit]] = {}
     for r in present.values():
         groups.setdefault(row_hash(r.content), []).append(r)
-    if len(groups) == 1:
+    if len(groups) == 1 and len(present) == len(reads):
+        # Only when no endpoint lacks the row: an insert racing the one we
+        # send to an endpoint that lacks it must be concurrent with it, which
+        # the empty baseline vector cannot tell.
         members = next(iter(groups.values()))
         st.content = _own(members[0].content)
         st.committed_at = max(r.committed_at for r in members)
@@ -385,9 +392,11 @@ def on_skipped(st: KeyState, job: ApplyJob) -> None:
     """The row moved at the target: a user edit is on its way in its log (rule 4).
 
     The edit, when read, is concurrent with ``V`` and is handled by rule 3, so
-    the apply is dropped rather than retried.
+    the apply is dropped rather than retried. Unless the target's log was read
+    since the job was built: what moved the row is known already, and the
+    outbox says what is due (an update that changed nothing keeps the apply).
     """
-    if job.vector == st.vector:
+    if job.vector == st.vector and st.at(job.target).reads == job.reads:
         st.outbox.discard(job.target)
 
 
