@@ -27,7 +27,7 @@ class QualityStats:
     """What the data-quality gate did to one entity in this run (sync/quality)."""
 
     entity: str
-    validated: int = 0  # rows judged (changes with an after row, snapshot rows)
+    validated: int = 0  # changes judged (with an after row; of a snapshot, those it stopped)
     quarantined: int = 0  # changes stopped for a steward
     held: int = 0  # later changes held behind a quarantined one of their key
     open: int = 0  # unresolved quarantine items of the entity after this run

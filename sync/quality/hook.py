@@ -220,9 +220,11 @@ def hold_snapshot_keys(ctx: PipelineContext, ent: EntityContext,
                        summary: RunSummary) -> None:
     """Leave keys with an unresolved quarantine item out of a reconcile chunk (in place)."""
     qs = QuarantineStore(ctx.store.engine)
-    known = qs.for_keys(ctx.pipeline, ent.name, by_key, with_failures=True)
-    if not known:
+    open_keys = qs.open_keys(ctx.pipeline, ent.name)
+    if not open_keys:
         return
+    known = qs.for_keys(ctx.pipeline, ent.name, (k for k in by_key if k in open_keys),
+                        with_failures=True)
     stats = summary.quality_at(ent.name)
     for r in known:
         if r["status"] not in UNRESOLVED:
