@@ -88,3 +88,13 @@ class BatchBuilder:
             lsn = max(caught_up_to, self.last_end, self.start)
             return ChangeBatch(self.changes, {"lsn": lsn}, more=False, events=self.events)
         return ChangeBatch(self.changes, {"lsn": self.last_end}, more=True, events=self.events)
+
+
+def same_checkpoint(a: Checkpoint | None, b: Checkpoint | None) -> bool:
+    """Whether two checkpoints are the same place in the log (extra keys aside)."""
+    def core(cp: Checkpoint | None) -> tuple[int, int | None, int]:
+        if cp is None:
+            return (-1, None, 0)
+        return (int(cp["lsn"]), cp.get("tx"), int(cp.get("index", 0)))
+
+    return core(a) == core(b)

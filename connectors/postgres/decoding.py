@@ -54,6 +54,7 @@ from connectors.postgres.catalog import TableInfo
 from connectors.postgres.events import SchemaChanged, Truncated
 from connectors.postgres.names import Names
 from connectors.postgres.pgoutput import (
+    UNCHANGED,
     Begin,
     Commit,
     Delete,
@@ -68,16 +69,6 @@ from connectors.postgres.pgoutput import (
 )
 from connectors.postgres.types import ARRAYS, SCALARS, TEXT_OID, ColumnType, text_loader
 from sync.change import Change, Op
-
-
-class _Unchanged:
-    """An unchanged TOAST value that pgoutput did not send."""
-
-    def __repr__(self) -> str:
-        return "<unchanged toast>"
-
-
-UNCHANGED = _Unchanged()
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,9 +92,13 @@ Item = Change | SchemaChanged | Truncated | TxEnd
 
 @dataclass(slots=True)
 class _Plan:
+    """How to decode one relation's rows: per column its entity name (``None``: not
+    synchronised, not decoded) and loader."""
+
     bound: BoundTable
-    names: list[str]
-    loads: list[Callable[[bytes], Any]]
+    names: list[str | None]
+    loads: list[Callable[[bytes], Any] | None]
+    key: tuple[str, ...]
 
 
 def _ctype_of(col: RelationColumn, info: TableInfo) -> ColumnType:
@@ -182,10 +177,17 @@ class ChangeDecoder:
         if bound is None:
             self._plans[rel.relid] = None
             return []
-        plan = _Plan(bound, [], [])
+        b = bound.binding
+        to_entity = {ep: ent for ent, ep in b.columns.items()}
+        plan = _Plan(bound, [], [], b.key)
         for col in rel.columns:
-            plan.names.append(col.name)
-            plan.loads.append(text_loader(self.tx, _ctype_of(col, bound.info)))
+            name = to_entity.get(col.name, col.name)
+            if b.synced(name):
+                plan.names.append(name)
+                plan.loads.append(text_loader(self.tx, _ctype_of(col, bound.info)))
+            else:
+                plan.names.append(None)
+                plan.loads.append(None)
         self._plans[rel.relid] = plan
         cols = tuple(c.name for c in rel.columns)
         before = self._known.get(key, ())
@@ -214,17 +216,13 @@ class ChangeDecoder:
     def _position(self, n: int) -> tuple[int, int]:
         return (self.begin.final_lsn if self.begin else 0, n)
 
-    def _values(self, plan: _Plan, data: Sequence[TupleValue]) -> dict[str, Any]:
+    @staticmethod
+    def _values(plan: _Plan, data: Sequence[TupleValue]) -> dict[str, Any]:
+        """A tuple as an entity row (unsynchronised columns left out)."""
         row: dict[str, Any] = {}
-        for name, load, (kind, raw) in zip(plan.names, plan.loads, data, strict=False):
-            if kind == "t":
-                row[name] = load(raw)  # type: ignore[arg-type]
-            elif kind == "n":
-                row[name] = None
-            elif kind == "u":
-                row[name] = UNCHANGED
-            else:
-                raise ValueError(f"binary column value in text mode for {name}")
+        for name, load, raw in zip(plan.names, plan.loads, data, strict=False):
+            if name is not None:
+                row[name] = load(raw) if type(raw) is bytes else raw  # type: ignore[misc]
         return row
 
     def _row(self, msg: Insert | Update | Delete) -> list[Item]:
@@ -236,32 +234,37 @@ class ChangeDecoder:
         if plan is None:
             return []
         b = plan.bound.binding
-        begin = self.begin
+        key_cols = plan.key
+        xid = self.begin.xid
         if isinstance(msg, Insert):
-            after = b.to_entity(self._values(plan, msg.new))
-            return [self._change(b, Op.INSERT, b.key_of(after), None, after, n, begin.xid)]
+            after = self._values(plan, msg.new)
+            key = {k: after[k] for k in key_cols}
+            return [self._change(b, Op.INSERT, key, None, after, n, xid)]
         if isinstance(msg, Delete):
-            gone = self._values(plan, msg.old)
-            image = b.to_entity(_present(gone) if not msg.old_is_key else _key_only(gone, b))
-            return [self._change(b, Op.DELETE, b.key_of(image), image, None, n, None)]
+            image = self._values(plan, msg.old)
+            if msg.old_is_key:
+                image = {k: image[k] for k in key_cols}
+            image = _present(image)
+            key = {k: image[k] for k in key_cols}
+            return [self._change(b, Op.DELETE, key, image, None, n, None)]
         new = self._values(plan, msg.new)
         old = None if msg.old is None else self._values(plan, msg.old)
         if old is not None:
             for col, value in new.items():
                 if value is UNCHANGED and old.get(col, UNCHANGED) is not UNCHANGED:
                     new[col] = old[col]
-        after = b.to_entity(_present(new))
-        key = b.key_of(after)
+        after = _present(new)
+        key = {k: after[k] for k in key_cols}
         before: dict[str, Any] | None = None
         if old is not None:
-            before = b.to_entity(_key_only(old, b) if msg.old_is_key else _present(old))
-            old_key = b.key_of(before)
-            if canonical_row(old_key) != canonical_row(key):
+            before = {k: old[k] for k in key_cols} if msg.old_is_key else _present(old)
+            old_key = {k: before[k] for k in key_cols}
+            if old_key != key and canonical_row(old_key) != canonical_row(key):
                 return [
                     self._change(b, Op.DELETE, old_key, before, None, n, None),
-                    self._change(b, Op.INSERT, key, None, after, n, begin.xid),
+                    self._change(b, Op.INSERT, key, None, after, n, xid),
                 ]
-        return [self._change(b, Op.UPDATE, key, before, after, n, begin.xid)]
+        return [self._change(b, Op.UPDATE, key, before, after, n, xid)]
 
     def _change(
         self,
@@ -302,9 +305,6 @@ class ChangeDecoder:
 
 def _present(row: dict[str, Any]) -> dict[str, Any]:
     """The row without the values pgoutput did not send."""
+    if UNCHANGED not in row.values():
+        return row
     return {c: v for c, v in row.items() if v is not UNCHANGED}
-
-
-def _key_only(row: dict[str, Any], b: Binding) -> dict[str, Any]:
-    key = set(b.endpoint_key)
-    return {c: v for c, v in row.items() if c in key}

@@ -19,9 +19,27 @@ from dataclasses import dataclass
 #: PostgreSQL timestamps count microseconds from 2000-01-01 00:00:00 UTC.
 PG_EPOCH_OFFSET = 946_684_800.0
 
-# One column of a TupleData: ("n", None) NULL, ("u", None) an unchanged TOASTed
-# value that was not sent, ("t", text bytes), ("b", binary bytes).
-TupleValue = tuple[str, bytes | None]
+
+
+class Unchanged:
+    """An unchanged TOASTed value that pgoutput did not send (kind ``u``)."""
+
+    _instance: Unchanged | None = None
+
+    def __new__(cls) -> Unchanged:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "<unchanged toast>"
+
+
+UNCHANGED = Unchanged()
+
+#: One column of a TupleData: its text bytes, ``None`` for NULL, or :data:`UNCHANGED`.
+#: (Binary values, kind ``b``, are only sent when asked for; this reader never asks.)
+TupleValue = bytes | None | Unchanged
 
 _U8 = struct.Struct("!B")
 _I16 = struct.Struct("!h")
@@ -180,17 +198,35 @@ class _Reader:
         return data
 
     def tuple_data(self) -> tuple[TupleValue, ...]:
-        n = self.i16()
-        out: list[TupleValue] = []
-        for _ in range(n):
-            kind = chr(self.u8())
-            if kind in "nu":
-                out.append((kind, None))
-            elif kind in "tb":
-                out.append((kind, self.raw(self.i32())))
-            else:
-                raise ProtocolError(f"unknown tuple value kind {kind!r}")
-        return tuple(out)
+        values, self.pos = _tuple_data(self.buf, self.pos)
+        return tuple(values)
+
+
+def _tuple_data(buf: bytes, pos: int) -> tuple[list[TupleValue], int]:
+    """A TupleData at ``pos``: its values and the position after it (the hot path)."""
+    n = (buf[pos] << 8) | buf[pos + 1]
+    pos += 2
+    out: list[TupleValue] = []
+    append = out.append
+    size_at = _I32.unpack_from
+    total = len(buf)
+    for _ in range(n):
+        kind = buf[pos]
+        if kind == 0x74:  # 't'
+            start = pos + 5
+            pos = start + size_at(buf, pos + 1)[0]
+            if pos > total:
+                raise ProtocolError("message truncated")
+            append(buf[start:pos])
+        elif kind == 0x6E:  # 'n'
+            pos += 1
+            append(None)
+        elif kind == 0x75:  # 'u'
+            pos += 1
+            append(UNCHANGED)
+        else:
+            raise ProtocolError(f"unsupported tuple value kind {chr(kind)!r}")
+    return out, pos
 
 
 def parse(data: bytes | memoryview) -> PgOutputMessage:
@@ -199,7 +235,15 @@ def parse(data: bytes | memoryview) -> PgOutputMessage:
     Raises:
         ProtocolError: unknown message type or malformed bytes.
     """
-    r = _Reader(data)
+    buf = data if isinstance(data, bytes) else bytes(data)
+    try:
+        if buf[:1] == b"I" and buf[5:6] == b"N":  # the hot path: inserts
+            (relid,) = _U32.unpack_from(buf, 1)
+            values, _ = _tuple_data(buf, 6)
+            return Insert(relid, tuple(values))
+    except (struct.error, IndexError) as exc:
+        raise ProtocolError(f"malformed pgoutput message: {exc}") from exc
+    r = _Reader(buf)
     try:
         tag = chr(r.u8())
         if tag == "B":
@@ -234,7 +278,7 @@ def parse(data: bytes | memoryview) -> PgOutputMessage:
             lsn = r.u64()
             prefix = r.cstring()
             return Message(transactional, lsn, prefix, r.raw(r.i32()))
-    except (struct.error, ValueError, UnicodeDecodeError) as exc:
+    except (struct.error, ValueError, UnicodeDecodeError, IndexError) as exc:
         if isinstance(exc, ProtocolError):
             raise
         raise ProtocolError(f"malformed pgoutput message: {exc}") from exc

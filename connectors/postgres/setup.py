@@ -20,6 +20,7 @@ it did; ``teardown`` drops what exists. The order matters:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -167,14 +168,30 @@ def setup(
     return done
 
 
+def wait_slot_released(conn: PgConnection, slot: str, timeout: float = 5.0) -> int | None:
+    """The pid still streaming ``slot`` after ``timeout`` seconds, or ``None``.
+
+    A walsender lets go of its slot a moment after its client disconnects.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        row = conn.execute(
+            "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+        ).fetchone()
+        if row is None or row[0] is None or time.monotonic() >= deadline:
+            return None if row is None else row[0]
+        time.sleep(0.05)
+
+
 def teardown(conn: PgConnection, names: Names) -> list[str]:
     """Drop the slot, the publication and the pipeline's origins (idempotent)."""
     done: list[str] = []
+    pid = wait_slot_released(conn, names.slot)
     row = conn.execute(
         "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (names.slot,)
     ).fetchone()
     if row is not None:
-        if row[0] is not None:
+        if pid is not None and row[0] is not None:
             raise ConnectorError(
                 f"replication slot {names.slot} is in use by process {row[0]}:"
                 " stop the cdcsync daemon reading it first"

@@ -48,7 +48,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -67,7 +68,7 @@ from connectors.postgres.catalog import ColumnInfo, TableInfo, table_for
 from connectors.postgres.connect import PgConnection, classified, connect, is_broken
 from connectors.postgres.names import APPLIED_TABLE, SIDE_SCHEMA, Names
 from connectors.postgres.setup import APPLIED_DDL, origin_exists
-from connectors.postgres.types import prepare
+from connectors.postgres.types import prepare, preparer
 
 APPLIED = sql.Identifier(SIDE_SCHEMA, APPLIED_TABLE)
 RETENTION = "7 days"
@@ -88,6 +89,7 @@ class PostgresSink:
         self._tables: dict[str, TableInfo] = {}
         self._temps: set[str] = set()
         self._batches = 0
+        self._planners: dict[int, _Planner] = {}  # by id() of the binding
 
     # --- session ----------------------------------------------------------------------
 
@@ -123,6 +125,14 @@ class PostgresSink:
                 return name
             except psycopg.errors.ObjectInUse:
                 continue  # another apply session holds it: take the next one
+            except psycopg.errors.ConfigurationLimitExceeded as exc:
+                raise ConnectorError(
+                    f"endpoint {self.name}: no free replication origin state for {name}:"
+                    " every origin that has written keeps one of max_replication_slots"
+                    " entries until it is dropped. Drop the origins of pipelines no longer"
+                    " used (`cdcsync teardown`, or SELECT pg_replication_origin_drop(name)"
+                    " FROM pg_replication_origin) or raise max_replication_slots"
+                ) from exc
         raise ConnectorError(
             f"endpoint {self.name}: all {MAX_POOL} replication origins of the pipeline are in"
             " use by other sessions"
@@ -139,6 +149,7 @@ class PostgresSink:
     def forget_schema(self) -> None:
         """Read table definitions again at the next apply (after DDL)."""
         self._tables.clear()
+        self._planners.clear()
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -159,7 +170,10 @@ class PostgresSink:
         if not ops:
             return []
         info = self.table(binding)
-        plans = [_OpPlan.of(i, op, binding, info) for i, op in enumerate(ops)]
+        planner = self._planners.get(id(binding))
+        if planner is None or planner.info is not info or planner.binding is not binding:
+            planner = self._planners[id(binding)] = _Planner(binding, info)
+        plans = [planner.plan(i, op) for i, op in enumerate(ops)]
         results: dict[int, ApplyResult] = {}
         conn = self.connection()
         try:
@@ -401,39 +415,77 @@ class _OpPlan:
 
     __slots__ = ("columns", "delete", "expected", "index", "key_names", "key_text", "values")
 
-    def __init__(self) -> None:
-        self.index = 0
-        self.key_text = ""
-        self.delete = False
-        self.expected: int | None = None
-        self.key_names: tuple[str, ...] = ()
-        self.columns: tuple[str, ...] = ()
-        self.values: dict[str, Any] = {}
+    def __init__(self, index: int, key_text: str, delete: bool, expected: int | None,
+                 key_names: tuple[str, ...], columns: tuple[str, ...],
+                 values: dict[str, Any]) -> None:
+        self.index = index
+        self.key_text = key_text
+        self.delete = delete
+        self.expected = expected
+        self.key_names = key_names
+        self.columns = columns
+        self.values = values
 
-    @classmethod
-    def of(cls, index: int, op: ApplyOp, binding: Binding, info: TableInfo) -> _OpPlan:
-        p = cls()
-        p.index = index
-        p.key_text = op.key_text
-        p.delete = op.row is None
-        p.expected = None if op.expected is None else int(op.expected)
-        p.key_names = binding.endpoint_key
+
+class _Planner:
+    """Turns ops of one binding into :class:`_OpPlan` values (built once per binding)."""
+
+    def __init__(self, binding: Binding, info: TableInfo) -> None:
+        self.binding = binding
+        self.info = info
         by_name = info.by_name()
-        key = binding.to_endpoint(op.key)
-        values = {k: key[k] for k in p.key_names}
-        if op.row is not None:
-            for ent_col, value in op.row.items():
-                if binding.synced(ent_col):
-                    values[binding.endpoint_column(ent_col)] = value
-        missing = [c for c in values if c not in by_name]
-        if missing:
+        self.key_names = binding.endpoint_key
+        self.key_sorted = tuple(sorted(self.key_names))
+        # entity column -> (endpoint column, preparer); None for a column not synchronised
+        self.columns: dict[str, tuple[str, Callable[[Any], Any]] | None] = {}
+        for ent in {*binding.key, *(binding.columns or {})}:
+            self._column(ent, by_name)
+        self._by_name = by_name
+        self._key_prefix: str | None = None
+        if len(binding.key) == 1:
+            self._key_prefix = "{" + json.dumps(binding.key[0], ensure_ascii=False) + ":"
+
+    def _column(self, ent: str, by_name: Mapping[str, ColumnInfo]
+                ) -> tuple[str, Callable[[Any], Any]] | None:
+        b = self.binding
+        if not b.synced(ent):
+            self.columns[ent] = None
+            return None
+        col = b.endpoint_column(ent)
+        info = by_name.get(col)
+        if info is None:
             raise SchemaError(
-                f"endpoint {binding.endpoint}: table {info.qualified} has no column"
-                f" {', '.join(sorted(missing))} (entity {binding.entity})"
+                f"endpoint {b.endpoint}: table {self.info.qualified} has no column {col}"
+                f" (entity {b.entity})"
             )
-        p.values = {c: prepare(v, by_name[c].ctype) for c, v in values.items()}
-        p.columns = tuple(sorted(values)) if not p.delete else tuple(sorted(p.key_names))
-        return p
+        entry = (col, preparer(info.ctype))
+        self.columns[ent] = entry
+        return entry
+
+    def key_text(self, op: ApplyOp) -> str:
+        """:func:`conflict.canonical.key_text` of the op's key, quick for one int key."""
+        if self._key_prefix is not None:
+            (value,) = op.key.values()
+            if type(value) is int:
+                return f"{self._key_prefix}{value}}}"
+        return op.key_text
+
+    def plan(self, index: int, op: ApplyOp) -> _OpPlan:
+        columns = self.columns
+        values: dict[str, Any] = {}
+        for ent in self.binding.key:
+            entry = columns.get(ent) or self._column(ent, self._by_name)
+            assert entry is not None  # key columns are always synchronised
+            values[entry[0]] = entry[1](op.key[ent])
+        delete = op.row is None
+        if op.row is not None:
+            for ent, value in op.row.items():
+                entry = columns[ent] if ent in columns else self._column(ent, self._by_name)
+                if entry is not None:
+                    values[entry[0]] = entry[1](value)
+        names = self.key_sorted if delete else tuple(sorted(values))
+        expected = None if op.expected is None else int(op.expected)
+        return _OpPlan(index, self.key_text(op), delete, expected, self.key_names, names, values)
 
 
 def _groups(plans: list[_OpPlan]) -> list[list[_OpPlan]]:

@@ -45,7 +45,7 @@ from psycopg import adapt, sql
 from psycopg.abc import Transformer
 
 from connectors.base import Binding, ConnectorError, SchemaError, TableSchema
-from connectors.postgres.batch import BatchBuilder
+from connectors.postgres.batch import BatchBuilder, same_checkpoint
 from connectors.postgres.catalog import TableInfo, split_table, table_for
 from connectors.postgres.connect import PgConnection, classified, connect, is_broken
 from connectors.postgres.decoding import BoundTable, ChangeDecoder
@@ -54,9 +54,51 @@ from connectors.postgres.names import Names, quote_ident
 from connectors.postgres.pgoutput import format_lsn, parse, parse_lsn
 from sync.change import ChangeBatch, Checkpoint, SnapshotChunk, SnapshotRow
 
-#: Read this many more rows from the slot than changes asked for (Begin/Commit...).
-ROWS_PER_CHANGE = 3
-MIN_ROWS = 1000
+
+class _Peek:
+    """One ``pg_logical_slot_peek_binary_changes`` up to a WAL position, read in batches.
+
+    Every peek makes the server decode again from the slot's restart point,
+    which moves only when a running-transactions record is logged (every ~15 s):
+    peeking once per batch would decode a backlog over and over (quadratic).
+    So the slot is peeked once per catch-up, up to the flush position read
+    first, and its rows are fetched batch by batch from a server-side cursor
+    (memory stays bounded at both ends) while the engine keeps asking from the
+    checkpoint the previous batch returned.
+    """
+
+    def __init__(self, conn: PgConnection, decoder: ChangeDecoder, names: Names,
+                 upto: int) -> None:
+        self.conn = conn
+        self.decoder = decoder
+        self.upto = upto
+        self.expect: Checkpoint | None = None
+        self.cur = conn.cursor(name="cdcsync_peek", binary=True)
+        self.cur.itersize = 5000
+        self.cur.execute(
+            "SELECT data FROM pg_logical_slot_peek_binary_changes(%s, %s::pg_lsn, NULL,"
+            " 'proto_version', '1', 'publication_names', %s)",
+            (names.slot, format_lsn(upto), quote_ident(names.publication)),
+        )
+        self.rows = iter(self.cur)
+
+    def fill(self, builder: BatchBuilder) -> bool:
+        """Feed rows until the batch is full; True when the peek is exhausted."""
+        feed = builder.feed
+        for (data,) in self.rows:
+            if feed(parse(data)):
+                break
+        else:
+            return True
+        return False
+
+    def close(self) -> None:
+        try:
+            if not self.conn.closed and not self.conn.broken:
+                self.cur.close()
+                self.conn.rollback()
+        except Exception:  # closing a failed peek is best effort
+            self.conn.close()
 
 
 class PostgresSource:
@@ -73,6 +115,8 @@ class PostgresSource:
         self._decoder: ChangeDecoder | None = None
         self._decoder_key: tuple[str, ...] = ()
         self._published: frozenset[str] | None = None
+        self._peek_conn: PgConnection | None = None
+        self._peek: _Peek | None = None
 
     # --- connection and catalog -------------------------------------------------------
 
@@ -225,19 +269,45 @@ class PostgresSource:
         limit = max(int(limit), 1)
         decoder = self._decoder_for(bindings)
         with classified(f"read changes from slot {self.names.slot} at {self.name}"):
-            upto, start = self.slot_start(after)
-            nrows = max(MIN_ROWS, ROWS_PER_CHANGE * limit)
-            while True:
-                batch, progressed, truncated = self._read(
-                    self.connection(), decoder, after, start, upto, nrows, limit
-                )
-                if not truncated or progressed:
-                    break
-                nrows *= 4  # the rows read were all before the checkpoint: read further
+            peek = self._peek
+            if peek is not None and (peek.decoder is not decoder or peek.expect is None
+                                     or not same_checkpoint(after, peek.expect)):
+                self._close_peek()
+                peek = None
+            if peek is None:
+                upto, start = self.slot_start(after)
+                peek = self._peek = _Peek(self._peek_connection(), decoder, self.names, upto)
+                builder = BatchBuilder(decoder, after, start, limit)
+            else:
+                assert peek.expect is not None
+                builder = BatchBuilder(decoder, None, int(peek.expect["lsn"]), limit)
+            try:
+                exhausted = peek.fill(builder)
+            except BaseException:
+                self._close_peek()
+                raise
+            batch = builder.batch(peek.upto if exhausted else None)
+            if exhausted and not batch.more:
+                self._close_peek()
+            else:
+                peek.expect = batch.checkpoint
         self.finish(batch, decoder, bindings)
         if any(isinstance(e, SchemaChanged) for e in batch.events):
+            self._close_peek()
             self._decoder = None
         return batch
+
+    def _peek_connection(self) -> PgConnection:
+        """A connection of its own: a peek is read over several calls in one transaction."""
+        if is_broken(self._peek_conn):
+            self._peek_conn = connect(self.info, autocommit=False)
+        assert self._peek_conn is not None
+        return self._peek_conn
+
+    def _close_peek(self) -> None:
+        peek, self._peek = self._peek, None
+        if peek is not None:
+            peek.close()
 
     def finish(self, batch: ChangeBatch, decoder: ChangeDecoder,
                bindings: Sequence[Binding]) -> None:
@@ -248,36 +318,6 @@ class PostgresSource:
         if any(isinstance(e, SchemaChanged) for e in batch.events):
             for b in bindings:
                 self._tables.pop(b.table, None)
-
-    def _read(
-        self,
-        conn: PgConnection,
-        decoder: ChangeDecoder,
-        after: Checkpoint | None,
-        start: int,
-        upto: int,
-        nrows: int,
-        limit: int,
-    ) -> tuple[ChangeBatch, bool, bool]:
-        """One peek: (batch, whether it got past ``start``, whether the peek was cut)."""
-        builder = BatchBuilder(decoder, after, start, limit)
-        rows = 0
-        with conn.transaction():
-            cur = conn.cursor(name="cdcsync_peek", binary=True)
-            cur.itersize = 2000
-            cur.execute(
-                "SELECT data FROM pg_logical_slot_peek_binary_changes(%s, %s::pg_lsn, %s,"
-                " 'proto_version', '1', 'publication_names', %s)",
-                (self.names.slot, format_lsn(upto), nrows, quote_ident(self.names.publication)),
-            )
-            for (data,) in cur:
-                rows += 1
-                if builder.feed(parse(data)):
-                    break
-            cur.close()
-        truncated = rows >= nrows
-        caught_up = None if truncated or builder.full else upto
-        return builder.batch(caught_up), builder.progressed, truncated
 
     # --- confirming -------------------------------------------------------------------
 
@@ -326,9 +366,11 @@ class PostgresSource:
             )
 
     def close(self) -> None:
-        if self._conn is not None and not self._conn.closed:
-            self._conn.close()
-        self._conn = None
+        self._close_peek()
+        for conn in (self._conn, self._peek_conn):
+            if conn is not None and not conn.closed:
+                conn.close()
+        self._conn = self._peek_conn = None
 
 
 def _entity_name(binding: Binding, column: str) -> str:

@@ -45,11 +45,12 @@ from psycopg import pq, sql
 from psycopg.conninfo import make_conninfo
 
 from connectors.base import Binding, RetriableError
-from connectors.postgres.batch import BatchBuilder
+from connectors.postgres.batch import BatchBuilder, same_checkpoint
 from connectors.postgres.connect import PgConnection, classified, describe
 from connectors.postgres.decoding import ChangeDecoder
 from connectors.postgres.names import quote_ident
 from connectors.postgres.pgoutput import PG_EPOCH_OFFSET, format_lsn, parse
+from connectors.postgres.setup import wait_slot_released
 from connectors.postgres.source import PostgresSource
 from sync.change import ChangeBatch, Checkpoint
 
@@ -118,19 +119,10 @@ class PostgresStream:
         self._start_lsn = start
         self._resume = after
 
-    def _wait_released(self, timeout: float = 5.0) -> None:
-        """A walsender lets go of the slot a moment after its client disconnects (ours
-        just now, or a daemon that died): wait a little before calling it busy."""
-        conn = self.source.connection()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            row = conn.execute(
-                "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s",
-                (self.names.slot,),
-            ).fetchone()
-            if row is None or row[0] is None:
-                return
-            time.sleep(0.02)
+    def _wait_released(self) -> None:
+        """Our previous stream's walsender, or a dead daemon's, lets go of the slot a
+        moment after the disconnection: wait a little before calling the slot busy."""
+        wait_slot_released(self.source.connection(), self.names.slot)
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -147,7 +139,7 @@ class PostgresStream:
         where it stands, e.g. after a failed batch)."""
         with classified(f"stream slot {self.names.slot} at {self.name}"):
             if (self._conn is None or self._conn.broken or _key(bindings) != self._bindings
-                    or (after is not None and not _same(after, self._expect))):
+                    or (after is not None and not same_checkpoint(after, self._expect))):
                 self._start(bindings, after)
                 builder = self._builder(self._resume, self._start_lsn, limit)
             else:
@@ -263,11 +255,3 @@ class PostgresStream:
 def _key(bindings: Sequence[Binding]) -> tuple[str, ...]:
     return tuple(sorted(f"{b.entity}\x00{b.table}" for b in bindings))
 
-
-def _same(a: Checkpoint | None, b: Checkpoint | None) -> bool:
-    def core(cp: Checkpoint | None) -> tuple[int, int | None, int]:
-        if cp is None:
-            return (-1, None, 0)
-        return (int(cp["lsn"]), cp.get("tx"), int(cp.get("index", 0)))
-
-    return core(a) == core(b)

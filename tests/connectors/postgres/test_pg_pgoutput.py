@@ -8,6 +8,7 @@ import pytest
 
 from connectors.postgres.names import Names, bounded, sanitize
 from connectors.postgres.pgoutput import (
+    UNCHANGED,
     Begin,
     Commit,
     Delete,
@@ -64,20 +65,22 @@ def test_relation_and_type() -> None:
 def test_row_messages() -> None:
     rel = struct.pack("!I", 5)
     ins = parse(b"I" + rel + b"N" + _tuple(b"1", None, "u"))
-    assert ins == Insert(5, (("t", b"1"), ("n", None), ("u", None)))
+    assert ins == Insert(5, (b"1", None, UNCHANGED))
     upd = parse(b"U" + rel + b"O" + _tuple(b"1", b"a") + b"N" + _tuple(b"2", b"b"))
     assert isinstance(upd, Update)
-    assert upd.old == (("t", b"1"), ("t", b"a")) and not upd.old_is_key
-    assert upd.new == (("t", b"2"), ("t", b"b"))
+    assert upd.old == (b"1", b"a") and not upd.old_is_key
+    assert upd.new == (b"2", b"b")
     plain = parse(b"U" + rel + b"N" + _tuple(b"3"))
     assert isinstance(plain, Update) and plain.old is None
     key = parse(b"D" + rel + b"K" + _tuple(b"1", None))
-    assert key == Delete(5, (("t", b"1"), ("n", None)), True)
+    assert key == Delete(5, (b"1", None), True)
     trunc = parse(b"T" + struct.pack("!iB", 2, 3) + struct.pack("!II", 5, 6))
     assert trunc == Truncate(3, (5, 6))
 
 
 @pytest.mark.parametrize("data", [b"", b"Z", b"B\x00", b"I" + struct.pack("!I", 1) + b"X",
+                                  b"I" + struct.pack("!I", 1) + b"N" + struct.pack("!h", 1)
+                                  + b"b" + struct.pack("!i", 1) + b"x",
                                   b"I" + struct.pack("!I", 1) + b"N" + struct.pack("!h", 1)
                                   + b"t" + struct.pack("!i", 10) + b"ab"])
 def test_malformed_messages_raise(data: bytes) -> None:
