@@ -1,0 +1,680 @@
+"""An adversarial world for the conflict protocol, for property tests.
+
+The same world as the reference model in ``shared/protocol/model.py``, driving
+OUR :mod:`conflict.protocol` the way the engine does:
+
+- 2-4 endpoints, each a ``key -> row`` store with a row version and an
+  ordered change log. The service's writes are either *tagged* (they never
+  appear in the log, like SQLite triggers with a session marker or PG
+  replication origins) or not: then they appear in the log, and the sink
+  reports the log position of its write as ``ApplyResult.identity``, which the
+  source reports back as ``Edit.identity`` (echo by identity).
+- Users edit any key anywhere at any time from a tiny alphabet, so ABA,
+  identical-content edits and inserts of one key on two sides are common.
+- The service reads log entries in order, reordered across keys or within a
+  key, and duplicated. It decides a batch on its in-memory states, commits
+  the states with the conflicts and the source checkpoint atomically (a deep
+  copy, or the state store's JSON codec, is the store), then applies the
+  committed jobs with compare-and-set on the row version; sinks tell a
+  replay of their own write by its token (ALREADY). A crash loses everything
+  since the last commit; the outbox is replayed on restart. A key's jobs all
+  finish before the key is read again (one apply in flight per key) -- or,
+  the daemon's way (``beside``), keys are read while their applies fly and
+  every read and every result is its own transaction.
+- Or the key starts on several endpoints and is reconciled by ``on_snapshot``.
+- Conflicts go to last-writer-wins (with clock skew) or are parked for a
+  steward who later picks a side or writes new content (``resolve_parked``).
+
+Every user edit has an id; every row carries the set of edit ids its content
+descends from (its *history*), and so does every service write. After users
+stop and everything is drained, :meth:`World.check` asserts:
+
+- P1 convergence: every endpoint holds the same content for every key, and
+  the service agrees with them;
+- P2 no silent loss: every user edit is in some endpoint's history, or lost a
+  conflict that was recorded (policy or steward);
+- P3 quiescence: draining again, after a crash, and after the sources deliver
+  their whole logs again, writes nothing;
+- P4 no edit applied twice in effect: no apply writes a version whose history
+  is strictly older than the history of the row it overwrites (checked at
+  every write).
+
+A failure raises :class:`Violation` with the trace of the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from conflict.canonical import key_text
+from conflict.case import ConflictCase, Decision, Resolution, Winner
+from conflict.policies import LastWriterWins, Manual
+from conflict.protocol import (
+    ApplyJob,
+    ConflictRecord,
+    Edit,
+    KeyState,
+    Kind,
+    jobs,
+    on_applied,
+    on_change,
+    on_skipped,
+    on_snapshot,
+    resolve_parked,
+)
+from connectors.base import ApplyResult, ApplyStatus
+from sync.state.codec import state_from_json, state_to_json
+
+#: The value alphabet: tiny on purpose (``None`` is a deletion).
+VALUES: tuple[str | None, ...] = ("a", "b", None)
+ENTITY = "item"
+
+Hist = frozenset[int]
+Action = tuple[Any, ...]
+Order = Literal["inorder", "perkey", "any"]
+Policy = Literal["lww", "park"]
+SinkMemory = Literal["tokens", "row"]
+
+
+class Violation(AssertionError):
+    """A property of the protocol failed; the message carries the run's trace."""
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    endpoints: int = 3
+    keys: int = 2
+    tagged: bool = False  # the service's writes never appear in the logs
+    order: Order = "inorder"  # inorder | perkey (reordered across keys) | any (within a key too)
+    duplicates: bool = False  # already delivered entries are delivered again
+    skew: bool = True  # endpoint clocks disagree (LWW timestamps)
+    policy: Policy = "lww"
+    #: rows that exist before the sync starts, reconciled by ``on_snapshot``:
+    #: one value index per key, per endpoint (empty: no snapshot, keys start absent)
+    initial: tuple[tuple[int, ...], ...] = ()
+    #: persist states through the state store's JSON codec instead of a deep copy
+    codec: bool = False
+    #: a deleted row keeps a row version (False: an absent row has none, so
+    #: compare-and-set cannot tell "never existed" from "inserted and deleted")
+    tombstone_versions: bool = True
+    #: the daemon's way: a key is read while its applies are in flight (one job
+    #: per key and target at a time), every read and every apply result is its
+    #: own transaction. False: the batch engine's way, a key's jobs all finish
+    #: before it is read again, and a commit is an action of its own.
+    beside: bool = False
+    #: users may update a row to the content it has (an update of columns that
+    #: are not synchronised). The protocol takes such an update for no edit,
+    #: which is only sound when each key's log is read in order (see
+    #: test_protocol_properties.py): off with ``order="any"``.
+    noop_updates: bool = True
+    #: how a sink tells a replay of its own write: "tokens" remembers every
+    #: token it wrote (and the row version and identity that write produced);
+    #: "row" knows only the token of the row as it stands (the SQLite sink's
+    #: ROWVER table), so a replay after a user edit of the row is a skip.
+    sink_memory: SinkMemory = "tokens"
+
+
+@dataclass(frozen=True)
+class Row:
+    content: str | None
+    version: int | None
+    hist: Hist
+    token: str | None = None  # the service's write this row holds, unchanged since
+
+
+ABSENT = Row(None, None, frozenset())
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One change in an endpoint's log."""
+
+    pos: int
+    key: int
+    content: str | None
+    before: str | None
+    version: int | None
+    hist: Hist
+    by_service: bool
+    ts: float
+
+
+def row_of(key: int, value: str | None) -> dict[str, Any] | None:
+    return None if value is None else {"id": key, "v": value}
+
+
+def value_of(row: Any) -> str | None:
+    return None if row is None else str(row["v"])
+
+
+def key_of(key: int) -> dict[str, Any]:
+    return {"id": key}
+
+
+class Endpoint:
+    """A key -> row store with a change log and a compare-and-set sink."""
+
+    def __init__(self, name: str, cfg: WorldConfig, next_version: Callable[[], int]) -> None:
+        self.name = name
+        self.cfg = cfg
+        self.next_version = next_version
+        self.rows: dict[int, Row] = {}
+        self.log: list[Entry] = []
+        # (key, token) -> (row version produced, identity) of the service's writes
+        self.written: dict[tuple[int, str], tuple[int | None, str | None]] = {}
+
+    def row(self, key: int) -> Row:
+        return self.rows.get(key, ABSENT)
+
+    def _version(self, content: str | None) -> int | None:
+        if content is None and not self.cfg.tombstone_versions:
+            return None
+        return self.next_version()
+
+    def user_edit(self, key: int, value: str | None, eid: int | None, ts: float) -> Entry | None:
+        """A user writes ``value``; ``eid`` is None for an update to the same content."""
+        cur = self.row(key)
+        if cur.content is None and value is None:
+            return None  # deleting an absent row changes nothing and logs nothing
+        hist = cur.hist if eid is None else cur.hist | {eid}
+        version = self._version(value)
+        self.rows[key] = Row(value, version, hist)
+        entry = Entry(len(self.log), key, value, cur.content, version, hist, False, ts)
+        self.log.append(entry)
+        return entry
+
+    def apply(self, key: int, job: ApplyJob, hist: Hist, ts: float) -> ApplyResult:
+        """A conditional write, as a sink does it (DESIGN.md rule 4)."""
+        kt = key_text(key_of(key))
+        cur = self.row(key)
+        value = value_of(job.content)
+        if cur.version == job.expected:
+            if hist < cur.hist:
+                raise Violation(
+                    f"P4 regression: wrote {value!r} (edits {sorted(hist)}) over {cur.content!r} "
+                    f"(edits {sorted(cur.hist)}) at {self.name} k{key}")
+            if cur.content is None and value is None:
+                # DELETE of an absent row: no row version changes, nothing is
+                # logged; the absence now stands for the version written.
+                self.rows[key] = Row(None, cur.version, hist, job.token)
+                self.written[(key, job.token)] = (cur.version, None)
+                return ApplyResult(kt, ApplyStatus.APPLIED, cur.version, None)
+            version = self._version(value)
+            self.rows[key] = Row(value, version, hist, job.token)
+            identity = None
+            if not self.cfg.tagged:
+                pos = len(self.log)
+                self.log.append(Entry(pos, key, value, cur.content, version, hist, True, ts))
+                identity = str(pos)
+            self.written[(key, job.token)] = (version, identity)
+            return ApplyResult(kt, ApplyStatus.APPLIED, version, identity)
+        done = self.written.get((key, job.token))
+        if self.cfg.sink_memory == "row" and cur.token != job.token:
+            done = None
+        if done is not None:
+            # A replay of a write we made (a crash lost its result): the row
+            # version that write produced, and how its echo looks.
+            return ApplyResult(kt, ApplyStatus.ALREADY, done[0], done[1])
+        return ApplyResult(kt, ApplyStatus.SKIPPED, cur.version)
+
+
+@dataclass
+class KeyRecord:
+    """One key's state in the store, with the harness's shadow of it."""
+
+    state: KeyState
+    hist: Hist = frozenset()  # the edits the current version V has seen
+    sides: dict[str, Hist] = field(default_factory=dict)  # while parked: each side's edits
+
+
+@dataclass
+class Store:
+    """What the service persists in one transaction per batch."""
+
+    keys: dict[int, KeyRecord]
+    delivered: list[set[int]]  # the source checkpoints (positions read, per endpoint)
+    conflicts: list[tuple[int, ConflictRecord]] = field(default_factory=list)
+    decided: dict[int, set[int]] = field(default_factory=dict)  # edits that lost, recorded
+
+
+def clone(x: Any) -> Any:
+    """A deep copy that shares what is immutable (a fast ``copy.deepcopy`` for the store)."""
+    if isinstance(x, dict):
+        return {k: clone(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [clone(v) for v in x]
+    if isinstance(x, set):
+        return set(x)
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        params = getattr(type(x), "__dataclass_params__", None)
+        if params is not None and params.frozen:
+            return x  # frozen records (Side, ConflictRecord, ApplyJob) are never changed
+        return type(x)(**{f.name: clone(getattr(x, f.name)) for f in _fields(type(x))})
+    return x  # None, str, int, float, tuples, VersionVector: immutable
+
+
+@functools.cache
+def _fields(cls: type) -> tuple[dataclasses.Field[Any], ...]:
+    return dataclasses.fields(cls)
+
+
+@dataclass(frozen=True)
+class Job:
+    key: int
+    job: ApplyJob
+    hist: Hist
+
+
+class World:
+    """Endpoints, users and the service; ``run`` plays a list of actions.
+
+    Actions (integers are reduced modulo what they choose among):
+
+    - ``("user", e, k, v)``: a user at endpoint ``e`` writes ``VALUES[v]`` to key ``k``;
+    - ``("read", e, x, dup)``: the service reads one entry of ``e``'s log (the
+      ``x``-th candidate; ``dup``: an already delivered one, when duplicates are on);
+    - ``("apply", x)``: the ``x``-th in-flight apply job runs at its sink;
+    - ``("lost", x)``: the same, but the worker dies before it records the result;
+    - ``("commit",)``: the service commits its states and checkpoints, then
+      queues the jobs of every key that has none in flight;
+    - ``("crash",)``: the service restarts from the store and replays the outbox;
+    - ``("steward", x, y)``: a steward decides the ``x``-th parked key: side
+      ``y`` whole, or (``y`` past the sides) new content ``VALUES[y]``.
+    """
+
+    def __init__(self, cfg: WorldConfig) -> None:
+        self.cfg = cfg
+        self._version = 0
+        self.names = [f"e{i}" for i in range(cfg.endpoints)]
+        self.endpoints = [Endpoint(n, cfg, self._next_version) for n in self.names]
+        self.skew = [((i * 7) % 5) - 2 if cfg.skew else 0 for i in range(cfg.endpoints)]
+        self.now = 0
+        self.eid = 0
+        self.edits: dict[int, list[int]] = {k: [] for k in range(cfg.keys)}
+        self.resolve: Callable[[ConflictCase], Decision] = (
+            LastWriterWins().decide if cfg.policy == "lww" else Manual().decide)
+        self.working = Store(
+            keys={k: KeyRecord(KeyState(key=key_of(k))) for k in range(cfg.keys)},
+            delivered=[set() for _ in self.names],
+        )
+        self.touched: set[int] = set(self.working.keys)  # keys changed since the last commit
+        self.persisted = self._copy(self.working, self.touched)
+        self.inflight: list[Job] = []
+        self.dirty = False
+        self.writes = 0
+        self.trace: list[str] = []
+        if cfg.initial:
+            self._snapshot(cfg.initial)
+
+    def _next_version(self) -> int:
+        self._version += 1
+        return self._version
+
+    def _new_edit(self, key: int) -> int:
+        self.eid += 1
+        self.edits[key].append(self.eid)
+        return self.eid
+
+    def fail(self, message: str) -> Violation:
+        return Violation(message + "\ntrace:\n  " + "\n  ".join(self.trace))
+
+    # --- the store ----------------------------------------------------------------
+
+    def _copy(self, store: Store, keys: Iterable[int], into: Store | None = None) -> Store:
+        """What a commit (or a restart) copies: ``keys``' records and everything else."""
+        out = into or Store({}, [])
+        for k in keys:
+            rec: KeyRecord = clone(store.keys[k])
+            if self.cfg.codec:
+                rec.state = state_from_json(json.loads(json.dumps(state_to_json(rec.state))))
+            out.keys[k] = rec
+        out.delivered = [set(d) for d in store.delivered]
+        out.conflicts = list(store.conflicts)
+        out.decided = {k: set(v) for k, v in store.decided.items()}
+        return out
+
+    def commit(self) -> None:
+        self._copy(self.working, self.touched, into=self.persisted)
+        self.touched.clear()
+        self.dirty = False
+        self.trace.append("commit")
+        self._queue_jobs()
+
+    def crash(self) -> None:
+        self.trace.append(f"CRASH ({len(self.inflight)} applies in flight lost)")
+        self.working = self._copy(self.persisted, self.persisted.keys)
+        self.touched.clear()
+        self.inflight = []
+        self.dirty = False
+        self._queue_jobs()
+
+    def _busy(self, key: int) -> bool:
+        return any(j.key == key for j in self.inflight)
+
+    def _queue_jobs(self) -> None:
+        """The applies of committed states, one job per key and target at a time."""
+        flying = {(j.key, j.job.target) for j in self.inflight}
+        for k, rec in sorted(self.working.keys.items()):
+            self.inflight.extend(Job(k, job, rec.hist) for job in jobs(rec.state)
+                                 if (k, job.target) not in flying)
+
+    def _sweep(self) -> bool:
+        """Queue outbox work that no job in flight carries (the daemon's sweeper)."""
+        n = len(self.inflight)
+        self._queue_jobs()
+        return len(self.inflight) > n
+
+    # --- users --------------------------------------------------------------------
+
+    def user(self, e: int, key: int, value: str | None) -> None:
+        self.now += 1
+        ep = self.endpoints[e]
+        before = ep.row(key).content
+        if before is None and value is None:
+            return  # deleting an absent row: nothing happens
+        # An update to the same content changes nothing that is synchronised
+        # (like an update of other columns): no edit id, nothing to keep.
+        if before == value and not self.cfg.noop_updates:
+            return
+        eid = None if before == value else self._new_edit(key)
+        entry = ep.user_edit(key, value, eid, float(self.now + self.skew[e]))
+        if entry is None:
+            return
+        self.trace.append(f"user@{ep.name} k{key}: {before!r}->{value!r} "
+                          f"(edit #{eid}, pos {entry.pos}, v{entry.version})")
+
+    # --- the service: reading -----------------------------------------------------
+
+    def candidates(self, e: int) -> list[Entry]:
+        delivered = self.working.delivered[e]
+        pending = [x for x in self.endpoints[e].log if x.pos not in delivered]
+        if self.cfg.order == "inorder":
+            return pending[:1]
+        if self.cfg.order == "perkey":
+            seen: set[int] = set()
+            out: list[Entry] = []
+            for x in pending:
+                if x.key not in seen:
+                    seen.add(x.key)
+                    out.append(x)
+            return out
+        return pending
+
+    def read(self, e: int, x: int, dup: bool = False) -> bool:
+        self.now += 1
+        delivered = self.working.delivered[e]
+        if dup and self.cfg.duplicates and delivered:
+            old = sorted(delivered)
+            entry = self.endpoints[e].log[old[x % len(old)]]
+        else:
+            cands = self.candidates(e)
+            if not cands:
+                return False
+            entry = cands[x % len(cands)]
+        if self._busy(entry.key) and not self.cfg.beside:
+            return False
+        delivered.add(entry.pos)
+        self._process(e, entry)
+        self.touched.add(entry.key)
+        self.dirty = True
+        if self.cfg.beside:
+            self.commit()
+        return True
+
+    def _edit_of(self, e: int, entry: Entry) -> Edit:
+        return Edit(
+            endpoint=self.names[e],
+            content=row_of(entry.key, entry.content),
+            position=(entry.pos,),
+            committed_at=entry.ts,
+            row_version=entry.version,
+            before=row_of(entry.key, entry.before),
+            identity=None if self.cfg.tagged else str(entry.pos),
+        )
+
+    def _process(self, e: int, entry: Entry) -> None:
+        k = entry.key
+        rec = self.working.keys[k]
+        st = rec.state
+        old_v = st.vector
+        out = on_change(st, self._edit_of(e, entry), entity=ENTITY, key=key_of(k),
+                        sinks=self.names, resolve=self.resolve)
+        what = (f"read {self.names[e]} pos{entry.pos} k{k} "
+                f"{'svc' if entry.by_service else 'user'} {entry.content!r} -> {out.kind}")
+        if out.kind in (Kind.APPLIED, Kind.RESOLVED) and (
+                not st.vector.dominates(old_v) or st.vector == old_v):
+            raise self.fail(f"V did not advance: {old_v} -> {st.vector}")
+        if out.kind is Kind.APPLIED:
+            rec.hist = entry.hist
+            what += f", V={st.vector.as_dict()}"
+        elif out.kind is Kind.RESOLVED:
+            assert out.conflict is not None
+            decision = out.conflict.decision
+            assert isinstance(decision, Resolution)
+            cur, inc = rec.hist, entry.hist
+            if decision.winner is Winner.INCOMING:
+                lost = cur - inc
+            elif decision.winner is Winner.CURRENT:
+                lost = inc - cur
+            else:
+                lost = cur | inc
+            self._record(k, out.conflict, lost)
+            rec.hist = cur | inc
+            what += (f" CONFLICT {decision.winner} -> {value_of(st.content)!r}, "
+                     f"lost {sorted(lost)}, V={st.vector.as_dict()}")
+        elif out.kind is Kind.PARKED:
+            if out.conflict is not None:
+                rec.sides = {out.conflict.case.current.endpoint: rec.hist}
+                self._record(k, out.conflict, set())
+            rec.sides[self.names[e]] = entry.hist
+            what += f" sides {sorted(rec.sides)}"
+        self.trace.append(what)
+
+    def _record(self, key: int, conflict: ConflictRecord, lost: Iterable[int]) -> None:
+        self.working.conflicts.append((key, conflict))
+        self.working.decided.setdefault(key, set()).update(lost)
+
+    # --- the service: applying ----------------------------------------------------
+
+    def apply(self, x: int, *, record: bool = True) -> bool:
+        """Run one job at its sink; ``record=False``: the worker dies before recording."""
+        if not self.inflight:
+            return False
+        self.now += 1
+        job = self.inflight.pop(x % len(self.inflight))
+        t = self.names.index(job.job.target)
+        ep = self.endpoints[t]
+        before = ep.row(job.key)
+        try:
+            res = ep.apply(job.key, job.job, job.hist, float(self.now + self.skew[t]))
+        except Violation as v:
+            raise self.fail(str(v)) from None
+        if not record:
+            self.trace.append(f"apply k{job.key} {value_of(job.job.content)!r} -> {ep.name}: "
+                              f"{res.status}, the result is lost")
+            return True
+        st = self.working.keys[job.key].state
+        if res.status is ApplyStatus.SKIPPED:
+            on_skipped(st, job.job)
+        elif not on_applied(st, job.job, res.row_version, res.identity) and not self.cfg.beside:
+            raise self.fail(f"on_applied refused the only job in flight for k{job.key}")
+        if res.status is ApplyStatus.APPLIED and ep.row(job.key) != before:
+            self.writes += 1
+        self.trace.append(f"apply k{job.key} {value_of(job.job.content)!r} -> {ep.name} "
+                          f"(expected v{job.job.expected}, row {before.content!r} "
+                          f"v{before.version}): {res.status}")
+        self.touched.add(job.key)
+        self.dirty = True
+        if self.cfg.beside:
+            self.commit()
+        return True
+
+    # --- stewards -----------------------------------------------------------------
+
+    def steward(self, x: int, y: int) -> bool:
+        parked = [k for k, rec in sorted(self.working.keys.items())
+                  if rec.state.parked is not None and (self.cfg.beside or not self._busy(k))]
+        if not parked:
+            return False
+        self.now += 1
+        k = parked[x % len(parked)]
+        rec = self.working.keys[k]
+        st = rec.state
+        assert st.parked is not None
+        sides = sorted(st.parked.sides.items())
+        seen = rec.hist.union(*rec.sides.values())
+        chosen: str | None
+        if y < len(sides):
+            chosen, side = sides[y]
+            content = side.content
+            kept = rec.sides.get(chosen, frozenset())
+        else:  # content of the steward's own: every side's edits were decided
+            chosen, content = None, row_of(k, VALUES[y % len(VALUES)])
+            kept = frozenset()
+        resolve_parked(st, content, chosen=chosen, sinks=self.names, when=float(self.now))
+        self.working.decided.setdefault(k, set()).update(seen - kept)
+        rec.hist = seen  # the decided version has seen every side
+        rec.sides = {}
+        self.touched.add(k)
+        self.trace.append(f"steward k{k}: {chosen or 'new content'} {value_of(content)!r}, "
+                          f"V={st.vector.as_dict()}")
+        self.commit()  # a steward's decision is its own transaction
+        return True
+
+    # --- the initial snapshot -----------------------------------------------------
+
+    def _snapshot(self, initial: Sequence[Sequence[int]]) -> None:
+        for e, values in enumerate(initial[: len(self.names)]):
+            for k, v in enumerate(values[: self.cfg.keys]):
+                value = VALUES[v % len(VALUES)]
+                if value is not None:
+                    eid = self._new_edit(k)
+                    self.endpoints[e].rows[k] = Row(value, self._next_version(), frozenset({eid}))
+        for k, rec in self.working.keys.items():
+            reads: dict[str, Edit | None] = {}
+            groups: dict[str | None, Hist] = {}
+            for e, ep in enumerate(self.endpoints):
+                row = ep.row(k)
+                if row.content is None:
+                    reads[ep.name] = None
+                    continue
+                reads[ep.name] = Edit(ep.name, row_of(k, row.content), None,
+                                      float(self.skew[e] - 10), row.version)
+                groups[row.content] = groups.get(row.content, frozenset()) | row.hist
+            outs = on_snapshot(rec.state, reads, entity=ENTITY, key=key_of(k), sinks=self.names,
+                               resolve=self.resolve)
+            records = [o.conflict for o in outs if o.conflict is not None]
+            if len(groups) > 1 and not records:
+                raise self.fail(f"P2 snapshot: k{k} differs across endpoints, no conflict")
+            st = rec.state
+            seen = frozenset().union(*groups.values())
+            rec.hist = groups.get(value_of(st.content), frozenset())
+            lost: set[int] = set()
+            if st.parked is not None:
+                rec.sides = {n: groups[value_of(s.content)] for n, s in st.parked.sides.items()}
+            else:
+                lost = set(seen - rec.hist)
+                rec.hist = seen
+            for ep in self.endpoints:  # equal rows at snapshot time are one version
+                row = ep.row(k)
+                if row.content is not None:
+                    ep.rows[k] = Row(row.content, row.version, groups[row.content])
+            for r in records:
+                self._record(k, r, ())
+            self.working.decided.setdefault(k, set()).update(lost)
+            shown = [None if r is None else value_of(r.content) for r in reads.values()]
+            self.trace.append(f"snapshot k{k}: {shown} -> {[o.kind.value for o in outs]}, "
+                              f"V={st.vector.as_dict()}")
+        self.commit()
+
+    # --- running ------------------------------------------------------------------
+
+    def act(self, a: Action) -> None:
+        n, keys = self.cfg.endpoints, self.cfg.keys
+        match a:
+            case ("user", e, k, v):
+                self.user(e % n, k % keys, VALUES[v % len(VALUES)])
+            case ("read", e, x, dup):
+                self.read(e % n, x, bool(dup))
+            case ("apply", x):
+                self.apply(x)
+            case ("lost", x):
+                self.apply(x, record=False)
+            case ("commit",):
+                self.commit()
+            case ("crash",):
+                self.crash()
+            case ("steward", x, y):
+                self.steward(x, y)
+            case _:
+                raise ValueError(f"unknown action {a!r}")
+
+    def drain(self, bound: int = 2000) -> None:
+        """Users have stopped: run the service until it has nothing left to do."""
+        for _ in range(bound):
+            if self.inflight:
+                self.apply(0)
+            elif self.dirty:
+                self.commit()
+            elif any(self.candidates(e) for e in range(len(self.names))):
+                e = next(e for e in range(len(self.names)) if self.candidates(e))
+                if not self.read(e, 0):
+                    raise self.fail("drain: a read made no progress")
+            elif self._sweep():
+                pass
+            elif not self.steward(0, 0):
+                return
+        raise self.fail("P3 no quiescence: the drain does not terminate (ping-pong)")
+
+    def check(self) -> None:
+        """P1-P3 after a drain (P4 is checked at every write)."""
+        self.trace.append("--- check ---")
+        for k, rec in sorted(self.working.keys.items()):
+            vals = [ep.row(k).content for ep in self.endpoints]
+            if len(set(vals)) > 1:
+                raise self.fail(f"P1 divergence on k{k}: " + ", ".join(
+                    f"{ep.name}={v!r}" for ep, v in zip(self.endpoints, vals, strict=True)))
+            st = rec.state
+            if st.outbox or st.parked is not None:
+                raise self.fail(f"P3 k{k} not at rest: outbox {st.outbox}, parked {st.parked}")
+            if not st.is_new and value_of(st.content) != vals[0]:
+                raise self.fail(f"P1 the service holds {value_of(st.content)!r} for k{k}, "
+                                f"every endpoint {vals[0]!r}")
+        for k, eids in sorted(self.edits.items()):
+            survived = frozenset().union(*(ep.row(k).hist for ep in self.endpoints))
+            recorded = self.persisted.decided.get(k, set())
+            lost = [x for x in eids if x not in survived and x not in recorded]
+            if lost:
+                raise self.fail(f"P2 silent loss on k{k}: edits {lost} neither survive "
+                                f"nor lost a recorded conflict")
+        vectors = {k: rec.state.vector for k, rec in self.working.keys.items()}
+        writes = self.writes
+        self.drain()
+        self.crash()
+        self.drain()
+        # The sources deliver their whole logs again (a checkpoint lost).
+        for d in self.working.delivered:
+            d.clear()
+        self.trace.append("--- every log delivered again ---")
+        self.drain()
+        if self.writes != writes:
+            raise self.fail(f"P3 {self.writes - writes} writes after the drain")
+        now = {k: rec.state.vector for k, rec in self.working.keys.items()}
+        if now != vectors:
+            raise self.fail(f"P3 versions moved after the drain: {vectors} -> {now}")
+
+
+def run(cfg: WorldConfig, actions: Sequence[Action]) -> World:
+    """Play ``actions``, stop the users, drain, and check the properties."""
+    w = World(cfg)
+    for a in actions:
+        w.act(a)
+    w.trace.append("--- users stop; drain ---")
+    w.drain()
+    w.check()
+    return w
