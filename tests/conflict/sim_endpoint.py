@@ -1,0 +1,172 @@
+"""The endpoints of the simulated world (tests/conflict/sim.py): rows, logs, sinks.
+
+An endpoint is a ``key -> row`` store. Every row has a row version (a number
+drawn from one counter for the whole world, like a transaction id) and the
+set of user edit ids its content descends from (its history, which the
+property checks read). Users' writes go to the endpoint's ordered change log;
+the service's writes too unless the world tags them. The sink applies with
+compare-and-set on the row version and tells a replay of its own write by
+its token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from conflict.canonical import key_text
+from conflict.protocol import ApplyJob
+from connectors.base import ApplyResult, ApplyStatus
+
+#: The value alphabet: tiny on purpose (``None`` is a deletion).
+VALUES: tuple[str | None, ...] = ("a", "b", None)
+ENTITY = "item"
+
+Hist = frozenset[int]
+Action = tuple[Any, ...]
+Order = Literal["inorder", "perkey", "any"]
+Policy = Literal["lww", "park"]
+SinkMemory = Literal["tokens", "row"]
+
+
+class Violation(AssertionError):
+    """A property of the protocol failed; the message carries the run's trace."""
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    endpoints: int = 3
+    keys: int = 2
+    tagged: bool = False  # the service's writes never appear in the logs
+    order: Order = "inorder"  # inorder | perkey (reordered across keys) | any (within a key too)
+    duplicates: bool = False  # already delivered entries are delivered again
+    skew: bool = True  # endpoint clocks disagree (LWW timestamps)
+    policy: Policy = "lww"
+    #: rows that exist before the sync starts, reconciled by ``on_snapshot``:
+    #: one value index per key, per endpoint (empty: no snapshot, keys start absent)
+    initial: tuple[tuple[int, ...], ...] = ()
+    #: persist states through the state store's JSON codec instead of a deep copy
+    codec: bool = False
+    #: a deleted row keeps a row version (False: an absent row has none, so
+    #: compare-and-set cannot tell "never existed" from "inserted and deleted")
+    tombstone_versions: bool = True
+    #: the daemon's way: a key is read while its applies are in flight (one job
+    #: per key and target at a time), every read and every apply result is its
+    #: own transaction. False: the batch engine's way, a key's jobs all finish
+    #: before it is read again, and a commit is an action of its own.
+    beside: bool = False
+    #: users may update a row to the content it has (an update of columns that
+    #: are not synchronised). The protocol takes such an update for no edit,
+    #: which is only sound when each key's log is read in order (see
+    #: test_protocol_properties.py): off with ``order="any"``.
+    noop_updates: bool = True
+    #: how a sink tells a replay of its own write: "tokens" remembers every
+    #: token it wrote (and the row version and identity that write produced);
+    #: "row" knows only the token of the row as it stands (the SQLite sink's
+    #: ROWVER table), so a replay after a user edit of the row is a skip.
+    sink_memory: SinkMemory = "tokens"
+
+
+@dataclass(frozen=True)
+class Row:
+    content: str | None
+    version: int | None
+    hist: Hist
+    token: str | None = None  # the service's write this row holds, unchanged since
+
+
+ABSENT = Row(None, None, frozenset())
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One change in an endpoint's log."""
+
+    pos: int
+    key: int
+    content: str | None
+    before: str | None
+    version: int | None
+    hist: Hist
+    by_service: bool
+    ts: float
+
+
+def row_of(key: int, value: str | None) -> dict[str, Any] | None:
+    return None if value is None else {"id": key, "v": value}
+
+
+def value_of(row: Any) -> str | None:
+    return None if row is None else str(row["v"])
+
+
+def key_of(key: int) -> dict[str, Any]:
+    return {"id": key}
+
+
+class Endpoint:
+    """A key -> row store with a change log and a compare-and-set sink."""
+
+    def __init__(self, name: str, cfg: WorldConfig, next_version: Callable[[], int]) -> None:
+        self.name = name
+        self.cfg = cfg
+        self.next_version = next_version
+        self.rows: dict[int, Row] = {}
+        self.log: list[Entry] = []
+        # (key, token) -> (row version produced, identity) of the service's writes
+        self.written: dict[tuple[int, str], tuple[int | None, str | None]] = {}
+
+    def row(self, key: int) -> Row:
+        return self.rows.get(key, ABSENT)
+
+    def _version(self, content: str | None) -> int | None:
+        if content is None and not self.cfg.tombstone_versions:
+            return None
+        return self.next_version()
+
+    def user_edit(self, key: int, value: str | None, eid: int | None, ts: float) -> Entry | None:
+        """A user writes ``value``; ``eid`` is None for an update to the same content."""
+        cur = self.row(key)
+        if cur.content is None and value is None:
+            return None  # deleting an absent row changes nothing and logs nothing
+        hist = cur.hist if eid is None else cur.hist | {eid}
+        version = self._version(value)
+        self.rows[key] = Row(value, version, hist)
+        entry = Entry(len(self.log), key, value, cur.content, version, hist, False, ts)
+        self.log.append(entry)
+        return entry
+
+    def apply(self, key: int, job: ApplyJob, hist: Hist, ts: float) -> ApplyResult:
+        """A conditional write, as a sink does it (DESIGN.md rule 4)."""
+        kt = key_text(key_of(key))
+        cur = self.row(key)
+        value = value_of(job.content)
+        if cur.version == job.expected:
+            if hist < cur.hist:
+                raise Violation(
+                    f"P4 regression: wrote {value!r} (edits {sorted(hist)}) over {cur.content!r} "
+                    f"(edits {sorted(cur.hist)}) at {self.name} k{key}")
+            if cur.content is None and value is None:
+                # DELETE of an absent row: no row version changes, nothing is
+                # logged; the absence now stands for the version written.
+                self.rows[key] = Row(None, cur.version, hist, job.token)
+                self.written[(key, job.token)] = (cur.version, None)
+                return ApplyResult(kt, ApplyStatus.APPLIED, cur.version, None)
+            version = self._version(value)
+            self.rows[key] = Row(value, version, hist, job.token)
+            identity = None
+            if not self.cfg.tagged:
+                pos = len(self.log)
+                self.log.append(Entry(pos, key, value, cur.content, version, hist, True, ts))
+                identity = str(pos)
+            self.written[(key, job.token)] = (version, identity)
+            return ApplyResult(kt, ApplyStatus.APPLIED, version, identity)
+        done = self.written.get((key, job.token))
+        if self.cfg.sink_memory == "row" and cur.token != job.token:
+            done = None
+        if done is not None:
+            # A replay of a write we made (a crash lost its result): the row
+            # version that write produced, and how its echo looks.
+            return ApplyResult(kt, ApplyStatus.ALREADY, done[0], done[1])
+        return ApplyResult(kt, ApplyStatus.SKIPPED, cur.version)
