@@ -41,8 +41,10 @@ def lite(db: Path, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]
 
 def pipeline_file(tmp: Path, maria: dict[str, Any], other: str) -> Path:
     p = tmp / "pipeline.yaml"
+    # A pipeline name of its own: PostgreSQL names its cluster-wide replication origin
+    # after it, and concurrent runs on one server must not share it.
     p.write_text(f"""
-pipeline: maria_e2e
+pipeline: e2e_{maria['database'][-8:]}
 state:
   url: sqlite:///{tmp / 'state.db'}
 endpoints:
@@ -135,45 +137,47 @@ def test_mariadb_postgres_bidirectional_converges_and_reaches_a_fixed_point(
         " '{\"z\": 1.5, \"a\": \"\u00e9\"}')")
     p = pipeline_file(tmp_path, mariadb_params,
                       f"  other:\n    kind: postgres\n    dsn: '{pg_dsn}'\n")
-    cdcsync("setup", str(p))
-    assert run_json(p)["status"] == "ok"
-    cdcsync("verify", str(p))
-    assert query(mariadb_params, "SELECT name, balance FROM customers WHERE id = 7") == [
-        ("Pg", decimal.Decimal("1.10"))]
+    try:
+        cdcsync("setup", str(p))
+        assert run_json(p)["status"] == "ok"
+        cdcsync("verify", str(p))
+        assert query(mariadb_params, "SELECT name, balance FROM customers WHERE id = 7") == [
+            ("Pg", decimal.Decimal("1.10"))]
 
-    # Concurrent edits of different columns of one row, and one-sided edits.
-    run(mariadb_params, "UPDATE customers SET balance = 3.30 WHERE id = 1",
-        "UPDATE customers SET email = 'pg@maria' WHERE id = 7")
-    with psycopg.connect(pg_dsn, autocommit=True) as pg:
-        pg.execute("UPDATE customers SET name = 'Pg2' WHERE id = 7")
-        pg.execute("INSERT INTO customers VALUES (8, 'New', NULL, NULL, NULL, NULL)")
-    assert run_json(p)["status"] == "ok"
-    cdcsync("verify", str(p))
-    assert query(mariadb_params, "SELECT id, name, email FROM customers ORDER BY id") == [
-        (1, "Ma", "ma@x"), (7, "Pg2", "pg@maria"), (8, "New", None)]
-    with psycopg.connect(pg_dsn) as pg:
-        assert pg.execute("SELECT balance FROM customers WHERE id = 1").fetchall() == [
-            (decimal.Decimal("3.30"),)]
+        # Concurrent edits of different columns of one row, and one-sided edits.
+        run(mariadb_params, "UPDATE customers SET balance = 3.30 WHERE id = 1",
+            "UPDATE customers SET email = 'pg@maria' WHERE id = 7")
+        with psycopg.connect(pg_dsn, autocommit=True) as pg:
+            pg.execute("UPDATE customers SET name = 'Pg2' WHERE id = 7")
+            pg.execute("INSERT INTO customers VALUES (8, 'New', NULL, NULL, NULL, NULL)")
+        assert run_json(p)["status"] == "ok"
+        cdcsync("verify", str(p))
+        assert query(mariadb_params, "SELECT id, name, email FROM customers ORDER BY id") == [
+            (1, "Ma", "ma@x"), (7, "Pg2", "pg@maria"), (8, "New", None)]
+        with psycopg.connect(pg_dsn) as pg:
+            assert pg.execute("SELECT balance FROM customers WHERE id = 1").fetchall() == [
+                (decimal.Decimal("3.30"),)]
 
-    # The same column edited on both sides: parked for a steward, then decided.
-    run(mariadb_params, "UPDATE customers SET email = 'from maria' WHERE id = 8")
-    with psycopg.connect(pg_dsn, autocommit=True) as pg:
-        pg.execute("UPDATE customers SET email = 'from pg' WHERE id = 8")
-    parked = run_json(p, expect=3)
-    assert parked["totals"]["parked"] == 1 and parked["open_conflicts"] == 1
-    open_ = json.loads(cdcsync("conflicts", "list", str(p), "--json").stdout)
-    assert len(open_) == 1
-    cid = str(open_[0].get("conflict_id") or open_[0].get("id"))
-    cdcsync("conflicts", "resolve", str(p), cid, "--pick", "maria")
-    assert run_json(p)["status"] == "ok"
-    cdcsync("verify", str(p))
-    with psycopg.connect(pg_dsn) as pg:
-        assert pg.execute("SELECT email FROM customers WHERE id = 8").fetchall() == [
-            ("from maria",)]
+        # The same column edited on both sides: parked for a steward, then decided.
+        run(mariadb_params, "UPDATE customers SET email = 'from maria' WHERE id = 8")
+        with psycopg.connect(pg_dsn, autocommit=True) as pg:
+            pg.execute("UPDATE customers SET email = 'from pg' WHERE id = 8")
+        parked = run_json(p, expect=3)
+        assert parked["totals"]["parked"] == 1 and parked["open_conflicts"] == 1
+        open_ = json.loads(cdcsync("conflicts", "list", str(p), "--json").stdout)
+        assert len(open_) == 1
+        cid = str(open_[0].get("conflict_id") or open_[0].get("id"))
+        cdcsync("conflicts", "resolve", str(p), cid, "--pick", "maria")
+        assert run_json(p)["status"] == "ok"
+        cdcsync("verify", str(p))
+        with psycopg.connect(pg_dsn) as pg:
+            assert pg.execute("SELECT email FROM customers WHERE id = 8").fetchall() == [
+                ("from maria",)]
 
-    # Fixed point: nothing applied by the next run, nothing read by the one after.
-    third = run_json(p)
-    assert third["totals"]["applied"] == 0, third
-    fourth = run_json(p)
-    assert fourth["totals"]["applied"] == 0 and fourth["totals"]["read"] == 0, fourth
-    cdcsync("teardown", str(p), "--yes")
+        # Fixed point: nothing applied by the next run, nothing read by the one after.
+        third = run_json(p)
+        assert third["totals"]["applied"] == 0, third
+        fourth = run_json(p)
+        assert fourth["totals"]["applied"] == 0 and fourth["totals"]["read"] == 0, fourth
+    finally:  # the replication origin is cluster-wide: never leave it behind
+        cdcsync("teardown", str(p), "--yes", expect=None)
