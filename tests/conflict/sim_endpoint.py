@@ -27,7 +27,7 @@ Hist = frozenset[int]
 Action = tuple[Any, ...]
 Order = Literal["inorder", "perkey", "any"]
 Policy = Literal["lww", "park"]
-SinkMemory = Literal["tokens", "row"]
+SinkMemory = Literal["tokens", "row", "content"]
 
 
 class Violation(AssertionError):
@@ -64,8 +64,13 @@ class WorldConfig:
     #: how a sink tells a replay of its own write: "tokens" remembers every
     #: token it wrote (and the row version and identity that write produced);
     #: "row" knows only the token of the row as it stands (the SQLite sink's
-    #: ROWVER table), so a replay after a user edit of the row is a skip.
+    #: ROWVER table), so a replay after a user edit of the row is a skip;
+    #: "content": a row that holds the op's content is taken for a replay
+    #: whatever its version (the MySQL sink, with ``content_versions``).
     sink_memory: SinkMemory = "tokens"
+    #: the row version is the content itself (MySQL: a hash of the
+    #: synchronised columns), so compare-and-set cannot see ABA
+    content_versions: bool = False
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,8 @@ class Endpoint:
     def _version(self, content: str | None) -> int | None:
         if content is None and not self.cfg.tombstone_versions:
             return None
+        if self.cfg.content_versions:
+            return None if content is None else VALUES.index(content) + 1
         return self.next_version()
 
     def user_edit(self, key: int, value: str | None, eid: int | None, ts: float) -> Entry | None:
@@ -165,6 +172,8 @@ class Endpoint:
         done = self.written.get((key, job.token))
         if self.cfg.sink_memory == "row" and cur.token != job.token:
             done = None
+        if self.cfg.sink_memory == "content" and cur.content == value:
+            done = (cur.version, None)
         if done is not None:
             # A replay of a write we made (a crash lost its result): the row
             # version that write produced, and how its echo looks.

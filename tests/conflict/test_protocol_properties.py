@@ -179,6 +179,22 @@ def test_an_absent_row_needs_a_row_version_too() -> None:
     holds(dataclasses.replace(cfg, tombstone_versions=True), acts)
 
 
+def test_content_as_row_version_has_a_window() -> None:
+    """MySQL's window (DESIGN.md: "document that window"), at its smallest.
+
+    Both endpoints insert the same row, then e0 deletes it. The sink takes
+    e1's own insert, equal in content and not read yet, for our replayed
+    write; the protocol then believes e1 holds our version, so e1's insert,
+    read last, wins over the delete everywhere except at e1.
+    """
+    cfg = WorldConfig(endpoints=2, keys=1, tagged=True, content_versions=True,
+                      sink_memory="content")
+    acts: list[Action] = [("user", 0, 0, 1), ("user", 1, 0, 1), ("user", 0, 0, 2)]
+    with pytest.raises(Violation, match="P1 divergence"):
+        holds(cfg, acts)
+    holds(dataclasses.replace(cfg, content_versions=False, sink_memory="row"), acts)
+
+
 # --- counterexamples found here, kept as regression tests ------------------------------------
 
 FOUND: list[tuple[str, WorldConfig, list[Action]]] = [
