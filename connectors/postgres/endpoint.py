@@ -65,11 +65,16 @@ class PostgresEndpoint:
     def changes(
         self, bindings: Sequence[Binding], after: Checkpoint | None, limit: int
     ) -> ChangeBatch:
+        self.source.end_snapshot()
         reader = self.stream if self.stream is not None else self.source
         batch = reader.changes(bindings, after, limit)
         if batch.events:
             self.sink.forget_schema()
         return batch
+
+    def end_snapshot(self) -> None:
+        """The snapshot is read: release the exported snapshot (source.py)."""
+        self.source.end_snapshot()
 
     def confirm(self, checkpoint: Checkpoint) -> None:
         (self.stream or self.source).confirm(checkpoint)

@@ -48,8 +48,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -62,13 +61,13 @@ from connectors.base import (
     ApplyStatus,
     Binding,
     ConnectorError,
-    SchemaError,
 )
 from connectors.postgres.catalog import ColumnInfo, TableInfo, table_for
 from connectors.postgres.connect import PgConnection, classified, connect, is_broken
 from connectors.postgres.names import APPLIED_TABLE, SIDE_SCHEMA, Names
+from connectors.postgres.ops import OpPlan, OpPlanner, groups
 from connectors.postgres.setup import APPLIED_DDL, origin_exists
-from connectors.postgres.types import prepare, preparer
+from connectors.postgres.types import prepare
 
 APPLIED = sql.Identifier(SIDE_SCHEMA, APPLIED_TABLE)
 RETENTION = "7 days"
@@ -89,7 +88,7 @@ class PostgresSink:
         self._tables: dict[str, TableInfo] = {}
         self._temps: set[str] = set()
         self._batches = 0
-        self._planners: dict[int, _Planner] = {}  # by id() of the binding
+        self._planners: dict[int, OpPlanner] = {}  # by id() of the binding
 
     # --- session ----------------------------------------------------------------------
 
@@ -172,14 +171,14 @@ class PostgresSink:
         info = self.table(binding)
         planner = self._planners.get(id(binding))
         if planner is None or planner.info is not info or planner.binding is not binding:
-            planner = self._planners[id(binding)] = _Planner(binding, info)
+            planner = self._planners[id(binding)] = OpPlanner(binding, info)
         plans = [planner.plan(i, op) for i, op in enumerate(ops)]
         results: dict[int, ApplyResult] = {}
         conn = self.connection()
         try:
             what = f"apply {len(ops)} changes to {info.qualified} at {self.name}"
             with classified(what), conn.transaction():
-                for group in _groups(plans):
+                for group in groups(plans):
                     results.update(self._apply_group(conn, info, group))
                 if any(r.status is ApplyStatus.APPLIED for r in results.values()):
                     conn.execute(
@@ -221,7 +220,7 @@ class PostgresSink:
         return name
 
     def _apply_group(
-        self, conn: PgConnection, info: TableInfo, group: list[_OpPlan]
+        self, conn: PgConnection, info: TableInfo, group: list[OpPlan]
     ) -> dict[int, ApplyResult]:
         key_cols = [info.by_name()[k] for k in group[0].key_names]
         names = set(group[0].columns) - set(group[0].key_names)
@@ -238,7 +237,7 @@ class PostgresSink:
         return out
 
     def _copy(
-        self, conn: PgConnection, tmp: str, cols: list[ColumnInfo], group: list[_OpPlan]
+        self, conn: PgConnection, tmp: str, cols: list[ColumnInfo], group: list[OpPlan]
     ) -> None:
         target = sql.SQL(", ").join(
             [sql.SQL("_i, _x, _d"), *(sql.Identifier(c.name) for c in cols)]
@@ -262,7 +261,7 @@ class PostgresSink:
         tmp: str,
         key_cols: list[ColumnInfo],
         data_cols: list[ColumnInfo],
-        group: list[_OpPlan],
+        group: list[OpPlan],
     ) -> dict[int, ApplyResult]:
         t, o = info.ident, sql.Identifier(tmp)
         join = _join("t", "o", key_cols)
@@ -325,7 +324,7 @@ class PostgresSink:
         tmp: str,
         key_cols: list[ColumnInfo],
         data_cols: list[ColumnInfo],
-        group: list[_OpPlan],
+        group: list[OpPlan],
         done: Mapping[int, ApplyResult],
     ) -> dict[int, ApplyResult]:
         """ALREADY (a replay of ours, or a delete of a row that is gone) or SKIPPED."""
@@ -405,98 +404,6 @@ class PostgresSink:
             row = binding.to_entity(dict(zip((c.name for c in cols), rec[:-1], strict=True)))
             out[key_text(binding.key_of(row))] = (row, int(rec[-1]))
         return out
-
-
-# --- plans ------------------------------------------------------------------------------
-
-
-class _OpPlan:
-    """One op in endpoint column names, with values prepared for the COPY."""
-
-    __slots__ = ("columns", "delete", "expected", "index", "key_names", "key_text", "values")
-
-    def __init__(self, index: int, key_text: str, delete: bool, expected: int | None,
-                 key_names: tuple[str, ...], columns: tuple[str, ...],
-                 values: dict[str, Any]) -> None:
-        self.index = index
-        self.key_text = key_text
-        self.delete = delete
-        self.expected = expected
-        self.key_names = key_names
-        self.columns = columns
-        self.values = values
-
-
-class _Planner:
-    """Turns ops of one binding into :class:`_OpPlan` values (built once per binding)."""
-
-    def __init__(self, binding: Binding, info: TableInfo) -> None:
-        self.binding = binding
-        self.info = info
-        by_name = info.by_name()
-        self.key_names = binding.endpoint_key
-        self.key_sorted = tuple(sorted(self.key_names))
-        # entity column -> (endpoint column, preparer); None for a column not synchronised
-        self.columns: dict[str, tuple[str, Callable[[Any], Any]] | None] = {}
-        for ent in {*binding.key, *(binding.columns or {})}:
-            self._column(ent, by_name)
-        self._by_name = by_name
-        self._key_prefix: str | None = None
-        if len(binding.key) == 1:
-            self._key_prefix = "{" + json.dumps(binding.key[0], ensure_ascii=False) + ":"
-
-    def _column(self, ent: str, by_name: Mapping[str, ColumnInfo]
-                ) -> tuple[str, Callable[[Any], Any]] | None:
-        b = self.binding
-        if not b.synced(ent):
-            self.columns[ent] = None
-            return None
-        col = b.endpoint_column(ent)
-        info = by_name.get(col)
-        if info is None:
-            raise SchemaError(
-                f"endpoint {b.endpoint}: table {self.info.qualified} has no column {col}"
-                f" (entity {b.entity})"
-            )
-        entry = (col, preparer(info.ctype))
-        self.columns[ent] = entry
-        return entry
-
-    def key_text(self, op: ApplyOp) -> str:
-        """:func:`conflict.canonical.key_text` of the op's key, quick for one int key."""
-        if self._key_prefix is not None:
-            (value,) = op.key.values()
-            if type(value) is int:
-                return f"{self._key_prefix}{value}}}"
-        return op.key_text
-
-    def plan(self, index: int, op: ApplyOp) -> _OpPlan:
-        columns = self.columns
-        values: dict[str, Any] = {}
-        for ent in self.binding.key:
-            entry = columns.get(ent) or self._column(ent, self._by_name)
-            assert entry is not None  # key columns are always synchronised
-            values[entry[0]] = entry[1](op.key[ent])
-        delete = op.row is None
-        if op.row is not None:
-            for ent, value in op.row.items():
-                entry = columns[ent] if ent in columns else self._column(ent, self._by_name)
-                if entry is not None:
-                    values[entry[0]] = entry[1](value)
-        names = self.key_sorted if delete else tuple(sorted(values))
-        expected = None if op.expected is None else int(op.expected)
-        return _OpPlan(index, self.key_text(op), delete, expected, self.key_names, names, values)
-
-
-def _groups(plans: list[_OpPlan]) -> list[list[_OpPlan]]:
-    """Ops grouped by column set, in rounds so that no key appears twice in a group."""
-    seen: dict[str, int] = {}
-    groups: dict[tuple[int, tuple[str, ...]], list[_OpPlan]] = {}
-    for p in plans:
-        rnd = seen.get(p.key_text, 0)
-        seen[p.key_text] = rnd + 1
-        groups.setdefault((rnd, p.columns), []).append(p)
-    return [groups[k] for k in sorted(groups, key=lambda k: k[0])]
 
 
 def _value(alias: str, c: ColumnInfo) -> sql.Composable:

@@ -24,23 +24,32 @@ the endpoint, so a checkpoint that covers only some of the published tables
 does not move it (that would skip the other entities' changes):
 :meth:`prune` moves it to the oldest checkpoint of all entities instead.
 
-**Snapshot consistent with the stream.** :meth:`position` is taken *before*
-the snapshot reads and needs the slot to exist (setup creates it), so every
-change committed after that position is still in the slot and will be read:
-nothing is lost. The snapshot is read in chunks by primary key (keyset), each
-chunk in its own REPEATABLE READ transaction, so a chunk may already show a
-change that was committed after the position; that change is then read again
-from the log and applied again, which writes what the target already holds
-(each row version carries its xmin, and applying a version twice leaves the
-same row): applied twice, the same in effect. An interrupted snapshot resumes
-from the last key staged, with the same guarantee.
+**Snapshot consistent with the stream.** :meth:`position` exports a snapshot
+(export.py) and returns its consistent point ``C``; the :meth:`snapshot`
+chunks that follow (keyset by primary key, each in its own REPEATABLE READ
+transaction) all read in that exported snapshot, which sees exactly the
+transactions committed before ``C``; the stream then starts at ``C`` and
+skips exactly those. So every change is in the snapshot or in the stream,
+never in both and never in neither. The pipeline's slot must exist before
+(setup creates it): it keeps every change after ``C``.
+
+An interrupted snapshot resumes (from the last key staged) in a new process,
+where the exported snapshot is gone: the remaining chunks read current data,
+which may already include changes committed after ``C``. Those changes are
+read again from the stream and applied again in commit order: the row goes
+through versions it had already reached and ends where the snapshot saw it or
+later; nothing is lost, and the end state is the same as if each change was
+applied once. The same holds when no replication slot is free for the export
+(then ``C`` is the flush position before the first chunk).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import psycopg
 from psycopg import adapt, sql
 from psycopg.abc import Transformer
 
@@ -50,9 +59,12 @@ from connectors.postgres.catalog import TableInfo, split_table, table_for
 from connectors.postgres.connect import PgConnection, classified, connect, is_broken
 from connectors.postgres.decoding import BoundTable, ChangeDecoder
 from connectors.postgres.events import SchemaChanged
+from connectors.postgres.export import ExportedSnapshot
 from connectors.postgres.names import Names, quote_ident
 from connectors.postgres.pgoutput import format_lsn, parse, parse_lsn
 from sync.change import ChangeBatch, Checkpoint, SnapshotChunk, SnapshotRow
+
+log = logging.getLogger("cdcsync.postgres")
 
 
 class _Peek:
@@ -117,6 +129,7 @@ class PostgresSource:
         self._published: frozenset[str] | None = None
         self._peek_conn: PgConnection | None = None
         self._peek: _Peek | None = None
+        self._export: ExportedSnapshot | None = None
 
     # --- connection and catalog -------------------------------------------------------
 
@@ -147,7 +160,36 @@ class PostgresSource:
     # --- snapshot ---------------------------------------------------------------------
 
     def position(self) -> Checkpoint:
-        """The WAL flush position now; the slot must exist (it keeps what follows)."""
+        """Where a snapshot taken now resumes: the consistent point of an exported
+        snapshot that the following :meth:`snapshot` calls read in (export.py).
+
+        The pipeline's slot must exist: it keeps every change after that point.
+        Without a free replication slot for the (temporary) export, the WAL flush
+        position now, and the snapshot reads current data (see the module's doc).
+        """
+        flush = self._flush_position()
+        self._close_export()
+        try:
+            with classified(f"export a snapshot of {self.name}"):
+                self._export = ExportedSnapshot(self.info, self.names.slot)
+        except ConnectorError as exc:
+            if not isinstance(exc.__cause__, psycopg.errors.ConfigurationLimitExceeded):
+                raise
+            log.warning("endpoint %s: no free replication slot to export a snapshot (%s);"
+                        " the snapshot reads current data", self.name, exc.__cause__)
+            return {"lsn": flush}
+        return {"lsn": max(self._export.lsn, flush)}
+
+    def end_snapshot(self) -> None:
+        """Release the exported snapshot (reading changes does it too)."""
+        self._close_export()
+
+    def _close_export(self) -> None:
+        export, self._export = self._export, None
+        if export is not None:
+            export.close()
+
+    def _flush_position(self) -> int:
         with classified(f"read the WAL position of {self.name}"):
             row = self.connection().execute(
                 "SELECT pg_current_wal_flush_lsn()::text,"
@@ -161,7 +203,7 @@ class PostgresSource:
                 f"endpoint {self.name}: replication slot {self.names.slot} does not exist;"
                 " run `cdcsync setup` first (the slot keeps the changes made during a snapshot)"
             )
-        return {"lsn": max(parse_lsn(row[0]), parse_lsn(row[1]))}
+        return max(parse_lsn(row[0]), parse_lsn(row[1]))
 
     def snapshot(
         self, binding: Binding, after_key: Mapping[str, Any] | None, limit: int
@@ -182,8 +224,12 @@ class PostgresSource:
             sql.SQL(", ").join(key), sql.Literal(int(limit))
         )
         conn = self.connection()
+        export = self._export if self._export is not None and self._export.usable else None
         with classified(f"snapshot {info.qualified} at {self.name}"), conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            if export is not None:
+                conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(
+                    sql.Literal(export.name)))
             records = conn.execute(query, params).fetchall()
         names = [c.name for c in cols]
         rows = []
@@ -267,6 +313,7 @@ class PostgresSource:
         checkpoint then resumes inside it).
         """
         limit = max(int(limit), 1)
+        self._close_export()  # the snapshot is over once changes are read
         decoder = self._decoder_for(bindings)
         with classified(f"read changes from slot {self.names.slot} at {self.name}"):
             peek = self._peek
@@ -366,6 +413,7 @@ class PostgresSource:
             )
 
     def close(self) -> None:
+        self._close_export()
         self._close_peek()
         for conn in (self._conn, self._peek_conn):
             if conn is not None and not conn.closed:

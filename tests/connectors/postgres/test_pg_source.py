@@ -319,3 +319,44 @@ def test_snapshot_and_stream_agree_on_a_row_version(ep: PostgresEndpoint, table_
     (row,) = ep.snapshot(binding(), None, 10).rows
     assert ch.op is Op.INSERT and ch.row_version == row.row_version
     assert ch.after == row.row
+
+
+def test_asking_again_from_an_earlier_checkpoint_reads_again(
+        ep: PostgresEndpoint, table_t: str) -> None:
+    b = binding()
+    start = ep.position()
+    for i in range(6):
+        sql(table_t, f"INSERT INTO t VALUES ({i}, 'n', 1, NULL)")
+    first = ep.changes([b], start, 2)
+    assert first.more and [c.key["id"] for c in first.changes] == [0, 1]
+    # The batch failed downstream: the engine asks from where it stood before it.
+    again = ep.changes([b], start, 2)
+    assert [c.key["id"] for c in again.changes] == [0, 1]
+    nxt = ep.changes([b], again.checkpoint, 2)
+    assert [c.key["id"] for c in nxt.changes] == [2, 3]
+
+
+def test_the_snapshot_reads_exactly_what_precedes_the_stream(
+        ep: PostgresEndpoint, table_t: str) -> None:
+    b = binding()
+    sql(table_t, "INSERT INTO t SELECT g, 'before', 1, NULL FROM generate_series(1, 6) g")
+    start = ep.position()
+    # Committed after the snapshot's position, before (or between) its chunks.
+    sql(table_t, "UPDATE t SET name = 'after' WHERE id IN (2, 5)",
+        "INSERT INTO t VALUES (7, 'after', 1, NULL)", "DELETE FROM t WHERE id = 6")
+    rows = []
+    after = None
+    while True:
+        chunk = ep.snapshot(b, after, 2)
+        rows += chunk.rows
+        after = chunk.last_key
+        if chunk.done:
+            break
+    assert [(r.key["id"], r.row["name"]) for r in rows] == [
+        (i, "before") for i in range(1, 7)]  # none of the later changes
+    stream = ep.changes([b], start, 100)
+    assert [(c.op.value, c.key["id"]) for c in stream.changes] == [
+        ("update", 2), ("update", 5), ("insert", 7), ("delete", 6)]  # all of them, once
+    # The export was a temporary slot: gone once the stream is read.
+    assert query(table_t, "SELECT count(*) FROM pg_replication_slots"
+                          " WHERE temporary AND database = current_database()") == [(0,)]

@@ -115,6 +115,7 @@ def test_each_type_round_trips(typed: Any) -> None:
     ep_b: PostgresEndpoint = ep
     b = binding("ty")
     start = ep_b.position()
+    ep_b.end_snapshot()  # snapshots below read current data
     written = {"id": 1, **{c: v for c, _, v, _, _ in TYPES}}
     (res,) = ep_b.apply(b, [ApplyOp({"id": 1}, written, None, "v1")])
     assert res.status is ApplyStatus.APPLIED
