@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from connectors.base import ApplyOp, ApplyResult, Binding, TableSchema
+from connectors.base import ApplyOp, ApplyResult, Binding, Column, TableSchema
 from connectors.postgres import ddl
 from connectors.postgres import setup as capture
 from connectors.postgres.catalog import table_for
@@ -86,6 +86,13 @@ class PostgresEndpoint:
 
     def apply(self, binding: Binding, ops: Sequence[ApplyOp]) -> list[ApplyResult]:
         return self.sink.apply(binding, ops)
+
+    def truncate(self, binding: Binding) -> None:
+        self.sink.truncate(binding)
+
+    def add_columns(self, binding: Binding, columns: Sequence[Column],
+                    *, source_kind: str | None = None) -> list[str]:
+        return self.sink.add_columns(binding, columns, source_kind=source_kind)
 
     def read(
         self, binding: Binding, keys: Iterable[Mapping[str, Any]]

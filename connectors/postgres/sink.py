@@ -60,10 +60,12 @@ from connectors.base import (
     ApplyResult,
     ApplyStatus,
     Binding,
+    Column,
     ConnectorError,
 )
 from connectors.postgres.catalog import ColumnInfo, TableInfo, table_for
 from connectors.postgres.connect import PgConnection, classified, connect, is_broken
+from connectors.postgres.ddl import column_type
 from connectors.postgres.names import APPLIED_TABLE, SIDE_SCHEMA, Names
 from connectors.postgres.ops import OpPlan, OpPlanner, groups
 from connectors.postgres.setup import APPLIED_DDL, origin_exists
@@ -362,6 +364,36 @@ class PostgresSink:
             status = ApplyStatus.ALREADY if ours and same else ApplyStatus.SKIPPED
             out[i] = ApplyResult(kt, status, int(xmin))
         return out
+
+    # --- schema policy and truncate ----------------------------------------------------
+
+    def truncate(self, binding: Binding) -> None:
+        """Empty the bound table (a TRUNCATE propagated by the pipeline's policy), under
+        the pipeline's origin so that this endpoint's source does not read it back."""
+        info = self.table(binding)
+        conn = self.connection()
+        with classified(f"truncate {info.qualified} at {self.name}"), conn.transaction():
+            conn.execute(sql.SQL("TRUNCATE {}").format(info.ident))
+
+    def add_columns(self, binding: Binding, columns: Sequence[Column],
+                    *, source_kind: str | None = None) -> list[str]:
+        """Add the columns the table lacks (a source gained them: schema policy "add").
+
+        ``columns`` are entity columns with the source's types; the PostgreSQL type
+        is chosen as for a created table (ddl.py)."""
+        info = self.table(binding)
+        missing = [c for c in columns if info.column(binding.endpoint_column(c.name)) is None]
+        if not missing:
+            return []
+        conn = self.connection()
+        with classified(f"add columns to {info.qualified} at {self.name}"), conn.transaction():
+            for c in missing:
+                conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
+                    info.ident, sql.Identifier(binding.endpoint_column(c.name)),
+                    sql.SQL(column_type(c, source_kind))))
+        self.forget_schema()
+        return [f"added column {binding.endpoint_column(c.name)} to {info.qualified}"
+                for c in missing]
 
     # --- read -------------------------------------------------------------------------
 

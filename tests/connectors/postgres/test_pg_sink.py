@@ -206,3 +206,27 @@ def test_a_deadlock_is_retriable(ep: PostgresEndpoint, table_t: str) -> None:
         assert "deadlock" in str(errors[0])
     finally:
         user.close()
+
+
+def test_truncate_and_added_columns_for_the_schema_policies(
+        ep: PostgresEndpoint, table_t: str) -> None:
+    from connectors.base import Column
+
+    b = binding()
+    start = ep.position()
+    ep.apply(b, [ApplyOp({"id": 1}, _row(1), None, "v1")])
+    done = ep.add_columns(b, [Column("extra", "decimal", "DECIMAL(8,3)"),
+                              Column("name", "text", "TEXT")])
+    assert done == ["added column extra to public.t"]
+    assert ep.add_columns(b, [Column("extra", "decimal", "DECIMAL(8,3)")]) == []
+    (r,) = ep.apply(b, [ApplyOp({"id": 2}, {**_row(2), "extra": "1.5"}, None, "v1")])
+    assert r.status is P
+    assert query(table_t, "SELECT extra FROM t WHERE id = 2") == [(Decimal("1.500"),)]
+    ep.truncate(b)
+    assert _table(table_t) == []
+    # Both were the service's own writes: the source does not read them back. (That
+    # the table has a new column is said whoever wrote to it first: the engine's
+    # schema policy is idempotent.)
+    batch = ep.changes([b], start, 10)
+    assert batch.changes == []
+    assert [type(e).__name__ for e in batch.events] == ["SchemaChanged"]
