@@ -20,7 +20,7 @@ out of order (the protocol takes such an update for no edit, which assumes
 per-key order), and a daemon worker dying between its write and the record
 of the result while the reader moves the key on.
 
-``pytest -m slow`` runs every mode together with more examples (about two minutes).
+``pytest -m slow`` runs every mode together with more examples (about a minute).
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ def test_starting_from_a_snapshot(cfg: WorldConfig, acts: list[Action]) -> None:
 
 
 @pytest.mark.slow
-@settings(max_examples=8000, deadline=None)
+@settings(max_examples=5000, deadline=None)
 @given(worlds(beside=False) | worlds(beside=True), actions)
 def test_every_mode_at_length(cfg: WorldConfig, acts: list[Action]) -> None:
     holds(cfg, acts)
