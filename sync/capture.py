@@ -33,6 +33,8 @@ def typed(ent: EntityContext, row: Mapping[str, Any] | None) -> dict[str, Any] |
     """A row in the entity's logical types, so that every endpoint's copy compares alike."""
     if row is None:
         return None
+    if ent.ignored:
+        row = {c: v for c, v in row.items() if c not in ent.ignored}
     return coerce_row(row, ent.types)
 
 
@@ -149,7 +151,10 @@ def commit(conn: Connection, ctx: PipelineContext, source: str, decided: Decided
 def process_batch(ctx: PipelineContext, source: str, batch: ChangeBatch,
                   summary: RunSummary) -> None:
     """Decide, persist, apply and confirm one batch read from ``source`` (batch mode)."""
-    decided = decide_and_commit(ctx, source, batch.changes, batch.checkpoint, summary)
+    from sync.events import expand
+
+    decided = decide_and_commit(ctx, source, expand(ctx, source, batch), batch.checkpoint,
+                                summary)
     for name, states in decided.states.items():
         apply_pending(ctx, ctx.entities[name], states, summary)
     if batch.checkpoint is not None:

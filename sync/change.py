@@ -83,3 +83,46 @@ class SnapshotChunk:
     rows: Sequence[SnapshotRow]
     last_key: Mapping[str, Any] | None
     done: bool
+
+
+# --- events besides row changes (ChangeBatch.events) ---------------------------------------
+# Plain values, the same for every connector, so the engine treats them alike.
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaChanged:
+    """A bound table's columns differ from the last ones known, from ``position`` on."""
+
+    entity: str
+    endpoint: str
+    table: str
+    position: Position  # of the first change decoded with the new columns
+    added: tuple[Any, ...]  # connectors.base.Column values, endpoint column names
+    dropped: tuple[str, ...]
+    columns: tuple[str, ...]  # the table's columns from now on
+
+
+@dataclass(frozen=True, slots=True)
+class Truncated:
+    """A bound table was emptied (TRUNCATE) at ``position``."""
+
+    entity: str
+    endpoint: str
+    table: str
+    position: Position
+    committed_at: float
+    cascade: bool = False
+    restart_identity: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TableDdl:
+    """DDL that no row shows: ``kind`` is ``drop``, ``rename`` or ``create``."""
+
+    entity: str
+    endpoint: str
+    table: str
+    kind: str
+    statement: str
+    position: Position
+    committed_at: float

@@ -42,6 +42,22 @@ class EntityContext:
     sinks: list[str]
     types: dict[str, str]
     resolver: Any  # conflict policy with .decide()
+    ignored: set[str] = field(default_factory=set)  # new columns left out (schema_changes)
+    schemas: dict[str, TableSchema] = field(default_factory=dict)  # by endpoint, at open
+
+    def columns_at(self, endpoint: str) -> dict[str, Any]:
+        """The synced entity columns the endpoint's table has, with its Column."""
+        sch = self.schemas.get(endpoint)
+        if sch is None:
+            return {}
+        b = self.bindings[endpoint]
+        rev = {v: k for k, v in b.columns.items()}
+        out = {}
+        for col in sch.columns:
+            name = rev.get(col.name, col.name)
+            if b.synced(name):
+                out[name] = col
+        return out
 
     def resolve(self, case: ConflictCase) -> Decision:
         try:
@@ -108,12 +124,14 @@ def open_pipeline(cfg: Any, *, with_types: bool = True) -> Iterator[PipelineCont
         for name, ent in cfg.entities.items():
             bindings = bindings_for(cfg, name)
             types: dict[str, str] = {}
+            schemas: dict[str, TableSchema] = {}
             if with_types:
                 schemas = {ep: ctx.endpoints[ep].schema(b) for ep, b in bindings.items()}
                 types = entity_types(schemas, bindings)
             ctx.entities[name] = EntityContext(
                 name=name, cfg=ent, bindings=bindings, sources=list(ent.sources()),
                 sinks=list(ent.sinks()), types=types, resolver=build_resolver(ent.conflict),
+                schemas=schemas,
             )
         yield ctx
     finally:

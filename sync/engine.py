@@ -20,6 +20,7 @@ from typing import Any
 from sync.apply import replay_outbox
 from sync.capture import STREAM, catch_up
 from sync.context import PipelineContext, open_pipeline
+from sync.events import align_schemas
 from sync.runlock import RunLock
 from sync.snapshot import needs_snapshot, snapshot_entity
 from sync.summary import RunSummary
@@ -50,6 +51,7 @@ def run_pipeline(
             for ent in chosen:
                 if needs_snapshot(ctx, ent):
                     snapshot_entity(ctx, ent, summary, progress)
+            align_schemas(ctx)
             catch_up(ctx, summary)
             _prune(ctx)
         except BaseException as exc:

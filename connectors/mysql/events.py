@@ -16,42 +16,6 @@ Field for field the same as the PostgreSQL connector's
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from sync.change import SchemaChanged, TableDdl, Truncated
 
-from connectors.base import Column
-from sync.change import Position
-
-
-@dataclass(frozen=True, slots=True)
-class SchemaChanged:
-    entity: str
-    endpoint: str
-    table: str
-    position: Position  # of the first change decoded with the new columns
-    added: tuple[Column, ...]  # endpoint column names
-    dropped: tuple[str, ...]
-    columns: tuple[str, ...]  # the table's columns from now on
-
-
-@dataclass(frozen=True, slots=True)
-class Truncated:
-    entity: str
-    endpoint: str
-    table: str
-    position: Position
-    committed_at: float
-    cascade: bool = False
-    restart_identity: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class TableDdl:
-    """``kind`` is ``drop``, ``rename`` or ``create``; ``statement`` the DDL as logged."""
-
-    entity: str
-    endpoint: str
-    table: str
-    kind: str
-    statement: str
-    position: Position
-    committed_at: float
+__all__ = ["SchemaChanged", "TableDdl", "Truncated"]

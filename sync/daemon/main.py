@@ -13,6 +13,7 @@ from sync.daemon.reader import Reader
 from sync.daemon.runtime import Runtime
 from sync.daemon.sweeper import sweep
 from sync.daemon.worker import PartitionConsumers, handle
+from sync.events import align_schemas
 from sync.state.leases import Lease
 from sync.summary import RunSummary
 
@@ -82,6 +83,7 @@ def run_daemon(cfg: Any, *, readers: bool = True, workers: bool = True,
         if readers:
             _initial_snapshots(rt)
             ctx = rt.ctx()
+            align_schemas(ctx)
             for name in ctx.endpoints:
                 if any(name in e.sources for e in ctx.entities.values()):
                     r = Reader(rt, name)

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from connectors.base import RetriableError
 from sync.capture import STREAM, decide_and_commit, source_entities
 from sync.daemon.runtime import Runtime
+from sync.events import expand
 from sync.logs import log_context, new_batch_id
 from sync.metrics import (
     ECHOES_DROPPED,
@@ -100,7 +101,7 @@ class Reader(threading.Thread):
                         cp = ctx.store.checkpoint(ctx.pipeline, self.source, STREAM)
                     with observe_stage(rt.pipeline, "read", endpoint=self.source):
                         batch = ctx.endpoints[self.source].changes(bindings, cp, size)
-                    if batch.changes:
+                    if batch.changes or batch.events:
                         self._decide(ctx, batch)
                         cp, flushed = batch.checkpoint, time.monotonic()
                     elif batch.checkpoint != cp:
@@ -140,8 +141,8 @@ class Reader(threading.Thread):
         with log_context(batch_id=new_batch_id(), pipeline=rt.pipeline, endpoint=self.source):
             # Sent inside the span, so that each apply's trace continues this batch's.
             with observe_stage(rt.pipeline, "resolve", endpoint=self.source):
-                decided = decide_and_commit(ctx, self.source, batch.changes, batch.checkpoint,
-                                            summary)
+                decided = decide_and_commit(ctx, self.source, expand(ctx, self.source, batch),
+                                            batch.checkpoint, summary)
                 touched = self._send(ctx, batch, decided)
             for (entity, _, _), st in summary.directions.items():
                 observe_read(rt.pipeline, self.source, entity, st.read,

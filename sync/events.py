@@ -1,0 +1,135 @@
+"""What the engine does with the events a source reports besides row changes.
+
+* :class:`~sync.change.SchemaChanged` — by the entity's ``schema_changes``:
+  ``add`` adds the new columns at every other endpoint of the entity (where the
+  connector can: PostgreSQL; elsewhere a clear error says what to add by hand),
+  ``ignore`` leaves them out of the sync, ``stop`` stops the run before the
+  batch is committed, with a message saying what changed and what to do. A
+  dropped column is never dropped elsewhere: other endpoints keep their data.
+* :class:`~sync.change.Truncated` — by the entity's ``truncate``: ``propagate``
+  turns it into a delete of every key the source was known to hold, decided
+  through the protocol like any delete (so an edit made elsewhere meanwhile is
+  a conflict, not silently lost); ``ignore`` leaves the other endpoints alone.
+* :class:`~sync.change.TableDdl` — a bound table dropped or renamed stops the
+  run (unless ``schema_changes: ignore``): its rows would silently stop coming.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import sqlalchemy as sa
+
+from connectors.base import Column, SchemaError
+from sync.change import Change, ChangeBatch, Op, SchemaChanged, TableDdl, Truncated
+from sync.context import EntityContext, PipelineContext
+from sync.state.codec import state_from_json
+from sync.state.schema import key_states
+
+log = logging.getLogger("cdcsync.events")
+
+
+def expand(ctx: PipelineContext, source: str, batch: ChangeBatch) -> list[Change]:
+    """The changes to decide for ``batch``, after applying its events' policies."""
+    if not batch.events:
+        return batch.changes
+    extra: list[Change] = []
+    for ev in batch.events:
+        ent = ctx.entities.get(getattr(ev, "entity", ""))
+        if ent is None or source not in ent.sources:
+            continue
+        if isinstance(ev, SchemaChanged):
+            schema_changed(ctx, ent, ev)
+        elif isinstance(ev, Truncated):
+            if ent.cfg.truncate == "propagate":
+                extra.extend(truncate_deletes(ctx, ent, ev))
+            else:
+                log.warning("%s.%s was truncated at %s; entity %s ignores truncates "
+                            "(truncate: ignore): the other endpoints keep their rows",
+                            ev.endpoint, ev.table, ev.position, ent.name)
+        elif (isinstance(ev, TableDdl) and ev.kind in ("drop", "rename")
+              and ent.cfg.schema_changes != "ignore"):
+            what = "dropped" if ev.kind == "drop" else "renamed"
+            raise SchemaError(
+                f"table {ev.table} at {ev.endpoint} was {what} ({ev.statement.strip()[:200]}); "
+                f"entity {ent.name} can no longer be read from it. Fix the table or the "
+                f"pipeline's binding, then run `cdcsync resync PIPELINE {ent.name}`.")
+    if not extra:
+        return batch.changes
+    return sorted([*batch.changes, *extra], key=lambda c: tuple(c.position))
+
+
+def align_schemas(ctx: PipelineContext) -> None:
+    """Before streaming: columns a source has and a sink lacks (added while cdcsync was
+    not running, so no log event will tell) get the entity's schema policy too."""
+    for ent in ctx.entities.values():
+        for source in ent.sources:
+            have = ent.columns_at(source)
+            for target in ent.sinks:
+                if target == source or target not in ent.schemas:
+                    continue
+                missing = [(n, c) for n, c in have.items() if n not in ent.columns_at(target)
+                           and n not in ent.ignored]
+                if missing:
+                    _added(ctx, ent, source, ent.bindings[source].table, missing, [target])
+
+
+def schema_changed(ctx: PipelineContext, ent: EntityContext, ev: SchemaChanged) -> None:
+    binding = ent.bindings[ev.endpoint]
+    rev = {v: k for k, v in binding.columns.items()}
+    added = [(rev.get(c.name, c.name), c) for c in ev.added]
+    added = [(name, c) for name, c in added if binding.synced(name) and name not in ent.types]
+    if ev.dropped:
+        log.warning("%s.%s dropped columns %s: the other endpoints keep theirs",
+                    ev.endpoint, ev.table, ", ".join(ev.dropped))
+    if added:
+        _added(ctx, ent, ev.endpoint, ev.table, added,
+               [t for t in ent.sinks if t != ev.endpoint])
+
+
+def _added(ctx: PipelineContext, ent: EntityContext, source: str, table: str,
+           added: list[tuple[str, Column]], targets: list[str]) -> None:
+    names = ", ".join(name for name, _ in added)
+    policy = ent.cfg.schema_changes
+    if policy == "ignore":
+        ent.ignored.update(name for name, _ in added)
+        log.warning("%s.%s has columns %s that %s lacks: ignored (schema_changes: ignore)",
+                    source, table, names, ", ".join(targets))
+        return
+    if policy != "add":
+        raise SchemaError(
+            f"table {table} at {source} gained columns {names}; entity {ent.name} "
+            "stops on schema changes (schema_changes: stop). Add the columns at "
+            f"{', '.join(targets)} (or set schema_changes: add or ignore), then run again: "
+            "nothing after this change was applied.")
+    kind = getattr(ctx.cfg.endpoints[source], "kind", None)
+    for target in targets:
+        tb = ent.bindings[target]
+        cols = [Column(tb.endpoint_column(name), c.logical, c.native, True) for name, c in added]
+        add = getattr(ctx.endpoints[target], "add_columns", None)
+        if add is None:
+            raise SchemaError(
+                f"table {table} at {source} gained columns {names}, and endpoint "
+                f"{target} cannot add columns itself: add "
+                f"{', '.join(c.name for c in cols)} to {tb.table} at {target} (then rerun "
+                "`cdcsync setup` for a SQLite endpoint), and run again.")
+        for line in add(tb, cols, source_kind=kind):
+            log.warning("%s: %s", target, line)
+    for name, c in added:
+        ent.types[name] = c.logical
+
+
+def truncate_deletes(ctx: PipelineContext, ent: EntityContext, ev: Truncated) -> Iterator[Change]:
+    """A delete, at the truncate's position, of every key the source was known to hold."""
+    with ctx.store.engine.connect() as conn:
+        rows = conn.execute(sa.select(key_states.c.state).where(
+            key_states.c.pipeline == ctx.pipeline, key_states.c.entity == ent.name))
+        for (state,) in rows:
+            st = state_from_json(state)
+            held = st.endpoints.get(ev.endpoint)
+            if st.key is None or held is None or not held.hash:
+                continue  # the source did not hold this key
+            yield Change(entity=ent.name, key=dict(st.key), op=Op.DELETE, before=st.content,
+                         after=None, source=ev.endpoint, position=tuple(ev.position),
+                         committed_at=ev.committed_at, row_version=None)

@@ -1,0 +1,111 @@
+"""Schema changes and truncates read from PostgreSQL's log, handled by the entity's policy."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from config import load_pipeline
+from connectors.base import SchemaError
+from connectors.registry import open_endpoint
+from sync.context import bindings_for
+from sync.engine import run_pipeline
+
+
+def q(dsn: str, sql: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn, autocommit=True) as c:
+        cur = c.execute(sql)
+        return cur.fetchall() if cur.description else []
+
+
+def pipeline(tmp: Path, a: str, b: str, *, schema: str = "stop", truncate: str = "ignore") -> Any:
+    p = tmp / "p.yaml"
+    p.write_text(f"""
+pipeline: ev{random.randrange(10**6)}
+state: {{url: "sqlite:///{tmp}/state.db"}}
+endpoints:
+  a: {{kind: postgres, dsn: "{a}"}}
+  b: {{kind: postgres, dsn: "{b}"}}
+entities:
+  t:
+    key: [id]
+    direction: one-way
+    source: a
+    endpoints: {{a: t, b: t}}
+    schema_changes: {schema}
+    truncate: {truncate}
+""")
+    cfg = load_pipeline(p)
+    for name, settings in cfg.endpoints.items():
+        ep = open_endpoint(name, settings, pipeline=cfg.pipeline)
+        try:
+            ep.setup([bindings_for(cfg, "t")[name]], cfg.pipeline)
+        finally:
+            ep.close()
+    return cfg
+
+
+@pytest.fixture
+def two(pg_dsn_factory: Callable[[], str]) -> tuple[str, str]:
+    a, b = pg_dsn_factory(), pg_dsn_factory()
+    for dsn in (a, b):
+        q(dsn, "CREATE TABLE t (id int PRIMARY KEY, name text)")
+    q(a, "INSERT INTO t VALUES (1, 'one'), (2, 'two')")
+    return a, b
+
+
+def test_added_column_is_added_at_the_target(tmp_path: Path, two: tuple[str, str]) -> None:
+    a, b = two
+    cfg = pipeline(tmp_path, a, b, schema="add")
+    run_pipeline(cfg)
+    q(a, "ALTER TABLE t ADD COLUMN score numeric(6,2)")
+    q(a, "INSERT INTO t VALUES (3, 'three', 7.50)")
+    run_pipeline(load_pipeline(cfg.path))
+    assert q(b, "SELECT id, name, score FROM t ORDER BY id") == [
+        (1, "one", None), (2, "two", None), (3, "three", 7.5)]
+
+
+def test_added_column_stops_the_run_without_losing_the_change(
+        tmp_path: Path, two: tuple[str, str]) -> None:
+    a, b = two
+    cfg = pipeline(tmp_path, a, b, schema="stop")
+    run_pipeline(cfg)
+    q(a, "ALTER TABLE t ADD COLUMN score int")
+    q(a, "INSERT INTO t VALUES (3, 'three', 7)")
+    with pytest.raises(SchemaError, match=r"gained columns score.*schema_changes: stop"):
+        run_pipeline(load_pipeline(cfg.path))
+    assert q(b, "SELECT count(*) FROM t WHERE id = 3") == [(0,)]
+    # The user adds the column at the target and switches the policy: the row arrives.
+    q(b, "ALTER TABLE t ADD COLUMN score int")
+    text = cfg.path.read_text().replace("schema_changes: stop", "schema_changes: add")
+    cfg.path.write_text(text)
+    run_pipeline(load_pipeline(cfg.path))
+    assert q(b, "SELECT id, name, score FROM t WHERE id = 3") == [(3, "three", 7)]
+
+
+def test_added_column_ignored(tmp_path: Path, two: tuple[str, str]) -> None:
+    a, b = two
+    cfg = pipeline(tmp_path, a, b, schema="ignore")
+    run_pipeline(cfg)
+    q(a, "ALTER TABLE t ADD COLUMN secret text")
+    q(a, "INSERT INTO t VALUES (3, 'three', 'hush')")
+    run_pipeline(load_pipeline(cfg.path))
+    assert q(b, "SELECT id, name FROM t ORDER BY id") == [(1, "one"), (2, "two"), (3, "three")]
+    assert q(b, "SELECT count(*) FROM information_schema.columns WHERE table_name = 't' "
+                "AND column_name = 'secret'") == [(0,)]
+
+
+@pytest.mark.parametrize(("mode", "left"), [("propagate", 0), ("ignore", 2)])
+def test_truncate_by_policy(tmp_path: Path, two: tuple[str, str], mode: str, left: int) -> None:
+    a, b = two
+    cfg = pipeline(tmp_path, a, b, truncate=mode)
+    run_pipeline(cfg)
+    assert q(b, "SELECT count(*) FROM t") == [(2,)]
+    q(a, "TRUNCATE t")
+    run_pipeline(load_pipeline(cfg.path))
+    assert q(b, "SELECT count(*) FROM t") == [(left,)]
