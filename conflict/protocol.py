@@ -307,7 +307,9 @@ def on_snapshot(
         if r is None and st.at(name).hash is None:
             st.at(name).hash = ""  # known absent: an apply expects no row there
     present = {name: r for name, r in sorted(reads.items()) if r is not None}
-    if not st.is_new and st.vector:
+    # Known before (a resync, a resumed snapshot): a version or a baseline content.
+    # Endpoint entries alone do not count: absent and target-only reads make them.
+    if st.vector or st.content is not None:
         outs: list[Outcome] = []
         for name, r in present.items():
             e = st.at(name)

@@ -131,19 +131,10 @@ def run(pipeline: str, as_json: bool, entities: tuple[str, ...]) -> None:
 
 
 def _each_endpoint(cfg: Any, verb: str) -> None:
-    from connectors.registry import open_endpoint
-    from sync.context import bindings_for
+    from sync.setup import setup_pipeline
 
-    for name, settings in cfg.endpoints.items():
-        bindings = [b for e in cfg.entities
-                    for ep, b in bindings_for(cfg, e).items() if ep == name]
-        ep = open_endpoint(name, settings, pipeline=cfg.pipeline)
-        try:
-            lines: list[str] = getattr(ep, verb)(bindings, cfg.pipeline)
-        finally:
-            ep.close()
-        for line in lines:
-            click.echo(f"{name}: {line}")
+    for line in setup_pipeline(cfg, verb):
+        click.echo(line)
 
 
 @main.command()
@@ -153,9 +144,6 @@ def setup(pipeline: str) -> None:
     cfg = _load(pipeline)
     with _user_errors(_debug()):
         _each_endpoint(cfg, "setup")
-        from sync.state import open_store
-
-        open_store(cfg.state.url).close()
     click.echo("setup complete")
 
 
@@ -170,6 +158,27 @@ def teardown(pipeline: str, yes: bool) -> None:
     with _user_errors(_debug()):
         _each_endpoint(cfg, "teardown")
     click.echo("teardown complete")
+
+
+@main.command()
+@pipeline_arg
+@click.argument("entities", nargs=-1, required=True)
+@click.option("--reset-stream", is_flag=True,
+              help="Read the entities' source logs from their current end (a purged binlog, "
+                   "a lost slot); every entity reading those logs is resynced too.")
+def resync(pipeline: str, entities: tuple[str, ...], reset_stream: bool) -> None:
+    """Snapshot ENTITIES again at the next run, reconciling with what is known."""
+    from sync.setup import resync as do_resync
+
+    cfg = _load(pipeline)
+    unknown = [e for e in entities if e not in cfg.entities]
+    if unknown:
+        _fail(f"unknown entity {unknown[0]!r}; the pipeline has: {', '.join(cfg.entities)}",
+              EXIT_USAGE)
+    with _user_errors(_debug()):
+        for line in do_resync(cfg, list(entities), reset_stream=reset_stream):
+            click.echo(line)
+    click.echo("run `cdcsync run PIPELINE` (or restart the daemon) to resync")
 
 
 # --- status / verify ---------------------------------------------------------------------

@@ -1,0 +1,99 @@
+"""``cdcsync setup`` / ``teardown`` / ``resync``: preparing endpoints and starting over.
+
+Setup creates what capture needs at every endpoint (triggers, publications,
+slots, origins) and, for a one-way entity whose target table does not exist,
+creates it from the source's schema (the type mapping is in docs/types.md).
+
+Resync re-snapshots one entity: its snapshot markers are removed, so the next
+run (or daemon start) reads every endpoint again and reconciles against what
+the state store knows: rows that match are left alone, rows that differ are
+edits (or conflicts). With ``reset_stream`` the entity's source logs are read
+from their current end afterwards: the answer to a purged binlog or a lost
+slot, where the old position cannot be read any more. Every entity reading
+the same log is resynced with it, since it lost the same changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from connectors.registry import open_endpoint
+from sync.capture import STREAM
+from sync.context import bindings_for
+from sync.state import open_store
+from sync.state.schema import checkpoints
+
+
+def _create_tables(cfg: Any) -> list[str]:
+    lines: list[str] = []
+    for name, ent in cfg.entities.items():
+        if ent.direction != "one-way":
+            continue
+        bindings = bindings_for(cfg, name)
+        src_ep = open_endpoint(ent.source, cfg.endpoints[ent.source], pipeline=cfg.pipeline)
+        try:
+            source_schema = src_ep.schema(bindings[ent.source])
+        finally:
+            src_ep.close()
+        for target in ent.sinks():
+            ep = open_endpoint(target, cfg.endpoints[target], pipeline=cfg.pipeline)
+            try:
+                create = getattr(ep, "create_table", None)
+                if create is None:
+                    continue  # such an endpoint needs its table made by hand (setup says so)
+                done = create(bindings[target], source_schema, bindings[ent.source],
+                              source_kind=cfg.endpoints[ent.source].kind)
+                lines.extend(f"{target}: {line}" for line in done)
+            finally:
+                ep.close()
+    return lines
+
+
+def setup_pipeline(cfg: Any, verb: str = "setup") -> list[str]:
+    """Run ``setup`` (or ``teardown``) at every endpoint; return what was done."""
+    lines = _create_tables(cfg) if verb == "setup" else []
+    for name, settings in cfg.endpoints.items():
+        bindings = [b for e in cfg.entities
+                    for ep, b in bindings_for(cfg, e).items() if ep == name]
+        ep = open_endpoint(name, settings, pipeline=cfg.pipeline)
+        try:
+            done: list[str] = getattr(ep, verb)(bindings, cfg.pipeline)
+        finally:
+            ep.close()
+        lines.extend(f"{name}: {line}" for line in done)
+    if verb == "setup":
+        open_store(cfg.state.url).close()
+    return lines
+
+
+def resync(cfg: Any, entities: list[str], *, reset_stream: bool = False) -> list[str]:
+    """Mark ``entities`` for a new snapshot; return what was done, for the user."""
+    wanted = set(entities)
+    sources: set[str] = set()
+    if reset_stream:
+        for name in entities:
+            sources.update(cfg.entities[name].sources())
+        for name, ent in cfg.entities.items():  # every entity reading those logs lost changes
+            if set(ent.sources()) & sources:
+                wanted.add(name)
+    store = open_store(cfg.state.url)
+    lines: list[str] = []
+    try:
+        with store.transaction() as conn:
+            for name in sorted(wanted):
+                eps = list(cfg.entities[name].endpoints)
+                conn.execute(checkpoints.delete().where(
+                    checkpoints.c.pipeline == cfg.pipeline, checkpoints.c.entity == name,
+                    checkpoints.c.endpoint.in_(eps)))
+                lines.append(f"{name}: snapshot again at the next run "
+                             f"({', '.join(sorted(eps))})")
+            for ep in sorted(sources):
+                conn.execute(checkpoints.delete().where(
+                    checkpoints.c.pipeline == cfg.pipeline, checkpoints.c.endpoint == ep,
+                    checkpoints.c.entity == STREAM))
+                lines.append(f"{ep}: its log will be read from its current end")
+            store.audit(conn, cfg.pipeline, "cli", "resync",
+                        {"entities": sorted(wanted), "reset_stream": sorted(sources)})
+    finally:
+        store.close()
+    return lines
