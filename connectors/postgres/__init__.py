@@ -8,9 +8,9 @@ changes), :mod:`.source` (snapshots and the SQL-interface reader),
 """
 
 from connectors.postgres.endpoint import PostgresEndpoint, open_endpoint
-from connectors.postgres.events import SchemaChanged, Truncated
 from connectors.postgres.sink import PostgresSink
 from connectors.postgres.source import PostgresSource
+from sync.change import SchemaChanged, Truncated
 
 __all__ = [
     "PostgresEndpoint",

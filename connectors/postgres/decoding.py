@@ -51,7 +51,6 @@ from psycopg.abc import Transformer
 from conflict.canonical import canonical_row
 from connectors.base import Binding, Column
 from connectors.postgres.catalog import TableInfo
-from connectors.postgres.events import SchemaChanged, Truncated
 from connectors.postgres.names import Names
 from connectors.postgres.pgoutput import (
     UNCHANGED,
@@ -68,7 +67,7 @@ from connectors.postgres.pgoutput import (
     Update,
 )
 from connectors.postgres.types import ARRAYS, SCALARS, TEXT_OID, ColumnType, text_loader
-from sync.change import Change, Op
+from sync.change import Change, Op, SchemaChanged, Truncated
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +125,7 @@ class ChangeDecoder:
         names: Names,
         tables: Mapping[tuple[str, str], BoundTable],
         transformer: Transformer,
-        current_columns: Callable[[tuple[str, str]], set[str]] | None = None,
+        current_columns: Callable[[tuple[str, str]], dict[str, str]] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.current_columns = current_columns
@@ -195,11 +194,13 @@ class ChangeDecoder:
         first = key in self._from_catalog
         self._from_catalog.discard(key)
         added = [c for c in rel.columns if c.name not in before]
-        if first and added and self.current_columns is not None:
-            # Older than the catalog read? A column the table no longer has was dropped
-            # since; only one it has now was added.
-            now = self.current_columns(key)
-            added = [c for c in added if c.name in now]
+        now: dict[str, str] = {}
+        if added and self.current_columns is not None:
+            now = self.current_columns(key)  # the table's columns and types today
+            if first:
+                # Older than the catalog read? A column the table no longer has was
+                # dropped since; only one it has now was added.
+                added = [c for c in added if c.name in now]
         dropped = () if first else tuple(c for c in before if c not in cols)
         if not added and not dropped:
             return []
@@ -208,7 +209,7 @@ class ChangeDecoder:
             entity=bound.binding.entity, endpoint=self.endpoint, table=bound.binding.table,
             position=self._position(self.n), dropped=dropped, columns=cols,
             added=tuple(Column(c.name, _ctype_of(c, info).logical,
-                               _ctype_of(c, info).io_sql) for c in added),
+                               now.get(c.name) or _ctype_of(c, info).io_sql) for c in added),
         )]
 
     # --- rows --------------------------------------------------------------------------

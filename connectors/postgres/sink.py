@@ -379,21 +379,19 @@ class PostgresSink:
                     *, source_kind: str | None = None) -> list[str]:
         """Add the columns the table lacks (a source gained them: schema policy "add").
 
-        ``columns`` are entity columns with the source's types; the PostgreSQL type
-        is chosen as for a created table (ddl.py)."""
+        ``columns`` are named as this endpoint's columns, typed as at the source;
+        the PostgreSQL type is chosen as for a created table (ddl.py)."""
         info = self.table(binding)
-        missing = [c for c in columns if info.column(binding.endpoint_column(c.name)) is None]
+        missing = [c for c in columns if info.column(c.name) is None]
         if not missing:
             return []
         conn = self.connection()
         with classified(f"add columns to {info.qualified} at {self.name}"), conn.transaction():
             for c in missing:
                 conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
-                    info.ident, sql.Identifier(binding.endpoint_column(c.name)),
-                    sql.SQL(column_type(c, source_kind))))
+                    info.ident, sql.Identifier(c.name), sql.SQL(column_type(c, source_kind))))
         self.forget_schema()
-        return [f"added column {binding.endpoint_column(c.name)} to {info.qualified}"
-                for c in missing]
+        return [f"added column {c.name} to {info.qualified}" for c in missing]
 
     # --- read -------------------------------------------------------------------------
 

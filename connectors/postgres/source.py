@@ -58,11 +58,10 @@ from connectors.postgres.batch import BatchBuilder, same_checkpoint
 from connectors.postgres.catalog import TableInfo, split_table, table_for
 from connectors.postgres.connect import PgConnection, classified, connect, is_broken
 from connectors.postgres.decoding import BoundTable, ChangeDecoder
-from connectors.postgres.events import SchemaChanged
 from connectors.postgres.export import ExportedSnapshot
 from connectors.postgres.names import Names, quote_ident
 from connectors.postgres.pgoutput import format_lsn, parse, parse_lsn
-from sync.change import ChangeBatch, Checkpoint, SnapshotChunk, SnapshotRow
+from sync.change import ChangeBatch, Checkpoint, SchemaChanged, SnapshotChunk, SnapshotRow
 
 log = logging.getLogger("cdcsync.postgres")
 
@@ -259,14 +258,16 @@ class PostgresSource:
             self._decoder_key = key
         return self._decoder
 
-    def _current_columns(self, table: tuple[str, str]) -> set[str]:
+    def _current_columns(self, table: tuple[str, str]) -> dict[str, str]:
+        """The table's columns and their types as the catalog says now."""
         rows = self.connection().execute(
-            "SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
-            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s"
-            " AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped",
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a"
+            " JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n"
+            " ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s"
+            " AND a.attnum > 0 AND NOT a.attisdropped",
             table,
         ).fetchall()
-        return {str(r[0]) for r in rows}
+        return {str(name): str(native) for name, native in rows}
 
     def slot_start(self, after: Checkpoint | None, *, streaming: bool = False) -> tuple[int, int]:
         """``(flush position now, where reading starts)``, after checking the slot.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -274,6 +275,73 @@ def test_an_interrupted_snapshot_resumes(
         assert query(b, "SELECT count(*), count(*) FILTER (WHERE name = 'late')"
                         " FROM customers") == [(26, 2)]
         assert p.drift() == []
+        _assert_fixed_point(p)
+    finally:
+        _teardown(cfg)
+
+
+def _pipeline_with(tmp: Path, a: str, b: str, extra: str) -> Any:
+    path = tmp / "pipeline.yaml"
+    path.write_text(f"""
+pipeline: {pipeline_of(a)}
+state: {{url: "sqlite:///{tmp}/state.db"}}
+endpoints:
+  a: {{kind: postgres, dsn: "{a}"}}
+  b: {{kind: postgres, dsn: "{b}"}}
+entities:
+  customers:
+    key: [id]
+    endpoints:
+      a: {{table: customers}}
+      b: {{table: customers}}
+{extra}
+""")
+    cfg = load_pipeline(path)
+    _setup(cfg)
+    return cfg
+
+
+def test_a_truncate_is_propagated_by_policy(
+        tmp_path: Path, pg_dsn_factory: Callable[[], str]) -> None:
+    a, b = pg_dsn_factory(), pg_dsn_factory()
+    for dsn in (a, b):
+        sql(dsn, CUSTOMERS)
+    cfg = _pipeline_with(tmp_path, a, b, "    truncate: propagate")
+    p = Pipeline(tmp_path, cfg, a, b)
+    try:
+        sql(a, "INSERT INTO customers (id, name) SELECT g, 'n' FROM generate_series(1, 5) g")
+        p.run()
+        assert query(b, "SELECT count(*) FROM customers") == [(5,)]
+        sql(a, "TRUNCATE customers", "INSERT INTO customers (id, name) VALUES (9, 'after')")
+        s = p.run()
+        assert s.errors == []
+        assert query(b, "SELECT id FROM customers") == [(9,)]
+        assert p.drift() == []
+        _assert_fixed_point(p)
+    finally:
+        _teardown(cfg)
+
+
+def test_a_column_added_mid_stream_is_added_at_the_sink_by_policy(
+        tmp_path: Path, pg_dsn_factory: Callable[[], str]) -> None:
+    a, b = pg_dsn_factory(), pg_dsn_factory()
+    for dsn in (a, b):
+        sql(dsn, CUSTOMERS)
+    cfg = _pipeline_with(tmp_path, a, b, "    schema_changes: add")
+    p = Pipeline(tmp_path, cfg, a, b)
+    try:
+        sql(a, "INSERT INTO customers (id, name) VALUES (1, 'Ann')")
+        p.run()
+        sql(a, "INSERT INTO customers (id, name) VALUES (2, 'Bob')",
+            "ALTER TABLE customers ADD COLUMN vip numeric(4,1)",
+            "INSERT INTO customers (id, name, vip) VALUES (3, 'Cy', 2.5)")
+        s = p.run()
+        assert s.errors == []
+        assert query(b, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE"
+                        " attrelid = 'customers'::regclass AND attname = 'vip'") == [
+            ("numeric(4,1)",)]
+        assert query(b, "SELECT id, vip FROM customers ORDER BY id")[1:] == [
+            (2, None), (3, Decimal("2.5"))]
         _assert_fixed_point(p)
     finally:
         _teardown(cfg)

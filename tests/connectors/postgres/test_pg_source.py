@@ -226,6 +226,7 @@ def test_a_column_added_mid_stream_is_an_event_and_decoded(
     (ev,) = batch.events
     assert isinstance(ev, SchemaChanged)
     assert [c.name for c in ev.added] == ["extra"] and ev.added[0].logical == "int"
+    assert ev.added[0].native == "integer"
     assert ev.dropped == () and ev.columns[-1] == "extra"
     assert batch.changes[0].position < ev.position <= batch.changes[1].position
     # The schema is read again: the new column is in it.
