@@ -115,14 +115,13 @@ def test_the_slot_moves_only_on_confirm_and_an_idle_slot_moves_to_the_wal_end(
     assert slot_confirmed(table_t, ep.names.slot) == batch.checkpoint["lsn"]
     # Activity elsewhere in the cluster moves the WAL; an idle slot follows it.
     sql(table_t, "CREATE TABLE other (id int)", "INSERT INTO other VALUES (1)")
+    from connectors.postgres.pgoutput import parse_lsn
+    wal_end = parse_lsn(query(table_t, "SELECT pg_current_wal_flush_lsn()::text")[0][0])
     idle = ep.changes([b], batch.checkpoint, 100)
     assert idle.changes == [] and idle.more is False
-    assert idle.checkpoint["lsn"] > batch.checkpoint["lsn"]
+    assert idle.checkpoint["lsn"] >= wal_end > batch.checkpoint["lsn"]
     ep.confirm(idle.checkpoint)
-    current = query(table_t, "SELECT pg_current_wal_flush_lsn()::text")[0][0]
-    from connectors.postgres.pgoutput import parse_lsn
     assert slot_confirmed(table_t, ep.names.slot) == idle.checkpoint["lsn"]
-    assert parse_lsn(current) - idle.checkpoint["lsn"] < 10_000
     # Re-reading from the confirmed checkpoint returns nothing twice.
     assert ep.changes([b], idle.checkpoint, 100).changes == []
 
