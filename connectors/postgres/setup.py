@@ -278,7 +278,40 @@ def slot_status(
             f" {_size(int(retained or 0))} of WAL): drop it with"
             f" SELECT pg_drop_replication_slot('{name}') if nothing reads it"
         )
+    orphans = orphan_origins(conn)
+    if orphans:
+        out["warnings"].append(
+            f"{len(orphans)} cdcsync replication origin(s) look left behind (no slot of their"
+            f" pipeline remains): {', '.join(orphans[:10])}; each holds one of the server's"
+            " max_replication_slots origin entries until dropped"
+        )
     return out
+
+
+def orphan_origins(conn: PgConnection) -> list[str]:
+    """cdcsync origins that look left behind: no ``cdcsync_<pipeline>_*`` slot is left
+    in the cluster for their pipeline. Each keeps an entry of the server's
+    ``max_replication_slots`` origin array until it is dropped."""
+    rows = conn.execute(
+        "SELECT o.roname FROM pg_replication_origin o"
+        " WHERE starts_with(o.roname, 'cdcsync_') AND NOT EXISTS ("
+        "  SELECT FROM pg_replication_slots s WHERE starts_with(s.slot_name,"
+        "   split_part(o.roname, '.', 1) || '_'))"
+        " ORDER BY 1"
+    ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def drop_origins(conn: PgConnection, names: Sequence[str]) -> list[str]:
+    """Drop the origins that no session is using; returns those dropped."""
+    dropped = []
+    for name in names:
+        try:
+            conn.execute("SELECT pg_replication_origin_drop(%s)", (name,))
+        except (psycopg.errors.ObjectInUse, psycopg.errors.UndefinedObject):
+            continue
+        dropped.append(name)
+    return dropped
 
 
 def _size(n: int) -> str:

@@ -19,10 +19,10 @@ Inside a transaction larger than a batch: ``{"lsn": L, "tx": C, "index": n}``
 messages). A checkpoint also names the tables it covers.
 
 **Confirming.** :meth:`confirm` advances the slot, and only when the engine
-calls it (after the batch is durably applied). One slot serves every entity of
-the endpoint, so a checkpoint that covers only some of the published tables
-does not move it (that would skip the other entities' changes):
-:meth:`prune` moves it to the oldest checkpoint of all entities instead.
+calls it (after the batch is durably applied). One slot serves every table of
+the endpoint, so it must be read as one stream with every binding the
+endpoint is a source for (the engine does, checkpoint entity ``*``): a reader
+of only some of them would confirm past the others' changes.
 
 **Snapshot consistent with the stream.** :meth:`position` exports a snapshot
 (export.py) and returns its consistent point ``C``; the :meth:`snapshot`
@@ -129,6 +129,7 @@ class PostgresSource:
         self._peek_conn: PgConnection | None = None
         self._peek: _Peek | None = None
         self._export: ExportedSnapshot | None = None
+        self._said_unread = False
 
     # --- connection and catalog -------------------------------------------------------
 
@@ -381,25 +382,34 @@ class PostgresSource:
         return self._published
 
     def confirmable(self, checkpoints: Sequence[Checkpoint]) -> int | None:
-        """The position the slot may be confirmed to: the oldest of ``checkpoints``
-        if together they cover every published table, else ``None``."""
+        """The position the slot may be confirmed to: the oldest of ``checkpoints``.
+
+        The slot is one log for every table of the endpoint, so the reader must read
+        it as one stream, with every binding it is a source for (the engine does).
+        Published tables that no checkpoint covers are only ever written to here
+        (one-way targets): their changes are not needed, which is said once.
+        """
+        if not checkpoints:
+            return None
         covered: set[str] = set()
         for cp in checkpoints:
             covered |= set(cp.get("tables", ()))
-        if not checkpoints or not self.published_tables() <= covered:
-            return None
+        unread = self.published_tables() - covered
+        if unread and not self._said_unread:
+            self._said_unread = True
+            log.info("endpoint %s: publication %s also holds %s, which this pipeline does"
+                     " not read here; the slot moves past their changes", self.name,
+                     self.names.publication, ", ".join(sorted(unread)))
         return min(int(cp["lsn"]) for cp in checkpoints)
 
     def confirm(self, checkpoint: Checkpoint) -> None:
-        """Advance the slot to ``checkpoint`` if it covers every published table
-        (otherwise other entities read this slot too, and prune() moves it)."""
+        """Advance the slot to ``checkpoint`` (everything before it is durably applied)."""
         lsn = self.confirmable([checkpoint])
         if lsn is not None:
             self.advance(lsn)
 
     def prune(self, checkpoints: Sequence[Checkpoint]) -> None:
-        """Advance the slot to the oldest of the entities' checkpoints (the engine
-        calls this once every entity has one)."""
+        """Advance the slot to the oldest of ``checkpoints``."""
         lsn = self.confirmable(checkpoints)
         if lsn is not None:
             self.advance(lsn)

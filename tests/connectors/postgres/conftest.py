@@ -27,3 +27,17 @@ def ep(table_t: str) -> Iterator[PostgresEndpoint]:
     e.setup([binding()], e.pipeline)
     yield e
     e.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_orphan_origins(pg_server: str) -> None:
+    """Replication origins left by crashed or untidy runs (their pipeline has no slot
+    left) fill the server's origin array (max_replication_slots entries), and then no
+    sink can tag its writes: drop them before the session, as the PostgreSQL fixture
+    drops stale databases."""
+    import psycopg
+
+    from connectors.postgres.setup import drop_origins, orphan_origins
+
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        drop_origins(conn, orphan_origins(conn))

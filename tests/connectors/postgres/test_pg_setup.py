@@ -136,3 +136,19 @@ def test_status_of_a_missing_slot(pg_dsn: str) -> None:
         assert ep.status()["exists"] is False
     finally:
         ep.close()
+
+
+def test_origins_left_without_a_slot_are_reported(pg_dsn: str) -> None:
+    sql(pg_dsn, "CREATE TABLE t (id int PRIMARY KEY)")
+    ep = endpoint(pg_dsn)
+    left = f"cdcsync_{ep.pipeline}_gone"
+    try:
+        ep.setup([binding("t")], ep.pipeline)
+        sql(pg_dsn, f"SELECT pg_replication_origin_create('{left}')")
+        warnings = ep.status()["warnings"]
+        assert any("look left behind" in w and left in w for w in warnings)
+        assert not any(ep.names.origin + "," in w or w.endswith(ep.names.origin)
+                       for w in warnings)  # ours has its slot
+    finally:
+        ep.teardown([], ep.pipeline)
+        ep.close()
