@@ -384,5 +384,9 @@ from sync.cli_ops import dlq, schedule  # noqa: E402 - operator commands (schedu
 main.add_command(schedule)
 main.add_command(dlq)
 
+from sync.cli_review import review  # noqa: E402 - the review UI for data stewards
+
+main.add_command(review)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

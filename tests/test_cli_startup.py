@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 HEAVY = ["sqlalchemy", "psycopg", "pymysql", "pymysqlreplication", "great_expectations",
-         "dramatiq", "rich", "pydantic", "yaml", "alembic", "redis", "httpx"]
+         "dramatiq", "rich", "pydantic", "yaml", "alembic", "redis", "httpx", "flask"]
 
 
 def test_help_imports_nothing_heavy() -> None:

@@ -1,0 +1,224 @@
+"""Conflict pages: the list, one conflict side by side, and a steward's decision.
+
+A decision is :func:`sync.steward.decide`, as ``cdcsync conflicts resolve``
+makes it: a side whole (``pick``) or column by column (``fields``), applied at
+once to every endpoint that lacks it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response
+
+from conflict.canonical import canonical_value, row_from_json
+from conflict.store import ConflictStore
+from sync.render import _sides as stored_sides
+from sync.review import pipeline
+from sync.review.format import ABSENT, DELETED, Cell, cell
+from sync.review.security import actor
+
+log = logging.getLogger("cdcsync.review")
+bp = Blueprint("conflicts", __name__)
+LIMIT = 500
+FIELD_PREFIX = "col:"  # form field per column: col:<column> = <endpoint>
+
+
+@dataclass(frozen=True)
+class SideHead:
+    endpoint: str
+    committed_at: float | None
+    deleted: bool
+
+
+@dataclass(frozen=True)
+class ColumnRow:
+    name: str
+    base: Cell | None  # the version both sides started from, when known
+    sides: list[Cell]  # one per SideHead, in the same order
+    differs: bool
+    decided: Cell | None  # the resolution's value, once decided
+    choices: list[str]  # endpoints a steward may take this column from (empty: no choice)
+    preselect: str | None  # the only side that edited it, if just one did
+    edited_by: int = 0  # how many sides edited it (2 or more: the heart of the conflict)
+
+
+@dataclass(frozen=True)
+class ConflictView:
+    rec: dict[str, Any]
+    sides: list[SideHead]
+    rows: list[ColumnRow]
+    has_base: bool
+    per_column: bool  # column-by-column decisions possible (open, no side deleted)
+
+    @property
+    def choosable(self) -> list[str]:
+        return [r.name for r in self.rows if r.choices]
+
+    @property
+    def differing(self) -> list[str]:
+        return [r.name for r in self.rows if r.differs]
+
+
+def _same(a: Any, b: Any) -> bool:
+    return bool(canonical_value(a) == canonical_value(b))
+
+
+def build_view(rec: Mapping[str, Any], order: Sequence[str] = ()) -> ConflictView:
+    """A stored conflict as rows of columns, one cell per side, differences marked.
+
+    Sides come in ``order`` (the entity's endpoints as configured), then any
+    other side by name.
+    """
+    raw = stored_sides(dict(rec))
+    names = [n for n in order if n in raw] + sorted(n for n in raw if n not in order)
+    contents = {n: row_from_json(raw[n].get("c")) for n in names}
+    base = row_from_json(rec.get("base")) if rec.get("base") is not None else None
+    resolved = rec["status"] == "resolved"
+    resolution = row_from_json(rec.get("resolution")) if resolved else None
+    cols: list[str] = []
+    for version in [*contents.values(), resolution, base]:
+        for c in version or {}:
+            if c not in cols:
+                cols.append(c)
+    heads = [SideHead(n, raw[n].get("t"), contents[n] is None) for n in names]
+    per_column = (not resolved and len(names) > 1
+                  and all(contents[n] is not None for n in names))
+    rows: list[ColumnRow] = []
+    for c in cols:
+        cells: list[Cell] = []
+        values: list[tuple[bool, Any]] = []  # (present, value) per side
+        edited_by: list[str] = []
+        for n in names:
+            content = contents[n]
+            if content is None:
+                cells.append(DELETED)
+                values.append((False, "deleted"))
+                continue
+            if c not in content:
+                cells.append(ABSENT)
+                values.append((False, "absent"))
+                continue
+            edited = base is not None and c in base and not _same(content[c], base[c])
+            if edited:
+                edited_by.append(n)
+            cells.append(cell(content[c], edited=edited))
+            values.append((True, content[c]))
+        first = values[0] if values else (False, None)
+        differs = any(v[0] != first[0] or not _same(v[1], first[1]) for v in values[1:])
+        everywhere = all(present for present, _ in values)
+        decided: Cell | None = None
+        if resolved:
+            decided = DELETED if resolution is None else (
+                cell(resolution[c]) if c in resolution else ABSENT)
+        rows.append(ColumnRow(
+            name=c,
+            base=None if base is None else (cell(base[c]) if c in base else ABSENT),
+            sides=cells, differs=differs, decided=decided,
+            choices=names if per_column and differs and everywhere else [],
+            preselect=edited_by[0] if len(edited_by) == 1 else None,
+            edited_by=len(edited_by),
+        ))
+    return ConflictView(dict(rec), heads, rows, base is not None, per_column)
+
+
+def _conflicts() -> ConflictStore:
+    return ConflictStore(pipeline.store().engine)
+
+
+def _view(rec: Mapping[str, Any]) -> ConflictView:
+    ent = pipeline.cfg().entities.get(rec["entity"])
+    return build_view(rec, list(ent.endpoints) if ent is not None else [])
+
+
+def _find(conflict_id: str) -> dict[str, Any]:
+    rec = _conflicts().get(pipeline.name(), conflict_id)
+    if rec is None:
+        abort(404, description=f"No conflict {conflict_id!r} in pipeline {pipeline.name()!r}.")
+    return rec
+
+
+@bp.get("/conflicts")
+def index() -> str:
+    show_all = request.args.get("all") in ("1", "on", "true", "yes")
+    entity = request.args.get("entity") or None
+    rows = _conflicts().list(pipeline.name(), status=None if show_all else "open",
+                             entity=entity, limit=LIMIT)
+    return render_template("conflicts.html", rows=rows, show_all=show_all, entity=entity,
+                           entities=sorted(pipeline.cfg().entities), limit=LIMIT)
+
+
+@bp.get("/conflicts/<conflict_id>")
+def detail(conflict_id: str) -> Any:
+    return _page(_find(conflict_id))
+
+
+def _page(rec: Mapping[str, Any], *, error: str | None = None, note: str = "",
+          chosen: Mapping[str, str] | None = None, status: int = 200) -> Any:
+    view = _view(rec)
+    html = render_template("conflict.html", view=view, rec=view.rec, error=error, note=note,
+                           chosen=dict(chosen or {}), field_prefix=FIELD_PREFIX)
+    return (html, status) if status != 200 else html
+
+
+@bp.post("/conflicts/<conflict_id>/resolve")
+def resolve(conflict_id: str) -> Any:
+    from connectors.base import ConnectorError
+    from sync.context import open_pipeline
+    from sync.steward import StewardError, decide
+
+    rec = _find(conflict_id)
+    note = request.form.get("note", "").strip()
+    pick = request.form.get("pick") or None
+    view = _view(rec)
+    chosen = {k[len(FIELD_PREFIX):]: v for k, v in request.form.items()
+              if k.startswith(FIELD_PREFIX) and v}
+    fields: dict[str, str] | None = None
+    if pick is None:
+        if rec["status"] == "open" and not view.per_column:
+            return _page(rec, error="One side deleted the record: keep one side whole.",
+                         note=note, status=400)
+        unknown = sorted(set(chosen) - set(view.choosable))
+        missing = [c for c in view.choosable if c not in chosen]
+        if unknown:
+            return _page(rec, error=f"No differing column {unknown[0]!r} to choose.",
+                         note=note, chosen=chosen, status=400)
+        if missing:
+            return _page(rec, error="Choose a version for every differing column: "
+                                    + ", ".join(missing) + ".",
+                         note=note, chosen=chosen, status=400)
+        fields = chosen
+    who = actor()
+    try:
+        with pipeline.deciding, open_pipeline(pipeline.cfg()) as ctx:
+            result = decide(ctx, rec["id"], pick=pick, fields=fields, actor=who, note=note)
+    except StewardError as exc:
+        return _page(_find(rec["id"]), error=str(exc), note=note, chosen=chosen, status=400)
+    except ConnectorError as exc:
+        log.warning("conflict %s: deciding failed at an endpoint: %s", rec["id"], exc)
+        now = _find(rec["id"])
+        if now["status"] != "resolved":
+            return _page(now, error=f"An endpoint failed, nothing was decided: {exc}",
+                         note=note, chosen=chosen, status=502)
+        flash(f"Resolved by {now['decided_by']}, but applying it failed at an endpoint "
+              f"({exc}). The decision is kept; the next run (or the daemon) applies it.",
+              "error")
+        return _redirect(rec["id"])
+    applied, skipped = int(result["applied"]), int(result["skipped"])
+    how = f"kept {pick}'s version" if pick else "chose column by column"
+    message = (f"Resolved by {who} ({how}): applied to {applied} endpoint"
+               f"{'' if applied == 1 else 's'}.")
+    if skipped:
+        message += (f" {skipped} endpoint(s) changed the record meanwhile; their edit is read "
+                    "on the next run.")
+    log.info("conflict %s resolved by %s: %s", rec["id"], who, how)
+    flash(message, "ok")
+    return _redirect(rec["id"])
+
+
+def _redirect(conflict_id: str) -> Response:
+    return redirect(url_for("conflicts.detail", conflict_id=conflict_id), code=303)
