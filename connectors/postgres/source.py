@@ -231,11 +231,14 @@ class PostgresSource:
                 conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(
                     sql.Literal(export.name)))
             records = conn.execute(query, params).fetchall()
-        names = [c.name for c in cols]
+        names = [_entity_name(binding, c.name) for c in cols] + ["\x00xmin"]
+        key_names = binding.key
         rows = []
         for rec in records:
-            row = binding.to_entity(dict(zip(names, rec[:-1], strict=True)))
-            rows.append(SnapshotRow(key=binding.key_of(row), row=row, row_version=int(rec[-1])))
+            row = dict(zip(names, rec, strict=True))
+            version = row.pop("\x00xmin")
+            rows.append(SnapshotRow(key={k: row[k] for k in key_names}, row=row,
+                                    row_version=int(version)))
         last = dict(rows[-1].key) if rows else (dict(after_key) if after_key else None)
         return SnapshotChunk(rows=rows, last_key=last, done=len(rows) < limit)
 
