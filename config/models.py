@@ -66,7 +66,7 @@ class BrokerConfig(ConfigModel):
 
 class BatchConfig(ConfigModel):
     size: int = Field(default=10000, ge=1)
-    max_wait_ms: int = Field(default=200, ge=0)
+    max_wait_ms: int = Field(default=20, ge=0)  # the daemon's micro-batch window
     snapshot_chunk: int = Field(default=50000, ge=1)
 
 

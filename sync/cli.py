@@ -68,6 +68,10 @@ def _user_errors(debug: bool) -> Iterator[None]:
     except KeyboardInterrupt:
         _fail("interrupted; the next run resumes from the last committed batch")
     except Exception as exc:
+        # A bad suite or an expectation that cannot run is the user's to fix
+        # (exit 2); matched by name so that GX is never imported to catch it.
+        if type(exc).__name__ in ("SuiteError", "QualityError"):
+            _fail(str(exc), EXIT_USAGE)
         if debug:
             raise
         _fail(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)")
@@ -124,7 +128,7 @@ def run(pipeline: str, as_json: bool, entities: tuple[str, ...]) -> None:
         click.echo(json.dumps(summary.to_json(), indent=2))
     else:
         _console().print(summary_table(summary, cfg))
-    sys.exit(EXIT_ATTENTION if summary.open_conflicts else EXIT_OK)
+    sys.exit(EXIT_ATTENTION if summary.status == "attention" else EXIT_OK)
 
 
 # --- setup / teardown --------------------------------------------------------------------
@@ -359,6 +363,13 @@ def config_group() -> None:
 def config_check(file: str) -> None:
     """Report every problem with file, line and field; exit 2 if there is any."""
     cfg = _load(file)
+    if any(e.quality.suite is not None for e in cfg.entities.values()):
+        from sync.quality.check import check_pipeline_suites
+
+        problems = [f"{cfg.path}: {p}" for p in check_pipeline_suites(cfg)]
+        if problems:
+            click.echo("\n".join(problems), err=True)
+            sys.exit(EXIT_USAGE)
     click.echo(f"{file}: ok (pipeline {cfg.pipeline!r}, {len(cfg.endpoints)} endpoints, "
                f"{len(cfg.entities)} entities)")
 

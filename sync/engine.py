@@ -74,5 +74,12 @@ def _prune(ctx: PipelineContext) -> None:
 def _finish(ctx: PipelineContext, summary: RunSummary) -> None:
     summary.finished_at = time.time()
     summary.open_conflicts = ctx.conflicts.count(ctx.pipeline, "open")
+    suites = [n for n, e in ctx.entities.items() if e.cfg.quality.suite is not None]
+    if suites:  # quarantined rows waiting for a steward, whether this run touched them or not
+        from sync.quality.store import QuarantineStore
+
+        qs = QuarantineStore(ctx.store.engine)
+        for name in suites:
+            summary.quality_at(name).open = qs.count_open(ctx.pipeline, name)
     if ctx.run_id is not None:
         ctx.store.finish_run(ctx.run_id, summary.status, summary.to_json())

@@ -104,7 +104,8 @@ def conflicts_table(rows: list[dict[str, Any]], show_all: bool) -> Table:
     return t
 
 
-def _sides(rec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def sides_of(rec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A conflict record's sides by endpoint, whichever form it was stored in."""
     sides = rec["sides"]
     if "by_endpoint" in sides:
         return dict(sides["by_endpoint"])
@@ -112,7 +113,7 @@ def _sides(rec: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def conflict_detail(rec: dict[str, Any]) -> Group:
-    sides = _sides(rec)
+    sides = sides_of(rec)
     names = sorted(sides)
     contents = {n: row_from_json(sides[n]["c"]) for n in names}
     resolution = row_from_json(rec["resolution"]) if rec["status"] == "resolved" else None

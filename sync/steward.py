@@ -6,11 +6,14 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from conflict.canonical import key_text
-from conflict.protocol import resolve_parked
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from conflict.protocol import KeyState, resolve_parked
 from conflict.store import ConflictStore
 from sync.apply import apply_pending
-from sync.context import PipelineContext
+from sync.context import EntityContext, PipelineContext
+from sync.state.schema import conflicts
 from sync.summary import RunSummary
 
 
@@ -30,18 +33,37 @@ def decide(
     """Resolve an open conflict by picking an endpoint's side whole, or column by column.
 
     ``fields`` maps a column to the endpoint whose value it takes; columns not
-    named take ``pick``'s value (or, without ``pick``, the current version's).
-    The decided version is applied to every endpoint that does not hold it.
+    named take ``pick``'s value (or, without ``pick``, the first side's). The
+    decision is recorded under the state lock, with the conflict checked open
+    again inside it, so two stewards (or a steward and a running daemon) never
+    both decide one conflict or decide on stale sides; then the decided version
+    is applied to every endpoint that does not hold it.
     """
+    from sync.capture import state_lock
+
     rec = ctx.conflicts.get(ctx.pipeline, conflict_id)
     if rec is None:
         raise StewardError(f"no conflict {conflict_id!r} in pipeline {ctx.pipeline!r}")
-    if rec["status"] != "open":
-        raise StewardError(f"conflict {rec['id']} is already {rec['status']}")
     ent = ctx.entities.get(rec["entity"])
     if ent is None:
         raise StewardError(f"entity {rec['entity']!r} is no longer in the pipeline")
-    st = ctx.store.load(ctx.pipeline, ent.name, [rec["key"]])[rec["key"]]
+    with ctx.store.transaction(lock=state_lock(ctx)) as conn:
+        st = _record(ctx, conn, rec, ent, pick=pick, fields=fields, actor=actor, note=note)
+    summary = RunSummary(pipeline=ctx.pipeline)
+    apply_pending(ctx, ent, {rec["key"]: st}, summary)
+    return {"conflict": rec["id"], "entity": ent.name, "key": rec["key"],
+            "applied": summary.total("applied"), "skipped": summary.total("skipped"),
+            "pending": sorted(st.outbox)}
+
+
+def _record(ctx: PipelineContext, conn: Connection, rec: dict[str, Any], ent: EntityContext,
+            *, pick: str | None, fields: Mapping[str, str] | None, actor: str,
+            note: str) -> KeyState:
+    status = conn.execute(sa.select(conflicts.c.status)
+                          .where(conflicts.c.id == rec["id"])).scalar_one()
+    if status != "open":
+        raise StewardError(f"conflict {rec['id']} is already {status}")
+    st = ctx.store.load(ctx.pipeline, ent.name, [rec["key"]], conn=conn)[rec["key"]]
     if st.parked is None or not st.parked.conflict_id.startswith(rec["id"]):
         raise StewardError(f"conflict {rec['id']} is not the one parked on its record")
     sides = st.parked.sides
@@ -61,20 +83,13 @@ def decide(
         content[col] = src[col]
     chosen = pick if not fields else None
     new_v = resolve_parked(st, content, chosen=chosen, sinks=ent.sinks, when=time.time())
-    with ctx.store.transaction() as conn:
-        ctx.store.save(conn, ctx.pipeline, ent.name, {rec["key"]: st})
-        winner = pick if not fields else "fields:" + ",".join(f"{c}={e}" for c, e in
-                                                             sorted(fields.items()))
-        ConflictStore.mark_resolved(conn, rec["id"], content=content, winner=winner or "",
-                                    decided_by=actor, vector=new_v.as_dict(), reason=note)
-        ctx.store.audit(conn, ctx.pipeline, actor, "conflict.resolve",
-                        {"conflict": rec["id"], "entity": ent.name, "key": rec["key"],
-                         "pick": pick, "fields": dict(fields or {}), "note": note})
-    summary = RunSummary(pipeline=ctx.pipeline)
-    apply_pending(ctx, ent, {rec["key"]: st}, summary)
-    return {"conflict": rec["id"], "entity": ent.name, "key": rec["key"],
-            "applied": summary.total("applied"), "skipped": summary.total("skipped"),
-            "pending": sorted(st.outbox)}
-
-
-__all__ = ["StewardError", "decide", "key_text"]
+    ctx.store.save(conn, ctx.pipeline, ent.name, {rec["key"]: st})
+    winner = pick or ""
+    if fields:
+        winner = "fields:" + ",".join(f"{c}={e}" for c, e in sorted(fields.items()))
+    ConflictStore.mark_resolved(conn, rec["id"], content=content, winner=winner,
+                                decided_by=actor, vector=new_v.as_dict(), reason=note)
+    ctx.store.audit(conn, ctx.pipeline, actor, "conflict.resolve",
+                    {"conflict": rec["id"], "entity": ent.name, "key": rec["key"],
+                     "pick": pick, "fields": dict(fields or {}), "note": note})
+    return st

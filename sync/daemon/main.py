@@ -84,6 +84,11 @@ def run_daemon(cfg: Any, *, readers: bool = True, workers: bool = True,
             _initial_snapshots(rt)
             ctx = rt.ctx()
             align_schemas(ctx)
+            for ent in ctx.entities.values():  # load GX now, not under the first batch's lock
+                if ent.cfg.quality.suite is not None:
+                    from sync.quality.hook import gate_for
+
+                    gate_for(ent)
             for name in ctx.endpoints:
                 if any(name in e.sources for e in ctx.entities.values()):
                     r = Reader(rt, name)

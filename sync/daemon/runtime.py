@@ -41,6 +41,7 @@ class Runtime:
         self._stacks: list[contextlib.ExitStack] = []
         self._lock = threading.Lock()
         self._breakers: dict[str, Breaker] = {}
+        self._dead: dict[tuple[str, str], tuple[float, set[str]]] = {}
         self.sent: dict[tuple[str, str], float] = {}
         self.actors = []
         for p in range(self.partitions):
@@ -72,6 +73,20 @@ class Runtime:
                 stack.close()
             except Exception:  # closing another thread's connections is best effort
                 log.debug("closing a pipeline context failed", exc_info=True)
+
+    def dead_keys(self, entity: str, target: str) -> set[str]:
+        """Keys with a dead letter at ``target``, looked up at most once a second."""
+        from sync import dlq
+
+        now = time.monotonic()
+        with self._lock:
+            hit = self._dead.get((entity, target))
+        if hit is not None and now - hit[0] < 1.0:
+            return hit[1]
+        keys = dlq.dead_keys(self.ctx().store, self.pipeline, entity, target)
+        with self._lock:
+            self._dead[(entity, target)] = (now, keys)
+        return keys
 
     def breaker(self, target: str) -> Breaker:
         with self._lock:

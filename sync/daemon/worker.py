@@ -44,7 +44,7 @@ def handle(rt: Runtime, entity: str, keys: list[str], meta: dict[str, Any]) -> N
             br = rt.breaker(target)
             if not br.allow():
                 continue  # the backlog stays in the outbox until the target is back
-            dead = dlq.dead_keys(ctx.store, ctx.pipeline, entity, target)
+            dead = rt.dead_keys(entity, target)
             items = [(k, j) for k, j in items if k not in dead]
             if not items:
                 continue

@@ -17,7 +17,7 @@ from werkzeug.wrappers import Response
 
 from conflict.canonical import canonical_value, row_from_json
 from conflict.store import ConflictStore
-from sync.render import _sides as stored_sides
+from sync.render import sides_of as stored_sides
 from sync.review import pipeline
 from sync.review.format import ABSENT, DELETED, Cell, cell
 from sync.review.security import actor

@@ -83,7 +83,7 @@ conflicts = Table(
     Column("key", Text, nullable=False),
     Column("status", String(16), nullable=False),  # resolved | open
     Column("policy", String(128), nullable=False),
-    Column("winner", String(16), nullable=True),  # current | incoming | merged | endpoint name
+    Column("winner", Text, nullable=True),  # current | incoming | merged | endpoint | fields:...
     Column("reason", Text, nullable=False, default=""),
     Column("sides", JSON, nullable=False),
     Column("base", JSON, nullable=True),
@@ -91,7 +91,7 @@ conflicts = Table(
     Column("vector", JSON, nullable=True),
     Column("created_at", Float, nullable=False),
     Column("decided_at", Float, nullable=True),
-    Column("decided_by", String(128), nullable=True),
+    Column("decided_by", Text, nullable=True),
     Column("run_id", Integer, nullable=True),
 )
 Index("ix_conflicts_status", conflicts.c.pipeline, conflicts.c.status)

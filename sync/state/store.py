@@ -96,9 +96,15 @@ def open_store(url: str) -> StateStore:
     return StateStore(engine)
 
 
+_LOCAL_LOCKS: dict[str, threading.Lock] = {}
+
+
 class StateStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        url = engine.url.render_as_string(hide_password=False)
+        with _migrate_lock:
+            self._local_lock = _LOCAL_LOCKS.setdefault(url, threading.Lock())
 
     def close(self) -> None:
         self.engine.dispose()
@@ -115,6 +121,17 @@ class StateStore:
             with self.engine.begin() as conn:
                 yield conn
             return
+        if self.engine.dialect.name == "sqlite":
+            # Threads of this process queue on a mutex (an instant hand-off) rather
+            # than in SQLite's busy handler, which sleeps 1, 2, 5 ... 100 ms a try.
+            with self._local_lock, self._locked(lock) as conn:
+                yield conn
+            return
+        with self._locked(lock) as conn:
+            yield conn
+
+    @contextmanager
+    def _locked(self, lock: str) -> Iterator[Connection]:
         with self.engine.connect() as raw:
             conn = raw.execution_options(cdcsync_lock=True)
             with conn.begin():

@@ -40,7 +40,7 @@ def test_defaults_are_filled_in(write_config: WriteConfig) -> None:
     assert cfg.pipeline == "quickstart"
     assert cfg.state.url == f"sqlite:///{base}/.cdcsync/quickstart.db"
     assert cfg.broker.url == "memory://"
-    assert (cfg.batch.size, cfg.batch.max_wait_ms, cfg.batch.snapshot_chunk) == (10000, 200, 50000)
+    assert (cfg.batch.size, cfg.batch.max_wait_ms, cfg.batch.snapshot_chunk) == (10000, 20, 50000)
     assert cfg.schedule == []
     entity = cfg.entities["customers"]
     assert entity.key == ["id"]
