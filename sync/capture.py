@@ -13,7 +13,7 @@ source's log is released (``confirm``) only after they are durable.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -168,11 +168,13 @@ def read_batch(ctx: PipelineContext, source: str, limit: int) -> tuple[ChangeBat
     return ctx.endpoints[source].changes(bindings, cp, limit), cp
 
 
-def catch_up(ctx: PipelineContext, summary: RunSummary, *, max_rounds: int = 100_000) -> None:
+def catch_up(ctx: PipelineContext, summary: RunSummary, *, max_rounds: int = 100_000,
+             progress: Callable[[str, int], None] | None = None) -> None:
     """Read every source endpoint from its checkpoint until none has more to say.
 
     Sources take turns, one batch each, so that edits from both sides of a
-    bidirectional entity meet in the order they were read.
+    bidirectional entity meet in the order they were read. ``progress(source, n)``
+    is told of each batch read.
     """
     active = [name for name in ctx.endpoints if source_entities(ctx, name)]
     size = int(ctx.cfg.batch.size)
@@ -184,6 +186,8 @@ def catch_up(ctx: PipelineContext, summary: RunSummary, *, max_rounds: int = 100
             batch, cp = read_batch(ctx, source, size)
             if batch.changes or batch.checkpoint != cp:
                 process_batch(ctx, source, batch, summary)
+            if progress is not None and batch.changes:
+                progress(source, len(batch.changes))
             if batch.more:
                 still.append(source)
         active = still

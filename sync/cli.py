@@ -192,7 +192,7 @@ def resync(pipeline: str, entities: tuple[str, ...], reset_stream: bool) -> None
 @pipeline_arg
 @json_opt
 def status(pipeline: str, as_json: bool) -> None:
-    """Checkpoints, last runs, pending applies and conflicts waiting for a steward."""
+    """Checkpoints, last runs, pending applies; exit 3 if anything waits for a steward."""
     from sync.render import status_view
     from sync.status import collect_status
 
@@ -203,7 +203,8 @@ def status(pipeline: str, as_json: bool) -> None:
         click.echo(json.dumps(info, indent=2, default=str))
     else:
         _console().print(status_view(info))
-    sys.exit(EXIT_ATTENTION if info["open_conflicts"] or info["warnings"] else EXIT_OK)
+    waiting = info["open_conflicts"] or info["open_quarantine"] or info["warnings"]
+    sys.exit(EXIT_ATTENTION if waiting else EXIT_OK)
 
 
 @main.command()

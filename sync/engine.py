@@ -36,12 +36,22 @@ def run_pipeline(
 ) -> RunSummary:
     """Run one batch sync of ``cfg`` and return what it did.
 
+    ``progress(label, n)`` is told of every snapshot chunk (``snapshot EP``, rows) and
+    every batch read from a source log (``read EP``, changes): the CLI's progress bars.
+
     Raises whatever the connectors raise after retries; the run is recorded
     as failed in the run history, and nothing is lost: the next run resumes
     from the last durable batch. Raises :class:`sync.runlock.RunLocked` (and
     does nothing) while another run of the pipeline holds its run lock.
     """
     summary = RunSummary(pipeline=cfg.pipeline)
+    snapshotted = reading = None
+    if progress is not None:  # labels for the progress bars: "snapshot crm", "read billing"
+        def snapshotted(endpoint: str, rows: int) -> None:
+            progress(f"snapshot {endpoint}", rows)
+
+        def reading(endpoint: str, changes: int) -> None:
+            progress(f"read {endpoint}", changes)
     with open_pipeline(cfg) as ctx, RunLock(ctx.store, ctx.pipeline):
         ctx.run_id = ctx.store.start_run(ctx.pipeline, "run")
         try:
@@ -50,9 +60,9 @@ def run_pipeline(
                 replay_outbox(ctx, ent, summary)
             for ent in chosen:
                 if needs_snapshot(ctx, ent):
-                    snapshot_entity(ctx, ent, summary, progress)
+                    snapshot_entity(ctx, ent, summary, snapshotted)
             align_schemas(ctx)
-            catch_up(ctx, summary)
+            catch_up(ctx, summary, progress=reading)
             _prune(ctx)
         except BaseException as exc:
             summary.errors.append(f"{type(exc).__name__}: {exc}")

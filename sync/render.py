@@ -24,7 +24,8 @@ def _when(ts: float | None) -> str:
 
 @contextmanager
 def progress_bar(enabled: bool) -> Iterator[Callable[[str, int], None] | None]:
-    """A snapshot progress bar when stdout is a terminal; nothing otherwise."""
+    """Progress bars (one per label: ``snapshot crm``, ``read billing``) when stdout is a
+    terminal; nothing otherwise."""
     if not enabled or not sys.stdout.isatty():
         yield None
         return
@@ -33,10 +34,10 @@ def progress_bar(enabled: bool) -> Iterator[Callable[[str, int], None] | None]:
     with Progress(transient=True) as bar:
         tasks: dict[str, Any] = {}
 
-        def advance(endpoint: str, rows: int) -> None:
-            if endpoint not in tasks:
-                tasks[endpoint] = bar.add_task(f"snapshot {endpoint}", total=None)
-            bar.advance(tasks[endpoint], rows)
+        def advance(label: str, rows: int) -> None:
+            if label not in tasks:
+                tasks[label] = bar.add_task(label, total=None)
+            bar.advance(tasks[label], rows)
 
         yield advance
 
@@ -158,6 +159,9 @@ def status_view(info: dict[str, Any]) -> Group:
                      f"{secs:.2f}" if secs is not None else "-")
     lines = [f"open conflicts: {info['open_conflicts']}",
              f"pending applies (outbox): {info['outbox']}"]
+    if info.get("open_quarantine"):
+        lines.append(f"open quarantine items: {info['open_quarantine']} "
+                     "(cdcsync quarantine list PIPELINE)")
     lines += [f"[bold red]WARNING[/]: {w}" for w in info["warnings"]]
     return Group(t, runs, Text.from_markup("\n".join(lines)))
 

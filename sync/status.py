@@ -27,6 +27,7 @@ def collect_status(cfg: Any, *, endpoints: bool = True) -> dict[str, Any]:
             "checkpoints": store.checkpoints(cfg.pipeline),
             "runs": store.runs(cfg.pipeline),
             "open_conflicts": ConflictStore(store.engine).count(cfg.pipeline, "open"),
+            "open_quarantine": _open_quarantine(cfg, store.engine),
             "outbox": pending,
             "endpoints": {},
             "warnings": [],
@@ -50,6 +51,17 @@ def collect_status(cfg: Any, *, endpoints: bool = True) -> dict[str, Any]:
                 st = report()
                 info["endpoints"][name] = st
                 info["warnings"].extend(f"{name}: {w}" for w in st.get("warnings", []))
+        except Exception as exc:  # endpoints connect lazily: the report is the first contact
+            info["warnings"].append(f"endpoint {name} unreachable: {exc}")
         finally:
             ep.close()
     return info
+
+
+def _open_quarantine(cfg: Any, engine: sa.engine.Engine) -> int:
+    """Quarantined and held changes waiting for a steward (0 for a pipeline without suites)."""
+    if not any(e.quality.suite is not None for e in cfg.entities.values()):
+        return 0
+    from sync.quality.store import QuarantineStore
+
+    return QuarantineStore(engine).count_open(cfg.pipeline)
