@@ -2,8 +2,9 @@
 
 Nothing here does I/O. The engine loads :class:`KeyState` values from the state
 store, feeds them the changes it reads (:func:`on_change`) and the results of
-its applies (:func:`on_applied`, :func:`on_skipped`), and writes the states back
-in one transaction together with the checkpoint they belong to.
+its applies (:func:`on_applied`, :func:`on_skipped`, :func:`on_stale`), and
+writes the states back in one transaction together with the checkpoint they
+belong to.
 
 The rules, with the names used below:
 
@@ -400,6 +401,32 @@ def on_skipped(st: KeyState, job: ApplyJob) -> None:
     """
     if job.vector == st.vector and st.at(job.target).reads == job.reads:
         st.outbox.discard(job.target)
+
+
+def on_stale(st: KeyState, job: ApplyJob, row_version: Any, identity: str | None = None) -> bool:
+    """The row at the target holds another write of ours, unchanged since.
+
+    That happens when a worker wrote a version and died before recording the
+    result while the reader decided a newer one: the newer apply expects the
+    row version from before the lost write, and its compare-and-set fails
+    although no user edit is on its way. Dropping it like a skip would strand
+    the target forever on engines whose own writes never come back in their
+    log. Instead the row version is learnt and the apply stays due; which of
+    our versions the row holds is unknown, so its content hash is forgotten
+    and ``K`` is left as it was (a later edit there is then taken for
+    concurrent, never for one that saw more than it did).
+
+    Returns True when the apply is due again now (the caller may retry at
+    once rather than wait for the outbox to be swept).
+    """
+    e = st.at(job.target)
+    if e.reads != job.reads:
+        return False  # the target's log was read since: what it said stands
+    e.row_version = row_version
+    e.hash = None
+    if identity is not None and identity not in e.pending:
+        e.pending.append(identity)
+    return st.parked is None and job.target in st.outbox
 
 
 # --- stewards ------------------------------------------------------------------------

@@ -133,6 +133,10 @@ class ApplyStatus(enum.StrEnum):
     APPLIED = "applied"  # written now
     ALREADY = "already"  # this very token was written before (a replay)
     SKIPPED = "skipped"  # the row moved since the service last knew it: a user edit is on its way
+    #: the row moved, but only by another write of the service's own, unchanged
+    #: since (a write whose result was lost with a worker): no user edit is on
+    #: its way, so the apply is due again against the row version reported
+    STALE = "stale"
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +145,7 @@ class ApplyResult:
     status: ApplyStatus
     row_version: Any = None  # the row version now (after our write, or the one that blocked it)
     identity: str | None = None  # for engines that cannot tag writes: how the echo will look
+    # (for STALE: how the echo of the write the row holds will look, where the sink knows it)
 
 
 @runtime_checkable

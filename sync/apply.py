@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from conflict.protocol import ApplyJob, KeyState, jobs, on_applied, on_skipped
+from conflict.protocol import ApplyJob, KeyState, jobs, on_applied, on_skipped, on_stale
 from connectors.base import ApplyOp, ApplyResult, ApplyStatus, RetriableError
 from sync.context import EntityContext, PipelineContext
 from sync.summary import RunSummary
@@ -24,6 +24,9 @@ log = logging.getLogger("cdcsync.apply")
 T = TypeVar("T")
 
 RETRIES = 6
+#: rounds of applies for keys whose result came back STALE (each round learns
+#: the row version a lost write of ours left); a second round normally ends it
+STALE_ROUNDS = 3
 
 
 def with_retries(what: str, fn: Callable[[], T], *, tries: int = RETRIES,
@@ -87,17 +90,20 @@ def apply_to_target(
 
 
 def record_results(ctx: PipelineContext, ent: EntityContext, results: list[Result],
-                   summary: RunSummary) -> None:
+                   summary: RunSummary) -> list[str]:
     """Record apply results on freshly loaded states, in one locked transaction.
 
     Fresh states, because a reader may have decided newer versions of these
     keys while the writes ran (the daemon); the protocol's on_applied knows
-    what a superseded result still tells.
+    what a superseded result still tells. Returns the keys whose apply is due
+    again at once: a STALE result (the row holds a write of ours whose result
+    was lost) taught the row version to expect.
     """
     if not results:
-        return
+        return []
     from sync.capture import state_lock
 
+    again: list[str] = []
     with ctx.store.transaction(lock=state_lock(ctx)) as conn:
         fresh = ctx.store.load(ctx.pipeline, ent.name, (k for k, _, _, _ in results), conn=conn)
         for k, job, res, seconds in results:
@@ -107,10 +113,16 @@ def record_results(ctx: PipelineContext, ent: EntityContext, results: list[Resul
             if res.status is ApplyStatus.SKIPPED:
                 on_skipped(st, job)
                 stats.skipped += 1
+            elif res.status is ApplyStatus.STALE:
+                log.info("%s %s at %s holds an earlier write of ours whose result was lost;"
+                         " applying again", ent.name, k, job.target)
+                if on_stale(st, job, res.row_version, res.identity):
+                    again.append(k)
             elif on_applied(st, job, res.row_version, res.identity) and \
                     res.status is ApplyStatus.APPLIED:
                 stats.applied += 1
         ctx.store.save(conn, ctx.pipeline, ent.name, fresh)
+    return sorted(set(again))
 
 
 def apply_pending(
@@ -126,13 +138,18 @@ def apply_pending(
     ``skip`` maps a target to keys not to apply there (they have a dead letter,
     sync/dlq.py); their outbox entries are kept.
     """
-    results: list[Result] = []
-    for target, items in sorted(pending_by_target(states).items()):
-        dead = skip.get(target) if skip else None
-        if dead:
-            items = [(k, job) for k, job in items if k not in dead]
-        results.extend(apply_to_target(ctx, ent, target, items, states))
-    record_results(ctx, ent, results, summary)
+    for _ in range(STALE_ROUNDS):
+        results: list[Result] = []
+        for target, items in sorted(pending_by_target(states).items()):
+            dead = skip.get(target) if skip else None
+            if dead:
+                items = [(k, job) for k, job in items if k not in dead]
+            results.extend(apply_to_target(ctx, ent, target, items, states))
+        again = record_results(ctx, ent, results, summary)
+        if not again:
+            return
+        states = ctx.store.load(ctx.pipeline, ent.name, again)
+    # Still stale after that: the outbox keeps the work for the next run.
 
 
 def _op(st: KeyState, job: ApplyJob) -> ApplyOp:

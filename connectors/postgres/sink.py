@@ -329,7 +329,7 @@ class PostgresSink:
         group: list[OpPlan],
         done: Mapping[int, ApplyResult],
     ) -> dict[int, ApplyResult]:
-        """ALREADY (a replay of ours, or a delete of a row that is gone) or SKIPPED."""
+        """ALREADY (a replay of ours, or a delete of a row that is gone), STALE or SKIPPED."""
         assert self.origin is not None
         cols = key_cols + data_cols
         rows = conn.execute(
@@ -361,7 +361,12 @@ class PostgresSink:
                 canonical_value(current[c.name]) == canonical_value(p.values.get(c.name))
                 for c in cols
             )
-            status = ApplyStatus.ALREADY if ours and same else ApplyStatus.SKIPPED
+            if ours:
+                # Our own write, unchanged since: this very version replayed, or
+                # an earlier one whose result a dead worker never recorded.
+                status = ApplyStatus.ALREADY if same else ApplyStatus.STALE
+            else:
+                status = ApplyStatus.SKIPPED
             out[i] = ApplyResult(kt, status, int(xmin))
         return out
 

@@ -126,6 +126,8 @@ def _apply_round(
                 upserts.setdefault(cols, []).append(values)
         elif token is not None and token == op.token:
             results[i] = ApplyResult(texts[i], ApplyStatus.ALREADY, ver)
+        elif token is not None:  # an earlier write of ours, its result lost with a worker
+            results[i] = ApplyResult(texts[i], ApplyStatus.STALE, ver)
         else:
             results[i] = ApplyResult(texts[i], ApplyStatus.SKIPPED, ver)
     if not applied:

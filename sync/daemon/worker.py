@@ -14,7 +14,13 @@ import time
 from typing import Any
 
 from connectors.base import ConnectorError, RetriableError
-from sync.apply import Result, apply_to_target, pending_by_target, record_results
+from sync.apply import (
+    STALE_ROUNDS,
+    Result,
+    apply_to_target,
+    pending_by_target,
+    record_results,
+)
 from sync.daemon.partitions import queue_name
 from sync.daemon.runtime import Runtime
 from sync.logs import log_context
@@ -30,50 +36,62 @@ APPLY_TRIES = 3  # inside the actor; the breaker and the sweeper take over after
 
 def handle(rt: Runtime, entity: str, keys: list[str], meta: dict[str, Any]) -> None:
     """Apply the pending versions of ``keys`` (a dramatiq actor's body)."""
-    from sync import dlq
-
     ctx = rt.ctx()
     ent = ctx.entities.get(entity)
     if ent is None:
         log.warning("apply message for unknown entity %r dropped", entity)
         return
     with log_context(**meta.get("log", {})), extract(meta.get("trace")):
-        states = ctx.store.load(ctx.pipeline, entity, keys)
-        results: list[Result] = []
-        for target, items in sorted(pending_by_target(states).items()):
-            br = rt.breaker(target)
-            if not br.allow():
-                continue  # the backlog stays in the outbox until the target is back
-            dead = rt.dead_keys(entity, target)
-            items = [(k, j) for k, j in items if k not in dead]
-            if not items:
-                continue
-            try:
-                with observe_stage(ctx.pipeline, "apply", entity=entity, target=target):
-                    done = apply_to_target(ctx, ent, target, items, states, tries=APPLY_TRIES)
-            except RetriableError as exc:
-                RETRIES.labels(ctx.pipeline, target).inc()
-                br.failure()
-                log.warning("apply to %s failed, kept for later: %s", target, exc)
-                continue
-            except (ConnectorError, Exception) as exc:  # permanent: park the keys in the DLQ
-                br.success()  # the target answered; the data is at fault
-                log.error("apply to %s failed permanently: %s", target, exc)
-                with ctx.store.transaction() as conn:
-                    dlq.record(conn, ctx.pipeline, entity, target, [k for k, _ in items],
-                               f"{type(exc).__name__}: {exc}", APPLY_TRIES)
-                continue
-            br.success()
-            results.extend(done)
-        summary = RunSummary(pipeline=ctx.pipeline)
-        record_results(ctx, ent, results, summary)
-        commits = meta.get("commits") or {}
-        for (_, _, target), st in summary.directions.items():
-            if st.applied:
-                applied = [commits[k] for k, job, r, _ in results
-                           if job.target == target and k in commits
-                           and r.status.value == "applied"]
-                observe_applied(ctx.pipeline, target, entity, applied, count=st.applied)
+        for _ in range(STALE_ROUNDS):
+            keys = _apply_keys(rt, entity, keys, meta)
+            if not keys:
+                return
+        # still stale: the outbox keeps them and the sweeper sends them again
+
+
+def _apply_keys(rt: Runtime, entity: str, keys: list[str], meta: dict[str, Any]) -> list[str]:
+    """One round of :func:`handle`; returns the keys due again at once (STALE results)."""
+    from sync import dlq
+
+    ctx = rt.ctx()
+    ent = ctx.entities[entity]
+    states = ctx.store.load(ctx.pipeline, entity, keys)
+    results: list[Result] = []
+    for target, items in sorted(pending_by_target(states).items()):
+        br = rt.breaker(target)
+        if not br.allow():
+            continue  # the backlog stays in the outbox until the target is back
+        dead = rt.dead_keys(entity, target)
+        items = [(k, j) for k, j in items if k not in dead]
+        if not items:
+            continue
+        try:
+            with observe_stage(ctx.pipeline, "apply", entity=entity, target=target):
+                done = apply_to_target(ctx, ent, target, items, states, tries=APPLY_TRIES)
+        except RetriableError as exc:
+            RETRIES.labels(ctx.pipeline, target).inc()
+            br.failure()
+            log.warning("apply to %s failed, kept for later: %s", target, exc)
+            continue
+        except (ConnectorError, Exception) as exc:  # permanent: park the keys in the DLQ
+            br.success()  # the target answered; the data is at fault
+            log.error("apply to %s failed permanently: %s", target, exc)
+            with ctx.store.transaction() as conn:
+                dlq.record(conn, ctx.pipeline, entity, target, [k for k, _ in items],
+                           f"{type(exc).__name__}: {exc}", APPLY_TRIES)
+            continue
+        br.success()
+        results.extend(done)
+    summary = RunSummary(pipeline=ctx.pipeline)
+    again = record_results(ctx, ent, results, summary)
+    commits = meta.get("commits") or {}
+    for (_, _, target), st in summary.directions.items():
+        if st.applied:
+            applied = [commits[k] for k, job, r, _ in results
+                       if job.target == target and k in commits
+                       and r.status.value == "applied"]
+            observe_applied(ctx.pipeline, target, entity, applied, count=st.applied)
+    return again
 
 
 class PartitionConsumers:

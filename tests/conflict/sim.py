@@ -64,6 +64,7 @@ from conflict.protocol import (
     on_change,
     on_skipped,
     on_snapshot,
+    on_stale,
     resolve_parked,
 )
 from connectors.base import ApplyStatus
@@ -368,6 +369,8 @@ class World:
         st = self.working.keys[job.key].state
         if res.status is ApplyStatus.SKIPPED:
             on_skipped(st, job.job)
+        elif res.status is ApplyStatus.STALE:
+            on_stale(st, job.job, res.row_version, res.identity)
         elif not on_applied(st, job.job, res.row_version, res.identity) and not self.cfg.beside:
             raise self.fail(f"on_applied refused the only job in flight for k{job.key}")
         if res.status is ApplyStatus.APPLIED and ep.row(job.key) != before:

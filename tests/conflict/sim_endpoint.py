@@ -178,4 +178,9 @@ class Endpoint:
             # A replay of a write we made (a crash lost its result): the row
             # version that write produced, and how its echo looks.
             return ApplyResult(kt, ApplyStatus.ALREADY, done[0], done[1])
+        if cur.token is not None and self.cfg.sink_memory != "content":
+            # The row holds another write of ours, unchanged since (its result
+            # was lost with a worker): no user edit is on its way.
+            ident = self.written.get((key, cur.token), (None, None))[1]
+            return ApplyResult(kt, ApplyStatus.STALE, cur.version, ident)
         return ApplyResult(kt, ApplyStatus.SKIPPED, cur.version)

@@ -315,6 +315,24 @@ def test_a_replayed_apply_is_recognised_by_its_token(ep: SqliteEndpoint, user: U
     assert user("SELECT name FROM customers") == [("Ann U",)]
 
 
+def test_an_earlier_write_of_ours_whose_result_was_lost_is_stale(
+        ep: SqliteEndpoint, user: User) -> None:
+    """A worker wrote v2 and died before recording it; v3's apply still expects
+    the row version from before v2: STALE, with the version to expect now."""
+    (first,) = ep.apply(CUST, [op(1, {"id": 1, "name": "a"}, None, "v1")])
+    (lost,) = ep.apply(CUST, [op(1, {"id": 1, "name": "b"}, first.row_version, "v2")])
+    assert lost.status is ApplyStatus.APPLIED
+    (res,) = ep.apply(CUST, [op(1, {"id": 1, "name": "c"}, first.row_version, "v3")])
+    assert (res.status, res.row_version) == (ApplyStatus.STALE, lost.row_version)
+    assert user("SELECT name FROM customers") == [("b",)]
+    (again,) = ep.apply(CUST, [op(1, {"id": 1, "name": "c"}, res.row_version, "v3")])
+    assert again.status is ApplyStatus.APPLIED
+    assert user("SELECT name FROM customers") == [("c",)]
+    user("UPDATE customers SET name = 'user' WHERE id = 1")  # a user edit: a plain skip
+    (skip,) = ep.apply(CUST, [op(1, {"id": 1, "name": "d"}, again.row_version, "v4")])
+    assert skip.status is ApplyStatus.SKIPPED
+
+
 def test_inserting_a_key_the_user_inserted_is_skipped(ep: SqliteEndpoint, user: User) -> None:
     user("INSERT INTO customers (id, name) VALUES (5, 'theirs')")
     res = ep.apply(CUST, [op(5, {"id": 5, "name": "ours"}, None, "t")])
@@ -339,13 +357,15 @@ def test_one_key_twice_in_a_batch_is_checked_in_order(ep: SqliteEndpoint, user: 
     res = ep.apply(CUST, [op(1, {"id": 1, "name": "a"}, None, "t1"),
                           op(2, {"id": 2, "name": "b"}, None, "t2"),
                           op(1, {"id": 1, "name": "c"}, None, "t3")])
+    # The third op finds the row moved by the first, a write of ours: STALE, not
+    # SKIPPED (no user edit is on its way), and nothing written.
     assert [r.status for r in res] == [ApplyStatus.APPLIED, ApplyStatus.APPLIED,
-                                       ApplyStatus.SKIPPED]
+                                       ApplyStatus.STALE]
     assert res[2].row_version == res[0].row_version
     assert [r.key_text for r in res] == [key_text({"id": i}) for i in (1, 2, 1)]
     nxt = ep.apply(CUST, [op(1, {"id": 1, "name": "c"}, res[0].row_version, "t3"),
                           op(1, None, None, "t4")])
-    assert [r.status for r in nxt] == [ApplyStatus.APPLIED, ApplyStatus.SKIPPED]
+    assert [r.status for r in nxt] == [ApplyStatus.APPLIED, ApplyStatus.STALE]
     assert user("SELECT name FROM customers WHERE id = 1") == [("c",)]
 
 

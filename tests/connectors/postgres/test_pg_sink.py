@@ -94,6 +94,26 @@ def test_a_replay_of_our_own_write_is_already_applied(ep: PostgresEndpoint, tabl
         other.close()
 
 
+def test_an_earlier_write_of_ours_whose_result_was_lost_is_stale(
+        ep: PostgresEndpoint, table_t: str) -> None:
+    """A worker wrote v2 and died before recording it; the reader meanwhile
+    decided v3, whose apply still expects the row version from before v2."""
+    b = binding()
+    (first,) = ep.apply(b, [ApplyOp({"id": 1}, _row(1, "a"), None, "v1")])
+    (lost,) = ep.apply(b, [ApplyOp({"id": 1}, _row(1, "b"), first.row_version, "v2")])
+    assert lost.status is P
+    (res,) = ep.apply(b, [ApplyOp({"id": 1}, _row(1, "c"), first.row_version, "v3")])
+    # Not SKIPPED: no user edit is on its way; the row version to expect is ours.
+    assert (res.status, res.row_version) == (ApplyStatus.STALE, lost.row_version)
+    assert _table(table_t)[0][1] == "b"  # nothing was written by the stale op
+    (again,) = ep.apply(b, [ApplyOp({"id": 1}, _row(1, "c"), res.row_version, "v3")])
+    assert again.status is P and _table(table_t)[0][1] == "c"
+    # Once a user has written the row, the same situation is a plain skip.
+    sql(table_t, "UPDATE t SET name = 'user' WHERE id = 1")
+    (user,) = ep.apply(b, [ApplyOp({"id": 1}, _row(1, "d"), again.row_version, "v4")])
+    assert (user.status, user.row_version) == (S, _xmin(table_t, 1))
+
+
 def test_equal_content_written_by_a_user_is_not_a_replay(
         ep: PostgresEndpoint, table_t: str) -> None:
     b = binding()
