@@ -229,3 +229,35 @@ def quality_init(pipeline: str, entity: str, endpoint: str | None, limit: int,
     if configured is None or Path(configured) != path.resolve():
         click.echo(f"use it: add `quality: {{suite: {os.path.relpath(path, cfg.base_dir)}}}` "
                    f"to entity {entity!r} in {cfg.path}")
+
+
+@quality.command("docs")
+@pipeline_arg
+@click.option("--entity", "entities", multiple=True, help="Only these entities.")
+@click.option("--output", "-o", type=click.Path(file_okay=False), default=None,
+              help="The site's directory (default: quality/docs next to the pipeline file).")
+def quality_docs(pipeline: str, entities: tuple[str, ...], output: str | None) -> None:
+    """Write GX Data Docs (HTML) of the rows waiting in quarantine, judged by each suite."""
+    from sync.context import open_pipeline
+
+    cli = _cli()
+    cfg = cli._load(pipeline)
+    with_suite = [n for n, e in cfg.entities.items() if e.quality.suite is not None]
+    if not with_suite:
+        cli._fail(f"no entity of {cfg.path} has a quality suite", cli.EXIT_USAGE)
+    unknown = [e for e in entities if e not in with_suite]
+    if unknown:
+        cli._fail(f"entity {unknown[0]!r} has no quality suite; those with one: "
+                  f"{', '.join(with_suite)}", cli.EXIT_USAGE)
+    out = Path(output) if output else cfg.base_dir / "quality" / "docs"
+    with cli._user_errors(cli._debug()), open_pipeline(cfg) as ctx:
+        from sync.quality.docs import write_docs
+
+        index, report = write_docs(ctx, out, list(entities) or None)
+    for r in report:
+        if r.page is None:
+            click.echo(f"{r.entity}: nothing in quarantine")
+        else:
+            click.echo(f"{r.entity}: {r.rows} quarantined row(s), {r.failed} expectation(s) "
+                       f"failing: {r.page}")
+    click.echo(f"Data Docs: {index}")

@@ -123,27 +123,11 @@ class QualityGate:
         expectation fails) exempts rows that share a value only with other
         versions of their own key from uniqueness expectations.
         """
-        out: list[list[Failure]] = [[] for _ in rows]
         if not rows:
-            return out
+            return []
         import pandas as pd
 
-        data: dict[str, list[Any]] = {}
-        for col in self.columns:
-            logical = self.types.get(col, "any")
-            fast, convert = _FAST.get(logical, (type(None), None))
-            values: list[Any] = []
-            for i, row in enumerate(rows):
-                v = row.get(col)
-                if v is None or type(v) is fast or fast is object:
-                    values.append(v if convert is None or v is None else convert(v))
-                    continue
-                try:
-                    values.append(_for_frame(coerce(v, logical)))
-                except CoercionError as exc:
-                    values.append(None)
-                    out[i].append(_coercion_failure(col, v, logical, exc))
-            data[col] = values
+        data, out = self.frame_data(rows)
         data[ROW] = list(range(len(rows)))
         frame = pd.DataFrame(data)
         batch = self._batches.get_batch(batch_parameters={"dataframe": frame})
@@ -164,6 +148,34 @@ class QualityGate:
             for i in idx:
                 out[i].append(_failure(exp, rows[i]))
         return out
+
+    def frame_data(self, rows: Sequence[Mapping[str, Any]]
+                   ) -> tuple[dict[str, list[Any]], list[list[Failure]]]:
+        """The suite's columns of ``rows``, values in their logical types, as a DataFrame's
+        data; and each row's failures to be read as its column's type (value left None)."""
+        out: list[list[Failure]] = [[] for _ in rows]
+        data: dict[str, list[Any]] = {}
+        for col in self.columns:
+            logical = self.types.get(col, "any")
+            fast, convert = _FAST.get(logical, (type(None), None))
+            values: list[Any] = []
+            for i, row in enumerate(rows):
+                v = row.get(col)
+                if v is None or type(v) is fast or fast is object:
+                    values.append(v if convert is None or v is None else convert(v))
+                    continue
+                try:
+                    values.append(_for_frame(coerce(v, logical)))
+                except CoercionError as exc:
+                    values.append(None)
+                    out[i].append(_coercion_failure(col, v, logical, exc))
+            data[col] = values
+        return data, out
+
+    @property
+    def gx_suite(self) -> Any:
+        """The GX ``ExpectationSuite`` this gate validates with (in :func:`gx_context`)."""
+        return self._gx_suite
 
     def _match(self, res: Any) -> tuple[Expectation, Any]:
         found = self._by_id.get(str(res.expectation_config.id))
