@@ -246,6 +246,17 @@ def _float_text(f: float) -> str:
 
 
 def canonical_value(v: Any) -> CanonicalValue:
+    """Canonical form of a typed value (exact types first: this runs for every column)."""
+    t = type(v)
+    if t is str:
+        return str(v) if not v.startswith("\x00") else "\x00s:" + v
+    if t is int or v is None:
+        return v  # type: ignore[no-any-return]
+    fast = _CANON_BY_TYPE.get(t)
+    return fast(v) if fast is not None else _canonical_slow(v)
+
+
+def _canonical_slow(v: Any) -> CanonicalValue:
     """A tagged JSON-safe primitive, equal exactly when the values mean the same.
 
     Strings are tagged only when they stand for another type, so the common
@@ -292,6 +303,21 @@ def canonical_value(v: Any) -> CanonicalValue:
     raise TypeError(f"no canonical form for {type(v).__name__}")
 
 
+def _canon_datetime(v: dt.datetime) -> str:
+    return f"\x00t:{(_to_utc(v) - _EPOCH) // _MICRO}"
+
+
+_MICRO = dt.timedelta(microseconds=1)
+#: exact type -> canonical form, for the common types; anything else (subclasses
+#: included) takes :func:`_canonical_slow`, which decides the same way
+_CANON_BY_TYPE: dict[type, Any] = {
+    bool: lambda v: "\x00B:1" if v else "\x00B:0",
+    dt.datetime: _canon_datetime,
+    dict: _canonical_slow,
+    list: lambda v: [canonical_value(x) for x in v],
+}
+
+
 def canonical_row(row: Row | None) -> dict[str, CanonicalValue] | None:
     if row is None:
         return None
@@ -326,6 +352,14 @@ def rows_equal(a: Row | None, b: Row | None) -> bool:
 
 def to_json_value(v: Any) -> Any:
     """Encode a typed value as JSON that :func:`from_json_value` restores exactly."""
+    t = type(v)
+    if t is str or t is int or v is None or t is bool:
+        return v
+    fast = _STORE_BY_TYPE.get(t)
+    return fast(v) if fast is not None else _to_json_slow(v)
+
+
+def _to_json_slow(v: Any) -> Any:
     if v is None or isinstance(v, bool | int | str):
         return v
     if isinstance(v, float):
@@ -353,6 +387,15 @@ def to_json_value(v: Any) -> Any:
     raise TypeError(f"cannot store {type(v).__name__}")
 
 
+#: exact type -> stored form, for the common types (the rest: :func:`_to_json_slow`)
+_STORE_BY_TYPE: dict[type, Any] = {
+    decimal.Decimal: lambda v: {"$n": str(v)},
+    dt.datetime: lambda v: {"$t": _to_utc(v).isoformat()},
+    dict: _to_json_slow,
+    list: lambda v: [to_json_value(x) for x in v],
+}
+
+
 _DECODERS: dict[str, Any] = {
     "$f": float,
     "$n": decimal.Decimal,
@@ -366,6 +409,9 @@ _DECODERS: dict[str, Any] = {
 
 
 def from_json_value(v: Any) -> Any:
+    t = type(v)
+    if t is str or t is int or t is float or v is None or t is bool:
+        return v
     if isinstance(v, list):
         return [from_json_value(x) for x in v]
     if isinstance(v, dict):

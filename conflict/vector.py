@@ -28,6 +28,10 @@ class VersionVector(Mapping[str, int]):
     __slots__ = ("_c", "_hash")
 
     def __init__(self, counters: Mapping[str, int] | Iterable[tuple[str, int]] = ()) -> None:
+        if type(counters) is VersionVector:  # already checked and sorted; both immutable
+            self._c: dict[str, int] = counters._c
+            self._hash: int | None = counters._hash
+            return
         items = counters.items() if isinstance(counters, Mapping) else counters
         c: dict[str, int] = {}
         for name, n in items:
@@ -36,7 +40,7 @@ class VersionVector(Mapping[str, int]):
             if n:
                 c[str(name)] = int(n)
         self._c = dict(sorted(c.items()))
-        self._hash: int | None = None
+        self._hash = None
 
     # Mapping protocol
     def __getitem__(self, name: str) -> int:
