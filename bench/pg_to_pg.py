@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import statistics
 import sys
 import tempfile
 import threading
@@ -207,7 +208,8 @@ def native(src: str, sub_db: str, start: Callable[[], int]) -> float:
         time.sleep(0.02)
 
 
-def end_to_end(args: argparse.Namespace, tmp: Path) -> None:
+def end_to_end_once(args: argparse.Namespace, tmp: Path) -> tuple[float, float | None]:
+    """One side-by-side run in fresh databases: (cdcsync changes/s, native changes/s)."""
     from sync.engine import run_pipeline
 
     src, dst, sub = (create_database(ADMIN) for _ in range(3))
@@ -215,7 +217,7 @@ def end_to_end(args: argparse.Namespace, tmp: Path) -> None:
     try:
         for u in urls.values():
             execute(u, TABLE)
-        base = 50_000
+        base = args.base_rows
         seed(urls[src], base)
         execute(urls[sub], f"INSERT INTO items {ROW} FROM generate_series(1, {base}) g")
         cfg = pipeline(tmp, src, urls[src], urls[dst])
@@ -240,19 +242,45 @@ def end_to_end(args: argparse.Namespace, tmp: Path) -> None:
         totals = summary.to_json()["totals"]
         ours = args.changes / wall
         same = checksum(urls[src]) == checksum(urls[dst])
-        print(f"cdcsync   PG -> PG: {args.changes} changes in {wall:.1f} s ="
-              f" {ours:,.0f} changes/s (this process's CPU {cpu:.1f} s; read {totals['read']},"
+        print(f"  cdcsync   PG -> PG: {args.changes} changes in {wall:.1f} s ="
+              f" {ours:,.0f} changes/s (this process's CPU {cpu:.1f} s ="
+              f" {1e6 * cpu / args.changes:.0f} us/change; read {totals['read']},"
               f" applied {totals['applied']}; target identical: {same}) [{uptime()}]")
+        if not same:
+            raise SystemExit("cdcsync's target differs from the source")
+        theirs = None
         if native_s is not None:
             theirs = args.changes / native_s
             same_n = checksum(urls[src]) == checksum(urls[sub])
-            print(f"native    CREATE SUBSCRIPTION: {args.changes} changes in {native_s:.1f} s ="
+            print(f"  native    CREATE SUBSCRIPTION: {args.changes} changes in {native_s:.1f} s ="
                   f" {theirs:,.0f} changes/s (target identical: {same_n})")
-            print(f"ratio     cdcsync / native = {ours / theirs:.2f}")
+            if not same_n:
+                raise SystemExit("the subscription's target differs from the source")
+            print(f"  ratio     cdcsync / native = {ours / theirs:.3f}")
         teardown(cfg)
+        return ours, theirs
     finally:
         for n in (src, dst, sub):
             drop_database(ADMIN, n)
+
+
+def end_to_end(args: argparse.Namespace, tmp: Path) -> None:
+    ours: list[float] = []
+    theirs: list[float] = []
+    for i in range(args.repeat):
+        print(f" end to end, run {i + 1}/{args.repeat}")
+        a, b = end_to_end_once(args, tmp)
+        ours.append(a)
+        if b is not None:
+            theirs.append(b)
+    line = (f"END TO END, median of {args.repeat}: cdcsync {statistics.median(ours):,.0f}"
+            f" changes/s (runs: {', '.join(f'{x:,.0f}' for x in ours)})")
+    if theirs:
+        ratios = [a / b for a, b in zip(ours, theirs, strict=True)]
+        line += (f"; CREATE SUBSCRIPTION {statistics.median(theirs):,.0f} changes/s"
+                 f" (runs: {', '.join(f'{x:,.0f}' for x in theirs)});"
+                 f" ratio median {statistics.median(ratios):.3f}")
+    print(f"{line} [{uptime()}]")
 
 
 # --- the connector alone -----------------------------------------------------------------------
@@ -432,15 +460,20 @@ def snapshot(args: argparse.Namespace, tmp: Path) -> None:
                     return total
 
         wall, cpu, total = timed(raw)
+        same = checksum(a_url) == checksum(b_url)
         print(f"connector snapshot+apply: {total} rows in {wall:.1f} s = {total / wall:,.0f}"
-              f" rows/s (CPU {cpu:.1f} s) [{uptime()}]")
+              f" rows/s (CPU {cpu:.1f} s; identical: {same}) [{uptime()}]")
         a.close()
         b.close()
         execute(b_url, "TRUNCATE items")
+        m = args.pipeline_snapshot_rows or n
+        if m < n:  # the engine's snapshot is slower: a smaller table keeps the run short
+            execute(a_url, f"DELETE FROM items WHERE id > {m}", "VACUUM ANALYZE items")
         cfg = pipeline(tmp, src, a_url, b_url)
         wall, cpu, _ = timed(lambda: run_pipeline(cfg))
-        print(f"cdcsync snapshot PG -> PG: {n} rows in {wall:.1f} s = {n / wall:,.0f} rows/s"
-              f" (CPU {cpu:.1f} s; identical: {checksum(a_url) == checksum(b_url)}) [{uptime()}]")
+        same = checksum(a_url) == checksum(b_url)
+        print(f"cdcsync snapshot PG -> PG: {m} rows in {wall:.1f} s = {m / wall:,.0f} rows/s"
+              f" (CPU {cpu:.1f} s = {1e6 * cpu / m:.0f} us/row; identical: {same}) [{uptime()}]")
         teardown(cfg)
     finally:
         drop_database(ADMIN, src)
@@ -450,7 +483,14 @@ def snapshot(args: argparse.Namespace, tmp: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--changes", type=int, default=200_000)
-    parser.add_argument("--snapshot-rows", type=int, default=1_000_000)
+    parser.add_argument("--snapshot-rows", type=int, default=1_000_000,
+                        help="rows of the connector's snapshot+apply ceiling")
+    parser.add_argument("--pipeline-snapshot-rows", type=int, default=None,
+                        help="rows of the run_pipeline snapshot (default: --snapshot-rows)")
+    parser.add_argument("--base-rows", type=int, default=50_000,
+                        help="rows present before the end-to-end backlog")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="end-to-end runs (fresh databases each); medians printed")
     parser.add_argument("--skip", default="", help="comma list of: end-to-end, native,"
                         " connector, source-cost, snapshot")
     args = parser.parse_args()
