@@ -39,10 +39,10 @@ from typing import TYPE_CHECKING, Any
 from conflict.canonical import row_hash
 from conflict.protocol import Edit, Kind, on_snapshot
 from sync.apply import apply_pending
-from sync.capture import process_batch, state_lock, typed
+from sync.capture import STREAM, process_batch, state_lock, typed
 from sync.change import Change, ChangeBatch, Op
 from sync.quality.hook import gate_for, key_of, releasing
-from sync.quality.store import QuarantineStore, change_from_json
+from sync.quality.store import QuarantineStore, change_from_json, item_row, position_text
 from sync.state.store import StateStore
 from sync.summary import RunSummary
 
@@ -124,28 +124,38 @@ def _decide_change(ctx: PipelineContext, ent: EntityContext, head: dict[str, Any
     audit = _audit_detail(head, out.action, reason)
     summary = out.summary or RunSummary(ctx.pipeline)
     if out.action == "replay":
-        current = read_current(ctx, ent, src, ch.key)
+        current, unread = _read_back(ctx, ent, src, head["key"], ch.key)
         fails = _blocking(ctx, ent, [current[0]] if current else [])
         if fails and fails[0]:
             _refuse(ctx, head, {src: fails[0]}, out, actor)
             return
         mine = [it for it in rest if it["endpoint"] == src]
-        changes = [ch, *(change_from_json(it["change"]) for it in mine)]
+        # Changes of the key still unread in the source's log (the fix itself, usually)
+        # are in the row read back: the edit takes their position, so that reading
+        # them later is a duplicate, and they are recorded as superseded, so that the
+        # gate does not quarantine one of them again.
+        have = {it["position"] for it in mine} | {head["position"]}
+        unread = [c for c in unread if position_text(c.position) not in have]
+        changes = [ch, *(change_from_json(it["change"]) for it in mine), *unread]
         edit = Change(entity=ent.name, key=ch.key, op=Op.UPDATE if current else Op.DELETE,
                       before=None, after=current[0] if current else None, source=src,
                       position=max(c.position for c in changes),
                       committed_at=max(c.committed_at for c in changes),
                       row_version=current[1] if current else None)
+        why = f"superseded by the row read back at the replay of #{head['id']}"
 
         def write(conn: Connection) -> None:
             QuarantineStore.decide(conn, [head["id"]], "replayed", reason=reason,
                                    decided_by=actor)
             QuarantineStore.decide(conn, [it["id"] for it in mine], "replayed",
-                                   reason=f"superseded by the row read back at the replay of "
-                                          f"#{head['id']}", decided_by=actor)
+                                   reason=why, decided_by=actor)
+            QuarantineStore.add(conn, [
+                {**item_row(ctx.pipeline, ent.name, head["key"], c, [], "replayed",
+                            ctx.run_id), "reason": why, "decided_by": actor,
+                 "decided_at": time.time()} for c in unread])
             StateStore.audit(conn, ctx.pipeline, actor, "quarantine.replay",
                              {**audit, "row": current is not None, "superseded":
-                              [it["id"] for it in mine]})
+                              [it["id"] for it in mine], "unread": len(unread)})
 
         with releasing(write):
             process_batch(ctx, src, ChangeBatch([edit], None), summary)
@@ -317,6 +327,41 @@ def read_current(ctx: PipelineContext, ent: EntityContext, endpoint: str,
             return dict(row), version
     row, version = next(iter(found.values()))
     return dict(row), version
+
+
+def unread_changes(ctx: PipelineContext, ent: EntityContext, endpoint: str,
+                   key: str) -> list[Change]:
+    """The changes of ``key`` in ``endpoint``'s log after its stream checkpoint: made
+    since the last batch read it (read only; no checkpoint moves)."""
+    ep = ctx.endpoints[endpoint]
+    cp: Any = ctx.store.checkpoint(ctx.pipeline, endpoint, STREAM)
+    size = int(ctx.cfg.batch.size)
+    found: list[Change] = []
+    while True:
+        batch = ep.changes([ent.bindings[endpoint]], cp, size)
+        found += [c for c in batch.changes if c.entity == ent.name and key_of(ent, c.key) == key]
+        if not batch.more or batch.checkpoint == cp:
+            return found
+        cp = batch.checkpoint
+
+
+def _read_back(ctx: PipelineContext, ent: EntityContext, endpoint: str, key: str,
+               key_row: Mapping[str, Any], tries: int = 5
+               ) -> tuple[tuple[dict[str, Any], Any] | None, list[Change]]:
+    """The row of ``key`` at ``endpoint`` now, and exactly the unread changes it includes.
+
+    The log is read before and after the row; an edit of the key in between makes
+    the two differ, and the read is taken again.
+    """
+    before = unread_changes(ctx, ent, endpoint, key)
+    for _ in range(tries):
+        current = read_current(ctx, ent, endpoint, key_row)
+        after = unread_changes(ctx, ent, endpoint, key)
+        if [c.position for c in after] == [c.position for c in before]:
+            return current, after
+        before = after
+    raise QuarantineError(f"the row of {key} at {endpoint} keeps changing; try the replay "
+                          "again")
 
 
 def _blocking(ctx: PipelineContext, ent: EntityContext,
