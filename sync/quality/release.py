@@ -132,8 +132,8 @@ def _decide_change(ctx: PipelineContext, ent: EntityContext, head: dict[str, Any
         mine = [it for it in rest if it["endpoint"] == src]
         # Changes of the key still unread in the source's log (the fix itself, usually)
         # are in the row read back: the edit takes their position, so that reading
-        # them later is a duplicate, and they are recorded as superseded, so that the
-        # gate does not quarantine one of them again.
+        # them later is a duplicate; those that fail the suite are recorded as
+        # superseded, so that the gate does not quarantine one of them again.
         have = {it["position"] for it in mine} | {head["position"]}
         unread = [c for c in unread if position_text(c.position) not in have]
         changes = [ch, *(change_from_json(it["change"]) for it in mine), *unread]
@@ -152,7 +152,7 @@ def _decide_change(ctx: PipelineContext, ent: EntityContext, head: dict[str, Any
             QuarantineStore.add(conn, [
                 {**item_row(ctx.pipeline, ent.name, head["key"], c, [], "replayed",
                             ctx.run_id), "reason": why, "decided_by": actor,
-                 "decided_at": time.time()} for c in unread])
+                 "decided_at": time.time()} for c in _failing(ctx, ent, unread)])
             StateStore.audit(conn, ctx.pipeline, actor, "quarantine.replay",
                              {**audit, "row": current is not None, "superseded":
                               [it["id"] for it in mine], "unread": len(unread)})
@@ -243,8 +243,14 @@ def _decide_snapshot_row(ctx: PipelineContext, ent: EntityContext, head: dict[st
     now = time.time()
     reads: dict[str, tuple[dict[str, Any], Any, float] | None] = {}
     current_src: tuple[dict[str, Any], Any] | None = None
+    # Changes of the key not read by any run yet, at each source read back now: in the
+    # row read, so superseded by it (see _decide_change).
+    unread: dict[str, list[Change]] = {}
     for ep in ent.bindings:
-        cur = read_current(ctx, ent, ep, ch.key)
+        if ep in ent.sources and (ep != src or out.action == "replay"):
+            cur, unread[ep] = _read_back(ctx, ent, ep, head["key"], ch.key)
+        else:
+            cur = read_current(ctx, ent, ep, ch.key)
         if ep == src:
             current_src = cur
             if out.action == "accept":
@@ -276,9 +282,13 @@ def _decide_snapshot_row(ctx: PipelineContext, ent: EntityContext, head: dict[st
             st.key = typed(ent, ch.key)
         edits: dict[str, Edit | None] = {}
         for ep, r in reads.items():
+            seen = [c.position for c in unread.get(ep, [])]
             edit = None if r is None else Edit(endpoint=ep, content=typed(ent, r[0]),
-                                               position=None, committed_at=r[2],
-                                               row_version=r[1])
+                                               position=max(seen) if seen else None,
+                                               committed_at=r[2], row_version=r[1])
+            if r is None and seen:  # absent now: later reads of its deletion are moot
+                last = st.at(ep).last_pos
+                st.at(ep).last_pos = max(seen) if last is None else max(last, max(seen))
             if ep in ent.sources:
                 edits[ep] = edit
             else:  # a one-way target: what it holds is known, but it is no edit
@@ -301,9 +311,15 @@ def _decide_snapshot_row(ctx: PipelineContext, ent: EntityContext, head: dict[st
                 else:
                     stats.resolved += 1
         QuarantineStore.decide(conn, [head["id"]], status, reason=reason, decided_by=actor)
-        QuarantineStore.decide(conn, [it["id"] for it in moot], "replayed",
-                               reason=f"superseded by the rows read back at the decision on "
-                                      f"#{head['id']}", decided_by=actor)
+        why = f"superseded by the rows read back at the decision on #{head['id']}"
+        QuarantineStore.decide(conn, [it["id"] for it in moot], "replayed", reason=why,
+                               decided_by=actor)
+        have = {(it["endpoint"], it["position"]) for it in moot}
+        QuarantineStore.add(conn, [
+            {**item_row(ctx.pipeline, ent.name, k, c, [], "replayed", ctx.run_id),
+             "reason": why, "decided_by": actor, "decided_at": time.time()}
+            for ep, changes in unread.items() for c in _failing(ctx, ent, changes)
+            if (ep, position_text(c.position)) not in have])
         StateStore.audit(conn, ctx.pipeline, actor, f"quarantine.{out.action}",
                          {**audit, "reconciled": sorted(reads),
                           "superseded": [it["id"] for it in moot]})
@@ -362,6 +378,15 @@ def _read_back(ctx: PipelineContext, ent: EntityContext, endpoint: str, key: str
         before = after
     raise QuarantineError(f"the row of {key} at {endpoint} keeps changing; try the replay "
                           "again")
+
+
+def _failing(ctx: PipelineContext, ent: EntityContext,
+             changes: Sequence[Change]) -> list[Change]:
+    """The ``changes`` that fail a critical expectation (versions of one key are no
+    duplicates of each other; a deletion never fails)."""
+    if not changes:
+        return []
+    return [c for c, _ in gate_for(ent).validate(ent, changes).quarantined]
 
 
 def _blocking(ctx: PipelineContext, ent: EntityContext,

@@ -69,5 +69,30 @@ def test_unread_bad_edits_before_the_fix_are_not_quarantined_again(shop: Shop) -
     assert after.quality["customers"].quarantined == 0
     assert after.status == "ok"
     assert shop.customer(1) == shop.client(1) == fixed
-    assert [i["status"] for i in shop.items()] == ["replayed", "replayed", "replayed"]
+    # The item, and the unread bad edit recorded as superseded (the good fix is not needed).
+    got = [(i["status"], i["change"]["after"]["amount"]) for i in shop.items()]
+    assert got == [
+        ("replayed", {"$n": "-40"}), ("replayed", {"$n": "-50"})]
+    cdcsync("verify", str(shop.pipeline))
+
+
+def test_a_snapshot_row_replayed_after_an_unread_fix(shop: Shop) -> None:
+    shop.crm.many("INSERT INTO customers (id, name, email, amount, status) VALUES (?,?,?,?,?)",
+                  [(1, "Ann Lee", "ann@example.com", 10, "active"),
+                   (2, "Bob Ray", "bob-at-example.com", 5, "active")])  # bad at the snapshot
+    shop.setup()
+    shop.run()
+    [item] = shop.items(status="quarantined")
+    assert item["op"] == "read" and shop.client(2) is None
+    shop.crm("UPDATE customers SET email = 'bob@example.com' WHERE id = 2")  # the fix, unread
+    cdcsync("quarantine", "replay", str(shop.pipeline), str(item["id"]))
+    fixed = ("Bob Ray", "bob@example.com", 5, "active")
+    assert shop.customer(2) == shop.client(2) == fixed
+
+    shop.billing("UPDATE clients SET status = 'paused' WHERE client_id = 2")  # a later edit
+    after = shop.run()
+    assert after.total("resolved") == after.total("parked") == 0, after.to_json()
+    assert after.total("applied") == 1  # billing's edit, to the CRM; the fix is superseded
+    assert shop.customer(2) == shop.client(2) == ("Bob Ray", "bob@example.com", 5, "paused")
+    assert shop.run().total("read") == 0
     cdcsync("verify", str(shop.pipeline))
