@@ -153,9 +153,21 @@ def test_status_shows_checkpoints_runs_and_what_waits_for_a_steward(quickstart: 
     text = cdcsync("status", str(p), expect=3).stdout
     assert "open conflicts: 1" in text and "recent runs" in text
 
+    # Decided column by column: billing's e-mail (the only column both sides edited).
     [conflict] = json.loads(cdcsync("conflicts", "list", str(p), "--json").stdout)
-    cdcsync("conflicts", "resolve", str(p), conflict["id"], "--pick", "billing")
+    bad = cdcsync("conflicts", "resolve", str(p), conflict["id"], "--field", "email", expect=2)
+    assert "--field takes COLUMN=ENDPOINT, not 'email'" in bad.stderr
+    cdcsync("conflicts", "resolve", str(p), conflict["id"], "--field", "email=billing")
+    data = quickstart / "data"
+    with sqlite3.connect(data / "crm.db") as crm, sqlite3.connect(data / "billing.db") as bill:
+        assert crm.execute("SELECT email FROM customers WHERE id = 2").fetchall() == [
+            ("ghopper@billing.example",)]
+        assert bill.execute("SELECT email FROM clients WHERE client_id = 2").fetchall() == [
+            ("ghopper@billing.example",)]
+    crm.close()
+    bill.close()
     assert json.loads(cdcsync("status", str(p), "--json").stdout)["open_conflicts"] == 0
+    cdcsync("verify", str(p))
 
 
 def test_status_reports_an_unreachable_endpoint_as_a_warning(tmp_path: Path) -> None:

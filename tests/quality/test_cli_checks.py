@@ -64,3 +64,19 @@ def test_status_counts_open_quarantine_items(shop: Shop) -> None:
                               "--reason", "test account"], catch_exceptions=False)
     res = CliRunner().invoke(main, ["status", str(shop.pipeline), "--json"])
     assert res.exit_code == 0 and json.loads(res.stdout)["open_quarantine"] == 0
+
+
+def test_run_summary_table_counts_failures_per_expectation(shop: Shop) -> None:
+    from sync.cli import main
+
+    shop.crm.many("INSERT INTO customers (id, name, email, amount, status) VALUES (?,?,?,?,?)",
+                  [(1, "Ann Lee", "ann@example.com", 10, "active"),
+                   (2, "Bob Ray", "bob-at-example.com", -5, "active"),
+                   (3, "Cy Dunn", "cy@example.com", -3, "active")])
+    shop.setup()
+    res = CliRunner().invoke(main, ["run", str(shop.pipeline)])
+    assert res.exit_code == 3, res.output  # quarantined rows wait for a steward
+    text = " ".join(res.stdout.split())
+    assert ("customers: 2 quarantined, 0 held (expect_column_values_to_be_between(amount) 2, "
+            "expect_column_values_to_match_regex(email) 1); 2 open: cdcsync quarantine "
+            "list") in text, text

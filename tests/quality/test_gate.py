@@ -139,3 +139,33 @@ def test_an_expectation_that_cannot_run_stops_the_batch(tmp_path: Path) -> None:
     with pytest.raises(QualityError, match=r"strftime_format\(amount\) \(#0 of the suite\) "
                                            r"failed to run: Values passed"):
         g.validate(ENT, [change(1, 1)])
+
+
+def test_boolean_only_first_and_complete_only_for_the_failing_expectations(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The cheap path: one BOOLEAN_ONLY pass per batch; COMPLETE only for what failed."""
+    from great_expectations.datasource.fluent.interfaces import Batch
+
+    calls: list[tuple[str, str]] = []
+    real = Batch.validate
+
+    def recorded(self: Any, expect: Any, *args: Any, **kwargs: Any) -> Any:
+        fmt = kwargs.get("result_format")
+        level = fmt if isinstance(fmt, str) else fmt["result_format"]
+        what = "suite" if hasattr(expect, "expectations") else expect.expectation_type
+        calls.append((level, what))
+        return real(self, expect, *args, **kwargs)
+
+    monkeypatch.setattr(Batch, "validate", recorded)
+    g = gate(tmp_path)
+    g.validate(ENT, [change(k, k) for k in range(1, 100)])
+    assert calls == [("BOOLEAN_ONLY", "suite")]
+
+    calls.clear()
+    res = g.validate(ENT, [change(1, 1), change(2, 2, email="bob-at-example.com"),
+                           change(3, 3, amount="-1"), change(4, 4, amount="-2")])
+    assert [c.key["id"] for c, _ in res.quarantined] == [2, 3, 4]
+    assert calls[0] == ("BOOLEAN_ONLY", "suite")
+    assert sorted(calls[1:]) == [("COMPLETE", "expect_column_values_to_be_between"),
+                                 ("COMPLETE", "expect_column_values_to_match_regex")]
