@@ -326,13 +326,14 @@ class MysqlSource:
     def _purged_message(self, bindings: Sequence[Binding], after: Checkpoint, why: str) -> str:
         pipeline = self.pipeline or "PIPELINE"
         entities = sorted({b.entity for b in bindings})
-        cmds = "; ".join(f"`cdcsync resync {pipeline} {e}`" for e in entities) or \
-            f"`cdcsync resync {pipeline} ENTITY`"
+        # --reset-stream: the log is read from its current end after the new snapshot
+        # (without it the next run would ask for the purged position again).
+        cmds = f"`cdcsync resync {pipeline} {' '.join(entities) or 'ENTITY'} --reset-stream`"
         return (
             f"endpoint {self.name!r}: the binlog no longer holds the changes after checkpoint "
             f"{after.get('gtid')!r} ({after.get('file')}:{after.get('pos')}); they were purged "
             f"or the log was reset (server said: {why}). Changes in between are lost to "
-            f"cdcsync: re-snapshot the affected entities with {cmds}."
+            f"cdcsync: re-snapshot the entities reading this log with {cmds}."
         )
 
     def _collect(self, tx: Transaction, by_table: Mapping[str, list[Binding]],

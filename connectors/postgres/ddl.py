@@ -81,6 +81,8 @@ def column_type(col: Column, source_kind: str | None) -> str:
             return "integer"
         if base in ("smallint", "tinyint") and "unsigned" not in native:
             return "smallint"
+        if base == "bigint" and "unsigned" in native:
+            return "numeric(20)"  # up to 2^64-1: more than a bigint holds
         return "bigint"
     if logical == "float" and base in ("real", "float"):
         return "real"
@@ -122,7 +124,12 @@ def create_table(
         target = binding.endpoint_column(entity_col)
         pg_type = column_type(col, source_kind)
         in_key = entity_col in binding.key
-        null = sql.SQL(" NOT NULL") if (not col.nullable or in_key) else sql.SQL("")
+        # MariaDB reads a zero date ('0000-00-00') as NULL, even in a NOT NULL column
+        # (its sink writes NULL back as the zero date there): keep such columns nullable.
+        zero_dates = source_kind == "mysql" and col.logical in ("date", "timestamp",
+                                                                 "timestamptz")
+        not_null = in_key or (not col.nullable and not zero_dates)
+        null = sql.SQL(" NOT NULL") if not_null else sql.SQL("")
         defs.append(sql.SQL("{} {}{}").format(sql.Identifier(target), sql.SQL(pg_type), null))
     key = list(binding.endpoint_key)
     defs.append(sql.SQL("PRIMARY KEY ({})").format(
