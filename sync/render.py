@@ -62,6 +62,14 @@ def direction_rows(summary: RunSummary, cfg: Any) -> list[dict[str, Any]]:
                     "parked": read.parked if read else 0,
                     "seconds": (read.seconds if read else 0) + (app.seconds if app else 0),
                 })
+        # Applies are counted by where the winning content came from: a merge (or a
+        # steward's pick) whose origin is the target itself is written back there too.
+        for tgt in ent.sinks():
+            back = summary.directions.get((name, tgt, tgt))
+            if back is not None and (back.applied or back.skipped):
+                rows.append({"entity": name, "direction": f"merge -> {tgt}", "read": 0,
+                             "applied": back.applied, "skipped": back.skipped, "echoes": 0,
+                             "resolved": 0, "parked": 0, "seconds": back.seconds})
     return rows
 
 

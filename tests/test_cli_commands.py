@@ -220,3 +220,27 @@ def test_progress_bars_show_on_a_terminal_only(quickstart: Path) -> None:
         assert "read crm" not in res.stdout + res.stderr
         assert "\x1b[" not in res.stdout + res.stderr
     assert "cdcsync run: quickstart" in again.stdout
+
+
+def test_the_summary_table_accounts_for_every_apply(quickstart: Path) -> None:
+    """Per direction: read, applied, echoes, resolved, parked, duration; the applied column
+    adds up to the run's total, merges written back to an edit's own side included."""
+    p = str(quickstart / "pipeline.yaml")
+    cdcsync("setup", p)
+    cdcsync("run", p)
+    subprocess.run([sys.executable, str(quickstart / "seed.py"), "edit"], check=True,
+                   capture_output=True)
+    table = cdcsync("run", p, expect=3).stdout
+    header = next(line for line in table.splitlines() if "direction" in line)
+    assert [c.strip() for c in header.strip("┃").split("┃")] == [
+        "entity", "direction", "read", "applied", "echoes dropped", "conflicts resolved",
+        "conflicts parked", "duration"]
+    cells = [[c.strip() for c in line.strip("│").split("│")]
+             for line in table.splitlines() if line.startswith("│ customers")]
+    by_direction = {c[1]: c[2:7] for c in cells}
+    assert by_direction == {"crm -> billing": ["3", "2", "0", "0", "0"],
+                            "billing -> crm": ["4", "1", "0", "1", "1"],
+                            "merge -> crm": ["0", "1", "0", "0", "0"]}
+    last = json.loads(cdcsync("status", p, "--json", expect=3).stdout)["runs"][0]["summary"]
+    assert last["totals"]["applied"] == sum(int(c[3]) for c in cells) == 4
+    assert last["totals"]["read"] == sum(int(c[2]) for c in cells) == 7
