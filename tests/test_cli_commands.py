@@ -157,7 +157,8 @@ def test_status_shows_checkpoints_runs_and_what_waits_for_a_steward(quickstart: 
     [conflict] = json.loads(cdcsync("conflicts", "list", str(p), "--json").stdout)
     bad = cdcsync("conflicts", "resolve", str(p), conflict["id"], "--field", "email", expect=2)
     assert "--field takes COLUMN=ENDPOINT, not 'email'" in bad.stderr
-    cdcsync("conflicts", "resolve", str(p), conflict["id"], "--field", "email=billing")
+    cdcsync("conflicts", "resolve", str(p), conflict["id"], "--field", "email=billing",
+            "--by", "ann", "--note", "billing owns e-mail")
     data = quickstart / "data"
     with sqlite3.connect(data / "crm.db") as crm, sqlite3.connect(data / "billing.db") as bill:
         assert crm.execute("SELECT email FROM customers WHERE id = 2").fetchall() == [
@@ -166,6 +167,13 @@ def test_status_shows_checkpoints_runs_and_what_waits_for_a_steward(quickstart: 
             ("ghopper@billing.example",)]
     crm.close()
     bill.close()
+    with sqlite3.connect(data / "state.db") as state:
+        [(actor, action, detail)] = state.execute(
+            "SELECT actor, action, detail FROM audit WHERE action LIKE 'conflict.%'").fetchall()
+    state.close()
+    assert (actor, action) == ("ann", "conflict.resolve")
+    assert json.loads(detail)["conflict"] == conflict["id"]
+    assert "billing owns e-mail" in detail
     assert json.loads(cdcsync("status", str(p), "--json").stdout)["open_conflicts"] == 0
     cdcsync("verify", str(p))
 
