@@ -252,3 +252,24 @@ def test_the_summary_table_accounts_for_every_apply(quickstart: Path) -> None:
     last = json.loads(cdcsync("status", p, "--json", expect=3).stdout)["runs"][0]["summary"]
     assert last["totals"]["applied"] == sum(int(c[3]) for c in cells) == 4
     assert last["totals"]["read"] == sum(int(c[2]) for c in cells) == 7
+
+
+def test_verify_reports_missing_extra_and_differing_rows(quickstart: Path) -> None:
+    p = str(quickstart / "pipeline.yaml")
+    cdcsync("setup", p)
+    cdcsync("run", p)
+    assert json.loads(cdcsync("verify", p, "--json").stdout)[0]["in_sync"] is True
+    cdcsync("teardown", p, "--yes")  # edits behind the service's back from now on
+    with sqlite3.connect(quickstart / "data" / "billing.db") as c:
+        c.execute("DELETE FROM clients WHERE client_id = 1")
+        c.execute("INSERT INTO clients (client_id, full_name, email) VALUES (9, 'Extra', 'x@y')")
+        c.execute("UPDATE clients SET tier = 'lead' WHERE client_id = 3")
+        c.execute("UPDATE clients SET balance = 5 WHERE client_id = 2")  # not synchronised
+    c.close()
+    res = cdcsync("verify", p, "--json", expect=1)
+    [report] = json.loads(res.stdout)
+    assert report["in_sync"] is False
+    got = {what: report[what]["billing"]["count"] for what in ("missing", "extra", "differing")}
+    assert got == {"missing": 1, "extra": 1, "differing": 1}
+    text = cdcsync("verify", p, expect=1).stdout
+    assert "DRIFT found" in text
