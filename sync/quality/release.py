@@ -31,6 +31,7 @@ Every decision is written to the audit log in the transaction that records it.
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +53,8 @@ if TYPE_CHECKING:
     from sync.context import EntityContext, PipelineContext
 
 ACTIONS = ("replay", "accept", "discard")
+
+log = logging.getLogger("cdcsync.quality")
 
 
 class QuarantineError(Exception):
@@ -367,9 +370,16 @@ def _read_back(ctx: PipelineContext, ent: EntityContext, endpoint: str, key: str
     """The row of ``key`` at ``endpoint`` now, and exactly the unread changes it includes.
 
     The log is read before and after the row; an edit of the key in between makes
-    the two differ, and the read is taken again.
+    the two differ, and the read is taken again. A log that cannot be read now (a
+    PostgreSQL slot a running daemon streams from, which reads the key's changes
+    itself and holds them) leaves only what was read already to supersede.
     """
-    before = unread_changes(ctx, ent, endpoint, key)
+    try:
+        before = unread_changes(ctx, ent, endpoint, key)
+    except Exception as exc:
+        log.warning("cannot read the log of %s for %s (%s): the replay supersedes only the "
+                    "changes already read", endpoint, key, exc)
+        return read_current(ctx, ent, endpoint, key_row), []
     for _ in range(tries):
         current = read_current(ctx, ent, endpoint, key_row)
         after = unread_changes(ctx, ent, endpoint, key)
