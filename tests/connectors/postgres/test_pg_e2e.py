@@ -373,3 +373,43 @@ def test_an_unchanged_toast_value_is_never_overwritten(
         ("Anne", True, Decimal("7.00"))]
     assert p.drift() == []
     _assert_fixed_point(p)
+
+
+@pytest.mark.parametrize("fixture", ["pg_pg", "pg_sqlite"])
+def test_user_edits_landing_during_a_run_are_never_overwritten(
+        fixture: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Edits at the target between the service's read and its apply (the run is under
+    way): compare-and-set skips those rows, B's log brings the edits as concurrent
+    ones, and both sides end equal with both edits merged field by field."""
+    import sync.apply
+
+    p: Pipeline = request.getfixturevalue(fixture)
+    sql(p.a, "INSERT INTO customers (id, name, email) SELECT g, 'n' || g, 'e' || g"
+             " FROM generate_series(1, 20) g")
+    assert p.run().errors == []
+    _assert_fixed_point(p)
+    sql(p.a, "UPDATE customers SET name = 'from a' WHERE id <= 10")
+    real = sync.apply.apply_to_target
+    edited: list[str] = []
+
+    def edit_then_apply(ctx: Any, ent: Any, target: str, items: Any, states: Any,
+                        **kw: Any) -> Any:
+        if target == "b" and not edited:
+            edited.append(target)  # a user of B, while the service is about to write
+            _b_sql(p, "UPDATE customers SET email = 'from b' WHERE id <= 5",
+                   "UPDATE customers SET balance = 3 WHERE id IN (6, 7)")
+        return real(ctx, ent, target, items, states, **kw)
+
+    monkeypatch.setattr(sync.apply, "apply_to_target", edit_then_apply)
+    first = p.run()
+    monkeypatch.setattr(sync.apply, "apply_to_target", real)
+    assert edited and first.errors == []
+    assert first.to_json()["totals"]["skipped"] == 7, first.to_json()  # rows 1-7 had moved
+    # The same run read B's edits back (sources take turns) and merged them.
+    assert p.drift() == []
+    rows = query(p.a, "SELECT id, name, email, balance FROM customers WHERE id <= 10"
+                      " ORDER BY id")
+    assert [r[:3] for r in rows[:5]] == [(i, "from a", "from b") for i in range(1, 6)]
+    assert [(r[1], r[3]) for r in rows[5:7]] == [("from a", Decimal("3.00"))] * 2
+    assert all(r[1] == "from a" for r in rows)
+    _assert_fixed_point(p)
