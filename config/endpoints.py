@@ -64,6 +64,10 @@ class PostgresConfig(ConfigModel):
     publication: str | None = None
     schema_: str = Field(default="public", alias="schema", min_length=1)
     connect_timeout: int = Field(default=10, ge=1)
+    #: batch runs read over the replication protocol too (the daemon always does)
+    streaming: bool = False
+    #: ``cdcsync status`` warns loudly when the slot holds more WAL than this
+    warn_retained_wal_bytes: int = Field(default=1 << 30, ge=1)
 
     @model_validator(mode="after")
     def _one_way_to_connect(self) -> PostgresConfig:

@@ -41,3 +41,15 @@ def test_default_and_configured_names() -> None:
     ep2 = open_endpoint("b", PostgresConfig(kind="postgres", dbname="x", slot="my_slot",
                                             publication="My Pub"), pipeline="p")
     assert (ep2.names.slot, ep2.names.publication) == ("my_slot", "My Pub")
+
+
+def test_streaming_and_the_wal_warning_are_pipeline_settings() -> None:
+    pg = PostgresConfig(kind="postgres", dbname="x")
+    assert (pg.streaming, pg.warn_retained_wal_bytes) == (False, 1 << 30)
+    assert open_endpoint("a", pg, pipeline="p").stream is None
+    pg = PostgresConfig.model_validate({"kind": "postgres", "dbname": "x", "streaming": True,
+                                        "warn_retained_wal_bytes": 5})
+    assert pg.warn_retained_wal_bytes == 5
+    ep = open_endpoint("a", pg, pipeline="p")
+    assert ep.stream is not None  # batch runs stream too
+    ep.close()
