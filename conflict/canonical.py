@@ -28,6 +28,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, Literal, get_args
 
+import orjson
+
 LogicalType = Literal[
     "int",
     "float",
@@ -325,8 +327,17 @@ def canonical_row(row: Row | None) -> dict[str, CanonicalValue] | None:
 
 
 def canonical_json(obj: Any) -> str:
-    """Deterministic compact JSON (sorted keys) of already-canonical data."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """Deterministic compact JSON (sorted keys) of already-canonical data.
+
+    orjson writes exactly what ``json.dumps(sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False)`` writes for canonical data (no floats: they are tagged
+    text), ten times faster; this runs for every row hash. What orjson refuses
+    (integers past 64 bits, lone surrogates) takes the standard library's path.
+    """
+    try:
+        return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS).decode()
+    except TypeError:
+        return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def row_hash(row: Row | None) -> str:

@@ -90,14 +90,18 @@ def apply_to_target(
 
 
 def record_results(ctx: PipelineContext, ent: EntityContext, results: list[Result],
-                   summary: RunSummary) -> list[str]:
+                   summary: RunSummary, *, mine: Mapping[str, KeyState] | None = None,
+                   saved_at: float | None = None) -> list[str]:
     """Record apply results on freshly loaded states, in one locked transaction.
 
     Fresh states, because a reader may have decided newer versions of these
     keys while the writes ran (the daemon); the protocol's on_applied knows
-    what a superseded result still tells. Returns the keys whose apply is due
-    again at once: a STALE result (the row holds a write of ours whose result
-    was lost) taught the row version to expect.
+    what a superseded result still tells. A caller that saved the states it
+    applied (``mine``, stamped ``saved_at``) and reads no more meanwhile (a
+    batch run) has them recorded on as they are, but for the keys someone
+    else saved since. Returns the keys whose apply is due again at once: a
+    STALE result (the row holds a write of ours whose result was lost) taught
+    the row version to expect.
     """
     if not results:
         return []
@@ -105,7 +109,13 @@ def record_results(ctx: PipelineContext, ent: EntityContext, results: list[Resul
 
     again: list[str] = []
     with ctx.store.transaction(lock=state_lock(ctx)) as conn:
-        fresh = ctx.store.load(ctx.pipeline, ent.name, (k for k, _, _, _ in results), conn=conn)
+        keys = [k for k, _, _, _ in results]
+        if mine is not None and saved_at is not None:
+            moved = ctx.store.moved_since(conn, ctx.pipeline, ent.name, keys, saved_at)
+            fresh = {k: mine[k] for k in keys if k not in moved}
+            fresh.update(ctx.store.load(ctx.pipeline, ent.name, moved, conn=conn))
+        else:
+            fresh = ctx.store.load(ctx.pipeline, ent.name, keys, conn=conn)
         for k, job, res, seconds in results:
             st = fresh[k]
             stats = summary.at(ent.name, st.origin or "?", job.target)
@@ -132,11 +142,13 @@ def apply_pending(
     summary: RunSummary,
     *,
     skip: Mapping[str, set[str]] | None = None,
+    saved_at: float | None = None,
 ) -> None:
     """Apply every pending job of ``states`` and record the results (batch mode: errors raise).
 
     ``skip`` maps a target to keys not to apply there (they have a dead letter,
-    sync/dlq.py); their outbox entries are kept.
+    sync/dlq.py); their outbox entries are kept. ``saved_at``: ``states`` are
+    as this caller saved them with that stamp (see :func:`record_results`).
     """
     for _ in range(STALE_ROUNDS):
         results: list[Result] = []
@@ -145,10 +157,11 @@ def apply_pending(
             if dead:
                 items = [(k, job) for k, job in items if k not in dead]
             results.extend(apply_to_target(ctx, ent, target, items, states))
-        again = record_results(ctx, ent, results, summary)
+        again = record_results(ctx, ent, results, summary, mine=states, saved_at=saved_at)
         if not again:
             return
         states = ctx.store.load(ctx.pipeline, ent.name, again)
+        saved_at = None
     # Still stale after that: the outbox keeps the work for the next run.
 
 

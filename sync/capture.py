@@ -13,6 +13,7 @@ source's log is released (``confirm``) only after they are durable.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +59,7 @@ class Decided:
     parked: list[ParkedConflict] = field(default_factory=list)
     oldest_commit: float | None = None
     quarantine: Any = None  # sync/quality: writes the changes the gate held back
+    saved_at: float | None = None  # the states' stamp in the store (StateStore.moved_since)
 
 
 def source_entities(ctx: PipelineContext, source: str) -> list[EntityContext]:
@@ -136,8 +138,10 @@ def commit(conn: Connection, ctx: PipelineContext, source: str, decided: Decided
     """Persist a decided batch and the checkpoint it reached inside ``conn``'s transaction."""
     from conflict.store import ConflictStore
 
+    stamp = time.time()
     for name, states in decided.states.items():
-        ctx.store.save(conn, ctx.pipeline, name, states)
+        ctx.store.save(conn, ctx.pipeline, name, states, stamp=stamp)
+    decided.saved_at = stamp
     for _name, k, rec in decided.records:
         ConflictStore.record(conn, ctx.pipeline, k, rec, ctx.run_id)
     for parked in decided.parked:
@@ -156,7 +160,7 @@ def process_batch(ctx: PipelineContext, source: str, batch: ChangeBatch,
     decided = decide_and_commit(ctx, source, expand(ctx, source, batch), batch.checkpoint,
                                 summary)
     for name, states in decided.states.items():
-        apply_pending(ctx, ctx.entities[name], states, summary)
+        apply_pending(ctx, ctx.entities[name], states, summary, saved_at=decided.saved_at)
     if batch.checkpoint is not None:
         ctx.endpoints[source].confirm(batch.checkpoint)
 

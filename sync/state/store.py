@@ -7,13 +7,17 @@ transaction with set-based statements, never a round trip per row.
 
 from __future__ import annotations
 
+import functools
+import json
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
@@ -46,6 +50,37 @@ def _upsert(conn: Connection, table: sa.Table, rows: list[dict[str, Any]], keys:
     conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=update), rows)
 
 
+@dataclass(frozen=True)
+class _DriverSql:
+    upsert_state: str
+    insert_outbox: str
+
+
+@functools.cache
+def _driver_sql_for(dialect: str, paramstyle: str) -> _DriverSql:
+    if dialect not in ("sqlite", "postgresql"):  # pragma: no cover - documented backends only
+        raise ValueError(f"unsupported state store dialect {dialect!r}")
+    mark = "?" if paramstyle == "qmark" else "%s"
+    state = f"CAST({mark} AS json)" if dialect == "postgresql" else mark
+    ks, ob = schema.key_states.name, schema.outbox.name
+    return _DriverSql(
+        upsert_state=(
+            f'INSERT INTO "{ks}" ("pipeline", "entity", "key", "state", "parked", "updated_at")'
+            f" VALUES ({mark}, {mark}, {mark}, {state}, {mark}, {mark})"
+            ' ON CONFLICT ("pipeline", "entity", "key") DO UPDATE SET "state" = excluded."state",'
+            ' "parked" = excluded."parked", "updated_at" = excluded."updated_at"'
+        ),
+        insert_outbox=(
+            f'INSERT INTO "{ob}" ("pipeline", "entity", "key", "endpoint")'
+            f" VALUES ({mark}, {mark}, {mark}, {mark})"
+        ),
+    )
+
+
+def _driver_sql(conn: Connection) -> _DriverSql:
+    return _driver_sql_for(conn.dialect.name, conn.dialect.paramstyle)
+
+
 _migrated: set[str] = set()
 _migrate_lock = threading.Lock()
 
@@ -67,13 +102,30 @@ def _migrate(engine: Engine) -> None:
         _migrated.add(url)
 
 
+def _dumps(obj: Any) -> str:
+    """Key states as JSON: orjson (every batch writes one per key), the standard library
+    for what orjson refuses (integers past 64 bits)."""
+    try:
+        return orjson.dumps(obj).decode()
+    except TypeError:
+        return json.dumps(obj)
+
+
+def _loads(text: str | bytes) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:  # NaN and the like, written by the standard library
+        return json.loads(text)
+
+
 def open_store(url: str) -> StateStore:
     """Open (creating and migrating as needed) the state store at a SQLAlchemy URL."""
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///") :]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url, future=True)
+    engine = sa.create_engine(url, future=True, json_serializer=_dumps,
+                              json_deserializer=_loads)
     if engine.dialect.name == "sqlite":
 
         @sa.event.listens_for(engine, "connect")
@@ -199,17 +251,43 @@ class StateStore:
         return out
 
     @staticmethod
-    def save(conn: Connection, pipeline: str, entity: str, states: Mapping[str, KeyState]) -> None:
-        """Write key states and their outbox rows (set-based) inside ``conn``'s transaction."""
+    def moved_since(conn: Connection, pipeline: str, entity: str, keys: Iterable[str],
+                    stamp: float) -> set[str]:
+        """Which of ``keys`` were saved by someone else after the save stamped ``stamp``.
+
+        Lets a writer that still holds the states it saved skip loading them
+        again (what a batch run records its apply results on), and reload only
+        those a concurrent writer (a steward's decision) changed meanwhile.
+        """
+        t = schema.key_states
+        moved: set[str] = set()
+        for part in _chunks(list(dict.fromkeys(keys))):
+            rows = conn.execute(
+                sa.select(t.c.key, t.c.updated_at).where(
+                    t.c.pipeline == pipeline, t.c.entity == entity, t.c.key.in_(part)))
+            seen = {k: at for k, at in rows}
+            moved.update(k for k in part if seen.get(k) != stamp)
+        return moved
+
+    @staticmethod
+    def save(conn: Connection, pipeline: str, entity: str, states: Mapping[str, KeyState],
+             *, stamp: float | None = None) -> float:
+        """Write key states and their outbox rows (set-based) inside ``conn``'s transaction.
+
+        Returns the stamp written as their ``updated_at`` (see :meth:`moved_since`).
+        """
+        now = time.time() if stamp is None else stamp
         if not states:
-            return
-        now = time.time()
-        rows = [
-            dict(pipeline=pipeline, entity=entity, key=k, state=state_to_json(st),
-                 parked=st.parked.conflict_id if st.parked else None, updated_at=now)
+            return now
+        # The hottest write of the engine (every key of every batch, twice): the JSON is
+        # made here and the rows go to the driver's executemany as they are, without
+        # SQLAlchemy's per-row parameter processing.
+        sql = _driver_sql(conn)
+        conn.exec_driver_sql(sql.upsert_state, [
+            (pipeline, entity, k, _dumps(state_to_json(st)),
+             st.parked.conflict_id if st.parked else None, now)
             for k, st in states.items()
-        ]
-        _upsert(conn, schema.key_states, rows, ["pipeline", "entity", "key"])
+        ])
         ob = schema.outbox
         keys = list(states)
         for part in _chunks(keys):
@@ -217,13 +295,10 @@ class StateStore:
                 ob.delete().where(ob.c.pipeline == pipeline, ob.c.entity == entity,
                                   ob.c.key.in_(part))
             )
-        pending = [
-            dict(pipeline=pipeline, entity=entity, key=k, endpoint=t)
-            for k, st in states.items()
-            for t in sorted(st.outbox)
-        ]
+        pending = [(pipeline, entity, k, t) for k, st in states.items() for t in sorted(st.outbox)]
         if pending:
-            conn.execute(ob.insert(), pending)
+            conn.exec_driver_sql(sql.insert_outbox, pending)
+        return now
 
     def outbox_keys(self, pipeline: str, entity: str) -> list[str]:
         ob = schema.outbox
