@@ -130,3 +130,30 @@ def test_absent_row_hash_differs_from_empty_row() -> None:
 def test_key_text_is_order_free_and_typed() -> None:
     assert key_text({"a": 1, "b": "x"}) == key_text({"b": "x", "a": 1})
     assert key_text({"a": 1}) != key_text({"a": "1"})
+
+
+def _stdlib_json(obj: object) -> str:
+    import json
+
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+@given(st.dictionaries(st.text(max_size=6), json_values, max_size=5))
+def test_canonical_json_is_the_standard_librarys_compact_sorted_form(
+        row: dict[str, object]) -> None:
+    """Row hashes are stored with every key state: the text they hash must not depend on
+    which JSON encoder made it (orjson on the hot path, the standard library where orjson
+    refuses), or a store written before would see every row as changed."""
+    from conflict.canonical import canonical_json, canonical_row
+
+    data = canonical_row(row)
+    assert canonical_json(data) == _stdlib_json(data)
+
+
+def test_row_hash_is_pinned() -> None:
+    """A stored hash keeps its meaning across releases: the literal was computed with the
+    standard library's encoder, before orjson took the hot path."""
+    row = {"id": 7, "name": "Zoë \u2028\x00", "amount": D("1.50"), "ok": True,
+           "at": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), "doc": {"b": [1, None], "a": 2},
+           "big": 2**70}
+    assert row_hash(row) == "2394b156734a573c366e47fb"
