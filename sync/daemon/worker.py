@@ -81,6 +81,7 @@ def _apply_keys(rt: Runtime, entity: str, keys: list[str], meta: dict[str, Any])
                            f"{type(exc).__name__}: {exc}", APPLY_TRIES)
             continue
         br.success()
+        log.debug("applied %d keys of %s to %s", len(done), entity, target)
         results.extend(done)
     summary = RunSummary(pipeline=ctx.pipeline)
     again = record_results(ctx, ent, results, summary)
