@@ -70,6 +70,13 @@ class BatchConfig(ConfigModel):
     snapshot_chunk: int = Field(default=50000, ge=1)
 
 
+class ConnectConfig(ConfigModel):
+    """How an endpoint that cannot be reached is tried again when a command opens it."""
+
+    tries: int = Field(default=5, ge=1)  # attempts in all; 1: fail at once
+    backoff_s: float = Field(default=1.0, ge=0)  # first wait; doubled each retry, with jitter
+
+
 class DaemonConfig(ConfigModel):
     """How ``cdcsync daemon`` and ``cdcsync worker`` run (sync/daemon)."""
 
@@ -111,6 +118,7 @@ class PipelineConfig(ConfigModel):
     state: StateConfig
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
     batch: BatchConfig = Field(default_factory=BatchConfig)
+    connect: ConnectConfig = Field(default_factory=ConnectConfig)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     endpoints: dict[Name, EndpointConfig] = Field(min_length=1)
     entities: dict[Name, EntityConfig] = Field(min_length=1)

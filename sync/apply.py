@@ -10,44 +10,20 @@ write of our own row a no-op.
 from __future__ import annotations
 
 import logging
-import random
 import time
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
 from conflict.protocol import ApplyJob, KeyState, jobs, on_applied, on_skipped, on_stale
-from connectors.base import ApplyOp, ApplyResult, ApplyStatus, RetriableError
+from connectors.base import ApplyOp, ApplyResult, ApplyStatus
 from sync.context import EntityContext, PipelineContext
+from sync.retry import RETRIES, with_retries
 from sync.summary import RunSummary
 
 log = logging.getLogger("cdcsync.apply")
-T = TypeVar("T")
-
-RETRIES = 6
 #: rounds of applies for keys whose result came back STALE (each round learns
 #: the row version a lost write of ours left); a second round normally ends it
 STALE_ROUNDS = 3
-
-
-def with_retries(what: str, fn: Callable[[], T], *, tries: int = RETRIES,
-                 base_delay: float = 0.05) -> T:
-    """Run ``fn``, retrying :class:`RetriableError` with exponential backoff and jitter.
-
-    The first retry comes quickly: the commonest retriable error under load is
-    a deadlock between two appliers (InnoDB gap locks), which a prompt retry
-    resolves; a server that is really away is left to the caller's breaker.
-    """
-    for attempt in range(1, tries + 1):
-        try:
-            return fn()
-        except RetriableError as exc:
-            if attempt == tries:
-                raise
-            delay = base_delay * 2 ** (attempt - 1) * (0.5 + random.random())
-            log.warning("%s failed (%s); retry %d/%d in %.1fs", what, exc, attempt, tries - 1,
-                        delay)
-            time.sleep(delay)
-    raise AssertionError("unreachable")
 
 
 Result = tuple[str, ApplyJob, ApplyResult, float]  # key, job, result, seconds

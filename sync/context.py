@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from conflict.case import ConflictCase, Decision, Park
 from conflict.store import ConflictStore
@@ -14,6 +15,7 @@ from connectors.base import Binding, Endpoint, TableSchema
 from sync.state.store import StateStore, open_store
 
 log = logging.getLogger("cdcsync")
+T = TypeVar("T")
 
 # Types in order of preference when endpoints disagree on a column: a column
 # that PostgreSQL calls timestamptz and SQLite calls TEXT is a timestamp.
@@ -108,25 +110,53 @@ def bindings_for(cfg: Any, entity_name: str) -> dict[str, Binding]:
     return out
 
 
+def connect(cfg: Any, name: str) -> Any:
+    """Open endpoint ``name`` of ``cfg`` (connectors connect lazily: see :func:`reach`)."""
+    from connectors.registry import open_endpoint
+
+    return open_endpoint(name, cfg.endpoints[name], pipeline=cfg.pipeline)
+
+
+def reach(cfg: Any, what: str, fn: Callable[[], T]) -> T:
+    """Run ``fn``, a command's first I/O with an endpoint: a server that cannot be
+    reached (a :class:`~connectors.base.RetriableError`) is tried again with backoff,
+    as the pipeline's ``connect:`` section says, each retry logged, before the last
+    error is raised."""
+    from connectors.base import RetriableError
+    from sync.retry import with_retries
+
+    tries = int(cfg.connect.tries)
+    try:
+        return with_retries(what, fn, tries=tries, base_delay=float(cfg.connect.backoff_s))
+    except RetriableError as exc:
+        if tries == 1:
+            raise
+        raise type(exc)(f"{exc} (gave up after {tries} attempts; "
+                        "the pipeline's connect: section sets how many)") from exc
+
+
 @contextmanager
 def open_pipeline(cfg: Any, *, with_types: bool = True) -> Iterator[PipelineContext]:
     """Open the state store and every endpoint of ``cfg``; close them all afterwards."""
     from conflict.policies import build_resolver
-    from connectors.registry import open_endpoint
     from sync.checks import make_importable
 
     make_importable(cfg)
     store = open_store(cfg.state.url)
     ctx = PipelineContext(cfg, store, ConflictStore(store.engine))
     try:
-        for name, settings in cfg.endpoints.items():
-            ctx.endpoints[name] = open_endpoint(name, settings, pipeline=cfg.pipeline)
+        for name in cfg.endpoints:
+            ctx.endpoints[name] = connect(cfg, name)
         for name, ent in cfg.entities.items():
             bindings = bindings_for(cfg, name)
             types: dict[str, str] = {}
             schemas: dict[str, TableSchema] = {}
             if with_types:
-                schemas = {ep: ctx.endpoints[ep].schema(b) for ep, b in bindings.items()}
+                schemas = {
+                    ep: reach(cfg, f"reading {b.table} at endpoint {ep!r}",
+                              functools.partial(ctx.endpoints[ep].schema, b))
+                    for ep, b in bindings.items()
+                }
                 types = entity_types(schemas, bindings)
             ctx.entities[name] = EntityContext(
                 name=name, cfg=ent, bindings=bindings, sources=list(ent.sources()),

@@ -15,11 +15,11 @@ the same log is resynced with it, since it lost the same changes.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from connectors.registry import open_endpoint
 from sync.capture import STREAM
-from sync.context import bindings_for
+from sync.context import bindings_for, connect, reach
 from sync.state import open_store
 from sync.state.schema import checkpoints
 
@@ -30,13 +30,14 @@ def _create_tables(cfg: Any) -> list[str]:
         if ent.direction != "one-way":
             continue
         bindings = bindings_for(cfg, name)
-        src_ep = open_endpoint(ent.source, cfg.endpoints[ent.source], pipeline=cfg.pipeline)
+        src_ep = connect(cfg, ent.source)
         try:
-            source_schema = src_ep.schema(bindings[ent.source])
+            source_schema = reach(cfg, f"reading {ent.source}'s schema",
+                                  functools.partial(src_ep.schema, bindings[ent.source]))
         finally:
             src_ep.close()
         for target in ent.sinks():
-            ep = open_endpoint(target, cfg.endpoints[target], pipeline=cfg.pipeline)
+            ep = connect(cfg, target)
             try:
                 create = getattr(ep, "create_table", None)
                 if create is None:
@@ -52,12 +53,13 @@ def _create_tables(cfg: Any) -> list[str]:
 def setup_pipeline(cfg: Any, verb: str = "setup") -> list[str]:
     """Run ``setup`` (or ``teardown``) at every endpoint; return what was done."""
     lines = _create_tables(cfg) if verb == "setup" else []
-    for name, settings in cfg.endpoints.items():
+    for name in cfg.endpoints:
         bindings = [b for e in cfg.entities
                     for ep, b in bindings_for(cfg, e).items() if ep == name]
-        ep = open_endpoint(name, settings, pipeline=cfg.pipeline)
+        ep = connect(cfg, name)
         try:
-            done: list[str] = getattr(ep, verb)(bindings, cfg.pipeline)
+            done: list[str] = reach(cfg, f"{verb} at endpoint {name!r}",
+                                    functools.partial(getattr(ep, verb), bindings, cfg.pipeline))
         finally:
             ep.close()
         lines.extend(f"{name}: {line}" for line in done)

@@ -50,6 +50,7 @@ def unreachable_pipeline(tmp_path: Path) -> Path:
     p.write_text(
         "pipeline: unreach\n"
         "state: {url: sqlite:///state.db}\n"
+        "connect: {tries: 2, backoff_s: 0.05}\n"
         "endpoints:\n"
         "  a: {kind: sqlite, path: a.db}\n"
         f"  b: {{kind: postgres, dsn: 'postgresql://cdc:pw@127.0.0.1:{closed_port()}/x',"
@@ -63,7 +64,14 @@ def unreachable_pipeline(tmp_path: Path) -> Path:
 
 def test_run_against_an_unreachable_server_exits_1_with_one_clear_line(tmp_path: Path) -> None:
     res = cdcsync("run", str(unreachable_pipeline(tmp_path)), expect=1)
-    assert res.stderr.startswith("error: cannot connect to PostgreSQL at 127.0.0.1:"), res.stderr
+    # One logged retry (connect: tries 2), then the error on a line of its own.
+    assert res.stderr.startswith("WARNING cdcsync.retry: reading t at endpoint 'b' failed"), \
+        res.stderr
+    assert res.stderr.count("\nerror: ") == 1, res.stderr
+    error = res.stderr.split("\nerror: ", 1)[1]  # the driver's text may span lines
+    assert error.startswith("cannot connect to PostgreSQL at 127.0.0.1:")
+    assert error.rstrip().endswith("(gave up after 2 attempts; the pipeline's connect:"
+                                   " section sets how many)")
     assert "Traceback" not in res.stderr
 
 
