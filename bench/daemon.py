@@ -84,6 +84,21 @@ def scratch() -> Iterator[tuple[str, dict[str, Any], Path]]:
     finally:
         drop_database(PG_ADMIN, pg)
         maria_drop(MARIA, md)
+        drop_origins(tmp / "pipeline.yaml")
+
+
+def drop_origins(pipeline: Path) -> None:
+    """PostgreSQL's replication origins are cluster-wide and few (max_replication_slots):
+    drop the ones the daemon made for this pipeline, or other users run out."""
+    if not pipeline.exists():
+        return
+    name = next(line.split(":", 1)[1].strip() for line in pipeline.read_text().splitlines()
+                if line.startswith("pipeline:"))
+    with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+        for (origin,) in c.execute("SELECT roname FROM pg_replication_origin WHERE roname = %s"
+                                   " OR roname LIKE %s", (f"cdcsync_{name}",
+                                                          f"cdcsync_{name}.%")).fetchall():
+            c.execute("SELECT pg_replication_origin_drop(%s)", (origin,))
 
 
 def maria(p: dict[str, Any]) -> pymysql.connections.Connection[Any]:
