@@ -9,13 +9,18 @@ drops every transaction that touches it.
 
 Steps:
 
-1. lock the batch's rows: ``SELECT ... WHERE (pk) IN (...) FOR UPDATE``;
+1. lock the batch's rows: ``SELECT ... WHERE (pk) IN (...) FOR UPDATE``, at
+   READ COMMITTED (rows found are locked, gaps are not: concurrent batches of
+   disjoint keys do not deadlock);
 2. per key, compare the row's version (the hash of its synchronised columns,
    see :mod:`connectors.mysql.source`) with the version the engine expects
    (``None``: the row must be absent);
-3. write the rows that passed: ``INSERT ... ON DUPLICATE KEY UPDATE`` by
-   ``executemany`` (pymysql turns it into multi-row statements) and ``DELETE
-   ... WHERE (pk) IN (...)``; commit.
+3. write the rows that passed: ``INSERT ... ON DUPLICATE KEY UPDATE`` for rows
+   found (and locked), a plain ``INSERT`` for rows found absent (a duplicate
+   key there means someone inserted the row since the select: the batch is
+   rolled back and retried, and the retry sees that row), by ``executemany``
+   (pymysql turns it into multi-row statements), and ``DELETE ... WHERE (pk)
+   IN (...)``; commit.
 
 Per key the result is:
 
@@ -49,6 +54,7 @@ from connectors.base import (
     ApplyStatus,
     Binding,
     ConnectorError,
+    RetriableError,
     SchemaError,
 )
 from connectors.mysql.schema import SchemaCache, TableInfo
@@ -65,6 +71,7 @@ from connectors.mysql.source import MARKER_TABLE, endpoint_columns, select_expr
 from connectors.mysql.types import ColumnInfo, stored, to_param, typed_row
 
 _CHUNK = 1000  # keys per IN list
+_DUPLICATE_KEY = 1062
 
 
 class MysqlSink:
@@ -86,7 +93,14 @@ class MysqlSink:
 
     def _session(self) -> Any:
         if self._conn is None:
-            init = ["SET SESSION skip_replication = 1"] if self.echo == "skip_replication" else []
+            # READ COMMITTED: the batch's ``SELECT ... FOR UPDATE`` then locks the rows it
+            # finds and no gaps, so workers applying disjoint keys of one table at once no
+            # longer deadlock on each other's gap locks (REPEATABLE READ did, often). A key
+            # found absent is not locked: it is written by a plain INSERT, which fails on a
+            # row inserted meanwhile (see _insert), so compare-and-set still holds.
+            init = ["SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"]
+            if self.echo == "skip_replication":
+                init.append("SET SESSION skip_replication = 1")
             self._conn = connect(self.settings, autocommit=False, init=init)
         return self._conn
 
@@ -186,7 +200,9 @@ class MysqlSink:
         synced_entity = {_entity_name(binding, c.name): c for c in synced}
         server_filled = any(c.generated or c.on_update for c in synced)
         results: list[ApplyResult | None] = [None] * len(ops)
-        upserts: dict[tuple[str, ...], list[tuple[int, dict[str, Any]]]] = {}
+        # (row absent?, columns) -> rows to write: absent rows are inserted, present ones
+        # (locked by the select) upserted
+        upserts: dict[tuple[bool, tuple[str, ...]], list[tuple[int, dict[str, Any]]]] = {}
         deletes: list[tuple[int, Mapping[str, Any]]] = []
         reread: list[int] = []
         with conn.cursor() as cur:
@@ -227,15 +243,16 @@ class MysqlSink:
                         cur_row is not None and cur_hash == op.expected):
                     new_row = {**(cur_row or {}), **want}
                     cols = tuple(c for c in want if not synced_entity[c].generated)
-                    upserts.setdefault(cols, []).append((i, want))
+                    upserts.setdefault((cur_row is None, cols), []).append((i, want))
                     current[kt] = (new_row, row_hash(new_row))
                     if server_filled or len(new_row) < len(synced_entity):
                         reread.append(i)
                     results[i] = ApplyResult(kt, ApplyStatus.APPLIED, row_hash(new_row))
                 else:
                     results[i] = ApplyResult(kt, ApplyStatus.SKIPPED, cur_hash)
-            for cols, items in upserts.items():
-                self._upsert(cur, binding, by_name, cols, [row for _, row in items])
+            for (absent, cols), items in upserts.items():
+                write = self._insert if absent else self._upsert
+                write(cur, binding, by_name, cols, [row for _, row in items])
             if deletes:
                 self._delete(cur, binding, by_name, [key for _, key in deletes])
             if reread:
@@ -265,6 +282,26 @@ class MysqlSink:
         params = [tuple(to_param(ci, row[c]) for ci, c in zip(infos, cols, strict=True))
                   for row in rows]
         cur.executemany(sql, params)
+
+    def _insert(self, cur: Any, binding: Binding, by_name: Mapping[str, ColumnInfo],
+                cols: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
+        """Rows the batch found absent. A duplicate key means a row was inserted after
+        the select (nothing locks an absent key under READ COMMITTED): the batch is
+        rolled back and tried again, and the next select sees that row."""
+        ecols = [binding.endpoint_column(c) for c in cols]
+        sql = (f"INSERT INTO {quote_table(self.database, binding.table)} "
+               f"({', '.join(quote_ident(c) for c in ecols)}) "
+               f"VALUES ({', '.join(['%s'] * len(ecols))})")
+        infos = [by_name.get(c) for c in ecols]
+        params = [tuple(to_param(ci, row[c]) for ci, c in zip(infos, cols, strict=True))
+                  for row in rows]
+        try:
+            cur.executemany(sql, params)
+        except pymysql.err.IntegrityError as exc:
+            if error_code(exc) != _DUPLICATE_KEY:
+                raise
+            raise RetriableError(f"{self.name}: a row of {binding.table} was inserted "
+                                 f"while this batch was applied: {exc}") from exc
 
     def _delete(self, cur: Any, binding: Binding, by_name: Mapping[str, ColumnInfo],
                 keys: Sequence[Mapping[str, Any]]) -> None:

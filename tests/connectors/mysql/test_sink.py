@@ -273,3 +273,71 @@ def test_setup_reports_every_problem_with_its_fix(mariadb_params: dict[str, Any]
         assert "nokey has no primary key" in text and "missing does not exist" in text
     finally:
         ep.close()
+
+
+def test_a_row_inserted_after_the_select_is_not_overwritten(
+        mariadb_params: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """READ COMMITTED locks no absent key: a row inserted between the batch's select
+    and its write makes the plain INSERT fail; the batch is retried and skips it."""
+    run(mariadb_params, TABLE)
+    ep = open_endpoint("maria", settings(mariadb_params), pipeline="t-race")
+    select = ep.sink._select
+    raced: list[bool] = []
+
+    def select_then_a_user_inserts(*args: Any, **kwargs: Any) -> Any:
+        found = select(*args, **kwargs)
+        if not raced:  # once: between this select and the sink's write
+            raced.append(True)
+            run(mariadb_params, "INSERT INTO items VALUES (1, 'user', 1, NULL)")
+        return found
+
+    monkeypatch.setattr(ep.sink, "_select", select_then_a_user_inserts)
+    try:
+        with pytest.raises(RetriableError, match="inserted while"):
+            ep.apply(binding(), [op(1, row(1, "ours")), op(2, row(2, "b"))])
+        assert query(mariadb_params, "SELECT id, name FROM items") == [(1, "user")]
+        res = ep.apply(binding(), [op(1, row(1, "ours")), op(2, row(2, "b"))])  # the retry
+        assert [r.status for r in res] == [ApplyStatus.SKIPPED, ApplyStatus.APPLIED]
+        assert query(mariadb_params, "SELECT id, name FROM items ORDER BY id") == [
+            (1, "user"), (2, "b")]
+    finally:
+        ep.close()
+
+
+def test_batches_of_disjoint_new_keys_in_one_gap_do_not_deadlock(
+        mariadb_params: dict[str, Any]) -> None:
+    """Two workers inserting different new keys between the same existing rows: under
+    REPEATABLE READ their selects took the same gap lock and their inserts deadlocked."""
+    run(mariadb_params, TABLE, "INSERT INTO items VALUES (1, 'a', 1, NULL), (100, 'z', 1, NULL)")
+    eps = [open_endpoint("maria", settings(mariadb_params), pipeline=f"t-gap{i}")
+           for i in range(2)]
+    selected = threading.Barrier(2, timeout=20)
+    errors: list[BaseException] = []
+    try:
+        for ep in eps:
+            select = ep.sink._select
+
+            def select_and_wait(*args: Any, _select: Any = select, **kwargs: Any) -> Any:
+                found = _select(*args, **kwargs)
+                selected.wait()  # both selects done before either inserts
+                return found
+
+            ep.sink._select = select_and_wait  # type: ignore[method-assign]
+
+        def apply(ep: MysqlEndpoint, keys: range) -> None:
+            try:
+                ep.apply(binding(), [op(k, row(k, f"n{k}")) for k in keys])
+            except BaseException as exc:  # collected for the assertion below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=apply, args=(eps[0], range(10, 20))),
+                   threading.Thread(target=apply, args=(eps[1], range(20, 30)))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert errors == []
+        assert query(mariadb_params, "SELECT count(*) FROM items") == [(22,)]
+    finally:
+        for ep in eps:
+            ep.close()
