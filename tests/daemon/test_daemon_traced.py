@@ -11,49 +11,18 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import sqlite3
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from config.loader import load_pipeline
-from sync import tracing
 from sync.daemon import run_daemon
 from sync.logs import configure
 from tests.daemon.helpers import wait_for
 from tests.daemon.test_daemon_sqlite import make, rows
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """Logging is process-wide: put the root handlers and levels back afterwards."""
-    root, own = logging.getLogger(), logging.getLogger("cdcsync")
-    handlers, level, own_level = list(root.handlers), root.level, own.level
-    yield
-    for h in list(root.handlers):
-        if h not in handlers:
-            root.removeHandler(h)
-    root.setLevel(level)
-    own.setLevel(own_level)
-
-
-@pytest.fixture
-def spans() -> Iterator[Any]:
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    assert tracing.configure(enabled=True, provider=provider)
-    yield exporter
-    provider.shutdown()
-    tracing.configure(enabled=None, provider=None)
 
 
 @pytest.mark.usefixtures("restore_logging")

@@ -8,7 +8,6 @@ import logging
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -102,20 +101,6 @@ def test_an_otlp_endpoint_without_an_exporter_warns_and_still_traces() -> None:
 
 
 # --- the real path, with opentelemetry-sdk ----------------------------------------------
-
-
-@pytest.fixture
-def spans() -> Iterator[Any]:
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    assert tracing.configure(enabled=True, provider=provider)
-    yield exporter
-    provider.shutdown()
 
 
 def test_apply_span_is_a_child_of_the_read_span_across_a_thread(spans: Any) -> None:
