@@ -1,9 +1,11 @@
 """``cdcsync setup`` / ``teardown`` for a MySQL/MariaDB endpoint.
 
-Nothing is created on MariaDB: the binlog is the change log, and
-``skip_replication`` tags the service's writes. Setup checks what capture
-needs and says how to fix what is missing; on MySQL it creates the marker
-table that tags the service's transactions instead.
+The binlog is the change log, and on MariaDB ``skip_replication`` tags the
+service's writes. Setup checks what capture needs and says how to fix what is
+missing; it creates the table in which the sink records its own writes
+(``cdcsync_applied``, :mod:`connectors.mysql.applied`), and on MySQL also the
+marker table that tags the service's transactions. Both are created only if
+missing, so setup can be run again; teardown drops them.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from connectors.base import Binding, ConnectorError
+from connectors.mysql import applied
 from connectors.mysql.schema import load_table
 from connectors.mysql.session import connect, quote_table
 from connectors.mysql.source import MARKER_TABLE
@@ -71,18 +74,24 @@ def setup(settings: Any, bindings: Sequence[Binding], *, echo: str) -> list[str]
                     " (`writer` VARCHAR(190) NOT NULL PRIMARY KEY, `seq` BIGINT NOT NULL)"
                 )
                 done.append(f"marker table {MARKER_TABLE} (tags the service's own writes)")
+            cur.execute(applied.create_sql(str(settings.database)))
+            done.append(f"table {applied.APPLIED_TABLE} (the sink's record of its own writes)")
     finally:
         conn.close()
     return done
 
 
 def teardown(settings: Any, *, echo: str) -> list[str]:
-    if echo != "marker":
-        return []
+    done = []
     conn = connect(settings)
     try:
         with conn.cursor() as cur:
-            cur.execute(f"DROP TABLE IF EXISTS {quote_table(str(settings.database), MARKER_TABLE)}")
+            cur.execute(applied.drop_sql(str(settings.database)))
+            done.append(f"dropped table {applied.APPLIED_TABLE}")
+            if echo == "marker":
+                cur.execute("DROP TABLE IF EXISTS "
+                            f"{quote_table(str(settings.database), MARKER_TABLE)}")
+                done.append(f"dropped marker table {MARKER_TABLE}")
     finally:
         conn.close()
-    return [f"dropped marker table {MARKER_TABLE}"]
+    return done

@@ -32,7 +32,17 @@ Per key the result is:
   indistinguishable, and harmless: the content is the one wanted, and that
   edit still arrives from the binlog as a change;
 * ``APPLIED`` when the version matched and the row was written;
+* ``STALE`` when the row moved, but holds exactly what our own last write to
+  that key produced (or is absent, and our last write deleted it): a write of
+  ours whose result was lost with a daemon worker, while the reader decided a
+  newer version. The current row version is reported and nothing is written;
+  the engine applies again against it. Told apart from a user's edit by the
+  record of the sink's writes, :mod:`connectors.mysql.applied`, written in the
+  same transaction as the rows (a user who writes back exactly our last content
+  after an edit in between looks like our write: that window stays);
 * ``SKIPPED`` otherwise: the row moved, a user edit is on its way in the log.
+  (Without the record table, from a pipeline set up before it existed, every
+  move is ``SKIPPED``, as before; ``cdcsync setup`` creates it.)
 
 The row version returned after a write is computed from what was written
 (normalised to what the column stores: DECIMAL scale, fractional seconds,
@@ -42,6 +52,7 @@ the op does not carry (defaults, generated or ON UPDATE columns).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -57,6 +68,7 @@ from connectors.base import (
     RetriableError,
     SchemaError,
 )
+from connectors.mysql import applied
 from connectors.mysql.schema import SchemaCache, TableInfo
 from connectors.mysql.session import (
     classify,
@@ -69,6 +81,8 @@ from connectors.mysql.session import (
 )
 from connectors.mysql.source import MARKER_TABLE, endpoint_columns, select_expr
 from connectors.mysql.types import ColumnInfo, stored, to_param, typed_row
+
+log = logging.getLogger("cdcsync.mysql.sink")
 
 _CHUNK = 1000  # keys per IN list
 _DUPLICATE_KEY = 1062
@@ -87,6 +101,10 @@ class MysqlSink:
         self.echo = echo or ("skip_replication" if flavor == "mariadb" else "marker")
         self.writer = f"{pipeline}/{name}"[:190]
         self._conn: Any = None
+        # whether the record of our writes (``cdcsync_applied``) exists: looked up once
+        # per session, so that ``cdcsync setup`` run later is seen after a reconnect
+        self._recording: bool | None = None
+        self._warned = False
         self.schemas = SchemaCache(self.database, lambda: self._session().cursor())
 
     # --- session ----------------------------------------------------------------------
@@ -107,6 +125,20 @@ class MysqlSink:
     def _drop(self) -> None:
         close_quietly(self._conn)
         self._conn = None
+        self._recording = None
+
+    def _records(self, cur: Any) -> bool:
+        """Whether this session keeps the record of our writes (the table exists)."""
+        if self._recording is None:
+            self._recording = applied.exists(cur, self.database)
+            if not self._recording and not self._warned:
+                self._warned = True
+                log.warning("%s: table %s.%s is missing (the pipeline was set up before it "
+                            "existed); a write of ours whose result a worker lost cannot be "
+                            "told from a user edit and may leave this target behind: run "
+                            "`cdcsync setup` again to create it", self.name, self.database,
+                            applied.APPLIED_TABLE)
+        return self._recording
 
     def close(self) -> None:
         self._drop()
@@ -205,6 +237,7 @@ class MysqlSink:
         upserts: dict[tuple[bool, tuple[str, ...]], list[tuple[int, dict[str, Any]]]] = {}
         deletes: list[tuple[int, Mapping[str, Any]]] = []
         reread: list[int] = []
+        moved: list[tuple[int, str | None]] = []  # (op, current version) of rows that moved
         with conn.cursor() as cur:
             if self.echo == "marker":
                 cur.execute(
@@ -226,6 +259,7 @@ class MysqlSink:
                         results[i] = ApplyResult(kt, ApplyStatus.APPLIED, None)
                     else:
                         results[i] = ApplyResult(kt, ApplyStatus.SKIPPED, cur_hash)
+                        moved.append((i, cur_hash))
                     continue
                 want = {}
                 for c, v in {**op.key, **op.row}.items():
@@ -250,6 +284,10 @@ class MysqlSink:
                     results[i] = ApplyResult(kt, ApplyStatus.APPLIED, row_hash(new_row))
                 else:
                     results[i] = ApplyResult(kt, ApplyStatus.SKIPPED, cur_hash)
+                    moved.append((i, cur_hash))
+            recording = self._records(cur)
+            if moved and recording:
+                self._stale(cur, binding, ops, moved, results)
             for (absent, cols), items in upserts.items():
                 write = self._insert if absent else self._upsert
                 write(cur, binding, by_name, cols, [row for _, row in items])
@@ -262,8 +300,27 @@ class MysqlSink:
                     kt = ops[i].key_text
                     if kt in fresh:
                         results[i] = ApplyResult(kt, ApplyStatus.APPLIED, fresh[kt][1])
+            if recording:
+                applied.record(cur, self.database, self.writer, binding.table,
+                               [(r.key_text, r.row_version) for r in results
+                                if r is not None and r.status is ApplyStatus.APPLIED])
         conn.commit()
         return [r for r in results if r is not None]
+
+    def _stale(self, cur: Any, binding: Binding, ops: Sequence[ApplyOp],
+               moved: Sequence[tuple[int, str | None]],
+               results: list[ApplyResult | None]) -> None:
+        """SKIPPED -> STALE for the rows that moved only by our own last write to them.
+
+        A row found is locked by the batch's select, and every write of ours to it
+        takes that lock and records itself in the same transaction, so the record
+        read here is the one of the write the row holds, if it holds ours."""
+        ours = applied.recorded(cur, self.database, self.writer, binding.table,
+                                [ops[i].key_text for i, _ in moved])
+        for i, now in moved:
+            kt = ops[i].key_text
+            if kt in ours and ours[kt] == now:
+                results[i] = ApplyResult(kt, ApplyStatus.STALE, now)
 
     def _upsert(self, cur: Any, binding: Binding, by_name: Mapping[str, ColumnInfo],
                 cols: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:

@@ -62,11 +62,13 @@ def test_compare_and_set_skips_rows_that_moved(endpoint: MysqlEndpoint,
     endpoint.apply(b, [op(2, row(2, "b"))])
     run(mariadb_params, "UPDATE items SET name = 'user edit' WHERE id = 1")
     res = endpoint.apply(b, [op(1, row(1, "ours"), v1),  # moved: skip
-                             op(2, row(2, "b2"), "not-the-version"),  # wrong version: skip
+                             # another version, but the row holds our write: stale
+                             op(2, row(2, "b2"), "not-the-version"),
                              op(3, row(3, "c"), None)])  # absent as expected: insert
-    assert [r.status for r in res] == [ApplyStatus.SKIPPED, ApplyStatus.SKIPPED,
+    assert [r.status for r in res] == [ApplyStatus.SKIPPED, ApplyStatus.STALE,
                                        ApplyStatus.APPLIED]
     assert res[0].row_version == row_hash(row(1, "user edit"))
+    assert res[1].row_version == row_hash(row(2, "b"))
     assert query(mariadb_params, "SELECT name FROM items ORDER BY id") == [
         ("user edit",), ("b",), ("c",)]
 
@@ -87,6 +89,80 @@ def test_replay_after_crash_is_already_applied(endpoint: MysqlEndpoint) -> None:
     again = endpoint.apply(b, [op(1, row(1, "b"), v1), op(2, row(2, "x")), op(3, None, "v")])
     assert [r.status for r in again] == [ApplyStatus.ALREADY] * 3
     assert [r.row_version for r in again[:2]] == [r.row_version for r in first]
+
+
+def tok(key: int, r: dict[str, Any] | None, expected: Any, token: str) -> ApplyOp:
+    return ApplyOp(key={"id": key}, row=r, expected=expected, token=token)
+
+
+def test_an_earlier_write_of_ours_whose_result_was_lost_is_stale(
+        endpoint: MysqlEndpoint, mariadb_params: dict[str, Any]) -> None:
+    """A worker wrote v2 and died before recording it; the reader meanwhile
+    decided v3, whose apply still expects the row version from before v2."""
+    b = binding()
+    (first,) = endpoint.apply(b, [tok(1, row(1, "a"), None, "v1")])
+    (lost,) = endpoint.apply(b, [tok(1, row(1, "b"), first.row_version, "v2")])
+    assert lost.status is ApplyStatus.APPLIED
+    (res,) = endpoint.apply(b, [tok(1, row(1, "c"), first.row_version, "v3")])
+    # Not SKIPPED: no user edit is on its way; the row version to expect is ours.
+    assert (res.status, res.row_version) == (ApplyStatus.STALE, lost.row_version)
+    assert query(mariadb_params, "SELECT name FROM items") == [("b",)]  # nothing written
+    (again,) = endpoint.apply(b, [tok(1, row(1, "c"), res.row_version, "v3")])
+    assert again.status is ApplyStatus.APPLIED
+    assert query(mariadb_params, "SELECT name FROM items") == [("c",)]
+    # Once a user has written the row, the same situation is a plain skip.
+    run(mariadb_params, "UPDATE items SET name = 'user' WHERE id = 1")
+    (user,) = endpoint.apply(b, [tok(1, row(1, "d"), again.row_version, "v4")])
+    assert (user.status, user.row_version) == (ApplyStatus.SKIPPED, row_hash(row(1, "user")))
+    assert query(mariadb_params, "SELECT name FROM items") == [("user",)]
+
+
+def test_a_lost_delete_of_ours_is_stale_and_a_users_is_skipped(
+        endpoint: MysqlEndpoint, mariadb_params: dict[str, Any]) -> None:
+    b = binding()
+    v1, w1 = (r.row_version for r in endpoint.apply(
+        b, [tok(1, row(1, "a"), None, "v1"), tok(2, row(2, "a"), None, "v1")]))
+    # Our delete of 1 whose result was lost; a user deletes 2.
+    assert endpoint.apply(b, [tok(1, None, v1, "v2")])[0].status is ApplyStatus.APPLIED
+    run(mariadb_params, "DELETE FROM items WHERE id = 2")
+    res = endpoint.apply(b, [tok(1, row(1, "c"), v1, "v3"), tok(2, row(2, "c"), w1, "v3")])
+    assert [(r.status, r.row_version) for r in res] == [(ApplyStatus.STALE, None),
+                                                        (ApplyStatus.SKIPPED, None)]
+    assert query(mariadb_params, "SELECT id FROM items") == []
+    (again,) = endpoint.apply(b, [tok(1, row(1, "c"), None, "v3")])
+    assert again.status is ApplyStatus.APPLIED
+    # The other way: an insert whose result was lost, then a delete expecting absence...
+    (ins,) = endpoint.apply(b, [tok(3, row(3, "x"), None, "v1")])
+    (gone,) = endpoint.apply(b, [tok(3, None, None, "v2")])
+    assert (gone.status, gone.row_version) == (ApplyStatus.STALE, ins.row_version)
+    assert endpoint.apply(b, [tok(3, None, gone.row_version, "v2")])[0].status \
+        is ApplyStatus.APPLIED
+    assert query(mariadb_params, "SELECT id, name FROM items") == [(1, "c")]
+
+
+def test_without_the_record_table_a_lost_write_is_skipped_with_one_warning(
+        endpoint: MysqlEndpoint, mariadb_params: dict[str, Any],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A pipeline set up before the record table existed: as before, and told once."""
+    run(mariadb_params, "DROP TABLE cdcsync_applied")
+    endpoint.sink.close()  # a new session looks for the table again
+    b = binding()
+    with caplog.at_level("WARNING", logger="cdcsync.mysql.sink"):
+        (first,) = endpoint.apply(b, [tok(1, row(1, "a"), None, "v1")])
+        endpoint.apply(b, [tok(1, row(1, "b"), first.row_version, "v2")])
+        (res,) = endpoint.apply(b, [tok(1, row(1, "c"), first.row_version, "v3")])
+    assert (res.status, res.row_version) == (ApplyStatus.SKIPPED, row_hash(row(1, "b")))
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "cdcsync setup" in warnings[0], warnings
+    # Setup again creates it (and is idempotent); the next session records again.
+    assert any("cdcsync_applied" in d for d in endpoint.setup([b], "t-sink"))
+    endpoint.setup([b], "t-sink")
+    endpoint.sink.close()
+    (v4,) = endpoint.apply(b, [tok(1, row(1, "d"), res.row_version, "v4")])
+    (stale,) = endpoint.apply(b, [tok(1, row(1, "e"), res.row_version, "v5")])
+    assert (stale.status, stale.row_version) == (ApplyStatus.STALE, v4.row_version)
+    assert any("cdcsync_applied" in d for d in endpoint.teardown([b], "t-sink"))
+    assert query(mariadb_params, "SHOW TABLES LIKE 'cdcsync_applied'") == []
 
 
 def test_the_sinks_writes_never_come_back_as_changes(endpoint: MysqlEndpoint,
