@@ -226,13 +226,7 @@ def goes_back(history: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kills", [
-    0,
-    pytest.param(2, marks=pytest.mark.xfail(strict=False, reason=(
-        "MysqlSink has no STALE result yet (b9a0270 gave it to SQLite and PostgreSQL): a write"
-        " to MariaDB whose result dies with the daemon makes the next version's apply SKIPPED,"
-        " and the target stays behind (seen in 2 of 4 runs)"))),
-])
+@pytest.mark.parametrize("kills", [0, 2])
 def test_target_stopped_and_started_and_kill_9_under_writes_on_both_sides(
         tmp_path: Path, private_mariadb: PrivateMariaDB, kills: int) -> None:
     m = private_mariadb
