@@ -294,6 +294,8 @@ def on_snapshot(
     key: Row,
     sinks: Iterable[str],
     resolve: Resolver,
+    gone: Iterable[str] = (),
+    when: float = 0.0,
 ) -> list[Outcome]:
     """Reconcile one key read by snapshots of its endpoints (``None``: absent there).
 
@@ -302,6 +304,11 @@ def on_snapshot(
     all. Otherwise each group of equal rows enters as one edit through
     :func:`on_change`, so rows that differ are a conflict and missing rows are
     inserts.
+
+    ``gone``: endpoints read as absent whose absence is news (a snapshot taken
+    again after their log was lost, by a caller that made sure nothing it knows
+    of the key is newer than the read): where the service believed a row was
+    there, the absence enters as a delete made at ``when``.
     """
     sink_list = list(sinks)
     for name, r in reads.items():
@@ -312,6 +319,10 @@ def on_snapshot(
     # Endpoint entries alone do not count: absent and target-only reads make them.
     if st.vector or st.content is not None:
         outs: list[Outcome] = []
+        for name in sorted(set(gone)):
+            if name in reads and reads[name] is None and st.at(name).hash:
+                outs.append(on_change(st, Edit(name, None, None, when), entity=entity, key=key,
+                                      sinks=sink_list, resolve=resolve))
         for name, r in present.items():
             e = st.at(name)
             if e.hash == row_hash(r.content):

@@ -103,6 +103,11 @@ def reconcile(ctx: PipelineContext, ent: EntityContext, summary: RunSummary) -> 
 
     store = ctx.store
     size = int(ctx.cfg.batch.size)
+    # A key whose state was saved before this snapshot began and that a source no
+    # longer holds was deleted there without its log saying so (a resync after the
+    # log was lost). A state saved since (a reconcile resumed after a crash) may be
+    # newer than the staged read: no delete is inferred for it.
+    began = store.snapshot_started(ctx.pipeline, ent.name)
     after: str | None = None
     while True:
         staged = store.staged(ctx.pipeline, ent.name, after, size)
@@ -116,6 +121,7 @@ def reconcile(ctx: PipelineContext, ent: EntityContext, summary: RunSummary) -> 
 
             hold_snapshot_keys(ctx, ent, by_key, summary)  # quarantined keys wait
         states = store.load(ctx.pipeline, ent.name, by_key)
+        saved = store.saved_at(ctx.pipeline, ent.name, by_key) if began is not None else {}
         records = []
         for k, rows in by_key.items():
             st: KeyState = states[k]
@@ -138,8 +144,11 @@ def reconcile(ctx: PipelineContext, ent: EntityContext, summary: RunSummary) -> 
             for ep, read in reads.items():
                 if read is not None:
                     summary.at(ent.name, ep, "*").read += 1
+            older = began is not None and k in saved and saved[k] < began
+            gone = [ep for ep, r in reads.items() if r is None] if older else []
             for out in on_snapshot(st, reads, entity=ent.name, key=st.key or {},
-                                   sinks=ent.sinks, resolve=ent.resolve):
+                                   sinks=ent.sinks, resolve=ent.resolve, gone=gone,
+                                   when=began or 0.0):
                 if out.conflict is not None:
                     records.append((k, out.conflict))
                     src = out.conflict.case.incoming.endpoint

@@ -269,6 +269,17 @@ class StateStore:
             moved.update(k for k in part if seen.get(k) != stamp)
         return moved
 
+    def saved_at(self, pipeline: str, entity: str, keys: Iterable[str]) -> dict[str, float]:
+        """When each of ``keys`` that has a state was last saved."""
+        t = schema.key_states
+        out: dict[str, float] = {}
+        with self.engine.connect() as conn:
+            for part in _chunks(list(dict.fromkeys(keys))):
+                rows = conn.execute(sa.select(t.c.key, t.c.updated_at).where(
+                    t.c.pipeline == pipeline, t.c.entity == entity, t.c.key.in_(part)))
+                out.update((k, float(at)) for k, at in rows)
+        return out
+
     @staticmethod
     def save(conn: Connection, pipeline: str, entity: str, states: Mapping[str, KeyState],
              *, stamp: float | None = None) -> float:
@@ -333,6 +344,17 @@ class StateStore:
         row = dict(pipeline=pipeline, entity=entity, endpoint=endpoint,
                    updated_at=time.time(), **fields)
         _upsert(conn, schema.snapshots, [row], ["pipeline", "entity", "endpoint"])
+
+    def snapshot_started(self, pipeline: str, entity: str) -> float | None:
+        """No later than the moment the entity's snapshot began reading any endpoint."""
+        rows, prog = schema.snapshot_rows, schema.snapshots
+        with self.engine.connect() as conn:
+            times = [conn.execute(sa.select(sa.func.min(rows.c.committed_at)).where(
+                         rows.c.pipeline == pipeline, rows.c.entity == entity)).scalar(),
+                     conn.execute(sa.select(sa.func.min(prog.c.updated_at)).where(
+                         prog.c.pipeline == pipeline, prog.c.entity == entity)).scalar()]
+        known = [float(t) for t in times if t is not None]
+        return min(known) if known else None
 
     @staticmethod
     def stage_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:

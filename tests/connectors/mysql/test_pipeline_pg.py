@@ -343,9 +343,6 @@ def test_purged_binlog_says_what_to_run_and_resync_recovers(
         teardown(p)
 
 
-@pytest.mark.xfail(strict=True, reason="a resync does not yet delete at the target a row the"
-                   " source deleted while its log was lost (conflict.protocol.on_snapshot"
-                   " only decides the endpoints that hold the key)")
 def test_resync_after_a_purged_binlog_recovers_a_lost_delete(
     tmp_path: Path, mariadb_params: dict[str, Any], pg_dsn: str
 ) -> None:
