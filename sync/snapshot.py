@@ -158,10 +158,10 @@ def reconcile(ctx: PipelineContext, ent: EntityContext, summary: RunSummary) -> 
                         summary.at(ent.name, src, "*").resolved += 1
         summary.snapshot_rows += len(staged)
         with store.transaction() as conn:
-            store.save(conn, ctx.pipeline, ent.name, states)
+            saved_at = store.save(conn, ctx.pipeline, ent.name, states)
             for k, rec in records:
                 ConflictStore.record(conn, ctx.pipeline, k, rec, ctx.run_id)
-        apply_pending(ctx, ent, states, summary)
+        apply_pending(ctx, ent, states, summary, saved_at=saved_at)
         after = staged[-1]["key"]
     progress = store.snapshot_progress(ctx.pipeline, ent.name)
     with store.transaction() as conn:
