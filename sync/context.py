@@ -131,7 +131,7 @@ def reach(cfg: Any, what: str, fn: Callable[[], T]) -> T:
     except RetriableError as exc:
         if tries == 1:
             raise
-        raise type(exc)(f"{exc} (gave up after {tries} attempts; "
+        raise RetriableError(f"{exc} (gave up after {tries} attempts; "
                         "the pipeline's connect: section sets how many)") from exc
 
 
