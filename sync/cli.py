@@ -321,11 +321,12 @@ def _serve(pipeline: str, *, readers: bool) -> NoReturn:
     import threading
 
     from sync.daemon import run_daemon
+    from sync.signals import from_handler
 
     cfg = _load(pipeline)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, lambda *_: from_handler(stop.set))
 
     def ready(info: dict[str, Any]) -> None:
         port = f" on http://{cfg.daemon.metrics_host}:{info['port']}" if info["port"] else ""

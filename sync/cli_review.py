@@ -13,10 +13,11 @@ import ipaddress
 import os
 import signal
 import sys
-import threading
 from typing import Any
 
 import click
+
+from sync.signals import from_handler
 
 DEFAULT_TOKEN_ENV = "CDCSYNC_REVIEW_TOKEN"
 
@@ -72,7 +73,7 @@ def review(pipeline: str, host: str, port: int, token_env: str | None, proxies: 
     _announce(server, host, token is not None)
 
     def stop(*_: Any) -> None:
-        threading.Thread(target=server.shutdown, daemon=True).start()
+        from_handler(server.shutdown)  # shutdown() waits for serve_forever to return
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)

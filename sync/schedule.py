@@ -47,6 +47,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sync.runlock import RunLocked
+from sync.signals import from_handler
 
 __all__ = ["COMMANDS", "Clock", "RunLocked", "ScheduledRun", "Scheduler", "SystemClock",
            "check_schedule", "local_zone", "summary_line"]
@@ -272,7 +273,7 @@ def stop_on_signals(scheduler: Scheduler) -> Iterator[None]:
                     signal.Signals(signum).name)
         for sig, old in previous.items():
             signal.signal(sig, old)
-        scheduler.stop()
+        from_handler(scheduler.stop)
 
     previous = {sig: signal.getsignal(sig) or signal.SIG_DFL
                 for sig in (signal.SIGTERM, signal.SIGINT)}
