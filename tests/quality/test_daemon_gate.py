@@ -4,22 +4,11 @@ in both directions; later edits of a quarantined key are held; a replay releases
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-
-from tests.daemon.helpers import STARTED, Daemon, cli, wait_for
+from tests.daemon.conftest import reap_daemons  # noqa: F401 - autouse here too
+from tests.daemon.helpers import Daemon, cli, wait_for
 from tests.quality.conftest import Shop
-
-
-@pytest.fixture(autouse=True)
-def reap_daemons() -> Iterator[None]:
-    yield
-    while STARTED:
-        d = STARTED.pop()
-        if d.proc.poll() is None:
-            d.kill()
 
 
 def statuses(shop: Shop, key: int) -> list[tuple[str, str]]:
