@@ -26,6 +26,7 @@ The rules, with the names used below:
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -63,6 +64,11 @@ class KeyState:
     outbox: set[str] = field(default_factory=set)  # endpoints with a pending apply
     parked: ParkedConflict | None = None
     key: dict[str, Any] | None = None  # the key columns, for applies replayed from the outbox
+    #: forms derived from ``content`` (its hash; the store's JSON of it), each kept with
+    #: the content object it was made from and remade when ``content`` is replaced.
+    #: Contents are replaced, never changed in place, so identity says they are current.
+    memo: dict[str, tuple[object, Any]] = field(default_factory=dict, repr=False,
+                                                 compare=False)
 
     def at(self, endpoint: str) -> EndpointState:
         st = self.endpoints.get(endpoint)
@@ -72,7 +78,19 @@ class KeyState:
 
     @property
     def content_hash(self) -> str:
-        return row_hash(self.content)
+        """``row_hash(content)``, made once per content (every apply result asks for it)."""
+        memo = self.memo.get("hash")
+        if memo is not None and memo[0] is self.content:
+            return str(memo[1])
+        h = row_hash(self.content)
+        self.memo["hash"] = (self.content, h)
+        return h
+
+    def set_content(self, content: Row | None, content_hash: str | None = None) -> None:
+        """Replace the content (a copy of ``content``), with its hash if the caller has it."""
+        self.content = None if content is None else dict(content)
+        if content_hash is not None:
+            self.memo["hash"] = (self.content, content_hash)
 
     @property
     def is_new(self) -> bool:
@@ -136,13 +154,19 @@ class ApplyJob:
     expected: Any
     token: str
     reads: int = 0  # the target's read count when the job was built (see on_applied)
+    #: row_hash(content), when the builder knew it (derived: not part of the job's identity)
+    content_hash: str | None = field(default=None, compare=False)
 
 
 Resolver = Callable[[ConflictCase], Decision]
 
 
+@functools.lru_cache(maxsize=4096)
 def token_of(vector: VersionVector) -> str:
-    """A short identity of a version, stored with the write it produces."""
+    """A short identity of a version, stored with the write it produces.
+
+    Cached: every apply job asks, and a batch's keys share few vectors.
+    """
     text = canonical_json(vector.as_dict())
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
@@ -156,11 +180,12 @@ def conflict_id_of(entity: str, key: Row, vector: VersionVector, incoming: Versi
 # --- reading -------------------------------------------------------------------------
 
 
-def _record_read(st: KeyState, e: EndpointState, edit: Edit, w: VersionVector) -> None:
+def _record_read(st: KeyState, e: EndpointState, edit: Edit, w: VersionVector,
+                 content_hash: str | None = None) -> None:
     e.reads += 1
     e.known = w
     e.row_version = edit.row_version
-    e.hash = row_hash(edit.content)
+    e.hash = row_hash(edit.content) if content_hash is None else content_hash
     if edit.position is not None:
         e.last_pos = edit.position
 
@@ -192,8 +217,9 @@ def on_change(
     # An update that changed none of the synchronised columns (only columns this
     # entity leaves alone) of a row whose content we know exactly is no edit:
     # the endpoint still holds version K_E. Learn its new row version only.
+    h = row_hash(edit.content)
     if (edit.before is not None and edit.content is not None and e.hash
-            and row_hash(edit.before) == row_hash(edit.content) == e.hash):
+            and h == e.hash and row_hash(edit.before) == h):
         e.row_version = edit.row_version
         e.reads += 1
         if edit.position is not None:
@@ -208,7 +234,7 @@ def on_change(
     # normally, K_A[A] too while a key is parked and V does not move.
     counter = max(st.vector[edit.endpoint], e.known[edit.endpoint]) + 1
     w = e.known.with_counter(edit.endpoint, counter)
-    _record_read(st, e, edit, w)
+    _record_read(st, e, edit, w, h)
     incoming = Side(edit.endpoint, w, _own(edit.content), edit.committed_at)
 
     if st.parked is not None:
@@ -219,7 +245,7 @@ def on_change(
     sink_set = [s for s in sinks]
     if w.dominates(st.vector):
         st.vector = w
-        st.content = _own(edit.content)
+        st.set_content(edit.content, e.hash)
         st.committed_at = edit.committed_at
         st.origin = edit.endpoint
         st.outbox |= {t for t in sink_set if t != edit.endpoint}
@@ -339,8 +365,8 @@ def on_snapshot(
         # Only when no endpoint lacks the row: an insert racing the one we
         # send to an endpoint that lacks it must be concurrent with it, which
         # the empty baseline vector cannot tell.
-        members = next(iter(groups.values()))
-        st.content = _own(members[0].content)
+        (h, members), = groups.items()
+        st.set_content(members[0].content, h)
         st.committed_at = max(r.committed_at for r in members)
         st.origin = members[0].endpoint
         for r in members:
@@ -370,8 +396,9 @@ def jobs(st: KeyState) -> list[ApplyJob]:
     if st.parked is not None:
         return []
     tok = token_of(st.vector)
+    h = st.content_hash
     return [
-        ApplyJob(t, st.content, st.vector, st.at(t).row_version, tok, st.at(t).reads)
+        ApplyJob(t, st.content, st.vector, st.at(t).row_version, tok, st.at(t).reads, h)
         for t in sorted(st.outbox)
     ]
 
@@ -393,7 +420,7 @@ def on_applied(st: KeyState, job: ApplyJob, row_version: Any, identity: str | No
         if job.vector.dominates(e.known):
             e.known = job.vector
         e.row_version = row_version
-        e.hash = row_hash(job.content)
+        e.hash = row_hash(job.content) if job.content_hash is None else job.content_hash
     if identity is not None:
         e.pending.append(identity)
     if job.vector != st.vector:

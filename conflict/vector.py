@@ -32,14 +32,17 @@ class VersionVector(Mapping[str, int]):
             self._c: dict[str, int] = counters._c
             self._hash: int | None = counters._hash
             return
-        items = counters.items() if isinstance(counters, Mapping) else counters
+        # A plain dict first: isinstance() against the Mapping ABC is slow, and every
+        # key state read from the store makes a few vectors.
+        items = (counters.items() if type(counters) is dict or isinstance(counters, Mapping)
+                 else counters)
         c: dict[str, int] = {}
         for name, n in items:
             if n < 0:
                 raise ValueError(f"negative counter for {name!r}: {n}")
             if n:
                 c[str(name)] = int(n)
-        self._c = dict(sorted(c.items()))
+        self._c = c if len(c) < 2 else dict(sorted(c.items()))
         self._hash = None
 
     # Mapping protocol

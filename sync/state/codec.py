@@ -19,10 +19,20 @@ def side_from_json(d: dict[str, Any]) -> Side:
     return Side(d["e"], VersionVector(d["v"]), row_from_json(d["c"]), float(d["t"]))
 
 
+def _stored(st: KeyState, name: str, row: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``row_to_json(row)``, made once per row object (a batch saves a state twice)."""
+    memo = st.memo.get(name)
+    if memo is not None and memo[0] is row:
+        return memo[1]  # type: ignore[no-any-return]
+    out = row_to_json(row)
+    st.memo[name] = (row, out)
+    return out
+
+
 def state_to_json(st: KeyState) -> dict[str, Any]:
     out: dict[str, Any] = {
         "v": st.vector.as_dict(),
-        "c": row_to_json(st.content),
+        "c": _stored(st, "json", st.content),
         "t": st.committed_at,
         "o": st.origin,
         "e": {
@@ -37,7 +47,7 @@ def state_to_json(st: KeyState) -> dict[str, Any]:
             for name, e in st.endpoints.items()
         },
         "x": sorted(st.outbox),
-        "k": row_to_json(st.key),
+        "k": _stored(st, "key json", st.key),
     }
     if st.parked is not None:
         out["park"] = {
@@ -50,7 +60,7 @@ def state_to_json(st: KeyState) -> dict[str, Any]:
 
 def state_from_json(d: dict[str, Any]) -> KeyState:
     park = d.get("park")
-    return KeyState(
+    st = KeyState(
         vector=VersionVector(d["v"]),
         content=row_from_json(d["c"]),
         committed_at=float(d["t"]),
@@ -72,3 +82,6 @@ def state_from_json(d: dict[str, Any]) -> KeyState:
             park["id"], {n: side_from_json(s) for n, s in park["sides"].items()},
             row_from_json(park["base"])),
     )
+    st.memo["json"] = (st.content, d["c"])  # saved again as it was read, unless replaced
+    st.memo["key json"] = (st.key, d.get("k"))
+    return st
