@@ -67,17 +67,19 @@ def apply_to_target(
 
 def record_results(ctx: PipelineContext, ent: EntityContext, results: list[Result],
                    summary: RunSummary, *, mine: Mapping[str, KeyState] | None = None,
-                   saved_at: float | None = None) -> list[str]:
+                   saved_at: float | Mapping[str, float] | None = None) -> list[str]:
     """Record apply results on freshly loaded states, in one locked transaction.
 
     Fresh states, because a reader may have decided newer versions of these
     keys while the writes ran (the daemon); the protocol's on_applied knows
-    what a superseded result still tells. A caller that saved the states it
-    applied (``mine``, stamped ``saved_at``) and reads no more meanwhile (a
-    batch run) has them recorded on as they are, but for the keys someone
-    else saved since. Returns the keys whose apply is due again at once: a
-    STALE result (the row holds a write of ours whose result was lost) taught
-    the row version to expect.
+    what a superseded result still tells. A caller that saved or loaded the
+    states it applied (``mine``, stamped ``saved_at``: one stamp for a batch
+    run's save, the stamp of each as loaded for a worker) has them recorded on
+    as they are, but for the keys someone else saved since (reloaded).
+
+    Returns the keys whose apply is due again at once: a STALE result (the row
+    holds a write of ours whose result was lost) taught the row version to
+    expect.
     """
     if not results:
         return []

@@ -55,7 +55,8 @@ def _apply_keys(rt: Runtime, entity: str, keys: list[str], meta: dict[str, Any])
 
     ctx = rt.ctx()
     ent = ctx.entities[entity]
-    states = ctx.store.load(ctx.pipeline, entity, keys)
+    stamps: dict[str, float] = {}
+    states = ctx.store.load(ctx.pipeline, entity, keys, stamps=stamps)
     results: list[Result] = []
     for target, items in sorted(pending_by_target(states).items()):
         br = rt.breaker(target)
@@ -84,7 +85,8 @@ def _apply_keys(rt: Runtime, entity: str, keys: list[str], meta: dict[str, Any])
         log.debug("applied %d keys of %s to %s", len(done), entity, target)
         results.extend(done)
     summary = RunSummary(pipeline=ctx.pipeline)
-    again = record_results(ctx, ent, results, summary)
+    # Recorded on the states loaded above unless the reader saved them since.
+    again = record_results(ctx, ent, results, summary, mine=states, saved_at=stamps)
     commits = meta.get("commits") or {}
     for (_, _, target), st in summary.directions.items():
         if st.applied:

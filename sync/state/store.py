@@ -54,6 +54,12 @@ def _upsert(conn: Connection, table: sa.Table, rows: list[dict[str, Any]], keys:
 class _DriverSql:
     upsert_state: str
     insert_outbox: str
+    mark: str  # the driver's parameter marker
+    select_states: str  # + an IN list of keys; the state as JSON text
+
+
+def _in_list(mark: str, n: int) -> str:
+    return f"({', '.join([mark] * n)})"
 
 
 @functools.cache
@@ -73,6 +79,12 @@ def _driver_sql_for(dialect: str, paramstyle: str) -> _DriverSql:
         insert_outbox=(
             f'INSERT INTO "{ob}" ("pipeline", "entity", "key", "endpoint")'
             f" VALUES ({mark}, {mark}, {mark}, {mark})"
+        ),
+        mark=mark,
+        select_states=(
+            f'SELECT "key", {"CAST(" if dialect == "postgresql" else ""}"state"'
+            f'{" AS text)" if dialect == "postgresql" else ""}, "updated_at" FROM "{ks}"'
+            f' WHERE "pipeline" = {mark} AND "entity" = {mark} AND "key" IN '
         ),
     )
 
@@ -225,21 +237,27 @@ class StateStore:
     # --- key states ----------------------------------------------------------------
 
     def load(self, pipeline: str, entity: str, keys: Iterable[str],
-             conn: Connection | None = None) -> dict[str, KeyState]:
-        """The states of ``keys`` (text form); keys never seen get a fresh state."""
+             conn: Connection | None = None,
+             stamps: dict[str, float] | None = None) -> dict[str, KeyState]:
+        """The states of ``keys`` (text form); keys never seen get a fresh state.
+
+        ``stamps``, if given, is filled with each stored state's save stamp (see
+        :meth:`moved_since`).
+        """
         wanted = list(dict.fromkeys(keys))
-        t = schema.key_states
         out: dict[str, KeyState] = {}
 
         def _read(c: Connection) -> None:
+            # Every change's state is loaded at least once: driver SQL and orjson,
+            # without SQLAlchemy's per-row result processing (half the cost).
+            sql = _driver_sql(c)
             for part in _chunks(wanted):
-                rows = c.execute(
-                    sa.select(t.c.key, t.c.state).where(
-                        t.c.pipeline == pipeline, t.c.entity == entity, t.c.key.in_(part)
-                    )
-                )
-                for key, state in rows:
-                    out[key] = state_from_json(state)
+                rows = c.exec_driver_sql(sql.select_states + _in_list(sql.mark, len(part)),
+                                         (pipeline, entity, *part)).fetchall()
+                for key, state, at in rows:
+                    out[key] = state_from_json(_loads(state))
+                    if stamps is not None:
+                        stamps[key] = at
 
         if conn is None:
             with self.engine.connect() as c:
@@ -252,12 +270,13 @@ class StateStore:
 
     @staticmethod
     def moved_since(conn: Connection, pipeline: str, entity: str, keys: Iterable[str],
-                    stamp: float) -> set[str]:
-        """Which of ``keys`` were saved by someone else after the save stamped ``stamp``.
+                    stamp: float | Mapping[str, float]) -> set[str]:
+        """Which of ``keys`` were saved by someone else since they were saved (or loaded)
+        with ``stamp`` (one for all, or one per key).
 
-        Lets a writer that still holds the states it saved skip loading them
-        again (what a batch run records its apply results on), and reload only
-        those a concurrent writer (a steward's decision) changed meanwhile.
+        Lets a writer that still holds the states it saved or loaded skip loading
+        them again (what apply results are recorded on), and reload only those a
+        concurrent writer (the reader, a steward's decision) changed meanwhile.
         """
         t = schema.key_states
         moved: set[str] = set()
@@ -266,7 +285,10 @@ class StateStore:
                 sa.select(t.c.key, t.c.updated_at).where(
                     t.c.pipeline == pipeline, t.c.entity == entity, t.c.key.in_(part)))
             seen = {k: at for k, at in rows}
-            moved.update(k for k in part if seen.get(k) != stamp)
+            if isinstance(stamp, Mapping):
+                moved.update(k for k in part if k not in stamp or seen.get(k) != stamp[k])
+            else:
+                moved.update(k for k in part if seen.get(k) != stamp)
         return moved
 
     def saved_at(self, pipeline: str, entity: str, keys: Iterable[str]) -> dict[str, float]:
