@@ -495,6 +495,9 @@ def main() -> None:
                         " connector, source-cost, snapshot")
     args = parser.parse_args()
     args.skip = set(filter(None, args.skip.split(",")))
+    from sync.gctune import tune
+
+    tune()  # the collector settings `cdcsync run` runs with (this calls run_pipeline itself)
     print(f"PostgreSQL -> PostgreSQL, {args.changes} changes [{uptime()}]")
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)

@@ -92,7 +92,10 @@ def _console() -> Any:
 def main(ctx: click.Context, debug: bool, log_json: bool) -> None:
     """cdcsync keeps the same records in several databases in step, both ways."""
     ctx.obj = {"debug": debug}
+    from sync.gctune import tune
     from sync.logs import configure
+
+    tune()
 
     configure(json=log_json, level=logging.DEBUG if debug else logging.WARNING)
 

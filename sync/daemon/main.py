@@ -14,6 +14,7 @@ from sync.daemon.runtime import Runtime
 from sync.daemon.sweeper import sweep
 from sync.daemon.worker import PartitionConsumers, handle
 from sync.events import align_schemas
+from sync.gctune import settle
 from sync.state.leases import Lease
 from sync.summary import RunSummary
 
@@ -95,6 +96,7 @@ def run_daemon(cfg: Any, *, readers: bool = True, workers: bool = True,
                     started.append(r)
                     r.start()
         state["ready"] = True
+        settle()  # the pipeline, connectors and quality suites live as long as we do
         if on_ready is not None:
             on_ready({"port": server.port if server else None, "holder": rt.holder})
         log.info("cdcsync %s running for pipeline %s", "daemon" if readers else "worker",

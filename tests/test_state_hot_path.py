@@ -1,0 +1,97 @@
+"""The state store's hot path: what a batch or a worker skips must change nothing.
+
+Derived forms of a key state's content (its hash, its stored JSON) are made once
+per content object; apply results are recorded on states a worker loaded unless
+someone saved them since; the collector settings of a cdcsync process.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import subprocess
+import sys
+from pathlib import Path
+
+from conflict.canonical import row_hash
+from conflict.protocol import Edit, KeyState, Kind, jobs, on_applied, on_change
+from conflict.vector import VersionVector
+from sync.state import open_store
+from sync.state.codec import state_from_json, state_to_json
+
+ROW = {"id": 1, "amount": decimal.Decimal("1.50"), "at": dt.datetime(2024, 1, 2, tzinfo=dt.UTC),
+       "doc": {"k": [1, 2]}, "name": "x"}
+
+
+def _never(case: object) -> None:
+    raise AssertionError("no conflict expected")
+
+
+def read(st: KeyState, endpoint: str, row: dict[str, object], pos: int) -> Kind:
+    return on_change(st, Edit(endpoint, row, (pos,), float(pos)), entity="t", key={"id": 1},
+                     sinks=["a", "b"], resolve=_never).kind  # type: ignore[arg-type]
+
+
+def test_the_content_hash_follows_the_content_it_was_made_from() -> None:
+    st = KeyState(key={"id": 1})
+    assert read(st, "a", ROW, 1) is Kind.APPLIED
+    assert st.content_hash == row_hash(ROW)
+    st.content = dict(ROW, name="y")  # replaced, as every writer of content does
+    assert st.content_hash == row_hash(dict(ROW, name="y"))
+    assert read(st, "a", dict(ROW, name="z"), 2) is Kind.APPLIED
+    assert st.content_hash == row_hash(dict(ROW, name="z"))
+    (job,) = jobs(st)
+    assert job.content_hash == row_hash(job.content)
+
+
+def test_an_apply_result_records_the_hash_of_what_was_written() -> None:
+    st = KeyState(key={"id": 1})
+    read(st, "a", ROW, 1)
+    (job,) = jobs(st)
+    assert on_applied(st, job, "v1")
+    assert st.at("b").hash == row_hash(ROW) == st.at("a").hash
+
+
+def test_a_state_saved_again_as_read_is_the_same_json_and_a_new_content_is_not() -> None:
+    st = KeyState(key={"id": 1})
+    read(st, "a", ROW, 1)
+    stored = state_to_json(st)
+    again = state_from_json(stored)
+    assert state_to_json(again) == stored
+    assert again.content == ROW and again.vector == VersionVector({"a": 1})
+    read(again, "a", dict(ROW, amount=decimal.Decimal("2")), 2)
+    changed = state_to_json(again)
+    assert changed["c"]["amount"] == {"$n": "2"}
+    assert state_from_json(changed).content == dict(ROW, amount=decimal.Decimal("2"))
+
+
+def test_a_worker_reloads_exactly_the_keys_saved_since_it_loaded_them(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/state.db")
+    states = {}
+    for i in range(3):
+        st = KeyState(key={"id": i})
+        read(st, "a", dict(ROW, id=i), 1)
+        states[f"k{i}"] = st
+    with store.transaction(lock="t") as conn:
+        store.save(conn, "p", "t", states)
+    stamps: dict[str, float] = {}
+    loaded = store.load("p", "t", ["k0", "k1", "k2", "k3"], stamps=stamps)
+    assert sorted(stamps) == ["k0", "k1", "k2"]  # k3 has no state yet
+    assert loaded["k1"].content == dict(ROW, id=1)
+    with store.transaction(lock="t") as conn:  # the reader decides a newer version of k1
+        store.save(conn, "p", "t", {"k1": loaded["k1"]})
+    with store.transaction(lock="t") as conn:
+        moved = store.moved_since(conn, "p", "t", ["k0", "k1", "k2", "k3"], stamps)
+    assert moved == {"k1", "k3"}
+
+
+def test_a_cdcsync_process_collects_young_objects_less_often(tmp_path: Path) -> None:
+    from sync.gctune import YOUNG
+
+    code = ("import gc\nfrom sync.cli import main\n"
+            f"try:\n    main(['config', 'check', {str(tmp_path / 'none.yaml')!r}])\n"
+            "except SystemExit:\n    pass\n"
+            "print(gc.get_threshold()[0], gc.get_freeze_count() > 0)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == [str(YOUNG), "True"]
