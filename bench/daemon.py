@@ -106,6 +106,9 @@ def maria(p: dict[str, Any]) -> pymysql.connections.Connection[Any]:
                            password=p["password"], database=p["database"], autocommit=True)
 
 
+PARTITIONS = 4  # --partitions
+
+
 def write_pipeline(tmp: Path, pg: str, md: dict[str, Any], entity: str) -> Path:
     """A pipeline ``pg`` <-> ``maria`` with one entity given as YAML text."""
     p = tmp / "pipeline.yaml"
@@ -113,7 +116,7 @@ def write_pipeline(tmp: Path, pg: str, md: dict[str, Any], entity: str) -> Path:
 pipeline: bench{random.randrange(10**6)}
 state: {{url: "sqlite:///{tmp}/state.db"}}
 batch: {{size: 10000}}
-daemon: {{metrics_port: 0, poll_ms: 5, partitions: 4}}
+daemon: {{metrics_port: 0, poll_ms: 5, partitions: {PARTITIONS}}}
 endpoints:
   pg: {{kind: postgres, dsn: "{pg}"}}
   maria: {{kind: mysql, host: "{md['host']}", port: {md['port']}, user: "{md['user']}",
@@ -140,6 +143,22 @@ class DaemonProc:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"daemon did not start:\n{self.log.read_text()}")
             time.sleep(0.05)
+
+    def stages(self) -> str:
+        """Mean seconds per micro-batch of each stage, from the daemon's /metrics."""
+        import re
+        import urllib.request
+
+        m = re.search(r"ready on (http://\S+)", self.log.read_text())
+        if m is None:
+            return "(no metrics endpoint)"
+        text = urllib.request.urlopen(m.group(1) + "/metrics", timeout=10).read().decode()
+        sums: dict[str, list[float]] = {}  # stage -> [sum, count]
+        pattern = r'^cdcsync_batch_seconds_(sum|count)\{[^}]*stage="(\w+)"[^}]*\} (\S+)$'
+        for kind, stage, value in re.findall(pattern, text, re.M):
+            sums.setdefault(stage, [0.0, 0.0])[kind == "count"] += float(value)
+        return "  ".join(f"{k} {1000 * v[0] / v[1]:.1f} ms x{v[1]:.0f}"
+                         for k, v in sorted(sums.items()) if v[1])
 
     def hwm_kib(self) -> int:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -218,6 +237,7 @@ def latency_run(rate: int, seconds: float) -> dict[str, float]:
         forward += [float("inf")] * (written - len(forward))
         backward = [float(r[0]) * 1000 for r in pgc.execute(
             "SELECT extract(epoch FROM applied_at - t0) FROM lat WHERE src = 'my'").fetchall()]
+        print(f"  stages (mean per micro-batch): {d.stages()}")
         d.stop()
         pgc.close()
         myc.close()
@@ -468,7 +488,11 @@ def main() -> None:
     rs = sub.add_parser("rss")
     rs.add_argument("--changes", type=int, default=5_000_000)
     rs.add_argument("--cap", type=float, default=300)
+    ap.add_argument("--partitions", type=int, default=4,
+                    help="the pipeline's daemon.partitions (apply queues)")
     args = ap.parse_args()
+    global PARTITIONS
+    PARTITIONS = args.partitions
     {"latency": latency, "throughput": throughput, "rss": rss}[args.mode](args)
 
 

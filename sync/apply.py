@@ -75,7 +75,9 @@ def record_results(ctx: PipelineContext, ent: EntityContext, results: list[Resul
     what a superseded result still tells. A caller that saved or loaded the
     states it applied (``mine``, stamped ``saved_at``: one stamp for a batch
     run's save, the stamp of each as loaded for a worker) has them recorded on
-    as they are, but for the keys someone else saved since (reloaded).
+    as they are, outside the state lock, unless someone else saved one of them
+    since: then all are reloaded and recorded on under the lock. ``mine`` is
+    changed either way.
 
     Returns the keys whose apply is due again at once: a STALE result (the row
     holds a write of ours whose result was lost) taught the row version to
@@ -85,31 +87,51 @@ def record_results(ctx: PipelineContext, ent: EntityContext, results: list[Resul
         return []
     from sync.capture import state_lock
 
-    again: list[str] = []
-    with ctx.store.transaction(lock=state_lock(ctx)) as conn:
-        keys = [k for k, _, _, _ in results]
-        if mine is not None and saved_at is not None:
-            moved = ctx.store.moved_since(conn, ctx.pipeline, ent.name, keys, saved_at)
-            fresh = {k: mine[k] for k in keys if k not in moved}
-            fresh.update(ctx.store.load(ctx.pipeline, ent.name, moved, conn=conn))
-        else:
+    keys = [k for k, _, _, _ in results]
+    lock = state_lock(ctx)
+    if mine is not None and saved_at is not None:
+        # Recorded and encoded before the state lock is taken (the reader and the
+        # other workers queue on it), written under it unless someone saved one of
+        # these states meanwhile: then recorded again on the states as they are now.
+        scratch = RunSummary(pipeline=ctx.pipeline)
+        states = {k: mine[k] for k in keys}
+        again = _record(ent, states, results, scratch)
+        encoded = ctx.store.encode(states)
+        with ctx.store.transaction(lock=lock) as conn:
+            if not ctx.store.moved_since(conn, ctx.pipeline, ent.name, keys, saved_at):
+                ctx.store.save(conn, ctx.pipeline, ent.name, states, encoded=encoded)
+                summary.add(scratch)
+                return again
             fresh = ctx.store.load(ctx.pipeline, ent.name, keys, conn=conn)
-        for k, job, res, seconds in results:
-            st = fresh[k]
-            stats = summary.at(ent.name, st.origin or "?", job.target)
-            stats.seconds += seconds
-            if res.status is ApplyStatus.SKIPPED:
-                on_skipped(st, job)
-                stats.skipped += 1
-            elif res.status is ApplyStatus.STALE:
-                log.info("%s %s at %s holds an earlier write of ours whose result was lost;"
-                         " applying again", ent.name, k, job.target)
-                if on_stale(st, job, res.row_version, res.identity):
-                    again.append(k)
-            elif on_applied(st, job, res.row_version, res.identity) and \
-                    res.status is ApplyStatus.APPLIED:
-                stats.applied += 1
+            again = _record(ent, fresh, results, summary)
+            ctx.store.save(conn, ctx.pipeline, ent.name, fresh)
+        return again
+    with ctx.store.transaction(lock=lock) as conn:
+        fresh = ctx.store.load(ctx.pipeline, ent.name, keys, conn=conn)
+        again = _record(ent, fresh, results, summary)
         ctx.store.save(conn, ctx.pipeline, ent.name, fresh)
+    return again
+
+
+def _record(ent: EntityContext, states: Mapping[str, KeyState], results: list[Result],
+            summary: RunSummary) -> list[str]:
+    """Tell each key's state what its apply did; the keys due again at once (STALE)."""
+    again: list[str] = []
+    for k, job, res, seconds in results:
+        st = states[k]
+        stats = summary.at(ent.name, st.origin or "?", job.target)
+        stats.seconds += seconds
+        if res.status is ApplyStatus.SKIPPED:
+            on_skipped(st, job)
+            stats.skipped += 1
+        elif res.status is ApplyStatus.STALE:
+            log.info("%s %s at %s holds an earlier write of ours whose result was lost;"
+                     " applying again", ent.name, k, job.target)
+            if on_stale(st, job, res.row_version, res.identity):
+                again.append(k)
+        elif on_applied(st, job, res.row_version, res.identity) and \
+                res.status is ApplyStatus.APPLIED:
+            stats.applied += 1
     return sorted(set(again))
 
 

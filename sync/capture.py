@@ -13,7 +13,6 @@ source's log is released (``confirm``) only after they are durable.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +24,7 @@ from conflict.protocol import ConflictRecord, Edit, KeyState, Kind, ParkedConfli
 from sync.apply import apply_pending
 from sync.change import Change, ChangeBatch
 from sync.context import EntityContext, PipelineContext
+from sync.state.store import new_stamp
 from sync.summary import RunSummary
 
 STREAM = "*"  # the checkpoint "entity" of an endpoint's whole log
@@ -68,12 +68,14 @@ def source_entities(ctx: PipelineContext, source: str) -> list[EntityContext]:
 
 def decide(
     ctx: PipelineContext, source: str, changes: list[Change], summary: RunSummary,
-    conn: Connection | None = None,
+    conn: Connection | None = None, stamps: dict[str, dict[str, float]] | None = None,
 ) -> Decided:
     """Run the protocol over ``changes`` (rules 1-3); nothing is written yet.
 
     Pass the locked transaction that will :func:`commit` the result as ``conn``
-    when workers may record apply results concurrently (the daemon).
+    when workers may record apply results concurrently (the daemon), or collect
+    the loaded states' save stamps per entity in ``stamps`` and check them under
+    the lock before committing (:func:`decide_and_commit`).
     """
     out = Decided()
     # --- data-quality gate (sync/quality): validate before the protocol sees anything ---
@@ -93,7 +95,8 @@ def decide(
             out.oldest_commit = ch.committed_at
     for name, keyed in by_entity.items():
         ent = ctx.entities[name]
-        states = ctx.store.load(ctx.pipeline, name, (k for k, _, _ in keyed), conn=conn)
+        states = ctx.store.load(ctx.pipeline, name, (k for k, _, _ in keyed), conn=conn,
+                                stamps=None if stamps is None else stamps.setdefault(name, {}))
         touched = out.states.setdefault(name, {})
         stats = summary.at(name, source, "*")
         for k, key, ch in keyed:
@@ -126,21 +129,47 @@ def state_lock(ctx: PipelineContext) -> str:
 
 def decide_and_commit(ctx: PipelineContext, source: str, changes: list[Change],
                       checkpoint: Mapping[str, Any] | None, summary: RunSummary) -> Decided:
-    """Load, decide and persist a batch with its checkpoint in ONE locked transaction."""
+    """Load, decide and persist a batch with its checkpoint, as if in ONE locked transaction.
+
+    The daemon's workers record apply results under the same state lock, so the
+    lock is held for the writes only: the batch is loaded, decided and encoded
+    before it is taken, and committed under it if none of its key states was
+    saved meanwhile (their save stamps tell); otherwise it is decided again under
+    the lock, on the states as they are now. A source with a quality gate is
+    decided under the lock throughout (the gate reads quarantine state that a
+    steward may change).
+    """
+    optimistic = not any(e.cfg.quality.suite is not None for e in source_entities(ctx, source))
+    if optimistic:
+        stamps: dict[str, dict[str, float]] = {}
+        scratch = RunSummary(pipeline=ctx.pipeline)
+        first = decide(ctx, source, changes, scratch, stamps=stamps)
+        encoded = {name: ctx.store.encode(states) for name, states in first.states.items()}
     with ctx.store.transaction(lock=state_lock(ctx)) as conn:
+        if optimistic and not any(
+                ctx.store.moved_since(conn, ctx.pipeline, name, states, stamps.get(name, {}))
+                for name, states in first.states.items()):
+            commit(conn, ctx, source, first, checkpoint, encoded=encoded)
+            summary.add(scratch)
+            return first
         decided = decide(ctx, source, changes, summary, conn)
         commit(conn, ctx, source, decided, checkpoint)
     return decided
 
 
 def commit(conn: Connection, ctx: PipelineContext, source: str, decided: Decided,
-           checkpoint: Mapping[str, Any] | None) -> None:
-    """Persist a decided batch and the checkpoint it reached inside ``conn``'s transaction."""
+           checkpoint: Mapping[str, Any] | None,
+           encoded: Mapping[str, Mapping[str, str]] | None = None) -> None:
+    """Persist a decided batch and the checkpoint it reached inside ``conn``'s transaction.
+
+    ``encoded``: the states' stored form per entity, made beforehand (StateStore.encode).
+    """
     from conflict.store import ConflictStore
 
-    stamp = time.time()
+    stamp = new_stamp()
     for name, states in decided.states.items():
-        ctx.store.save(conn, ctx.pipeline, name, states, stamp=stamp)
+        ctx.store.save(conn, ctx.pipeline, name, states, stamp=stamp,
+                       encoded=None if encoded is None else encoded[name])
     decided.saved_at = stamp
     for _name, k, rec in decided.records:
         ConflictStore.record(conn, ctx.pipeline, k, rec, ctx.run_id)

@@ -62,6 +62,14 @@ class RunSummary:
             st = self.directions[key] = DirectionStats(entity, source, target)
         return st
 
+    def add(self, other: RunSummary) -> None:
+        """Count ``other``'s directions into this summary (work decided on a scratch one)."""
+        for key, st in other.directions.items():
+            mine = self.at(*key)
+            for name, value in asdict(st).items():
+                if name not in ("entity", "source", "target"):
+                    setattr(mine, name, getattr(mine, name) + value)
+
     @property
     def seconds(self) -> float:
         return (self.finished_at or time.time()) - self.started_at

@@ -80,9 +80,10 @@ def test_a_worker_reloads_exactly_the_keys_saved_since_it_loaded_them(tmp_path: 
     assert loaded["k1"].content == dict(ROW, id=1)
     with store.transaction(lock="t") as conn:  # the reader decides a newer version of k1
         store.save(conn, "p", "t", {"k1": loaded["k1"]})
-    with store.transaction(lock="t") as conn:
-        moved = store.moved_since(conn, "p", "t", ["k0", "k1", "k2", "k3"], stamps)
-    assert moved == {"k1", "k3"}
+    with store.transaction(lock="t") as conn:  # absent then and now: k3 has not moved
+        assert store.moved_since(conn, "p", "t", ["k0", "k1", "k2", "k3"], stamps) == {"k1"}
+        store.save(conn, "p", "t", {"k3": loaded["k3"]})
+        assert store.moved_since(conn, "p", "t", ["k2", "k3"], stamps) == {"k3"}
 
 
 def test_a_cdcsync_process_collects_young_objects_less_often(tmp_path: Path) -> None:

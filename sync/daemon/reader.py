@@ -34,7 +34,7 @@ from sync.metrics import (
     set_lease,
 )
 from sync.state.leases import Lease, live_holders
-from sync.state.schema import key_states, outbox
+from sync.state.schema import outbox
 from sync.summary import RunSummary
 
 log = logging.getLogger("cdcsync.reader")
@@ -208,12 +208,14 @@ class Reader(threading.Thread):
             return
         self.confirm_checked = time.monotonic()
         last = None
-        while self.pending:
-            checkpoint, touched = self.pending[0]
-            if any(_waiting(ctx, self.rt.pipeline, e, keys) for e, keys in touched.items()):
-                break
-            last = checkpoint
-            self.pending.popleft()
+        with ctx.store.engine.connect() as conn:
+            while self.pending:
+                checkpoint, touched = self.pending[0]
+                if any(ctx.store.any_pending(conn, self.rt.pipeline, e, keys)
+                       for e, keys in touched.items()):
+                    break
+                last = checkpoint
+                self.pending.popleft()
         if last is not None:
             ctx.endpoints[self.source].confirm(last)
 
@@ -226,21 +228,3 @@ def _commit_times(ctx: Any, changes: list[Any], entity: str) -> dict[str, float]
     ent = ctx.entities[entity]
     return {key_text(typed(ent, ch.key) or {}): ch.committed_at
             for ch in changes if ch.entity == entity}
-
-
-def _waiting(ctx: Any, pipeline: str, entity: str, keys: list[str]) -> bool:
-    """Do any of ``keys`` still have pending applies (parked keys do not count)?"""
-    for i in range(0, len(keys), 500):
-        part = keys[i : i + 500]
-        with ctx.store.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(outbox.c.key)
-                .join(key_states, sa.and_(key_states.c.pipeline == outbox.c.pipeline,
-                                          key_states.c.entity == outbox.c.entity,
-                                          key_states.c.key == outbox.c.key))
-                .where(outbox.c.pipeline == pipeline, outbox.c.entity == entity,
-                       outbox.c.key.in_(part), key_states.c.parked.is_(None))
-                .limit(1)).first()
-        if row is not None:
-            return True
-    return False

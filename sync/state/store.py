@@ -54,8 +54,13 @@ def _upsert(conn: Connection, table: sa.Table, rows: list[dict[str, Any]], keys:
 class _DriverSql:
     upsert_state: str
     insert_outbox: str
+    upsert_checkpoint: str
     mark: str  # the driver's parameter marker
-    select_states: str  # + an IN list of keys; the state as JSON text
+    # each + an IN list of keys:
+    select_states: str  # key, the state as JSON text, its save stamp
+    select_stamps: str  # key, its save stamp
+    delete_outbox: str
+    any_pending: str  # 1 if some of the keys wait in the outbox (parked keys do not count)
 
 
 def _in_list(mark: str, n: int) -> str:
@@ -68,7 +73,7 @@ def _driver_sql_for(dialect: str, paramstyle: str) -> _DriverSql:
         raise ValueError(f"unsupported state store dialect {dialect!r}")
     mark = "?" if paramstyle == "qmark" else "%s"
     state = f"CAST({mark} AS json)" if dialect == "postgresql" else mark
-    ks, ob = schema.key_states.name, schema.outbox.name
+    ks, ob, cp = schema.key_states.name, schema.outbox.name, schema.checkpoints.name
     return _DriverSql(
         upsert_state=(
             f'INSERT INTO "{ks}" ("pipeline", "entity", "key", "state", "parked", "updated_at")'
@@ -80,11 +85,30 @@ def _driver_sql_for(dialect: str, paramstyle: str) -> _DriverSql:
             f'INSERT INTO "{ob}" ("pipeline", "entity", "key", "endpoint")'
             f" VALUES ({mark}, {mark}, {mark}, {mark})"
         ),
+        upsert_checkpoint=(
+            f'INSERT INTO "{cp}" ("pipeline", "endpoint", "entity", "checkpoint", "updated_at")'
+            f" VALUES ({mark}, {mark}, {mark}, {state}, {mark})"
+            ' ON CONFLICT ("pipeline", "endpoint", "entity") DO UPDATE SET'
+            ' "checkpoint" = excluded."checkpoint", "updated_at" = excluded."updated_at"'
+        ),
         mark=mark,
         select_states=(
             f'SELECT "key", {"CAST(" if dialect == "postgresql" else ""}"state"'
             f'{" AS text)" if dialect == "postgresql" else ""}, "updated_at" FROM "{ks}"'
             f' WHERE "pipeline" = {mark} AND "entity" = {mark} AND "key" IN '
+        ),
+        select_stamps=(
+            f'SELECT "key", "updated_at" FROM "{ks}"'
+            f' WHERE "pipeline" = {mark} AND "entity" = {mark} AND "key" IN '
+        ),
+        delete_outbox=(
+            f'DELETE FROM "{ob}" WHERE "pipeline" = {mark} AND "entity" = {mark} AND "key" IN '
+        ),
+        any_pending=(
+            f'SELECT 1 FROM "{ob}" o JOIN "{ks}" k ON k."pipeline" = o."pipeline"'
+            ' AND k."entity" = o."entity" AND k."key" = o."key"'
+            f' WHERE k."parked" IS NULL AND o."pipeline" = {mark} AND o."entity" = {mark}'
+            ' AND o."key" IN '
         ),
     )
 
@@ -161,6 +185,17 @@ def open_store(url: str) -> StateStore:
 
 
 _LOCAL_LOCKS: dict[str, threading.Lock] = {}
+_last_stamp = 0.0
+_stamp_lock = threading.Lock()
+
+
+def new_stamp() -> float:
+    """A save stamp (``updated_at``): the time, strictly increasing within the process,
+    so that a state saved again never carries the stamp it was loaded with."""
+    global _last_stamp
+    with _stamp_lock:
+        _last_stamp = max(time.time(), _last_stamp + 1e-6)
+        return _last_stamp
 
 
 class StateStore:
@@ -226,13 +261,9 @@ class StateStore:
     def put_checkpoint(
         conn: Connection, pipeline: str, endpoint: str, entity: str, checkpoint: Mapping[str, Any]
     ) -> None:
-        _upsert(
-            conn,
-            schema.checkpoints,
-            [dict(pipeline=pipeline, endpoint=endpoint, entity=entity,
-                  checkpoint=dict(checkpoint), updated_at=time.time())],
-            ["pipeline", "endpoint", "entity"],
-        )
+        # Driver SQL: every batch writes one, and statement building cost more than the write.
+        conn.exec_driver_sql(_driver_sql(conn).upsert_checkpoint, (
+            pipeline, endpoint, entity, _dumps(dict(checkpoint)), time.time()))
 
     # --- key states ----------------------------------------------------------------
 
@@ -278,15 +309,14 @@ class StateStore:
         them again (what apply results are recorded on), and reload only those a
         concurrent writer (the reader, a steward's decision) changed meanwhile.
         """
-        t = schema.key_states
+        sql = _driver_sql(conn)
         moved: set[str] = set()
         for part in _chunks(list(dict.fromkeys(keys))):
-            rows = conn.execute(
-                sa.select(t.c.key, t.c.updated_at).where(
-                    t.c.pipeline == pipeline, t.c.entity == entity, t.c.key.in_(part)))
+            rows = conn.exec_driver_sql(sql.select_stamps + _in_list(sql.mark, len(part)),
+                                        (pipeline, entity, *part)).fetchall()
             seen = {k: at for k, at in rows}
-            if isinstance(stamp, Mapping):
-                moved.update(k for k in part if k not in stamp or seen.get(k) != stamp[k])
+            if isinstance(stamp, Mapping):  # a key absent then and now has not moved
+                moved.update(k for k in part if seen.get(k) != stamp.get(k))
             else:
                 moved.update(k for k in part if seen.get(k) != stamp)
         return moved
@@ -303,35 +333,49 @@ class StateStore:
         return out
 
     @staticmethod
+    def encode(states: Mapping[str, KeyState]) -> dict[str, str]:
+        """The stored form of ``states``: made before taking the state lock, it keeps
+        the lock's hold short (see :meth:`save`)."""
+        return {k: _dumps(state_to_json(st)) for k, st in states.items()}
+
+    @staticmethod
     def save(conn: Connection, pipeline: str, entity: str, states: Mapping[str, KeyState],
-             *, stamp: float | None = None) -> float:
+             *, stamp: float | None = None, encoded: Mapping[str, str] | None = None) -> float:
         """Write key states and their outbox rows (set-based) inside ``conn``'s transaction.
 
-        Returns the stamp written as their ``updated_at`` (see :meth:`moved_since`).
+        ``encoded``: :meth:`encode` of these very states, made beforehand. Returns
+        the stamp written as their ``updated_at`` (see :meth:`moved_since`).
         """
-        now = time.time() if stamp is None else stamp
+        now = new_stamp() if stamp is None else stamp
         if not states:
             return now
         # The hottest write of the engine (every key of every batch, twice): the JSON is
         # made here and the rows go to the driver's executemany as they are, without
         # SQLAlchemy's per-row parameter processing.
         sql = _driver_sql(conn)
+        coded = encoded if encoded is not None else StateStore.encode(states)
         conn.exec_driver_sql(sql.upsert_state, [
-            (pipeline, entity, k, _dumps(state_to_json(st)),
-             st.parked.conflict_id if st.parked else None, now)
+            (pipeline, entity, k, coded[k], st.parked.conflict_id if st.parked else None, now)
             for k, st in states.items()
         ])
-        ob = schema.outbox
-        keys = list(states)
-        for part in _chunks(keys):
-            conn.execute(
-                ob.delete().where(ob.c.pipeline == pipeline, ob.c.entity == entity,
-                                  ob.c.key.in_(part))
-            )
+        for part in _chunks(list(states)):
+            conn.exec_driver_sql(sql.delete_outbox + _in_list(sql.mark, len(part)),
+                                 (pipeline, entity, *part))
         pending = [(pipeline, entity, k, t) for k, st in states.items() for t in sorted(st.outbox)]
         if pending:
             conn.exec_driver_sql(sql.insert_outbox, pending)
         return now
+
+    @staticmethod
+    def any_pending(conn: Connection, pipeline: str, entity: str, keys: Sequence[str]) -> bool:
+        """Does any of ``keys`` still have pending applies (parked keys do not count)?"""
+        sql = _driver_sql(conn)
+        for part in _chunks(keys):
+            if conn.exec_driver_sql(
+                    sql.any_pending + _in_list(sql.mark, len(part)) + " LIMIT 1",
+                    (pipeline, entity, *part)).first() is not None:
+                return True
+        return False
 
     def outbox_keys(self, pipeline: str, entity: str) -> list[str]:
         ob = schema.outbox

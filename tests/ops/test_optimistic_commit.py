@@ -1,0 +1,106 @@
+"""Deciding and recording outside the state lock loses nothing to a concurrent writer.
+
+The daemon's reader decides a batch, and a worker records apply results, before
+taking the state lock (sync/capture.py decide_and_commit, sync/apply.py
+record_results); under the lock each writes only if none of its key states was
+saved meanwhile. These tests make another writer save in that window (from the
+hook that encodes the states, which runs just before the lock is taken) and
+check that its save survives and the work is done again on top of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conflict.vector import VersionVector
+from sync.apply import apply_pending, apply_to_target, pending_by_target, record_results
+from sync.capture import STREAM, decide_and_commit
+from sync.context import PipelineContext, open_pipeline
+from sync.engine import run_pipeline
+from sync.summary import RunSummary
+from sync.verify import verify
+from tests.ops.conftest import sql
+
+KEY = '{"id":1}'
+
+
+def _decide_next(ctx: PipelineContext, summary: RunSummary) -> Any:
+    ent = ctx.entities["items"]
+    after = ctx.store.checkpoint(ctx.pipeline, "a", STREAM)
+    batch = ctx.endpoints["a"].changes([ent.bindings["a"]], after, 100)
+    assert len(batch.changes) == 1
+    return decide_and_commit(ctx, "a", batch.changes, batch.checkpoint, summary)
+
+
+def _before_the_lock(monkeypatch: pytest.MonkeyPatch, ctx: PipelineContext,
+                     meanwhile: Callable[[], None]) -> None:
+    """Run ``meanwhile`` once, between the unlocked work and the locked write."""
+    real = ctx.store.encode
+
+    def encode(states: Any) -> dict[str, str]:
+        monkeypatch.setattr(ctx.store, "encode", real)
+        out = real(states)
+        meanwhile()
+        return out
+
+    monkeypatch.setattr(ctx.store, "encode", encode)
+
+
+def test_a_batch_decided_while_a_worker_recorded_a_result_keeps_the_result(
+        pipeline: Path, cfg: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = pipeline.parent
+    run_pipeline(cfg)
+    summary = RunSummary(pipeline=cfg.pipeline)
+    with open_pipeline(cfg) as ctx:
+        sql(root / "a.db", "UPDATE items SET name = 'two' WHERE id = 1")
+
+        def worker_records() -> None:  # what on_applied leaves: an identity to expect back
+            with ctx.store.transaction(lock="cdcsync-state:ops") as conn:
+                st = ctx.store.load(ctx.pipeline, "items", [KEY], conn=conn)[KEY]
+                st.at("b").pending.append("echo-of-an-earlier-write")
+                ctx.store.save(conn, ctx.pipeline, "items", {KEY: st})
+
+        _before_the_lock(monkeypatch, ctx, worker_records)
+        decided = _decide_next(ctx, summary)
+        stored = ctx.store.load(ctx.pipeline, "items", [KEY])[KEY]
+        assert stored.at("b").pending == ["echo-of-an-earlier-write"]  # not overwritten
+        assert stored.content == {"id": 1, "name": "two"} == decided.states["items"][KEY].content
+        assert stored.outbox == {"b"}
+        assert summary.total("read") == 1  # counted once, by the decide that was committed
+
+
+def test_a_result_recorded_while_the_reader_decided_a_newer_version_keeps_that_version(
+        pipeline: Path, cfg: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = pipeline.parent
+    run_pipeline(cfg)
+    summary = RunSummary(pipeline=cfg.pipeline)
+    with open_pipeline(cfg) as ctx:
+        ent = ctx.entities["items"]
+        sql(root / "a.db", "UPDATE items SET name = 'two' WHERE id = 1")
+        decided = _decide_next(ctx, summary)
+        states = decided.states["items"]
+        results = apply_to_target(ctx, ent, "b", pending_by_target(states)["b"], states)
+        assert sql(root / "b.db", "SELECT name FROM items") == [("two",)]
+
+        newer: list[VersionVector] = []
+
+        def reader_decides() -> None:
+            sql(root / "a.db", "UPDATE items SET name = 'three' WHERE id = 1")
+            newer.append(_decide_next(ctx, RunSummary(pipeline=cfg.pipeline))
+                         .states["items"][KEY].vector)
+
+        _before_the_lock(monkeypatch, ctx, reader_decides)
+        record_results(ctx, ent, results, summary, mine=states, saved_at=decided.saved_at)
+        stored = ctx.store.load(ctx.pipeline, "items", [KEY])[KEY]
+        assert stored.content == {"id": 1, "name": "three"}  # the newer version stands
+        assert stored.vector == newer[0] != results[0][1].vector
+        assert stored.outbox == {"b"}  # and its apply is still due
+        assert stored.at("b").known == results[0][1].vector  # b holds the older one
+        apply_pending(ctx, ent, {KEY: stored}, summary)
+        assert sql(root / "b.db", "SELECT name FROM items") == [("three",)]
+        assert all(d.in_sync for d in verify(ctx))
+    assert run_pipeline(cfg).total("applied") == 0
