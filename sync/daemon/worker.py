@@ -9,6 +9,7 @@ a Redis restart is re-sent by the sweeper from the outbox.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from typing import Any
@@ -32,6 +33,8 @@ from sync.tracing import extract
 log = logging.getLogger("cdcsync.worker")
 
 APPLY_TRIES = 3  # inside the actor; the breaker and the sweeper take over after
+#: messages of a partition fetched ahead and applied together (see _consume_once)
+COALESCE = 64
 
 
 def handle(rt: Runtime, entity: str, keys: list[str], meta: dict[str, Any]) -> None:
@@ -156,29 +159,66 @@ class PartitionConsumers:
                 delay = min(delay * 2, 5.0)
 
     def _consume_once(self, p: int, quit_: threading.Event) -> None:
+        """Fetch partition ``p``'s messages here; apply them in a thread of their own.
+
+        Under load messages arrive faster than one apply takes: the applier
+        takes every message fetched meanwhile at once, so one load, one write
+        per target and one record of results serve them all (they only name
+        keys, and the keys' states say what is due). Acks are sent from this
+        thread, the consumer's own (RabbitMQ's channel is not thread-safe).
+        """
         rt = self.rt
         timeout = int(rt.cfg.daemon.worker_timeout_ms)
-        consumer = rt.broker.consume(queue_name(rt.pipeline, p), prefetch=1, timeout=timeout)
+        consumer = rt.broker.consume(queue_name(rt.pipeline, p), prefetch=COALESCE,
+                                     timeout=timeout)
+        inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        handled: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        applier = threading.Thread(target=self._apply_loop, args=(inbox, handled),
+                                   name=f"apply-{p}", daemon=True)
+        applier.start()
         try:
-            for msg in consumer:
+            while not (quit_.is_set() or rt.stop.is_set()) and applier.is_alive():
+                _ack_all(consumer, handled)
+                msg = next(consumer)
                 if msg is not None:
-                    try:
-                        entity, keys, meta = msg.args
-                        handle(rt, entity, keys, meta)
-                    except RetriableError as exc:  # e.g. a target down while connecting
-                        log.warning("apply of %d keys postponed (%s); the sweeper re-sends "
-                                    "them", len(msg.args[1]), exc)
-                    except Exception:  # the outbox keeps the work; the sweeper re-sends it
-                        log.exception("apply message failed; it will be re-sent")
-                    finally:
-                        consumer.ack(msg)
-                if quit_.is_set() or rt.stop.is_set():
-                    break
+                    inbox.put(msg)
         finally:
+            inbox.put(None)  # the applier finishes the messages in hand and stops
+            applier.join(timeout=8.0)
+            _ack_all(consumer, handled)
             try:
                 consumer.close()
             except Exception:  # closing a consumer of a dead broker
                 log.debug("closing the consumer failed", exc_info=True)
+
+    def _apply_loop(self, inbox: queue.SimpleQueue[Any], handled: queue.SimpleQueue[Any]
+                    ) -> None:
+        while True:
+            first = inbox.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < COALESCE:
+                try:
+                    more = inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    inbox.put(None)  # stop after this batch
+                    break
+                batch.append(more)
+            try:
+                for entity, keys, meta in _merged(batch):
+                    try:
+                        handle(self.rt, entity, keys, meta)
+                    except RetriableError as exc:  # e.g. a target down while connecting
+                        log.warning("apply of %d keys postponed (%s); the sweeper re-sends "
+                                    "them", len(keys), exc)
+                    except Exception:  # the outbox keeps the work; the sweeper re-sends it
+                        log.exception("apply message failed; it will be re-sent")
+            finally:
+                for msg in batch:
+                    handled.put(msg)
 
     def stop(self, timeout: float = 8.0) -> None:
         """Let each consumer finish the message in hand, then release the partitions."""
@@ -190,3 +230,25 @@ class PartitionConsumers:
             self.threads.pop(p, None)
         for lease in self.leases.values():
             lease.release()
+
+
+def _ack_all(consumer: Any, handled: queue.SimpleQueue[Any]) -> None:
+    while True:
+        try:
+            consumer.ack(handled.get_nowait())
+        except queue.Empty:
+            return
+
+
+def _merged(batch: list[Any]) -> list[tuple[str, list[str], dict[str, Any]]]:
+    """Messages taken together: one (entity, keys, meta) per entity, keys in first-seen
+    order; the log and trace context of the entity's first message, every commit time."""
+    out: dict[str, tuple[list[str], dict[str, Any]]] = {}
+    for msg in batch:
+        entity, keys, meta = msg.args
+        if entity not in out:
+            out[entity] = ([], {**meta, "commits": dict(meta.get("commits") or {})})
+        else:
+            out[entity][1]["commits"].update(meta.get("commits") or {})
+        out[entity][0].extend(keys)
+    return [(e, list(dict.fromkeys(keys)), meta) for e, (keys, meta) in out.items()]

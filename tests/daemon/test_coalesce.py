@@ -1,0 +1,87 @@
+"""Apply messages fetched together are applied together (sync/daemon/worker.py)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from types import SimpleNamespace
+from typing import Any
+
+from sync.daemon.worker import _merged
+
+
+def msg(entity: str, keys: list[str], batch: str, commits: dict[str, float]) -> SimpleNamespace:
+    return SimpleNamespace(args=(entity, keys, {"log": {"batch_id": batch},
+                                                "trace": {"traceparent": batch},
+                                                "commits": commits}))
+
+
+def test_messages_merge_per_entity_keeping_every_key_once_and_every_commit_time() -> None:
+    out = _merged([
+        msg("items", ["k1", "k2"], "b1", {"k1": 1.0, "k2": 1.5}),
+        msg("users", ["u1"], "b2", {"u1": 2.0}),
+        msg("items", ["k2", "k3"], "b3", {"k2": 3.0, "k3": 3.0}),
+    ])
+    assert [(e, keys) for e, keys, _ in out] == [("items", ["k1", "k2", "k3"]),
+                                                ("users", ["u1"])]
+    items = out[0][2]
+    # the first message's log and trace context; the latest commit time of each key
+    assert items["log"] == {"batch_id": "b1"} and items["trace"] == {"traceparent": "b1"}
+    assert items["commits"] == {"k1": 1.0, "k2": 3.0, "k3": 3.0}
+
+
+def test_a_message_alone_is_applied_as_it_came() -> None:
+    (only,) = _merged([msg("items", ["k1"], "b1", {"k1": 1.0})])
+    assert only == ("items", ["k1"], {"log": {"batch_id": "b1"}, "trace": {"traceparent": "b1"},
+                                      "commits": {"k1": 1.0}})
+
+
+def test_merging_does_not_change_the_messages() -> None:
+    first = msg("items", ["k1"], "b1", {"k1": 1.0})
+    _merged([first, msg("items", ["k2"], "b2", {"k2": 2.0})])
+    assert first.args[2]["commits"] == {"k1": 1.0}
+
+
+def test_messages_queued_while_an_apply_runs_are_applied_in_one_go(monkeypatch: Any) -> None:
+    import dramatiq
+    from dramatiq.brokers.stub import StubBroker
+
+    from sync.daemon import worker
+    from sync.daemon.partitions import actor_name, queue_name
+
+    broker = StubBroker()
+    broker.declare_queue(queue_name("p", 0))
+    stop, first_running, release = threading.Event(), threading.Event(), threading.Event()
+    calls: list[tuple[str, list[str], dict[str, Any]]] = []
+
+    def handle(rt: Any, entity: str, keys: list[str], meta: dict[str, Any]) -> None:
+        calls.append((entity, keys, meta))
+        first_running.set()
+        assert release.wait(10)
+
+    monkeypatch.setattr(worker, "handle", handle)
+    rt = SimpleNamespace(broker=broker, pipeline="p", partitions=1, stop=stop,
+                         cfg=SimpleNamespace(daemon=SimpleNamespace(worker_timeout_ms=20,
+                                                                    lease_ttl_s=3)))
+
+    def send(i: int) -> None:
+        broker.enqueue(dramatiq.Message(queue_name=queue_name("p", 0),
+                                        actor_name=actor_name("p", 0),
+                                        args=("items", [f"k{i}"], {"commits": {f"k{i}": i}}),
+                                        kwargs={}, options={}))
+
+    consumers = worker.PartitionConsumers(rt, shared=False)  # type: ignore[arg-type]
+    send(0)
+    consumers.start()
+    assert first_running.wait(10)
+    for i in range(1, 11):  # queued while k0's apply runs
+        send(i)
+    time.sleep(0.3)  # the consumer fetches them meanwhile
+    release.set()
+    deadline = time.monotonic() + 10
+    while len(calls) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stop.set()
+    consumers.stop()
+    assert [keys for _, keys, _ in calls] == [["k0"], [f"k{i}" for i in range(1, 11)]]
+    assert calls[1][2]["commits"] == {f"k{i}": i for i in range(1, 11)}
