@@ -370,7 +370,7 @@ def on_snapshot(
         st.committed_at = max(r.committed_at for r in members)
         st.origin = members[0].endpoint
         for r in members:
-            _record_read(st, st.at(r.endpoint), r, st.vector)
+            _record_read(st, st.at(r.endpoint), r, st.vector, h)
         for t in sink_list:
             if st.at(t).hash != st.content_hash:
                 st.outbox.add(t)
