@@ -10,7 +10,7 @@ check that its save survives and the work is done again on top of it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,15 @@ def _decide_next(ctx: PipelineContext, summary: RunSummary) -> Any:
     return decide_and_commit(ctx, "a", batch.changes, batch.checkpoint, summary)
 
 
+@pytest.fixture
+def ctx(pipeline: Path, cfg: Any) -> Iterator[PipelineContext]:
+    """The pipeline after its snapshot, open, with row 1 edited at a to 'two'."""
+    run_pipeline(cfg)
+    with open_pipeline(cfg) as opened:
+        sql(pipeline.parent / "a.db", "UPDATE items SET name = 'two' WHERE id = 1")
+        yield opened
+
+
 def _before_the_lock(monkeypatch: pytest.MonkeyPatch, ctx: PipelineContext,
                      meanwhile: Callable[[], None]) -> None:
     """Run ``meanwhile`` once, between the unlocked work and the locked write."""
@@ -51,56 +60,50 @@ def _before_the_lock(monkeypatch: pytest.MonkeyPatch, ctx: PipelineContext,
 
 
 def test_a_batch_decided_while_a_worker_recorded_a_result_keeps_the_result(
-        pipeline: Path, cfg: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    root = pipeline.parent
-    run_pipeline(cfg)
-    summary = RunSummary(pipeline=cfg.pipeline)
-    with open_pipeline(cfg) as ctx:
-        sql(root / "a.db", "UPDATE items SET name = 'two' WHERE id = 1")
+        ctx: PipelineContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    summary = RunSummary(pipeline=ctx.pipeline)
 
-        def worker_records() -> None:  # what on_applied leaves: an identity to expect back
-            with ctx.store.transaction(lock="cdcsync-state:ops") as conn:
-                st = ctx.store.load(ctx.pipeline, "items", [KEY], conn=conn)[KEY]
-                st.at("b").pending.append("echo-of-an-earlier-write")
-                ctx.store.save(conn, ctx.pipeline, "items", {KEY: st})
+    def worker_records() -> None:  # what on_applied leaves: an identity to expect back
+        with ctx.store.transaction(lock="cdcsync-state:ops") as conn:
+            st = ctx.store.load(ctx.pipeline, "items", [KEY], conn=conn)[KEY]
+            st.at("b").pending.append("echo-of-an-earlier-write")
+            ctx.store.save(conn, ctx.pipeline, "items", {KEY: st})
 
-        _before_the_lock(monkeypatch, ctx, worker_records)
-        decided = _decide_next(ctx, summary)
-        stored = ctx.store.load(ctx.pipeline, "items", [KEY])[KEY]
-        assert stored.at("b").pending == ["echo-of-an-earlier-write"]  # not overwritten
-        assert stored.content == {"id": 1, "name": "two"} == decided.states["items"][KEY].content
-        assert stored.outbox == {"b"}
-        assert summary.total("read") == 1  # counted once, by the decide that was committed
+    _before_the_lock(monkeypatch, ctx, worker_records)
+    decided = _decide_next(ctx, summary)
+    stored = ctx.store.load(ctx.pipeline, "items", [KEY])[KEY]
+    assert stored.at("b").pending == ["echo-of-an-earlier-write"]  # not overwritten
+    assert stored.content == {"id": 1, "name": "two"} == decided.states["items"][KEY].content
+    assert stored.outbox == {"b"}
+    assert summary.total("read") == 1  # counted once, by the decide that was committed
 
 
 def test_a_result_recorded_while_the_reader_decided_a_newer_version_keeps_that_version(
-        pipeline: Path, cfg: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        pipeline: Path, cfg: Any, ctx: PipelineContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = pipeline.parent
-    run_pipeline(cfg)
     summary = RunSummary(pipeline=cfg.pipeline)
-    with open_pipeline(cfg) as ctx:
-        ent = ctx.entities["items"]
-        sql(root / "a.db", "UPDATE items SET name = 'two' WHERE id = 1")
-        decided = _decide_next(ctx, summary)
-        states = decided.states["items"]
-        results = apply_to_target(ctx, ent, "b", pending_by_target(states)["b"], states)
-        assert sql(root / "b.db", "SELECT name FROM items") == [("two",)]
+    ent = ctx.entities["items"]
+    decided = _decide_next(ctx, summary)
+    states = decided.states["items"]
+    results = apply_to_target(ctx, ent, "b", pending_by_target(states)["b"], states)
+    assert sql(root / "b.db", "SELECT name FROM items") == [("two",)]
 
-        newer: list[VersionVector] = []
+    newer: list[VersionVector] = []
 
-        def reader_decides() -> None:
-            sql(root / "a.db", "UPDATE items SET name = 'three' WHERE id = 1")
-            newer.append(_decide_next(ctx, RunSummary(pipeline=cfg.pipeline))
-                         .states["items"][KEY].vector)
+    def reader_decides() -> None:
+        sql(root / "a.db", "UPDATE items SET name = 'three' WHERE id = 1")
+        newer.append(_decide_next(ctx, RunSummary(pipeline=cfg.pipeline))
+                     .states["items"][KEY].vector)
 
-        _before_the_lock(monkeypatch, ctx, reader_decides)
-        record_results(ctx, ent, results, summary, mine=states, saved_at=decided.saved_at)
-        stored = ctx.store.load(ctx.pipeline, "items", [KEY])[KEY]
-        assert stored.content == {"id": 1, "name": "three"}  # the newer version stands
-        assert stored.vector == newer[0] != results[0][1].vector
-        assert stored.outbox == {"b"}  # and its apply is still due
-        assert stored.at("b").known == results[0][1].vector  # b holds the older one
-        apply_pending(ctx, ent, {KEY: stored}, summary)
-        assert sql(root / "b.db", "SELECT name FROM items") == [("three",)]
-        assert all(d.in_sync for d in verify(ctx))
+    _before_the_lock(monkeypatch, ctx, reader_decides)
+    record_results(ctx, ent, results, summary, mine=states, saved_at=decided.saved_at)
+    stored = ctx.store.load(ctx.pipeline, "items", [KEY])[KEY]
+    assert stored.content == {"id": 1, "name": "three"}  # the newer version stands
+    assert stored.vector == newer[0] != results[0][1].vector
+    assert stored.outbox == {"b"}  # and its apply is still due
+    assert stored.at("b").known == results[0][1].vector  # b holds the older one
+    apply_pending(ctx, ent, {KEY: stored}, summary)
+    assert sql(root / "b.db", "SELECT name FROM items") == [("three",)]
+    assert all(d.in_sync for d in verify(ctx))
     assert run_pipeline(cfg).total("applied") == 0
