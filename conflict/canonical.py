@@ -86,7 +86,8 @@ def coerce(value: Any, logical: str) -> Any:
         return _COERCERS[logical](value)
     except CoercionError:
         raise
-    except (ValueError, TypeError, decimal.InvalidOperation, json.JSONDecodeError) as exc:
+    except (ValueError, TypeError, OverflowError, decimal.InvalidOperation,
+            json.JSONDecodeError) as exc:
         raise CoercionError(f"cannot read {value!r} as {logical}: {exc}") from exc
 
 

@@ -157,3 +157,10 @@ def test_row_hash_is_pinned() -> None:
            "at": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), "doc": {"b": [1, None], "a": 2},
            "big": 2**70}
     assert row_hash(row) == "2394b156734a573c366e47fb"
+
+
+def test_a_timestamp_out_of_range_is_a_coercion_error_not_a_crash() -> None:
+    from conflict.canonical import CoercionError, coerce
+
+    with pytest.raises(CoercionError, match="as timestamp"):
+        coerce(253402300800.0, "timestamp")  # seconds past 9999-12-31
