@@ -226,9 +226,43 @@ _COERCERS: dict[str, Any] = {
 }
 
 
+#: logical type -> the exact Python types that are already its own value (what the
+#: drivers mostly return): :func:`coerce_row` keeps those as they are
+_NATIVE: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (float,),
+    "decimal": (decimal.Decimal,),
+    "text": (str,),
+    "bool": (bool,),
+    "date": (dt.date,),
+    "interval": (dt.timedelta,),
+    "uuid": (uuid.UUID,),
+    "json": (dict, list, int, float, bool),
+    "bytes": (bytes,),
+    "array": (list,),
+}
+
+
 def coerce_row(row: Row, types: Mapping[str, str]) -> dict[str, Any]:
-    """Coerce every column of *row* that has a known logical type."""
-    return {c: coerce(v, types.get(c, "any")) for c, v in row.items()}
+    """Coerce every column of *row* that has a known logical type.
+
+    Values already of their type's own Python type (a PostgreSQL ``numeric`` as a
+    Decimal, a ``timestamptz`` in UTC) are kept as they are: this runs for every
+    column of every change.
+    """
+    out: dict[str, Any] = {}
+    for c, v in row.items():
+        logical = types.get(c, "any")
+        t = type(v)
+        if v is None or logical == "any" or t in _NATIVE.get(logical, ()) or (
+                t is dt.datetime and logical in _TIMESTAMPS and v.tzinfo is dt.UTC):
+            out[c] = v
+        else:
+            out[c] = coerce(v, logical)
+    return out
+
+
+_TIMESTAMPS = ("timestamp", "timestamptz")
 
 
 def _decimal_text(d: decimal.Decimal) -> str:

@@ -159,6 +159,35 @@ def test_row_hash_is_pinned() -> None:
     assert row_hash(row) == "2394b156734a573c366e47fb"
 
 
+_DRIVER_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=False),
+    st.decimals(allow_nan=False, allow_infinity=False, places=4), st.text(max_size=8),
+    st.binary(max_size=8), st.dates(), st.times(), st.timedeltas(), st.uuids(),
+    st.datetimes(timezones=st.sampled_from([None, dt.UTC, dt.timezone(dt.timedelta(hours=2))])),
+    st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=3), st.integers(),
+                                                         max_size=2),
+)
+
+
+@given(st.sampled_from(["int", "float", "decimal", "text", "bool", "date", "time", "timestamp",
+                        "timestamptz", "interval", "uuid", "json", "bytes", "array", "any"]),
+       _DRIVER_VALUES)
+def test_coerce_row_keeps_native_values_exactly_as_coerce_would_make_them(
+        logical: str, value: object) -> None:
+    """coerce_row's fast path (values already of their type) agrees with coerce."""
+    from conflict.canonical import CoercionError, coerce, coerce_row
+
+    try:
+        expected = coerce(value, logical)
+    except CoercionError:
+        with pytest.raises(CoercionError):
+            coerce_row({"c": value}, {"c": logical})
+        return
+    got = coerce_row({"c": value}, {"c": logical})["c"]
+    assert type(got) is type(expected)
+    assert canonical_value(got) == canonical_value(expected)
+
+
 def test_a_timestamp_out_of_range_is_a_coercion_error_not_a_crash() -> None:
     from conflict.canonical import CoercionError, coerce
 
