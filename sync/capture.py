@@ -152,6 +152,8 @@ def decide_and_commit(ctx: PipelineContext, source: str, changes: list[Change],
             commit(conn, ctx, source, first, checkpoint, encoded=encoded)
             summary.add(scratch)
             return first
+        if optimistic:
+            del first, encoded  # not two decided batches in memory at once
         decided = decide(ctx, source, changes, summary, conn)
         commit(conn, ctx, source, decided, checkpoint)
     return decided

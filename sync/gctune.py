@@ -20,16 +20,18 @@ YOUNG = 50_000
 
 
 def tune() -> None:
-    """Collect less often; call once a process has set itself up."""
+    """Collect less often, and stop walking what the imports made; call at start-up."""
     gc.set_threshold(YOUNG, 10, 10)
-    settle()
+    gc.freeze()
 
 
 def settle() -> None:
-    """Move everything alive now out of the collector's sight (``gc.freeze``).
+    """Collect, then move everything still alive out of the collector's sight.
 
-    Modules, configuration and connectors live as long as the process: the
-    older collections need not walk them again and again. Call after start-up
-    (again once the daemon has loaded its pipeline and quality suites).
+    Modules, configuration, connectors and quality suites live as long as the
+    daemon: the older collections need not walk them again and again. The
+    collection comes first because frozen garbage is never freed (loading a
+    quality suite leaves cyclic garbage behind).
     """
+    gc.collect()
     gc.freeze()

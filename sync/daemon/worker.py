@@ -162,8 +162,9 @@ class PartitionConsumers:
         """Fetch partition ``p``'s messages here; apply them in a thread of their own.
 
         Under load messages arrive faster than one apply takes: the applier
-        takes every message fetched meanwhile at once, so one load, one write
-        per target and one record of results serve them all (they only name
+        takes the messages fetched meanwhile at once (up to COALESCE of them and
+        about ``batch.size`` keys), so one load, one write per target and one
+        record of results serve them all (they only name
         keys, and the keys' states say what is due). Acks are sent from this
         thread, the consumer's own (RabbitMQ's channel is not thread-safe).
         """
@@ -198,7 +199,11 @@ class PartitionConsumers:
             if first is None:
                 return
             batch = [first]
-            while len(batch) < COALESCE:
+            taken = len(first.args[1])
+            # Bounded by keys too: a backlog's messages are batch-sized, and the states
+            # of every key taken are in memory at once.
+            cap = int(self.rt.cfg.batch.size)
+            while len(batch) < COALESCE and taken < cap:
                 try:
                     more = inbox.get_nowait()
                 except queue.Empty:
@@ -207,6 +212,7 @@ class PartitionConsumers:
                     inbox.put(None)  # stop after this batch
                     break
                 batch.append(more)
+                taken += len(more.args[1])
             try:
                 for entity, keys, meta in _merged(batch):
                     try:

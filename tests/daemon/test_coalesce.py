@@ -42,7 +42,9 @@ def test_merging_does_not_change_the_messages() -> None:
     assert first.args[2]["commits"] == {"k1": 1.0}
 
 
-def test_messages_queued_while_an_apply_runs_are_applied_in_one_go(monkeypatch: Any) -> None:
+def _apply_queued(monkeypatch: Any, batch_size: int, messages: list[list[str]]
+                  ) -> list[list[str]]:
+    """The keys of each apply when ``messages`` queue up while a first one is applied."""
     import dramatiq
     from dramatiq.brokers.stub import StubBroker
 
@@ -61,27 +63,40 @@ def test_messages_queued_while_an_apply_runs_are_applied_in_one_go(monkeypatch: 
 
     monkeypatch.setattr(worker, "handle", handle)
     rt = SimpleNamespace(broker=broker, pipeline="p", partitions=1, stop=stop,
-                         cfg=SimpleNamespace(daemon=SimpleNamespace(worker_timeout_ms=20,
+                         cfg=SimpleNamespace(batch=SimpleNamespace(size=batch_size),
+                                             daemon=SimpleNamespace(worker_timeout_ms=20,
                                                                     lease_ttl_s=3)))
 
-    def send(i: int) -> None:
+    def send(keys: list[str]) -> None:
         broker.enqueue(dramatiq.Message(queue_name=queue_name("p", 0),
                                         actor_name=actor_name("p", 0),
-                                        args=("items", [f"k{i}"], {"commits": {f"k{i}": i}}),
+                                        args=("items", keys, {"commits": {k: 1.0 for k in keys}}),
                                         kwargs={}, options={}))
 
     consumers = worker.PartitionConsumers(rt, shared=False)  # type: ignore[arg-type]
-    send(0)
+    send(["first"])
     consumers.start()
     assert first_running.wait(10)
-    for i in range(1, 11):  # queued while k0's apply runs
-        send(i)
+    for keys in messages:  # queued while the first apply runs
+        send(keys)
     time.sleep(0.3)  # the consumer fetches them meanwhile
     release.set()
     deadline = time.monotonic() + 10
-    while len(calls) < 2 and time.monotonic() < deadline:
+    while sum(len(k) for _, k, _ in calls) < 1 + sum(map(len, messages)) \
+            and time.monotonic() < deadline:
         time.sleep(0.01)
     stop.set()
     consumers.stop()
-    assert [keys for _, keys, _ in calls] == [["k0"], [f"k{i}" for i in range(1, 11)]]
-    assert calls[1][2]["commits"] == {f"k{i}": i for i in range(1, 11)}
+    return [keys for _, keys, _ in calls]
+
+
+def test_messages_queued_while_an_apply_runs_are_applied_in_one_go(monkeypatch: Any) -> None:
+    queued = [[f"k{i}"] for i in range(1, 11)]
+    assert _apply_queued(monkeypatch, 10_000, queued) == [
+        ["first"], [f"k{i}" for i in range(1, 11)]]
+
+
+def test_messages_are_taken_together_up_to_about_a_batch_of_keys(monkeypatch: Any) -> None:
+    queued = [[f"a{i}", f"b{i}"] for i in range(5)]
+    assert _apply_queued(monkeypatch, 3, queued) == [
+        ["first"], ["a0", "b0", "a1", "b1"], ["a2", "b2", "a3", "b3"], ["a4", "b4"]]
