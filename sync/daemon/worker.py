@@ -178,7 +178,9 @@ class PartitionConsumers:
                                    name=f"apply-{p}", daemon=True)
         applier.start()
         try:
-            while not (quit_.is_set() or rt.stop.is_set()) and applier.is_alive():
+            while not (quit_.is_set() or rt.stop.is_set()):
+                if not applier.is_alive():  # _consume starts over (with backoff)
+                    raise RuntimeError(f"the applier of partition {p} stopped")
                 _ack_all(consumer, handled)
                 msg = next(consumer)
                 if msg is not None:
@@ -199,7 +201,7 @@ class PartitionConsumers:
             if first is None:
                 return
             batch = [first]
-            taken = len(first.args[1])
+            taken = _size(first)
             # Bounded by keys too: a backlog's messages are batch-sized, and the states
             # of every key taken are in memory at once.
             cap = int(self.rt.cfg.batch.size)
@@ -212,7 +214,7 @@ class PartitionConsumers:
                     inbox.put(None)  # stop after this batch
                     break
                 batch.append(more)
-                taken += len(more.args[1])
+                taken += _size(more)
             try:
                 for entity, keys, meta in _merged(batch):
                     try:
@@ -246,12 +248,25 @@ def _ack_all(consumer: Any, handled: queue.SimpleQueue[Any]) -> None:
             return
 
 
+def _size(msg: Any) -> int:
+    """How many keys a message names (0 for a malformed one: _merged drops it)."""
+    try:
+        return len(msg.args[1])
+    except (IndexError, TypeError):
+        return 0
+
+
 def _merged(batch: list[Any]) -> list[tuple[str, list[str], dict[str, Any]]]:
     """Messages taken together: one (entity, keys, meta) per entity, keys in first-seen
     order; the log and trace context of the entity's first message, every commit time."""
     out: dict[str, tuple[list[str], dict[str, Any]]] = {}
     for msg in batch:
-        entity, keys, meta = msg.args
+        try:
+            entity, keys, meta = msg.args
+            keys, meta = [str(k) for k in keys], dict(meta)
+        except (TypeError, ValueError):  # not one of ours: the others still go
+            log.error("malformed apply message dropped: %r", msg.args)
+            continue
         if entity not in out:
             out[entity] = ([], {**meta, "commits": dict(meta.get("commits") or {})})
         else:

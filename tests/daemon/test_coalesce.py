@@ -100,3 +100,39 @@ def test_messages_are_taken_together_up_to_about_a_batch_of_keys(monkeypatch: An
     queued = [[f"a{i}", f"b{i}"] for i in range(5)]
     assert _apply_queued(monkeypatch, 3, queued) == [
         ["first"], ["a0", "b0", "a1", "b1"], ["a2", "b2", "a3", "b3"], ["a4", "b4"]]
+
+
+def test_a_malformed_message_is_dropped_and_the_ones_with_it_are_applied(
+        monkeypatch: Any) -> None:
+    import dramatiq
+    from dramatiq.brokers.stub import StubBroker
+
+    from sync.daemon import worker
+    from sync.daemon.partitions import actor_name, queue_name
+
+    broker = StubBroker()
+    broker.declare_queue(queue_name("p", 0))
+    done = threading.Event()
+    seen: list[list[str]] = []
+
+    def handle(rt: Any, entity: str, keys: list[str], meta: dict[str, Any]) -> None:
+        seen.append(keys)
+        done.set()
+
+    monkeypatch.setattr(worker, "handle", handle)
+    rt = SimpleNamespace(broker=broker, pipeline="p", partitions=1, stop=threading.Event(),
+                         cfg=SimpleNamespace(batch=SimpleNamespace(size=100),
+                                             daemon=SimpleNamespace(worker_timeout_ms=20,
+                                                                    lease_ttl_s=3)))
+    for args in [("items",), ("items", ["k1"], {})]:  # a malformed message first
+        broker.enqueue(dramatiq.Message(queue_name=queue_name("p", 0),
+                                        actor_name=actor_name("p", 0), args=args,
+                                        kwargs={}, options={}))
+    consumers = worker.PartitionConsumers(rt, shared=False)  # type: ignore[arg-type]
+    consumers.start()
+    try:
+        assert done.wait(10)
+    finally:
+        rt.stop.set()
+        consumers.stop()
+    assert seen == [["k1"]]
