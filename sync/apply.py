@@ -102,10 +102,7 @@ def record_results(ctx: PipelineContext, ent: EntityContext, results: list[Resul
                 ctx.store.save(conn, ctx.pipeline, ent.name, states, encoded=encoded)
                 summary.add(scratch)
                 return again
-            fresh = ctx.store.load(ctx.pipeline, ent.name, keys, conn=conn)
-            again = _record(ent, fresh, results, summary)
-            ctx.store.save(conn, ctx.pipeline, ent.name, fresh)
-        return again
+        # someone saved one of them meanwhile: below, on the states as they are now
     with ctx.store.transaction(lock=lock) as conn:
         fresh = ctx.store.load(ctx.pipeline, ent.name, keys, conn=conn)
         again = _record(ent, fresh, results, summary)

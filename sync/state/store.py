@@ -73,6 +73,7 @@ def _driver_sql_for(dialect: str, paramstyle: str) -> _DriverSql:
         raise ValueError(f"unsupported state store dialect {dialect!r}")
     mark = "?" if paramstyle == "qmark" else "%s"
     state = f"CAST({mark} AS json)" if dialect == "postgresql" else mark
+    state_text = 'CAST("state" AS text)' if dialect == "postgresql" else '"state"'
     ks, ob, cp = schema.key_states.name, schema.outbox.name, schema.checkpoints.name
     return _DriverSql(
         upsert_state=(
@@ -93,8 +94,7 @@ def _driver_sql_for(dialect: str, paramstyle: str) -> _DriverSql:
         ),
         mark=mark,
         select_states=(
-            f'SELECT "key", {"CAST(" if dialect == "postgresql" else ""}"state"'
-            f'{" AS text)" if dialect == "postgresql" else ""}, "updated_at" FROM "{ks}"'
+            f'SELECT "key", {state_text}, "updated_at" FROM "{ks}"'
             f' WHERE "pipeline" = {mark} AND "entity" = {mark} AND "key" IN '
         ),
         select_stamps=(
@@ -309,27 +309,26 @@ class StateStore:
         them again (what apply results are recorded on), and reload only those a
         concurrent writer (the reader, a steward's decision) changed meanwhile.
         """
-        sql = _driver_sql(conn)
-        moved: set[str] = set()
-        for part in _chunks(list(dict.fromkeys(keys))):
-            rows = conn.exec_driver_sql(sql.select_stamps + _in_list(sql.mark, len(part)),
-                                        (pipeline, entity, *part)).fetchall()
-            seen = {k: at for k, at in rows}
-            if isinstance(stamp, Mapping):  # a key absent then and now has not moved
-                moved.update(k for k in part if seen.get(k) != stamp.get(k))
-            else:
-                moved.update(k for k in part if seen.get(k) != stamp)
-        return moved
+        wanted = list(dict.fromkeys(keys))
+        seen = StateStore._stamps(conn, pipeline, entity, wanted)
+        if isinstance(stamp, Mapping):  # a key absent then and now has not moved
+            return {k for k in wanted if seen.get(k) != stamp.get(k)}
+        return {k for k in wanted if seen.get(k) != stamp}
 
     def saved_at(self, pipeline: str, entity: str, keys: Iterable[str]) -> dict[str, float]:
         """When each of ``keys`` that has a state was last saved."""
-        t = schema.key_states
-        out: dict[str, float] = {}
         with self.engine.connect() as conn:
-            for part in _chunks(list(dict.fromkeys(keys))):
-                rows = conn.execute(sa.select(t.c.key, t.c.updated_at).where(
-                    t.c.pipeline == pipeline, t.c.entity == entity, t.c.key.in_(part)))
-                out.update((k, float(at)) for k, at in rows)
+            return self._stamps(conn, pipeline, entity, keys)
+
+    @staticmethod
+    def _stamps(conn: Connection, pipeline: str, entity: str,
+                keys: Iterable[str]) -> dict[str, float]:
+        sql = _driver_sql(conn)
+        out: dict[str, float] = {}
+        for part in _chunks(list(dict.fromkeys(keys))):
+            rows = conn.exec_driver_sql(sql.select_stamps + _in_list(sql.mark, len(part)),
+                                        (pipeline, entity, *part))
+            out.update((k, float(at)) for k, at in rows)
         return out
 
     @staticmethod
