@@ -13,7 +13,6 @@ so nothing is lost and nothing is applied twice in effect.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 from conflict.canonical import from_json_value, key_text, row_from_json, row_hash, row_to_json
@@ -22,9 +21,8 @@ from conflict.protocol import Edit, KeyState, Kind, on_snapshot
 from sync.apply import apply_pending
 from sync.capture import STREAM, typed
 from sync.context import EntityContext, PipelineContext
+from sync.snapshot_direct import DIRECT, Progress, direct_snapshot
 from sync.summary import RunSummary
-
-Progress = Callable[[str, int], None]
 
 
 def needs_snapshot(ctx: PipelineContext, ent: EntityContext) -> bool:
@@ -163,6 +161,12 @@ def reconcile(ctx: PipelineContext, ent: EntityContext, summary: RunSummary) -> 
                 ConflictStore.record(conn, ctx.pipeline, k, rec, ctx.run_id)
         apply_pending(ctx, ent, states, summary, saved_at=saved_at)
         after = staged[-1]["key"]
+    start_streams(ctx, ent)
+
+
+def start_streams(ctx: PipelineContext, ent: EntityContext) -> None:
+    """Mark the entity's snapshot done: its streams start where it began."""
+    store = ctx.store
     progress = store.snapshot_progress(ctx.pipeline, ent.name)
     with store.transaction() as conn:
         for ep, prog in progress.items():
@@ -176,6 +180,23 @@ def reconcile(ctx: PipelineContext, ent: EntityContext, summary: RunSummary) -> 
 
 def snapshot_entity(ctx: PipelineContext, ent: EntityContext, summary: RunSummary,
                     progress: Progress | None = None) -> None:
+    """Snapshot ``ent``: straight through when one source holds every row and the
+    entity has no state yet (sync/snapshot_direct.py), staged and reconciled otherwise
+    (and when resumed)."""
+    store = ctx.store
+    prog = store.snapshot_progress(ctx.pipeline, ent.name)
+    if not prog:
+        # Every endpoint's stream start is taken before anything is read, and kept as
+        # the progress a resumed snapshot starts from.
+        with store.transaction() as conn:
+            for ep in ent.bindings:
+                store.put_snapshot_progress(conn, ctx.pipeline, ent.name, ep, status="reading",
+                                            position=stream_start(ctx, ep), after_key=None,
+                                            rows=0)
+    if (not prog or any(p["status"] == DIRECT for p in prog.values())) \
+            and direct_snapshot(ctx, ent, summary, progress):
+        start_streams(ctx, ent)
+        return
     for ep in ent.bindings:
         stage_endpoint(ctx, ent, ep, progress)
     reconcile(ctx, ent, summary)

@@ -260,7 +260,8 @@ def test_an_interrupted_snapshot_resumes(
 
         def interrupted(self: PostgresSource, binding: Any, after_key: Any, limit: int) -> Any:
             calls.append(1)
-            if len(calls) == 2:
+            # 1, 2: is a or b empty? 3: a's first chunk (applied and saved); 4: its second
+            if len(calls) == 4:
                 raise KeyboardInterrupt("interrupted during the snapshot")
             return real(self, binding, after_key, limit)
 
@@ -274,6 +275,62 @@ def test_an_interrupted_snapshot_resumes(
         assert resumed.errors == []
         assert query(b, "SELECT count(*), count(*) FILTER (WHERE name = 'late')"
                         " FROM customers") == [(26, 2)]
+        assert p.drift() == []
+        _assert_fixed_point(p)
+    finally:
+        _teardown(cfg)
+
+
+def test_a_direct_snapshot_dying_after_an_apply_resumes_from_its_outbox(
+        tmp_path: Path, pg_dsn_factory: Callable[[], str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty b is snapshotted without staging (sync/snapshot_direct.py). A run
+    killed after a chunk was applied at b but before its results were saved
+    resumes after that chunk: its outbox is replayed (our rows at b are known as
+    ours, not written again), and an edit made at a meanwhile arrives from the log."""
+    from sync.state.store import StateStore
+
+    a, b = pg_dsn_factory(), pg_dsn_factory()
+    for dsn in (a, b):
+        sql(dsn, CUSTOMERS)
+    sql(a, "INSERT INTO customers (id, name, tags) SELECT g, 'n' || g, jsonb_build_object('g', g)"
+           " FROM generate_series(1, 25) g")
+    path = _write(tmp_path, pipeline_of(a), f'{{kind: postgres, dsn: "{b}"}}', a, chunk=10)
+    cfg = load_pipeline(path)
+    _setup(cfg)
+    p = Pipeline(path, cfg, a, b)
+    try:
+        real_save, real_stage = StateStore.save, StateStore.stage_rows
+        saves: list[int] = []
+        staged: list[int] = []
+
+        def dying(conn: Any, pipeline: str, entity: str, states: Any, **kw: Any) -> float:
+            saves.append(len(states))
+            if len(saves) == 4:  # per chunk: decided (with outbox), applied; 4: chunk 2 applied
+                raise KeyboardInterrupt("killed between apply and save")
+            return real_save(conn, pipeline, entity, states, **kw)
+
+        def counting(conn: Any, rows: list[dict[str, Any]]) -> None:
+            staged.append(len(rows))
+            real_stage(conn, rows)
+
+        monkeypatch.setattr(StateStore, "save", staticmethod(dying))
+        monkeypatch.setattr(StateStore, "stage_rows", staticmethod(counting))
+        with pytest.raises(KeyboardInterrupt):
+            p.run()
+        assert query(b, "SELECT count(*) FROM customers") == [(20,)]
+        b_versions = query(b, "SELECT id, xmin::text FROM customers ORDER BY id")
+        monkeypatch.setattr(StateStore, "save", staticmethod(real_save))
+        sql(a, "UPDATE customers SET name = 'late' WHERE id IN (3, 15)")
+        resumed = p.run()
+        assert resumed.errors == []
+        assert staged == []  # neither run staged a row
+        assert resumed.snapshot_rows == 5  # 21..25
+        assert query(b, "SELECT count(*), count(*) FILTER (WHERE name = 'late')"
+                        " FROM customers") == [(25, 2)]
+        # Rows the dead run wrote were not written again (only the two edited).
+        after = dict(query(b, "SELECT id, xmin::text FROM customers WHERE id <= 20"))
+        assert sorted(i for i, x in b_versions if after[i] != x) == [3, 15]
         assert p.drift() == []
         _assert_fixed_point(p)
     finally:
