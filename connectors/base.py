@@ -30,6 +30,12 @@ class RetriableError(ConnectorError):
     """A transient fault (lost connection, deadlock, server restarting)."""
 
 
+class ContentionError(RetriableError):
+    """The endpoint answered but the statement lost to other transactions (a deadlock,
+    a lock wait timeout, a serialization failure, a row inserted meanwhile): trying
+    again helps, and the endpoint is up (a circuit breaker must not count it)."""
+
+
 class SchemaError(ConnectorError):
     """The endpoint's schema does not fit the pipeline (missing table/column...)."""
 

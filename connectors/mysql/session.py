@@ -16,7 +16,7 @@ import pymysql
 import pymysql.constants.CLIENT
 import pymysql.cursors
 
-from connectors.base import ConnectorError, RetriableError
+from connectors.base import ConnectorError, ContentionError, RetriableError
 
 #: Server errors after which the same statement may succeed on a new try:
 #: lost connection (2006, 2013), cannot connect (2003), deadlock (1213), lock
@@ -24,6 +24,9 @@ from connectors.base import ConnectorError, RetriableError
 RETRIABLE_CODES = frozenset({2003, 2006, 2013, 2055, 1213, 1205, 1053, 1317, 1927})
 #: Of those, the ones after which the connection itself is gone.
 CONNECTION_LOST = frozenset({2003, 2006, 2013, 2055, 1053, 1927})
+#: Of those, the ones where the server answered: other transactions won (deadlock, lock
+#: wait timeout).
+CONTENTION = frozenset({1213, 1205})
 
 
 def quote_ident(name: str) -> str:
@@ -61,6 +64,8 @@ def classify(exc: BaseException, what: str) -> ConnectorError:
     """The connector error for a driver error: retriable or permanent."""
     if isinstance(exc, ConnectorError):
         return exc
+    if error_code(exc) in CONTENTION:
+        return ContentionError(f"{what}: {exc}")
     cls = RetriableError if is_retriable(exc) else ConnectorError
     return cls(f"{what}: {exc}")
 

@@ -65,7 +65,7 @@ from connectors.base import (
     ApplyStatus,
     Binding,
     ConnectorError,
-    RetriableError,
+    ContentionError,
     SchemaError,
 )
 from connectors.mysql import applied
@@ -357,7 +357,7 @@ class MysqlSink:
         except pymysql.err.IntegrityError as exc:
             if error_code(exc) != _DUPLICATE_KEY:
                 raise
-            raise RetriableError(f"{self.name}: a row of {binding.table} was inserted "
+            raise ContentionError(f"{self.name}: a row of {binding.table} was inserted "
                                  f"while this batch was applied: {exc}") from exc
 
     def _delete(self, cur: Any, binding: Binding, by_name: Mapping[str, ColumnInfo],

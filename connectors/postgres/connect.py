@@ -19,7 +19,7 @@ from psycopg import errors
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 
-from connectors.base import ConnectorError, RetriableError
+from connectors.base import ConnectorError, ContentionError, RetriableError
 
 PgConnection = psycopg.Connection[TupleRow]
 
@@ -80,6 +80,12 @@ RETRIABLE = (
     errors.LockNotAvailable,
     errors.QueryCanceled,
 )
+#: Of those, the ones where the server answered: other transactions won (the server is up).
+CONTENTION = (
+    errors.SerializationFailure,  # DeadlockDetected is one (SQLSTATE class 40)
+    errors.DeadlockDetected,
+    errors.LockNotAvailable,
+)
 
 
 @contextlib.contextmanager
@@ -89,6 +95,8 @@ def classified(what: str) -> Iterator[None]:
         yield
     except ConnectorError:
         raise
+    except CONTENTION as exc:
+        raise ContentionError(f"{what}: {exc}") from exc
     except RETRIABLE as exc:
         raise RetriableError(f"{what}: {exc}") from exc
     except psycopg.Error as exc:

@@ -14,7 +14,7 @@ from connectors.base import (
     ApplyResult,
     Binding,
     ConnectorError,
-    RetriableError,
+    ContentionError,
     SchemaError,
     TableSchema,
 )
@@ -29,7 +29,8 @@ _BUSY = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED
 
 @contextmanager
 def _translated(where: str) -> Iterator[None]:
-    """sqlite3 errors as connector errors: busy/locked is retriable, the rest is not."""
+    """sqlite3 errors as connector errors: busy/locked is contention (another writer holds
+    the file; retriable), the rest is permanent."""
     try:
         yield
     except ConnectorError:
@@ -38,7 +39,7 @@ def _translated(where: str) -> Iterator[None]:
         msg = str(exc)
         code = getattr(exc, "sqlite_errorcode", None)
         if (code is not None and code & 0xFF in _BUSY) or "locked" in msg or "busy" in msg:
-            raise RetriableError(f"{where}: {msg}") from exc
+            raise ContentionError(f"{where}: {msg}") from exc
         if msg.startswith(("no such table", "no such column")):
             raise SchemaError(f"{where}: {msg} (is the pipeline set up? `cdcsync setup`)") from exc
         raise ConnectorError(f"{where}: {msg}") from exc

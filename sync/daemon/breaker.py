@@ -4,7 +4,8 @@ While a target is down its backlog stays in the outbox (not dropped, not
 spinning): after ``threshold`` consecutive failures the breaker opens and
 applies to that target are skipped; after ``cooldown`` one probe is let
 through (half-open); its success closes the breaker, and the sweeper re-sends
-the backlog.
+the backlog. Contention (``ContentionError``: a deadlock, a lock timeout) is
+no failure here: the target answered (sync/daemon/worker.py).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any
 
-from connectors.base import ConnectorError, RetriableError
+from connectors.base import ConnectorError, ContentionError, RetriableError
 from sync.apply import (
     STALE_ROUNDS,
     Result,
@@ -74,7 +74,10 @@ def _apply_keys(rt: Runtime, entity: str, keys: list[str], meta: dict[str, Any])
                 done = apply_to_target(ctx, ent, target, items, states, tries=APPLY_TRIES)
         except RetriableError as exc:
             RETRIES.labels(ctx.pipeline, target).inc()
-            br.failure()
+            if isinstance(exc, ContentionError):
+                br.success()  # the target answered: other transactions won, it is not down
+            else:
+                br.failure()
             log.warning("apply to %s failed, kept for later: %s", target, exc)
             continue
         except (ConnectorError, Exception) as exc:  # permanent: park the keys in the DLQ
