@@ -65,6 +65,34 @@ def test_a_state_saved_again_as_read_is_the_same_json_and_a_new_content_is_not()
     assert state_from_json(changed).content == dict(ROW, amount=decimal.Decimal("2"))
 
 
+def test_a_loaded_state_keeps_its_stored_content_as_text_and_saves_it_unchanged(
+        tmp_path: Path) -> None:
+    """The stored content kept with a loaded state is its JSON text (a JSON tree would
+    be a second copy of every loaded row in memory); saved again, it is written as
+    it was read, and an integer past 64 bits (orjson refuses it) survives both ways."""
+    import json
+
+    store = open_store(f"sqlite:///{tmp_path}/state.db")
+    rows = {"small": ROW, "huge": dict(ROW, id=2, amount=2**70)}
+    states = {}
+    for k, row in rows.items():
+        st = KeyState(key={"id": row["id"]})
+        read(st, "a", row, 1)
+        states[k] = st
+    with store.transaction() as conn:
+        store.save(conn, "p", "t", states)
+    loaded = store.load("p", "t", list(rows))
+    for k, row in rows.items():
+        st = loaded[k]
+        assert st.content == row
+        assert all(isinstance(v, str) for _, v in st.memo.values() if v is not None)
+        text = store.encode({k: st})[k]
+        assert json.loads(text) == state_to_json(st) == state_to_json(states[k])
+    with store.transaction() as conn:
+        store.save(conn, "p", "t", loaded)
+    assert {k: st.content for k, st in store.load("p", "t", list(rows)).items()} == rows
+
+
 def test_a_worker_reloads_exactly_the_keys_saved_since_it_loaded_them(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{tmp_path}/state.db")
     states = {}

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+import orjson
 
 from conflict.canonical import from_json_value, row_from_json, row_to_json, to_json_value
 from conflict.case import Side
@@ -19,20 +22,36 @@ def side_from_json(d: dict[str, Any]) -> Side:
     return Side(d["e"], VersionVector(d["v"]), row_from_json(d["c"]), float(d["t"]))
 
 
-def _stored(st: KeyState, name: str, row: dict[str, Any] | None) -> dict[str, Any] | None:
-    """``row_to_json(row)``, made once per row object (a batch saves a state twice)."""
+def _json_text(obj: Any) -> str:
+    """Compact JSON; the standard library for what orjson refuses (integers past 64 bits).
+
+    As ``str``: orjson's ``bytes`` keep its output buffer's spare capacity (~4 KiB each)."""
+    try:
+        return orjson.dumps(obj).decode()
+    except TypeError:
+        return json.dumps(obj, separators=(",", ":"))
+
+
+def _stored(st: KeyState, name: str, row: dict[str, Any] | None) -> str:
+    """The JSON text of ``row_to_json(row)``, made once per row object (a batch saves a
+    state twice). Kept as text, not as the JSON tree: a loaded state keeps it until it
+    is saved again, and the tree would be a second copy of the content in memory."""
     memo = st.memo.get(name)
     if memo is not None and memo[0] is row:
         return memo[1]  # type: ignore[no-any-return]
-    out = row_to_json(row)
+    out = _json_text(row_to_json(row))
     st.memo[name] = (row, out)
     return out
 
 
-def state_to_json(st: KeyState) -> dict[str, Any]:
+def state_to_json(st: KeyState, *, fragments: bool = False) -> dict[str, Any]:
+    """The stored form of ``st``. ``fragments``: the content and key as orjson
+    fragments of their JSON text (for :func:`orjson.dumps`, which writes them as they
+    are), else as JSON trees."""
+    part = orjson.Fragment if fragments else orjson.loads
     out: dict[str, Any] = {
         "v": st.vector.as_dict(),
-        "c": _stored(st, "json", st.content),
+        "c": part(_stored(st, "json", st.content)),
         "t": st.committed_at,
         "o": st.origin,
         "e": {
@@ -47,7 +66,7 @@ def state_to_json(st: KeyState) -> dict[str, Any]:
             for name, e in st.endpoints.items()
         },
         "x": sorted(st.outbox),
-        "k": _stored(st, "key json", st.key),
+        "k": part(_stored(st, "key json", st.key)),
     }
     if st.parked is not None:
         out["park"] = {
@@ -82,6 +101,7 @@ def state_from_json(d: dict[str, Any]) -> KeyState:
             park["id"], {n: side_from_json(s) for n, s in park["sides"].items()},
             row_from_json(park["base"])),
     )
-    st.memo["json"] = (st.content, d["c"])  # saved again as it was read, unless replaced
-    st.memo["key json"] = (st.key, d.get("k"))
+    # saved again as it was read, unless replaced
+    st.memo["json"] = (st.content, _json_text(d["c"]))
+    st.memo["key json"] = (st.key, _json_text(d.get("k")))
     return st

@@ -144,7 +144,13 @@ def _dumps(obj: Any) -> str:
     try:
         return orjson.dumps(obj).decode()
     except TypeError:
-        return json.dumps(obj)
+        return json.dumps(obj, default=_unfragment)
+
+
+def _unfragment(obj: Any) -> Any:
+    if isinstance(obj, orjson.Fragment):
+        return json.loads(obj.contents)
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
 
 
 def _loads(text: str | bytes) -> Any:
@@ -335,7 +341,7 @@ class StateStore:
     def encode(states: Mapping[str, KeyState]) -> dict[str, str]:
         """The stored form of ``states``: made before taking the state lock, it keeps
         the lock's hold short (see :meth:`save`)."""
-        return {k: _dumps(state_to_json(st)) for k, st in states.items()}
+        return {k: _dumps(state_to_json(st, fragments=True)) for k, st in states.items()}
 
     @staticmethod
     def save(conn: Connection, pipeline: str, entity: str, states: Mapping[str, KeyState],
