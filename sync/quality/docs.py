@@ -41,8 +41,11 @@ def write_docs(ctx: PipelineContext, out: Path, entities: Sequence[str] | None =
                *, limit: int = 100_000) -> tuple[Path, list[EntityDocs]]:
     """Write the Data Docs site for ``entities`` (default: every entity with a suite) into
     ``out``; its index page and what each entity's page holds."""
-    import great_expectations as gx
     import pandas as pd
+
+    from sync.quality.gximport import import_gx
+
+    gx = import_gx()
     from great_expectations.checkpoint.actions import UpdateDataDocsAction
 
     gx_ctx = gx_context()

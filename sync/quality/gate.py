@@ -46,7 +46,9 @@ def gx_context() -> Any:
     """One ephemeral GX context per process: no files, no progress bars, no analytics."""
     global _context
     if _context is None:
-        import great_expectations as gx
+        from sync.quality.gximport import import_gx
+
+        gx = import_gx()
         from great_expectations.data_context.types.base import (
             DataContextConfig,
             InMemoryStoreBackendDefaults,
@@ -90,6 +92,10 @@ class QualityGate:
     """A loaded suite bound to one entity's logical types."""
 
     def __init__(self, suite: Suite, types: Mapping[str, str]) -> None:
+        from sync.quality.gximport import import_gx, realize
+
+        import_gx()
+        realize([e.type for e in suite.expectations])  # here, not in the first batch's thread
         from great_expectations.core.expectation_suite import ExpectationSuite
 
         self.suite = suite

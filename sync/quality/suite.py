@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sync.quality.gximport import import_gx
+
 #: Column-map expectations that do not judge a row on its own.
 NOT_ROW_LEVEL: dict[str, str] = {
     "expect_column_values_to_be_increasing": "depends on the order of the rows in a batch",
@@ -134,6 +136,7 @@ def _read(path: Path) -> tuple[list[str], dict[str, Any] | None]:
 
 
 def _row_level(cls: Any) -> bool:
+    import_gx()
     from great_expectations.expectations.expectation import (
         ColumnMapExpectation,
         ColumnPairMapExpectation,
@@ -177,6 +180,7 @@ def _parse(
     problems, data = _read(path)
     if data is None:
         return problems, None
+    import_gx()
     from great_expectations.exceptions.exceptions import ExpectationNotFoundError
     from great_expectations.expectations.registry import (
         get_expectation_impl,
@@ -264,6 +268,7 @@ def _parse(
                   expectations=tuple(e for e, _ in built),
                   gx_expectations=tuple(o for _, o in built), needs_all_columns=row_condition)
     # GX drops what it cannot build without failing: count what it kept.
+    import_gx()
     from great_expectations.core.expectation_suite import ExpectationSuite
 
     kept = ExpectationSuite(name=suite.name, expectations=list(suite.gx_expectations))
