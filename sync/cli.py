@@ -323,9 +323,11 @@ def _serve(pipeline: str, *, readers: bool) -> NoReturn:
     import signal
     import threading
 
+    from sync.arenas import limit
     from sync.daemon import run_daemon
     from sync.signals import from_handler
 
+    limit()  # before the daemon's threads start (sync/arenas.py)
     cfg = _load(pipeline)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
