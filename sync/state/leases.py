@@ -35,7 +35,7 @@ class Lease:
     def acquire(self) -> bool:
         """Take or renew the lease; True if we hold it now."""
         now = time.time()
-        with self.store.engine.begin() as conn:
+        with self.store.transaction() as conn:
             res = conn.execute(
                 leases.update()
                 .where(leases.c.name == self.name,
@@ -50,7 +50,7 @@ class Lease:
             if exists.first() is not None:
                 return False
         try:
-            with self.store.engine.begin() as conn:
+            with self.store.transaction() as conn:
                 conn.execute(leases.insert().values(name=self.name, holder=self.holder,
                                                     expires_at=now + self.ttl, acquired_at=now))
             return True
@@ -58,7 +58,7 @@ class Lease:
             return False
 
     def release(self) -> None:
-        with self.store.engine.begin() as conn:
+        with self.store.transaction() as conn:
             conn.execute(leases.delete().where(leases.c.name == self.name,
                                                leases.c.holder == self.holder))
 

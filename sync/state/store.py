@@ -12,7 +12,7 @@ import json
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -190,7 +190,7 @@ def open_store(url: str) -> StateStore:
     return StateStore(engine)
 
 
-_LOCAL_LOCKS: dict[str, threading.Lock] = {}
+_LOCAL_LOCKS: dict[str, threading.RLock] = {}
 _last_stamp = 0.0
 _stamp_lock = threading.Lock()
 
@@ -209,7 +209,7 @@ class StateStore:
         self.engine = engine
         url = engine.url.render_as_string(hide_password=False)
         with _migrate_lock:
-            self._local_lock = _LOCAL_LOCKS.setdefault(url, threading.Lock())
+            self._local_lock = _LOCAL_LOCKS.setdefault(url, threading.RLock())
 
     def close(self) -> None:
         self.engine.dispose()
@@ -222,13 +222,17 @@ class StateStore:
         apply results on freshly loaded states) both take the lock of the
         entity, so neither overwrites the other's update of a key state.
         """
+        sqlite = self.engine.dialect.name == "sqlite"
         if lock is None:
-            with self.engine.begin() as conn:
+            # SQLite has one writer at a time: every write transaction of this process,
+            # locked or not, queues on one mutex (an instant hand-off) rather than in
+            # SQLite's busy handler, which sleeps 1, 2, 5 ... 100 ms between tries. A
+            # lease renewal caught there stalled its reader's batch by as much.
+            with self._local_lock if sqlite else nullcontext(), \
+                    self.engine.begin() as conn:
                 yield conn
             return
-        if self.engine.dialect.name == "sqlite":
-            # Threads of this process queue on a mutex (an instant hand-off) rather
-            # than in SQLite's busy handler, which sleeps 1, 2, 5 ... 100 ms a try.
+        if sqlite:
             with self._local_lock, self._locked(lock) as conn:
                 yield conn
             return
@@ -456,7 +460,7 @@ class StateStore:
     # --- runs and audit ------------------------------------------------------------
 
     def start_run(self, pipeline: str, command: str) -> int:
-        with self.engine.begin() as conn:
+        with self.transaction() as conn:
             res = conn.execute(schema.runs.insert().values(
                 pipeline=pipeline, command=command, started_at=time.time(), status="running"))
             pk = res.inserted_primary_key
@@ -465,7 +469,7 @@ class StateStore:
 
     def finish_run(self, run_id: int, status: str, summary: Mapping[str, Any]) -> None:
         t = schema.runs
-        with self.engine.begin() as conn:
+        with self.transaction() as conn:
             conn.execute(t.update().where(t.c.id == run_id).values(
                 finished_at=time.time(), status=status, summary=dict(summary)))
 
