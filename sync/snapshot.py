@@ -8,6 +8,10 @@ inserts, differing rows are conflicts) and the captured positions become the
 checkpoints the change stream starts from. A change that happened during the
 read is then read again from the log: applying it twice leaves the same row,
 so nothing is lost and nothing is applied twice in effect.
+
+When one source holds every row and the others none, there is nothing to
+match: sync/snapshot_direct.py takes the source's chunks through without
+staging them.
 """
 
 from __future__ import annotations
@@ -181,18 +185,18 @@ def start_streams(ctx: PipelineContext, ent: EntityContext) -> None:
 def snapshot_entity(ctx: PipelineContext, ent: EntityContext, summary: RunSummary,
                     progress: Progress | None = None) -> None:
     """Snapshot ``ent``: straight through when one source holds every row and the
-    entity has no state yet (sync/snapshot_direct.py), staged and reconciled otherwise
-    (and when resumed)."""
+    entity has no state yet (sync/snapshot_direct.py, which also resumes its own
+    interrupted snapshots), staged and reconciled otherwise."""
     store = ctx.store
     prog = store.snapshot_progress(ctx.pipeline, ent.name)
     if not prog:
         # Every endpoint's stream start is taken before anything is read, and kept as
         # the progress a resumed snapshot starts from.
+        positions = {ep: stream_start(ctx, ep) for ep in ent.bindings}
         with store.transaction() as conn:
-            for ep in ent.bindings:
+            for ep, position in positions.items():
                 store.put_snapshot_progress(conn, ctx.pipeline, ent.name, ep, status="reading",
-                                            position=stream_start(ctx, ep), after_key=None,
-                                            rows=0)
+                                            position=position, after_key=None, rows=0)
     if (not prog or any(p["status"] == DIRECT for p in prog.values())) \
             and direct_snapshot(ctx, ent, summary, progress):
         start_streams(ctx, ent)
