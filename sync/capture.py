@@ -139,24 +139,32 @@ def decide_and_commit(ctx: PipelineContext, source: str, changes: list[Change],
     decided under the lock throughout (the gate reads quarantine state that a
     steward may change).
     """
-    optimistic = not any(e.cfg.quality.suite is not None for e in source_entities(ctx, source))
-    if optimistic:
-        stamps: dict[str, dict[str, float]] = {}
-        scratch = RunSummary(pipeline=ctx.pipeline)
-        first = decide(ctx, source, changes, scratch, stamps=stamps)
-        encoded = {name: ctx.store.encode(states) for name, states in first.states.items()}
-    with ctx.store.transaction(lock=state_lock(ctx)) as conn:
-        if optimistic and not any(
-                ctx.store.moved_since(conn, ctx.pipeline, name, states, stamps.get(name, {}))
-                for name, states in first.states.items()):
-            commit(conn, ctx, source, first, checkpoint, encoded=encoded)
-            summary.add(scratch)
+    if not any(e.cfg.quality.suite is not None for e in source_entities(ctx, source)):
+        first = _commit_if_unmoved(ctx, source, changes, checkpoint, summary)
+        if first is not None:
             return first
-        if optimistic:
-            del first, encoded  # not two decided batches in memory at once
+    with ctx.store.transaction(lock=state_lock(ctx)) as conn:
         decided = decide(ctx, source, changes, summary, conn)
         commit(conn, ctx, source, decided, checkpoint)
     return decided
+
+
+def _commit_if_unmoved(ctx: PipelineContext, source: str, changes: list[Change],
+                       checkpoint: Mapping[str, Any] | None,
+                       summary: RunSummary) -> Decided | None:
+    """Decide and encode outside the state lock; commit under it unless one of the
+    batch's states was saved meanwhile (None: the caller decides again, locked)."""
+    stamps: dict[str, dict[str, float]] = {}
+    scratch = RunSummary(pipeline=ctx.pipeline)
+    first = decide(ctx, source, changes, scratch, stamps=stamps)
+    encoded = {name: ctx.store.encode(states) for name, states in first.states.items()}
+    with ctx.store.transaction(lock=state_lock(ctx)) as conn:
+        if any(ctx.store.moved_since(conn, ctx.pipeline, name, states, stamps.get(name, {}))
+               for name, states in first.states.items()):
+            return None
+        commit(conn, ctx, source, first, checkpoint, encoded=encoded)
+    summary.add(scratch)
+    return first
 
 
 def commit(conn: Connection, ctx: PipelineContext, source: str, decided: Decided,
