@@ -107,6 +107,9 @@ def maria(p: dict[str, Any]) -> pymysql.connections.Connection[Any]:
 
 
 PARTITIONS = 4  # --partitions
+APPLY_THREADS = 1  # --apply-threads
+BROKER = "memory://"  # --broker
+WORKER_PROCS = 0  # --worker-procs: apply in that many `cdcsync worker` processes instead
 
 
 def write_pipeline(tmp: Path, pg: str, md: dict[str, Any], entity: str) -> Path:
@@ -115,8 +118,10 @@ def write_pipeline(tmp: Path, pg: str, md: dict[str, Any], entity: str) -> Path:
     p.write_text(f"""
 pipeline: bench{random.randrange(10**6)}
 state: {{url: "sqlite:///{tmp}/state.db"}}
+broker: {{url: "{BROKER}"}}
 batch: {{size: 10000}}
-daemon: {{metrics_port: 0, poll_ms: 5, partitions: {PARTITIONS}}}
+daemon: {{metrics_port: 0, poll_ms: 5, partitions: {PARTITIONS},
+         apply_threads: {APPLY_THREADS}}}
 endpoints:
   pg: {{kind: postgres, dsn: "{pg}"}}
   maria: {{kind: mysql, host: "{md['host']}", port: {md['port']}, user: "{md['user']}",
@@ -135,14 +140,22 @@ def cli(*args: str) -> None:
 class DaemonProc:
     def __init__(self, pipeline: Path) -> None:
         self.log = pipeline.parent / "daemon.log"
-        with self.log.open("w") as err:
-            self.proc = subprocess.Popen([CDCSYNC, "daemon", str(pipeline)],
-                                         stdout=subprocess.DEVNULL, stderr=err)
+        self.workers = [self._start([CDCSYNC, "worker", str(pipeline)],
+                                    pipeline.parent / f"worker{i}.log")
+                        for i in range(WORKER_PROCS)]
+        self.proc = self._start([CDCSYNC, "daemon", str(pipeline)]
+                                + (["--no-workers"] if WORKER_PROCS else []), self.log)
+
+    @staticmethod
+    def _start(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+        with log.open("w") as err:
+            proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err)
         deadline = time.monotonic() + 300
-        while " ready" not in self.log.read_text():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"daemon did not start:\n{self.log.read_text()}")
+        while " ready" not in log.read_text():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"{argv[1]} did not start:\n{log.read_text()}")
             time.sleep(0.05)
+        return proc
 
     def stages(self) -> str:
         """Mean seconds per micro-batch of each stage, from the daemon's /metrics."""
@@ -160,6 +173,15 @@ class DaemonProc:
         return "  ".join(f"{k} {1000 * v[0] / v[1]:.1f} ms x{v[1]:.0f}"
                          for k, v in sorted(sums.items()) if v[1])
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the daemon and its worker processes so far."""
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0.0
+        for proc in [self.proc, *self.workers]:
+            fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        return total
+
     def hwm_kib(self) -> int:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
@@ -167,8 +189,10 @@ class DaemonProc:
         return 0
 
     def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=30)
+        for proc in [self.proc, *self.workers]:
+            proc.send_signal(signal.SIGTERM)
+        for proc in [self.proc, *self.workers]:
+            proc.wait(timeout=30)
 
 
 # --- latency -----------------------------------------------------------------------------
@@ -192,6 +216,35 @@ def paced(rate: float, seconds: float, do: Any) -> int:
     return n
 
 
+WRITER = "pgbench"  # --writer
+
+
+def pg_load(url: str, rate: int, seconds: float) -> int:
+    """Insert ``rate`` rows a second into ``lat`` for ``seconds``; return how many.
+
+    pgbench (``-R``: Poisson arrivals at that mean rate) keeps the load's own CPU
+    small on a 2-core machine that also runs both servers and the daemon; the
+    Python writer (``--writer python``) is the one of the earlier figures.
+    """
+    if WRITER == "python":
+        with psycopg.connect(url, autocommit=True) as c:
+            return paced(rate, seconds, lambda i: c.execute(
+                "INSERT INTO lat (id, src, t0) VALUES (%s, 'pg', clock_timestamp())", (i,)))
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute("CREATE SEQUENCE IF NOT EXISTS lat_ids")
+    with tempfile.NamedTemporaryFile("w", suffix=".sql") as script:
+        script.write("INSERT INTO lat (id, src, t0) VALUES (nextval('lat_ids'), 'pg', "
+                     "clock_timestamp());\n")
+        script.flush()
+        run = subprocess.run(["pgbench", "-n", "-c", "1", "-R", str(rate), "-T",
+                              str(round(seconds)), "-f", script.name, url],
+                             capture_output=True, text=True, timeout=seconds + 120)
+        if run.returncode:
+            raise SystemExit(f"pgbench failed:\n{run.stderr}")
+    with psycopg.connect(url, autocommit=True) as c:
+        return int(c.execute("SELECT count(*) FROM lat WHERE src = 'pg'").fetchone()[0])  # type: ignore[index]
+
+
 def latency_run(rate: int, seconds: float) -> dict[str, float]:
     with scratch() as (pg, md, tmp):
         with psycopg.connect(pg, autocommit=True) as c:
@@ -204,7 +257,7 @@ def latency_run(rate: int, seconds: float) -> dict[str, float]:
         cli("setup", str(p))
         d = DaemonProc(p)
         time.sleep(2)
-        pgc = psycopg.connect(pg, autocommit=True)
+        cpu0 = d.cpu_seconds()
         myc = maria(md)
         stop = threading.Event()
 
@@ -219,8 +272,7 @@ def latency_run(rate: int, seconds: float) -> dict[str, float]:
 
         t = threading.Thread(target=back, daemon=True)
         t.start()
-        written = paced(rate, seconds, lambda i: pgc.execute(
-            "INSERT INTO lat (id, src, t0) VALUES (%s, 'pg', clock_timestamp())", (i,)))
+        written = pg_load(pg, rate, seconds)
         stop.set()
         t.join()
         with myc.cursor() as cur:
@@ -235,11 +287,15 @@ def latency_run(rate: int, seconds: float) -> dict[str, float]:
             forward = [float(r[0]) / 1000 for r in cur.fetchall()]
         # Rows that never arrived count as infinitely late, not as absent.
         forward += [float("inf")] * (written - len(forward))
-        backward = [float(r[0]) * 1000 for r in pgc.execute(
-            "SELECT extract(epoch FROM applied_at - t0) FROM lat WHERE src = 'my'").fetchall()]
+        with psycopg.connect(pg, autocommit=True) as pgc:
+            backward = [float(r[0]) * 1000 for r in pgc.execute(
+                "SELECT extract(epoch FROM applied_at - t0) FROM lat WHERE src = 'my'"
+            ).fetchall()]
         print(f"  stages (mean per micro-batch): {d.stages()}")
+        cpu = d.cpu_seconds() - cpu0
+        print(f"  daemon CPU (load and catch-up): {cpu / seconds:.2f} core, "
+              f"{1e6 * cpu / (written + len(backward)):.0f} us per change")
         d.stop()
-        pgc.close()
         myc.close()
     return {"rate": written / seconds, "p50": pct(forward, 0.5), "p99": pct(forward, 0.99),
             "back_p50": pct(backward, 0.5), "back_p99": pct(backward, 0.99)}
@@ -263,9 +319,7 @@ def native_latency_run(rate: int, seconds: float) -> dict[str, float]:
                       f"bench_lat WITH (create_slot = false, slot_name = '{slot}', "
                       "copy_data = false)")
         time.sleep(2)
-        with psycopg.connect(src_url, autocommit=True) as pgc:
-            written = paced(rate, seconds, lambda i: pgc.execute(
-                "INSERT INTO lat (id, src, t0) VALUES (%s, 'pg', clock_timestamp())", (i,)))
+        written = pg_load(src_url, rate, seconds)
         with psycopg.connect(dst_url, autocommit=True) as c:
             for _ in range(300):
                 if c.execute("SELECT count(*) FROM lat").fetchone()[0] >= written:  # type: ignore[index]
@@ -490,9 +544,22 @@ def main() -> None:
     rs.add_argument("--cap", type=float, default=300)
     ap.add_argument("--partitions", type=int, default=4,
                     help="the pipeline's daemon.partitions (apply queues)")
+    ap.add_argument("--apply-threads", type=int, default=1,
+                    help="the pipeline's daemon.apply_threads (appliers per process)")
+    ap.add_argument("--writer", choices=["pgbench", "python"], default="pgbench",
+                    help="what writes the latency load into PostgreSQL")
+    ap.add_argument("--broker", default="memory://",
+                    help="the pipeline's broker.url, e.g. redis://127.0.0.1:6379/0")
+    ap.add_argument("--worker-procs", type=int, default=0,
+                    help="apply in N `cdcsync worker` processes (daemon --no-workers); "
+                         "needs a shared --broker")
     args = ap.parse_args()
-    global PARTITIONS
-    PARTITIONS = args.partitions
+    global PARTITIONS, APPLY_THREADS, BROKER, WORKER_PROCS, WRITER
+    PARTITIONS, BROKER, WORKER_PROCS = args.partitions, args.broker, args.worker_procs
+    APPLY_THREADS = args.apply_threads
+    WRITER = args.writer
+    if WORKER_PROCS and BROKER.startswith("memory"):
+        ap.error("--worker-procs needs a shared --broker (redis:// or amqp://)")
     {"latency": latency, "throughput": throughput, "rss": rss}[args.mode](args)
 
 

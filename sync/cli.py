@@ -319,7 +319,7 @@ def conflicts_resolve(pipeline: str, conflict_id: str, pick: str | None,
 # --- daemon / worker ---------------------------------------------------------------------
 
 
-def _serve(pipeline: str, *, readers: bool) -> NoReturn:
+def _serve(pipeline: str, *, readers: bool, workers: bool = True) -> NoReturn:
     import signal
     import threading
 
@@ -329,6 +329,10 @@ def _serve(pipeline: str, *, readers: bool) -> NoReturn:
 
     limit()  # before the daemon's threads start (sync/arenas.py)
     cfg = _load(pipeline)
+    if not (readers and workers) and str(cfg.broker.url).startswith("memory"):
+        _fail(f"{pipeline}: broker.url is {cfg.broker.url!r}, the in-process broker, which runs "
+              "readers and workers in one process: set a redis:// or amqp:// broker to run "
+              "them apart", EXIT_USAGE)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: from_handler(stop.set))
@@ -339,15 +343,18 @@ def _serve(pipeline: str, *, readers: bool) -> NoReturn:
                    f"(holder {info['holder']})", err=True)
 
     with _user_errors(_debug()):
-        code = run_daemon(cfg, readers=readers, stop=stop, on_ready=ready)
+        code = run_daemon(cfg, readers=readers, workers=workers, stop=stop, on_ready=ready)
     sys.exit(code)
 
 
 @main.command()
 @pipeline_arg
-def daemon(pipeline: str) -> None:
+@click.option("--workers/--no-workers", default=True, show_default=True,
+              help="Apply in this process too; --no-workers leaves applying to "
+                   "`cdcsync worker` processes (needs a redis:// or amqp:// broker).")
+def daemon(pipeline: str, workers: bool) -> None:
     """Tail every source and apply continuously until SIGTERM (metrics, /healthz, /readyz)."""
-    _serve(pipeline, readers=True)
+    _serve(pipeline, readers=True, workers=workers)
 
 
 @main.command()

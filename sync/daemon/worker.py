@@ -26,7 +26,7 @@ from sync.daemon.partitions import queue_name
 from sync.daemon.runtime import Runtime
 from sync.logs import log_context
 from sync.metrics import RETRIES, observe_applied, observe_stage
-from sync.state.leases import Lease
+from sync.state.leases import Lease, live_holders
 from sync.summary import RunSummary
 from sync.tracing import extract
 
@@ -106,46 +106,94 @@ def _apply_keys(rt: Runtime, entity: str, keys: list[str], meta: dict[str, Any])
 class PartitionConsumers:
     """Consumes each partition queue this process owns with exactly one thread.
 
-    One thread per partition is what gives per-key order and one apply in
-    flight per key. With a shared broker (Redis, RabbitMQ) several processes
-    may consume: a lease per partition keeps each queue to one consumer across
-    processes. With the in-process broker this process owns them all.
+    One consumer per partition, and each partition applied by one thread of a
+    small pool (partition ``p`` by applier ``p % daemon.apply_threads``), is
+    what gives per-key order and one apply in flight per key. Partitions are the
+    unit of work across processes: with a shared broker (Redis, RabbitMQ) a
+    lease per partition keeps each queue to one consumer, and more processes
+    take more partitions. Appliers are the concurrency inside one: every thread
+    that applies competes for the interpreter, and on a small machine a few
+    appliers taking many partitions' messages together keep latency lower
+    than one per partition (docs/daemon.md). With the in-process broker this
+    process owns every partition.
     """
 
     def __init__(self, rt: Runtime, *, shared: bool) -> None:
         self.rt = rt
         self.shared = shared
         self.threads: dict[int, tuple[threading.Thread, threading.Event]] = {}
+        self.leaving: dict[int, threading.Thread] = {}  # handed back, finishing its messages
         self.leases: dict[int, Lease] = {}
+        count = min(int(rt.cfg.daemon.apply_threads), rt.partitions)
+        self.appliers = [_Applier(rt, i) for i in range(count)]
+        self.member: Lease | None = None
         self._thread = threading.Thread(target=self._loop, name="partitions", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
+
+    def _lease(self, name: str) -> Lease:
+        return Lease(self.rt.ctx().store, name, self.rt.holder,
+                     ttl=float(self.rt.cfg.daemon.lease_ttl_s))
 
     def _own(self, p: int) -> bool:
         if not self.shared:
             return True
         lease = self.leases.get(p)
         if lease is None:
-            ttl = float(self.rt.cfg.daemon.lease_ttl_s)
-            lease = self.leases[p] = Lease(self.rt.ctx().store, f"apply:{self.rt.pipeline}:{p}",
-                                           self.rt.holder, ttl=ttl)
+            lease = self.leases[p] = self._lease(f"apply:{self.rt.pipeline}:{p}")
         return lease.acquire()
+
+    def _share(self) -> int:
+        """How many partitions this process should consume: all of them with the
+        in-process broker; with a shared one, an even share among the processes
+        consuming (each keeps a member lease while it lives)."""
+        partitions = self.rt.partitions
+        if not self.shared:
+            return partitions
+        prefix = f"members:{self.rt.pipeline}:"
+        if self.member is None:
+            self.member = self._lease(prefix + self.rt.holder)
+        self.member.acquire()
+        members = max(1, len(live_holders(self.rt.ctx().store, prefix)))
+        return -(-partitions // members)
 
     def _loop(self) -> None:
         ttl = float(self.rt.cfg.daemon.lease_ttl_s)
         while not self.rt.stop.is_set():
-            for p in range(self.rt.partitions):
-                owned = self._own(p)
-                if owned and p not in self.threads:
-                    quit_ = threading.Event()
-                    t = threading.Thread(target=self._consume, args=(p, quit_),
-                                         name=f"partition-{p}", daemon=True)
-                    self.threads[p] = (t, quit_)
-                    t.start()
-                elif not owned and p in self.threads:
-                    self.threads.pop(p)[1].set()
+            try:
+                self._balance()
+            except Exception as exc:  # the store is briefly away: the leases run on
+                log.warning("partition leases not renewed (%s: %s); retrying",
+                            type(exc).__name__, exc)
             self.rt.stop.wait(ttl / 3)
+
+    def _balance(self) -> None:
+        """Renew the partitions held, take free ones up to this process's share, and
+        hand back those over it (another process has joined) once their messages are
+        applied: a partition is released only after its consumer has finished."""
+        share = self._share()
+        for p, consumer in list(self.leaving.items()):
+            if consumer.is_alive():
+                self._own(p)  # still ours until its last message is applied
+            else:
+                del self.leaving[p]
+                self.leases.pop(p).release()
+        for p in range(self.rt.partitions):
+            if p in self.threads:
+                if len(self.threads) > share:
+                    t, quit_ = self.threads.pop(p)
+                    quit_.set()
+                    self.leaving[p] = t
+                    log.info("partition %d handed back (share %d)", p, share)
+                elif not self._own(p):  # lost (we stalled past the TTL): stop at once
+                    self.threads.pop(p)[1].set()
+            elif p not in self.leaving and len(self.threads) < share and self._own(p):
+                quit_ = threading.Event()
+                t = threading.Thread(target=self._consume, args=(p, quit_),
+                                     name=f"partition-{p}", daemon=True)
+                self.threads[p] = (t, quit_)
+                t.start()
 
     def _consume(self, p: int, quit_: threading.Event) -> None:
         """Consume partition ``p`` until told to quit, reconnecting with backoff."""
@@ -162,64 +210,122 @@ class PartitionConsumers:
                 delay = min(delay * 2, 5.0)
 
     def _consume_once(self, p: int, quit_: threading.Event) -> None:
-        """Fetch partition ``p``'s messages here; apply them in a thread of their own.
+        """Fetch partition ``p``'s messages here; its applier applies them.
 
-        Under load messages arrive faster than one apply takes: the applier
-        takes the messages fetched meanwhile at once (up to COALESCE of them and
-        about ``batch.size`` keys), so one load, one write per target and one
-        record of results serve them all (they only name
-        keys, and the keys' states say what is due). Acks are sent from this
-        thread, the consumer's own (RabbitMQ's channel is not thread-safe).
+        Acks are sent from this thread, the consumer's own (RabbitMQ's channel is
+        not thread-safe), once the applier hands each message back. On quitting,
+        the messages handed over are waited for (the applier finishes them).
         """
         rt = self.rt
         timeout = int(rt.cfg.daemon.worker_timeout_ms)
+        applier = self.appliers[p % len(self.appliers)]
+        applier.ensure_running()
         consumer = rt.broker.consume(queue_name(rt.pipeline, p), prefetch=COALESCE,
                                      timeout=timeout)
-        inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         handled: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        applier = threading.Thread(target=self._apply_loop, args=(inbox, handled),
-                                   name=f"apply-{p}", daemon=True)
-        applier.start()
+        given = acked = 0
         try:
             while not (quit_.is_set() or rt.stop.is_set()):
-                if not applier.is_alive():  # _consume starts over (with backoff)
+                if not applier.alive():  # _consume starts over (with backoff), restarting it
                     raise RuntimeError(f"the applier of partition {p} stopped")
-                _ack_all(consumer, handled)
+                acked += _ack_all(consumer, handled)
                 msg = next(consumer)
                 if msg is not None:
-                    inbox.put(msg)
+                    applier.put(msg, handled)
+                    given += 1
         finally:
-            inbox.put(None)  # the applier finishes the messages in hand and stops
-            applier.join(timeout=8.0)
+            deadline = time.monotonic() + 8.0
+            while acked < given and applier.alive() and time.monotonic() < deadline:
+                try:
+                    consumer.ack(handled.get(timeout=0.05))
+                    acked += 1
+                except queue.Empty:
+                    pass
             _ack_all(consumer, handled)
             try:
                 consumer.close()
             except Exception:  # closing a consumer of a dead broker
                 log.debug("closing the consumer failed", exc_info=True)
 
-    def _apply_loop(self, inbox: queue.SimpleQueue[Any], handled: queue.SimpleQueue[Any]
-                    ) -> None:
+    def stop(self, timeout: float = 8.0) -> None:
+        """Let each consumer finish the messages in hand, then release the partitions."""
+        deadline = time.monotonic() + timeout
+        if self._thread.is_alive():  # no more balancing: rt.stop is set
+            self._thread.join(timeout=1.0)
+        for _, quit_ in self.threads.values():
+            quit_.set()
+        consumers = [t for t, _ in self.threads.values()] + list(self.leaving.values())
+        for t in consumers:
+            t.join(timeout=max(0.1, deadline - time.monotonic()))
+        self.threads.clear()
+        self.leaving.clear()
+        for applier in self.appliers:
+            applier.stop(timeout=max(0.1, deadline - time.monotonic()))
+        for lease in [*self.leases.values(), *([self.member] if self.member else [])]:
+            lease.release()
+
+
+class _Applier:
+    """A thread applying the messages its partitions' consumers hand it, in their order.
+
+    Under load messages arrive faster than one apply takes: it takes the messages
+    handed over meanwhile at once (up to COALESCE of them and about
+    ``batch.size`` keys), so one load, one write per target and one record of
+    results serve them all (they only name keys, and the keys' states say what
+    is due). Each message goes back to its consumer's ``handled`` queue to be acked.
+    """
+
+    def __init__(self, rt: Runtime, index: int) -> None:
+        self.rt = rt
+        self.index = index
+        self.inbox: queue.SimpleQueue[tuple[Any, queue.SimpleQueue[Any]] | None] = \
+            queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def ensure_running(self) -> None:
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            if self._thread is not None:
+                log.warning("applier %d stopped; starting it again", self.index)
+            self._thread = threading.Thread(target=self._loop, name=f"apply-{self.index}",
+                                            daemon=True)
+            self._thread.start()
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def put(self, msg: Any, handled: queue.SimpleQueue[Any]) -> None:
+        self.inbox.put((msg, handled))
+
+    def stop(self, timeout: float) -> None:
+        if self._thread is not None:
+            self.inbox.put(None)
+            self._thread.join(timeout=timeout)
+
+    def _loop(self) -> None:
         while True:
-            first = inbox.get()
+            first = self.inbox.get()
             if first is None:
                 return
             batch = [first]
-            taken = _size(first)
+            taken = _size(first[0])
             # Bounded by keys too: a backlog's messages are batch-sized, and the states
             # of every key taken are in memory at once.
             cap = int(self.rt.cfg.batch.size)
             while len(batch) < COALESCE and taken < cap:
                 try:
-                    more = inbox.get_nowait()
+                    more = self.inbox.get_nowait()
                 except queue.Empty:
                     break
                 if more is None:
-                    inbox.put(None)  # stop after this batch
+                    self.inbox.put(None)  # stop after this batch
                     break
                 batch.append(more)
-                taken += _size(more)
+                taken += _size(more[0])
             try:
-                for entity, keys, meta in _merged(batch):
+                for entity, keys, meta in _merged([m for m, _ in batch]):
                     try:
                         handle(self.rt, entity, keys, meta)
                     except RetriableError as exc:  # e.g. a target down while connecting
@@ -228,27 +334,19 @@ class PartitionConsumers:
                     except Exception:  # the outbox keeps the work; the sweeper re-sends it
                         log.exception("apply message failed; it will be re-sent")
             finally:
-                for msg in batch:
+                for msg, handled in batch:
                     handled.put(msg)
 
-    def stop(self, timeout: float = 8.0) -> None:
-        """Let each consumer finish the message in hand, then release the partitions."""
-        deadline = time.monotonic() + timeout
-        for _, quit_ in self.threads.values():
-            quit_.set()
-        for p, (t, _) in list(self.threads.items()):
-            t.join(timeout=max(0.1, deadline - time.monotonic()))
-            self.threads.pop(p, None)
-        for lease in self.leases.values():
-            lease.release()
 
-
-def _ack_all(consumer: Any, handled: queue.SimpleQueue[Any]) -> None:
+def _ack_all(consumer: Any, handled: queue.SimpleQueue[Any]) -> int:
+    """Ack every message handed back so far; return how many."""
+    n = 0
     while True:
         try:
             consumer.ack(handled.get_nowait())
         except queue.Empty:
-            return
+            return n
+        n += 1
 
 
 def _size(msg: Any) -> int:

@@ -1,4 +1,5 @@
-"""Apply messages fetched together are applied together (sync/daemon/worker.py)."""
+"""Apply messages fetched together are applied together, and a small pool of appliers
+serves every partition a process consumes (sync/daemon/worker.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import threading
 import time
 from types import SimpleNamespace
 from typing import Any
+
+import pytest
 
 from sync.daemon.worker import _merged
 
@@ -65,7 +68,8 @@ def _apply_queued(monkeypatch: Any, batch_size: int, messages: list[list[str]]
     rt = SimpleNamespace(broker=broker, pipeline="p", partitions=1, stop=stop,
                          cfg=SimpleNamespace(batch=SimpleNamespace(size=batch_size),
                                              daemon=SimpleNamespace(worker_timeout_ms=20,
-                                                                    lease_ttl_s=3)))
+                                                                    lease_ttl_s=3,
+                                                                    apply_threads=1)))
 
     def send(keys: list[str]) -> None:
         broker.enqueue(dramatiq.Message(queue_name=queue_name("p", 0),
@@ -123,7 +127,8 @@ def test_a_malformed_message_is_dropped_and_the_ones_with_it_are_applied(
     rt = SimpleNamespace(broker=broker, pipeline="p", partitions=1, stop=threading.Event(),
                          cfg=SimpleNamespace(batch=SimpleNamespace(size=100),
                                              daemon=SimpleNamespace(worker_timeout_ms=20,
-                                                                    lease_ttl_s=3)))
+                                                                    lease_ttl_s=3,
+                                                                    apply_threads=1)))
     for args in [("items",), ("items", ["k1"], {})]:  # a malformed message first
         broker.enqueue(dramatiq.Message(queue_name=queue_name("p", 0),
                                         actor_name=actor_name("p", 0), args=args,
@@ -136,3 +141,139 @@ def test_a_malformed_message_is_dropped_and_the_ones_with_it_are_applied(
         rt.stop.set()
         consumers.stop()
     assert seen == [["k1"]]
+
+
+def _runtime(broker: Any, partitions: int, apply_threads: int, batch_size: int = 100
+             ) -> SimpleNamespace:
+    return SimpleNamespace(broker=broker, pipeline="p", partitions=partitions,
+                           stop=threading.Event(),
+                           cfg=SimpleNamespace(batch=SimpleNamespace(size=batch_size),
+                                               daemon=SimpleNamespace(
+                                                   worker_timeout_ms=20, lease_ttl_s=3,
+                                                   apply_threads=apply_threads)))
+
+
+def _send(broker: Any, partition: int, keys: list[str]) -> None:
+    import dramatiq
+
+    from sync.daemon.partitions import actor_name, queue_name
+
+    broker.enqueue(dramatiq.Message(queue_name=queue_name("p", partition),
+                                    actor_name=actor_name("p", partition),
+                                    args=("items", keys, {"commits": {k: 1.0 for k in keys}}),
+                                    kwargs={}, options={}))
+
+
+def _wait(pred: Any, what: str) -> None:
+    deadline = time.monotonic() + 10
+    while not pred():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def test_each_partition_is_applied_by_one_thread_of_the_pool(monkeypatch: Any) -> None:
+    from dramatiq.brokers.stub import StubBroker
+
+    from sync.daemon import worker
+    from sync.daemon.partitions import queue_name
+
+    broker = StubBroker()
+    for p in range(4):
+        broker.declare_queue(queue_name("p", p))
+    seen: list[tuple[str, str]] = []  # (key, applying thread)
+
+    def handle(rt: Any, entity: str, keys: list[str], meta: dict[str, Any]) -> None:
+        seen.extend((k, threading.current_thread().name) for k in keys)
+
+    monkeypatch.setattr(worker, "handle", handle)
+    rt = _runtime(broker, partitions=4, apply_threads=2)
+    consumers = worker.PartitionConsumers(rt, shared=False)  # type: ignore[arg-type]
+    consumers.start()
+    try:
+        for round_ in range(3):
+            for p in range(4):
+                _send(broker, p, [f"p{p}-{round_}"])
+        _wait(lambda: len(seen) == 12, "every message applied")
+        for p in range(4):  # every message acked: the queues are done
+            broker.join(queue_name("p", p), timeout=5000)
+    finally:
+        rt.stop.set()
+        consumers.stop()
+    threads = {k.split("-")[0]: name for k, name in seen}
+    assert threads == {"p0": "apply-0", "p2": "apply-0", "p1": "apply-1", "p3": "apply-1"}
+    assert len({name for _, name in seen}) == 2  # two appliers for four partitions
+    for p in range(4):  # each partition's messages in the order they were sent
+        assert [k for k, _ in seen if k.startswith(f"p{p}-")] == [f"p{p}-{r}" for r in range(3)]
+
+
+def test_messages_of_several_partitions_queued_meanwhile_are_applied_together(
+        monkeypatch: Any) -> None:
+    from dramatiq.brokers.stub import StubBroker
+
+    from sync.daemon import worker
+    from sync.daemon.partitions import queue_name
+
+    broker = StubBroker()
+    for p in range(3):
+        broker.declare_queue(queue_name("p", p))
+    first_running, release = threading.Event(), threading.Event()
+    calls: list[list[str]] = []
+
+    def handle(rt: Any, entity: str, keys: list[str], meta: dict[str, Any]) -> None:
+        calls.append(keys)
+        first_running.set()
+        assert release.wait(10)
+
+    monkeypatch.setattr(worker, "handle", handle)
+    rt = _runtime(broker, partitions=3, apply_threads=1)
+    consumers = worker.PartitionConsumers(rt, shared=False)  # type: ignore[arg-type]
+    _send(broker, 0, ["first"])
+    consumers.start()
+    try:
+        assert first_running.wait(10)
+        for p in range(3):
+            _send(broker, p, [f"k{p}"])
+        time.sleep(0.3)  # the consumers fetch and hand them over meanwhile
+        release.set()
+        _wait(lambda: sum(map(len, calls)) == 4, "every key applied")
+    finally:
+        rt.stop.set()
+        consumers.stop()
+    assert calls[0] == ["first"]
+    assert sorted(calls[1]) == ["k0", "k1", "k2"]  # one apply for the three partitions
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # on purpose
+def test_an_applier_that_dies_is_started_again_and_the_partition_goes_on(
+        monkeypatch: Any) -> None:
+    from dramatiq.brokers.stub import StubBroker
+
+    from sync.daemon import worker
+    from sync.daemon.partitions import queue_name
+
+    broker = StubBroker()
+    broker.declare_queue(queue_name("p", 0))
+    applied: list[list[str]] = []
+    real_merged = worker._merged
+    calls = {"n": 0}
+
+    def merged(batch: list[Any]) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:  # outside the per-message guard: kills the applier thread
+            raise SystemExit("applier dies")
+        return real_merged(batch)
+
+    monkeypatch.setattr(worker, "_merged", merged)
+    monkeypatch.setattr(worker, "handle", lambda rt, e, keys, meta: applied.append(keys))
+    rt = _runtime(broker, partitions=1, apply_threads=1)
+    consumers = worker.PartitionConsumers(rt, shared=False)  # type: ignore[arg-type]
+    _send(broker, 0, ["lost-with-the-applier"])  # the outbox's sweeper re-sends such keys
+    consumers.start()
+    try:
+        _wait(lambda: calls["n"] >= 1, "the applier to die")
+        _send(broker, 0, ["after"])
+        _wait(lambda: applied == [["after"]], "the partition to apply again")
+    finally:
+        rt.stop.set()
+        consumers.stop()
+    assert not consumers.appliers[0].alive()  # stopped with the consumers

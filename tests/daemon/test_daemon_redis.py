@@ -123,6 +123,53 @@ def test_workers_die_redis_restarts_and_a_second_daemon_takes_over(
     cli("verify", str(p))
 
 
+def apply_leases(tmp: Path) -> dict[str, list[int]]:
+    """The partitions each process holds now (live apply leases in the state store)."""
+    with sqlite3.connect(tmp / "state.db") as c:
+        rows = c.execute("SELECT name, holder FROM leases WHERE name LIKE 'apply:%' "
+                         "AND expires_at >= ?", (time.time(),)).fetchall()
+    held: dict[str, list[int]] = {}
+    for name, holder in rows:
+        held.setdefault(holder, []).append(int(name.rsplit(":", 1)[1]))
+    return {h: sorted(ps) for h, ps in held.items()}
+
+
+@pytest.mark.slow
+def test_worker_processes_share_the_partitions_and_take_over_a_dead_ones(
+        tmp_path: Path, redis_server: PrivateRedis) -> None:
+    p = make(tmp_path, redis_server.port)  # three partitions
+    readers = Daemon(p, args=("--no-workers",))  # applies nothing itself
+    readers.wait_ready()
+    first = Daemon(p, verb="worker")
+    first.wait_ready()
+    wait_for(lambda: [len(ps) for ps in apply_leases(tmp_path).values()] == [3],
+             timeout=15, what="the first worker to take every partition")
+    second = Daemon(p, verb="worker")
+    second.wait_ready()
+    # the first hands back what is over its share once its messages are applied
+    wait_for(lambda: sorted(len(ps) for ps in apply_leases(tmp_path).values()) == [1, 2],
+             timeout=20, what="the partitions to be shared by the two workers")
+    held = apply_leases(tmp_path)
+    assert sorted(p for ps in held.values() for p in ps) == [0, 1, 2]  # each once
+    assert not any(h.split(":")[1] == str(readers.proc.pid) for h in held)
+    stop = threading.Event()
+    writer = threading.Thread(target=_writer, args=(tmp_path, stop, 3), daemon=True)
+    writer.start()
+    try:
+        time.sleep(1.5)
+        second.kill()  # its partitions' leases expire; the first takes them back
+        wait_for(lambda: [len(ps) for ps in apply_leases(tmp_path).values()] == [3],
+                 timeout=20, what="the surviving worker to take every partition")
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        writer.join()
+    wait_for(lambda: converged(tmp_path), timeout=60, what="convergence")
+    assert first.terminate()[0] == 0, first.output()
+    assert readers.terminate()[0] == 0, readers.output()
+    cli("verify", str(p))
+
+
 def test_worker_alone_needs_a_shared_broker(tmp_path: Path) -> None:
     p = tmp_path / "p.yaml"
     p.write_text(PIPELINE.replace('"redis://127.0.0.1:{port}/0"', "memory://").format(
@@ -130,5 +177,6 @@ def test_worker_alone_needs_a_shared_broker(tmp_path: Path) -> None:
     for db in ("a.db", "b.db"):
         sqlite3.connect(tmp_path / db).execute(
             "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER)")
-    res = cli("worker", str(p), expect=1)
-    assert "redis://" in res.stderr and "Traceback" not in res.stderr
+    for argv in (["worker", str(p)], ["daemon", "--no-workers", str(p)]):
+        res = cli(*argv, expect=2)
+        assert "redis://" in res.stderr and "Traceback" not in res.stderr
