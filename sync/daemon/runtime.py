@@ -43,6 +43,7 @@ class Runtime:
         self._breakers: dict[str, Breaker] = {}
         self._dead: dict[tuple[str, str], tuple[float, set[str]]] = {}
         self.sent: dict[tuple[str, str], float] = {}
+        self.swept = False  # the first sweep sends every pending key (sync/daemon/sweeper.py)
         self.actors = []
         for p in range(self.partitions):
             def consume(entity: str, keys: list[str], meta: dict[str, Any]) -> None:
