@@ -200,8 +200,11 @@ def pg_server() -> str:
 
 @pytest.fixture
 def pg_dsn_factory(pg_server: str) -> Iterator[Callable[[], str]]:
-    """Call it to get the URL of another new empty database; all are dropped after the test."""
+    """Call it to get the URL of another new empty database; all are dropped after the test,
+    with the replication origins the test made (they are named after its pipelines, not
+    its databases, and each that has progress holds one of the server's origin states)."""
     created: list[str] = []
+    before = _origins(pg_server)
 
     def make() -> str:
         name = create_database(pg_server)
@@ -211,6 +214,17 @@ def pg_dsn_factory(pg_server: str) -> Iterator[Callable[[], str]]:
     yield make
     for name in created:
         drop_database(pg_server, name)
+    if created:
+        with _admin_connect(pg_server) as conn:
+            for origin in sorted(_origins(pg_server) - before):
+                with contextlib.suppress(psycopg.errors.ObjectInUse,
+                                         psycopg.errors.UndefinedObject):
+                    conn.execute("SELECT pg_replication_origin_drop(%s)", (origin,))
+
+
+def _origins(admin: str) -> set[str]:
+    with _admin_connect(admin) as conn:
+        return {str(r[0]) for r in conn.execute("SELECT roname FROM pg_replication_origin")}
 
 
 @pytest.fixture
