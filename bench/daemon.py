@@ -107,7 +107,7 @@ def maria(p: dict[str, Any]) -> pymysql.connections.Connection[Any]:
 
 
 PARTITIONS = 4  # --partitions
-APPLY_THREADS = 1  # --apply-threads
+APPLY_THREADS: int | None = None  # --apply-threads (None: the config's default)
 BROKER = "memory://"  # --broker
 WORKER_PROCS = 0  # --worker-procs: apply in that many `cdcsync worker` processes instead
 
@@ -115,13 +115,13 @@ WORKER_PROCS = 0  # --worker-procs: apply in that many `cdcsync worker` processe
 def write_pipeline(tmp: Path, pg: str, md: dict[str, Any], entity: str) -> Path:
     """A pipeline ``pg`` <-> ``maria`` with one entity given as YAML text."""
     p = tmp / "pipeline.yaml"
+    threads = f", apply_threads: {APPLY_THREADS}" if APPLY_THREADS else ""
     p.write_text(f"""
 pipeline: bench{random.randrange(10**6)}
 state: {{url: "sqlite:///{tmp}/state.db"}}
 broker: {{url: "{BROKER}"}}
 batch: {{size: 10000}}
-daemon: {{metrics_port: 0, poll_ms: 5, partitions: {PARTITIONS},
-         apply_threads: {APPLY_THREADS}}}
+daemon: {{metrics_port: 0, poll_ms: 5, partitions: {PARTITIONS}{threads}}}
 endpoints:
   pg: {{kind: postgres, dsn: "{pg}"}}
   maria: {{kind: mysql, host: "{md['host']}", port: {md['port']}, user: "{md['user']}",
@@ -544,7 +544,7 @@ def main() -> None:
     rs.add_argument("--cap", type=float, default=300)
     ap.add_argument("--partitions", type=int, default=4,
                     help="the pipeline's daemon.partitions (apply queues)")
-    ap.add_argument("--apply-threads", type=int, default=1,
+    ap.add_argument("--apply-threads", type=int, default=None,
                     help="the pipeline's daemon.apply_threads (appliers per process)")
     ap.add_argument("--writer", choices=["pgbench", "python"], default="pgbench",
                     help="what writes the latency load into PostgreSQL")

@@ -81,8 +81,8 @@ class DaemonConfig(ConfigModel):
     """How ``cdcsync daemon`` and ``cdcsync worker`` run (sync/daemon)."""
 
     partitions: int = Field(default=4, ge=1, le=256)  # apply queues; one consumer each
-    # threads applying in each process; partition p is applied by thread p % apply_threads
-    apply_threads: int = Field(default=1, ge=1, le=256)
+    # threads applying in each process; each partition it consumes goes to one of them
+    apply_threads: int = Field(default=2, ge=1, le=256)
     poll_ms: int = Field(default=20, ge=1)  # idle wait between reads of a quiet source
     lease_ttl_s: float = Field(default=5.0, gt=0)  # a dead reader's source is taken over after it
     max_pending: int = Field(default=200_000, ge=1)  # outbox rows before readers pause

@@ -8,6 +8,7 @@ a Redis restart is re-sent by the sweeper from the outbox.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -107,8 +108,9 @@ class PartitionConsumers:
     """Consumes each partition queue this process owns with exactly one thread.
 
     One consumer per partition, and each partition applied by one thread of a
-    small pool (partition ``p`` by applier ``p % daemon.apply_threads``), is
-    what gives per-key order and one apply in flight per key. Partitions are the
+    small pool (``daemon.apply_threads``; a partition goes to the applier with
+    the fewest while its consumer runs), is what gives per-key order and one
+    apply in flight per key. Partitions are the
     unit of work across processes: with a shared broker (Redis, RabbitMQ) a
     lease per partition keeps each queue to one consumer, and more processes
     take more partitions. Appliers are the concurrency inside one: every thread
@@ -126,6 +128,8 @@ class PartitionConsumers:
         self.leases: dict[int, Lease] = {}
         count = min(int(rt.cfg.daemon.apply_threads), rt.partitions)
         self.appliers = [_Applier(rt, i) for i in range(count)]
+        self.assigned: dict[int, _Applier] = {}  # partition -> its applier
+        self._lock = threading.Lock()
         self.member: Lease | None = None
         self._thread = threading.Thread(target=self._loop, name="partitions", daemon=True)
 
@@ -218,8 +222,7 @@ class PartitionConsumers:
         """
         rt = self.rt
         timeout = int(rt.cfg.daemon.worker_timeout_ms)
-        applier = self.appliers[p % len(self.appliers)]
-        applier.ensure_running()
+        applier = self._assign(p)
         consumer = rt.broker.consume(queue_name(rt.pipeline, p), prefetch=COALESCE,
                                      timeout=timeout)
         handled: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -234,18 +237,39 @@ class PartitionConsumers:
                     applier.put(msg, handled)
                     given += 1
         finally:
+            # A partition handed back is released once this returns, so wait for every
+            # message given to the applier (unless it died: then nothing of them runs);
+            # a process stopping has a budget.
             deadline = time.monotonic() + 8.0
-            while acked < given and applier.alive() and time.monotonic() < deadline:
+            while acked < given and applier.alive() and (
+                    not rt.stop.is_set() or time.monotonic() < deadline):
                 try:
-                    consumer.ack(handled.get(timeout=0.05))
-                    acked += 1
+                    done = handled.get(timeout=0.05)
                 except queue.Empty:
-                    pass
-            _ack_all(consumer, handled)
+                    continue
+                acked += 1  # applied: whether its ack reaches the broker or not
+                with contextlib.suppress(Exception):  # unacked: redelivered, found done
+                    consumer.ack(done)
+            with contextlib.suppress(Exception):
+                _ack_all(consumer, handled)
+            with self._lock:
+                self.assigned.pop(p, None)
             try:
                 consumer.close()
             except Exception:  # closing a consumer of a dead broker
                 log.debug("closing the consumer failed", exc_info=True)
+
+    def _assign(self, p: int) -> _Applier:
+        """The applier of partition ``p`` while its consumer runs: the one with the fewest
+        partitions (its previous consumer, if any, has waited for what it handed over)."""
+        with self._lock:
+            load = {id(a): 0 for a in self.appliers}
+            for a in self.assigned.values():
+                load[id(a)] += 1
+            applier = min(self.appliers, key=lambda a: load[id(a)])
+            self.assigned[p] = applier
+        applier.ensure_running()
+        return applier
 
     def stop(self, timeout: float = 8.0) -> None:
         """Let each consumer finish the messages in hand, then release the partitions."""
