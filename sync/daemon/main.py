@@ -64,6 +64,7 @@ def run_daemon(cfg: Any, *, readers: bool = True, workers: bool = True,
                          "process: use a redis:// or amqp:// broker for separate workers")
     started: list[Reader] = []
     state = {"ready": False}
+    consumers = PartitionConsumers(rt, shared=shared) if workers else None
 
     def health() -> dict[str, Any]:
         dead = [r.source for r in started if not r.is_alive()]
@@ -71,13 +72,13 @@ def run_daemon(cfg: Any, *, readers: bool = True, workers: bool = True,
 
     def ready() -> dict[str, Any]:
         return {"ok": bool(state["ready"]) and not rt.stop.is_set(),
-                "sources_held": [r.source for r in started if r.held]}
+                "sources_held": [r.source for r in started if r.held],
+                "partitions_held": sorted(consumers.threads) if consumers else []}
 
     server = None
     port = int(cfg.daemon.metrics_port)
     if port or on_ready is not None:
         server = serve(cfg.daemon.metrics_host, port, health=health, ready=ready)
-    consumers = PartitionConsumers(rt, shared=shared) if workers else None
     try:
         if consumers is not None:
             consumers.start()
@@ -90,6 +91,11 @@ def run_daemon(cfg: Any, *, readers: bool = True, workers: bool = True,
                     from sync.quality.hook import gate_for
 
                     gate_for(ent)
+            try:  # what an earlier process left pending goes first, read in full
+                sweep(rt)
+            except Exception as exc:
+                log.warning("first sweep failed (%s: %s); the next one retries",
+                            type(exc).__name__, exc)
             for name in ctx.endpoints:
                 if any(name in e.sources for e in ctx.entities.values()):
                     r = Reader(rt, name)

@@ -99,8 +99,11 @@ class Runtime:
     # --- sending apply work --------------------------------------------------------------
 
     def send(self, entity: str, keys: Iterable[str],
-             commits: Mapping[str, float] | None = None) -> int:
-        """Queue apply work for ``keys`` of ``entity``, one message per partition."""
+             commits: Mapping[str, float] | None = None, *, remember: bool = False) -> int:
+        """Queue apply work for ``keys`` of ``entity``, one message per partition.
+
+        ``remember``: note the time in ``sent`` (the sweeper's re-sends; the reader's
+        sends follow a save of the keys' states, which the sweeper sees instead)."""
         by_part: dict[int, list[str]] = {}
         for k in keys:
             by_part.setdefault(partition_of(entity, k, self.partitions), []).append(k)
@@ -118,7 +121,8 @@ class Runtime:
                             "re-send them", len(part), entity, type(exc).__name__, exc)
                 continue
             sent += 1
-            with self._lock:
-                for k in part:
-                    self.sent[(entity, k)] = now
+            if remember:
+                with self._lock:
+                    for k in part:
+                        self.sent[(entity, k)] = now
         return sent

@@ -21,7 +21,8 @@ from sync.state.schema import key_states, outbox
 def sweep(rt: Runtime, *, resend_after: float = 15.0) -> int:
     """Send outbox keys not sent recently; return how many were sent.
 
-    The first sweep of a process reads every pending key. Later ones read only
+    The first sweep of a process (before its readers start) reads every pending
+    key. Later ones read only
     keys whose state was saved ``resend_after`` seconds ago or earlier: a state
     saved since was just sent (the reader sends after its save) or had its
     result recorded by a worker, and reading a deep backlog's whole outbox every
@@ -56,12 +57,12 @@ def sweep(rt: Runtime, *, resend_after: float = 15.0) -> int:
             continue
         if now - rt.sent.get((entity, key), 0.0) >= resend_after:
             due.setdefault(entity, set()).add(key)
-    with rt._lock:  # a key sent that long ago counts as never sent: the map stays bounded
+    with rt._lock:  # a re-send that old counts as none: the map holds recent re-sends only
         for k in [k for k, at in rt.sent.items() if now - at >= resend_after]:
             del rt.sent[k]
     sent = 0
     for entity, keys in due.items():
-        rt.send(entity, sorted(keys))
+        rt.send(entity, sorted(keys), remember=True)
         sent += len(keys)
     rt.swept = True
     return sent

@@ -152,6 +152,9 @@ def test_worker_processes_share_the_partitions_and_take_over_a_dead_ones(
     held = apply_leases(tmp_path)
     assert sorted(p for ps in held.values() for p in ps) == [0, 1, 2]  # each once
     assert not any(h.split(":")[1] == str(readers.proc.pid) for h in held)
+    assert readers.ready_state()["partitions_held"] == []
+    assert sorted(first.ready_state()["partitions_held"]
+                  + second.ready_state()["partitions_held"]) == [0, 1, 2]
     stop = threading.Event()
     writer = threading.Thread(target=_writer, args=(tmp_path, stop, 3), daemon=True)
     writer.start()

@@ -22,7 +22,8 @@ def _runtime(tmp: Path, saved: dict[str, float]) -> SimpleNamespace:
                        stamp=at)
     sends: list[list[str]] = []
 
-    def send(entity: str, keys: list[str]) -> None:
+    def send(entity: str, keys: list[str], *, remember: bool = False) -> None:
+        assert remember  # the sweeper's sends are remembered, unlike the reader's
         sends.append(keys)
         for k in keys:
             rt.sent[(entity, k)] = time.time()
