@@ -109,8 +109,8 @@ class PartitionConsumers:
 
     One consumer per partition, and each partition applied by one thread of a
     small pool (``daemon.apply_threads``; a partition goes to the applier with
-    the fewest while its consumer runs), is what gives per-key order and one
-    apply in flight per key. Partitions are the
+    the fewest and stays with it while this process holds it), is what gives
+    per-key order and one apply in flight per key. Partitions are the
     unit of work across processes: with a shared broker (Redis, RabbitMQ) a
     lease per partition keeps each queue to one consumer, and more processes
     take more partitions. Appliers are the concurrency inside one: every thread
@@ -182,6 +182,8 @@ class PartitionConsumers:
                 self._own(p)  # still ours until its last message is applied
             else:
                 del self.leaving[p]
+                with self._lock:
+                    self.assigned.pop(p, None)
                 self.leases.pop(p).release()
         for p in range(self.rt.partitions):
             if p in self.threads:
@@ -226,12 +228,13 @@ class PartitionConsumers:
         consumer = rt.broker.consume(queue_name(rt.pipeline, p), prefetch=COALESCE,
                                      timeout=timeout)
         handled: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        given = acked = 0
+        given = 0
+        back = [0]  # messages the applier handed back, acked or not (see _ack_all)
         try:
             while not (quit_.is_set() or rt.stop.is_set()):
                 if not applier.alive():  # _consume starts over (with backoff), restarting it
                     raise RuntimeError(f"the applier of partition {p} stopped")
-                acked += _ack_all(consumer, handled)
+                _ack_all(consumer, handled, back)
                 msg = next(consumer)
                 if msg is not None:
                     applier.put(msg, handled)
@@ -239,35 +242,36 @@ class PartitionConsumers:
         finally:
             # A partition handed back is released once this returns, so wait for every
             # message given to the applier (unless it died: then nothing of them runs);
-            # a process stopping has a budget.
+            # a process stopping has a budget. Acks that fail now (the broker is away)
+            # leave messages to be redelivered, and found done.
             deadline = time.monotonic() + 8.0
-            while acked < given and applier.alive() and (
+            while back[0] < given and applier.alive() and (
                     not rt.stop.is_set() or time.monotonic() < deadline):
                 try:
                     done = handled.get(timeout=0.05)
                 except queue.Empty:
                     continue
-                acked += 1  # applied: whether its ack reaches the broker or not
-                with contextlib.suppress(Exception):  # unacked: redelivered, found done
+                back[0] += 1
+                with contextlib.suppress(Exception):
                     consumer.ack(done)
             with contextlib.suppress(Exception):
-                _ack_all(consumer, handled)
-            with self._lock:
-                self.assigned.pop(p, None)
+                _ack_all(consumer, handled, back)
             try:
                 consumer.close()
             except Exception:  # closing a consumer of a dead broker
                 log.debug("closing the consumer failed", exc_info=True)
 
     def _assign(self, p: int) -> _Applier:
-        """The applier of partition ``p`` while its consumer runs: the one with the fewest
-        partitions (its previous consumer, if any, has waited for what it handed over)."""
+        """The applier of partition ``p``: the one with the fewest partitions, and the
+        same one for as long as this process holds ``p`` (an applier started again
+        after dying still has messages of ``p`` in its inbox: they must stay first)."""
         with self._lock:
-            load = {id(a): 0 for a in self.appliers}
-            for a in self.assigned.values():
-                load[id(a)] += 1
-            applier = min(self.appliers, key=lambda a: load[id(a)])
-            self.assigned[p] = applier
+            applier = self.assigned.get(p)
+            if applier is None:
+                load = {id(a): 0 for a in self.appliers}
+                for a in self.assigned.values():
+                    load[id(a)] += 1
+                applier = self.assigned[p] = min(self.appliers, key=lambda a: load[id(a)])
         applier.ensure_running()
         return applier
 
@@ -362,15 +366,16 @@ class _Applier:
                     handled.put(msg)
 
 
-def _ack_all(consumer: Any, handled: queue.SimpleQueue[Any]) -> int:
-    """Ack every message handed back so far; return how many."""
-    n = 0
+def _ack_all(consumer: Any, handled: queue.SimpleQueue[Any], back: list[int]) -> None:
+    """Ack every message handed back so far, counting each in ``back[0]`` as it is taken:
+    an ack that raises (the broker went away) must not lose the count of the others."""
     while True:
         try:
-            consumer.ack(handled.get_nowait())
+            msg = handled.get_nowait()
         except queue.Empty:
-            return n
-        n += 1
+            return
+        back[0] += 1
+        consumer.ack(msg)
 
 
 def _size(msg: Any) -> int:

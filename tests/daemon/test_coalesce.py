@@ -282,3 +282,51 @@ def test_an_applier_that_dies_is_started_again_and_the_partition_goes_on(
         rt.stop.set()
         consumers.stop()
     assert not consumers.appliers[0].alive()  # stopped with the consumers
+
+
+def test_an_ack_that_fails_does_not_leave_the_partition_waiting(monkeypatch: Any) -> None:
+    """The broker going away mid-ack: the consumer starts over and the partition goes
+    on (it once waited for good for a message it had counted as never handed back)."""
+    from dramatiq.brokers.stub import StubBroker
+
+    from sync.daemon import worker
+    from sync.daemon.partitions import queue_name
+
+    broker = StubBroker()
+    broker.declare_queue(queue_name("p", 0))
+    applied: list[list[str]] = []
+    failed = threading.Event()
+
+    class FlakyConsumer:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def __next__(self) -> Any:
+            return next(self.inner)
+
+        def ack(self, msg: Any) -> None:
+            if not failed.is_set():
+                failed.set()
+                raise ConnectionError("the broker went away")
+            self.inner.ack(msg)
+
+        def close(self) -> None:
+            self.inner.close()
+
+    class FlakyBroker:
+        def consume(self, *args: Any, **kwargs: Any) -> FlakyConsumer:
+            return FlakyConsumer(broker.consume(*args, **kwargs))
+
+    monkeypatch.setattr(worker, "handle", lambda rt, e, keys, meta: applied.append(keys))
+    rt = _runtime(broker, partitions=1, apply_threads=1)
+    rt.broker = FlakyBroker()
+    consumers = worker.PartitionConsumers(rt, shared=False)  # type: ignore[arg-type]
+    _send(broker, 0, ["first"])
+    consumers.start()
+    try:
+        _wait(failed.is_set, "the failed ack")
+        _send(broker, 0, ["after"])
+        _wait(lambda: ["after"] in applied, "the partition to apply again")
+    finally:
+        rt.stop.set()
+        consumers.stop()
