@@ -22,13 +22,12 @@ def sweep(rt: Runtime, *, resend_after: float = 15.0) -> int:
     """Send outbox keys not sent recently; return how many were sent.
 
     The first sweep of a process (before its readers start) reads every pending
-    key. Later ones read only
-    keys whose state was saved ``resend_after`` seconds ago or earlier: a state
-    saved since was just sent (the reader sends after its save) or had its
-    result recorded by a worker, and reading a deep backlog's whole outbox every
-    round cost the interpreter ~7% for nothing. Save stamps are wall-clock time
-    of the saving process: a machine whose clock runs ahead delays the re-send
-    of its keys by as much.
+    key. Later ones read only keys whose state was saved ``resend_after``
+    seconds ago or earlier: a state saved since was just sent (the reader sends
+    after its save) or had its result recorded by a worker, and reading a deep
+    backlog's whole outbox every round cost the interpreter ~7% for nothing.
+    Save stamps are wall-clock time of the saving process: a machine whose
+    clock runs ahead delays the re-send of its keys by as much.
     """
     from sync import dlq
 

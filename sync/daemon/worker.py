@@ -110,14 +110,15 @@ class PartitionConsumers:
     One consumer per partition, and each partition applied by one thread of a
     small pool (``daemon.apply_threads``; a partition goes to the applier with
     the fewest and stays with it while this process holds it), is what gives
-    per-key order and one apply in flight per key. Partitions are the
-    unit of work across processes: with a shared broker (Redis, RabbitMQ) a
-    lease per partition keeps each queue to one consumer, and more processes
-    take more partitions. Appliers are the concurrency inside one: every thread
-    that applies competes for the interpreter, and on a small machine a few
-    appliers taking many partitions' messages together keep latency lower
-    than one per partition (docs/daemon.md). With the in-process broker this
-    process owns every partition.
+    per-key order and one apply in flight per key. Partitions are the unit of
+    work across processes: with a shared broker (Redis, RabbitMQ) a lease per
+    partition keeps each queue to one consumer, and the processes share the
+    partitions evenly (see :meth:`_balance`). Appliers are the concurrency
+    inside one process: every thread that applies competes for the
+    interpreter, and on a small machine a few appliers taking several
+    partitions' messages together keep latency lower than one per partition
+    (docs/daemon.md). With the in-process broker this process owns every
+    partition.
     """
 
     def __init__(self, rt: Runtime, *, shared: bool) -> None:
