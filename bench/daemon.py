@@ -6,16 +6,19 @@
 
 Every mode runs ``cdcsync daemon`` as a separate process (as users run it), on a
 pipeline between scratch databases of the local PostgreSQL and MariaDB, with the
-SQLite state store and the in-process broker.
+SQLite state store and the in-process broker (options before the mode:
+``--apply-threads``, ``--partitions``, ``--broker URL --worker-procs N`` to apply
+in ``cdcsync worker`` processes, ``--writer pgbench|python``).
 
-* **latency**: PostgreSQL <-> MariaDB, bidirectional. A writer commits ``--rate``
-  single-row inserts per second on PostgreSQL (and a tenth of that on MariaDB, so
-  the pipeline carries traffic both ways). Each row carries its commit-side
-  timestamp; the target fills ``applied_at`` itself (a column the pipeline
-  leaves alone), so every row's commit-to-applied latency is exact. Side by side,
-  PostgreSQL's own logical replication (a publication with a column list and a
-  subscription into a third database) carries the same workload: its p50/p99 are
-  the baseline, and the ratio is printed.
+* **latency**: PostgreSQL <-> MariaDB, bidirectional. ``pgbench -R`` commits
+  ``--rate`` single-row inserts per second on PostgreSQL (and a Python thread a
+  tenth of that on MariaDB, so the pipeline carries traffic both ways). Each
+  row carries its commit-side timestamp; the target fills ``applied_at`` itself
+  (a column the pipeline leaves alone), so every row's commit-to-applied
+  latency is exact. Side by side, PostgreSQL's own logical replication (a
+  publication with a column list and a subscription into a third database)
+  carries the same workload: its p50/p99 are the baseline, and the ratio is
+  printed.
 * **throughput**: PostgreSQL -> MariaDB, one-way. A backlog of ``--changes`` mixed
   changes (50% insert, 35% update, 15% delete, in 1000-row transactions) is
   made while the daemon is stopped; the daemon is started and timed until the
