@@ -325,14 +325,11 @@ def _serve(pipeline: str, *, readers: bool, workers: bool = True) -> NoReturn:
 
     from sync.arenas import limit
     from sync.daemon import run_daemon
+    from sync.daemon.main import SharedBrokerNeeded
     from sync.signals import from_handler
 
     limit()  # before the daemon's threads start (sync/arenas.py)
     cfg = _load(pipeline)
-    if not (readers and workers) and str(cfg.broker.url).startswith("memory"):
-        _fail(f"{pipeline}: broker.url is {cfg.broker.url!r}, the in-process broker, which runs "
-              "readers and workers in one process: set a redis:// or amqp:// broker to run "
-              "them apart", EXIT_USAGE)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: from_handler(stop.set))
@@ -343,7 +340,10 @@ def _serve(pipeline: str, *, readers: bool, workers: bool = True) -> NoReturn:
                    f"(holder {info['holder']})", err=True)
 
     with _user_errors(_debug()):
-        code = run_daemon(cfg, readers=readers, workers=workers, stop=stop, on_ready=ready)
+        try:
+            code = run_daemon(cfg, readers=readers, workers=workers, stop=stop, on_ready=ready)
+        except SharedBrokerNeeded as exc:
+            _fail(f"{pipeline}: {exc}", EXIT_USAGE)
     sys.exit(code)
 
 

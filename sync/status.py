@@ -8,7 +8,6 @@ import sqlalchemy as sa
 
 from conflict.store import ConflictStore
 from sync.state import open_store
-from sync.state.schema import outbox
 
 
 def collect_status(cfg: Any, *, endpoints: bool = True) -> dict[str, Any]:
@@ -19,9 +18,7 @@ def collect_status(cfg: Any, *, endpoints: bool = True) -> dict[str, Any]:
     """
     store = open_store(cfg.state.url)
     try:
-        with store.engine.connect() as conn:
-            pending = int(conn.execute(sa.select(sa.func.count()).select_from(outbox)
-                                       .where(outbox.c.pipeline == cfg.pipeline)).scalar_one())
+        pending = store.outbox_depth(cfg.pipeline)
         info: dict[str, Any] = {
             "pipeline": cfg.pipeline,
             "checkpoints": store.checkpoints(cfg.pipeline),

@@ -46,6 +46,10 @@ def _initial_snapshots(rt: Runtime) -> None:
         lease.release()
 
 
+class SharedBrokerNeeded(ValueError):
+    """Readers and workers asked to run apart on the in-process broker (a usage error)."""
+
+
 def run_daemon(cfg: Any, *, readers: bool = True, workers: bool = True,
                stop: threading.Event | None = None,
                on_ready: Callable[[dict[str, Any]], None] | None = None) -> int:
@@ -56,12 +60,13 @@ def run_daemon(cfg: Any, *, readers: bool = True, workers: bool = True,
     """
     from sync.http import serve
 
-    broker = make_broker(cfg.broker.url)
-    rt = Runtime(cfg, broker, handle, stop)
     shared = not str(cfg.broker.url).startswith("memory")
     if not shared and not (readers and workers):
-        raise ValueError("the in-process broker (memory://) runs readers and workers in one "
-                         "process: use a redis:// or amqp:// broker for separate workers")
+        raise SharedBrokerNeeded(
+            f"broker.url is {cfg.broker.url!r}, the in-process broker, which runs readers "
+            "and workers in one process: set a redis:// or amqp:// broker to run them apart")
+    broker = make_broker(cfg.broker.url)
+    rt = Runtime(cfg, broker, handle, stop)
     started: list[Reader] = []
     state = {"ready": False}
     consumers = PartitionConsumers(rt, shared=shared) if workers else None

@@ -16,8 +16,6 @@ import threading
 import time
 from typing import Any
 
-import sqlalchemy as sa
-
 from connectors.base import RetriableError
 from sync.capture import STREAM, decide_and_commit, source_entities
 from sync.change import ChangeBatch
@@ -34,7 +32,6 @@ from sync.metrics import (
     set_lease,
 )
 from sync.state.leases import Lease, live_holders
-from sync.state.schema import outbox
 from sync.summary import RunSummary
 
 log = logging.getLogger("cdcsync.reader")
@@ -192,10 +189,7 @@ class Reader(threading.Thread):
     def _backlog(self, ctx: Any) -> int:
         """The outbox's depth, looked up at most every 0.25 s (it is a count query)."""
         if time.monotonic() - self.backlog_checked > 0.25:
-            with ctx.store.engine.connect() as conn:
-                self.backlog = int(conn.execute(
-                    sa.select(sa.func.count()).select_from(outbox)
-                    .where(outbox.c.pipeline == self.rt.pipeline)).scalar_one())
+            self.backlog = ctx.store.outbox_depth(self.rt.pipeline)
             self.backlog_checked = time.monotonic()
         return self.backlog
 

@@ -35,8 +35,6 @@ def sweep(rt: Runtime, *, resend_after: float = 15.0) -> int:
     now = time.time()
     old_enough = [key_states.c.updated_at <= now - resend_after] if rt.swept else []
     with ctx.store.engine.connect() as conn:
-        depth = conn.execute(sa.select(sa.func.count()).select_from(outbox)
-                             .where(outbox.c.pipeline == rt.pipeline)).scalar_one()
         rows = conn.execute(
             sa.select(outbox.c.entity, outbox.c.key, outbox.c.endpoint)
             .join(key_states, sa.and_(key_states.c.pipeline == outbox.c.pipeline,
@@ -45,7 +43,7 @@ def sweep(rt: Runtime, *, resend_after: float = 15.0) -> int:
             .where(outbox.c.pipeline == rt.pipeline, key_states.c.parked.is_(None),
                    *old_enough)
         ).all()
-    OUTBOX_DEPTH.labels(rt.pipeline).set(depth)
+    OUTBOX_DEPTH.labels(rt.pipeline).set(ctx.store.outbox_depth(rt.pipeline))
     DLQ_DEPTH.labels(rt.pipeline).set(dlq.depth(ctx.store, rt.pipeline))
     dead: dict[tuple[str, str], set[str]] = {}
     due: dict[str, set[str]] = {}

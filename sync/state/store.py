@@ -395,6 +395,13 @@ class StateStore:
             )
             return [r[0] for r in rows]
 
+    def outbox_depth(self, pipeline: str) -> int:
+        """Pending applies of ``pipeline`` (outbox rows: one per key and target)."""
+        ob = schema.outbox
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(ob)
+                                    .where(ob.c.pipeline == pipeline)).scalar_one())
+
     def count_keys(self, pipeline: str, entity: str) -> int:
         t = schema.key_states
         with self.engine.connect() as conn:
