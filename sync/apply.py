@@ -148,18 +148,42 @@ def apply_pending(
     as this caller saved them with that stamp (see :func:`record_results`).
     """
     for _ in range(STALE_ROUNDS):
-        results: list[Result] = []
-        for target, items in sorted(pending_by_target(states).items()):
-            dead = skip.get(target) if skip else None
-            if dead:
-                items = [(k, job) for k, job in items if k not in dead]
-            results.extend(apply_to_target(ctx, ent, target, items, states))
+        results = _apply_round(ctx, ent, states, skip)
         again = record_results(ctx, ent, results, summary, mine=states, saved_at=saved_at)
         if not again:
             return
         states = ctx.store.load(ctx.pipeline, ent.name, again)
         saved_at = None
     # Still stale after that: the outbox keeps the work for the next run.
+
+
+def apply_unsaved(ctx: PipelineContext, ent: EntityContext, states: Mapping[str, KeyState],
+                  summary: RunSummary) -> None:
+    """Apply every pending job of ``states`` and record the results on them, saving nothing.
+
+    For states that no one else can save meanwhile and whose applies a dead run
+    redoes from scratch (a direct snapshot's chunk, sync/snapshot_direct.py):
+    the caller saves them once, results included. What is still due after the
+    STALE rounds stays in their outbox.
+    """
+    todo = states
+    for _ in range(STALE_ROUNDS):
+        again = _record(ent, states, _apply_round(ctx, ent, todo, None), summary)
+        if not again:
+            return
+        todo = {k: states[k] for k in again}
+
+
+def _apply_round(ctx: PipelineContext, ent: EntityContext, states: Mapping[str, KeyState],
+                 skip: Mapping[str, set[str]] | None) -> list[Result]:
+    """Every pending job of ``states`` written at its target (none of ``skip``'s keys)."""
+    results: list[Result] = []
+    for target, items in sorted(pending_by_target(states).items()):
+        dead = skip.get(target) if skip else None
+        if dead:
+            items = [(k, job) for k, job in items if k not in dead]
+        results.extend(apply_to_target(ctx, ent, target, items, states))
+    return results
 
 
 def _op(st: KeyState, job: ApplyJob) -> ApplyOp:

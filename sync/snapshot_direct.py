@@ -6,17 +6,26 @@ matching rows across endpoints. When only one endpoint holds rows (a source)
 and the entity has no key states yet, there is nothing to match: every row
 is an insert at every other endpoint. This path then takes each chunk of the
 source straight through the protocol (``on_snapshot`` with the others read
-as absent, exactly what the staged path would decide), saves the states with
-their outbox and the source's progress in one transaction, and applies them
-as any batch is applied (sync/apply.py): no staging of rows, no reading them
-back.
+as absent, exactly what the staged path would decide), applies it, and saves
+the states with their apply results and the source's progress past the chunk
+in one transaction: each key's state is written once, with no outbox rows
+for the applies that succeeded (what is left due goes to the outbox as ever).
 
 Equivalence with the staged path: every endpoint's log position is taken
 before anything is read, and the others are read as empty (in the same
 exported snapshot where the endpoint has one) after it; a row written there
 later is a change of their streams, as it would be for the staged path that
-read them empty. Crash safety is the batch path's: the outbox of the last
-saved chunk is replayed when the snapshot resumes after that chunk's key.
+read them empty.
+
+Crash safety without saving a chunk's states before its applies: nothing
+else knows these keys (no state, no outbox, no message), and the progress
+marks the snapshot as direct before the first apply. A run dying between a
+chunk's applies and their save leaves the progress before that chunk; the
+next run reads the chunk again and applies it again, and every sink reports
+a row that still holds our own write as ours (ALREADY, or STALE when the
+source row changed since: applied again against the row version it
+reports), never as a user's edit. The outbox of earlier chunks (applies
+still due) is replayed first.
 
 Not taken with a data-quality suite on the entity: the gate's snapshot hold
 works on staged rows.
@@ -29,7 +38,7 @@ from collections.abc import Callable
 
 from conflict.canonical import key_text, row_from_json, row_to_json
 from conflict.protocol import Edit, KeyState, on_snapshot
-from sync.apply import apply_pending, replay_outbox
+from sync.apply import apply_unsaved, replay_outbox
 from sync.capture import state_lock, typed
 from sync.context import EntityContext, PipelineContext
 from sync.summary import RunSummary
@@ -61,7 +70,7 @@ def direct_snapshot(ctx: PipelineContext, ent: EntityContext, summary: RunSummar
     prog = store.snapshot_progress(ctx.pipeline, ent.name)
     source = next((ep for ep, p in prog.items() if p["status"] == DIRECT), None)
     if source is not None:
-        # The chunk a dead run decided and may have applied in part: its outbox.
+        # Applies of saved chunks still due; the chunk a dead run was applying is read again.
         replay_outbox(ctx, ent, summary)
         after = row_from_json(prog[source]["after_key"])
         total = int(prog[source]["rows"])
@@ -78,6 +87,12 @@ def direct_snapshot(ctx: PipelineContext, ent: EntityContext, summary: RunSummar
     others = [ep for ep in ent.bindings if ep != source]
     chunk_size = int(ctx.cfg.batch.snapshot_chunk)
     lock = state_lock(ctx)
+    if after is None and total == 0:
+        # Direct from here on, before anything is applied: a dead run's next run must
+        # not take the targets' rows (ours) for rows to reconcile (the staged path).
+        with store.transaction(lock=lock) as conn:
+            store.put_snapshot_progress(conn, ctx.pipeline, ent.name, source, status=DIRECT,
+                                        position=position, after_key=None, rows=0)
     now = time.time()
     while True:
         chunk = src.snapshot(binding, after, chunk_size)
@@ -98,15 +113,13 @@ def direct_snapshot(ctx: PipelineContext, ent: EntityContext, summary: RunSummar
         summary.snapshot_rows += len(chunk.rows)
         total += len(chunk.rows)
         after = dict(chunk.last_key) if chunk.last_key is not None else after
+        apply_unsaved(ctx, ent, states, summary)
         encoded = store.encode(states)
         with store.transaction(lock=lock) as conn:
-            # The states with their outbox, and the source's progress past them: a run
-            # dying from here on finishes these applies from the outbox (above).
-            stamp = store.save(conn, ctx.pipeline, ent.name, states, encoded=encoded)
+            store.save(conn, ctx.pipeline, ent.name, states, encoded=encoded)
             store.put_snapshot_progress(conn, ctx.pipeline, ent.name, source, status=DIRECT,
                                         position=position, after_key=row_to_json(after),
                                         rows=total)
-        apply_pending(ctx, ent, states, summary, saved_at=stamp)
         if progress is not None:
             progress(source, len(chunk.rows))
         if chunk.done:

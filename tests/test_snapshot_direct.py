@@ -153,3 +153,42 @@ def test_a_target_holding_rows_takes_the_staged_path(
     assert sum(staged) == 138
     assert [r[:3] for r in _rows(tmp / "a.db")] == [r[:3] for r in _rows(tmp / "b.db")]
     assert len(_rows(tmp / "a.db")) == 138
+
+
+def test_a_run_dying_in_its_first_chunk_resumes_directly(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first chunk is applied before anything of it is saved: the progress says
+    "direct" before that, so the next run reads the chunk again straight through
+    (our rows at the targets known as ours) rather than staging them as rows to
+    reconcile with the source's."""
+    tmp = tmp_path / "p"
+    tmp.mkdir()
+    path = _pipeline(tmp, BIDIRECTIONAL)
+    real_save, real_stage = StateStore.save, StateStore.stage_rows
+    staged: list[int] = []
+
+    def dying(*a: Any, **k: Any) -> float:
+        raise KeyboardInterrupt("killed after the first chunk's applies")
+
+    def counting(conn: Any, rows: list[dict[str, Any]]) -> None:
+        staged.append(len(rows))
+        real_stage(conn, rows)
+
+    monkeypatch.setattr(StateStore, "stage_rows", staticmethod(counting))
+    monkeypatch.setattr(StateStore, "save", staticmethod(dying))
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(load_pipeline(path))
+    assert len(_rows(tmp / "b.db")) == 50  # the first chunk was applied
+    monkeypatch.setattr(StateStore, "save", staticmethod(real_save))
+    summary = run_pipeline(load_pipeline(path)).to_json()
+    assert summary["errors"] == []
+    assert staged == []
+    assert summary["snapshot_rows"] == 137
+    assert summary["totals"]["skipped"] == 0  # our rows at b were not taken for user edits
+    assert summary["totals"]["applied"] == 87  # the 50 at b already held our writes
+    assert [r[:3] for r in _rows(tmp / "b.db")] == [r[:3] for r in _rows(tmp / "a.db")]
+    assert len(_states(tmp)) == 137
+    quiet = run_pipeline(load_pipeline(path)).to_json()
+    assert quiet["totals"]["applied"] == 0, quiet
+    silent = run_pipeline(load_pipeline(path)).to_json()
+    assert silent["totals"]["read"] == 0 and silent["totals"]["applied"] == 0, silent

@@ -281,13 +281,14 @@ def test_an_interrupted_snapshot_resumes(
         _teardown(cfg)
 
 
-def test_a_direct_snapshot_dying_after_an_apply_resumes_from_its_outbox(
+def test_a_direct_snapshot_dying_after_an_apply_reads_that_chunk_again(
         tmp_path: Path, pg_dsn_factory: Callable[[], str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     """An empty b is snapshotted without staging (sync/snapshot_direct.py). A run
-    killed after a chunk was applied at b but before its results were saved
-    resumes after that chunk: its outbox is replayed (our rows at b are known as
-    ours, not written again), and an edit made at a meanwhile arrives from the log."""
+    killed after a chunk was applied at b but before its states were saved
+    resumes at that chunk: it is read and applied again, our rows at b are known
+    as ours (not written again unless the row changed at a meanwhile), and an
+    edit made at a meanwhile arrives from the log as well."""
     from sync.state.store import StateStore
 
     a, b = pg_dsn_factory(), pg_dsn_factory()
@@ -306,7 +307,7 @@ def test_a_direct_snapshot_dying_after_an_apply_resumes_from_its_outbox(
 
         def dying(conn: Any, pipeline: str, entity: str, states: Any, **kw: Any) -> float:
             saves.append(len(states))
-            if len(saves) == 4:  # per chunk: decided (with outbox), applied; 4: chunk 2 applied
+            if len(saves) == 2:  # one per chunk, after its applies: chunk 2's
                 raise KeyboardInterrupt("killed between apply and save")
             return real_save(conn, pipeline, entity, states, **kw)
 
@@ -325,7 +326,7 @@ def test_a_direct_snapshot_dying_after_an_apply_resumes_from_its_outbox(
         resumed = p.run()
         assert resumed.errors == []
         assert staged == []  # neither run staged a row
-        assert resumed.snapshot_rows == 5  # 21..25
+        assert resumed.snapshot_rows == 15  # 11..25: chunk 2 again
         assert query(b, "SELECT count(*), count(*) FILTER (WHERE name = 'late')"
                         " FROM customers") == [(25, 2)]
         # Rows the dead run wrote were not written again (only the two edited).
