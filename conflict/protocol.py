@@ -388,6 +388,35 @@ def on_snapshot(
     return outs
 
 
+def snapshot_like(template: KeyState, read: Edit, key: Row,
+                  content_hash: str | None = None) -> KeyState:
+    """What :func:`on_snapshot` makes of ``read`` for a fresh key read as ``template``'s
+    was: the same endpoints read as absent and ``read``'s endpoint the one holding it.
+
+    Such a decision does not depend on the row (one group of content, no conflict,
+    no resolver): only the content, its hash and the row version at ``read``'s
+    endpoint differ. A direct snapshot decides one key of a chunk with
+    :func:`on_snapshot` and makes the others like it (sync/snapshot_direct.py).
+    """
+    if template.parked is not None or template.origin != read.endpoint:
+        raise ValueError("the template is no lone snapshot read of this endpoint")
+    h = row_hash(read.content) if content_hash is None else content_hash
+    held = template.content_hash
+    st = KeyState(vector=template.vector, committed_at=template.committed_at,
+                  origin=template.origin, outbox=set(template.outbox), key=dict(key))
+    st.set_content(read.content, h)
+    for name, e in template.endpoints.items():
+        st.endpoints[name] = EndpointState(
+            known=e.known,
+            row_version=read.row_version if name == read.endpoint else e.row_version,
+            hash=h if e.hash == held else e.hash,
+            last_pos=e.last_pos,
+            pending=list(e.pending),
+            reads=e.reads,
+        )
+    return st
+
+
 # --- applying ------------------------------------------------------------------------
 
 

@@ -6,7 +6,8 @@ matching rows across endpoints. When only one endpoint holds rows (a source)
 and the entity has no key states yet, there is nothing to match: every row
 is an insert at every other endpoint. This path then takes each chunk of the
 source straight through the protocol (``on_snapshot`` with the others read
-as absent, exactly what the staged path would decide), applies it, and saves
+as absent, exactly what the staged path would decide; one key of a chunk
+decided, the others made like it: ``snapshot_like``), applies it, and saves
 the states with their apply results and the source's progress past the chunk
 in one transaction: each key's state is written once, with no outbox rows
 for the applies that succeeded (what is left due goes to the outbox as ever).
@@ -37,7 +38,7 @@ import time
 from collections.abc import Callable
 
 from conflict.canonical import key_text, row_from_json, row_to_json
-from conflict.protocol import Edit, KeyState, on_snapshot
+from conflict.protocol import Edit, KeyState, on_snapshot, snapshot_like
 from sync.apply import apply_unsaved, replay_outbox
 from sync.capture import state_lock, typed
 from sync.context import EntityContext, PipelineContext
@@ -97,17 +98,26 @@ def direct_snapshot(ctx: PipelineContext, ent: EntityContext, summary: RunSummar
     while True:
         chunk = src.snapshot(binding, after, chunk_size)
         states: dict[str, KeyState] = {}
+        template: KeyState | None = None
         for r in chunk.rows:
             content = typed(ent, r.row) or {}
-            st = KeyState(key={c: content[c] for c in ent.cfg.key})
-            reads: dict[str, Edit | None] = {ep: None for ep in others if ep in ent.sources}
-            reads[source] = Edit(endpoint=source, content=content, position=None,
-                                 committed_at=now, row_version=r.row_version)
-            for ep in others:
-                if ep not in ent.sources:  # a target only: known to hold nothing
-                    st.at(ep).hash = ""
-            on_snapshot(st, reads, entity=ent.name, key=st.key or {}, sinks=ent.sinks,
-                        resolve=ent.resolve)
+            key = {c: content[c] for c in ent.cfg.key}
+            read = Edit(endpoint=source, content=content, position=None, committed_at=now,
+                        row_version=r.row_version)
+            if template is None:
+                # Decided by the protocol once; every other key of the chunk is read the
+                # same way (present at the source only), so decides the same.
+                st = template = KeyState(key=key)
+                reads: dict[str, Edit | None] = {ep: None for ep in others
+                                                 if ep in ent.sources}
+                reads[source] = read
+                for ep in others:
+                    if ep not in ent.sources:  # a target only: known to hold nothing
+                        st.at(ep).hash = ""
+                on_snapshot(st, reads, entity=ent.name, key=key, sinks=ent.sinks,
+                            resolve=ent.resolve)
+            else:
+                st = snapshot_like(template, read, key)
             states[key_text(typed(ent, r.key) or {})] = st
         summary.at(ent.name, source, "*").read += len(chunk.rows)
         summary.snapshot_rows += len(chunk.rows)
