@@ -24,6 +24,7 @@ import decimal
 import hashlib
 import json
 import math
+import re
 import uuid
 from collections.abc import Mapping
 from typing import Any, Literal, get_args
@@ -181,11 +182,31 @@ def _c_uuid(v: Any) -> uuid.UUID:
     return uuid.UUID(str(v))
 
 
+#: a number orjson may not read exactly: it takes integers past 64 bits for floats
+_LONG_DIGITS_TEXT = re.compile(r"\d{19}")
+_LONG_DIGITS_BYTES = re.compile(rb"\d{19}")
+
+
+def parse_json(text: str | bytes) -> Any:
+    """``json.loads``, quicker: orjson reads the same values, except integers past 64
+    bits (which it turns into floats, silently), NaN/Infinity and lone surrogates
+    (which it refuses); those take the standard library's path. Raises ValueError
+    (``json.JSONDecodeError``) for text that is no JSON."""
+    if isinstance(text, bytes):
+        long = _LONG_DIGITS_BYTES.search(text) is not None
+    else:
+        long = _LONG_DIGITS_TEXT.search(text) is not None
+    if not long:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)
+
+
 def _c_json(v: Any) -> Any:
-    if isinstance(v, bytes):
-        v = v.decode("utf-8")
-    if isinstance(v, str):
-        return json.loads(v)
+    if isinstance(v, bytes | str):
+        return parse_json(v)
     return v
 
 
@@ -201,7 +222,7 @@ def _c_bytes(v: Any) -> bytes:
 
 def _c_array(v: Any) -> list[Any]:
     if isinstance(v, str):
-        parsed = json.loads(v)
+        parsed = parse_json(v)
         if not isinstance(parsed, list):
             raise CoercionError(f"{v!r} is not an array")
         return parsed

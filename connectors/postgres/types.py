@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import json
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from psycopg.abc import Transformer
 from psycopg.adapt import AdaptersMap
 from psycopg.pq import Format
 
-from conflict.canonical import coerce
+from conflict.canonical import coerce, parse_json
 
 TEXT_OID = 25
 TEXT_ARRAY_OID = 1009
@@ -170,7 +169,7 @@ def text_loader(tx: Transformer, ctype: ColumnType) -> Loader:
 
 
 def _load_json(data: bytes) -> Any:
-    return json.loads(data.decode("utf-8"))
+    return parse_json(data)
 
 
 # --- writing ----------------------------------------------------------------------------

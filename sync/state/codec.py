@@ -7,7 +7,13 @@ from typing import Any
 
 import orjson
 
-from conflict.canonical import from_json_value, row_from_json, row_to_json, to_json_value
+from conflict.canonical import (
+    from_json_value,
+    parse_json,
+    row_from_json,
+    row_to_json,
+    to_json_value,
+)
 from conflict.case import Side
 from conflict.protocol import EndpointState, KeyState, ParkedConflict
 from conflict.vector import VersionVector
@@ -48,7 +54,7 @@ def state_to_json(st: KeyState, *, fragments: bool = False) -> dict[str, Any]:
     """The stored form of ``st``. ``fragments``: the content and key as orjson
     fragments of their JSON text (for :func:`orjson.dumps`, which writes them as they
     are), else as JSON trees."""
-    part = orjson.Fragment if fragments else orjson.loads
+    part = orjson.Fragment if fragments else parse_json
     out: dict[str, Any] = {
         "v": st.vector.as_dict(),
         "c": part(_stored(st, "json", st.content)),

@@ -21,6 +21,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from conflict.canonical import parse_json
 from conflict.protocol import KeyState
 from sync.state import schema
 from sync.state.codec import state_from_json, state_to_json
@@ -154,10 +155,7 @@ def _unfragment(obj: Any) -> Any:
 
 
 def _loads(text: str | bytes) -> Any:
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:  # NaN and the like, written by the standard library
-        return json.loads(text)
+    return parse_json(text)
 
 
 def open_store(url: str) -> StateStore:

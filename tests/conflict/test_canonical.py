@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import json
 import uuid
 
 import pytest
@@ -16,6 +17,7 @@ from conflict.canonical import (
     coerce,
     from_json_value,
     key_text,
+    parse_json,
     row_from_json,
     row_hash,
     row_to_json,
@@ -193,3 +195,25 @@ def test_a_timestamp_out_of_range_is_a_coercion_error_not_a_crash() -> None:
 
     with pytest.raises(CoercionError, match="as timestamp"):
         coerce(253402300800.0, "timestamp")  # seconds past 9999-12-31
+
+
+@pytest.mark.parametrize("text", [
+    '{"a": 1, "b": [1.5, -0.0, true, null], "c": "\\u00e9"}',
+    "123456789012345678901234567890",  # orjson would read a float
+    '{"n": -18446744073709551617, "m": 9223372036854775807}',
+    "[NaN, Infinity]",  # orjson refuses them
+    '"\\ud800"',  # a lone surrogate
+    '{"a": 1, "a": 2}',
+    '{"id": "12345678901234567890123"}',  # long digits in a string: the slow path, same value
+])
+def test_parse_json_reads_what_the_standard_library_reads(text: str) -> None:
+    want = json.loads(text)
+    for source in (text, text.encode()):
+        got = parse_json(source)
+        assert repr(got) == repr(want)  # (repr: NaN != NaN, and 1.0 == 1)
+        assert type(got) is type(want)
+
+
+def test_parse_json_refuses_what_is_no_json() -> None:
+    with pytest.raises(ValueError):
+        parse_json("{nope")
