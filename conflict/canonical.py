@@ -335,10 +335,7 @@ def _canonical_slow(v: Any) -> CanonicalValue:
             return int(v)
         return "\x00f:" + _float_text(v)
     if isinstance(v, decimal.Decimal):
-        text = _decimal_text(v)
-        if v.is_finite() and v == v.to_integral_value() and abs(v) < 2**53:
-            return int(v)
-        return "\x00n:" + text
+        return _canon_decimal(v)
     if isinstance(v, dt.datetime):
         micros = (_to_utc(v) - _EPOCH) // dt.timedelta(microseconds=1)
         return f"\x00t:{micros}"
@@ -353,12 +350,22 @@ def _canonical_slow(v: Any) -> CanonicalValue:
     if isinstance(v, bytes | bytearray | memoryview):
         return "\x00b:" + base64.b64encode(bytes(v)).decode("ascii")
     if isinstance(v, Mapping):
-        return {"\x00o": {str(k): canonical_value(x) for k, x in sorted(v.items())}}
+        return _canon_mapping(v)
     if isinstance(v, list | tuple):
         return [canonical_value(x) for x in v]
     if isinstance(v, set | frozenset):
         return sorted((canonical_value(x) for x in v), key=repr)
     raise TypeError(f"no canonical form for {type(v).__name__}")
+
+
+def _canon_decimal(v: decimal.Decimal) -> CanonicalValue:
+    if v.is_finite() and v == v.to_integral_value() and abs(v) < 2**53:
+        return int(v)  # 3.00 from one engine and 3 from another mean the same number
+    return "\x00n:" + _decimal_text(v)
+
+
+def _canon_mapping(v: Mapping[Any, Any]) -> CanonicalValue:
+    return {"\x00o": {str(k): canonical_value(x) for k, x in sorted(v.items())}}
 
 
 def _canon_datetime(v: dt.datetime) -> str:
@@ -371,7 +378,8 @@ _MICRO = dt.timedelta(microseconds=1)
 _CANON_BY_TYPE: dict[type, Any] = {
     bool: lambda v: "\x00B:1" if v else "\x00B:0",
     dt.datetime: _canon_datetime,
-    dict: _canonical_slow,
+    decimal.Decimal: _canon_decimal,
+    dict: _canon_mapping,
     list: lambda v: [canonical_value(x) for x in v],
 }
 
@@ -446,7 +454,7 @@ def _to_json_slow(v: Any) -> Any:
     if isinstance(v, bytes | bytearray | memoryview):
         return {"$b": base64.b64encode(bytes(v)).decode("ascii")}
     if isinstance(v, Mapping):
-        return {"$o": {str(k): to_json_value(x) for k, x in v.items()}}
+        return _store_mapping(v)
     if isinstance(v, list | tuple):
         return [to_json_value(x) for x in v]
     if isinstance(v, set | frozenset):
@@ -454,11 +462,15 @@ def _to_json_slow(v: Any) -> Any:
     raise TypeError(f"cannot store {type(v).__name__}")
 
 
+def _store_mapping(v: Mapping[Any, Any]) -> Any:
+    return {"$o": {str(k): to_json_value(x) for k, x in v.items()}}
+
+
 #: exact type -> stored form, for the common types (the rest: :func:`_to_json_slow`)
 _STORE_BY_TYPE: dict[type, Any] = {
     decimal.Decimal: lambda v: {"$n": str(v)},
     dt.datetime: lambda v: {"$t": _to_utc(v).isoformat()},
-    dict: _to_json_slow,
+    dict: _store_mapping,
     list: lambda v: [to_json_value(x) for x in v],
 }
 
