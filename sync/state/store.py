@@ -335,8 +335,9 @@ class StateStore:
         out: dict[str, float] = {}
         for part in _chunks(list(dict.fromkeys(keys))):
             rows = conn.exec_driver_sql(sql.select_stamps + _in_list(sql.mark, len(part)),
-                                        (pipeline, entity, *part))
-            out.update((k, float(at)) for k, at in rows)
+                                        (pipeline, entity, *part)).fetchall()
+            out.update((k, float(at)) for k, at in rows)  # (fetchall: rows one by one
+            # through SQLAlchemy's iterator cost more than the query)
         return out
 
     @staticmethod
