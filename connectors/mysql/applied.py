@@ -13,8 +13,17 @@ as changes, and no bound table is touched by them.
 
 One row per (writer, table, key): the key is stored as a 16-byte digest of its
 canonical text (:func:`conflict.canonical.key_text`), since key text has no
-length limit and an index does. Deleted keys keep their row (``version`` NULL)
-for as long as the pipeline runs; ``cdcsync teardown`` drops the table.
+length limit and an index does. Rows of keys we wrote are as many as the keys
+(an index's worth); rows of keys we deleted (``version`` NULL) would grow
+without bound on a table whose rows come and go, so they are pruned once
+older than :data:`RETENTION_DAYS` (``at``: when we last wrote the key). A
+record is needed only while the result of our last write to the key may be
+lost, which is minutes (until the outbox is replayed), not days; a daemon down
+for longer than the retention may then find a delete of ours SKIPPED rather
+than STALE (the key's apply waits for its next edit; PostgreSQL's record keeps
+the same retention). A table made before ``at`` existed works as before, without
+pruning, until ``cdcsync setup`` adds the column. ``cdcsync teardown`` drops the
+table.
 
 Content can repeat (ABA): a user who writes back exactly the content of our
 last write after editing it in between looks like our write, and the newer
@@ -23,6 +32,7 @@ apply overwrites that edit; the edit still arrives from the binlog as a change.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -31,6 +41,17 @@ from connectors.mysql.session import quote_table
 
 APPLIED_TABLE = "cdcsync_applied"
 _CHUNK = 1000  # keys per IN list
+RETENTION_DAYS = 7
+PRUNE_LIMIT = 10_000  # rows per DELETE: short transactions, short locks
+_AT = "`at` TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP"
+
+
+class Record(enum.Enum):
+    """What this database's record table allows."""
+
+    MISSING = "missing"  # set up before it existed: nothing recorded
+    UNSTAMPED = "unstamped"  # set up before ``at`` existed: recorded, never pruned
+    STAMPED = "stamped"
 
 
 def create_sql(database: str) -> str:
@@ -39,8 +60,14 @@ def create_sql(database: str) -> str:
             " `tbl` VARCHAR(64) NOT NULL,"
             " `key_digest` BINARY(16) NOT NULL,"
             " `version` VARCHAR(64) NULL,"  # NULL: our last write deleted the row
+            f" {_AT},"
             " PRIMARY KEY (`writer`, `tbl`, `key_digest`)"
             ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4")
+
+
+def upgrade_sql(database: str) -> str:
+    """Adds ``at`` to a table made before it existed (its rows count from now)."""
+    return f"ALTER TABLE {quote_table(database, APPLIED_TABLE)} ADD COLUMN {_AT}"
 
 
 def drop_sql(database: str) -> str:
@@ -51,14 +78,17 @@ def key_digest(key_text: str) -> bytes:
     return hashlib.blake2b(key_text.encode("utf-8"), digest_size=16).digest()
 
 
-def exists(cur: Any, database: str) -> bool:
-    cur.execute("SELECT 1 FROM information_schema.TABLES"
+def state(cur: Any, database: str) -> Record:
+    cur.execute("SELECT COLUMN_NAME FROM information_schema.COLUMNS"
                 " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", (database, APPLIED_TABLE))
-    return cur.fetchone() is not None
+    columns = {str(name).lower() for (name,) in cur.fetchall()}
+    if not columns:
+        return Record.MISSING
+    return Record.STAMPED if "at" in columns else Record.UNSTAMPED
 
 
 def record(cur: Any, database: str, writer: str, table: str,
-           written: Iterable[tuple[str, str | None]]) -> None:
+           written: Iterable[tuple[str, str | None]], *, stamped: bool = True) -> None:
     """Upsert ``(key text, version after our write)`` for the keys a batch wrote: one
     ``executemany`` (pymysql sends it as multi-row statements), in digest order so
     that concurrent batches take the record's row locks in one order."""
@@ -68,9 +98,21 @@ def record(cur: Any, database: str, writer: str, table: str,
     cur.executemany(
         f"INSERT INTO {quote_table(database, APPLIED_TABLE)}"
         " (`writer`, `tbl`, `key_digest`, `version`) VALUES (%s, %s, %s, %s)"
-        " ON DUPLICATE KEY UPDATE `version` = VALUES(`version`)",
+        " ON DUPLICATE KEY UPDATE `version` = VALUES(`version`)"
+        + (", `at` = CURRENT_TIMESTAMP" if stamped else ""),
         params,
     )
+
+
+def prune(cur: Any, database: str, writer: str, *, days: int = RETENTION_DAYS) -> int:
+    """Forget this writer's deletes older than ``days``, up to PRUNE_LIMIT of them;
+    how many were forgotten."""
+    cur.execute(
+        f"DELETE FROM {quote_table(database, APPLIED_TABLE)} WHERE `writer` = %s"
+        " AND `version` IS NULL AND `at` < NOW() - INTERVAL %s DAY LIMIT %s",
+        (writer, int(days), PRUNE_LIMIT),
+    )
+    return int(cur.rowcount)
 
 
 def recorded(cur: Any, database: str, writer: str, table: str,

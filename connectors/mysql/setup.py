@@ -75,6 +75,8 @@ def setup(settings: Any, bindings: Sequence[Binding], *, echo: str) -> list[str]
                 )
                 done.append(f"marker table {MARKER_TABLE} (tags the service's own writes)")
             cur.execute(applied.create_sql(str(settings.database)))
+            if applied.state(cur, str(settings.database)) is applied.Record.UNSTAMPED:
+                cur.execute(applied.upgrade_sql(str(settings.database)))
             done.append(f"table {applied.APPLIED_TABLE} (the sink's record of its own writes)")
     finally:
         conn.close()

@@ -85,6 +85,7 @@ from connectors.mysql.types import ColumnInfo, stored, to_param, typed_row
 log = logging.getLogger("cdcsync.mysql.sink")
 
 _CHUNK = 1000  # keys per IN list
+PRUNE_EVERY = 1000  # batches between prunings of the record's old deletes
 _DUPLICATE_KEY = 1062
 
 
@@ -103,8 +104,9 @@ class MysqlSink:
         self._conn: Any = None
         # whether the record of our writes (``cdcsync_applied``) exists: looked up once
         # per session, so that ``cdcsync setup`` run later is seen after a reconnect
-        self._recording: bool | None = None
+        self._recording: applied.Record | None = None
         self._warned = False
+        self._batches = 0
         self.schemas = SchemaCache(self.database, lambda: self._session().cursor())
 
     # --- session ----------------------------------------------------------------------
@@ -127,11 +129,11 @@ class MysqlSink:
         self._conn = None
         self._recording = None
 
-    def _records(self, cur: Any) -> bool:
-        """Whether this session keeps the record of our writes (the table exists)."""
+    def _records(self, cur: Any) -> applied.Record:
+        """What this session's record of our writes allows (whether the table exists)."""
         if self._recording is None:
-            self._recording = applied.exists(cur, self.database)
-            if not self._recording and not self._warned:
+            self._recording = applied.state(cur, self.database)
+            if self._recording is applied.Record.MISSING and not self._warned:
                 self._warned = True
                 log.warning("%s: table %s.%s is missing (the pipeline was set up before it "
                             "existed); a write of ours whose result a worker lost cannot be "
@@ -286,7 +288,7 @@ class MysqlSink:
                     results[i] = ApplyResult(kt, ApplyStatus.SKIPPED, cur_hash)
                     moved.append((i, cur_hash))
             recording = self._records(cur)
-            if moved and recording:
+            if moved and recording is not applied.Record.MISSING:
                 self._stale(cur, binding, ops, moved, results)
             for (absent, cols), items in upserts.items():
                 write = self._insert if absent else self._upsert
@@ -300,12 +302,32 @@ class MysqlSink:
                     kt = ops[i].key_text
                     if kt in fresh:
                         results[i] = ApplyResult(kt, ApplyStatus.APPLIED, fresh[kt][1])
-            if recording:
+            if recording is not applied.Record.MISSING:
                 applied.record(cur, self.database, self.writer, binding.table,
                                [(r.key_text, r.row_version) for r in results
-                                if r is not None and r.status is ApplyStatus.APPLIED])
+                                if r is not None and r.status is ApplyStatus.APPLIED],
+                               stamped=recording is applied.Record.STAMPED)
         conn.commit()
+        self._batches += 1
+        if self._batches % PRUNE_EVERY == 0 and recording is applied.Record.STAMPED:
+            self._prune(conn)
         return [r for r in results if r is not None]
+
+    def _prune(self, conn: Any) -> None:
+        """Forget old deletes of ours (connectors/mysql/applied.py): after a batch, in a
+        transaction of its own."""
+        try:
+            with conn.cursor() as cur:
+                gone = applied.prune(cur, self.database, self.writer)
+            conn.commit()
+        except Exception as exc:  # the batch is applied: its results must not be lost
+            log.warning("%s: pruning %s failed (tried again in %d batches): %s", self.name,
+                        applied.APPLIED_TABLE, PRUNE_EVERY, exc)
+            self._rollback()
+            return
+        if gone:
+            log.info("%s: forgot %d deletes of ours older than %d days in %s", self.name,
+                     gone, applied.RETENTION_DAYS, applied.APPLIED_TABLE)
 
     def _stale(self, cur: Any, binding: Binding, ops: Sequence[ApplyOp],
                moved: Sequence[tuple[int, str | None]],

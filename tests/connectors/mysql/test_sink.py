@@ -417,3 +417,54 @@ def test_batches_of_disjoint_new_keys_in_one_gap_do_not_deadlock(
     finally:
         for ep in eps:
             ep.close()
+
+
+def test_old_deletes_of_ours_are_forgotten_and_the_rest_kept(
+        endpoint: MysqlEndpoint, mariadb_params: dict[str, Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keys we deleted would grow the record without bound on a table whose rows come
+    and go: their rows go once older than the retention; written keys and recent
+    deletes stay (a lost delete of ours is still told from a user's)."""
+    from connectors.mysql import sink as sink_module
+
+    b = binding()
+    made = endpoint.apply(b, [tok(i, row(i, "a"), None, "v1") for i in range(1, 5)])
+    endpoint.apply(b, [tok(i, None, made[i - 1].row_version, "v2") for i in (1, 2, 3)])
+    # 1 and 2 were deleted long ago, 3 just now; 4 is a row we wrote long ago.
+    digest = {i: applied_digest(i) for i in range(1, 6)}
+    run(mariadb_params, "UPDATE cdcsync_applied SET `at` = NOW() - INTERVAL 8 DAY",
+        ("UPDATE cdcsync_applied SET `at` = NOW() WHERE `key_digest` = %s", (digest[3],)))
+    monkeypatch.setattr(sink_module, "PRUNE_EVERY", 1)
+    endpoint.apply(b, [tok(5, row(5, "b"), None, "v1")])  # a batch; then the pruning
+    kept = {bytes(d) for (d,) in query(mariadb_params,
+                                       "SELECT `key_digest` FROM cdcsync_applied")}
+    assert kept == {digest[3], digest[4], digest[5]}
+    # The recent delete of 3 is still ours: an apply expecting its old row is STALE.
+    (res,) = endpoint.apply(b, [tok(3, row(3, "c"), made[2].row_version, "v3")])
+    assert res.status is ApplyStatus.STALE
+
+
+def applied_digest(i: int) -> bytes:
+    from connectors.mysql.applied import key_digest
+
+    return key_digest(key_text({"id": i}))
+
+
+def test_a_record_table_made_before_its_timestamps_works_and_setup_adds_them(
+        endpoint: MysqlEndpoint, mariadb_params: dict[str, Any]) -> None:
+    run(mariadb_params, "ALTER TABLE cdcsync_applied DROP COLUMN `at`")
+    endpoint.sink.close()  # a new session looks at the table again
+    b = binding()
+    (first,) = endpoint.apply(b, [tok(1, row(1, "a"), None, "v1")])
+    endpoint.apply(b, [tok(1, row(1, "b"), first.row_version, "v2")])
+    (res,) = endpoint.apply(b, [tok(1, row(1, "c"), first.row_version, "v3")])
+    assert res.status is ApplyStatus.STALE  # still recorded, still told apart
+    endpoint.setup([b], "t-sink")
+    assert query(mariadb_params, "SELECT count(*) FROM information_schema.COLUMNS WHERE"
+                                 " TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'cdcsync_applied'"
+                                 " AND COLUMN_NAME = 'at'") == [(1,)]
+    endpoint.sink.close()
+    (again,) = endpoint.apply(b, [tok(1, row(1, "d"), res.row_version, "v4")])
+    assert again.status is ApplyStatus.APPLIED
+    assert query(mariadb_params, "SELECT count(*) FROM cdcsync_applied WHERE `at` >"
+                                 " NOW() - INTERVAL 1 MINUTE") == [(1,)]
