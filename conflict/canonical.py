@@ -193,7 +193,12 @@ def parse_json(text: str | bytes) -> Any:
     bits (which it turns into floats, silently), NaN/Infinity and lone surrogates
     (which it refuses); those take the standard library's path. Raises ValueError
     (``json.JSONDecodeError``) for text that is no JSON."""
-    raw = text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass")
+    if isinstance(text, str):
+        raw: bytes | bytearray = text.encode("utf-8", "surrogatepass")
+    elif isinstance(text, bytes | bytearray):
+        raw = text
+    else:  # the standard library's TypeError (SQLAlchemy takes a number stored bare)
+        return json.loads(text)
     if _LONG_RUN not in raw.translate(_DIGIT_RUNS):
         try:
             return orjson.loads(raw)

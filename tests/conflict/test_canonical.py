@@ -217,3 +217,7 @@ def test_parse_json_reads_what_the_standard_library_reads(text: str) -> None:
 def test_parse_json_refuses_what_is_no_json() -> None:
     with pytest.raises(ValueError):
         parse_json("{nope")
+    # No text at all: json.loads's TypeError, which SQLAlchemy's SQLite JSON type
+    # expects for a number SQLite stored bare (a row version in a JSON column).
+    with pytest.raises(TypeError):
+        parse_json(774)  # type: ignore[arg-type]
