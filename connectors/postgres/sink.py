@@ -77,6 +77,32 @@ PRUNE_EVERY = 1000  # batches
 MAX_POOL = 32
 
 
+#: compare-and-set: the row still has the xmin the service last knew (``o._x``)
+_CAS = sql.SQL("t.xmin::text::bigint = o._x")
+#: ... or an xmin that is a subtransaction of that transaction. pgoutput sends the
+#: top transaction's xid, while a row written inside a SAVEPOINT (an ORM's nested
+#: transaction, a PL/pgSQL EXCEPTION block) carries its subtransaction's xid. A
+#: subtransaction commits with its transaction's commit timestamp and gets its xid
+#: after it. Another user transaction that wrote the row after that one cannot share
+#: its timestamp: it took the row lock only once that one had committed. Our own
+#: writes are left out on both sides: a session with a replication origin records
+#: one commit timestamp for all its transactions (PostgreSQL 15), and a row holding
+#: a write of ours is told apart below (ALREADY/STALE), as before.
+_CAS_SUBXACT = sql.SQL(
+    "(t.xmin::text::bigint = o._x OR (pg_xact_commit_timestamp(t.xmin)"
+    " = pg_xact_commit_timestamp(o._x::text::xid) AND age(t.xmin) < age(o._x::text::xid)"
+    " AND NOT EXISTS (SELECT FROM {} a WHERE a.xid IN (o._x, t.xmin::text::bigint))))"
+).format(APPLIED)
+
+
+def _cas_for(conn: PgConnection) -> sql.Composable:
+    """The compare-and-set this server allows: subtransactions are recognised only with
+    ``track_commit_timestamp`` on (the function errors without it; turning it on takes a
+    restart, see docs/postgres.md)."""
+    row = conn.execute("SELECT current_setting('track_commit_timestamp')").fetchone()
+    return _CAS_SUBXACT if row is not None and row[0] == "on" else _CAS
+
+
 class PostgresSink:
     """Writes batches to one PostgreSQL database under the pipeline's origin."""
 
@@ -91,6 +117,7 @@ class PostgresSink:
         self._temps: set[str] = set()
         self._batches = 0
         self._planners: dict[int, OpPlanner] = {}  # by id() of the binding
+        self._cas: sql.Composable = _CAS  # on xmin; with subtransactions: _cas_for
 
     # --- session ----------------------------------------------------------------------
 
@@ -108,6 +135,7 @@ class PostgresSink:
                 conn.execute(APPLIED_DDL)
                 conn.execute(sql.SQL("DELETE FROM {} WHERE at < now() - %s::interval").format(
                     APPLIED), (RETENTION,))
+                self._cas = _cas_for(conn)
         except BaseException:
             conn.close()
             raise
@@ -273,8 +301,7 @@ class PostgresSink:
         updated = conn.execute(
             sql.SQL(
                 "UPDATE {} AS t SET {} FROM {} AS o WHERE {} AND NOT o._d"
-                " AND o._x IS NOT NULL AND t.xmin::text::bigint = o._x"
-                " RETURNING o._i, t.xmin::text::bigint"
+                " AND o._x IS NOT NULL AND {} RETURNING o._i, t.xmin::text::bigint"
             ).format(
                 t,
                 sql.SQL(", ").join(
@@ -283,6 +310,7 @@ class PostgresSink:
                 ),
                 o,
                 join,
+                self._cas,
             )
         ).fetchall()
         for i, xmin in updated:
@@ -309,9 +337,8 @@ class PostgresSink:
             out[i] = ApplyResult(kt[i], ApplyStatus.APPLIED, int(xmin))
         deleted = conn.execute(
             sql.SQL(
-                "DELETE FROM {} AS t USING {} AS o WHERE {} AND o._d"
-                " AND t.xmin::text::bigint = o._x RETURNING o._i"
-            ).format(t, o, join)
+                "DELETE FROM {} AS t USING {} AS o WHERE {} AND o._d AND {} RETURNING o._i"
+            ).format(t, o, join, self._cas)
         ).fetchall()
         for (i,) in deleted:
             out[i] = ApplyResult(kt[i], ApplyStatus.APPLIED, None)

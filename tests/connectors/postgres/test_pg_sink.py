@@ -59,6 +59,30 @@ def test_a_moved_row_is_skipped_with_its_current_version(
                                                                     None)]
 
 
+def test_a_row_written_in_a_subtransaction_is_the_transactions_version(
+        ep: PostgresEndpoint, table_t: str) -> None:
+    """pgoutput gives a change its transaction's xid; a row written inside a SAVEPOINT
+    has its subtransaction's. The compare-and-set takes the one for the other (same
+    commit timestamp, a later xid), and still skips a user's later write."""
+    import psycopg
+
+    b = binding()
+    sql(table_t, "INSERT INTO t VALUES (1, 'a', 1), (2, 'b', 1)")
+    with psycopg.connect(table_t) as conn:
+        (top,) = conn.execute("SELECT pg_current_xact_id()::text::bigint").fetchone() or ()
+        conn.execute("SAVEPOINT s")
+        conn.execute("UPDATE t SET name = 'a2' WHERE id IN (1, 2)")
+        conn.execute("RELEASE SAVEPOINT s")
+    assert _xmin(table_t, 1) != top  # the subtransaction's xid
+    sql(table_t, "UPDATE t SET name = 'user' WHERE id = 2")  # a later user edit of 2
+    later = _xmin(table_t, 2)
+    res = ep.apply(b, [ApplyOp({"id": 1}, _row(1, "svc"), top, "v2"),
+                       ApplyOp({"id": 2}, _row(2, "svc"), top, "v2")])
+    assert [(x.status, x.row_version) for x in res] == [(P, _xmin(table_t, 1)), (S, later)]
+    assert _table(table_t) == [(1, "svc", Decimal("1.00"), None),
+                               (2, "user", Decimal("1.00"), None)]
+
+
 def test_an_update_of_a_row_deleted_meanwhile_is_skipped(
         ep: PostgresEndpoint, table_t: str) -> None:
     b = binding()
