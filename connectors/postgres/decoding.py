@@ -15,8 +15,9 @@ Decisions made here, and why:
   of the row version that the change produced, which the sink's
   compare-and-set checks (``None`` for deletes). A change made inside a
   subtransaction (SAVEPOINT, a PL/pgSQL EXCEPTION block) leaves the
-  subtransaction's xid in xmin, which pgoutput does not send: the sink then
-  sees a version it does not know and skips the write as a user edit.
+  subtransaction's xid in xmin, which pgoutput does not send: the sink
+  recognises it by commit timestamp where ``track_commit_timestamp`` is on
+  (sink.py, ``_CAS_SUBXACT``), else it skips the write as a user edit.
 * **Echo suppression by tag.** A transaction whose ``Origin`` (sent right
   after ``Begin``) is one of the pipeline's origins was written by cdcsync's
   sink: it is consumed without producing anything. Content is never compared.
