@@ -18,6 +18,7 @@ from config.loader import load_pipeline
 from sync.engine import run_pipeline
 from sync.setup import setup_pipeline
 from sync.state.store import StateStore
+from tests.staging import count_staged
 
 DDL = ("CREATE TABLE items (id INTEGER PRIMARY KEY, label TEXT, price DECIMAL(10,2),"
        " seen TIMESTAMP, prefs JSON)")
@@ -88,15 +89,8 @@ def _run(tmp: Path, entity: str, direct: bool,
          monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, Any], list[int]]:
     tmp.mkdir()
     path = _pipeline(tmp, entity)
-    staged: list[int] = []
-    real = StateStore.stage_rows
-
-    def counting(conn: Any, rows: list[dict[str, Any]]) -> None:
-        staged.append(len(rows))
-        real(conn, rows)
-
     with monkeypatch.context() as m:
-        m.setattr(StateStore, "stage_rows", staticmethod(counting))
+        staged = count_staged(m)
         if not direct:
             m.setattr("sync.snapshot.direct_snapshot", lambda *a, **k: False)
         summary = run_pipeline(load_pipeline(path)).to_json()
@@ -140,14 +134,7 @@ def test_a_target_holding_rows_takes_the_staged_path(
     with sqlite3.connect(tmp / "b.db") as c:
         c.execute("INSERT INTO items (id, label) VALUES (500, 'only at b')")
     c.close()
-    staged: list[int] = []
-    real = StateStore.stage_rows
-
-    def counting(conn: Any, rows: list[dict[str, Any]]) -> None:
-        staged.append(len(rows))
-        real(conn, rows)
-
-    monkeypatch.setattr(StateStore, "stage_rows", staticmethod(counting))
+    staged = count_staged(monkeypatch)
     summary = run_pipeline(load_pipeline(path)).to_json()
     assert summary["errors"] == []
     assert sum(staged) == 138
@@ -164,17 +151,12 @@ def test_a_run_dying_in_its_first_chunk_resumes_directly(
     tmp = tmp_path / "p"
     tmp.mkdir()
     path = _pipeline(tmp, BIDIRECTIONAL)
-    real_save, real_stage = StateStore.save, StateStore.stage_rows
-    staged: list[int] = []
+    real_save = StateStore.save
+    staged = count_staged(monkeypatch)
 
     def dying(*a: Any, **k: Any) -> float:
         raise KeyboardInterrupt("killed after the first chunk's applies")
 
-    def counting(conn: Any, rows: list[dict[str, Any]]) -> None:
-        staged.append(len(rows))
-        real_stage(conn, rows)
-
-    monkeypatch.setattr(StateStore, "stage_rows", staticmethod(counting))
     monkeypatch.setattr(StateStore, "save", staticmethod(dying))
     with pytest.raises(KeyboardInterrupt):
         run_pipeline(load_pipeline(path))

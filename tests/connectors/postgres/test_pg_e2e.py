@@ -21,6 +21,7 @@ from sync.engine import run_pipeline
 from sync.summary import RunSummary
 from sync.verify import verify
 from tests.connectors.postgres.helpers import pipeline_of, query, sql
+from tests.staging import count_staged
 
 CUSTOMERS = ("CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, email text,"
              " balance numeric(10,2), seen timestamptz, tags jsonb)")
@@ -334,9 +335,8 @@ def test_a_direct_snapshot_dying_after_an_apply_reads_that_chunk_again(
     _setup(cfg)
     p = Pipeline(path, cfg, a, b)
     try:
-        real_save, real_stage = StateStore.save, StateStore.stage_rows
+        real_save = StateStore.save
         saves: list[int] = []
-        staged: list[int] = []
 
         def dying(conn: Any, pipeline: str, entity: str, states: Any, **kw: Any) -> float:
             saves.append(len(states))
@@ -344,12 +344,8 @@ def test_a_direct_snapshot_dying_after_an_apply_reads_that_chunk_again(
                 raise KeyboardInterrupt("killed between apply and save")
             return real_save(conn, pipeline, entity, states, **kw)
 
-        def counting(conn: Any, rows: list[dict[str, Any]]) -> None:
-            staged.append(len(rows))
-            real_stage(conn, rows)
-
         monkeypatch.setattr(StateStore, "save", staticmethod(dying))
-        monkeypatch.setattr(StateStore, "stage_rows", staticmethod(counting))
+        staged = count_staged(monkeypatch)
         with pytest.raises(KeyboardInterrupt):
             p.run()
         assert query(b, "SELECT count(*) FROM customers") == [(20,)]
