@@ -118,7 +118,7 @@ def direct_snapshot(ctx: PipelineContext, ent: EntityContext, summary: RunSummar
                             resolve=ent.resolve)
             else:
                 st = snapshot_like(template, read, key)
-            states[key_text(typed(ent, r.key) or {})] = st
+            states[key_text(key)] = st  # (the key columns of the typed row)
         summary.at(ent.name, source, "*").read += len(chunk.rows)
         summary.snapshot_rows += len(chunk.rows)
         total += len(chunk.rows)
