@@ -96,6 +96,8 @@ def test_postgres_is_configured_for_logical_decoding(services: dict[str, dict[st
     assert options["wal_level"] == "logical"
     assert int(options["max_replication_slots"]) >= 1
     assert int(options["max_wal_senders"]) >= 1
+    # rows written inside savepoints are recognised by commit timestamp (docs/postgres.md)
+    assert options["track_commit_timestamp"] == "on"
 
 
 def test_mariadb_writes_a_full_row_binlog(services: dict[str, dict[str, Any]]) -> None:
