@@ -165,7 +165,25 @@ def setup(
         done += ensure_slot(conn, names)
     done += ensure_origin(conn, names)
     done += ensure_side_table(conn)
+    if capture:
+        done += commit_timestamp_note(conn)
     return done
+
+
+def commit_timestamps_on(conn: PgConnection) -> bool:
+    row = conn.execute("SELECT current_setting('track_commit_timestamp')").fetchone()
+    return row is not None and row[0] == "on"
+
+
+def commit_timestamp_note(conn: PgConnection) -> list[str]:
+    """A note when commit timestamps are off: an endpoint both read and written then
+    cannot recognise rows its applications write inside savepoints (see sink.py)."""
+    if commit_timestamps_on(conn):
+        return []
+    return ["note: track_commit_timestamp is off; where this endpoint also receives"
+            " changes, a row its applications wrote inside a savepoint (nested ORM"
+            " transactions, PL/pgSQL EXCEPTION blocks) holds up later writes of that key"
+            " here until it is edited again. Set it on (a restart): docs/postgres.md"]
 
 
 def wait_slot_released(conn: PgConnection, slot: str, timeout: float = 5.0) -> int | None:

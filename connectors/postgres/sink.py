@@ -68,7 +68,7 @@ from connectors.postgres.connect import PgConnection, classified, connect, is_br
 from connectors.postgres.ddl import column_type
 from connectors.postgres.names import APPLIED_TABLE, SIDE_SCHEMA, Names
 from connectors.postgres.ops import OpPlan, OpPlanner, groups
-from connectors.postgres.setup import APPLIED_DDL, origin_exists
+from connectors.postgres.setup import APPLIED_DDL, commit_timestamps_on, origin_exists
 from connectors.postgres.types import prepare
 
 APPLIED = sql.Identifier(SIDE_SCHEMA, APPLIED_TABLE)
@@ -99,8 +99,7 @@ def _cas_for(conn: PgConnection) -> sql.Composable:
     """The compare-and-set this server allows: subtransactions are recognised only with
     ``track_commit_timestamp`` on (the function errors without it; turning it on takes a
     restart, see docs/postgres.md)."""
-    row = conn.execute("SELECT current_setting('track_commit_timestamp')").fetchone()
-    return _CAS_SUBXACT if row is not None and row[0] == "on" else _CAS
+    return _CAS_SUBXACT if commit_timestamps_on(conn) else _CAS
 
 
 class PostgresSink:

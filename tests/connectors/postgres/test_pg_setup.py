@@ -35,6 +35,7 @@ def test_setup_creates_everything_once_and_teardown_drops_it(pg_dsn: str) -> Non
         assert f"created publication {ep.names.publication}" in text
         assert f"created logical replication slot {ep.names.slot}" in text
         assert f"created replication origin {ep.names.origin}" in text
+        assert "track_commit_timestamp" not in text  # on here: no note about savepoints
         objs = _objects(pg_dsn, ep.names)
         assert objs == {
             "slot": [("pgoutput", "logical")],
