@@ -388,8 +388,7 @@ def on_snapshot(
     return outs
 
 
-def snapshot_like(template: KeyState, read: Edit, key: Row,
-                  content_hash: str | None = None) -> KeyState:
+def snapshot_like(template: KeyState, read: Edit, key: Row) -> KeyState:
     """What :func:`on_snapshot` makes of ``read`` for a fresh key read as ``template``'s
     was: the same endpoints read as absent and ``read``'s endpoint the one holding it.
 
@@ -400,7 +399,7 @@ def snapshot_like(template: KeyState, read: Edit, key: Row,
     """
     if template.parked is not None or template.origin != read.endpoint:
         raise ValueError("the template is no lone snapshot read of this endpoint")
-    h = row_hash(read.content) if content_hash is None else content_hash
+    h = row_hash(read.content)
     held = template.content_hash
     st = KeyState(vector=template.vector, committed_at=template.committed_at,
                   origin=template.origin, outbox=set(template.outbox), key=dict(key))

@@ -154,10 +154,6 @@ def _unfragment(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON serializable")
 
 
-def _loads(text: str | bytes) -> Any:
-    return parse_json(text)
-
-
 def open_store(url: str) -> StateStore:
     """Open (creating and migrating as needed) the state store at a SQLAlchemy URL."""
     if url.startswith("sqlite:///"):
@@ -165,7 +161,7 @@ def open_store(url: str) -> StateStore:
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(url, future=True, json_serializer=_dumps,
-                              json_deserializer=_loads)
+                              json_deserializer=parse_json)
     if engine.dialect.name == "sqlite":
 
         @sa.event.listens_for(engine, "connect")
@@ -294,7 +290,7 @@ class StateStore:
                 rows = c.exec_driver_sql(sql.select_states + _in_list(sql.mark, len(part)),
                                          (pipeline, entity, *part)).fetchall()
                 for key, state, at in rows:
-                    out[key] = state_from_json(_loads(state))
+                    out[key] = state_from_json(parse_json(state))
                     if stamps is not None:
                         stamps[key] = at
 
