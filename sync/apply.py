@@ -95,7 +95,7 @@ def record_results(ctx: PipelineContext, ent: EntityContext, results: list[Resul
         # these states meanwhile: then recorded again on the states as they are now.
         scratch = RunSummary(pipeline=ctx.pipeline)
         states = {k: mine[k] for k in keys}
-        again = _record(ent, states, results, scratch)
+        again = record_on(ent, states, results, scratch)
         encoded = ctx.store.encode(states)
         with ctx.store.transaction(lock=lock) as conn:
             if not ctx.store.moved_since(conn, ctx.pipeline, ent.name, keys, saved_at):
@@ -105,14 +105,19 @@ def record_results(ctx: PipelineContext, ent: EntityContext, results: list[Resul
         # someone saved one of them meanwhile: below, on the states as they are now
     with ctx.store.transaction(lock=lock) as conn:
         fresh = ctx.store.load(ctx.pipeline, ent.name, keys, conn=conn)
-        again = _record(ent, fresh, results, summary)
+        again = record_on(ent, fresh, results, summary)
         ctx.store.save(conn, ctx.pipeline, ent.name, fresh)
     return again
 
 
-def _record(ent: EntityContext, states: Mapping[str, KeyState], results: list[Result],
-            summary: RunSummary) -> list[str]:
-    """Tell each key's state what its apply did; the keys due again at once (STALE)."""
+def record_on(ent: EntityContext, states: Mapping[str, KeyState], results: list[Result],
+              summary: RunSummary) -> list[str]:
+    """Tell each key's state what its apply did; the keys due again at once (STALE).
+
+    The states may be others than the jobs were made from (reloaded, decided
+    again): the protocol's on_applied/on_skipped/on_stale tell what a result
+    of a superseded job still says.
+    """
     again: list[str] = []
     for k, job, res, seconds in results:
         st = states[k]
@@ -158,20 +163,25 @@ def apply_pending(
 
 
 def apply_unsaved(ctx: PipelineContext, ent: EntityContext, states: Mapping[str, KeyState],
-                  summary: RunSummary) -> None:
+                  summary: RunSummary) -> list[Result]:
     """Apply every pending job of ``states`` and record the results on them, saving nothing.
 
-    For states that no one else can save meanwhile and whose applies a dead run
-    redoes from scratch (a direct snapshot's chunk, sync/snapshot_direct.py):
-    the caller saves them once, results included. What is still due after the
-    STALE rounds stays in their outbox.
+    For states whose applies a dead run redoes from scratch (a direct snapshot's
+    chunk, sync/snapshot_direct.py; a batch run's batch, sync/capture.py
+    sync_batch): the caller saves them once, results included. What is still
+    due after the STALE rounds stays in their outbox. Returns every result, in
+    the order recorded (to record again on other states: :func:`record_on`).
     """
+    done: list[Result] = []
     todo = states
     for _ in range(STALE_ROUNDS):
-        again = _record(ent, states, _apply_round(ctx, ent, todo, None), summary)
+        results = _apply_round(ctx, ent, todo, None)
+        done.extend(results)
+        again = record_on(ent, states, results, summary)
         if not again:
-            return
+            break
         todo = {k: states[k] for k in again}
+    return done
 
 
 def _apply_round(ctx: PipelineContext, ent: EntityContext, states: Mapping[str, KeyState],

@@ -6,9 +6,11 @@ checkpointed once (entity ``*``); its changes are routed to their entities.
 
 One batch is one transaction in the state store: the key states it touched,
 their outbox rows, the conflicts it raised and the checkpoint it reached are
-written together, before anything is applied. The applies then run from the
-outbox (inline for ``cdcsync run``, on workers for the daemon), and the
-source's log is released (``confirm``) only after they are durable.
+written together. The daemon writes them before anything is applied and its
+workers apply from the outbox (:func:`decide_and_commit`); ``cdcsync run``
+applies first and writes them once, results included (:func:`sync_batch`).
+Either way the source's log is released (``confirm``) only after the batch
+and its applies are durable.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from sqlalchemy.engine import Connection
 
 from conflict.canonical import coerce_row, key_text
 from conflict.protocol import ConflictRecord, Edit, KeyState, Kind, ParkedConflict, on_change
-from sync.apply import apply_pending
+from sync.apply import Result, apply_pending
 from sync.change import Change, ChangeBatch
 from sync.context import EntityContext, PipelineContext
 from sync.state.store import new_stamp
@@ -204,6 +206,71 @@ def process_batch(ctx: PipelineContext, source: str, batch: ChangeBatch,
         ctx.endpoints[source].confirm(batch.checkpoint)
 
 
+def sync_batch(ctx: PipelineContext, source: str, batch: ChangeBatch,
+               summary: RunSummary) -> None:
+    """Decide, apply, then save one batch of a batch run: each key state saved once.
+
+    :func:`process_batch` saves a batch's states with their outbox before the
+    applies and again with the results (two encodes and two writes of every
+    key). A batch run can apply first: it holds the run lock, so nothing but a
+    steward's decision saves key states meanwhile, and a run dying before the
+    save has advanced nothing. The next run reads the batch again from the
+    source (its checkpoint and the source's confirmed position are where they
+    were), and the sinks report the rows holding our writes as ours
+    (ALREADY/STALE); none of them comes back as an edit, since every endpoint
+    kind suppresses the service's own writes by identity. If a steward saved
+    one of the batch's keys meanwhile, the batch is decided again, under the
+    state lock, on the states as they are now, told what our writes did, saved
+    with its outbox, and what is still due is applied as process_batch does.
+    An apply that fails (after its retries) has the batch saved as process_batch
+    would have it, with the failed applies in the outbox, before it is raised.
+
+    A source with a quality gate takes :func:`process_batch` (the gate reads
+    quarantine state under the state lock).
+    """
+    from sync.apply import apply_unsaved, record_on
+    from sync.events import expand
+
+    if any(e.cfg.quality.suite is not None for e in source_entities(ctx, source)):
+        process_batch(ctx, source, batch, summary)
+        return
+    changes = expand(ctx, source, batch)
+    stamps: dict[str, dict[str, float]] = {}
+    scratch = RunSummary(pipeline=ctx.pipeline)
+    first = decide(ctx, source, changes, scratch, stamps=stamps)
+    done: dict[str, list[Result]] = {}
+    failed: Exception | None = None
+    try:
+        for name, states in first.states.items():
+            done[name] = apply_unsaved(ctx, ctx.entities[name], states, scratch)
+    except Exception as exc:
+        # Saved all the same, with what is still due in its outbox, before the error
+        # is raised: a target refusing some rows for good must not hold the source's
+        # checkpoint (and every change behind it) back; an operator can dead-letter
+        # those keys (sync/dlq.py) and the next run replays the rest.
+        failed = exc
+    encoded = {name: ctx.store.encode(states) for name, states in first.states.items()}
+    again: Decided | None = None
+    with ctx.store.transaction(lock=state_lock(ctx)) as conn:
+        if not any(ctx.store.moved_since(conn, ctx.pipeline, name, states, stamps.get(name, {}))
+                   for name, states in first.states.items()):
+            commit(conn, ctx, source, first, batch.checkpoint, encoded=encoded)
+        else:
+            scratch = RunSummary(pipeline=ctx.pipeline)
+            again = decide(ctx, source, changes, scratch, conn)
+            for name, results in done.items():
+                record_on(ctx.entities[name], again.states[name], results, scratch)
+            commit(conn, ctx, source, again, batch.checkpoint)
+    summary.add(scratch)
+    if failed is not None:
+        raise failed
+    if again is not None:
+        for name, states in again.states.items():
+            apply_pending(ctx, ctx.entities[name], states, summary, saved_at=again.saved_at)
+    if batch.checkpoint is not None:
+        ctx.endpoints[source].confirm(batch.checkpoint)
+
+
 def read_batch(ctx: PipelineContext, source: str, limit: int) -> tuple[ChangeBatch, Any]:
     """The next batch of ``source``'s log after its stream checkpoint."""
     cp = ctx.store.checkpoint(ctx.pipeline, source, STREAM)
@@ -228,7 +295,7 @@ def catch_up(ctx: PipelineContext, summary: RunSummary, *, max_rounds: int = 100
         for source in active:
             batch, cp = read_batch(ctx, source, size)
             if batch.changes or batch.checkpoint != cp:
-                process_batch(ctx, source, batch, summary)
+                sync_batch(ctx, source, batch, summary)
             if progress is not None and batch.changes:
                 progress(source, len(batch.changes))
             if batch.more:

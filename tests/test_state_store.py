@@ -126,10 +126,11 @@ def test_a_batch_costs_the_same_statements_and_transactions_whatever_its_size(
     (tmp_path / "large").mkdir()
     small = one_batch_of(tmp_path / "small", 50)
     large = one_batch_of(tmp_path / "large", 2000)
-    # Same transactions; statements grow only by the 500-key chunks of IN lists (five
-    # per chunk: the load, the decide's and the results' stamp checks, two outbox deletes).
+    # Same transactions; statements grow only by the 500-key chunks of IN lists (three
+    # per chunk: the load, the stamp check, the outbox delete).
     assert large["commits"] == small["commits"]
-    assert large["statements"] <= small["statements"] + 5 * (2000 // 500 - 1), (small, large)
+    assert large["statements"] <= small["statements"] + 3 * (2000 // 500 - 1), (small, large)
     assert large["statements"] < 100
-    # The rows themselves travel in executemany calls (key states, outbox, ...).
-    assert large["rows"] >= 2 * 2000
+    # The rows themselves travel in executemany calls, each key state written once (a
+    # batch run applies before it saves: sync/capture.py sync_batch).
+    assert 2000 <= large["rows"] < 2 * 2000, large

@@ -1,0 +1,110 @@
+"""A batch run applies a batch first and saves its key states once (sync/capture.py sync_batch).
+
+These tests act in the window between the applies and the save (from the hook
+that encodes the states, which runs just before the state lock is taken): a
+run dying there, and another writer saving one of the batch's keys there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sync.capture import STREAM, catch_up
+from sync.context import PipelineContext, open_pipeline
+from sync.engine import run_pipeline
+from sync.summary import RunSummary
+from sync.verify import verify
+from tests.ops.conftest import sql
+
+KEY = '{"id":1}'
+
+
+@pytest.fixture
+def ctx(pipeline: Path, cfg: Any) -> Iterator[PipelineContext]:
+    """The pipeline after its snapshot, open, with row 1 edited at a to 'two'."""
+    run_pipeline(cfg)
+    with open_pipeline(cfg) as opened:
+        sql(pipeline.parent / "a.db", "UPDATE items SET name = 'two' WHERE id = 1")
+        yield opened
+
+
+def _after_the_applies(monkeypatch: pytest.MonkeyPatch, ctx: PipelineContext,
+                       meanwhile: Callable[[], None]) -> None:
+    """Run ``meanwhile`` once, after the batch's applies and before its save."""
+    real = ctx.store.encode
+
+    def encode(states: Any) -> dict[str, str]:
+        monkeypatch.setattr(ctx.store, "encode", real)
+        meanwhile()
+        return real(states)
+
+    monkeypatch.setattr(ctx.store, "encode", encode)
+
+
+def test_a_run_dying_before_the_save_reads_the_batch_again_and_finds_its_write(
+        pipeline: Path, cfg: Any, ctx: PipelineContext,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    b = pipeline.parent / "b.db"
+    before = ctx.store.checkpoint(ctx.pipeline, "a", STREAM)
+
+    def die() -> None:
+        raise KeyboardInterrupt("the run dies")
+
+    _after_the_applies(monkeypatch, ctx, die)
+    with pytest.raises(KeyboardInterrupt):
+        catch_up(ctx, RunSummary(pipeline=cfg.pipeline))
+    assert sql(b, "SELECT name FROM items") == [("two",)]  # written...
+    assert ctx.store.checkpoint(ctx.pipeline, "a", STREAM) == before  # ...nothing saved
+    assert ctx.store.load(ctx.pipeline, "items", [KEY])[KEY].content == {"id": 1, "name": "one"}
+
+    again = run_pipeline(cfg)  # reads the edit again; b's row is found to be ours
+    assert again.errors == [] and again.total("read") == 1
+    assert again.total("applied") == 0 and again.total("skipped") == 0, again.to_json()
+    stored = ctx.store.load(ctx.pipeline, "items", [KEY])[KEY]
+    assert stored.content == {"id": 1, "name": "two"} and stored.outbox == set()
+    assert all(d.in_sync for d in verify(ctx))
+    assert run_pipeline(cfg).total("read") == 0  # the fixed point
+
+
+def test_a_newer_version_saved_meanwhile_stands_and_is_applied_on_top_of_our_write(
+        pipeline: Path, cfg: Any, ctx: PipelineContext, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Another writer (in a batch run, a steward's decision) saves a key of the batch
+    between its applies and its save: the batch is decided again on that state, told
+    what our write did, and what is due on top of it is applied against our write."""
+    from sync.capture import decide_and_commit
+
+    a, b = pipeline.parent / "a.db", pipeline.parent / "b.db"
+    newer: list[Any] = []
+
+    def another_writer() -> None:  # decides a newer edit of the key and saves it
+        sql(a, "UPDATE items SET name = 'three' WHERE id = 1")
+        ent = ctx.entities["items"]
+        after = ctx.store.checkpoint(ctx.pipeline, "a", STREAM)
+        batch = ctx.endpoints["a"].changes([ent.bindings["a"]], after, 100)
+        assert [c.content for c in batch.changes] == [{"id": 1, "name": "two"},
+                                                        {"id": 1, "name": "three"}]
+        decided = decide_and_commit(ctx, "a", batch.changes, batch.checkpoint,
+                                    RunSummary(pipeline=cfg.pipeline))
+        newer.append(decided.states["items"][KEY].vector)
+
+    _after_the_applies(monkeypatch, ctx, another_writer)
+    summary = RunSummary(pipeline=cfg.pipeline)
+    with caplog.at_level("INFO", logger="cdcsync.apply"):
+        catch_up(ctx, summary)
+    assert newer, "the other writer did not run"
+    stored = ctx.store.load(ctx.pipeline, "items", [KEY])[KEY]
+    assert stored.content == {"id": 1, "name": "three"} and stored.vector == newer[0]
+    assert stored.outbox == set()
+    assert sql(b, "SELECT name FROM items") == [("three",)]
+    # Our first write ('two') was recorded on the newer state (superseded: not counted),
+    # so the apply of 'three' expected the row version it left: applied, not skipped
+    # for a user edit.
+    assert summary.total("skipped") == 0 and summary.total("applied") == 1, summary.to_json()
+    assert "earlier write of ours" not in caplog.text  # (not found out by a STALE round)
+    assert all(d.in_sync for d in verify(ctx))
+    assert run_pipeline(cfg).total("applied") == 0
