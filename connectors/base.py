@@ -186,7 +186,15 @@ class Source(Protocol):
 
 @runtime_checkable
 class Sink(Protocol):
-    """Applies batches conditionally and idempotently; reads rows by key."""
+    """Applies batches conditionally and idempotently; reads rows by key.
+
+    A sink whose endpoint tells the service's own writes apart in its log by
+    identity (a replication origin, a flag, a session marker), so that they
+    never come back as changes, says so with a class attribute
+    ``own_writes_tagged = True``: batch runs then apply before they save
+    (sync/capture.py sync_batch). One whose writes come back, to be matched
+    by :attr:`ApplyResult.identity`, leaves it out.
+    """
 
     name: str
 

@@ -226,12 +226,17 @@ def sync_batch(ctx: PipelineContext, source: str, batch: ChangeBatch,
     would have it, with the failed applies in the outbox, before it is raised.
 
     A source with a quality gate takes :func:`process_batch` (the gate reads
-    quarantine state under the state lock).
+    quarantine state under the state lock), and so does one with a target whose
+    own writes come back in its log (no ``own_writes_tagged``, connectors.base.Sink):
+    a run dying before the save would not know them when they are read.
     """
     from sync.apply import apply_unsaved, record_on
     from sync.events import expand
 
-    if any(e.cfg.quality.suite is not None for e in source_entities(ctx, source)):
+    entities = source_entities(ctx, source)
+    if any(e.cfg.quality.suite is not None for e in entities) or not all(
+            getattr(ctx.endpoints[t], "own_writes_tagged", False)
+            for e in entities for t in e.sinks):
         process_batch(ctx, source, batch, summary)
         return
     changes = expand(ctx, source, batch)

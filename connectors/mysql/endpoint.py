@@ -22,6 +22,8 @@ class MysqlEndpoint:
     works on MariaDB, which is how it is tested).
     """
 
+    own_writes_tagged = True  # either way the reader drops them (connectors.base.Sink)
+
     def __init__(self, name: str, settings: Any, *, pipeline: str = "",
                  echo: str | None = None, heartbeat: float = 1.0) -> None:
         self.name = name

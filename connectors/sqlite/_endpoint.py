@@ -63,6 +63,8 @@ class SqliteEndpoint:
     another has not read.
     """
 
+    own_writes_tagged = True  # by the session marker (connectors.base.Sink)
+
     def __init__(self, name: str, path: Path | str, *, busy_timeout: float = 10.0) -> None:
         self.name = name
         self.path = Path(path)

@@ -108,3 +108,25 @@ def test_a_newer_version_saved_meanwhile_stands_and_is_applied_on_top_of_our_wri
     assert "earlier write of ours" not in caplog.text  # (not found out by a STALE round)
     assert all(d.in_sync for d in verify(ctx))
     assert run_pipeline(cfg).total("applied") == 0
+
+
+def test_a_target_whose_own_writes_come_back_is_saved_before_it_is_applied(
+        pipeline: Path, cfg: Any, ctx: PipelineContext,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without ``own_writes_tagged`` a batch run keeps the outbox first: a run dying
+    there has applied nothing, and the next one replays the saved decision."""
+    from connectors.sqlite import SqliteEndpoint
+
+    monkeypatch.setattr(SqliteEndpoint, "own_writes_tagged", False)
+    b = pipeline.parent / "b.db"
+
+    def die() -> None:
+        raise KeyboardInterrupt("the run dies")
+
+    _after_the_applies(monkeypatch, ctx, die)  # here: before the first save
+    with pytest.raises(KeyboardInterrupt):
+        catch_up(ctx, RunSummary(pipeline=cfg.pipeline))
+    assert sql(b, "SELECT name FROM items") == [("one",)]  # nothing applied yet
+    again = run_pipeline(cfg)
+    assert again.total("applied") == 1 and sql(b, "SELECT name FROM items") == [("two",)]
+    assert all(d.in_sync for d in verify(ctx))
