@@ -5,10 +5,14 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from sync.context import PipelineContext
 
 PIPELINE = """\
 pipeline: ops
@@ -76,3 +80,30 @@ def cfg(pipeline: Path) -> Any:
     from config import load_pipeline
 
     return load_pipeline(pipeline)
+
+
+@pytest.fixture
+def ctx(pipeline: Path, cfg: Any) -> Iterator[PipelineContext]:
+    """The pipeline after its snapshot, open, with row 1 edited at a to 'two'."""
+    from sync.context import open_pipeline
+    from sync.engine import run_pipeline
+
+    run_pipeline(cfg)
+    with open_pipeline(cfg) as opened:
+        sql(pipeline.parent / "a.db", "UPDATE items SET name = 'two' WHERE id = 1")
+        yield opened
+
+
+def before_the_lock(monkeypatch: pytest.MonkeyPatch, ctx: PipelineContext,
+                    meanwhile: Callable[[], None]) -> None:
+    """Run ``meanwhile`` once, when the states about to be written under the state
+    lock have been encoded (the last step before the lock is taken)."""
+    real = ctx.store.encode
+
+    def encode(states: Any) -> dict[str, str]:
+        monkeypatch.setattr(ctx.store, "encode", real)
+        out = real(states)
+        meanwhile()
+        return out
+
+    monkeypatch.setattr(ctx.store, "encode", encode)

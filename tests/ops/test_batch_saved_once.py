@@ -1,48 +1,26 @@
 """A batch run applies a batch first and saves its key states once (sync/capture.py sync_batch).
 
 These tests act in the window between the applies and the save (from the hook
-that encodes the states, which runs just before the state lock is taken): a
-run dying there, and another writer saving one of the batch's keys there.
+that encodes the states, which runs after the applies, just before the state
+lock is taken): a run dying there, and another writer saving one of the
+batch's keys there.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sync.capture import STREAM, catch_up
-from sync.context import PipelineContext, open_pipeline
+from sync.context import PipelineContext
 from sync.engine import run_pipeline
 from sync.summary import RunSummary
 from sync.verify import verify
-from tests.ops.conftest import sql
+from tests.ops.conftest import before_the_lock, sql
 
 KEY = '{"id":1}'
-
-
-@pytest.fixture
-def ctx(pipeline: Path, cfg: Any) -> Iterator[PipelineContext]:
-    """The pipeline after its snapshot, open, with row 1 edited at a to 'two'."""
-    run_pipeline(cfg)
-    with open_pipeline(cfg) as opened:
-        sql(pipeline.parent / "a.db", "UPDATE items SET name = 'two' WHERE id = 1")
-        yield opened
-
-
-def _after_the_applies(monkeypatch: pytest.MonkeyPatch, ctx: PipelineContext,
-                       meanwhile: Callable[[], None]) -> None:
-    """Run ``meanwhile`` once, after the batch's applies and before its save."""
-    real = ctx.store.encode
-
-    def encode(states: Any) -> dict[str, str]:
-        monkeypatch.setattr(ctx.store, "encode", real)
-        meanwhile()
-        return real(states)
-
-    monkeypatch.setattr(ctx.store, "encode", encode)
 
 
 def test_a_run_dying_before_the_save_reads_the_batch_again_and_finds_its_write(
@@ -54,7 +32,7 @@ def test_a_run_dying_before_the_save_reads_the_batch_again_and_finds_its_write(
     def die() -> None:
         raise KeyboardInterrupt("the run dies")
 
-    _after_the_applies(monkeypatch, ctx, die)
+    before_the_lock(monkeypatch, ctx, die)
     with pytest.raises(KeyboardInterrupt):
         catch_up(ctx, RunSummary(pipeline=cfg.pipeline))
     assert sql(b, "SELECT name FROM items") == [("two",)]  # written...
@@ -92,7 +70,7 @@ def test_a_newer_version_saved_meanwhile_stands_and_is_applied_on_top_of_our_wri
                                     RunSummary(pipeline=cfg.pipeline))
         newer.append(decided.states["items"][KEY].vector)
 
-    _after_the_applies(monkeypatch, ctx, another_writer)
+    before_the_lock(monkeypatch, ctx, another_writer)
     summary = RunSummary(pipeline=cfg.pipeline)
     with caplog.at_level("INFO", logger="cdcsync.apply"):
         catch_up(ctx, summary)
@@ -123,7 +101,7 @@ def test_a_target_whose_own_writes_come_back_is_saved_before_it_is_applied(
     def die() -> None:
         raise KeyboardInterrupt("the run dies")
 
-    _after_the_applies(monkeypatch, ctx, die)  # here: before the first save
+    before_the_lock(monkeypatch, ctx, die)  # here: before the first save
     with pytest.raises(KeyboardInterrupt):
         catch_up(ctx, RunSummary(pipeline=cfg.pipeline))
     assert sql(b, "SELECT name FROM items") == [("one",)]  # nothing applied yet

@@ -10,7 +10,6 @@ check that its save survives and the work is done again on top of it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +18,11 @@ import pytest
 from conflict.vector import VersionVector
 from sync.apply import apply_pending, apply_to_target, pending_by_target, record_results
 from sync.capture import STREAM, decide_and_commit
-from sync.context import PipelineContext, open_pipeline
+from sync.context import PipelineContext
 from sync.engine import run_pipeline
 from sync.summary import RunSummary
 from sync.verify import verify
-from tests.ops.conftest import sql
+from tests.ops.conftest import before_the_lock, sql
 
 KEY = '{"id":1}'
 
@@ -36,29 +35,6 @@ def _decide_next(ctx: PipelineContext, summary: RunSummary) -> Any:
     return decide_and_commit(ctx, "a", batch.changes, batch.checkpoint, summary)
 
 
-@pytest.fixture
-def ctx(pipeline: Path, cfg: Any) -> Iterator[PipelineContext]:
-    """The pipeline after its snapshot, open, with row 1 edited at a to 'two'."""
-    run_pipeline(cfg)
-    with open_pipeline(cfg) as opened:
-        sql(pipeline.parent / "a.db", "UPDATE items SET name = 'two' WHERE id = 1")
-        yield opened
-
-
-def _before_the_lock(monkeypatch: pytest.MonkeyPatch, ctx: PipelineContext,
-                     meanwhile: Callable[[], None]) -> None:
-    """Run ``meanwhile`` once, between the unlocked work and the locked write."""
-    real = ctx.store.encode
-
-    def encode(states: Any) -> dict[str, str]:
-        monkeypatch.setattr(ctx.store, "encode", real)
-        out = real(states)
-        meanwhile()
-        return out
-
-    monkeypatch.setattr(ctx.store, "encode", encode)
-
-
 def test_a_batch_decided_while_a_worker_recorded_a_result_keeps_the_result(
         ctx: PipelineContext, monkeypatch: pytest.MonkeyPatch) -> None:
     summary = RunSummary(pipeline=ctx.pipeline)
@@ -69,7 +45,7 @@ def test_a_batch_decided_while_a_worker_recorded_a_result_keeps_the_result(
             st.at("b").pending.append("echo-of-an-earlier-write")
             ctx.store.save(conn, ctx.pipeline, "items", {KEY: st})
 
-    _before_the_lock(monkeypatch, ctx, worker_records)
+    before_the_lock(monkeypatch, ctx, worker_records)
     decided = _decide_next(ctx, summary)
     stored = ctx.store.load(ctx.pipeline, "items", [KEY])[KEY]
     assert stored.at("b").pending == ["echo-of-an-earlier-write"]  # not overwritten
@@ -96,7 +72,7 @@ def test_a_result_recorded_while_the_reader_decided_a_newer_version_keeps_that_v
         newer.append(_decide_next(ctx, RunSummary(pipeline=cfg.pipeline))
                      .states["items"][KEY].vector)
 
-    _before_the_lock(monkeypatch, ctx, reader_decides)
+    before_the_lock(monkeypatch, ctx, reader_decides)
     record_results(ctx, ent, results, summary, mine=states, saved_at=decided.saved_at)
     stored = ctx.store.load(ctx.pipeline, "items", [KEY])[KEY]
     assert stored.content == {"id": 1, "name": "three"}  # the newer version stands
