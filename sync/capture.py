@@ -218,10 +218,12 @@ def sync_batch(ctx: PipelineContext, source: str, batch: ChangeBatch,
     source (its checkpoint and the source's confirmed position are where they
     were), and the sinks report the rows holding our writes as ours
     (ALREADY/STALE); none of them comes back as an edit, since every endpoint
-    kind suppresses the service's own writes by identity. If a steward saved
-    one of the batch's keys meanwhile, the batch is decided again, under the
-    state lock, on the states as they are now, told what our writes did, saved
-    with its outbox, and what is still due is applied as process_batch does.
+    kind suppresses the service's own writes by identity. If someone saved
+    one of the batch's keys meanwhile (a steward's decision; a daemon's reader
+    or worker still running), the batch is decided again, under the state
+    lock, on the states as they are now, told what our writes did (or, for the
+    keys saved meanwhile, that their targets are due again: :func:`_due_again`),
+    saved with its outbox, and what is due is applied as process_batch does.
     An apply that fails (after its retries) has the batch saved as process_batch
     would have it, with the failed applies in the outbox, before it is raised.
 
@@ -257,14 +259,19 @@ def sync_batch(ctx: PipelineContext, source: str, batch: ChangeBatch,
     encoded = {name: ctx.store.encode(states) for name, states in first.states.items()}
     again: Decided | None = None
     with ctx.store.transaction(lock=state_lock(ctx)) as conn:
-        if not any(ctx.store.moved_since(conn, ctx.pipeline, name, states, stamps.get(name, {}))
-                   for name, states in first.states.items()):
+        moved = {name: ctx.store.moved_since(conn, ctx.pipeline, name, states,
+                                             stamps.get(name, {}))
+                 for name, states in first.states.items()}
+        if not any(moved.values()):
             commit(conn, ctx, source, first, batch.checkpoint, encoded=encoded)
         else:
             scratch = RunSummary(pipeline=ctx.pipeline)
             again = decide(ctx, source, changes, scratch, conn)
             for name, results in done.items():
-                record_on(ctx.entities[name], again.states[name], results, scratch)
+                ent = ctx.entities[name]
+                record_on(ent, again.states[name],
+                          [r for r in results if r[0] not in moved[name]], scratch)
+                _due_again(again.states[name], [r for r in results if r[0] in moved[name]])
             commit(conn, ctx, source, again, batch.checkpoint)
     summary.add(scratch)
     if failed is not None:
@@ -274,6 +281,23 @@ def sync_batch(ctx: PipelineContext, source: str, batch: ChangeBatch,
             apply_pending(ctx, ctx.entities[name], states, summary, saved_at=again.saved_at)
     if batch.checkpoint is not None:
         ctx.endpoints[source].confirm(batch.checkpoint)
+
+
+def _due_again(states: Mapping[str, KeyState], results: list[Result]) -> None:
+    """Our writes to keys someone else saved while they ran: content unknown, due again.
+
+    Their results are not recorded: whoever saved the key may be applying an
+    older version of it (a daemon's worker, from a decision made before ours)
+    and may write it over ours after it learnt our row version, which a
+    recorded result would hide for good. The key's current version is applied
+    to those targets once more instead, against the row version the store now
+    knows: compare-and-set and STALE find out the rest.
+    """
+    for k, job, _res, _seconds in results:
+        st = states[k]
+        st.at(job.target).hash = None
+        if st.parked is None:
+            st.outbox.add(job.target)
 
 
 def read_batch(ctx: PipelineContext, source: str, limit: int) -> tuple[ChangeBatch, Any]:

@@ -48,42 +48,70 @@ def test_a_run_dying_before_the_save_reads_the_batch_again_and_finds_its_write(
     assert run_pipeline(cfg).total("read") == 0  # the fixed point
 
 
-def test_a_newer_version_saved_meanwhile_stands_and_is_applied_on_top_of_our_write(
-        pipeline: Path, cfg: Any, ctx: PipelineContext, monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture) -> None:
-    """Another writer (in a batch run, a steward's decision) saves a key of the batch
-    between its applies and its save: the batch is decided again on that state, told
-    what our write did, and what is due on top of it is applied against our write."""
+def _decide_next(ctx: PipelineContext, cfg: Any) -> Any:
+    """What a daemon's reader does: decide the next batch of a and save it, outbox first."""
     from sync.capture import decide_and_commit
 
+    ent = ctx.entities["items"]
+    after = ctx.store.checkpoint(ctx.pipeline, "a", STREAM)
+    batch = ctx.endpoints["a"].changes([ent.bindings["a"]], after, 100)
+    return decide_and_commit(ctx, "a", batch.changes, batch.checkpoint,
+                             RunSummary(pipeline=cfg.pipeline))
+
+
+def test_a_newer_version_saved_meanwhile_stands_and_is_applied_over_our_write(
+        pipeline: Path, cfg: Any, ctx: PipelineContext,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another writer (a steward's decision, a daemon's reader still running) saves a
+    key of the batch between its applies and its save: the batch is decided again on
+    that state, and the key's version is applied over our write."""
     a, b = pipeline.parent / "a.db", pipeline.parent / "b.db"
     newer: list[Any] = []
 
     def another_writer() -> None:  # decides a newer edit of the key and saves it
         sql(a, "UPDATE items SET name = 'three' WHERE id = 1")
-        ent = ctx.entities["items"]
-        after = ctx.store.checkpoint(ctx.pipeline, "a", STREAM)
-        batch = ctx.endpoints["a"].changes([ent.bindings["a"]], after, 100)
-        assert [c.content for c in batch.changes] == [{"id": 1, "name": "two"},
-                                                        {"id": 1, "name": "three"}]
-        decided = decide_and_commit(ctx, "a", batch.changes, batch.checkpoint,
-                                    RunSummary(pipeline=cfg.pipeline))
-        newer.append(decided.states["items"][KEY].vector)
+        newer.append(_decide_next(ctx, cfg).states["items"][KEY].vector)
 
     before_the_lock(monkeypatch, ctx, another_writer)
     summary = RunSummary(pipeline=cfg.pipeline)
-    with caplog.at_level("INFO", logger="cdcsync.apply"):
-        catch_up(ctx, summary)
+    catch_up(ctx, summary)
     assert newer, "the other writer did not run"
     stored = ctx.store.load(ctx.pipeline, "items", [KEY])[KEY]
     assert stored.content == {"id": 1, "name": "three"} and stored.vector == newer[0]
     assert stored.outbox == set()
     assert sql(b, "SELECT name FROM items") == [("three",)]
-    # Our first write ('two') was recorded on the newer state (superseded: not counted),
-    # so the apply of 'three' expected the row version it left: applied, not skipped
-    # for a user edit.
+    # Our write ('two') was found to be ours, not a user edit's: nothing skipped.
     assert summary.total("skipped") == 0 and summary.total("applied") == 1, summary.to_json()
-    assert "earlier write of ours" not in caplog.text  # (not found out by a STALE round)
+    assert all(d.in_sync for d in verify(ctx))
+    assert run_pipeline(cfg).total("applied") == 0
+
+
+def test_an_older_version_applied_over_our_write_meanwhile_is_overwritten(
+        pipeline: Path, cfg: Any, ctx: PipelineContext,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A daemon's reader decided 'two' (saved, pending at b) before the run read
+    'three'; the run writes 'three' to b; a worker of that daemon, still applying
+    'two', finds our write (STALE), learns its row version and writes 'two' over it.
+    Our result must not be recorded as what b holds: b would keep 'two' for good."""
+    from sync.apply import apply_pending
+
+    a, b = pipeline.parent / "a.db", pipeline.parent / "b.db"
+    _decide_next(ctx, cfg)  # 'two', pending at b, not applied
+    sql(a, "UPDATE items SET name = 'three' WHERE id = 1")
+    ent = ctx.entities["items"]
+
+    def a_worker_applies_two() -> None:
+        assert sql(b, "SELECT name FROM items") == [("three",)]  # ours, just written
+        stale = ctx.store.load(ctx.pipeline, "items", [KEY])
+        assert stale[KEY].content == {"id": 1, "name": "two"}
+        apply_pending(ctx, ent, stale, RunSummary(pipeline=cfg.pipeline))
+        assert sql(b, "SELECT name FROM items") == [("two",)]  # over ours
+
+    before_the_lock(monkeypatch, ctx, a_worker_applies_two)
+    catch_up(ctx, RunSummary(pipeline=cfg.pipeline))
+    assert sql(b, "SELECT name FROM items") == [("three",)]
+    stored = ctx.store.load(ctx.pipeline, "items", [KEY])[KEY]
+    assert stored.content == {"id": 1, "name": "three"} and stored.outbox == set()
     assert all(d.in_sync for d in verify(ctx))
     assert run_pipeline(cfg).total("applied") == 0
 
