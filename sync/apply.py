@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any
 
 from conflict.protocol import ApplyJob, KeyState, jobs, on_applied, on_skipped, on_stale
 from connectors.base import ApplyOp, ApplyResult, ApplyStatus
@@ -199,8 +198,8 @@ def _apply_round(ctx: PipelineContext, ent: EntityContext, states: Mapping[str, 
 def _op(st: KeyState, job: ApplyJob) -> ApplyOp:
     if st.key is None:  # a state always learns its key when it is first read
         raise AssertionError("key state without a key")
-    row: dict[str, Any] | None = None if job.content is None else dict(job.content)
-    return ApplyOp(key=st.key, row=row, expected=job.expected, token=job.token)
+    # The state's content as it is, not a copy: sinks only read an op's row (Mapping).
+    return ApplyOp(key=st.key, row=job.content, expected=job.expected, token=job.token)
 
 
 def replay_outbox(ctx: PipelineContext, ent: EntityContext, summary: RunSummary) -> int:
