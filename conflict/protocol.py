@@ -50,6 +50,11 @@ class EndpointState:
     last_pos: Position | None = None  # last processed log position of this key here
     pending: list[str] = field(default_factory=list)  # identities of own writes awaiting echo
     reads: int = 0  # how many times this endpoint's log told us about the key
+    #: where our last write that found no row stands in this endpoint's log, and what
+    #: the endpoint knew before it (K_E then), while edits before it may be unread
+    #: (see :func:`_overwritten`)
+    wrote_at: Position | None = None
+    known_before: VersionVector | None = None
 
 
 @dataclass(slots=True)
@@ -188,6 +193,7 @@ def _record_read(st: KeyState, e: EndpointState, edit: Edit, w: VersionVector,
     e.hash = row_hash(edit.content) if content_hash is None else content_hash
     if edit.position is not None:
         e.last_pos = edit.position
+        e.wrote_at = e.known_before = None  # the log is read past any write of ours
 
 
 def on_change(
@@ -213,6 +219,9 @@ def on_change(
         if edit.position is not None:
             e.last_pos = edit.position
         return Outcome(Kind.ECHO)
+    if (e.wrote_at is not None and edit.position is not None
+            and edit.position < e.wrote_at):
+        return _overwritten(st, e, edit, entity=entity, key=key, sinks=sinks, resolve=resolve)
 
     # An update that changed none of the synchronised columns (only columns this
     # entity leaves alone) of a row whose content we know exactly is no edit:
@@ -251,6 +260,15 @@ def on_change(
         st.outbox |= {t for t in sink_set if t != edit.endpoint}
         return Outcome(Kind.APPLIED)
 
+    return _conflict(st, edit, incoming, entity=entity, key=key, sinks=sink_set,
+                     resolve=resolve, incoming_held=True)
+
+
+def _conflict(st: KeyState, edit: Edit, incoming: Side, *, entity: str, key: Row,
+              sinks: list[str], resolve: Resolver, incoming_held: bool) -> Outcome:
+    """Rule 3's concurrent case: resolve by policy, or park. ``incoming_held``: the
+    edit's endpoint still holds the incoming version exactly."""
+    w = incoming.vector
     current = Side(st.origin or "", st.vector, st.content, st.committed_at)
     case = ConflictCase(entity, key, current, incoming, _own(edit.before))
     cid = conflict_id_of(entity, key, st.vector, w)
@@ -259,10 +277,44 @@ def on_change(
         st.parked = ParkedConflict(cid, {current.endpoint: current, edit.endpoint: incoming},
                                    _own(edit.before))
         return Outcome(Kind.PARKED, ConflictRecord(cid, case, decision, None))
-    new_v = _settle(st, decision, sink_set, holders_of_current=_holders(st, st.vector),
-                    holders_of_incoming=[edit.endpoint], incoming=w, when=edit.committed_at,
-                    incoming_endpoint=edit.endpoint)
+    new_v = _settle(st, decision, sinks, holders_of_current=_holders(st, st.vector),
+                    holders_of_incoming=[edit.endpoint] if incoming_held else [],
+                    incoming=w, when=edit.committed_at, incoming_endpoint=edit.endpoint)
     return Outcome(Kind.RESOLVED, ConflictRecord(cid, case, decision, new_v))
+
+
+def _overwritten(st: KeyState, e: EndpointState, edit: Edit, *, entity: str, key: Row,
+                 sinks: Iterable[str], resolve: Resolver) -> Outcome:
+    """An edit that stands before a write of ours in its endpoint's log, read after it.
+
+    Compare-and-set lets that happen in one case only: we knew the row as absent,
+    and a user inserted it and deleted it again before our insert found no row
+    (PostgreSQL keeps no row version across a delete: ABA on absence). The endpoint
+    holds our write, so what is known of it stays; the edit was made knowing what
+    the endpoint knew before our write (rule 3, "K_A as of that point in A's log"),
+    so it is concurrent with the version we wrote and decided as such, and the
+    endpoint gets the outcome like any other (it does not hold the edit).
+    """
+    if edit.position is not None:
+        e.last_pos = edit.position
+    counter = max(st.vector[edit.endpoint], e.known[edit.endpoint]) + 1
+    w = (e.known_before or VersionVector()).with_counter(edit.endpoint, counter)
+    e.known_before = w  # the next edit before our write was made knowing this one
+    incoming = Side(edit.endpoint, w, _own(edit.content), edit.committed_at)
+    if st.parked is not None:
+        st.parked.sides[edit.endpoint] = incoming
+        return Outcome(Kind.PARKED)
+    sink_set = list(sinks)
+    if w.dominates(st.vector):  # we had written a version it already knew
+        h = row_hash(edit.content)
+        st.vector = w
+        st.set_content(edit.content, h)
+        st.committed_at = edit.committed_at
+        st.origin = edit.endpoint
+        st.outbox |= {t for t in sink_set if st.at(t).hash != h}
+        return Outcome(Kind.APPLIED)
+    return _conflict(st, edit, incoming, entity=entity, key=key, sinks=sink_set,
+                     resolve=resolve, incoming_held=False)
 
 
 def _own(row: Row | None) -> dict[str, Any] | None:
@@ -431,7 +483,8 @@ def jobs(st: KeyState) -> list[ApplyJob]:
     ]
 
 
-def on_applied(st: KeyState, job: ApplyJob, row_version: Any, identity: str | None = None) -> bool:
+def on_applied(st: KeyState, job: ApplyJob, row_version: Any, identity: str | None = None,
+               position: Position | None = None) -> bool:
     """The sink wrote ``job`` (or had written it before). False if the job was superseded.
 
     A superseded result still says something true: the target now holds
@@ -445,6 +498,10 @@ def on_applied(st: KeyState, job: ApplyJob, row_version: Any, identity: str | No
     # target since the job was built is of an edit made after our write: that
     # knowledge is newer than ours and stays.
     if e.reads == job.reads:
+        if position is not None and (e.wrote_at is None or position > e.wrote_at):
+            # A write that found no row: edits made before it may still be unread in
+            # the endpoint's log (see _overwritten).
+            e.wrote_at, e.known_before = position, e.known
         if job.vector.dominates(e.known):
             e.known = job.vector
         e.row_version = row_version

@@ -152,6 +152,11 @@ class ApplyResult:
     row_version: Any = None  # the row version now (after our write, or the one that blocked it)
     identity: str | None = None  # for engines that cannot tag writes: how the echo will look
     # (for STALE: how the echo of the write the row holds will look, where the sink knows it)
+    #: for a write that found no row (an insert where the row was known absent): where it
+    #: stands in the endpoint's log, in the form of its changes' positions, where the
+    #: sink can tell. A user may have inserted and deleted the row since it was known
+    #: absent; those edits, read later, are then known to come before this write.
+    position: tuple[int, ...] | None = None
 
 
 @runtime_checkable

@@ -130,7 +130,7 @@ def record_on(ent: EntityContext, states: Mapping[str, KeyState], results: list[
                      " applying again", ent.name, k, job.target)
             if on_stale(st, job, res.row_version, res.identity):
                 again.append(k)
-        elif on_applied(st, job, res.row_version, res.identity) and \
+        elif on_applied(st, job, res.row_version, res.identity, res.position) and \
                 res.status is ApplyStatus.APPLIED:
             stats.applied += 1
     return sorted(set(again))

@@ -65,6 +65,22 @@ def test_a_state_saved_again_as_read_is_the_same_json_and_a_new_content_is_not()
     assert state_from_json(changed).content == dict(ROW, amount=decimal.Decimal("2"))
 
 
+def test_a_write_that_found_no_row_is_stored_with_its_position_until_read_past() -> None:
+    import json
+
+    st = KeyState(key={"id": 1})
+    read(st, "a", ROW, 1)
+    (job,) = jobs(st)
+    assert on_applied(st, job, "v1", position=(900, -1))
+    stored = json.loads(json.dumps(state_to_json(st)))
+    again = state_from_json(stored)
+    assert again.at("b").wrote_at == (900, -1)
+    assert again.at("b").known_before == VersionVector()
+    assert state_to_json(again) == stored
+    read(again, "b", dict(ROW, name="later"), 901)  # read past it: the window closes
+    assert "w" not in state_to_json(again)["e"]["b"]
+
+
 def test_a_loaded_state_keeps_its_stored_content_as_text_and_saves_it_unchanged(
         tmp_path: Path) -> None:
     """The stored content kept with a loaded state is its JSON text (a JSON tree would

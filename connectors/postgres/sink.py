@@ -49,6 +49,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -210,14 +211,16 @@ class PostgresSink:
                 for group in groups(plans):
                     results.update(self._apply_group(conn, info, group))
                 if any(r.status is ApplyStatus.APPLIED for r in results.values()):
-                    conn.execute(
+                    row = conn.execute(
                         sql.SQL(
                             "INSERT INTO {} (xid, origin) VALUES"
                             " (pg_current_xact_id()::text::bigint %% 4294967296, %s)"
                             " ON CONFLICT (xid, origin) DO UPDATE SET at = now()"
+                            " RETURNING (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::int8"
                         ).format(APPLIED),
                         (self.origin,),
-                    )
+                    ).fetchone()
+                    _place_inserts(plans, results, int(row[0]) if row else None)
         except BaseException:
             if conn.broken:
                 self._conn = None
@@ -493,3 +496,21 @@ def _entity_name(binding: Binding, column: str) -> str:
         if ep == column:
             return ent
     return column
+
+
+def _place_inserts(plans: list[OpPlan], results: dict[int, ApplyResult], lsn: int | None) -> None:
+    """Give each insert of a row known absent where it stands in the log (ApplyResult.position).
+
+    ``lsn`` is the WAL insert position after the batch's statements, before its
+    commit: every transaction that committed before one of our inserts found no
+    row has its commit record below it, and every later edit of that row (it
+    waits for our commit) above. Positions of changes are ``(commit_lsn, n)``:
+    ``(lsn, -1)`` sorts after the first and before the second.
+    """
+    if lsn is None:
+        return
+    for p in plans:
+        res = results.get(p.index)
+        if (p.expected is None and not p.delete and res is not None
+                and res.status is ApplyStatus.APPLIED):
+            results[p.index] = replace(res, position=(lsn, -1))

@@ -60,17 +60,7 @@ def state_to_json(st: KeyState, *, fragments: bool = False) -> dict[str, Any]:
         "c": part(_stored(st, "json", st.content)),
         "t": st.committed_at,
         "o": st.origin,
-        "e": {
-            name: {
-                "k": e.known.as_dict(),
-                "r": to_json_value(e.row_version),
-                "h": e.hash,
-                "p": list(e.last_pos) if e.last_pos is not None else None,
-                "q": list(e.pending),
-                "n": e.reads,
-            }
-            for name, e in st.endpoints.items()
-        },
+        "e": {name: _endpoint_to_json(e) for name, e in st.endpoints.items()},
         "x": sorted(st.outbox),
         "k": part(_stored(st, "key json", st.key)),
     }
@@ -83,6 +73,35 @@ def state_to_json(st: KeyState, *, fragments: bool = False) -> dict[str, Any]:
     return out
 
 
+def _endpoint_to_json(e: EndpointState) -> dict[str, Any]:
+    out = {
+        "k": e.known.as_dict(),
+        "r": to_json_value(e.row_version),
+        "h": e.hash,
+        "p": list(e.last_pos) if e.last_pos is not None else None,
+        "q": list(e.pending),
+        "n": e.reads,
+    }
+    if e.wrote_at is not None:  # rare and short-lived: written only when present
+        out["w"] = list(e.wrote_at)
+        out["b"] = e.known_before.as_dict() if e.known_before is not None else None
+    return out
+
+
+def _endpoint_from_json(e: dict[str, Any]) -> EndpointState:
+    wrote_at, before = e.get("w"), e.get("b")
+    return EndpointState(
+        known=VersionVector(e["k"]),
+        row_version=from_json_value(e["r"]),
+        hash=e["h"],
+        last_pos=tuple(e["p"]) if e["p"] is not None else None,
+        pending=list(e["q"]),
+        reads=int(e.get("n", 0)),
+        wrote_at=tuple(wrote_at) if wrote_at is not None else None,
+        known_before=VersionVector(before) if before is not None else None,
+    )
+
+
 def state_from_json(d: dict[str, Any]) -> KeyState:
     park = d.get("park")
     st = KeyState(
@@ -90,17 +109,7 @@ def state_from_json(d: dict[str, Any]) -> KeyState:
         content=row_from_json(d["c"]),
         committed_at=float(d["t"]),
         origin=d["o"],
-        endpoints={
-            name: EndpointState(
-                known=VersionVector(e["k"]),
-                row_version=from_json_value(e["r"]),
-                hash=e["h"],
-                last_pos=tuple(e["p"]) if e["p"] is not None else None,
-                pending=list(e["q"]),
-                reads=int(e.get("n", 0)),
-            )
-            for name, e in d["e"].items()
-        },
+        endpoints={name: _endpoint_from_json(e) for name, e in d["e"].items()},
         outbox=set(d["x"]),
         key=row_from_json(d.get("k")),
         parked=None if park is None else ParkedConflict(

@@ -371,7 +371,8 @@ class World:
             on_skipped(st, job.job)
         elif res.status is ApplyStatus.STALE:
             on_stale(st, job.job, res.row_version, res.identity)
-        elif not on_applied(st, job.job, res.row_version, res.identity) and not self.cfg.beside:
+        elif not on_applied(st, job.job, res.row_version, res.identity,
+                            res.position) and not self.cfg.beside:
             raise self.fail(f"on_applied refused the only job in flight for k{job.key}")
         if res.status is ApplyStatus.APPLIED and ep.row(job.key) != before:
             self.writes += 1

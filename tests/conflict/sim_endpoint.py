@@ -51,6 +51,9 @@ class WorldConfig:
     #: a deleted row keeps a row version (False: an absent row has none, so
     #: compare-and-set cannot tell "never existed" from "inserted and deleted")
     tombstone_versions: bool = True
+    #: the sink tells where a write that found no row stands in the endpoint's log
+    #: (ApplyResult.position: the PostgreSQL sink, whose deleted rows have no version)
+    insert_positions: bool = False
     #: the daemon's way: a key is read while its applies are in flight (one job
     #: per key and target at a time), every read and every apply result is its
     #: own transaction. False: the batch engine's way, a key's jobs all finish
@@ -162,13 +165,16 @@ class Endpoint:
                 return ApplyResult(kt, ApplyStatus.APPLIED, cur.version, None)
             version = self._version(value)
             self.rows[key] = Row(value, version, hist, job.token)
+            # after every entry logged so far, before any logged from now on
+            position = ((len(self.log) - 1, 0) if self.cfg.insert_positions
+                        and job.expected is None else None)
             identity = None
             if not self.cfg.tagged:
                 pos = len(self.log)
                 self.log.append(Entry(pos, key, value, cur.content, version, hist, True, ts))
                 identity = str(pos)
             self.written[(key, job.token)] = (version, identity)
-            return ApplyResult(kt, ApplyStatus.APPLIED, version, identity)
+            return ApplyResult(kt, ApplyStatus.APPLIED, version, identity, position)
         done = self.written.get((key, job.token))
         if self.cfg.sink_memory == "row" and cur.token != job.token:
             done = None

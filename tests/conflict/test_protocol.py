@@ -477,3 +477,46 @@ def test_resolutions_dominate_both_sides(winner: Winner) -> None:
     change(st, edit("B", "y", 1, 2.0, "b1"), pick)
     assert st.vector.dominates(vv(A=1)) and st.vector.dominates(vv(B=1))
     assert st.content == (row("x") if winner is Winner.CURRENT else row("y"))
+
+
+# --- ABA on absence: edits that stand before our write in the endpoint's log ----------
+
+
+def test_edits_read_after_our_insert_but_made_before_it_are_concurrent_with_it() -> None:
+    """A deletes; B's user inserts and deletes the key (unread) while A inserts it
+    again; our insert at B finds no row (no row version survives a delete). B's
+    insert and delete, read afterwards, stand before our write in B's log: B still
+    holds our write, and the edits are concurrent with the version we wrote."""
+    st = synced("x")
+    change(st, edit("A", None, 2, 2.0))
+    deliver(st, {"B": None, "C": None})
+    change(st, edit("A", "a", 3, 3.0, "a3"))
+    job = next(j for j in jobs(st) if j.target == "B")
+    before = st.at("B").known
+    assert on_applied(st, job, "b-ours", position=(50, -1))  # found no row
+    assert st.at("B").wrote_at == (50, -1) and st.at("B").known_before == before
+    ours = st.at("B").hash
+    # B's log, read now: the user's insert and delete, both before our write.
+    out = change(st, edit("B", "b", 40, 4.0, "b40"), resolve=lww)
+    assert out.kind is Kind.RESOLVED  # concurrent with A's insert, not made knowing it
+    assert st.content == row("b")  # the later write wins (last writer wins)
+    assert st.at("B").hash == ours and st.at("B").row_version == "b-ours"  # B holds ours
+    assert "B" in st.outbox  # so B gets the outcome like any other target
+    out = change(st, edit("B", None, 41, 5.0), resolve=lww)
+    assert out.kind is Kind.RESOLVED and st.content is None
+    assert {"A", "B", "C"} <= st.outbox
+    b_job = next(j for j in jobs(st) if j.target == "B")
+    assert b_job.content is None and b_job.expected == "b-ours"  # deletes our write
+    # An edit after our write is read as usual, and ends the window.
+    deliver(st)
+    change(st, edit("B", "later", 60, 6.0, "b60"))
+    assert st.content == row("later") and st.at("B").wrote_at is None
+
+
+def test_a_write_without_a_position_opens_no_window() -> None:
+    st = synced("x")
+    change(st, edit("A", "y", 2, 2.0, "a2"))
+    deliver(st)
+    assert all(e.wrote_at is None for e in st.endpoints.values())
+    # an edit read from B then is taken as made knowing what B holds (rule 3)
+    assert change(st, edit("B", "z", 1, 3.0, "b0")).kind is Kind.APPLIED

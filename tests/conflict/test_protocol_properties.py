@@ -192,6 +192,26 @@ def test_an_absent_row_needs_a_row_version_too() -> None:
     with pytest.raises(Violation, match="P1 divergence"):
         holds(cfg, acts)
     holds(dataclasses.replace(cfg, tombstone_versions=True), acts)
+    # ... or place such a write in the endpoint's log (the PostgreSQL sink's way)
+    holds(dataclasses.replace(cfg, insert_positions=True), acts)
+
+
+#: The batch mix without crashes (see test_limit_insert_replayed_over_a_delete).
+uncrashed_actions = st.lists(
+    st.one_of(_user, _read, _apply, _user, _read, _apply, _user, _read,
+              st.just(("commit",)), _steward),
+    min_size=2, max_size=30,
+)
+
+
+@examples(600)
+@given(worlds(policy="lww"), uncrashed_actions)
+def test_deleted_rows_without_a_version_and_inserts_placed_in_the_log(
+        cfg: WorldConfig, acts: list[Action]) -> None:
+    """PostgreSQL's way: a deleted row has no version, so "expected absent" cannot see
+    an insert and delete made since; the sink says where its insert stands in the
+    log (ApplyResult.position), and the edits before it are read as concurrent."""
+    holds(dataclasses.replace(cfg, tombstone_versions=False, insert_positions=True), acts)
 
 
 def test_content_as_row_version_has_a_window() -> None:
@@ -255,6 +275,17 @@ def test_limit_no_op_update_read_out_of_order() -> None:
         ("read", 1, 2, 0),  # the no-op first: unchanged; then the ABA pair is "duplicate"
         ("user", 0, 0, 1),  # e0's next edit overwrites e1's, no conflict recorded
     ])
+
+
+@pytest.mark.xfail(raises=Violation, strict=True, reason=(
+    "without a version for deleted rows (PostgreSQL), an insert whose result a crash "
+    "lost is replayed over the user's delete that followed it: the row comes back "
+    "until the delete is read (then a conflict, decided by policy)"))
+def test_limit_insert_replayed_over_a_delete() -> None:
+    cfg = WorldConfig(endpoints=2, keys=1, tagged=True, tombstone_versions=False,
+                      insert_positions=True)
+    holds(cfg, [("user", 0, 0, 0), ("read", 0, 0, 0), ("commit",), ("apply", 0),
+                ("user", 1, 0, 2), ("crash",)])
 
 
 @pytest.mark.parametrize("tagged", [True, False], ids=["tagged", "untagged"])

@@ -3,7 +3,12 @@ crashes, interrupted snapshots, and the fixed point (docs: sync/engine.py)."""
 
 from __future__ import annotations
 
+import random
 import sqlite3
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -499,4 +504,98 @@ def test_user_edits_landing_during_a_run_are_never_overwritten(
     assert [r[:3] for r in rows[:5]] == [(i, "from a", "from b") for i in range(1, 6)]
     assert [(r[1], r[3]) for r in rows[5:7]] == [("from a", Decimal("3.00"))] * 2
     assert all(r[1] == "from a" for r in rows)
+    _assert_fixed_point(p)
+
+
+def _cdcsync(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("cdcsync")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "sync.cli"]
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+def _edit_at_random(dsn: str, seed: int, stop: threading.Event, done: list[int]) -> None:
+    """A user of one side: upserts, updates and deletes of keys 1-150, one at a time."""
+    rnd = random.Random(seed)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while not stop.is_set():
+            k, roll = rnd.randint(1, 150), rnd.random()
+            if roll < 0.5:
+                conn.execute("INSERT INTO customers (id, name, balance) VALUES (%s, %s, %s)"
+                             " ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name,"
+                             " balance = EXCLUDED.balance",
+                             (k, f"s{seed}-{done[0]}", rnd.randint(0, 10**6) / 100))
+            elif roll < 0.85:
+                conn.execute("UPDATE customers SET email = %s WHERE id = %s",
+                             (f"e{seed}-{done[0]}", k))
+            else:
+                conn.execute("DELETE FROM customers WHERE id = %s", (k,))
+            done[0] += 1
+            time.sleep(0.003)
+
+
+def test_runs_killed_at_random_moments_under_edits_on_both_sides_lose_nothing(
+        pg_pg: Pipeline) -> None:
+    """``cdcsync run`` killed with -9 at random moments (between a batch's applies and
+    its save among them) while users insert, update and delete on both sides: the
+    runs after it converge, and the next ones apply nothing."""
+    p = pg_pg
+    sql(p.a, "INSERT INTO customers (id, name, balance) SELECT g, 'n' || g, g"
+             " FROM generate_series(1, 100) g")
+    assert p.run().errors == []
+    stop = threading.Event()
+    counts = [[0], [0]]
+    users = [threading.Thread(target=_edit_at_random, args=(dsn, i, stop, counts[i]))
+             for i, dsn in enumerate((p.a, p.b))]
+    for u in users:
+        u.start()
+    rnd = random.Random(20261204)
+    killed = 0
+    try:
+        for _ in range(6):
+            exe = Path(sys.executable).with_name("cdcsync")
+            proc = subprocess.Popen([str(exe), "run", str(p.path)], stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+            time.sleep(rnd.uniform(0.8, 2.5))
+            if proc.poll() is None:
+                proc.kill()
+                killed += 1
+            proc.wait()
+            # The run lock of a killed run expires (RUN_LOCK_TTL); here at once.
+            with open_pipeline(p.cfg) as ctx, ctx.store.engine.begin() as conn:
+                conn.exec_driver_sql("UPDATE leases SET expires_at = 0")
+    finally:
+        stop.set()
+        for u in users:
+            u.join()
+    assert killed >= 3, killed  # most runs died mid-way
+    assert min(c[0] for c in counts) > 100  # both sides were edited throughout
+    for _ in range(5):  # catch up with what the users did
+        res = _cdcsync("run", str(p.path))
+        assert res.returncode in (0, 3), res.stderr
+        if _read(p.run()) == 0:
+            break
+    verified = _cdcsync("verify", str(p.path))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    _assert_fixed_point(p)
+
+
+def test_a_row_inserted_and_deleted_at_a_target_before_our_insert_is_not_lost(
+        pg_pg: Pipeline) -> None:
+    """ABA on absence: b's user inserts and deletes key 1 (unread yet) while a inserts
+    it; our insert at b finds no row and passes compare-and-set (no row version
+    survives a delete in PostgreSQL), so b's insert and delete, read afterwards, come
+    before our write in b's log and must not be taken for what b holds now."""
+    p = pg_pg
+    sql(p.a, "INSERT INTO customers (id, name) VALUES (2, 'two')")
+    assert p.run().errors == []
+    sql(p.a, "INSERT INTO customers (id, name) VALUES (1, 'from a')")
+    sql(p.b, "INSERT INTO customers (id, name) VALUES (1, 'from b')",
+        "DELETE FROM customers WHERE id = 1")
+    assert p.run().errors == []
+    # a's insert and b's insert-then-delete were concurrent: the entity's policy (last
+    # writer wins here) keeps b's later delete, at both ends.
+    rows = "SELECT id, name FROM customers ORDER BY id"
+    assert query(p.a, rows) == query(p.b, rows) == [(2, "two")]
+    assert p.drift() == []
     _assert_fixed_point(p)
