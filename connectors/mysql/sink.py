@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import pymysql
@@ -69,6 +70,7 @@ from connectors.base import (
     SchemaError,
 )
 from connectors.mysql import applied
+from connectors.mysql.binlog import file_number
 from connectors.mysql.schema import SchemaCache, TableInfo
 from connectors.mysql.session import (
     classify,
@@ -307,11 +309,39 @@ class MysqlSink:
                                [(r.key_text, r.row_version) for r in results
                                 if r is not None and r.status is ApplyStatus.APPLIED],
                                stamped=recording is applied.Record.STAMPED)
+            inserted = [i for (absent, _), items in upserts.items() if absent
+                        for i, _ in items if ops[i].expected is None]
+            if inserted:
+                self._place(cur, results, inserted)
         conn.commit()
         self._batches += 1
         if self._batches % PRUNE_EVERY == 0 and recording is applied.Record.STAMPED:
             self._prune(conn)
         return [r for r in results if r is not None]
+
+    def _place(self, cur: Any, results: list[ApplyResult | None], inserted: list[int]) -> None:
+        """Give each insert of a row known absent where it stands in the binlog
+        (ApplyResult.position; see the PostgreSQL sink's ``_place_inserts``).
+
+        The binlog's end now, before this transaction commits: every transaction
+        that committed before one of our inserts found no row ends at or below it,
+        every later edit of that row (it waits for our commit) above. Positions of
+        changes are ``(file number, end of the commit event, index)``. Where the
+        server will not say (no BINLOG MONITOR), nothing is placed.
+        """
+        try:
+            cur.execute("SHOW MASTER STATUS")
+            status = cur.fetchone()
+        except pymysql.err.MySQLError as exc:
+            log.debug("%s: no binlog position for inserts (%s)", self.name, exc)
+            return
+        if not status:
+            return
+        at = (file_number(str(status[0])), int(status[1]), 2**62)
+        for i in inserted:
+            res = results[i]
+            if res is not None and res.status is ApplyStatus.APPLIED:
+                results[i] = replace(res, position=at)
 
     def _prune(self, conn: Any) -> None:
         """Forget old deletes of ours (connectors/mysql/applied.py): after a batch, in a

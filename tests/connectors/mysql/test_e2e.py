@@ -181,3 +181,45 @@ def test_mariadb_postgres_bidirectional_converges_and_reaches_a_fixed_point(
         assert fourth["totals"]["applied"] == 0 and fourth["totals"]["read"] == 0, fourth
     finally:  # the replication origin is cluster-wide: never leave it behind
         cdcsync("teardown", str(p), "--yes", expect=None)
+
+
+def test_a_row_inserted_and_deleted_at_mariadb_before_our_insert(
+    tmp_path: Path, mariadb_params: dict[str, Any]
+) -> None:
+    """ABA on absence at MariaDB: its user inserts and deletes key 9 (unread) while
+    SQLite inserts it; our insert at MariaDB finds no row. The sink places the
+    insert in the binlog, so the insert and delete read afterwards are known to
+    come before it (tests/connectors/postgres/test_pg_e2e.py has PostgreSQL's)."""
+    db = tmp_path / "other.db"
+    lite(db, "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT, email TEXT,"
+             " balance DECIMAL(10,2), seen DATETIME, prefs JSON)")
+    run(mariadb_params, MARIA_TABLE, "INSERT INTO customers (id, name) VALUES (1, 'one')")
+    p = tmp_path / "pipeline.yaml"
+    m = mariadb_params
+    p.write_text(f"""
+pipeline: aba_{m['database'][-8:]}
+state: {{url: "sqlite:///{tmp_path / 'state.db'}"}}
+endpoints:
+  other: {{kind: sqlite, path: "{db}"}}
+  maria: {{kind: mysql, host: {m['host']}, port: {m['port']}, user: {m['user']},
+          password: {m['password']}, database: {m['database']},
+          server_id: {unique_server_id()}}}
+entities:
+  customers:
+    key: [id]
+    endpoints: {{other: {{table: customers}}, maria: {{table: customers}}}}
+    conflict: {{policy: last_writer_wins}}
+""")
+    cdcsync("setup", str(p))
+    run_json(p)
+    lite(db, "INSERT INTO customers (id, name) VALUES (9, 'from sqlite')")
+    run(mariadb_params, "INSERT INTO customers (id, name) VALUES (9, 'from maria')",
+        "DELETE FROM customers WHERE id = 9")
+    run_json(p)
+    # concurrent: one side wins at both ends (last writer wins, on binlog timestamps
+    # of whole seconds: either may be "later")
+    ids = query(mariadb_params, "SELECT id FROM customers ORDER BY id")
+    assert ids == lite(db, "SELECT id FROM customers ORDER BY id")
+    assert ids in ([(1,)], [(1,), (9,)])
+    cdcsync("verify", str(p))
+    assert run_json(p)["totals"]["applied"] == 0
