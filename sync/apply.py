@@ -130,7 +130,9 @@ def record_on(ent: EntityContext, states: Mapping[str, KeyState], results: list[
                      " applying again", ent.name, k, job.target)
             if on_stale(st, job, res.row_version, res.identity):
                 again.append(k)
-        elif on_applied(st, job, res.row_version, res.identity, res.position) and \
+        elif on_applied(st, job, res.row_version, res.identity,
+                        # (a target whose log is never read has no edits to place)
+                        res.position if job.target in ent.sources else None) and \
                 res.status is ApplyStatus.APPLIED:
             stats.applied += 1
     return sorted(set(again))

@@ -599,3 +599,21 @@ def test_a_row_inserted_and_deleted_at_a_target_before_our_insert_is_not_lost(
     assert query(p.a, rows) == query(p.b, rows) == [(2, "two")]
     assert p.drift() == []
     _assert_fixed_point(p)
+
+
+def test_an_insert_into_a_row_known_absent_is_placed_in_the_log(pg_pg: Pipeline) -> None:
+    p = pg_pg
+    sql(p.a, "INSERT INTO customers (id, name) VALUES (1, 'one')")
+    assert p.run().errors == []
+    lsn = query(p.b, "SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::int8")[0][0]
+    with open_pipeline(p.cfg) as ctx:
+        st = ctx.store.load(ctx.pipeline, "customers", ['{"id":1}'])['{"id":1}']
+    at = st.at("b").wrote_at
+    assert at is not None and at[0] <= lsn  # (one cluster: a and b share the WAL)
+    assert st.at("a").wrote_at is None  # read there, never written
+    sql(p.b, "UPDATE customers SET name = 'uno' WHERE id = 1")
+    assert p.run().errors == []  # b's later edit is read as usual, and ends the window
+    with open_pipeline(p.cfg) as ctx:
+        st = ctx.store.load(ctx.pipeline, "customers", ['{"id":1}'])['{"id":1}']
+    assert st.at("b").wrote_at is None and st.content is not None
+    assert st.content["name"] == "uno"
