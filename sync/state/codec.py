@@ -82,7 +82,7 @@ def _endpoint_to_json(e: EndpointState) -> dict[str, Any]:
         "q": list(e.pending),
         "n": e.reads,
     }
-    if e.wrote_at is not None:  # rare and short-lived: written only when present
+    if e.wrote_at is not None:  # after an insert into a row known absent, until read past
         out["w"] = list(e.wrote_at)
         out["b"] = e.known_before.as_dict() if e.known_before is not None else None
     return out
