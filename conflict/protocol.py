@@ -306,15 +306,21 @@ def _overwritten(st: KeyState, e: EndpointState, edit: Edit, *, entity: str, key
         return Outcome(Kind.PARKED)
     sink_set = list(sinks)
     if w.dominates(st.vector):  # we had written a version it already knew
-        h = row_hash(edit.content)
         st.vector = w
-        st.set_content(edit.content, h)
+        st.set_content(edit.content)
         st.committed_at = edit.committed_at
         st.origin = edit.endpoint
-        st.outbox |= {t for t in sink_set if st.at(t).hash != h}
+        st.outbox |= set(sink_set)  # its own endpoint too: it holds our write, not the edit
         return Outcome(Kind.APPLIED)
-    return _conflict(st, edit, incoming, entity=entity, key=key, sinks=sink_set,
-                     resolve=resolve, incoming_held=False)
+    out = _conflict(st, edit, incoming, entity=entity, key=key, sinks=sink_set,
+                    resolve=resolve, incoming_held=False)
+    if (out.kind is Kind.RESOLVED and edit.endpoint in sink_set
+            and not e.known.dominates(st.vector)):
+        # It holds our write, not the version decided: written even if the content is
+        # equal (equal content is not the same version, and the edit's history must
+        # reach it, like any holder's).
+        st.outbox.add(edit.endpoint)
+    return out
 
 
 def _own(row: Row | None) -> dict[str, Any] | None:

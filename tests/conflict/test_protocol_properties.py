@@ -253,6 +253,14 @@ FOUND: list[tuple[str, WorldConfig, list[Action]]] = [
         WorldConfig(endpoints=2, keys=2, initial=((2, 0), (0, 1))),
         [("user", 0, 0, 1)],
     ),
+    (
+        # P2, no tombstones: e1's delete, read after our delete of the same content
+        # had replaced it, won its conflict but was never written anywhere.
+        "an overwritten edit wins with content equal to ours",
+        WorldConfig(endpoints=2, keys=1, tagged=False, skew=False,
+                    tombstone_versions=False, insert_positions=True),
+        [("user", 0, 0, 0), ("user", 1, 0, 0), ("user", 0, 0, 2), ("user", 1, 0, 2)],
+    ),
 ]
 
 
