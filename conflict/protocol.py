@@ -253,15 +253,20 @@ def on_change(
 
     sink_set = [s for s in sinks]
     if w.dominates(st.vector):
-        st.vector = w
-        st.set_content(edit.content, e.hash)
-        st.committed_at = edit.committed_at
-        st.origin = edit.endpoint
+        _adopt(st, edit, w, e.hash)
         st.outbox |= {t for t in sink_set if t != edit.endpoint}
         return Outcome(Kind.APPLIED)
 
     return _conflict(st, edit, incoming, entity=entity, key=key, sinks=sink_set,
                      resolve=resolve, incoming_held=True)
+
+
+def _adopt(st: KeyState, edit: Edit, w: VersionVector, content_hash: str | None = None) -> None:
+    """The edit dominates: its version ``w`` becomes the key's current one (rule 3)."""
+    st.vector = w
+    st.set_content(edit.content, content_hash)
+    st.committed_at = edit.committed_at
+    st.origin = edit.endpoint
 
 
 def _conflict(st: KeyState, edit: Edit, incoming: Side, *, entity: str, key: Row,
@@ -306,10 +311,7 @@ def _overwritten(st: KeyState, e: EndpointState, edit: Edit, *, entity: str, key
         return Outcome(Kind.PARKED)
     sink_set = list(sinks)
     if w.dominates(st.vector):  # we had written a version it already knew
-        st.vector = w
-        st.set_content(edit.content)
-        st.committed_at = edit.committed_at
-        st.origin = edit.endpoint
+        _adopt(st, edit, w)
         st.outbox |= set(sink_set)  # its own endpoint too: it holds our write, not the edit
         return Outcome(Kind.APPLIED)
     out = _conflict(st, edit, incoming, entity=entity, key=key, sinks=sink_set,

@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection
 
 from conflict.canonical import coerce_row, key_text
 from conflict.protocol import ConflictRecord, Edit, KeyState, Kind, ParkedConflict, on_change
-from sync.apply import Result, apply_pending
+from sync.apply import Result, apply_pending, apply_unsaved, record_on
 from sync.change import Change, ChangeBatch
 from sync.context import EntityContext, PipelineContext
 from sync.state.store import new_stamp
@@ -68,6 +68,19 @@ def source_entities(ctx: PipelineContext, source: str) -> list[EntityContext]:
     return [e for e in ctx.entities.values() if source in e.sources]
 
 
+def _gated(ctx: PipelineContext, source: str) -> bool:
+    """Does an entity read from ``source`` have a data-quality suite (sync/quality)?"""
+    return any(e.cfg.quality.suite is not None for e in source_entities(ctx, source))
+
+
+def _moved(conn: Connection, ctx: PipelineContext, decided: Decided,
+           stamps: Mapping[str, Mapping[str, float]]) -> dict[str, set[str]]:
+    """Per entity, the keys of ``decided`` saved by someone else since they were loaded
+    with ``stamps`` (StateStore.moved_since)."""
+    return {name: ctx.store.moved_since(conn, ctx.pipeline, name, states, stamps.get(name, {}))
+            for name, states in decided.states.items()}
+
+
 def decide(
     ctx: PipelineContext, source: str, changes: list[Change], summary: RunSummary,
     conn: Connection | None = None, stamps: dict[str, dict[str, float]] | None = None,
@@ -81,7 +94,7 @@ def decide(
     """
     out = Decided()
     # --- data-quality gate (sync/quality): validate before the protocol sees anything ---
-    if any(e.cfg.quality.suite is not None for e in source_entities(ctx, source)):
+    if _gated(ctx, source):
         from sync.quality.hook import screen
 
         changes, out.quarantine = screen(ctx, source, changes, summary, conn)
@@ -141,7 +154,7 @@ def decide_and_commit(ctx: PipelineContext, source: str, changes: list[Change],
     decided under the lock throughout (the gate reads quarantine state that a
     steward may change).
     """
-    if not any(e.cfg.quality.suite is not None for e in source_entities(ctx, source)):
+    if not _gated(ctx, source):
         first = _commit_if_unmoved(ctx, source, changes, checkpoint, summary)
         if first is not None:
             return first
@@ -161,8 +174,7 @@ def _commit_if_unmoved(ctx: PipelineContext, source: str, changes: list[Change],
     first = decide(ctx, source, changes, scratch, stamps=stamps)
     encoded = {name: ctx.store.encode(states) for name, states in first.states.items()}
     with ctx.store.transaction(lock=state_lock(ctx)) as conn:
-        if any(ctx.store.moved_since(conn, ctx.pipeline, name, states, stamps.get(name, {}))
-               for name, states in first.states.items()):
+        if any(_moved(conn, ctx, first, stamps).values()):
             return None
         commit(conn, ctx, source, first, checkpoint, encoded=encoded)
     summary.add(scratch)
@@ -232,13 +244,11 @@ def sync_batch(ctx: PipelineContext, source: str, batch: ChangeBatch,
     own writes come back in its log (no ``own_writes_tagged``, connectors.base.Sink):
     a run dying before the save would not know them when they are read.
     """
-    from sync.apply import apply_unsaved, record_on
     from sync.events import expand
 
-    entities = source_entities(ctx, source)
-    if any(e.cfg.quality.suite is not None for e in entities) or not all(
+    if _gated(ctx, source) or not all(
             getattr(ctx.endpoints[t], "own_writes_tagged", False)
-            for e in entities for t in e.sinks):
+            for e in source_entities(ctx, source) for t in e.sinks):
         process_batch(ctx, source, batch, summary)
         return
     changes = expand(ctx, source, batch)
@@ -259,9 +269,7 @@ def sync_batch(ctx: PipelineContext, source: str, batch: ChangeBatch,
     encoded = {name: ctx.store.encode(states) for name, states in first.states.items()}
     again: Decided | None = None
     with ctx.store.transaction(lock=state_lock(ctx)) as conn:
-        moved = {name: ctx.store.moved_since(conn, ctx.pipeline, name, states,
-                                             stamps.get(name, {}))
-                 for name, states in first.states.items()}
+        moved = _moved(conn, ctx, first, stamps)
         if not any(moved.values()):
             commit(conn, ctx, source, first, batch.checkpoint, encoded=encoded)
         else:

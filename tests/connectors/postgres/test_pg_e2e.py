@@ -26,6 +26,7 @@ from sync.engine import run_pipeline
 from sync.summary import RunSummary
 from sync.verify import verify
 from tests.connectors.postgres.helpers import pipeline_of, query, sql
+from tests.ops.conftest import cdcsync
 from tests.staging import count_staged
 
 CUSTOMERS = ("CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, email text,"
@@ -507,13 +508,6 @@ def test_user_edits_landing_during_a_run_are_never_overwritten(
     _assert_fixed_point(p)
 
 
-def _cdcsync(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    exe = Path(sys.executable).with_name("cdcsync")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "sync.cli"]
-    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
-
-
 def _edit_at_random(dsn: str, seed: int, stop: threading.Event, done: list[int]) -> None:
     """A user of one side: upserts, updates and deletes of keys 1-150, one at a time."""
     rnd = random.Random(seed)
@@ -573,11 +567,11 @@ def test_runs_killed_at_random_moments_under_edits_on_both_sides_lose_nothing(
     assert killed >= 2, killed  # runs died mid-way
     assert min(c[0] for c in counts) > 100  # both sides were edited throughout
     for _ in range(5):  # catch up with what the users did
-        res = _cdcsync("run", str(p.path))
+        res = cdcsync("run", str(p.path), expect=None)
         assert res.returncode in (0, 3), res.stderr
         if _read(p.run()) == 0:
             break
-    verified = _cdcsync("verify", str(p.path))
+    verified = cdcsync("verify", str(p.path), expect=None)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     _assert_fixed_point(p)
 
