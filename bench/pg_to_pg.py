@@ -135,7 +135,7 @@ def backlog(dsn: str, changes: int, first_new: int, live: list[int]) -> int:
 
 
 def pipeline(tmp: Path, name: str, src: str, dst: str, batch: int = 10000,
-             chunk: int = 50000) -> Any:
+             chunk: int = 50000, workers: str = "auto") -> Any:
     from config.loader import load_pipeline
     from connectors.registry import open_endpoint as open_any
     from sync.context import bindings_for
@@ -144,7 +144,7 @@ def pipeline(tmp: Path, name: str, src: str, dst: str, batch: int = 10000,
     path.write_text(f"""
 pipeline: {name}
 state: {{url: "sqlite:///{tmp}/{name}.db"}}
-batch: {{size: {batch}, snapshot_chunk: {chunk}}}
+batch: {{size: {batch}, snapshot_chunk: {chunk}, workers: {workers}}}
 endpoints:
   src: {{kind: postgres, dsn: "{src}"}}
   dst: {{kind: postgres, dsn: "{dst}"}}
@@ -220,7 +220,7 @@ def end_to_end_once(args: argparse.Namespace, tmp: Path) -> tuple[float, float |
         base = args.base_rows
         seed(urls[src], base)
         execute(urls[sub], f"INSERT INTO items {ROW} FROM generate_series(1, {base}) g")
-        cfg = pipeline(tmp, src, urls[src], urls[dst])
+        cfg = pipeline(tmp, src, urls[src], urls[dst], workers=args.workers)
         snap = timed(lambda: run_pipeline(cfg))
         print(f"  (initial snapshot of {base} rows: {base / snap[0]:,.0f} rows/s)")
         live = list(range(1, base + 1))
@@ -489,6 +489,8 @@ def main() -> None:
                         help="rows of the run_pipeline snapshot (default: --snapshot-rows)")
     parser.add_argument("--base-rows", type=int, default=50_000,
                         help="rows present before the end-to-end backlog")
+    parser.add_argument("--workers", default="auto",
+                        help="batch.workers of the end-to-end pipeline (1: one process)")
     parser.add_argument("--repeat", type=int, default=3,
                         help="end-to-end runs (fresh databases each); medians printed")
     parser.add_argument("--skip", default="", help="comma list of: end-to-end, native,"

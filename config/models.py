@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
@@ -68,6 +68,11 @@ class BatchConfig(ConfigModel):
     size: int = Field(default=10000, ge=1)
     max_wait_ms: int = Field(default=20, ge=0)  # the daemon's micro-batch window
     snapshot_chunk: int = Field(default=50000, ge=1)
+    # `cdcsync run` on a backlog: processes deciding and applying a batch's keys side by
+    # side (sync/parallel.py); "auto": one per core, at most 4; 1: none
+    workers: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
+    # changes read, with more behind them, before they start
+    parallel_from: int = Field(default=5000, ge=1)
 
 
 class ConnectConfig(ConfigModel):

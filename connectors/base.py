@@ -199,6 +199,11 @@ class Sink(Protocol):
     ``own_writes_tagged = True``: batch runs then apply before they save
     (sync/capture.py sync_batch). One whose writes come back, to be matched
     by :attr:`ApplyResult.identity`, leaves it out.
+
+    A sink that takes transactions from several sessions at once (a database
+    server, unlike a SQLite file) says ``parallel_apply = True``: a batch run
+    on a backlog then has worker processes apply the keys of a batch side by
+    side, each key always in the same one (sync/parallel.py).
     """
 
     name: str

@@ -15,6 +15,7 @@ and its applies are durable.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -246,12 +247,32 @@ def sync_batch(ctx: PipelineContext, source: str, batch: ChangeBatch,
     """
     from sync.events import expand
 
-    if _gated(ctx, source) or not all(
-            getattr(ctx.endpoints[t], "own_writes_tagged", False)
-            for e in source_entities(ctx, source) for t in e.sinks):
+    if not saves_once(ctx, source):
         process_batch(ctx, source, batch, summary)
         return
-    changes = expand(ctx, source, batch)
+    failed = save_once(ctx, source, expand(ctx, source, batch), summary, batch.checkpoint)
+    if failed is not None:
+        raise failed
+    if batch.checkpoint is not None:
+        ctx.endpoints[source].confirm(batch.checkpoint)
+
+
+def saves_once(ctx: PipelineContext, source: str) -> bool:
+    """Can batches of ``source`` be applied before they are saved (:func:`sync_batch`)?"""
+    return not _gated(ctx, source) and all(
+        getattr(ctx.endpoints[t], "own_writes_tagged", False)
+        for e in source_entities(ctx, source) for t in e.sinks)
+
+
+def save_once(ctx: PipelineContext, source: str, changes: list[Change], summary: RunSummary,
+              checkpoint: Mapping[str, Any] | None) -> Exception | None:
+    """Decide ``changes``, apply them, then save their states once with ``checkpoint``
+    (None: none). :func:`sync_batch`'s steps up to the source's confirm; a batch
+    run's worker processes (sync/parallel.py) run them on their part of a batch.
+
+    Returns an apply's error (after its retries) once the states are saved with
+    what is still due in their outbox; raises anything that leaves them unsaved.
+    """
     stamps: dict[str, dict[str, float]] = {}
     scratch = RunSummary(pipeline=ctx.pipeline)
     first = decide(ctx, source, changes, scratch, stamps=stamps)
@@ -271,7 +292,7 @@ def sync_batch(ctx: PipelineContext, source: str, batch: ChangeBatch,
     with ctx.store.transaction(lock=state_lock(ctx)) as conn:
         moved = _moved(conn, ctx, first, stamps)
         if not any(moved.values()):
-            commit(conn, ctx, source, first, batch.checkpoint, encoded=encoded)
+            commit(conn, ctx, source, first, checkpoint, encoded=encoded)
         else:
             scratch = RunSummary(pipeline=ctx.pipeline)
             again = decide(ctx, source, changes, scratch, conn)
@@ -280,15 +301,14 @@ def sync_batch(ctx: PipelineContext, source: str, batch: ChangeBatch,
                 record_on(ent, again.states[name],
                           [r for r in results if r[0] not in moved[name]], scratch)
                 _due_again(again.states[name], [r for r in results if r[0] in moved[name]])
-            commit(conn, ctx, source, again, batch.checkpoint)
+            commit(conn, ctx, source, again, checkpoint)
     summary.add(scratch)
     if failed is not None:
-        raise failed
+        return failed
     if again is not None:
         for name, states in again.states.items():
             apply_pending(ctx, ctx.entities[name], states, summary, saved_at=again.saved_at)
-    if batch.checkpoint is not None:
-        ctx.endpoints[source].confirm(batch.checkpoint)
+    return None
 
 
 def _due_again(states: Mapping[str, KeyState], results: list[Result]) -> None:
@@ -310,7 +330,12 @@ def _due_again(states: Mapping[str, KeyState], results: list[Result]) -> None:
 
 def read_batch(ctx: PipelineContext, source: str, limit: int) -> tuple[ChangeBatch, Any]:
     """The next batch of ``source``'s log after its stream checkpoint."""
-    cp = ctx.store.checkpoint(ctx.pipeline, source, STREAM)
+    return read_from(ctx, source, ctx.store.checkpoint(ctx.pipeline, source, STREAM), limit)
+
+
+def read_from(ctx: PipelineContext, source: str, cp: Any,
+              limit: int) -> tuple[ChangeBatch, Any]:
+    """The batch of ``source``'s log after checkpoint ``cp``, and ``cp``."""
     bindings = [e.bindings[source] for e in source_entities(ctx, source)]
     return ctx.endpoints[source].changes(bindings, cp, limit), cp
 
@@ -323,18 +348,37 @@ def catch_up(ctx: PipelineContext, summary: RunSummary, *, max_rounds: int = 100
     bidirectional entity meet in the order they were read. ``progress(source, n)``
     is told of each batch read.
     """
+    from sync.parallel import BatchWorkers
+
     active = [name for name in ctx.endpoints if source_entities(ctx, name)]
     size = int(ctx.cfg.batch.size)
     rounds = 0
-    while active and rounds < max_rounds:
-        rounds += 1
-        still: list[str] = []
-        for source in active:
-            batch, cp = read_batch(ctx, source, size)
-            if batch.changes or batch.checkpoint != cp:
-                sync_batch(ctx, source, batch, summary)
-            if progress is not None and batch.changes:
-                progress(source, len(batch.changes))
-            if batch.more:
-                still.append(source)
-        active = still
+    workers = BatchWorkers.for_run(ctx)  # on a backlog, processes side by side
+    ahead: tuple[ChangeBatch, Any] | None = None  # the next batch, read while they worked
+    try:
+        while active and rounds < max_rounds:
+            rounds += 1
+            still: list[str] = []
+            for source in active:
+                if ahead is not None:
+                    (batch, cp), ahead = ahead, None
+                else:
+                    batch, cp = read_batch(ctx, source, size)
+                if batch.changes or batch.checkpoint != cp:
+                    if workers is not None and workers.takes(source, batch):
+                        # One source left with more to read: its next batch is read
+                        # from this one's checkpoint while the workers apply this one.
+                        nxt = None if len(active) > 1 or not batch.more else functools.partial(
+                            read_from, ctx, source, batch.checkpoint, size)
+                        ahead = workers.sync_batch(source, batch, summary, nxt)
+                    else:
+                        sync_batch(ctx, source, batch, summary)
+                if progress is not None and batch.changes:
+                    progress(source, len(batch.changes))
+                if batch.more:
+                    still.append(source)
+            active = still
+    finally:
+        if workers is not None:
+            summary.worker_batches += workers.used
+            workers.stop()

@@ -58,6 +58,12 @@ class Change:
         """The row as it stands after the change (``None`` once deleted)."""
         return None if self.op is Op.DELETE else self.after
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled by the batch of a run's worker processes (sync/parallel.py): as its
+        # fields, not through the dataclass's Python-level __getstate__ (2x the cost).
+        return (Change, (self.entity, self.key, self.op, self.before, self.after, self.source,
+                         self.position, self.committed_at, self.txid, self.row_version))
+
 
 @dataclass(slots=True)
 class ChangeBatch:

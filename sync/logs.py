@@ -261,3 +261,24 @@ def configure(json: bool = False, level: int | str = logging.INFO, *,
     root.setLevel(others)
     logging.getLogger("cdcsync").setLevel(own if own != others else logging.NOTSET)
     return handler
+
+
+def handoff() -> dict[str, Any]:
+    """This process's log set-up and registered secrets, for a child process to take
+    on (:func:`take_on`): a spawned process starts with neither."""
+    root = logging.getLogger()
+    ours = [h for h in root.handlers if getattr(h, "_cdcsync", False)]
+    return {
+        "configured": bool(ours),
+        "json": bool(ours) and isinstance(ours[0].formatter, JsonFormatter),
+        "level": logging.getLogger("cdcsync").getEffectiveLevel(),
+        "libraries": root.level,
+        "secrets": _known,
+    }
+
+
+def take_on(setup: dict[str, Any]) -> None:
+    """Log as the parent process whose :func:`handoff` this is."""
+    register_secrets(setup["secrets"])
+    if setup["configured"]:
+        configure(json=setup["json"], level=setup["level"], libraries=setup["libraries"])

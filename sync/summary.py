@@ -44,6 +44,7 @@ class RunSummary:
     open_conflicts: int = 0
     errors: list[str] = field(default_factory=list)
     quality: dict[str, QualityStats] = field(default_factory=dict)
+    worker_batches: int = 0  # batches decided and applied by worker processes (sync/parallel.py)
 
     def quality_at(self, entity: str) -> QualityStats:
         st = self.quality.get(entity)
@@ -91,6 +92,7 @@ class RunSummary:
             "status": self.status,
             "seconds": round(self.seconds, 3),
             "snapshot_rows": self.snapshot_rows,
+            "worker_batches": self.worker_batches,
             "open_conflicts": self.open_conflicts,
             "errors": list(self.errors),
             "totals": {a: self.total(a) for a in

@@ -23,6 +23,7 @@ class MysqlEndpoint:
     """
 
     own_writes_tagged = True  # either way the reader drops them (connectors.base.Sink)
+    parallel_apply = True  # a server: sessions side by side (connectors.base.Sink)
 
     def __init__(self, name: str, settings: Any, *, pipeline: str = "",
                  echo: str | None = None, heartbeat: float = 1.0) -> None:

@@ -29,6 +29,7 @@ from sync.change import ChangeBatch, Checkpoint, SnapshotChunk
 class PostgresEndpoint:
     kind = "postgres"
     own_writes_tagged = True  # by the replication origin (connectors.base.Sink)
+    parallel_apply = True  # a server: sessions side by side (connectors.base.Sink)
 
     def __init__(self, name: str, settings: Any, *, pipeline: str = "") -> None:
         self.name = name

@@ -208,6 +208,12 @@ class StateStore:
     def close(self) -> None:
         self.engine.dispose()
 
+    def share_write_lock(self, lock: Any) -> None:
+        """Queue this store's SQLite write transactions on ``lock``, shared with other
+        processes writing the same file (sync/parallel.py), rather than in SQLite's
+        busy handler. A reentrant lock, as the per-process one it replaces."""
+        self._local_lock = lock
+
     @contextmanager
     def transaction(self, *, lock: str | None = None) -> Iterator[Connection]:
         """One transaction; with ``lock``, serialised against every other holder of it.

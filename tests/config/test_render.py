@@ -124,7 +124,8 @@ schedule:
     cfg = load_pipeline(path, env={})
     text = render_config(cfg)
     data = yaml.safe_load(text)
-    assert data["batch"] == {"size": 123, "max_wait_ms": 20, "snapshot_chunk": 50000}
+    assert data["batch"] == {"size": 123, "max_wait_ms": 20, "snapshot_chunk": 50000,
+                             "workers": "auto", "parallel_from": 5000}
     assert data["endpoints"]["crm"]["path"] == str(path.parent / "data" / "crm.db")
     assert data["endpoints"]["billing"]["schema"] == "sales"
     assert data["entities"]["customers"]["key"] == ["id"]

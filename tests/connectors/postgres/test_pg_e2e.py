@@ -528,12 +528,38 @@ def _edit_at_random(dsn: str, seed: int, stop: threading.Event, done: list[int])
             time.sleep(0.003)
 
 
+def _children(pid: int) -> set[int]:
+    """The processes whose parent is ``pid`` (Linux /proc)."""
+    out = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        if int(fields[1]) == pid:
+            out.add(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
 def test_runs_killed_at_random_moments_under_edits_on_both_sides_lose_nothing(
-        pg_pg: Pipeline) -> None:
+        pg_pg: Pipeline, workers: int) -> None:
     """``cdcsync run`` killed with -9 at random moments (between a batch's applies and
     its save among them) while users insert, update and delete on both sides: the
-    runs after it converge, and the next ones apply nothing."""
+    runs after it converge, and the next ones apply nothing. With ``workers: 2`` the
+    runs' backlogs go to worker processes (sync/parallel.py), which die with the run."""
     p = pg_pg
+    p.path.write_text(p.path.read_text().replace(
+        "batch: {size: 50,", f"batch: {{size: 50, workers: {workers}, parallel_from: 1,"))
+    p.cfg = load_pipeline(p.path)
     sql(p.a, "INSERT INTO customers (id, name, balance) SELECT g, 'n' || g, g"
              " FROM generate_series(1, 100) g")
     assert p.run().errors == []
@@ -553,10 +579,15 @@ def test_runs_killed_at_random_moments_under_edits_on_both_sides_lose_nothing(
             proc = subprocess.Popen([str(exe), "run", str(p.path)], stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
             time.sleep(rnd.uniform(0.8, 2.5))
+            children = _children(proc.pid)
             if proc.poll() is None:
                 proc.kill()
                 killed += 1
             proc.wait()
+            deadline = time.monotonic() + 5
+            while any(_alive(c) for c in children) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not any(_alive(c) for c in children), "a worker outlived its run"
             # The run lock of a killed run expires (RUN_LOCK_TTL); here at once.
             with open_pipeline(p.cfg) as ctx, ctx.store.engine.begin() as conn:
                 conn.exec_driver_sql("UPDATE leases SET expires_at = 0")

@@ -1,0 +1,319 @@
+"""Worker processes for a batch run on a backlog: a batch's keys decided and applied side by side.
+
+One process decides and applies about 10k changes/s here and leaves the
+second core idle (bench/pg_to_pg.py): its work per change is Python (load,
+decide, encode, build the apply), under one interpreter lock. On a backlog
+``cdcsync run`` therefore starts worker processes. The run's own process goes
+on reading and decoding the source logs; it splits each batch by key (a hash
+of entity and key values: every change of a key goes to the same worker, in
+log order), each worker decides, applies and saves its part as a batch run
+does (sync/capture.py ``save_once``), and once every part is saved the run
+writes the batch's checkpoint and releases the source's log.
+
+Why nothing is lost: each part is saved (states, outbox, conflicts) before the
+checkpoint moves. A run dying with some parts saved and others not reads the
+batch again: the saved parts' changes are duplicates (DESIGN.md rule 2), the
+rest is decided as if for the first time. That is the daemon's partitioned
+workers' argument, made per batch. Workers die with the run (Linux's
+``PR_SET_PDEATHSIG``), so a run killed with -9 leaves none still writing.
+
+Not used for: a source with a quality gate or a target whose own writes come
+back in its log (sync/capture.py ``saves_once``); a target that takes one writer
+at a time (a SQLite file: no ``parallel_apply``, connectors/base.py Sink); a
+batch with schema events or truncates (they change the run's view of its
+entities: the workers are stopped, and started again on a later backlog);
+batches under ``batch.parallel_from`` changes, where starting processes (about
+a second) costs more than it saves. ``batch.workers`` sets how many: ``auto``
+is one per core, at most 4; 1 runs everything in the run's process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import pickle
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any, TypeVar
+
+from sync.capture import (
+    STREAM,
+    save_once,
+    saves_once,
+    source_entities,
+    state_lock,
+    sync_batch,
+)
+from sync.change import Change, ChangeBatch
+from sync.context import PipelineContext
+from sync.summary import RunSummary
+
+log = logging.getLogger("cdcsync.parallel")
+_SPAWN = multiprocessing.get_context("spawn")  # never fork a process holding connections
+MAX_AUTO = 4
+T = TypeVar("T")
+
+
+def worker_count(cfg: Any) -> int:
+    """How many worker processes ``cfg``'s batch runs may start (1: none)."""
+    wanted = cfg.batch.workers
+    if wanted == "auto":
+        return min(os.cpu_count() or 1, MAX_AUTO)
+    return int(wanted)
+
+
+def slot(ch: Change, n: int) -> int:
+    """The worker of ``ch``'s key: the same for every change of the key in a run."""
+    try:
+        return hash((ch.entity, *ch.key.values())) % n
+    except TypeError:  # an unhashable key value (a JSON array)
+        return hash((ch.entity, repr(tuple(ch.key.values())))) % n
+
+
+class WorkerDied(RuntimeError):
+    """A worker process ended without answering (killed, out of memory)."""
+
+
+@dataclass
+class _Worker:
+    process: BaseProcess
+    conn: Connection
+    ready: bool = False
+
+
+class BatchWorkers:
+    """The worker processes of one batch run, started on the first backlog that wants them."""
+
+    def __init__(self, ctx: PipelineContext, count: int) -> None:
+        self.ctx = ctx
+        self.count = count
+        self.workers: list[_Worker] = []
+        self.off = False  # a worker could not start or died: the rest of the run is serial
+        self.used = 0  # batches they took
+        self.seen = 0  # changes read before they started
+        self.ready = False
+        self.started_at = 0.0
+        self._lock: Any = None
+
+    @classmethod
+    def for_run(cls, ctx: PipelineContext) -> BatchWorkers | None:
+        n = worker_count(ctx.cfg)
+        return cls(ctx, n) if n > 1 else None
+
+    def eligible(self, source: str) -> bool:
+        return saves_once(self.ctx, source) and all(
+            getattr(self.ctx.endpoints[t], "parallel_apply", False)
+            for e in source_entities(self.ctx, source) for t in e.sinks)
+
+    def takes(self, source: str, batch: ChangeBatch) -> bool:
+        """Should the workers take ``batch`` (else the caller syncs it itself)?
+
+        Starts them on a backlog (``batch.parallel_from`` changes read, more behind
+        them); until they are all ready the caller goes on alone.
+        """
+        if batch.events:
+            self.stop()  # the batch changes the run's view of its entities
+            return False
+        if self.off or not self.eligible(source):
+            return False
+        if not self.workers:
+            self.seen += len(batch.changes)
+            if batch.more and self.seen >= int(self.ctx.cfg.batch.parallel_from):
+                self._start()
+            return False
+        return self._all_ready()
+
+    def sync_batch(self, source: str, batch: ChangeBatch, summary: RunSummary,
+                   meanwhile: Callable[[], T] | None = None) -> T | None:
+        """:func:`sync.capture.sync_batch`, each worker deciding, applying and saving its
+        keys; the checkpoint written and the source confirmed once all parts are saved.
+
+        ``meanwhile`` runs while the workers work (the next read of the source);
+        its result is returned, or its error raised once the parts are back.
+        """
+        n = len(self.workers)
+        parts: list[list[Change]] = [[] for _ in range(n)]
+        for ch in batch.changes:
+            parts[slot(ch, n)].append(ch)
+        busy: list[tuple[_Worker, bool]] = []  # (worker, took its part)
+        for w, part in zip(self.workers, parts, strict=True):
+            if part:
+                try:
+                    w.conn.send((source, part, self.ctx.run_id))
+                    busy.append((w, True))
+                except OSError:  # it is gone (its reply says how)
+                    busy.append((w, False))
+        ahead: T | None = None
+        failed_meanwhile: Exception | None = None
+        if meanwhile is not None:
+            try:
+                ahead = meanwhile()
+            except Exception as exc:  # raised once the parts are back (and saved)
+                failed_meanwhile = exc
+        replies = [self._reply(w) if took else self._died(w) for w, took in busy]
+        for _status, part_summary, _err in replies:
+            if part_summary is not None:
+                summary.add(part_summary)
+        self.used += 1
+        if any(status == "died" for status, _, _ in replies):
+            log.warning("a batch worker of %s died (%s); the run goes on in one process",
+                        self.ctx.pipeline, next(e for s, _, e in replies if s == "died"))
+            self.stop()
+            self.off = True
+            sync_batch(self.ctx, source, batch, summary)  # the saved parts read as duplicates
+            return _then(ahead, failed_meanwhile)
+        unsaved = [err or RuntimeError(f"a batch worker's part was {status}")
+                   for status, _, err in replies if status != "saved"]
+        if unsaved:
+            raise unsaved[0]  # the checkpoint stays: the next run reads the batch again
+        if batch.checkpoint is not None:
+            with self.ctx.store.transaction(lock=state_lock(self.ctx)) as conn:
+                self.ctx.store.put_checkpoint(conn, self.ctx.pipeline, source, STREAM,
+                                              batch.checkpoint)
+        failed = [err for _, _, err in replies if err is not None]
+        if failed:
+            raise failed[0]  # saved with what is still due in the outbox (save_once)
+        if batch.checkpoint is not None:
+            self.ctx.endpoints[source].confirm(batch.checkpoint)
+        return _then(ahead, failed_meanwhile)
+
+    def _start(self) -> None:
+        from sync.logs import handoff
+
+        ctx = self.ctx
+        runtime = {name: (e.types, e.ignored, e.schemas) for name, e in ctx.entities.items()}
+        # the SQLite state store's one writer: queue here, not in SQLite's busy handler
+        # (it sleeps up to 100 ms between tries); kept while they live (unpickled there)
+        lock = self._lock = _SPAWN.RLock()
+        for i in range(self.count):
+            mine, theirs = _SPAWN.Pipe()
+            p = _SPAWN.Process(target=serve, name=f"cdcsync-batch-{i}", daemon=True,
+                               args=(ctx.cfg, theirs, lock, runtime, handoff(), os.getpid()))
+            p.start()
+            theirs.close()
+            self.workers.append(_Worker(p, mine))
+        self.started_at = time.monotonic()
+        log.info("starting %d batch workers for %s", self.count, ctx.pipeline)
+
+    def _all_ready(self) -> bool:
+        if self.ready:
+            return True
+        for w in self.workers:
+            if w.ready:
+                continue
+            if not w.conn.poll():
+                return False
+            status, _, err = self._reply(w)
+            if status != "ready":
+                log.warning("a batch worker of %s could not start (%s); the run goes on in"
+                            " one process", self.ctx.pipeline, err)
+                self.stop()
+                self.off = True
+                return False
+            w.ready = True
+        self.ready = True
+        log.info("%d batch workers of %s ready after %.1f s", len(self.workers),
+                 self.ctx.pipeline, time.monotonic() - self.started_at)
+        return True
+
+    def _reply(self, w: _Worker) -> tuple[str, RunSummary | None, Exception | None]:
+        try:
+            reply: tuple[str, RunSummary | None, Exception | None] = w.conn.recv()
+            return reply
+        except (EOFError, OSError):
+            return self._died(w)
+
+    @staticmethod
+    def _died(w: _Worker) -> tuple[str, RunSummary | None, Exception | None]:
+        w.process.join(5)
+        return "died", None, WorkerDied(
+            f"batch worker {w.process.pid} ended with exit code {w.process.exitcode}")
+
+    def stop(self) -> None:
+        """Stop the workers (they finish the part they hold)."""
+        for w in self.workers:
+            with contextlib.suppress(OSError):
+                w.conn.send(None)
+        for w in self.workers:
+            w.process.join(10)
+            if w.process.is_alive():
+                w.process.terminate()
+                w.process.join(5)
+            w.conn.close()
+        self.workers = []
+        self.ready = False
+
+
+def _then(ahead: T | None, failed: Exception | None) -> T | None:
+    if failed is not None:
+        raise failed
+    return ahead
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: be killed with the run's process, whatever kills it."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the pipe's end stops the worker
+        pass
+    if os.getppid() != parent:  # the run ended before the signal was asked for
+        os._exit(0)
+
+
+def _portable(exc: Exception | None) -> Exception | None:
+    """``exc``, or a RuntimeError with its text where it does not survive pickling."""
+    if exc is None:
+        return None
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+
+
+def serve(cfg: Any, conn: Connection, lock: Any, runtime: dict[str, Any],
+          logs: dict[str, Any], parent: int) -> None:
+    """A worker process: open the pipeline, then decide, apply and save the parts it is
+    sent until the run says stop (None) or ends."""
+    _die_with_parent(parent)
+    from sync.context import open_pipeline
+    from sync.gctune import tune
+    from sync.logs import take_on
+
+    take_on(logs)
+    tune()
+    try:
+        with open_pipeline(cfg, with_types=False) as ctx:
+            for name, (types, ignored, schemas) in runtime.items():
+                ent = ctx.entities[name]
+                ent.types, ent.ignored, ent.schemas = types, ignored, schemas
+            ctx.store.share_write_lock(lock)
+            conn.send(("ready", None, None))
+            while True:
+                try:
+                    msg = conn.recv()
+                except EOFError:
+                    return
+                if msg is None:
+                    return
+                source, changes, ctx.run_id = msg
+                summary = RunSummary(pipeline=ctx.pipeline)
+                try:
+                    err = save_once(ctx, source, changes, summary, None)
+                except Exception as exc:
+                    log.debug("batch part failed", exc_info=True)
+                    conn.send(("failed", summary, _portable(exc)))
+                else:
+                    conn.send(("saved", summary, _portable(err)))
+    except Exception as exc:  # cannot open the pipeline: the run goes on without workers
+        with contextlib.suppress(OSError):
+            conn.send(("broken", None, _portable(exc)))
