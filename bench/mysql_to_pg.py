@@ -240,13 +240,14 @@ class Cdcsync:
     totals: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def create(cls, tmp: Path, src: MariaDBParams) -> Cdcsync:
+    def create(cls, tmp: Path, src: MariaDBParams, workers: str = "auto") -> Cdcsync:
         name = create_pg(PG_ADMIN)
         dsn = database_url(PG_ADMIN, name)
         path = tmp / f"{name}.yaml"
         path.write_text(f"""
 pipeline: {name}
 state: {{url: "sqlite:///{tmp}/{name}.db"}}
+batch: {{workers: {workers}}}
 endpoints:
   maria:
     kind: mysql
@@ -495,6 +496,8 @@ def main() -> None:
     ap.add_argument("--base", type=int, default=50_000, help="rows before the changes")
     ap.add_argument("--runs", type=int, default=3, help="replicas of each kind (median)")
     ap.add_argument("--skip-chameleon", action="store_true")
+    ap.add_argument("--workers", default="auto",
+                    help="batch.workers of cdcsync's pipelines (1: one process)")
     ap.add_argument("--timeout", type=float, default=600, help="per pg_chameleon catch-up")
     args = ap.parse_args()
     rng = random.Random(42)
@@ -510,7 +513,7 @@ def main() -> None:
     try:
         seed(src, args.base, rng)
         for _ in range(args.runs):
-            ours.append(Cdcsync.create(tmp, src))
+            ours.append(Cdcsync.create(tmp, src, args.workers))
             ours[-1].setup()
         if not args.skip_chameleon:
             password = chameleon_account(server)

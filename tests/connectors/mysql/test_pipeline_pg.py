@@ -10,8 +10,10 @@ never restarted: other sessions share it.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import random
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,13 +37,15 @@ def maria_yaml(name: str, p: dict[str, Any]) -> str:
 
 
 def one_way(tmp: Path, name: str, source: str, target: str, endpoints: str, table: str, *,
-            batch: int = 10000, extra: str = "") -> Path:
-    """A one-way pipeline ``source`` -> ``target``, set up (target tables created)."""
+            batch: int = 10000, extra: str = "", workers: int | None = None) -> Path:
+    """A one-way pipeline ``source`` -> ``target``, set up (target tables created).
+    ``workers``: its batch.workers, started after one batch (parallel_from)."""
     path = tmp / f"{name}.yaml"
+    more = "" if workers is None else f", workers: {workers}, parallel_from: {batch}"
     path.write_text(f"""
 pipeline: {name}
 state: {{url: "sqlite:///{tmp / name}.db"}}
-batch: {{size: {batch}}}
+batch: {{size: {batch}{more}}}
 endpoints:
 {endpoints}
 entities:
@@ -234,6 +238,38 @@ def test_run_dying_mid_stream_resumes_without_duplicates(
         assert rest.total("read") == written - 20
         assert rest.total("duplicates") == 0
         same_items(mariadb_params, pg_dsn)
+    finally:
+        teardown(p)
+
+
+def test_a_backlog_applied_by_worker_processes_arrives_once(
+    tmp_path: Path, mariadb_params: dict[str, Any], pg_dsn: str
+) -> None:
+    """A batch run's worker processes (sync/parallel.py) on a MariaDB backlog: each
+    change read once, none applied twice, the ends identical, then the fixed point."""
+    run(mariadb_params, ITEMS)
+    name = f"workers_{mariadb_params['database'][-8:]}"
+    p = one_way(tmp_path, name, "maria", "pg",
+                maria_yaml("maria", mariadb_params) + f"  pg: {{kind: postgres, dsn: '{pg_dsn}'}}",
+                "items", batch=40, workers=2)
+    try:
+        run_pipeline(load_pipeline(p))  # the (empty) snapshot; the stream starts here
+        written = write_mixed(mariadb_params, random.Random(5), 800, 1)
+        waited: list[bool] = []
+
+        def let_them_start(label: str, n: int) -> None:
+            """Once the run started its workers, give them time to be ready (the run
+            goes on alone meanwhile, and this backlog is short)."""
+            if multiprocessing.active_children() and not waited:
+                time.sleep(4)
+                waited.append(True)
+
+        summary = run_pipeline(load_pipeline(p), progress=let_them_start)
+        assert summary.status == "ok" and summary.worker_batches > 0, summary.to_json()
+        assert summary.total("read") == written and summary.total("duplicates") == 0
+        same_items(mariadb_params, pg_dsn)
+        again = run_pipeline(load_pipeline(p))
+        assert again.total("read") == 0 and again.total("applied") == 0
     finally:
         teardown(p)
 
