@@ -183,6 +183,8 @@ class Reader(threading.Thread):
             keys = [k for k, st in states.items() if st.outbox and st.parked is None]
             if keys:
                 touched[entity] = keys
+                if decided.saved_at is not None:
+                    self.rt.hand_over(entity, {k: states[k] for k in keys}, decided.saved_at)
                 self.rt.send(entity, keys, _commit_times(ctx, batch.changes, entity))
         return touched
 

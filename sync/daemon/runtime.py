@@ -43,6 +43,11 @@ class Runtime:
         self._breakers: dict[str, Breaker] = {}
         self._dead: dict[tuple[str, str], tuple[float, set[str]]] = {}
         self.sent: dict[tuple[str, str], float] = {}
+        # States the reader just saved, for this process's own appliers to take instead of
+        # loading them again (hand_over/take); only where every message stays in the process
+        self._handed: dict[tuple[str, str], tuple[Any, float]] | None = (
+            {} if type(broker).__name__ == "StubBroker" else None)
+        self._hand_cap = int(cfg.daemon.max_pending)
         self.swept = False  # the first sweep sends every pending key (sync/daemon/sweeper.py)
         self.actors = []
         for p in range(self.partitions):
@@ -95,6 +100,34 @@ class Runtime:
             if br is None:
                 br = self._breakers[target] = Breaker(self.pipeline, target)
             return br
+
+    # --- states handed from the reader to the appliers -----------------------------------
+
+    def hand_over(self, entity: str, states: Mapping[str, Any], saved_at: float) -> None:
+        """Key states the reader saved with stamp ``saved_at`` and is sending apply work
+        for: this process's appliers take them (:meth:`take`) rather than loading them
+        again, with the stamp, so that a save by anyone since is still noticed
+        (record_results). Only with the in-process broker, whose messages never reach
+        another process; a newer hand-over of a key replaces the older."""
+        handed = self._handed
+        if handed is None or len(handed) + len(states) > self._hand_cap:
+            return
+        for k, st in states.items():
+            handed[(entity, k)] = (st, saved_at)
+
+    def take(self, entity: str, keys: Iterable[str]) -> tuple[dict[str, Any], dict[str, float]]:
+        """The handed-over states of ``keys`` (removed: each is taken once) and their
+        stamps; keys not handed over are left out."""
+        states: dict[str, Any] = {}
+        stamps: dict[str, float] = {}
+        handed = self._handed
+        if not handed:
+            return states, stamps
+        for k in keys:
+            hit = handed.pop((entity, k), None)
+            if hit is not None:
+                states[k], stamps[k] = hit
+        return states, stamps
 
     # --- sending apply work --------------------------------------------------------------
 

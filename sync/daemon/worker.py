@@ -59,8 +59,10 @@ def _apply_keys(rt: Runtime, entity: str, keys: list[str], meta: dict[str, Any])
 
     ctx = rt.ctx()
     ent = ctx.entities[entity]
-    stamps: dict[str, float] = {}
-    states = ctx.store.load(ctx.pipeline, entity, keys, stamps=stamps)
+    states, stamps = rt.take(entity, keys)  # as the reader saved them, in this process
+    rest = [k for k in keys if k not in states]
+    if rest:
+        states.update(ctx.store.load(ctx.pipeline, entity, rest, stamps=stamps))
     results: list[Result] = []
     for target, items in sorted(pending_by_target(states).items()):
         br = rt.breaker(target)
