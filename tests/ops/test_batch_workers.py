@@ -191,3 +191,35 @@ def test_a_sqlite_target_keeps_the_run_in_one_process(
         conn.close()
     finally:
         cdcsync("teardown", str(path), expect=None)
+
+
+def test_a_row_refused_for_good_in_a_worker_holds_neither_the_rest_nor_the_checkpoint(
+        pg_pg: Pipeline) -> None:
+    """A worker's apply refused for good (a CHECK only b has): its part is saved with
+    the refused key in the outbox, the run fails naming the cause, every other row
+    arrived, and the batch is not read again; once b accepts the row, a run applies it."""
+    p = pg_pg
+    assert p.run()["snapshot_rows"] == 0
+    sql(p.b, "ALTER TABLE items ADD CONSTRAINT no_negative CHECK (n >= 0)")
+    sql(p.a, "INSERT INTO items SELECT g, 'a' || g, g, NULL FROM generate_series(1, 400) g",
+        "INSERT INTO items VALUES (401, 'poison', -1, NULL)")  # in the last batch
+    waited: list[bool] = []
+
+    def wait_for_workers(_label: str, _n: int) -> None:
+        if multiprocessing.active_children() and not waited:
+            time.sleep(STARTUP)
+            waited.append(True)
+
+    with pytest.raises(Exception, match="no_negative"):
+        run_pipeline(load_pipeline(p.path), progress=wait_for_workers)
+    assert waited, "the run never started its workers"
+    assert [r[0] for r in query(p.b, ROWS)] == list(range(1, 401))
+    with sqlite3.connect(p.path.parent / "state.db") as conn:
+        outbox = conn.execute("SELECT key, endpoint FROM outbox").fetchall()
+    conn.close()
+    assert outbox == [(json.dumps({"id": 401}, separators=(",", ":")), "b")]
+    sql(p.b, "ALTER TABLE items DROP CONSTRAINT no_negative")
+    last = p.run()
+    assert last["totals"]["read"] == 0 and last["totals"]["applied"] == 1, last
+    assert query(p.a, ROWS) == query(p.b, ROWS)
+    _fixed_point(p)
