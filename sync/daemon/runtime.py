@@ -44,10 +44,12 @@ class Runtime:
         self._dead: dict[tuple[str, str], tuple[float, set[str]]] = {}
         self.sent: dict[tuple[str, str], float] = {}
         # States the reader just saved, for this process's own appliers to take instead of
-        # loading them again (hand_over/take); only where every message stays in the process
+        # loading them again (hand_over/take); only where every message stays in the process.
+        # At most one batch's worth waits: a backlog of applies (up to daemon.max_pending
+        # keys) must not hold its states in memory too (the RSS target, docs/daemon.md).
         self._handed: dict[tuple[str, str], tuple[Any, float]] | None = (
             {} if type(broker).__name__ == "StubBroker" else None)
-        self._hand_cap = int(cfg.daemon.max_pending)
+        self._hand_cap = int(cfg.batch.size)
         self.swept = False  # the first sweep sends every pending key (sync/daemon/sweeper.py)
         self.actors = []
         for p in range(self.partitions):
