@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
@@ -70,9 +70,16 @@ class BatchConfig(ConfigModel):
     snapshot_chunk: int = Field(default=50000, ge=1)
     # `cdcsync run` on a backlog: processes deciding and applying a batch's keys side by
     # side (sync/parallel.py); "auto": one per core, at most 4; 1: none
-    workers: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
+    workers: int | Literal["auto"] = "auto"
     # changes read, with more behind them, before they start
     parallel_from: int = Field(default=5000, ge=1)
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _auto_or_count(cls, value: Any) -> Any:
+        if value == "auto" or (type(value) is int and value >= 1):
+            return value
+        raise fail(f"should be auto or a whole number of at least 1, got {value!r}")
 
 
 class ConnectConfig(ConfigModel):
