@@ -292,9 +292,12 @@ def _overwritten(st: KeyState, e: EndpointState, edit: Edit, *, entity: str, key
                  sinks: Iterable[str], resolve: Resolver) -> Outcome:
     """An edit that stands before a write of ours in its endpoint's log, read after it.
 
-    Compare-and-set lets that happen in one case only: we knew the row as absent,
-    and a user inserted it and deleted it again before our insert found no row
-    (PostgreSQL keeps no row version across a delete: ABA on absence). The endpoint
+    Compare-and-set lets that happen in two cases. We knew the row as absent, and
+    a user inserted it and deleted it again before our insert found no row
+    (PostgreSQL keeps no row version across a delete: ABA on absence). Or the row
+    held a write of ours whose result a crash lost, made after edits this state
+    never read (the crash also lost their reading), and our write passed against
+    it (on_stale). The endpoint
     holds our write, so what is known of it stays; the edit was made knowing what
     the endpoint knew before our write (rule 3, "K_A as of that point in A's log"),
     so it is concurrent with the version we wrote and decided as such, and the
@@ -506,9 +509,11 @@ def on_applied(st: KeyState, job: ApplyJob, row_version: Any, identity: str | No
     # target since the job was built is of an edit made after our write: that
     # knowledge is newer than ours and stays.
     if e.reads == job.reads:
-        if position is not None and (e.wrote_at is None or position > e.wrote_at):
-            # A write that found no row: edits made before it may still be unread in
-            # the endpoint's log (see _overwritten).
+        if (position is not None and (job.expected is None or e.hash is None)
+                and (e.wrote_at is None or position > e.wrote_at)):
+            # A write whose compare-and-set did not check a version read from the log:
+            # it found no row, or a row of ours whose content we lost (on_stale, a
+            # crash). Edits made before it may still be unread there (_overwritten).
             e.wrote_at, e.known_before = position, e.known
         if job.vector.dominates(e.known):
             e.known = job.vector

@@ -309,23 +309,24 @@ class MysqlSink:
                                [(r.key_text, r.row_version) for r in results
                                 if r is not None and r.status is ApplyStatus.APPLIED],
                                stamped=recording is applied.Record.STAMPED)
-            inserted = [i for (absent, _), items in upserts.items() if absent
-                        for i, _ in items if ops[i].expected is None]
-            if inserted:
-                self._place(cur, results, inserted)
+            written = [i for i, r in enumerate(results)
+                       if r is not None and r.status is ApplyStatus.APPLIED]
+            if written:
+                self._place(cur, results, written)
         conn.commit()
         self._batches += 1
         if self._batches % PRUNE_EVERY == 0 and recording is applied.Record.STAMPED:
             self._prune(conn)
         return [r for r in results if r is not None]
 
-    def _place(self, cur: Any, results: list[ApplyResult | None], inserted: list[int]) -> None:
-        """Give each insert of a row known absent where it stands in the binlog
-        (ApplyResult.position; see the PostgreSQL sink's ``_place_inserts``).
+    def _place(self, cur: Any, results: list[ApplyResult | None], written: list[int]) -> None:
+        """Give each write applied where it stands in the binlog (ApplyResult.position;
+        see the PostgreSQL sink's ``_place_writes``).
 
         The binlog's end now, before this transaction commits: every transaction
-        that committed before one of our inserts found no row ends at or below it,
-        every later edit of that row (it waits for our commit) above. Positions of
+        that committed before one of our writes passed its check ends at or below
+        it, every later edit of that row (locked by our select: it waits for our
+        commit) above. Positions of
         changes are ``(file number, end of the commit event, index)``. Where the
         server will not say (no BINLOG MONITOR), nothing is placed.
         """
@@ -338,7 +339,7 @@ class MysqlSink:
         if not status:
             return
         at = (file_number(str(status[0])), int(status[1]), 2**62)
-        for i in inserted:
+        for i in written:
             res = results[i]
             if res is not None and res.status is ApplyStatus.APPLIED:
                 results[i] = replace(res, position=at)

@@ -220,7 +220,7 @@ class PostgresSink:
                         ).format(APPLIED),
                         (self.origin,),
                     ).fetchone()
-                    _place_inserts(plans, results, int(row[0]) if row else None)
+                    _place_writes(plans, results, int(row[0]) if row else None)
         except BaseException:
             if conn.broken:
                 self._conn = None
@@ -498,12 +498,14 @@ def _entity_name(binding: Binding, column: str) -> str:
     return column
 
 
-def _place_inserts(plans: list[OpPlan], results: dict[int, ApplyResult], lsn: int | None) -> None:
-    """Give each insert of a row known absent where it stands in the log (ApplyResult.position).
+def _place_writes(plans: list[OpPlan], results: dict[int, ApplyResult], lsn: int | None) -> None:
+    """Give each write applied where it stands in the log (ApplyResult.position): the
+    engine keeps it for writes not checked against a version it read (an insert of a
+    row known absent, a write over ours after STALE: conflict/protocol.py on_applied).
 
     ``lsn`` is the WAL insert position after the batch's statements, before its
-    commit: every transaction that committed before one of our inserts found no
-    row has its commit record below it, and every later edit of that row (it
+    commit: every transaction that committed before one of our writes passed its
+    check has its commit record below it, and every later edit of that row (it
     waits for our commit) above. Positions of changes are ``(commit_lsn, n)``:
     ``(lsn, -1)`` sorts after the first and before the second.
     """
@@ -511,6 +513,5 @@ def _place_inserts(plans: list[OpPlan], results: dict[int, ApplyResult], lsn: in
         return
     for p in plans:
         res = results.get(p.index)
-        if (p.expected is None and not p.delete and res is not None
-                and res.status is ApplyStatus.APPLIED):
+        if res is not None and res.status is ApplyStatus.APPLIED:
             results[p.index] = replace(res, position=(lsn, -1))

@@ -51,8 +51,9 @@ class WorldConfig:
     #: a deleted row keeps a row version (False: an absent row has none, so
     #: compare-and-set cannot tell "never existed" from "inserted and deleted")
     tombstone_versions: bool = True
-    #: the sink tells where a write that found no row stands in the endpoint's log
-    #: (ApplyResult.position: the PostgreSQL sink, whose deleted rows have no version)
+    #: the sink tells where each write it applied stands in the endpoint's log
+    #: (ApplyResult.position: the PostgreSQL and MariaDB sinks; the protocol keeps it
+    #: for writes not checked against a version it read, e.g. a row known absent)
     insert_positions: bool = False
     #: the daemon's way: a key is read while its applies are in flight (one job
     #: per key and target at a time), every read and every apply result is its
@@ -166,8 +167,7 @@ class Endpoint:
             version = self._version(value)
             self.rows[key] = Row(value, version, hist, job.token)
             # after every entry logged so far, before any logged from now on
-            position = ((len(self.log) - 1, 0) if self.cfg.insert_positions
-                        and job.expected is None else None)
+            position = (len(self.log) - 1, 0) if self.cfg.insert_positions else None
             identity = None
             if not self.cfg.tagged:
                 pos = len(self.log)
