@@ -420,6 +420,35 @@ def key_text(key: Row) -> str:
     return canonical_json(canonical_row(key))
 
 
+def key_from_text(text: str) -> dict[str, Any] | None:
+    """The key dict whose :func:`key_text` is ``text``, for the usual key types (integers,
+    text, UUIDs, decimals, dates, bytes); None where it cannot be told back exactly."""
+    decoders: dict[str, Any] = {
+        "s": str, "u": uuid.UUID, "n": decimal.Decimal, "d": dt.date.fromisoformat,
+        "b": lambda t: base64.b64decode(t.encode("ascii")),
+    }
+    try:
+        raw = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(raw, dict):
+        return None
+    key: dict[str, Any] = {}
+    for name, value in raw.items():
+        if isinstance(value, str) and value.startswith("\x00"):
+            decode = decoders.get(value[1:2])
+            if decode is None or value[2:3] != ":":
+                return None
+            try:
+                value = decode(value[3:])
+            except (ValueError, TypeError):
+                return None
+        elif not isinstance(value, int | str) or isinstance(value, bool):
+            return None
+        key[name] = value
+    return key if key_text(key) == text else None
+
+
 def rows_equal(a: Row | None, b: Row | None) -> bool:
     return canonical_row(a) == canonical_row(b)
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from typing import Any
 
+from conflict.canonical import key_from_text
 from conflict.protocol import ApplyJob, KeyState, jobs, on_applied, on_skipped, on_stale
 from connectors.base import ApplyOp, ApplyResult, ApplyStatus
 from sync.context import EntityContext, PipelineContext
@@ -221,3 +223,77 @@ def replay_outbox(ctx: PipelineContext, ent: EntityContext, summary: RunSummary)
         states = ctx.store.load(ctx.pipeline, ent.name, keys[i : i + size])
         apply_pending(ctx, ent, states, summary, skip=dead)
     return len(keys)
+
+
+#: key -> target -> what the state knew of the target then (row version, log reads)
+Marks = dict[str, dict[str, tuple[Any, int]]]
+
+
+def dead_marks(ctx: PipelineContext, ent: EntityContext) -> Marks:
+    """Targets marked by a batch run that died between its applies and its save.
+
+    Outbox rows that no saved state lists (sync/capture.py _mark_read_targets):
+    a write of ours may stand there that no state knows of. Read before anything
+    of this run is saved (a save rewrites a key's outbox rows); see
+    :func:`check_marks`.
+    """
+    keys = ctx.store.outbox_keys(ctx.pipeline, ent.name)
+    out: Marks = {}
+    size = int(ctx.cfg.batch.size)
+    for i in range(0, len(keys), size):
+        part = keys[i : i + size]
+        states = ctx.store.load(ctx.pipeline, ent.name, part)
+        for k, targets in ctx.store.outbox_targets(ctx.pipeline, ent.name, part).items():
+            st = states[k]
+            lost = {t: (st.at(t).row_version, st.at(t).reads)
+                    for t in targets - st.outbox if t in ent.sinks}
+            if lost and st.parked is None:
+                out[k] = lost
+    return out
+
+
+def check_marks(ctx: PipelineContext, ent: EntityContext, marks: Marks,
+                summary: RunSummary) -> None:
+    """After a run's catch-up: apply each key's current version at the targets a dead
+    run marked (:func:`dead_marks`), their content unknown.
+
+    The dead run's writes there may be of versions no state knows, and this run,
+    deciding from the logs afresh, may not have written those targets again;
+    their earlier edits, read since, would then pass for what they hold. The
+    sink tells what it finds: ALREADY or STALE (a write of ours: the current
+    version is written over it, and placed in the log, on_applied), SKIPPED (a
+    user's edit, on its way in the log). Done after the catch-up, so that only
+    the newest version is written; not where this run recorded a write of its own
+    and read nothing there since (the target's row version moved, its reads did not).
+    """
+    if not marks:
+        return
+    from sync.capture import state_lock
+
+    keys = list(marks)
+    size = int(ctx.cfg.batch.size)
+    for i in range(0, len(keys), size):
+        states = ctx.store.load(ctx.pipeline, ent.name, keys[i : i + size])
+        due: dict[str, KeyState] = {}
+        for k, st in states.items():
+            if st.key is None:  # never saved: nothing was decided for it
+                st.key = key_from_text(k)
+                if st.key is None:
+                    log.warning("%s %s: a target a dead run wrote cannot be checked (its key"
+                                " type is not told back from its text)", ent.name, k)
+                    continue
+            if st.parked is not None:
+                continue
+            for t, (version, reads) in marks[k].items():
+                e = st.at(t)
+                if e.reads == reads and e.row_version != version:
+                    continue  # written by this run, and nothing read there since
+                e.hash = None
+                st.outbox.add(t)
+                due[k] = st
+        if due:
+            log.info("%s: checking %d keys at targets a dead run may have written",
+                     ent.name, len(due))
+            with ctx.store.transaction(lock=state_lock(ctx)) as conn:
+                ctx.store.save(conn, ctx.pipeline, ent.name, due)
+            apply_pending(ctx, ent, due, summary)

@@ -276,6 +276,7 @@ def save_once(ctx: PipelineContext, source: str, changes: list[Change], summary:
     stamps: dict[str, dict[str, float]] = {}
     scratch = RunSummary(pipeline=ctx.pipeline)
     first = decide(ctx, source, changes, scratch, stamps=stamps)
+    _mark_read_targets(ctx, first)
     done: dict[str, list[Result]] = {}
     failed: Exception | None = None
     try:
@@ -309,6 +310,28 @@ def save_once(ctx: PipelineContext, source: str, changes: list[Change], summary:
         for name, states in again.states.items():
             apply_pending(ctx, ctx.entities[name], states, summary, saved_at=again.saved_at)
     return None
+
+
+def _mark_read_targets(ctx: PipelineContext, decided: Decided) -> None:
+    """Before :func:`save_once` applies: an outbox row for each apply to a target whose
+    log is also read (StateStore.mark_outbox).
+
+    Such a target never shows our writes in its log (own_writes_tagged). If the
+    process dies between an apply and the save, the next run decides from the
+    log again, maybe otherwise (the logs have grown meanwhile), and may never
+    write that row again; it would then take the target's edits from before our
+    lost write, read later, for what the target holds. The row makes the next
+    run apply there again (sync/apply.py replay_outbox): the target says the row
+    holds a write of ours (ALREADY, STALE), and where it stands in its log.
+    A target that is only written needs none: the next run re-decides the same
+    changes the same way and writes them again.
+    """
+    rows = [(name, k, t) for name, states in decided.states.items()
+            for k, st in states.items() if st.parked is None
+            for t in st.outbox if t in ctx.entities[name].sources]
+    if rows:
+        with ctx.store.transaction() as conn:
+            ctx.store.mark_outbox(conn, ctx.pipeline, rows)
 
 
 def _due_again(states: Mapping[str, KeyState], results: list[Result]) -> None:

@@ -396,6 +396,37 @@ class StateStore:
             )
             return [r[0] for r in rows]
 
+    def outbox_targets(self, pipeline: str, entity: str,
+                       keys: Iterable[str]) -> dict[str, set[str]]:
+        """The outbox rows of ``keys``: key -> targets (see :meth:`mark_outbox`)."""
+        ob = schema.outbox
+        out: dict[str, set[str]] = {}
+        with self.engine.connect() as conn:
+            for part in _chunks(list(dict.fromkeys(keys))):
+                rows = conn.execute(sa.select(ob.c.key, ob.c.endpoint).where(
+                    ob.c.pipeline == pipeline, ob.c.entity == entity, ob.c.key.in_(part)))
+                for k, t in rows:
+                    out.setdefault(k, set()).add(t)
+        return out
+
+    @staticmethod
+    def mark_outbox(conn: Connection, pipeline: str,
+                    rows: Sequence[tuple[str, str, str]]) -> None:
+        """Outbox rows ``(entity, key, target)`` written ahead of applies whose states
+        are saved after them (sync/capture.py save_once): if the process dies between
+        the two, the rows say where a write of ours may stand that no saved state
+        knows of (sync/apply.py replay_outbox). Rows already there are kept."""
+        if not rows:
+            return
+        ob = schema.outbox
+        insert: Any
+        if conn.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        conn.execute(insert(ob).on_conflict_do_nothing(), [
+            {"pipeline": pipeline, "entity": e, "key": k, "endpoint": t} for e, k, t in rows])
+
     def outbox_depth(self, pipeline: str) -> int:
         """Pending applies of ``pipeline`` (outbox rows: one per key and target)."""
         ob = schema.outbox

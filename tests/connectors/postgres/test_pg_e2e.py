@@ -628,6 +628,46 @@ def test_a_row_inserted_and_deleted_at_a_target_before_our_insert_is_not_lost(
     _assert_fixed_point(p)
 
 
+def test_a_batch_dying_after_its_applies_leaves_marks_the_next_run_checks(
+        pg_pg: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch run applies a batch before it saves it (sync/capture.py save_once). Here
+    it dies between the two, after inserting b's new row 1 at a, where a's user had
+    inserted and deleted row 1 just before (unread). The next run reads both logs
+    afresh and decides otherwise (a's later delete wins), so it never writes row 1 at
+    a again, and a's delete, read after our lost insert, would pass for what a holds.
+    The mark written before the applies makes it check a first."""
+    from sync import capture
+    from sync.capture import read_batch, save_once
+
+    p = pg_pg
+    sql(p.a, "INSERT INTO customers (id, name) VALUES (2, 'two')")
+    assert p.run().errors == []
+    sql(p.b, "INSERT INTO customers (id, name) VALUES (1, 'from b')")
+    sql(p.a, "INSERT INTO customers (id, name) VALUES (1, 'from a')",
+        "DELETE FROM customers WHERE id = 1")
+
+    class Died(Exception):
+        pass
+
+    def die(*_a: Any, **_k: Any) -> None:
+        raise Died
+
+    with open_pipeline(p.cfg) as ctx:
+        batch, _ = read_batch(ctx, "b", 100)
+        monkeypatch.setattr(capture, "commit", die)
+        with pytest.raises(Died):
+            save_once(ctx, "b", batch.changes, RunSummary(pipeline=ctx.pipeline),
+                      batch.checkpoint)
+        monkeypatch.undo()
+    assert query(p.a, "SELECT name FROM customers WHERE id = 1") == [("from b",)]  # lost
+    assert p.run().errors == []
+    # a's delete came last: row 1 is gone at both ends.
+    rows = "SELECT id, name FROM customers ORDER BY id"
+    assert query(p.a, rows) == query(p.b, rows) == [(2, "two")]
+    assert p.drift() == []
+    _assert_fixed_point(p)
+
+
 def test_an_insert_into_a_row_known_absent_is_placed_in_the_log(pg_pg: Pipeline) -> None:
     p = pg_pg
     sql(p.a, "INSERT INTO customers (id, name) VALUES (1, 'one')")
