@@ -84,3 +84,18 @@ def cli(*args: str, expect: int | None = 0) -> subprocess.CompletedProcess[str]:
     if expect is not None:
         assert res.returncode == expect, (res.returncode, res.stdout, res.stderr)
     return res
+
+
+def decide_as_a_reader(ctx: Any, source: str, entity: str = "items") -> tuple[list[str], Any]:
+    """What a daemon's reader does: read ``source``'s next batch, decide it and commit it
+    with its outbox. Returns the keys with pending applies and the decided batch."""
+    from sync.capture import STREAM, decide_and_commit, source_entities
+    from sync.events import expand
+    from sync.summary import RunSummary
+
+    bindings = [e.bindings[source] for e in source_entities(ctx, source)]
+    batch = ctx.endpoints[source].changes(
+        bindings, ctx.store.checkpoint(ctx.pipeline, source, STREAM), 100)
+    decided = decide_and_commit(ctx, source, expand(ctx, source, batch), batch.checkpoint,
+                                RunSummary(pipeline=ctx.pipeline))
+    return [k for k, st in decided.states[entity].items() if st.outbox], decided

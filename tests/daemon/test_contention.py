@@ -22,14 +22,12 @@ from dramatiq.brokers.stub import StubBroker
 from config.loader import load_pipeline
 from connectors.base import ContentionError, RetriableError
 from connectors.mysql.session import classify
-from sync.capture import STREAM, decide_and_commit, source_entities
 from sync.daemon.runtime import Runtime
 from sync.daemon.worker import _apply_keys, handle
 from sync.engine import run_pipeline
-from sync.events import expand
 from sync.metrics import BreakerState
 from sync.setup import setup_pipeline
-from sync.summary import RunSummary
+from tests.daemon.helpers import decide_as_a_reader
 
 
 def _pipeline(tmp: Path, dsn: str) -> Any:
@@ -77,13 +75,7 @@ def test_a_locked_row_at_the_target_does_not_open_its_breaker(
 
 def _contend(rt: Runtime, dsn: str) -> None:
     ctx = rt.ctx()
-    # What a reader does: read a's change, decide it, commit it with its outbox.
-    bindings = [e.bindings["a"] for e in source_entities(ctx, "a")]
-    batch = ctx.endpoints["a"].changes(
-        bindings, ctx.store.checkpoint(ctx.pipeline, "a", STREAM), 100)
-    decided = decide_and_commit(ctx, "a", expand(ctx, "a", batch), batch.checkpoint,
-                                RunSummary(pipeline=ctx.pipeline))
-    keys = [k for k, st in decided.states["items"].items() if st.outbox]
+    keys, _ = decide_as_a_reader(ctx, "a")  # a's change, committed with its outbox
     assert len(keys) == 1
     with psycopg.connect(dsn) as locker:
         locker.execute("SELECT * FROM items WHERE id = 1 FOR UPDATE")  # held until rollback

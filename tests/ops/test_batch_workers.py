@@ -54,7 +54,8 @@ class Pipeline:
         return summary.to_json()
 
 
-def _config(tmp: Path, name: str, a: str, b_endpoint: str, workers: int = 2) -> Path:
+def _config(tmp: Path, name: str, a: str, b_endpoint: str, workers: int = 2,
+            extra: str = "") -> Path:
     path = tmp / "pipeline.yaml"
     path.write_text(f"""
 pipeline: {name}
@@ -70,6 +71,7 @@ entities:
       a: {{table: items}}
       b: {{table: items}}
     conflict: {{policy: field_merge, fallback: last_writer_wins}}
+{extra}
 """)
     return path
 
@@ -223,3 +225,41 @@ def test_a_row_refused_for_good_in_a_worker_holds_neither_the_rest_nor_the_check
     assert last["totals"]["read"] == 0 and last["totals"]["applied"] == 1, last
     assert query(p.a, ROWS) == query(p.b, ROWS)
     _fixed_point(p)
+
+
+def test_a_column_added_mid_backlog_restarts_the_workers_with_it(
+        tmp_path: Path, pg_dsn_factory: Callable[[], str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A batch carrying a schema event is done by the run itself (it changes the run's
+    view of the entity) and the workers are stopped; those started after it know the
+    new column, and its values reach the sink."""
+    a, b = pg_dsn_factory(), pg_dsn_factory()
+    for dsn in (a, b):
+        sql(dsn, TABLE)
+    path = _config(tmp_path, pipeline_of(a), a, f'{{kind: postgres, dsn: "{b}"}}',
+                   extra="    schema_changes: add")
+    cdcsync("setup", str(path))
+    try:
+        p = Pipeline(path, a, b)
+        assert p.run()["snapshot_rows"] == 0
+        sql(a, "INSERT INTO items SELECT g, 'a' || g, g, NULL FROM generate_series(1, 300) g",
+            "ALTER TABLE items ADD COLUMN vip int",
+            "INSERT INTO items SELECT g, 'a' || g, g, NULL, g FROM generate_series(301, 600) g")
+        waited: set[frozenset[int | None]] = set()
+
+        def wait_for_workers(_label: str, _n: int) -> None:
+            pids = frozenset(c.pid for c in multiprocessing.active_children())
+            if pids and pids not in waited:  # a new set: let it start
+                time.sleep(STARTUP)
+                waited.add(pids)
+
+        with caplog.at_level(logging.INFO, logger="cdcsync.parallel"):
+            summary = run_pipeline(load_pipeline(path), progress=wait_for_workers)
+        assert summary.errors == [] and summary.worker_batches > 0
+        starts = [r for r in caplog.records if r.getMessage().startswith("starting")]
+        assert len(starts) >= 2, caplog.text  # stopped at the event, started again after
+        rows = query(b, "SELECT id, vip FROM items ORDER BY id")
+        assert rows == [(i, None if i <= 300 else i) for i in range(1, 601)]
+        _fixed_point(p)
+    finally:
+        cdcsync("teardown", str(path), expect=None)

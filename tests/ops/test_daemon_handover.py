@@ -11,49 +11,23 @@ from typing import Any
 import pytest
 from dramatiq.brokers.stub import StubBroker
 
-from config import load_pipeline
-from sync.capture import STREAM, decide_and_commit, source_entities
 from sync.daemon.broker import make_broker
 from sync.daemon.runtime import Runtime
 from sync.daemon.worker import _apply_keys, handle
-from sync.engine import run_pipeline
-from sync.events import expand
-from sync.summary import RunSummary
-from tests.ops.conftest import PIPELINE, setup, sql
+from tests.daemon.helpers import decide_as_a_reader
+from tests.ops.conftest import sql
 
 
 @pytest.fixture
-def cfg(tmp_path: Path) -> Any:
-    """The ops pipeline (SQLite a <-> b) after its snapshot, row 1 then edited at a."""
-    for name in ("a", "b"):
-        sql(tmp_path / f"{name}.db",
-            "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
-    sql(tmp_path / "a.db", "INSERT INTO items VALUES (1, 'one')")
-    path = tmp_path / "pipeline.yaml"
-    path.write_text(PIPELINE)
-    setup(path)
-    loaded = load_pipeline(path)
-    run_pipeline(loaded)
-    sql(tmp_path / "a.db", "UPDATE items SET name = 'two' WHERE id = 1")
-    return loaded
-
-
-@pytest.fixture
-def rt(cfg: Any) -> Iterator[Runtime]:
+def rt(cfg: Any, ctx: Any) -> Iterator[Runtime]:
+    """A daemon process's runtime on the ops pipeline, row 1 edited at a (``ctx``)."""
     runtime = Runtime(cfg, StubBroker(), handle)
     yield runtime
     runtime.close()
 
 
 def _read_and_decide(rt: Runtime) -> tuple[list[str], Any]:
-    """What a reader does: read a's log, decide and commit the batch with its outbox."""
-    ctx = rt.ctx()
-    bindings = [e.bindings["a"] for e in source_entities(ctx, "a")]
-    batch = ctx.endpoints["a"].changes(
-        bindings, ctx.store.checkpoint(ctx.pipeline, "a", STREAM), 100)
-    decided = decide_and_commit(ctx, "a", expand(ctx, "a", batch), batch.checkpoint,
-                                RunSummary(pipeline=ctx.pipeline))
-    keys = [k for k, st in decided.states["items"].items() if st.outbox]
+    keys, decided = decide_as_a_reader(rt.ctx(), "a")
     assert len(keys) == 1
     return keys, decided
 
@@ -98,7 +72,7 @@ def test_a_save_after_the_hand_over_is_noticed(rt: Runtime, tmp_path: Path) -> N
     assert st.outbox == set() and st.at("b").hash == st.content_hash
 
 
-def test_nothing_is_handed_over_through_a_shared_broker(cfg: Any) -> None:
+def test_nothing_is_handed_over_through_a_shared_broker(cfg: Any, ctx: Any) -> None:
     """With Redis, another process's worker may take the message: the state stays in
     the store, where it loads it."""
     runtime = Runtime(cfg, make_broker("redis://127.0.0.1:6379/15"), handle)
