@@ -206,39 +206,29 @@ def _op(st: KeyState, job: ApplyJob) -> ApplyOp:
     return ApplyOp(key=st.key, row=job.content, expected=job.expected, token=job.token)
 
 
-def replay_outbox(ctx: PipelineContext, ent: EntityContext, summary: RunSummary) -> int:
-    """Finish the applies a previous run decided but may not have completed.
-
-    Keys with a dead letter for a target are not applied there until an
-    operator requeues the letter (``cdcsync dlq``).
-    """
-    from sync.dlq import dead_keys
-
-    keys = ctx.store.outbox_keys(ctx.pipeline, ent.name)
-    if not keys:
-        return 0
-    dead = {t: dead_keys(ctx.store, ctx.pipeline, ent.name, t) for t in ent.sinks}
-    size = int(ctx.cfg.batch.size)
-    for i in range(0, len(keys), size):
-        states = ctx.store.load(ctx.pipeline, ent.name, keys[i : i + size])
-        apply_pending(ctx, ent, states, summary, skip=dead)
-    return len(keys)
-
-
 #: key -> target -> what the state knew of the target then (row version, log reads)
 Marks = dict[str, dict[str, tuple[Any, int]]]
 
 
-def dead_marks(ctx: PipelineContext, ent: EntityContext) -> Marks:
-    """Targets marked by a batch run that died between its applies and its save.
+def replay_outbox(ctx: PipelineContext, ent: EntityContext, summary: RunSummary) -> Marks:
+    """Finish the applies a previous run decided but may not have completed.
 
-    Outbox rows that no saved state lists (sync/capture.py _mark_read_targets):
-    a write of ours may stand there that no state knows of. Read before anything
-    of this run is saved (a save rewrites a key's outbox rows); see
-    :func:`check_marks`.
+    Keys with a dead letter for a target are not applied there until an
+    operator requeues the letter (``cdcsync dlq``).
+
+    Returns the targets a batch run that died between its applies and its save
+    marked: outbox rows that no saved state lists (sync/capture.py
+    _mark_read_targets), where a write of ours may stand that no state knows of
+    (:func:`check_marks`). Noted from each chunk's states before they are saved
+    again (a save rewrites a key's outbox rows).
     """
+    from sync.dlq import dead_keys
+
     keys = ctx.store.outbox_keys(ctx.pipeline, ent.name)
-    out: Marks = {}
+    marks: Marks = {}
+    if not keys:
+        return marks
+    dead = {t: dead_keys(ctx.store, ctx.pipeline, ent.name, t) for t in ent.sinks}
     size = int(ctx.cfg.batch.size)
     for i in range(0, len(keys), size):
         part = keys[i : i + size]
@@ -248,14 +238,15 @@ def dead_marks(ctx: PipelineContext, ent: EntityContext) -> Marks:
             lost = {t: (st.at(t).row_version, st.at(t).reads)
                     for t in targets - st.outbox if t in ent.sinks}
             if lost and st.parked is None:
-                out[k] = lost
-    return out
+                marks[k] = lost
+        apply_pending(ctx, ent, states, summary, skip=dead)
+    return marks
 
 
 def check_marks(ctx: PipelineContext, ent: EntityContext, marks: Marks,
                 summary: RunSummary) -> None:
     """After a run's catch-up: apply each key's current version at the targets a dead
-    run marked (:func:`dead_marks`), their content unknown.
+    run marked (:func:`replay_outbox`), their content unknown.
 
     The dead run's writes there may be of versions no state knows, and this run,
     deciding from the logs afresh, may not have written those targets again;

@@ -322,7 +322,7 @@ def _mark_read_targets(ctx: PipelineContext, decided: Decided) -> None:
     write that row again; it would then take the target's edits from before our
     lost write, read later, for what the target holds. The row makes the next
     run apply the key's current version there after its catch-up (sync/apply.py
-    dead_marks, check_marks): the target says the row holds a write of ours
+    replay_outbox, check_marks): the target says the row holds a write of ours
     (ALREADY, STALE), and where it stands in its log.
     A target that is only written needs none: the next run re-decides the same
     changes the same way and writes them again.

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sync.apply import check_marks, dead_marks, replay_outbox
+from sync.apply import check_marks, replay_outbox
 from sync.capture import STREAM, catch_up
 from sync.context import PipelineContext, open_pipeline
 from sync.events import align_schemas
@@ -56,9 +56,7 @@ def run_pipeline(
         ctx.run_id = ctx.store.start_run(ctx.pipeline, "run")
         try:
             chosen = [e for n, e in ctx.entities.items() if not entities or n in entities]
-            marks = {e.name: dead_marks(ctx, e) for e in chosen}  # a dead run's, if any
-            for ent in chosen:
-                replay_outbox(ctx, ent, summary)
+            marks = {e.name: replay_outbox(ctx, e, summary) for e in chosen}  # a dead run's
             for ent in chosen:
                 if needs_snapshot(ctx, ent):
                     snapshot_entity(ctx, ent, summary, snapshotted)

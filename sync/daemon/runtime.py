@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import dramatiq
+from dramatiq.brokers.stub import StubBroker
 
 from sync.context import PipelineContext, open_pipeline
 from sync.daemon.breaker import Breaker
@@ -48,7 +49,7 @@ class Runtime:
         # At most one batch's worth waits: a backlog of applies (up to daemon.max_pending
         # keys) must not hold its states in memory too (the RSS target, docs/daemon.md).
         self._handed: dict[tuple[str, str], tuple[Any, float]] | None = (
-            {} if type(broker).__name__ == "StubBroker" else None)
+            {} if isinstance(broker, StubBroker) else None)
         self._hand_cap = int(cfg.batch.size)
         self.swept = False  # the first sweep sends every pending key (sync/daemon/sweeper.py)
         self.actors = []

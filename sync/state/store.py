@@ -415,7 +415,7 @@ class StateStore:
         """Outbox rows ``(entity, key, target)`` written ahead of applies whose states
         are saved after them (sync/capture.py save_once): if the process dies between
         the two, the rows say where a write of ours may stand that no saved state
-        knows of (sync/apply.py dead_marks). Rows already there are kept."""
+        knows of (sync/apply.py replay_outbox). Rows already there are kept."""
         if not rows:
             return
         ob = schema.outbox
