@@ -216,29 +216,32 @@ def replay_outbox(ctx: PipelineContext, ent: EntityContext, summary: RunSummary)
     Keys with a dead letter for a target are not applied there until an
     operator requeues the letter (``cdcsync dlq``).
 
-    Returns the targets a batch run that died between its applies and its save
-    marked: outbox rows that no saved state lists (sync/capture.py
-    _mark_read_targets), where a write of ours may stand that no state knows of
-    (:func:`check_marks`). Noted from each chunk's states before they are saved
-    again (a save rewrites a key's outbox rows).
+    Returns the marks runs that died between their applies and their saves left
+    (sync/capture.py _mark_read_targets): targets where a write of ours may stand
+    that no state knows of (:func:`check_marks`), each with what the key's saved
+    state knew of it before this run saves it again. Every marked key is in it,
+    checked or not (its marks are cleared after the check).
     """
     from sync.dlq import dead_keys
 
-    keys = ctx.store.outbox_keys(ctx.pipeline, ent.name)
     marks: Marks = {}
+    marked = ctx.store.marks(ctx.pipeline, ent.name)
+    size = int(ctx.cfg.batch.size)
+    listed = list(marked)
+    for i in range(0, len(listed), size):
+        states = ctx.store.load(ctx.pipeline, ent.name, listed[i : i + size])
+        for k, st in states.items():
+            # A target still in the outbox gets the saved version applied (below),
+            # whose compare-and-set tells a lost write of ours there (STALE).
+            marks[k] = {} if st.parked is not None else {
+                t: (st.at(t).row_version, st.at(t).reads)
+                for t in marked[k] - st.outbox if t in ent.sinks}
+    keys = ctx.store.outbox_keys(ctx.pipeline, ent.name)
     if not keys:
         return marks
     dead = {t: dead_keys(ctx.store, ctx.pipeline, ent.name, t) for t in ent.sinks}
-    size = int(ctx.cfg.batch.size)
     for i in range(0, len(keys), size):
-        part = keys[i : i + size]
-        states = ctx.store.load(ctx.pipeline, ent.name, part)
-        for k, targets in ctx.store.outbox_targets(ctx.pipeline, ent.name, part).items():
-            st = states[k]
-            lost = {t: (st.at(t).row_version, st.at(t).reads)
-                    for t in targets - st.outbox if t in ent.sinks}
-            if lost and st.parked is None:
-                marks[k] = lost
+        states = ctx.store.load(ctx.pipeline, ent.name, keys[i : i + size])
         apply_pending(ctx, ent, states, summary, skip=dead)
     return marks
 
@@ -256,6 +259,8 @@ def check_marks(ctx: PipelineContext, ent: EntityContext, marks: Marks,
     user's edit, on its way in the log). Done after the catch-up, so that only
     the newest version is written; not where this run recorded a write of its own
     and read nothing there since (the target's row version moved, its reads did not).
+    The marks are cleared as the checks are saved (outbox work from then on); a run
+    that dies before leaves them to the next.
     """
     if not marks:
         return
@@ -266,12 +271,14 @@ def check_marks(ctx: PipelineContext, ent: EntityContext, marks: Marks,
     for i in range(0, len(keys), size):
         states = ctx.store.load(ctx.pipeline, ent.name, keys[i : i + size])
         due: dict[str, KeyState] = {}
+        unchecked: set[str] = set()
         for k, st in states.items():
             if st.key is None:  # never saved: nothing was decided for it
                 st.key = key_from_text(k)
                 if st.key is None:
                     log.warning("%s %s: a target a dead run wrote cannot be checked (its key"
                                 " type is not told back from its text)", ent.name, k)
+                    unchecked.add(k)  # its mark stays, until a run has saved the key
                     continue
             if st.parked is not None:
                 continue
@@ -285,6 +292,11 @@ def check_marks(ctx: PipelineContext, ent: EntityContext, marks: Marks,
         if due:
             log.info("%s: checking %d keys at targets a dead run may have written",
                      ent.name, len(due))
-            with ctx.store.transaction(lock=state_lock(ctx)) as conn:
-                ctx.store.save(conn, ctx.pipeline, ent.name, due)
+        # The checks are due work in the outbox from here on: the marks can go with it.
+        with ctx.store.transaction(lock=state_lock(ctx)) as conn:
+            ctx.store.save(conn, ctx.pipeline, ent.name, due)
+            ctx.store.clear_marks(conn, ctx.pipeline, ent.name,
+                                  [k for k in states if k not in unchecked],
+                                  run_id=ctx.run_id, mine=False)
+        if due:
             apply_pending(ctx, ent, due, summary)

@@ -276,7 +276,7 @@ def save_once(ctx: PipelineContext, source: str, changes: list[Change], summary:
     stamps: dict[str, dict[str, float]] = {}
     scratch = RunSummary(pipeline=ctx.pipeline)
     first = decide(ctx, source, changes, scratch, stamps=stamps)
-    _mark_read_targets(ctx, first)
+    marked = _mark_read_targets(ctx, first)
     done: dict[str, list[Result]] = {}
     failed: Exception | None = None
     try:
@@ -303,6 +303,9 @@ def save_once(ctx: PipelineContext, source: str, changes: list[Change], summary:
                           [r for r in results if r[0] not in moved[name]], scratch)
                 _due_again(again.states[name], [r for r in results if r[0] in moved[name]])
             commit(conn, ctx, source, again, checkpoint)
+        for name, keys in marked.items():  # saved with what their applies did
+            ctx.store.clear_marks(conn, ctx.pipeline, name, keys, run_id=ctx.run_id,
+                                  mine=True)
     summary.add(scratch)
     if failed is not None:
         return failed
@@ -312,27 +315,34 @@ def save_once(ctx: PipelineContext, source: str, changes: list[Change], summary:
     return None
 
 
-def _mark_read_targets(ctx: PipelineContext, decided: Decided) -> None:
-    """Before :func:`save_once` applies: an outbox row for each apply to a target whose
-    log is also read (StateStore.mark_outbox).
+def _mark_read_targets(ctx: PipelineContext, decided: Decided) -> dict[str, set[str]]:
+    """Before :func:`save_once` applies: a mark for each apply to a target whose log is
+    also read (StateStore.add_marks); returns the keys marked, by entity, for the
+    save to clear.
 
     Such a target never shows our writes in its log (own_writes_tagged). If the
     process dies between an apply and the save, the next run decides from the
     log again, maybe otherwise (the logs have grown meanwhile), and may never
     write that row again; it would then take the target's edits from before our
-    lost write, read later, for what the target holds. The row makes the next
+    lost write, read later, for what the target holds. The mark makes a later
     run apply the key's current version there after its catch-up (sync/apply.py
     replay_outbox, check_marks): the target says the row holds a write of ours
-    (ALREADY, STALE), and where it stands in its log.
+    (ALREADY, STALE), and where it stands in its log. The save of the batch clears
+    them; left by a run that died, they stay until a later run has checked them,
+    whatever saves the key meanwhile.
     A target that is only written needs none: the next run re-decides the same
     changes the same way and writes them again.
     """
     rows = [(name, k, t) for name, states in decided.states.items()
             for k, st in states.items() if st.parked is None
             for t in st.outbox if t in ctx.entities[name].sources]
+    marked: dict[str, set[str]] = {}
+    for name, k, _ in rows:
+        marked.setdefault(name, set()).add(k)
     if rows:
         with ctx.store.transaction() as conn:
-            ctx.store.mark_outbox(conn, ctx.pipeline, rows)
+            ctx.store.add_marks(conn, ctx.pipeline, ctx.run_id, rows)
+    return marked
 
 
 def _due_again(states: Mapping[str, KeyState], results: list[Result]) -> None:

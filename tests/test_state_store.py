@@ -50,7 +50,23 @@ def test_a_new_store_is_created_at_the_newest_revision(tmp_path: Path) -> None:
     heads = set(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())
     assert revisions(db) == heads
     assert {"checkpoints", "key_states", "outbox", "conflicts", "runs", "audit",
-            "quarantine", "leases"} <= tables(db)
+            "quarantine", "leases", "marks"} <= tables(db)
+
+
+def test_the_migrations_make_the_schema_the_code_declares(tmp_path: Path) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    import sync.quality.store  # noqa: F401  (declares the quarantine table)
+    from sync.state import schema
+
+    db = tmp_path / "state.db"
+    open_store(f"sqlite:///{db}").close()
+    engine = sa.create_engine(f"sqlite:///{db}")
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), schema.metadata)
+    engine.dispose()
+    assert diff == []
 
 
 def test_an_older_store_is_upgraded_on_open_and_keeps_its_data(tmp_path: Path) -> None:
@@ -126,12 +142,12 @@ def test_a_batch_costs_the_same_statements_and_transactions_whatever_its_size(
     (tmp_path / "large").mkdir()
     small = one_batch_of(tmp_path / "small", 50)
     large = one_batch_of(tmp_path / "large", 2000)
-    # Same transactions; statements grow only by the 500-key chunks of IN lists (three
-    # per chunk: the load, the stamp check, the outbox delete).
+    # Same transactions; statements grow only by the 500-key chunks of IN lists (four
+    # per chunk: the load, the stamp check, the outbox delete, the marks' clearing).
     assert large["commits"] == small["commits"]
-    assert large["statements"] <= small["statements"] + 3 * (2000 // 500 - 1), (small, large)
+    assert large["statements"] <= small["statements"] + 4 * (2000 // 500 - 1), (small, large)
     assert large["statements"] < 100
     # The rows themselves travel in executemany calls, each key state written once (a
-    # batch run applies before it saves: sync/capture.py sync_batch), with one outbox
-    # row per key marked before the applies (b is also read: _mark_read_targets).
+    # batch run applies before it saves: sync/capture.py sync_batch), with one mark
+    # per key before the applies (b is also read: _mark_read_targets).
     assert 2 * 2000 <= large["rows"] < 3 * 2000, large

@@ -46,6 +46,31 @@ def _initial_snapshots(rt: Runtime) -> None:
         lease.release()
 
 
+def _finish_dead_batch_run(rt: Runtime) -> None:
+    """A batch run that died between its applies and its saves left marks: targets a
+    write of its may stand at that no state knows of (sync/capture.py save_once).
+    They are checked after a catch-up of every source (sync/apply.py check_marks),
+    which the readers never finish as such: one batch run does it, before they start.
+    """
+    from sync.engine import run_pipeline
+    from sync.runlock import RunLocked
+
+    if not rt.ctx().store.any_marks(rt.pipeline):
+        return
+    log.warning("a batch run of %s died mid-batch: catching up as a batch run first, to"
+                " check the targets it may have written", rt.pipeline)
+    try:
+        summary = run_pipeline(rt.cfg)
+    except RunLocked:  # another process does it; the readers wait for its run lock
+        return
+    except Exception as exc:  # the marks stay for the next run or start
+        log.warning("the catch-up failed (%s: %s); its marks stay for the next run",
+                    type(exc).__name__, exc)
+        return
+    log.info("caught up: %d changes read, %d rows applied", summary.total("read"),
+             summary.total("applied"))
+
+
 class SharedBrokerNeeded(ValueError):
     """Readers and workers asked to run apart on the in-process broker (a usage error)."""
 
@@ -89,6 +114,7 @@ def run_daemon(cfg: Any, *, readers: bool = True, workers: bool = True,
             consumers.start()
         if readers:
             _initial_snapshots(rt)
+            _finish_dead_batch_run(rt)
             ctx = rt.ctx()
             align_schemas(ctx)
             for ent in ctx.entities.values():  # load GX now, not under the first batch's lock

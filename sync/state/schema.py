@@ -74,6 +74,20 @@ outbox = Table(
     Column("endpoint", String(128), primary_key=True),
 )
 
+#: Targets a batch run is about to write (sync/capture.py save_once), by the run's id:
+#: cleared by that run's save of the key, and otherwise kept until a later run checked
+#: them (sync/apply.py check_marks). Rows of another run say where a run that died
+#: may have written what no saved state knows of.
+marks = Table(
+    "marks",
+    metadata,
+    Column("pipeline", String(128), primary_key=True),
+    Column("entity", String(128), primary_key=True),
+    Column("key", Text, primary_key=True),
+    Column("endpoint", String(128), primary_key=True),
+    Column("run_id", Integer, primary_key=True, autoincrement=False),
+)
+
 conflicts = Table(
     "conflicts",
     metadata,

@@ -396,36 +396,55 @@ class StateStore:
             )
             return [r[0] for r in rows]
 
-    def outbox_targets(self, pipeline: str, entity: str,
-                       keys: Iterable[str]) -> dict[str, set[str]]:
-        """The outbox rows of ``keys``: key -> targets (see :meth:`mark_outbox`)."""
-        ob = schema.outbox
-        out: dict[str, set[str]] = {}
-        with self.engine.connect() as conn:
-            for part in _chunks(list(dict.fromkeys(keys))):
-                rows = conn.execute(sa.select(ob.c.key, ob.c.endpoint).where(
-                    ob.c.pipeline == pipeline, ob.c.entity == entity, ob.c.key.in_(part)))
-                for k, t in rows:
-                    out.setdefault(k, set()).add(t)
-        return out
+    # --- marks (sync/capture.py save_once, sync/apply.py check_marks) ---------------
 
     @staticmethod
-    def mark_outbox(conn: Connection, pipeline: str,
-                    rows: Sequence[tuple[str, str, str]]) -> None:
-        """Outbox rows ``(entity, key, target)`` written ahead of applies whose states
-        are saved after them (sync/capture.py save_once): if the process dies between
-        the two, the rows say where a write of ours may stand that no saved state
-        knows of (sync/apply.py replay_outbox). Rows already there are kept."""
+    def add_marks(conn: Connection, pipeline: str, run_id: int | None,
+                  rows: Sequence[tuple[str, str, str]]) -> None:
+        """Marks ``(entity, key, target)`` of run ``run_id``, written ahead of applies
+        whose states are saved after them (sync/capture.py save_once): if the process
+        dies between the two, they say where a write of ours may stand that no saved
+        state knows of (sync/apply.py check_marks). Marks already there are kept."""
         if not rows:
             return
-        ob = schema.outbox
+        mk = schema.marks
         insert: Any
         if conn.dialect.name == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
         else:
             from sqlalchemy.dialects.sqlite import insert
-        conn.execute(insert(ob).on_conflict_do_nothing(), [
-            {"pipeline": pipeline, "entity": e, "key": k, "endpoint": t} for e, k, t in rows])
+        conn.execute(insert(mk).on_conflict_do_nothing(), [
+            {"pipeline": pipeline, "entity": e, "key": k, "endpoint": t, "run_id": run_id or 0}
+            for e, k, t in rows])
+
+    @staticmethod
+    def clear_marks(conn: Connection, pipeline: str, entity: str, keys: Iterable[str],
+                    *, run_id: int | None, mine: bool) -> None:
+        """Drop the marks of ``keys`` that run ``run_id`` made (``mine``: its save
+        recorded what its applies did) or that other runs made (``mine=False``: this
+        run checked their targets)."""
+        mk = schema.marks
+        own = mk.c.run_id == (run_id or 0)
+        for part in _chunks(list(dict.fromkeys(keys))):
+            conn.execute(mk.delete().where(mk.c.pipeline == pipeline, mk.c.entity == entity,
+                                           mk.c.key.in_(part), own if mine else ~own))
+
+    def any_marks(self, pipeline: str) -> bool:
+        """Did a batch run of ``pipeline`` die leaving marks (see :meth:`add_marks`)?"""
+        mk = schema.marks
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(mk.c.key).where(mk.c.pipeline == pipeline)
+                                .limit(1)).first() is not None
+
+    def marks(self, pipeline: str, entity: str) -> dict[str, set[str]]:
+        """The marks of ``entity``: key -> targets."""
+        mk = schema.marks
+        out: dict[str, set[str]] = {}
+        with self.engine.connect() as conn:
+            for k, t in conn.execute(sa.select(mk.c.key, mk.c.endpoint).where(
+                    mk.c.pipeline == pipeline, mk.c.entity == entity)):
+                out.setdefault(k, set()).add(t)
+        return out
 
     def outbox_depth(self, pipeline: str) -> int:
         """Pending applies of ``pipeline`` (outbox rows: one per key and target)."""

@@ -628,15 +628,17 @@ def test_a_row_inserted_and_deleted_at_a_target_before_our_insert_is_not_lost(
     _assert_fixed_point(p)
 
 
+@pytest.mark.parametrize("after", ["run", "die-again", "daemon"])
 def test_a_batch_dying_after_its_applies_leaves_marks_the_next_run_checks(
-        pg_pg: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+        pg_pg: Pipeline, monkeypatch: pytest.MonkeyPatch, after: str) -> None:
     """A batch run applies a batch before it saves it (sync/capture.py save_once). Here
     it dies between the two, after inserting b's new row 1 at a, where a's user had
     inserted and deleted row 1 just before (unread). The next run reads both logs
     afresh and decides otherwise (a's later delete wins), so it never writes row 1 at
     a again, and a's delete, read after our lost insert, would pass for what a holds.
-    The mark written before the applies makes it check a first."""
-    from sync import capture
+    The mark written before the applies makes it check a first; so does a daemon
+    started instead, and a run after one that died too before its check."""
+    from sync import capture, engine
     from sync.capture import read_batch, save_once
 
     p = pg_pg
@@ -660,9 +662,34 @@ def test_a_batch_dying_after_its_applies_leaves_marks_the_next_run_checks(
                       batch.checkpoint)
         monkeypatch.undo()
     assert query(p.a, "SELECT name FROM customers WHERE id = 1") == [("from b",)]  # lost
-    assert p.run().errors == []
-    # a's delete came last: row 1 is gone at both ends.
+    if after == "die-again":
+        # The next run dies too, after its catch-up saved row 1 (a's delete wins) and
+        # before it checked a: the mark must outlive that save for the run after.
+        monkeypatch.setattr(engine, "check_marks", die)
+        with pytest.raises(Died):
+            p.run()
+        monkeypatch.undo()
+        with open_pipeline(p.cfg) as ctx, ctx.store.engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE leases SET expires_at = 0")  # its run lock
+        assert query(p.a, "SELECT name FROM customers WHERE id = 1") == [("from b",)]
     rows = "SELECT id, name FROM customers ORDER BY id"
+    if after == "daemon":
+        from tests.daemon.helpers import Daemon, wait_for
+
+        p.path.write_text(p.path.read_text() + "daemon: {metrics_port: 0, poll_ms: 5}\n")
+        d = Daemon(p.path)
+        d.wait_ready()
+        assert "died mid-batch" in d.output()
+        wait_for(lambda: query(p.a, rows) == query(p.b, rows) == [(2, "two")],
+                 what="row 1 gone at both ends")
+        assert d.terminate()[0] == 0
+        p.cfg = load_pipeline(p.path)
+        with open_pipeline(p.cfg) as ctx:  # checked before the readers started
+            assert not ctx.store.any_marks(ctx.pipeline)
+    assert p.run().errors == []
+    with open_pipeline(p.cfg) as ctx:
+        assert not ctx.store.any_marks(ctx.pipeline)  # checked once, then gone
+    # a's delete came last: row 1 is gone at both ends.
     assert query(p.a, rows) == query(p.b, rows) == [(2, "two")]
     assert p.drift() == []
     _assert_fixed_point(p)
