@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any
 
 from conflict.canonical import key_from_text
 from conflict.protocol import ApplyJob, KeyState, jobs, on_applied, on_skipped, on_stale
@@ -189,10 +188,12 @@ def apply_unsaved(ctx: PipelineContext, ent: EntityContext, states: Mapping[str,
 
 def _apply_round(ctx: PipelineContext, ent: EntityContext, states: Mapping[str, KeyState],
                  skip: Mapping[str, set[str]] | None) -> list[Result]:
-    """Every pending job of ``states`` written at its target (none of ``skip``'s keys)."""
+    """Every pending job of ``states`` written at its target (none of ``skip``'s keys,
+    nor of the run's fence: they stay due)."""
     results: list[Result] = []
+    fence = ctx.fence.get(ent.name, {})
     for target, items in sorted(pending_by_target(states).items()):
-        dead = skip.get(target) if skip else None
+        dead = (skip.get(target, set()) if skip else set()) | fence.get(target, set())
         if dead:
             items = [(k, job) for k, job in items if k not in dead]
         results.extend(apply_to_target(ctx, ent, target, items, states))
@@ -206,8 +207,8 @@ def _op(st: KeyState, job: ApplyJob) -> ApplyOp:
     return ApplyOp(key=st.key, row=job.content, expected=job.expected, token=job.token)
 
 
-#: key -> target -> what the state knew of the target then (row version, log reads)
-Marks = dict[str, dict[str, tuple[Any, int]]]
+#: key -> the targets a dead run marked there
+Marks = dict[str, set[str]]
 
 
 def replay_outbox(ctx: PipelineContext, ent: EntityContext, summary: RunSummary) -> Marks:
@@ -218,28 +219,25 @@ def replay_outbox(ctx: PipelineContext, ent: EntityContext, summary: RunSummary)
 
     Returns the marks runs that died between their applies and their saves left
     (sync/capture.py _mark_read_targets): targets where a write of ours may stand
-    that no state knows of (:func:`check_marks`), each with what the key's saved
-    state knew of it before this run saves it again. Every marked key is in it,
-    checked or not (its marks are cleared after the check).
+    that no state knows of, maybe of a version newer than any saved. This run
+    writes none of them (``ctx.fence``) before :func:`check_marks`, after its
+    catch-up: it would write an older version there, or, deciding from the logs
+    afresh, a version over a user's edit it had not read yet (a delete leaves no
+    row version to compare with).
     """
     from sync.dlq import dead_keys
 
-    marks: Marks = {}
-    marked = ctx.store.marks(ctx.pipeline, ent.name)
-    size = int(ctx.cfg.batch.size)
-    listed = list(marked)
-    for i in range(0, len(listed), size):
-        states = ctx.store.load(ctx.pipeline, ent.name, listed[i : i + size])
-        for k, st in states.items():
-            # A target still in the outbox gets the saved version applied (below),
-            # whose compare-and-set tells a lost write of ours there (STALE).
-            marks[k] = {} if st.parked is not None else {
-                t: (st.at(t).row_version, st.at(t).reads)
-                for t in marked[k] - st.outbox if t in ent.sinks}
+    marks = {k: targets & set(ent.sinks)
+             for k, targets in ctx.store.marks(ctx.pipeline, ent.name).items()}
+    fence = ctx.fence.setdefault(ent.name, {})
+    for k, targets in marks.items():
+        for t in targets:
+            fence.setdefault(t, set()).add(k)
     keys = ctx.store.outbox_keys(ctx.pipeline, ent.name)
     if not keys:
         return marks
     dead = {t: dead_keys(ctx.store, ctx.pipeline, ent.name, t) for t in ent.sinks}
+    size = int(ctx.cfg.batch.size)
     for i in range(0, len(keys), size):
         states = ctx.store.load(ctx.pipeline, ent.name, keys[i : i + size])
         apply_pending(ctx, ent, states, summary, skip=dead)
@@ -248,20 +246,20 @@ def replay_outbox(ctx: PipelineContext, ent: EntityContext, summary: RunSummary)
 
 def check_marks(ctx: PipelineContext, ent: EntityContext, marks: Marks,
                 summary: RunSummary) -> None:
-    """After a run's catch-up: apply each key's current version at the targets a dead
-    run marked (:func:`replay_outbox`), their content unknown.
+    """After a run's catch-up: lift the run's fence and apply each marked key's
+    current version at the targets a dead run marked (:func:`replay_outbox`), their
+    content unknown.
 
     The dead run's writes there may be of versions no state knows, and this run,
-    deciding from the logs afresh, may not have written those targets again;
-    their earlier edits, read since, would then pass for what they hold. The
+    deciding from the logs afresh, may have decided otherwise; the targets' edits
+    from before those writes, read since, would then pass for what they hold. The
     sink tells what it finds: ALREADY or STALE (a write of ours: the current
     version is written over it, and placed in the log, on_applied), SKIPPED (a
     user's edit, on its way in the log). Done after the catch-up, so that only
-    the newest version is written; not where this run recorded a write of its own
-    and read nothing there since (the target's row version moved, its reads did not).
-    The marks are cleared as the checks are saved (outbox work from then on); a run
-    that dies before leaves them to the next.
+    the newest version is written. The marks are cleared as the checks are saved
+    (outbox work from then on); a run that dies before leaves them to the next.
     """
+    ctx.fence.pop(ent.name, None)
     if not marks:
         return
     from sync.capture import state_lock
@@ -280,15 +278,12 @@ def check_marks(ctx: PipelineContext, ent: EntityContext, marks: Marks,
                                 " type is not told back from its text)", ent.name, k)
                     unchecked.add(k)  # its mark stays, until a run has saved the key
                     continue
-            if st.parked is not None:
-                continue
-            for t, (version, reads) in marks[k].items():
-                e = st.at(t)
-                if e.reads == reads and e.row_version != version:
-                    continue  # written by this run, and nothing read there since
-                e.hash = None
+            if st.parked is not None or not marks[k]:
+                continue  # a steward's decision is applied with compare-and-set
+            for t in marks[k]:
+                st.at(t).hash = None
                 st.outbox.add(t)
-                due[k] = st
+            due[k] = st
         if due:
             log.info("%s: checking %d keys at targets a dead run may have written",
                      ent.name, len(due))

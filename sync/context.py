@@ -80,6 +80,9 @@ class PipelineContext:
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
     entities: dict[str, EntityContext] = field(default_factory=dict)
     run_id: int | None = None
+    #: entity -> target -> keys this run must not write there before its catch-up is
+    #: done: a run that died may have written them (sync/apply.py replay_outbox)
+    fence: dict[str, dict[str, set[str]]] = field(default_factory=dict)
 
     @property
     def pipeline(self) -> str:

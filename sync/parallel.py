@@ -145,7 +145,7 @@ class BatchWorkers:
         for w, part in zip(self.workers, parts, strict=True):
             if part:
                 try:
-                    w.conn.send((source, part, self.ctx.run_id))
+                    w.conn.send((source, part, self.ctx.run_id, self.ctx.fence))
                     busy.append((w, True))
                 except OSError:  # it is gone (its reply says how)
                     busy.append((w, False))
@@ -305,7 +305,7 @@ def serve(cfg: Any, conn: Connection, lock: Any, runtime: dict[str, Any],
                     return
                 if msg is None:
                     return
-                source, changes, ctx.run_id = msg
+                source, changes, ctx.run_id, ctx.fence = msg
                 summary = RunSummary(pipeline=ctx.pipeline)
                 try:
                     err = save_once(ctx, source, changes, summary, None)

@@ -20,7 +20,9 @@ OUR :mod:`conflict.protocol` the way the engine does:
   since the last commit; the outbox is replayed on restart. A key's jobs all
   finish before the key is read again (one apply in flight per key) -- or,
   the daemon's way (``beside``), keys are read while their applies fly and
-  every read and every result is its own transaction.
+  every read and every result is its own transaction -- or, a batch run's
+  way (``save_once``), a key's jobs go out before its state is committed,
+  with marks that the run after a crash checks once it has caught up.
 - Or the key starts on several endpoints and is reconciled by ``on_snapshot``.
 - Conflicts go to last-writer-wins (with clock skew) or are parked for a
   steward who later picks a side or writes new content (``resolve_parked``).
@@ -151,6 +153,8 @@ class World:
     - ``("commit",)``: the service commits its states and checkpoints, then
       queues the jobs of every key that has none in flight;
     - ``("crash",)``: the service restarts from the store and replays the outbox;
+    - ``("check",)``: with ``save_once``, once caught up, the marks a dead run left
+      are checked (the drain does it too);
     - ``("steward", x, y)``: a steward decides the ``x``-th parked key: side
       ``y`` whole, or (``y`` past the sides) new content ``VALUES[y]``.
     """
@@ -172,6 +176,12 @@ class World:
         )
         self.touched: set[int] = set(self.working.keys)  # keys changed since the last commit
         self.persisted = self._copy(self.working, self.touched)
+        # save_once: the marks in the store, (key, target, run), and those dead runs
+        # left, noted by this run: not written until it has caught up (the fence)
+        self.run_id = 0
+        self.marks: set[tuple[int, str, int]] = set()
+        self.noted: set[tuple[int, str]] = set()
+        self.fenced: set[tuple[int, str]] = set()
         self.inflight: list[Job] = []
         self.dirty = False
         self.writes = 0
@@ -207,7 +217,10 @@ class World:
         return out
 
     def commit(self) -> None:
+        if self.cfg.save_once and self.inflight:
+            return  # a batch's states are saved once its applies are done
         self._copy(self.working, self.touched, into=self.persisted)
+        self.marks = {m for m in self.marks if m[2] != self.run_id or m[0] not in self.touched}
         self.touched.clear()
         self.dirty = False
         self.trace.append("commit")
@@ -219,6 +232,9 @@ class World:
         self.touched.clear()
         self.inflight = []
         self.dirty = False
+        self.run_id += 1
+        self.noted = {(k, t) for k, t, _ in self.marks}  # before the replay writes anything
+        self.fenced = set(self.noted) if self.cfg.fence else set()
         self._queue_jobs()
 
     def _busy(self, key: int) -> bool:
@@ -228,8 +244,35 @@ class World:
         """The applies of committed states, one job per key and target at a time."""
         flying = {(j.key, j.job.target) for j in self.inflight}
         for k, rec in sorted(self.working.keys.items()):
-            self.inflight.extend(Job(k, job, rec.hist) for job in jobs(rec.state)
-                                 if (k, job.target) not in flying)
+            due = [Job(k, job, rec.hist) for job in jobs(rec.state)
+                   if (k, job.target) not in flying and (k, job.target) not in self.fenced]
+            if self.cfg.save_once and k in self.touched and rec.state.parked is None:
+                self.marks |= {(k, j.job.target, self.run_id) for j in due}
+            self.inflight.extend(due)
+
+    def caught_up(self) -> bool:
+        """Every log read, every job applied, every state committed (a run's catch-up)."""
+        return (not self.inflight and not self.dirty
+                and not any(self.candidates(e) for e in range(len(self.names))))
+
+    def check_marks(self) -> bool:
+        """After the catch-up: the noted marks' current versions, content unknown."""
+        if not self.noted or not self.caught_up():
+            return False
+        self.now += 1
+        for k, t in sorted(self.noted):
+            st = self.working.keys[k].state
+            if st.parked is None:
+                st.at(t).hash = None
+                st.outbox.add(t)
+                self.touched.add(k)
+        # the checks go in the outbox with the marks' clearing, in one commit
+        self.marks = {m for m in self.marks if m[2] == self.run_id}
+        self.trace.append(f"check marks {sorted(self.noted)}")
+        self.noted, self.fenced = set(), set()
+        self.dirty = True
+        self.commit()
+        return True
 
     def _sweep(self) -> bool:
         """Queue outbox work that no job in flight carries (the daemon's sweeper)."""
@@ -292,6 +335,8 @@ class World:
         self.dirty = True
         if self.cfg.beside:
             self.commit()
+        elif self.cfg.save_once:
+            self._queue_jobs()  # applied before the commit
         return True
 
     def _edit_of(self, e: int, entry: Entry) -> Edit:
@@ -480,6 +525,8 @@ class World:
                 self.commit()
             case ("crash",):
                 self.crash()
+            case ("check",):
+                self.check_marks()
             case ("steward", x, y):
                 self.steward(x, y)
             case _:
@@ -496,7 +543,7 @@ class World:
                 e = next(e for e in range(len(self.names)) if self.candidates(e))
                 if not self.read(e, 0):
                     raise self.fail("drain: a read made no progress")
-            elif self._sweep():
+            elif self.check_marks() or self._sweep():
                 pass
             elif not self.steward(0, 0):
                 return

@@ -75,6 +75,18 @@ class WorldConfig:
     #: the row version is the content itself (MySQL: a hash of the
     #: synchronised columns), so compare-and-set cannot see ABA
     content_versions: bool = False
+    #: a batch run's way (sync/capture.py save_once): jobs go out as soon as a
+    #: key is decided, before its state is committed, so a crash loses the
+    #: reads as well as the results. Each such job first leaves a mark
+    #: (persisted at once, by run); a commit clears its run's marks of the keys
+    #: it saves. The run after a crash notes the marks left and writes none of
+    #: those keys at those targets until it has caught up (every log read,
+    #: everything applied and committed); then it applies each one's current
+    #: version there, its content unknown (sync/apply.py check_marks).
+    save_once: bool = False
+    #: with save_once: False, the run after a crash writes marked targets as soon as
+    #: it decides them (and still checks them once caught up)
+    fence: bool = True
 
 
 @dataclass(frozen=True)
