@@ -527,16 +527,31 @@ def on_applied(st: KeyState, job: ApplyJob, row_version: Any, identity: str | No
     return True
 
 
-def on_skipped(st: KeyState, job: ApplyJob) -> None:
+def on_skipped(st: KeyState, job: ApplyJob, *, absent: bool = False) -> bool:
     """The row moved at the target: a user edit is on its way in its log (rule 4).
 
     The edit, when read, is concurrent with ``V`` and is handled by rule 3, so
     the apply is dropped rather than retried. Unless the target's log was read
     since the job was built: what moved the row is known already, and the
     outbox says what is due (an update that changed nothing keeps the apply).
+
+    ``absent``: the sink found no row, where one was expected. If what the target
+    holds is unknown (no content hash: a write of ours may stand there whose
+    result was lost, sync/apply.py check_marks, on_stale), the row may be gone by
+    a delete of ours, which its log never shows: waiting for an edit would then
+    strand the target. The row is taken as absent and the apply stays due: written
+    over the absence, it is placed in the log (on_applied), so that a user's
+    delete before it, read later, is still decided as concurrent with it.
+    Returns True when the apply is due again now.
     """
-    if job.vector == st.vector and st.at(job.target).reads == job.reads:
-        st.outbox.discard(job.target)
+    e = st.at(job.target)
+    if job.vector != st.vector or e.reads != job.reads:
+        return False
+    if absent and e.hash is None and job.expected is not None and job.content is not None:
+        e.row_version = None
+        return st.parked is None
+    st.outbox.discard(job.target)
+    return False
 
 
 def on_stale(st: KeyState, job: ApplyJob, row_version: Any, identity: str | None = None) -> bool:

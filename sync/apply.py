@@ -124,8 +124,13 @@ def record_on(ent: EntityContext, states: Mapping[str, KeyState], results: list[
         stats = summary.at(ent.name, st.origin or "?", job.target)
         stats.seconds += seconds
         if res.status is ApplyStatus.SKIPPED:
-            on_skipped(st, job)
-            stats.skipped += 1
+            if on_skipped(st, job, absent=res.row_version is None):
+                log.info("%s %s at %s is gone, its content unknown (a delete of ours whose"
+                         " result was lost?); applying over its absence", ent.name, k,
+                         job.target)
+                again.append(k)
+            else:
+                stats.skipped += 1
         elif res.status is ApplyStatus.STALE:
             log.info("%s %s at %s holds an earlier write of ours whose result was lost;"
                      " applying again", ent.name, k, job.target)
@@ -278,11 +283,12 @@ def check_marks(ctx: PipelineContext, ent: EntityContext, marks: Marks,
                                 " type is not told back from its text)", ent.name, k)
                     unchecked.add(k)  # its mark stays, until a run has saved the key
                     continue
-            if st.parked is not None or not marks[k]:
-                continue  # a steward's decision is applied with compare-and-set
+            if not marks[k]:
+                continue
             for t in marks[k]:
                 st.at(t).hash = None
-                st.outbox.add(t)
+                if st.parked is None:  # else written when a steward decides (the hash
+                    st.outbox.add(t)  # it holds is unknown: resolve_parked writes it)
             due[k] = st
         if due:
             log.info("%s: checking %d keys at targets a dead run may have written",

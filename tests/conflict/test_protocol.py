@@ -404,6 +404,24 @@ def test_on_skipped_ignores_a_superseded_job() -> None:
     assert "B" in st.outbox
 
 
+def test_a_row_gone_where_the_content_is_unknown_is_written_over_its_absence() -> None:
+    """A row that vanished where we knew what it held is a user's delete on its way;
+    where we did not (a write of ours may stand there: on_stale, check_marks), it may
+    be our own delete, which no log shows: the apply stays due, over the absence."""
+    for known in (True, False):
+        st = synced("x")
+        change(st, edit("A", "y", 2, 2.0, "a2", before="x"))
+        if not known:
+            st.at("B").hash = None
+        job = next(j for j in jobs(st) if j.target == "B")
+        due = on_skipped(st, job, absent=True)
+        assert due is (not known)
+        assert ("B" in st.outbox) is (not known)
+        if not known:
+            assert st.at("B").row_version is None  # the next job expects no row
+            assert next(j for j in jobs(st) if j.target == "B").expected is None
+
+
 # --- snapshots ---------------------------------------------------------------------------
 
 

@@ -23,8 +23,9 @@ result (``lost``), while the reader moves the key on. In a batch run's mode
 (``save_once``: applies before the save, as sync/capture.py does with
 PostgreSQL-like sinks), a crash loses reads whose writes were made, and the
 next run keeps off the targets the dead run marked until it has caught up
-(``check``); a second strict xfail pins what that mode leaves (an update of
-columns not synchronised over the dead run's write).
+(``check``); a strict xfail pins what that mode leaves (an edit made over the
+dead run's insert into a row a user had inserted and deleted: P2 is not
+checked in those worlds, P1, P3 and P4 are).
 
 ``pytest -m slow`` runs every mode together with more examples (about a minute).
 """
@@ -90,7 +91,11 @@ def worlds(draw: st.DrawFn, *, policy: Policy | None = None, tagged: bool | None
            save_once: bool = False) -> WorldConfig:
     n = draw(st.integers(2, 4))
     keys = draw(st.integers(1, 2))
-    order = draw(st.sampled_from(ORDERS))
+    # A batch run that died re-reads its sources from the checkpoint in their order, and
+    # so decides the same versions again; reordered within a key (not what sources do),
+    # one vector would stand for two contents, which only a sink comparing contents
+    # tells apart (PostgreSQL's does, the world's "row" sink does not).
+    order = draw(st.sampled_from(ORDERS[:2] if save_once else ORDERS))
     start = draw(st.booleans()) if snapshot is None else snapshot
     initial = draw(st.lists(st.lists(st.integers(0, len(VALUES) - 1), min_size=keys,
                                      max_size=keys).map(tuple), min_size=n, max_size=n)
@@ -113,6 +118,7 @@ def worlds(draw: st.DrawFn, *, policy: Policy | None = None, tagged: bool | None
         # no row version for a deleted row
         insert_positions=save_once,
         tombstone_versions=not save_once,
+        unrecorded_losses=save_once,  # the limit pinned below; P1, P3, P4 hold
     )
 
 
@@ -163,7 +169,11 @@ def test_starting_from_a_snapshot(cfg: WorldConfig, acts: list[Action]) -> None:
 
 
 #: A batch run's mix: a crash now loses reads whose applies were made, and a run
-#: checks the marks a dead one left once it has caught up.
+#: checks the marks a dead one left once it has caught up. Last writer wins only, as
+#: for test_deleted_rows_without_a_version_and_inserts_placed_in_the_log (the same
+#: sinks): with stewards, an edit made before an insert of ours over its delete
+#: (ABA on absence) can be parked and decided while its history is another write's,
+#: which the harness's bookkeeping of P2 does not follow.
 save_once_actions = st.lists(
     st.one_of(_user, _read, _apply, _user, _read, _apply, _user, _read,
               st.just(("commit",)), st.just(("crash",)), st.just(("crash",)),
@@ -173,7 +183,7 @@ save_once_actions = st.lists(
 
 
 @examples(800)
-@given(worlds(tagged=True, snapshot=False, save_once=True), save_once_actions)
+@given(worlds(policy="lww", tagged=True, snapshot=False, save_once=True), save_once_actions)
 def test_batch_runs_apply_before_they_save(cfg: WorldConfig, acts: list[Action]) -> None:
     """Jobs go out before their states are saved; crashes lose the reads too."""
     holds(cfg, acts)
@@ -181,7 +191,7 @@ def test_batch_runs_apply_before_they_save(cfg: WorldConfig, acts: list[Action])
 
 @pytest.mark.slow
 @settings(max_examples=3000, deadline=None)
-@given(worlds(tagged=True, snapshot=False, save_once=True), save_once_actions)
+@given(worlds(policy="lww", tagged=True, snapshot=False, save_once=True), save_once_actions)
 def test_every_save_once_mode_at_length(cfg: WorldConfig, acts: list[Action]) -> None:
     holds(cfg, acts)
 
@@ -247,8 +257,14 @@ def test_deleted_rows_without_a_version_and_inserts_placed_in_the_log(
         cfg: WorldConfig, acts: list[Action]) -> None:
     """PostgreSQL's way: a deleted row has no version, so "expected absent" cannot see
     an insert and delete made since; the sink says where its insert stands in the
-    log (ApplyResult.position), and the edits before it are read as concurrent."""
-    holds(dataclasses.replace(cfg, tombstone_versions=False, insert_positions=True), acts)
+    log (ApplyResult.position), and the edits before it are read as concurrent.
+
+    Each key's log in its order (as sources deliver it): reordered within a key, the
+    echo of an insert of ours can be read before the user's insert and delete it
+    followed, which rule 2 then skips as duplicates, and no version tells."""
+    order = "perkey" if cfg.order == "any" else cfg.order
+    holds(dataclasses.replace(cfg, tombstone_versions=False, insert_positions=True,
+                              order=order), acts)
 
 
 def test_content_as_row_version_has_a_window() -> None:
@@ -394,12 +410,30 @@ def test_a_run_after_a_crash_keeps_off_the_targets_a_dead_run_marked() -> None:
         holds(dataclasses.replace(SAVE_ONCE, fence=False), acts)
 
 
+def test_a_delete_a_dead_run_made_is_checked_over_the_rows_absence() -> None:
+    """The dead run's write at e1 was a delete; e0's user inserts the key again. The
+    check applies that insert at e1 expecting the row the state knew: there is none,
+    and no row version tells whose delete it was (a user's would be on its way in
+    e1's log, ours never comes). With e1's content unknown the apply goes over the
+    absence (placed in e1's log) instead of waiting for an edit: e1 is not stranded."""
+    w = holds(SAVE_ONCE, [
+        ("user", 0, 0, 0), ("read", 0, 0, 0), ("apply", 0), ("commit",),  # 'a' at both
+        ("user", 0, 0, 2), ("read", 0, 0, 0), ("apply", 0), ("crash",),  # the dead delete
+        ("user", 0, 0, 1)])  # e0 inserts 'b'
+    assert [ep.row(0).content for ep in w.endpoints] == ["b", "b"]
+    assert any(line.startswith("check marks") for line in w.trace)
+
+
 @pytest.mark.xfail(raises=Violation, strict=True, reason=(
-    "an update of columns not synchronised, made over a dead run's insert into a row a "
-    "user had inserted and deleted, is read as that user's insert: the row's content "
-    "converges (the policy's winner), but the user's insert and delete lost no "
-    "recorded conflict"))
-def test_limit_a_no_op_update_over_a_dead_runs_insert() -> None:
+    "a batch run that died had inserted a row where a user had inserted and deleted it "
+    "(no row version survives a delete), and the position of that insert died with it: "
+    "an edit made over it there is read as following the user's delete, and the user's "
+    "insert and delete are superseded without a conflict record (the rows converge)"))
+@pytest.mark.parametrize("edit", [0, 1], ids=["no-op-update", "update"])
+def test_limit_an_edit_over_a_dead_runs_insert(edit: int) -> None:
+    """e0 inserts and deletes; e1 inserts; the run writes e1's row at e0 over the
+    absence and dies; e0's user then updates that row (the same content: columns not
+    synchronised; or another)."""
     holds(dataclasses.replace(SAVE_ONCE, noop_updates=True), [
         ("user", 0, 0, 0), ("user", 0, 0, 2), ("user", 1, 0, 0), ("read", 1, 0, 0),
-        ("apply", 0), ("user", 0, 0, 0), ("crash",)])
+        ("apply", 0), ("user", 0, 0, edit), ("crash",)])
