@@ -628,6 +628,30 @@ def test_a_row_inserted_and_deleted_at_a_target_before_our_insert_is_not_lost(
     _assert_fixed_point(p)
 
 
+class Died(Exception):
+    """A process killed at a chosen point (tests that stage a crash)."""
+
+
+def _die(*_a: Any, **_k: Any) -> None:
+    raise Died
+
+
+def _die_between_applies_and_save(p: Pipeline, source: str,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch run reads ``source``'s log, applies the batch and dies before saving it
+    (sync/capture.py save_once): its writes stand, no state knows of them."""
+    from sync import capture
+    from sync.capture import read_batch, save_once
+
+    with open_pipeline(p.cfg) as ctx:
+        batch, _ = read_batch(ctx, source, 100)
+        monkeypatch.setattr(capture, "commit", _die)
+        with pytest.raises(Died):
+            save_once(ctx, source, batch.changes, RunSummary(pipeline=ctx.pipeline),
+                      batch.checkpoint)
+        monkeypatch.undo()
+
+
 @pytest.mark.parametrize("after", ["run", "die-again", "daemon"])
 def test_a_batch_dying_after_its_applies_leaves_marks_the_next_run_checks(
         pg_pg: Pipeline, monkeypatch: pytest.MonkeyPatch, after: str) -> None:
@@ -638,8 +662,7 @@ def test_a_batch_dying_after_its_applies_leaves_marks_the_next_run_checks(
     a again, and a's delete, read after our lost insert, would pass for what a holds.
     The mark written before the applies makes it check a first; so does a daemon
     started instead, and a run after one that died too before its check."""
-    from sync import capture, engine
-    from sync.capture import read_batch, save_once
+    from sync import engine
 
     p = pg_pg
     sql(p.a, "INSERT INTO customers (id, name) VALUES (2, 'two')")
@@ -647,25 +670,12 @@ def test_a_batch_dying_after_its_applies_leaves_marks_the_next_run_checks(
     sql(p.b, "INSERT INTO customers (id, name) VALUES (1, 'from b')")
     sql(p.a, "INSERT INTO customers (id, name) VALUES (1, 'from a')",
         "DELETE FROM customers WHERE id = 1")
-
-    class Died(Exception):
-        pass
-
-    def die(*_a: Any, **_k: Any) -> None:
-        raise Died
-
-    with open_pipeline(p.cfg) as ctx:
-        batch, _ = read_batch(ctx, "b", 100)
-        monkeypatch.setattr(capture, "commit", die)
-        with pytest.raises(Died):
-            save_once(ctx, "b", batch.changes, RunSummary(pipeline=ctx.pipeline),
-                      batch.checkpoint)
-        monkeypatch.undo()
+    _die_between_applies_and_save(p, "b", monkeypatch)
     assert query(p.a, "SELECT name FROM customers WHERE id = 1") == [("from b",)]  # lost
     if after == "die-again":
         # The next run dies too, after its catch-up saved row 1 (a's delete wins) and
         # before it checked a: the mark must outlive that save for the run after.
-        monkeypatch.setattr(engine, "check_marks", die)
+        monkeypatch.setattr(engine, "check_marks", _die)
         with pytest.raises(Died):
             p.run()
         monkeypatch.undo()
@@ -703,9 +713,6 @@ def test_a_run_after_a_dead_batch_keeps_off_its_targets_until_caught_up(
     row 1 back there until b's delete was read. The dead run's mark keeps that run
     off row 1 at b until it has caught up: it reads b's delete first (a conflict,
     decided by policy), then checks b."""
-    from sync import capture
-    from sync.capture import read_batch, save_once
-
     p = pg_pg
     sql(p.a, "INSERT INTO customers (id, name) VALUES (2, 'two')")
     assert p.run().errors == []
@@ -715,20 +722,7 @@ def test_a_run_after_a_dead_batch_keeps_off_its_targets_until_caught_up(
         "CREATE TRIGGER note_insert AFTER INSERT ON customers FOR EACH ROW"
         " EXECUTE FUNCTION note_insert()")
     sql(p.a, "INSERT INTO customers (id, name) VALUES (1, 'from a')")
-
-    class Died(Exception):
-        pass
-
-    def die(*_a: Any, **_k: Any) -> None:
-        raise Died
-
-    with open_pipeline(p.cfg) as ctx:
-        batch, _ = read_batch(ctx, "a", 100)
-        monkeypatch.setattr(capture, "commit", die)
-        with pytest.raises(Died):
-            save_once(ctx, "a", batch.changes, RunSummary(pipeline=ctx.pipeline),
-                      batch.checkpoint)
-        monkeypatch.undo()
+    _die_between_applies_and_save(p, "a", monkeypatch)
     assert query(p.b, "SELECT name FROM customers WHERE id = 1") == [("from a",)]
     sql(p.b, "DELETE FROM customers WHERE id = 1")
     assert p.run().errors == []
