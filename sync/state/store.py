@@ -34,19 +34,24 @@ def _chunks(items: Sequence[Any], n: int = CHUNK) -> Iterator[Sequence[Any]]:
         yield items[i : i + n]
 
 
-def _upsert(conn: Connection, table: sa.Table, rows: list[dict[str, Any]], keys: list[str]) -> None:
-    """INSERT ... ON CONFLICT DO UPDATE, in the dialect's own syntax, as one executemany."""
-    if not rows:
-        return
+def _insert(conn: Connection, table: sa.Table) -> Any:
+    """INSERT in the dialect's own syntax (for its ON CONFLICT clauses)."""
     from sqlalchemy.dialects import postgresql, sqlite
 
     name = conn.dialect.name
     if name == "sqlite":
-        stmt: Any = sqlite.insert(table)
-    elif name == "postgresql":
-        stmt = postgresql.insert(table)
-    else:  # pragma: no cover - the documented backends are SQLite and PostgreSQL
-        raise ValueError(f"unsupported state store dialect {name!r}")
+        return sqlite.insert(table)
+    if name == "postgresql":
+        return postgresql.insert(table)
+    raise ValueError(  # pragma: no cover - the documented backends: SQLite, PostgreSQL
+        f"unsupported state store dialect {name!r}")
+
+
+def _upsert(conn: Connection, table: sa.Table, rows: list[dict[str, Any]], keys: list[str]) -> None:
+    """INSERT ... ON CONFLICT DO UPDATE, in the dialect's own syntax, as one executemany."""
+    if not rows:
+        return
+    stmt = _insert(conn, table)
     update = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
     conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=update), rows)
 
@@ -407,13 +412,7 @@ class StateStore:
         state knows of (sync/apply.py check_marks). Marks already there are kept."""
         if not rows:
             return
-        mk = schema.marks
-        insert: Any
-        if conn.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        conn.execute(insert(mk).on_conflict_do_nothing(), [
+        conn.execute(_insert(conn, schema.marks).on_conflict_do_nothing(), [
             {"pipeline": pipeline, "entity": e, "key": k, "endpoint": t, "run_id": run_id or 0}
             for e, k, t in rows])
 
