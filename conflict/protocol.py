@@ -542,11 +542,17 @@ def on_skipped(st: KeyState, job: ApplyJob, *, absent: bool = False) -> bool:
     strand the target. The row is taken as absent and the apply stays due: written
     over the absence, it is placed in the log (on_applied), so that a user's
     delete before it, read later, is still decided as concurrent with it.
+    A job built before a result of ours at the target was recorded (a state the
+    daemon's reader handed over, sync/daemon/runtime.py) expected the row that our
+    own write has replaced since: its failed compare-and-set says nothing of a user
+    edit, so the apply stays due, against the row version known now.
     Returns True when the apply is due again now.
     """
     e = st.at(job.target)
     if job.vector != st.vector or e.reads != job.reads:
         return False
+    if job.expected != e.row_version:
+        return st.parked is None
     if absent and e.hash is None and job.expected is not None and job.content is not None:
         e.row_version = None
         return st.parked is None

@@ -422,6 +422,26 @@ def test_a_row_gone_where_the_content_is_unknown_is_written_over_its_absence() -
             assert next(j for j in jobs(st) if j.target == "B").expected is None
 
 
+
+def test_a_skip_of_a_job_built_before_our_own_write_was_recorded_is_applied_again() -> None:
+    """Version 2 is decided while version 1's apply to B flies, and version 3 (the row
+    put back) before version 1's result is recorded: a job for 3 built from that state
+    (the daemon's reader hands it to its applier) expects the row version 1 replaced.
+    Its compare-and-set fails on our own write, not on a user's edit: it stays due, and
+    the next job expects the row as it is now."""
+    st = synced("x")
+    change(st, edit("A", None, 2, 2.0, "a2", before="x"))  # deleted at A
+    first = next(j for j in jobs(st) if j.target == "B")
+    change(st, edit("A", "z", 3, 3.0, "a3", before=None))  # inserted again
+    stale = next(j for j in jobs(st) if j.target == "B")
+    assert not on_applied(st, first, None)  # the delete, superseded: B is known absent
+    assert on_skipped(st, stale, absent=True) is True
+    assert "B" in st.outbox
+    (again,) = [j for j in jobs(st) if j.target == "B"]
+    assert again.expected is None and again.content == stale.content
+    # the same skip for a job built on what is known now: a user's edit is on its way
+    assert on_skipped(st, again, absent=True) is False and "B" not in st.outbox
+
 # --- snapshots ---------------------------------------------------------------------------
 
 
