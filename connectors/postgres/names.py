@@ -24,6 +24,8 @@ MAX_NAME = 63  # NAMEDATALEN - 1
 #: The schema of the small bookkeeping table the sink writes (see sink.py).
 SIDE_SCHEMA = "cdcsync"
 APPLIED_TABLE = "applied_tx"
+#: the sink's record of the rows it deleted (connectors/postgres/sink.py)
+DELETED_TABLE = "deleted_rows"
 
 
 def sanitize(text: str) -> str:

@@ -30,7 +30,7 @@ from psycopg import sql
 from connectors.base import ConnectorError
 from connectors.postgres.catalog import TableInfo
 from connectors.postgres.connect import PgConnection
-from connectors.postgres.names import APPLIED_TABLE, SIDE_SCHEMA, Names
+from connectors.postgres.names import APPLIED_TABLE, DELETED_TABLE, SIDE_SCHEMA, Names
 from connectors.postgres.pgoutput import format_lsn
 
 #: ``status`` warns when a slot holds more WAL than this (bytes).
@@ -143,13 +143,27 @@ APPLIED_DDL = sql.SQL(
 ).format(sql.Identifier(SIDE_SCHEMA, APPLIED_TABLE))
 
 
+#: One row per (table, key) the sink deleted: the xmin the deleted row had (the version
+#: the delete's compare-and-set checked), by a digest of the key's canonical text.
+DELETED_DDL = sql.SQL(
+    "CREATE TABLE IF NOT EXISTS {} (tbl text NOT NULL, key bytea NOT NULL,"
+    " version bigint NOT NULL, origin text NOT NULL, at timestamptz NOT NULL DEFAULT now(),"
+    " PRIMARY KEY (tbl, key))"
+).format(sql.Identifier(SIDE_SCHEMA, DELETED_TABLE))
+
+
 def ensure_side_table(conn: PgConnection) -> list[str]:
-    exists = conn.execute("SELECT to_regclass(%s)", (f"{SIDE_SCHEMA}.{APPLIED_TABLE}",)).fetchone()
-    if exists is not None and exists[0] is not None:
-        return []
-    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SIDE_SCHEMA)))
-    conn.execute(APPLIED_DDL)
-    return [f"created {SIDE_SCHEMA}.{APPLIED_TABLE} (the sink's record of its own transactions)"]
+    done: list[str] = []
+    for table, ddl, what in ((APPLIED_TABLE, APPLIED_DDL, "its own transactions"),
+                             (DELETED_TABLE, DELETED_DDL, "the rows it deleted")):
+        exists = conn.execute("SELECT to_regclass(%s)", (f"{SIDE_SCHEMA}.{table}",)).fetchone()
+        if exists is not None and exists[0] is not None:
+            continue
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+            sql.Identifier(SIDE_SCHEMA)))
+        conn.execute(ddl)
+        done.append(f"created {SIDE_SCHEMA}.{table} (the sink's record of {what})")
+    return done
 
 
 def setup(
@@ -235,17 +249,23 @@ def teardown(conn: PgConnection, names: Names) -> list[str]:
                 f" writing to this endpoint first ({exc})"
             ) from exc
         done.append(f"dropped replication origin {origin}")
-    side = conn.execute("SELECT to_regclass(%s)", (f"{SIDE_SCHEMA}.{APPLIED_TABLE}",)).fetchone()
-    if side is not None and side[0] is not None:
-        table = sql.Identifier(SIDE_SCHEMA, APPLIED_TABLE)
+    empty = True
+    found = False
+    for name in (APPLIED_TABLE, DELETED_TABLE):
+        side = conn.execute("SELECT to_regclass(%s)", (f"{SIDE_SCHEMA}.{name}",)).fetchone()
+        if side is None or side[0] is None:
+            continue
+        found = True
+        table = sql.Identifier(SIDE_SCHEMA, name)
         conn.execute(
             sql.SQL("DELETE FROM {} WHERE origin = %s OR starts_with(origin, %s)").format(table),
             (names.origin, names.origin + "."),
         )
-        if conn.execute(sql.SQL("SELECT NOT EXISTS (SELECT FROM {})").format(table)).fetchone() \
-                == (True,):
-            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(SIDE_SCHEMA)))
-            done.append(f"dropped schema {SIDE_SCHEMA}")
+        empty = empty and conn.execute(
+            sql.SQL("SELECT NOT EXISTS (SELECT FROM {})").format(table)).fetchone() == (True,)
+    if found and empty:
+        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(SIDE_SCHEMA)))
+        done.append(f"dropped schema {SIDE_SCHEMA}")
     return done
 
 

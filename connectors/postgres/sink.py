@@ -39,6 +39,14 @@ source could not fill, or a column the binding does not synchronise): those
 columns are left alone by the UPDATE. Ops are grouped by their column set.
 
 Deleting a row that is already gone is ``ALREADY``: the row is as wanted.
+
+**Recognising a delete of ours.** A deleted row leaves no xmin behind. Each
+delete the sink makes is recorded in ``cdcsync.deleted_rows`` (table, a digest
+of the key's text, the xmin the row had; same transaction, pruned like
+``applied_tx``). An op that expected a row which is gone, where the record says
+our delete removed exactly that version, is ``STALE`` with no row version: a
+delete of ours whose result a dead worker lost, not a user's delete on its way.
+
 Errors: a lost connection, a serialization failure, a deadlock raise
 :class:`~connectors.base.RetriableError` (the whole batch rolled back);
 anything else :class:`~connectors.base.ConnectorError`.
@@ -67,12 +75,18 @@ from connectors.base import (
 from connectors.postgres.catalog import ColumnInfo, TableInfo, table_for
 from connectors.postgres.connect import PgConnection, classified, connect, is_broken
 from connectors.postgres.ddl import column_type
-from connectors.postgres.names import APPLIED_TABLE, SIDE_SCHEMA, Names
+from connectors.postgres.names import APPLIED_TABLE, DELETED_TABLE, SIDE_SCHEMA, Names
 from connectors.postgres.ops import OpPlan, OpPlanner, groups
-from connectors.postgres.setup import APPLIED_DDL, commit_timestamps_on, origin_exists
+from connectors.postgres.setup import (
+    APPLIED_DDL,
+    DELETED_DDL,
+    commit_timestamps_on,
+    origin_exists,
+)
 from connectors.postgres.types import prepare
 
 APPLIED = sql.Identifier(SIDE_SCHEMA, APPLIED_TABLE)
+DELETED = sql.Identifier(SIDE_SCHEMA, DELETED_TABLE)
 RETENTION = "7 days"
 PRUNE_EVERY = 1000  # batches
 MAX_POOL = 32
@@ -133,8 +147,8 @@ class PostgresSink:
                 conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
                     sql.Identifier(SIDE_SCHEMA)))
                 conn.execute(APPLIED_DDL)
-                conn.execute(sql.SQL("DELETE FROM {} WHERE at < now() - %s::interval").format(
-                    APPLIED), (RETENTION,))
+                conn.execute(DELETED_DDL)
+                self._prune(conn)
                 self._cas = _cas_for(conn)
         except BaseException:
             conn.close()
@@ -231,9 +245,10 @@ class PostgresSink:
         return [results[i] for i in range(len(ops))]
 
     def _prune(self, conn: PgConnection) -> None:
-        with classified(f"prune {SIDE_SCHEMA}.{APPLIED_TABLE} at {self.name}"):
-            conn.execute(sql.SQL("DELETE FROM {} WHERE at < now() - %s::interval").format(
-                APPLIED), (RETENTION,))
+        with classified(f"prune the records in schema {SIDE_SCHEMA} at {self.name}"):
+            for table in (APPLIED, DELETED):
+                conn.execute(sql.SQL("DELETE FROM {} WHERE at < now() - %s::interval").format(
+                    table), (RETENTION,))
 
     def _temp_table(self, conn: PgConnection, info: TableInfo, cols: Sequence[ColumnInfo]) -> str:
         sig = "\x00".join([info.qualified, *(f"{c.name}\x01{c.native}" for c in cols)])
@@ -344,6 +359,18 @@ class PostgresSink:
         ).fetchall()
         for (i,) in deleted:
             out[i] = ApplyResult(kt[i], ApplyStatus.APPLIED, None)
+        if deleted:
+            expected = {p.index: p.expected for p in group}
+            conn.execute(
+                sql.SQL(
+                    "INSERT INTO {} (tbl, key, version, origin) SELECT %s, k, x, %s"
+                    " FROM unnest(%s::bytea[], %s::int8[]) AS d (k, x)"
+                    " ON CONFLICT (tbl, key) DO UPDATE SET version = excluded.version,"
+                    " origin = excluded.origin, at = now()"
+                ).format(DELETED),
+                (info.qualified, self.origin, [_digest(kt[i]) for (i,) in deleted],
+                 [expected[i] for (i,) in deleted]),
+            )
         if len(out) < len(group):
             out.update(self._not_applied(conn, info, tmp, key_cols, data_cols, group, out))
         return out
@@ -397,6 +424,35 @@ class PostgresSink:
             else:
                 status = ApplyStatus.SKIPPED
             out[i] = ApplyResult(kt, status, int(xmin))
+        return self._our_deletes(conn, info, by_index, out)
+
+    def _our_deletes(self, conn: PgConnection, info: TableInfo, ops: Mapping[int, OpPlan],
+                     out: dict[int, ApplyResult]) -> dict[int, ApplyResult]:
+        """STALE, where a row is gone that an op expected and our own delete removed it.
+
+        A deleted row leaves nothing in the table, so without this a delete of ours
+        whose result died with a worker looked like a user's delete on its way, and
+        the next version's apply waited for an edit that never comes (the target
+        stranded). The record keeps the xmin each row we deleted had: when it is the
+        very version the op expects, the absence is ours. (A user may have inserted
+        and deleted the key since: the write that follows then goes over the absence,
+        placed in the log, and those edits are read as concurrent with it.)
+        """
+        gone = {i: ops[i] for i, r in out.items() if r.status is ApplyStatus.SKIPPED
+                and r.row_version is None and not ops[i].delete
+                and ops[i].expected is not None}
+        if not gone:
+            return out
+        by_digest = {_digest(p.key_text): p for p in gone.values()}
+        rows = conn.execute(
+            sql.SQL("SELECT key, version FROM {} WHERE tbl = %s AND key = ANY(%s)"
+                    " AND (origin = %s OR starts_with(origin, %s))").format(DELETED),
+            (info.qualified, list(by_digest), self.names.origin, self.names.origin + "."),
+        ).fetchall()
+        for key, xmin in rows:
+            p = by_digest[bytes(key)]
+            if xmin == p.expected:
+                out[p.index] = ApplyResult(p.key_text, ApplyStatus.STALE, None)
         return out
 
     # --- schema policy and truncate ----------------------------------------------------
@@ -515,3 +571,8 @@ def _place_writes(plans: list[OpPlan], results: dict[int, ApplyResult], lsn: int
         res = results.get(p.index)
         if res is not None and res.status is ApplyStatus.APPLIED:
             results[p.index] = replace(res, position=(lsn, -1))
+
+
+def _digest(key: str) -> bytes:
+    """The 16-byte digest of a key's canonical text that the record of deletes keys on."""
+    return hashlib.blake2b(key.encode(), digest_size=16).digest()

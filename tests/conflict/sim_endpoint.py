@@ -51,6 +51,10 @@ class WorldConfig:
     #: a deleted row keeps a row version (False: an absent row has none, so
     #: compare-and-set cannot tell "never existed" from "inserted and deleted")
     tombstone_versions: bool = True
+    #: without tombstones: the sink records the row version each delete of its own
+    #: removed (PostgreSQL's cdcsync.deleted_rows), and answers STALE where a row it
+    #: deleted is gone and an apply expects that very version
+    own_deletes: bool = False
     #: the sink tells where each write it applied stands in the endpoint's log
     #: (ApplyResult.position: the PostgreSQL and MariaDB sinks; the protocol keeps it
     #: for writes not checked against a version it read, e.g. a row known absent)
@@ -140,6 +144,7 @@ class Endpoint:
         self.log: list[Entry] = []
         # (key, token) -> (row version produced, identity) of the service's writes
         self.written: dict[tuple[int, str], tuple[int | None, str | None]] = {}
+        self.deleted: dict[int, int | None] = {}  # key -> the version our delete removed
 
     def row(self, key: int) -> Row:
         return self.rows.get(key, ABSENT)
@@ -185,6 +190,8 @@ class Endpoint:
             kept = job.token if (value is not None or self.cfg.tombstone_versions
                                  or self.cfg.sink_memory == "tokens") else None
             self.rows[key] = Row(value, version, hist, kept)
+            if value is None and self.cfg.own_deletes:
+                self.deleted[key] = cur.version
             # after every entry logged so far, before any logged from now on
             position = (len(self.log) - 1, 0) if self.cfg.insert_positions else None
             identity = None
@@ -203,6 +210,9 @@ class Endpoint:
             # A replay of a write we made (a crash lost its result): the row
             # version that write produced, and how its echo looks.
             return ApplyResult(kt, ApplyStatus.ALREADY, done[0], done[1])
+        if (self.cfg.own_deletes and cur.content is None and cur.version is None
+                and key in self.deleted and self.deleted[key] == job.expected):
+            return ApplyResult(kt, ApplyStatus.STALE, None)  # gone by our own delete
         if cur.token is not None and self.cfg.sink_memory != "content":
             # The row holds another write of ours, unchanged since (its result
             # was lost with a worker): no user edit is on its way.

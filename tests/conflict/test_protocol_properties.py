@@ -118,6 +118,7 @@ def worlds(draw: st.DrawFn, *, policy: Policy | None = None, tagged: bool | None
         # no row version for a deleted row
         insert_positions=save_once,
         tombstone_versions=not save_once,
+        own_deletes=save_once,
         unrecorded_losses=save_once,  # the limit pinned below; P1, P3, P4 hold
     )
 
@@ -264,7 +265,7 @@ def test_deleted_rows_without_a_version_and_inserts_placed_in_the_log(
     followed, which rule 2 then skips as duplicates, and no version tells."""
     order = "perkey" if cfg.order == "any" else cfg.order
     holds(dataclasses.replace(cfg, tombstone_versions=False, insert_positions=True,
-                              order=order), acts)
+                              own_deletes=True, order=order), acts)
 
 
 def test_content_as_row_version_has_a_window() -> None:
@@ -347,6 +348,26 @@ def test_limit_insert_replayed_over_a_delete() -> None:
                       insert_positions=True)
     holds(cfg, [("user", 0, 0, 0), ("read", 0, 0, 0), ("commit",), ("apply", 0),
                 ("user", 1, 0, 2), ("crash",)])
+
+
+@pytest.mark.parametrize("own_deletes", [True, False], ids=["recorded", "unrecorded"])
+def test_a_lost_delete_then_an_insert(own_deletes: bool) -> None:
+    """Without a version for deleted rows (PostgreSQL), a delete of ours whose result a
+    dead worker lost looks like a user's delete: the next version's apply, which expects
+    the deleted row, was dropped as if that delete were on its way (the target
+    stranded). The sink's record of the versions its deletes removed tells (STALE)."""
+    cfg = WorldConfig(endpoints=2, keys=1, tagged=True, beside=True,
+                      tombstone_versions=False, insert_positions=True, sink_memory="row",
+                      own_deletes=own_deletes)
+    acts: list[Action] = [("user", 0, 0, 0), ("read", 0, 0, False), ("apply", 0),
+                          ("user", 0, 0, 2), ("read", 0, 0, False), ("lost", 0),
+                          ("user", 0, 0, 1), ("read", 0, 0, False)]
+    if own_deletes:
+        w = holds(cfg, acts)
+        assert any(": stale" in line for line in w.trace)
+    else:
+        with pytest.raises(Violation, match="P1 divergence"):
+            holds(cfg, acts)
 
 
 @pytest.mark.parametrize("tagged", [True, False], ids=["tagged", "untagged"])

@@ -118,3 +118,25 @@ def test_an_insert_handed_over_before_it_was_recorded_is_not_made_again_over_a_d
     at_b(dsn, "DELETE FROM items WHERE id = 2")  # a user's delete, not read yet
     handle(rt, "items", keys, {})
     assert at_b(dsn, "SELECT label FROM items WHERE id = 2") == []
+
+
+def test_a_delete_whose_result_a_dead_worker_lost_is_told_from_a_users(
+        rt: Runtime, tmp_path: Path, dsn: str) -> None:
+    """The worker deletes row 1 at b and dies before recording it; row 1 is then put
+    back at a. The insert's apply expects the row the delete removed and finds none:
+    the sink's record of its deletes says the absence is ours (STALE), so the insert
+    is made; before, it was dropped as if a user's delete were on its way."""
+    from sync.apply import apply_to_target, pending_by_target
+
+    ctx = rt.ctx()
+    ent = ctx.entities["items"]
+    at_a(tmp_path, "DELETE FROM items WHERE id = 1")
+    keys, deleted = decide_as_a_reader(ctx, "a")
+    states = deleted.states["items"]
+    apply_to_target(ctx, ent, "b", pending_by_target(states)["b"], states)  # not recorded
+    assert at_b(dsn, "SELECT label FROM items") == []
+    at_a(tmp_path, "INSERT INTO items VALUES (1, 'again')")
+    decide_as_a_reader(ctx, "a")
+    handle(rt, "items", keys, {})
+    assert at_b(dsn, "SELECT label FROM items") == [("again",)]
+    assert ctx.store.outbox_keys(ctx.pipeline, "items") == []
