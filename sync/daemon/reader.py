@@ -163,7 +163,8 @@ class Reader(threading.Thread):
         summary = RunSummary(pipeline=rt.pipeline)
         with log_context(batch_id=new_batch_id(), pipeline=rt.pipeline, endpoint=self.source):
             # Sent inside the span, so that each apply's trace continues this batch's.
-            with observe_stage(rt.pipeline, "resolve", endpoint=self.source):
+            # Saved and handed over inside rt.saving(): see Runtime.recorded.
+            with observe_stage(rt.pipeline, "resolve", endpoint=self.source), rt.saving():
                 decided = decide_and_commit(ctx, self.source, expand(ctx, self.source, batch),
                                             batch.checkpoint, summary)
                 touched = self._send(ctx, batch, decided)

@@ -51,6 +51,11 @@ class Runtime:
         self._handed: dict[tuple[str, str], tuple[Any, float]] | None = (
             {} if isinstance(broker, StubBroker) else None)
         self._hand_cap = int(cfg.batch.size)
+        # While a reader is between its save and its hand-over (``saving``), the keys an
+        # applier records results on, and when: a hand-over of a state saved before that
+        # is stale (see :meth:`recorded`). Empty whenever no reader is saving.
+        self._saving = 0
+        self._recorded: dict[tuple[str, str], float] = {}
         self.swept = False  # the first sweep sends every pending key (sync/daemon/sweeper.py)
         self.actors = []
         for p in range(self.partitions):
@@ -106,17 +111,51 @@ class Runtime:
 
     # --- states handed from the reader to the appliers -----------------------------------
 
+    @contextlib.contextmanager
+    def saving(self) -> Any:
+        """Around a reader's save and the hand-over of what it saved."""
+        with self._lock:
+            self._saving += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._saving -= 1
+                if not self._saving:
+                    self._recorded.clear()
+
     def hand_over(self, entity: str, states: Mapping[str, Any], saved_at: float) -> None:
         """Key states the reader saved with stamp ``saved_at`` and is sending apply work
         for: this process's appliers take them (:meth:`take`) rather than loading them
         again, with the stamp, so that a save by anyone since is still noticed
         (record_results). Only with the in-process broker, whose messages never reach
-        another process; a newer hand-over of a key replaces the older."""
+        another process; a newer hand-over of a key replaces the older. Not the states
+        an applier recorded results on after ``saved_at`` (:meth:`recorded`)."""
         handed = self._handed
         if handed is None or len(handed) + len(states) > self._hand_cap:
             return
-        for k, st in states.items():
-            handed[(entity, k)] = (st, saved_at)
+        with self._lock:
+            recorded = self._recorded
+            for k, st in states.items():
+                if recorded.get((entity, k), 0.0) <= saved_at:
+                    handed[(entity, k)] = (st, saved_at)
+
+    def recorded(self, entity: str, keys: Iterable[str], at: float) -> None:
+        """An applier saved ``keys`` with apply results, by time ``at``: a state of them
+        handed over from an earlier save is stale. Its jobs expect the rows as they were
+        before those writes of ours (an insert expecting no row would go in over a
+        user's delete made since; PostgreSQL keeps nothing of a deleted row), so it is
+        dropped, and so is one a reader saved earlier but hands over only now."""
+        handed = self._handed
+        if handed is None:
+            return
+        with self._lock:
+            for k in keys:
+                hit = handed.get((entity, k))
+                if hit is not None and hit[1] < at:
+                    del handed[(entity, k)]
+                if self._saving:
+                    self._recorded[(entity, k)] = at
 
     def take(self, entity: str, keys: Iterable[str]) -> tuple[dict[str, Any], dict[str, float]]:
         """The handed-over states of ``keys`` (removed: each is taken once) and their

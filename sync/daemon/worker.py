@@ -60,14 +60,6 @@ def _apply_keys(rt: Runtime, entity: str, keys: list[str], meta: dict[str, Any])
     ctx = rt.ctx()
     ent = ctx.entities[entity]
     states, stamps = rt.take(entity, keys)  # as the reader saved them, in this process
-    if states:
-        # A state saved again since it was handed over (this applier recorded an older
-        # result on it, or a steward decided) is stale: its jobs would expect the row
-        # as it was before our own write, and an insert expecting no row would go in
-        # over a user's delete made since (PostgreSQL keeps nothing of a deleted row).
-        now = ctx.store.saved_at(ctx.pipeline, entity, states)
-        for k in [k for k in states if now.get(k) != stamps[k]]:
-            del states[k], stamps[k]
     rest = [k for k in keys if k not in states]
     if rest:
         states.update(ctx.store.load(ctx.pipeline, entity, rest, stamps=stamps))
@@ -104,6 +96,8 @@ def _apply_keys(rt: Runtime, entity: str, keys: list[str], meta: dict[str, Any])
     summary = RunSummary(pipeline=ctx.pipeline)
     # Recorded on the states loaded above unless the reader saved them since.
     again = record_results(ctx, ent, results, summary, mine=states, saved_at=stamps)
+    if results:  # a state handed over before this record is stale now
+        rt.recorded(entity, {k for k, _, _, _ in results}, time.time())
     commits = meta.get("commits") or {}
     for (_, _, target), st in summary.directions.items():
         if st.applied:

@@ -83,3 +83,25 @@ def test_nothing_is_handed_over_through_a_shared_broker(cfg: Any, ctx: Any) -> N
         assert runtime.take("items", keys) == ({}, {})
     finally:
         runtime.close()
+
+
+def test_a_state_an_applier_recorded_on_after_its_save_is_never_taken(
+        rt: Runtime) -> None:
+    """The reader saved a key, an applier then recorded a result on it, and only then
+    the reader hands its (now stale) state over, or handed it over just before: either
+    way no applier takes it. A state saved after the record is taken."""
+    from conflict.protocol import KeyState
+
+    st = KeyState()
+    with rt.saving():  # handed over after the record
+        rt.recorded("items", ["k"], at=10.0)
+        rt.hand_over("items", {"k": st}, saved_at=5.0)
+    assert rt.take("items", ["k"]) == ({}, {})
+    rt.hand_over("items", {"k": st}, saved_at=5.0)  # handed over before the record
+    rt.recorded("items", ["k"], at=10.0)
+    assert rt.take("items", ["k"]) == ({}, {})
+    with rt.saving():
+        rt.recorded("items", ["k"], at=10.0)
+        rt.hand_over("items", {"k": st}, saved_at=20.0)  # saved after the record
+    assert rt.take("items", ["k"]) == ({"k": st}, {"k": 20.0})
+    assert rt._recorded == {}  # kept only while a reader is saving
