@@ -153,7 +153,7 @@ class Runtime:
             for k in keys:
                 hit = handed.get((entity, k))
                 if hit is not None and hit[1] < at:
-                    del handed[(entity, k)]
+                    handed.pop((entity, k), None)
                 if self._saving:
                     self._recorded[(entity, k)] = at
 
@@ -165,10 +165,11 @@ class Runtime:
         handed = self._handed
         if not handed:
             return states, stamps
-        for k in keys:
-            hit = handed.pop((entity, k), None)
-            if hit is not None:
-                states[k], stamps[k] = hit
+        with self._lock:  # against recorded()/hand_over() of another applier or reader
+            for k in keys:
+                hit = handed.pop((entity, k), None)
+                if hit is not None:
+                    states[k], stamps[k] = hit
         return states, stamps
 
     # --- sending apply work --------------------------------------------------------------
