@@ -125,8 +125,9 @@ def record_on(ent: EntityContext, states: Mapping[str, KeyState], results: list[
         stats.seconds += seconds
         if res.status is ApplyStatus.SKIPPED:
             if on_skipped(st, job, absent=res.row_version is None):
-                log.info("%s %s at %s is gone, its content unknown (a delete of ours whose"
-                         " result was lost?); applying over its absence", ent.name, k,
+                log.info("%s %s at %s: the skip tells of no user edit (the row is gone where"
+                         " its content is unknown, or the apply expected a row version a"
+                         " write of ours has replaced since); applying again", ent.name, k,
                          job.target)
                 again.append(k)
             else:

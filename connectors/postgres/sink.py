@@ -438,12 +438,11 @@ class PostgresSink:
         and deleted the key since: the write that follows then goes over the absence,
         placed in the log, and those edits are read as concurrent with it.)
         """
-        gone = {i: ops[i] for i, r in out.items() if r.status is ApplyStatus.SKIPPED
-                and r.row_version is None and not ops[i].delete
-                and ops[i].expected is not None}
-        if not gone:
+        by_digest = {_digest(ops[i].key_text): ops[i] for i, r in out.items()
+                     if r.status is ApplyStatus.SKIPPED and r.row_version is None
+                     and not ops[i].delete and ops[i].expected is not None}
+        if not by_digest:
             return out
-        by_digest = {_digest(p.key_text): p for p in gone.values()}
         rows = conn.execute(
             sql.SQL("SELECT key, version FROM {} WHERE tbl = %s AND key = ANY(%s)"
                     " AND (origin = %s OR starts_with(origin, %s))").format(DELETED),
