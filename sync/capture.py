@@ -409,6 +409,7 @@ def catch_up(ctx: PipelineContext, summary: RunSummary, *, max_rounds: int = 100
                         sync_batch(ctx, source, batch, summary)
                 if progress is not None and batch.changes:
                     progress(source, len(batch.changes))
+                ctx.stop_point()
                 if batch.more:
                     still.append(source)
             active = still

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn
@@ -53,6 +54,7 @@ def _user_errors(debug: bool) -> Iterator[None]:
     """Report known failures as one clear line; a traceback only with --debug."""
     from connectors.base import ConnectorError
     from sync.runlock import RunLocked, RunLockLost
+    from sync.signals import Interrupted
     from sync.steward import StewardError
 
     try:
@@ -64,6 +66,8 @@ def _user_errors(debug: bool) -> Iterator[None]:
     except ConnectorError as exc:
         if debug:
             raise
+        _fail(str(exc))
+    except Interrupted as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
         _fail("interrupted; the next run resumes from the last committed batch")
@@ -119,14 +123,18 @@ def run(pipeline: str, as_json: bool, entities: tuple[str, ...]) -> None:
     """One batch sync: snapshot on the first run, then catch up from the checkpoints."""
     from sync.engine import run_pipeline
     from sync.render import progress_bar, summary_table
+    from sync.signals import stop_on_signals
 
     cfg = _load(pipeline)
     unknown = [e for e in entities if e not in cfg.entities]
     if unknown:
         _fail(f"unknown entity {unknown[0]!r}; the pipeline has: {', '.join(cfg.entities)}",
               EXIT_USAGE)
-    with _user_errors(_debug()), progress_bar(enabled=not as_json) as progress:
-        summary = run_pipeline(cfg, entities=list(entities) or None, progress=progress)
+    stop = threading.Event()
+    with (_user_errors(_debug()), stop_on_signals(stop.set, "the current batch"),
+          progress_bar(enabled=not as_json) as progress):
+        summary = run_pipeline(cfg, entities=list(entities) or None, progress=progress,
+                               stop=stop)
     if as_json:
         click.echo(json.dumps(summary.to_json(), indent=2))
     else:
@@ -321,7 +329,6 @@ def conflicts_resolve(pipeline: str, conflict_id: str, pick: str | None,
 
 def _serve(pipeline: str, *, readers: bool, workers: bool = True) -> NoReturn:
     import signal
-    import threading
 
     from sync.arenas import limit
     from sync.daemon import run_daemon

@@ -62,7 +62,8 @@ def schedule(pipeline: str, once: bool, tz: str | None) -> None:
     if not cfg.schedule:
         _fail(f"{pipeline}: no schedule: section (a list of {{cron, command}} entries)",
               EXIT_USAGE)
-    from sync.schedule import Scheduler, stop_on_signals
+    from sync.schedule import Scheduler
+    from sync.signals import stop_on_signals
 
     zone = None
     if tz is not None:
@@ -76,7 +77,7 @@ def schedule(pipeline: str, once: bool, tz: str | None) -> None:
     logging.getLogger("cdcsync.schedule").setLevel(
         min(logging.INFO, logging.getLogger("cdcsync").getEffectiveLevel()))
     scheduler = Scheduler(cfg, tz=zone)
-    with _user_errors(_debug()), stop_on_signals(scheduler):
+    with _user_errors(_debug()), stop_on_signals(scheduler.stop, "the current run"):
         done = scheduler.serve(once=once)
     sys.exit(done[-1].exit_code if once and done else EXIT_OK)
 

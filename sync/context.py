@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from typing import Any, TypeVar
 from conflict.case import ConflictCase, Decision, Park
 from conflict.store import ConflictStore
 from connectors.base import Binding, Endpoint, TableSchema
+from sync.signals import Interrupted
 from sync.state.store import StateStore, open_store
 
 log = logging.getLogger("cdcsync")
@@ -83,10 +85,20 @@ class PipelineContext:
     #: entity -> target -> keys this run must not write there before its catch-up is
     #: done: a run that died may have written them (sync/apply.py replay_outbox)
     fence: dict[str, dict[str, set[str]]] = field(default_factory=dict)
+    #: set (SIGTERM/SIGINT) to end a snapshot or catch-up at its next :meth:`stop_point`
+    stop: threading.Event | None = None
 
     @property
     def pipeline(self) -> str:
         return str(self.cfg.pipeline)
+
+    def stop_point(self) -> None:
+        """A durable point of a long piece of work (a snapshot chunk or a batch saved):
+        raise :class:`~sync.signals.Interrupted` here if a stop was asked for. The
+        next run resumes from here."""
+        if self.stop is not None and self.stop.is_set():
+            raise Interrupted("stopped as asked, after the last saved batch; "
+                              "the next run resumes from there")
 
     def close(self) -> None:
         for ep in self.endpoints.values():

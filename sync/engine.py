@@ -13,6 +13,7 @@ loaded ``config.PipelineConfig``.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +23,7 @@ from sync.capture import STREAM, catch_up
 from sync.context import PipelineContext, open_pipeline
 from sync.events import align_schemas
 from sync.runlock import RunLock
+from sync.signals import Interrupted
 from sync.snapshot import needs_snapshot, snapshot_entity
 from sync.summary import RunSummary
 
@@ -33,6 +35,7 @@ def run_pipeline(
     *,
     entities: list[str] | None = None,
     progress: Callable[[str, int], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> RunSummary:
     """Run one batch sync of ``cfg`` and return what it did.
 
@@ -43,6 +46,10 @@ def run_pipeline(
     as failed in the run history, and nothing is lost: the next run resumes
     from the last durable batch. Raises :class:`sync.runlock.RunLocked` (and
     does nothing) while another run of the pipeline holds its run lock.
+
+    ``stop`` set (SIGTERM/SIGINT) ends the run at its next durable point (a snapshot
+    chunk or a batch saved) with :class:`sync.signals.Interrupted`; the run is
+    recorded as interrupted and the next one resumes from that point.
     """
     summary = RunSummary(pipeline=cfg.pipeline)
     snapshotted = reading = None
@@ -54,19 +61,23 @@ def run_pipeline(
             progress(f"read {endpoint}", changes)
     with open_pipeline(cfg) as ctx, RunLock(ctx.store, ctx.pipeline):
         ctx.run_id = ctx.store.start_run(ctx.pipeline, "run")
+        ctx.stop = stop
         try:
             chosen = [e for n, e in ctx.entities.items() if not entities or n in entities]
             marks = {e.name: replay_outbox(ctx, e, summary) for e in chosen}  # a dead run's
             for ent in chosen:
                 if needs_snapshot(ctx, ent):
+                    ctx.stop_point()
                     snapshot_entity(ctx, ent, summary, snapshotted)
             align_schemas(ctx)
+            ctx.stop_point()
             catch_up(ctx, summary, progress=reading)
             for ent in chosen:
                 check_marks(ctx, ent, marks[ent.name], summary)
             _prune(ctx)
         except BaseException as exc:
             summary.errors.append(f"{type(exc).__name__}: {exc}")
+            summary.interrupted = isinstance(exc, Interrupted | KeyboardInterrupt)
             _finish(ctx, summary)
             raise
         _finish(ctx, summary)

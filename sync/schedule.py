@@ -34,20 +34,16 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from types import FrameType
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sync.runlock import RunLocked
-from sync.signals import from_handler
 
 __all__ = ["COMMANDS", "Clock", "RunLocked", "ScheduledRun", "Scheduler", "SystemClock",
            "check_schedule", "local_zone", "summary_line"]
@@ -262,25 +258,3 @@ class Scheduler:
 
             self.runner = run_pipeline
         return self.runner
-
-
-@contextmanager
-def stop_on_signals(scheduler: Scheduler) -> Iterator[None]:
-    """SIGTERM/SIGINT stop the loop after the current run; a second one interrupts it."""
-
-    def _handler(signum: int, _frame: FrameType | None) -> None:
-        log.warning("%s: stopping after the current run (send it again to interrupt)",
-                    signal.Signals(signum).name)
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-        from_handler(scheduler.stop)
-
-    previous = {sig: signal.getsignal(sig) or signal.SIG_DFL
-                for sig in (signal.SIGTERM, signal.SIGINT)}
-    for sig in previous:
-        signal.signal(sig, _handler)
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)

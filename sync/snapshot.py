@@ -97,6 +97,7 @@ def stage_endpoint(ctx: PipelineContext, ent: EntityContext, endpoint: str,
             progress(endpoint, len(rows))
         if chunk.done:
             return total
+        ctx.stop_point()
 
 
 def reconcile(ctx: PipelineContext, ent: EntityContext, summary: RunSummary) -> None:
@@ -165,6 +166,7 @@ def reconcile(ctx: PipelineContext, ent: EntityContext, summary: RunSummary) -> 
                 ConflictStore.record(conn, ctx.pipeline, k, rec, ctx.run_id)
         apply_pending(ctx, ent, states, summary, saved_at=saved_at)
         after = staged[-1]["key"]
+        ctx.stop_point()
     start_streams(ctx, ent)
 
 

@@ -134,3 +134,4 @@ def direct_snapshot(ctx: PipelineContext, ent: EntityContext, summary: RunSummar
             progress(source, len(chunk.rows))
         if chunk.done:
             return True
+        ctx.stop_point()

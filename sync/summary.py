@@ -45,6 +45,7 @@ class RunSummary:
     errors: list[str] = field(default_factory=list)
     quality: dict[str, QualityStats] = field(default_factory=dict)
     worker_batches: int = 0  # batches decided and applied by worker processes (sync/parallel.py)
+    interrupted: bool = False  # stopped as asked (SIGTERM/SIGINT): resumes, nothing failed
 
     def quality_at(self, entity: str) -> QualityStats:
         st = self.quality.get(entity)
@@ -80,6 +81,8 @@ class RunSummary:
 
     @property
     def status(self) -> str:
+        if self.interrupted:
+            return "interrupted"
         if self.errors:
             return "failed"
         if self.open_conflicts or self.quarantine_open:

@@ -15,6 +15,7 @@ from sync.daemon.sweeper import sweep
 from sync.daemon.worker import PartitionConsumers, handle
 from sync.events import align_schemas
 from sync.gctune import settle
+from sync.signals import Interrupted
 from sync.state.leases import Lease
 from sync.summary import RunSummary
 
@@ -36,13 +37,18 @@ def _initial_snapshots(rt: Runtime) -> None:
     while not lease.acquire():
         if rt.stop.wait(1.0):
             return
+    ctx.stop = rt.stop  # SIGTERM ends a snapshot after its last saved chunk
     try:
         summary = RunSummary(pipeline=rt.pipeline)
         for ent in todo:
             if needs_snapshot(ctx, ent):  # another daemon may have done it meanwhile
                 log.info("snapshot of %s", ent.name)
                 snapshot_entity(ctx, ent, summary)
+    except Interrupted:
+        log.warning("stopped during the snapshot of %s, after its last saved chunk; the"
+                    " next start resumes it", rt.pipeline)
     finally:
+        ctx.stop = None
         lease.release()
 
 
@@ -60,8 +66,12 @@ def _finish_dead_batch_run(rt: Runtime) -> None:
     log.warning("a batch run of %s died mid-batch: catching up as a batch run first, to"
                 " check the targets it may have written", rt.pipeline)
     try:
-        summary = run_pipeline(rt.cfg)
+        summary = run_pipeline(rt.cfg, stop=rt.stop)
     except RunLocked:  # another process does it; the readers wait for its run lock
+        return
+    except Interrupted:
+        log.warning("stopped during the catch-up, after its last saved batch; its marks"
+                    " stay for the next run or start")
         return
     except Exception as exc:  # the marks stay for the next run or start
         log.warning("the catch-up failed (%s: %s); its marks stay for the next run",
@@ -114,7 +124,10 @@ def run_daemon(cfg: Any, *, readers: bool = True, workers: bool = True,
             consumers.start()
         if readers:
             _initial_snapshots(rt)
-            _finish_dead_batch_run(rt)
+            if not rt.stop.is_set():
+                _finish_dead_batch_run(rt)
+            if rt.stop.is_set():  # SIGTERM during the start: nothing started to stop
+                return 0
             ctx = rt.ctx()
             align_schemas(ctx)
             for ent in ctx.entities.values():  # load GX now, not under the first batch's lock

@@ -17,7 +17,8 @@ from config import load_pipeline
 from sync.checks import check_pipeline
 from sync.engine import run_pipeline
 from sync.runlock import RunLock
-from sync.schedule import ScheduledRun, Scheduler, check_schedule, stop_on_signals
+from sync.schedule import ScheduledRun, Scheduler, check_schedule
+from sync.signals import stop_on_signals
 from sync.state import open_store
 from tests.ops.conftest import PIPELINE, cdcsync, sql
 
@@ -160,7 +161,7 @@ def test_sigterm_lets_the_current_run_finish_then_stops(cfg: Any, pipeline: Path
 
     s = Scheduler(cfg, runner=engine, clock=clock, tz=UTC)
     before = signal.getsignal(signal.SIGTERM)
-    with stop_on_signals(s):
+    with stop_on_signals(s.stop, "the current run"):
         done = s.serve()
     assert signal.getsignal(signal.SIGTERM) is before
     assert len(done) == 1 and done[0].exit_code == 0  # finished, and no further tick
