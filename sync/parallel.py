@@ -17,6 +17,16 @@ rest is decided as if for the first time. That is the daemon's partitioned
 workers' argument, made per batch. Workers die with the run (Linux's
 ``PR_SET_PDEATHSIG``), so a run killed with -9 leaves none still writing.
 
+A direct snapshot (sync/snapshot_direct.py) uses them too: the run reads each
+chunk of the source, the workers decide, apply and save its rows split by key,
+and the run saves the snapshot's progress past the chunk once every part is
+saved, reading the next chunk meanwhile. A part saved by a run that died
+before its progress is read again and applied again: the rows hold our
+writes (ALREADY), as for a chunk whose save died in one process.
+
+Workers ignore SIGINT and SIGTERM, which Ctrl-C and service managers send to
+every process of the group: the run stops them after the work in hand.
+
 Not used for: a source with a quality gate or a target whose own writes come
 back in its log (sync/capture.py ``saves_once``); a target that takes one writer
 at a time (a SQLite file: no ``parallel_apply``, connectors/base.py Sink); a
@@ -30,6 +40,7 @@ is one per core, at most 4; 1 runs everything in the run's process.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import multiprocessing
 import os
@@ -70,10 +81,27 @@ def worker_count(cfg: Any) -> int:
 
 def slot(ch: Change, n: int) -> int:
     """The worker of ``ch``'s key: the same for every change of the key in a run."""
+    return key_slot(ch.entity, tuple(ch.key.values()), n)
+
+
+def key_slot(entity: str, values: tuple[Any, ...], n: int) -> int:
+    """The worker of an entity's key (its values in key order), one of ``n``."""
     try:
-        return hash((ch.entity, *ch.key.values())) % n
+        return hash((entity, *values)) % n
     except TypeError:  # an unhashable key value (a JSON array)
-        return hash((ch.entity, repr(tuple(ch.key.values())))) % n
+        return hash((entity, repr(values))) % n
+
+
+@dataclass(frozen=True)
+class SnapshotPart:
+    """A worker's part of a direct snapshot's chunk: ``(row, row version)`` read at
+    ``source`` (sync/snapshot_direct.py ``save_part``)."""
+
+    entity: str
+    source: str
+    rows: list[tuple[Any, Any]]
+    now: float
+    run_id: int | None
 
 
 class WorkerDied(RuntimeError):
@@ -129,6 +157,46 @@ class BatchWorkers:
             return False
         return self._all_ready()
 
+    def takes_rows(self, count: int, *, more: bool) -> bool:
+        """Should the workers take a direct snapshot's chunk of ``count`` rows (else the
+        caller does it)? Started, as for :meth:`takes`, after ``batch.parallel_from``
+        rows with more behind them."""
+        if self.off:
+            return False
+        if not self.workers:
+            self.seen += count
+            if more and self.seen >= int(self.ctx.cfg.batch.parallel_from):
+                self._start()
+            return False
+        return self._all_ready()
+
+    def snapshot_rows(self, entity: str, source: str, rows: list[tuple[Any, Any]], now: float,
+                      summary: RunSummary, meanwhile: Callable[[], T] | None = None) -> T | None:
+        """A direct snapshot's chunk (sync/snapshot_direct.py ``save_part``), split by
+        key: each worker decides, applies and saves its part. The caller saves the
+        snapshot's progress past the chunk once this returns (every part saved).
+
+        ``meanwhile`` runs while the workers work (the next chunk's read); its result
+        is returned. A worker that died has the chunk done again by the caller's
+        process (the saved parts' rows hold our writes: ALREADY).
+        """
+        n = len(self.workers)
+        key = self.ctx.entities[entity].cfg.key
+        parts: list[list[tuple[Any, Any]]] = [[] for _ in range(n)]
+        for row in rows:
+            parts[key_slot(entity, tuple(row[0][c] for c in key), n)].append(row)
+        msgs = [SnapshotPart(entity, source, part, now, self.ctx.run_id) if part else None
+                for part in parts]
+        alone = functools.partial(self._snapshot_alone, entity, source, rows, now, summary)
+        _replies, ahead, failed_meanwhile = self._parts(msgs, summary, meanwhile, alone)
+        return _then(ahead, failed_meanwhile)
+
+    def _snapshot_alone(self, entity: str, source: str, rows: list[tuple[Any, Any]],
+                        now: float, summary: RunSummary) -> None:
+        from sync.snapshot_direct import save_part
+
+        save_part(self.ctx, entity, source, rows, now, summary)
+
     def sync_batch(self, source: str, batch: ChangeBatch, summary: RunSummary,
                    meanwhile: Callable[[], T] | None = None) -> T | None:
         """:func:`sync.capture.sync_batch`, each worker deciding, applying and saving its
@@ -141,11 +209,37 @@ class BatchWorkers:
         parts: list[list[Change]] = [[] for _ in range(n)]
         for ch in batch.changes:
             parts[slot(ch, n)].append(ch)
+        msgs = [(source, part, self.ctx.run_id, self.ctx.fence) if part else None
+                for part in parts]
+        # a worker died: the saved parts read as duplicates
+        alone = functools.partial(sync_batch, self.ctx, source, batch, summary)
+        replies, ahead, failed_meanwhile = self._parts(msgs, summary, meanwhile, alone)
+        if replies is None:  # done alone, checkpoint and all
+            return _then(ahead, failed_meanwhile)
+        if batch.checkpoint is not None:
+            with self.ctx.store.transaction(lock=state_lock(self.ctx)) as conn:
+                self.ctx.store.put_checkpoint(conn, self.ctx.pipeline, source, STREAM,
+                                              batch.checkpoint)
+        failed = [err for _, _, err in replies if err is not None]
+        if failed:
+            raise failed[0]  # saved with what is still due in the outbox (save_once)
+        if batch.checkpoint is not None:
+            self.ctx.endpoints[source].confirm(batch.checkpoint)
+        return _then(ahead, failed_meanwhile)
+
+    def _parts(self, msgs: list[Any], summary: RunSummary, meanwhile: Callable[[], T] | None,
+               alone: Callable[[], object]
+               ) -> tuple[list[tuple[str, RunSummary | None, Exception | None]] | None,
+                          T | None, Exception | None]:
+        """Send worker ``i`` ``msgs[i]`` (None: nothing), run ``meanwhile``, and collect
+        the replies, their summaries added to ``summary``; raises the first part that was
+        not saved. A worker that died stops them all, and ``alone()`` does the whole work
+        in this process instead (the replies are then None)."""
         busy: list[tuple[_Worker, bool]] = []  # (worker, took its part)
-        for w, part in zip(self.workers, parts, strict=True):
-            if part:
+        for w, msg in zip(self.workers, msgs, strict=True):
+            if msg is not None:
                 try:
-                    w.conn.send((source, part, self.ctx.run_id, self.ctx.fence))
+                    w.conn.send(msg)
                     busy.append((w, True))
                 except OSError:  # it is gone (its reply says how)
                     busy.append((w, False))
@@ -166,22 +260,13 @@ class BatchWorkers:
                         self.ctx.pipeline, next(e for s, _, e in replies if s == "died"))
             self.stop()
             self.off = True
-            sync_batch(self.ctx, source, batch, summary)  # the saved parts read as duplicates
-            return _then(ahead, failed_meanwhile)
+            alone()
+            return None, ahead, failed_meanwhile
         unsaved = [err or RuntimeError(f"a batch worker's part was {status}")
                    for status, _, err in replies if status != "saved"]
         if unsaved:
-            raise unsaved[0]  # the checkpoint stays: the next run reads the batch again
-        if batch.checkpoint is not None:
-            with self.ctx.store.transaction(lock=state_lock(self.ctx)) as conn:
-                self.ctx.store.put_checkpoint(conn, self.ctx.pipeline, source, STREAM,
-                                              batch.checkpoint)
-        failed = [err for _, _, err in replies if err is not None]
-        if failed:
-            raise failed[0]  # saved with what is still due in the outbox (save_once)
-        if batch.checkpoint is not None:
-            self.ctx.endpoints[source].confirm(batch.checkpoint)
-        return _then(ahead, failed_meanwhile)
+            raise unsaved[0]  # nothing moves on: the next run reads the work again
+        return replies, ahead, failed_meanwhile
 
     def _start(self) -> None:
         from sync.logs import handoff
@@ -285,9 +370,12 @@ def serve(cfg: Any, conn: Connection, lock: Any, runtime: dict[str, Any],
     """A worker process: open the pipeline, then decide, apply and save the parts it is
     sent until the run says stop (None) or ends."""
     _die_with_parent(parent)
+    for sig in (signal.SIGINT, signal.SIGTERM):  # sent to the whole process group (Ctrl-C,
+        signal.signal(sig, signal.SIG_IGN)  # systemd): the run stops us at a saved point
     from sync.context import open_pipeline
     from sync.gctune import tune
     from sync.logs import take_on
+    from sync.snapshot_direct import save_part
 
     take_on(logs)
     tune()
@@ -305,10 +393,15 @@ def serve(cfg: Any, conn: Connection, lock: Any, runtime: dict[str, Any],
                     return
                 if msg is None:
                     return
-                source, changes, ctx.run_id, ctx.fence = msg
                 summary = RunSummary(pipeline=ctx.pipeline)
                 try:
-                    err = save_once(ctx, source, changes, summary, None)
+                    if isinstance(msg, SnapshotPart):
+                        ctx.run_id = msg.run_id
+                        save_part(ctx, msg.entity, msg.source, msg.rows, msg.now, summary)
+                        err = None
+                    else:
+                        source, changes, ctx.run_id, ctx.fence = msg
+                        err = save_once(ctx, source, changes, summary, None)
                 except Exception as exc:
                     log.debug("batch part failed", exc_info=True)
                     conn.send(("failed", summary, _portable(exc)))

@@ -1,0 +1,193 @@
+"""A direct snapshot decided and applied by worker processes (sync/parallel.py), against
+the real PostgreSQL: the same rows and key states as one process leaves, and a worker
+that dies leaves the snapshot to finish in one process."""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import signal
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from config.loader import load_pipeline
+from sync.engine import run_pipeline
+from tests.connectors.postgres.helpers import pipeline_of, query, sql
+from tests.ops.conftest import cdcsync
+
+TABLE = "CREATE TABLE items (id int PRIMARY KEY, name text, amount numeric(10,2), doc jsonb)"
+ROWS = "SELECT id, name, amount, doc FROM items ORDER BY id"
+COUNT = 1500
+STARTUP = 4.0  # seconds: ample for spawning a worker and opening its pipeline
+
+
+def _pipeline(tmp: Path, a: str, b: str, workers: int) -> Path:
+    sql(a, TABLE, f"INSERT INTO items SELECT g, 'a' || g, g * 1.25,"
+                  f" jsonb_build_object('g', g, 'tags', jsonb_build_array('x', g % 3))"
+                  f" FROM generate_series(1, {COUNT}) g")
+    sql(b, TABLE)
+    path = tmp / "pipeline.yaml"
+    path.write_text(f"""
+pipeline: {pipeline_of(a)}
+state: {{url: "sqlite:///{tmp}/state.db"}}
+batch: {{size: 50, snapshot_chunk: 100, workers: {workers}, parallel_from: 100}}
+endpoints:
+  a: {{kind: postgres, dsn: "{a}"}}
+  b: {{kind: postgres, dsn: "{b}"}}
+entities:
+  items:
+    key: [id]
+    endpoints: {{a: items, b: items}}
+""")
+    cdcsync("setup", str(path))
+    return path
+
+
+def _run(path: Path, on_chunk: Callable[[list[Any]], None]) -> dict[str, Any]:
+    """A run in this process; ``on_chunk(children)`` after each snapshot chunk."""
+
+    def progress(label: str, _n: int) -> None:
+        if label.startswith("snapshot"):
+            on_chunk(multiprocessing.active_children())
+
+    return run_pipeline(load_pipeline(path), progress=progress).to_json()
+
+
+def _wait_once(done: list[bool]) -> Callable[[list[Any]], None]:
+    """Give the workers time to start (the run goes on alone meanwhile) once started."""
+
+    def on_chunk(children: list[Any]) -> None:
+        if children and not done:
+            time.sleep(STARTUP)
+            done.append(True)
+
+    return on_chunk
+
+
+def _states(tmp: Path) -> dict[str, Any]:
+    """Key states without the read time, the row versions (other databases' xmin) and
+    the log positions of our writes (other databases' WAL)."""
+    with sqlite3.connect(tmp / "state.db") as c:
+        got = dict(c.execute("SELECT key, state FROM key_states").fetchall())
+    c.close()
+    out = {}
+    for k, text in got.items():
+        st = json.loads(text)
+        st.pop("t")
+        for e in st["e"].values():
+            e["r"] = e["r"] is not None
+            if "w" in e:
+                e["w"] = e["w"] is not None
+        out[k] = st
+    return out
+
+
+def _fixed_point(path: Path) -> None:
+    quiet = json.loads(cdcsync("run", "--json", str(path)).stdout)
+    assert quiet["totals"]["applied"] == 0, quiet
+    silent = json.loads(cdcsync("run", "--json", str(path)).stdout)
+    assert silent["totals"]["read"] == 0 and silent["totals"]["applied"] == 0, silent
+    cdcsync("verify", str(path))
+
+
+def test_workers_snapshot_what_one_process_snapshots(
+        tmp_path: Path, pg_dsn_factory: Callable[[], str]) -> None:
+    summaries, states = {}, {}
+    for workers in (2, 1):
+        tmp = tmp_path / f"w{workers}"
+        tmp.mkdir()
+        a, b = pg_dsn_factory(), pg_dsn_factory()
+        path = _pipeline(tmp, a, b, workers)
+        try:
+            summaries[workers] = s = _run(path, _wait_once([]))
+            assert s["errors"] == [] and s["snapshot_rows"] == COUNT, s
+            assert s["totals"]["applied"] == COUNT and s["totals"]["read"] == COUNT, s
+            assert query(a, ROWS) == query(b, ROWS)
+            states[workers] = _states(tmp)
+            if workers == 2:
+                _fixed_point(path)
+        finally:
+            cdcsync("teardown", str(path), expect=None)
+    assert summaries[2]["worker_batches"] >= 5, summaries[2]  # most chunks in the workers
+    assert summaries[1]["worker_batches"] == 0
+    assert len(states[2]) == COUNT
+    assert states[2] == states[1]
+
+
+def test_a_worker_that_dies_leaves_the_snapshot_to_finish_in_one_process(
+        tmp_path: Path, pg_dsn_factory: Callable[[], str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    a, b = pg_dsn_factory(), pg_dsn_factory()
+    path = _pipeline(tmp_path, a, b, 2)
+    waited: list[bool] = []
+    killed: list[int] = []
+
+    def kill_a_worker(children: list[Any]) -> None:
+        if not children or killed:
+            return
+        if not waited:  # started: let them get ready and take the next chunk
+            _wait_once(waited)(children)
+            return
+        os.kill(children[0].pid, signal.SIGKILL)
+        killed.append(children[0].pid)
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="cdcsync.parallel"):
+            summary = _run(path, kill_a_worker)
+        assert killed, "the run never started its workers"
+        assert any("died" in r.getMessage() for r in caplog.records), caplog.text
+        assert summary["errors"] == [] and summary["worker_batches"] >= 1, summary
+        assert summary["snapshot_rows"] == COUNT
+        assert query(a, ROWS) == query(b, ROWS) and len(query(b, ROWS)) == COUNT
+        assert multiprocessing.active_children() == []  # the other one was stopped
+        _fixed_point(path)
+    finally:
+        cdcsync("teardown", str(path), expect=None)
+
+
+def test_sigterm_to_the_process_group_stops_the_run_and_its_workers_after_a_saved_chunk(
+        tmp_path: Path, pg_dsn_factory: Callable[[], str]) -> None:
+    """Ctrl-C or systemd signal every process of the run: the workers leave the stop to
+    the run, which stops them after the chunk in hand; none of them "dies"."""
+    import subprocess
+
+    from tests.daemon.helpers import CDCSYNC, wait_for
+
+    a, b = pg_dsn_factory(), pg_dsn_factory()
+    path = _pipeline(tmp_path, a, b, 2)
+    sql(a, "INSERT INTO items SELECT g, 'a' || g, g, NULL FROM generate_series(10001, 80000) g")
+    total = COUNT + 70000
+    log = tmp_path / "run.log"
+    try:
+        with log.open("w") as err:
+            run = subprocess.Popen([str(CDCSYNC), "--debug", "run", str(path)],
+                                   stdout=subprocess.DEVNULL, stderr=err,
+                                   start_new_session=True)
+        try:
+            wait_for(lambda: "batch workers of" in log.read_text()
+                     and " ready after " in log.read_text(), what="the workers ready")
+            time.sleep(0.5)  # taking chunks
+            os.killpg(run.pid, signal.SIGTERM)
+            code = run.wait(timeout=10)
+        finally:
+            if run.poll() is None:
+                os.killpg(run.pid, signal.SIGKILL)
+        out = log.read_text()
+        assert code == 1, out
+        assert "stopped as asked" in out and "Traceback" not in out
+        assert "died" not in out and "could not start" not in out
+        stopped_at = query(b, "SELECT count(*) FROM items")[0][0]
+        assert stopped_at < total
+        done = json.loads(cdcsync("run", "--json", str(path)).stdout)
+        assert done["errors"] == [] and done["snapshot_rows"] <= total - stopped_at + 1000, done
+        assert query(a, ROWS) == query(b, ROWS) and len(query(b, ROWS)) == total
+        _fixed_point(path)
+    finally:
+        cdcsync("teardown", str(path), expect=None)
