@@ -19,6 +19,7 @@ from sync.engine import run_pipeline
 from sync.setup import setup_pipeline
 from sync.state.store import StateStore
 from tests.staging import count_staged
+from tests.states import comparable_states
 
 DDL = ("CREATE TABLE items (id INTEGER PRIMARY KEY, label TEXT, price DECIMAL(10,2),"
        " seen TIMESTAMP, prefs JSON)")
@@ -69,22 +70,6 @@ def _rows(db: Path) -> list[tuple[Any, ...]]:
     return got
 
 
-def _states(tmp: Path) -> dict[str, Any]:
-    """Key states without the snapshot's read time and the row versions the targets gave
-    our writes (the two runs read at other times; SQLite's versions count its writes)."""
-    with sqlite3.connect(tmp / "state.db") as c:
-        got = dict(c.execute("SELECT key, state FROM key_states").fetchall())
-    c.close()
-    out = {}
-    for k, text in got.items():
-        st = json.loads(text)
-        st.pop("t")
-        for e in st["e"].values():
-            e["r"] = e["r"] is not None
-        out[k] = st
-    return out
-
-
 def _run(tmp: Path, entity: str, direct: bool,
          monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, Any], list[int]]:
     tmp.mkdir()
@@ -113,7 +98,8 @@ def test_direct_and_staged_snapshots_leave_the_same_rows_and_states(
         assert _rows(direct / f"{db}.db") == _rows(staged / f"{db}.db")
         assert [r[:3] for r in _rows(direct / f"{db}.db")] == [
             r[:3] for r in _rows(direct / "a.db")]
-    d_states, s_states = _states(direct), _states(staged)
+    d_states = comparable_states(direct / "state.db")
+    s_states = comparable_states(staged / "state.db")
     assert len(d_states) == 137
     for k in sorted(d_states):
         assert d_states[k] == s_states[k], k
@@ -169,7 +155,7 @@ def test_a_run_dying_in_its_first_chunk_resumes_directly(
     assert summary["totals"]["skipped"] == 0  # our rows at b were not taken for user edits
     assert summary["totals"]["applied"] == 87  # the 50 at b already held our writes
     assert [r[:3] for r in _rows(tmp / "b.db")] == [r[:3] for r in _rows(tmp / "a.db")]
-    assert len(_states(tmp)) == 137
+    assert len(comparable_states(tmp / "state.db")) == 137
     quiet = run_pipeline(load_pipeline(path)).to_json()
     assert quiet["totals"]["applied"] == 0, quiet
     silent = run_pipeline(load_pipeline(path)).to_json()

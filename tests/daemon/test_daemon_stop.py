@@ -16,6 +16,7 @@ import pytest
 from config.loader import load_pipeline
 from sync.context import open_pipeline
 from tests.daemon.helpers import Daemon, cli, wait_for
+from tests.ops.conftest import sql
 
 ROWS = 60_000
 
@@ -34,18 +35,9 @@ entities:
 """
 
 
-def _sql(db: Path, *statements: str) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(db, timeout=30) as c:
-        out: list[tuple[Any, ...]] = []
-        for s in statements:
-            out = c.execute(s).fetchall()
-    c.close()
-    return out
-
-
 def _make(tmp: Path, *, size: int = 500) -> Path:
     for db in ("a.db", "b.db"):
-        _sql(tmp / db, "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER)")
+        sql(tmp / db, "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER)")
     with sqlite3.connect(tmp / "a.db") as c:
         c.executemany("INSERT INTO items VALUES (?, ?, ?)",
                       ((i, f"item {i}", i) for i in range(1, ROWS + 1)))
@@ -57,11 +49,11 @@ def _make(tmp: Path, *, size: int = 500) -> Path:
 
 
 def _count(db: Path, where: str = "") -> int:
-    return int(_sql(db, f"SELECT count(*) FROM items {where}")[0][0])
+    return int(sql(db, f"SELECT count(*) FROM items {where}")[0][0])
 
 
 def _snapshot_rows(tmp: Path) -> int:
-    got = _sql(tmp / "state.db", "SELECT coalesce(sum(rows), 0) FROM snapshots")
+    got = sql(tmp / "state.db", "SELECT coalesce(sum(rows), 0) FROM snapshots")
     return int(got[0][0])
 
 
@@ -86,12 +78,12 @@ def test_sigterm_during_the_initial_snapshot_exits_0_and_the_next_start_resumes(
     d = Daemon(p)
     d.wait_ready(timeout=120)
     wait_for(lambda: _count(tmp_path / "b.db") == ROWS, timeout=120, what="the whole table")
-    _sql(tmp_path / "a.db", "UPDATE items SET name = 'after' WHERE id = 7")
-    wait_for(lambda: _sql(tmp_path / "b.db", "SELECT name FROM items WHERE id = 7")
+    sql(tmp_path / "a.db", "UPDATE items SET name = 'after' WHERE id = 7")
+    wait_for(lambda: sql(tmp_path / "b.db", "SELECT name FROM items WHERE id = 7")
              == [("after",)], what="streaming after the snapshot")
     _terminate_in_time(d)
     cli("verify", str(p))
-    assert _sql(tmp_path / "a.db", "SELECT * FROM items ORDER BY id") == _sql(
+    assert sql(tmp_path / "a.db", "SELECT * FROM items ORDER BY id") == sql(
         tmp_path / "b.db", "SELECT * FROM items ORDER BY id")
 
 
@@ -128,10 +120,10 @@ def test_sigterm_during_the_catch_up_of_a_dead_batch_run_exits_0_and_keeps_its_m
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     p = _make(tmp_path, size=200)
     cli("run", str(p))  # the snapshot
-    _sql(tmp_path / "b.db", f"INSERT INTO items SELECT id + {ROWS}, 'from b', -1 FROM items"
+    sql(tmp_path / "b.db", f"INSERT INTO items SELECT id + {ROWS}, 'from b', -1 FROM items"
                             " WHERE id <= 50")
     _die_mid_batch(p, monkeypatch)  # (it wrote b's new rows at a)
-    _sql(tmp_path / "a.db",  # a long catch-up
+    sql(tmp_path / "a.db",  # a long catch-up
          f"UPDATE items SET qty = qty + 1000000 WHERE id <= {ROWS}")
     d = Daemon(p)
     wait_for(lambda: "died mid-batch" in d.output(), what="the catch-up to start")
@@ -145,7 +137,7 @@ def test_sigterm_during_the_catch_up_of_a_dead_batch_run_exits_0_and_keeps_its_m
     d = Daemon(p)
     d.wait_ready(timeout=180)
     wait_for(lambda: not _marks(p), timeout=60, what="the marks checked")
-    wait_for(lambda: _sql(tmp_path / "a.db", "SELECT * FROM items ORDER BY id") == _sql(
+    wait_for(lambda: sql(tmp_path / "a.db", "SELECT * FROM items ORDER BY id") == sql(
         tmp_path / "b.db", "SELECT * FROM items ORDER BY id"), timeout=120,
         what="both sides equal")
     _terminate_in_time(d)
@@ -156,7 +148,7 @@ def test_sigterm_during_the_catch_up_of_a_dead_batch_run_exits_0_and_keeps_its_m
 def test_sigterm_stops_a_batch_run_after_its_last_saved_batch(tmp_path: Path) -> None:
     p = _make(tmp_path, size=200)
     cli("run", str(p))
-    _sql(tmp_path / "a.db", "UPDATE items SET qty = qty + 1000000")
+    sql(tmp_path / "a.db", "UPDATE items SET qty = qty + 1000000")
     run = Daemon(p, verb="run")  # `cdcsync run` as a process, its stderr kept
     wait_for(lambda: _count(tmp_path / "b.db", "WHERE qty > 1000000") > 0,
              what="the catch-up under way")

@@ -45,7 +45,7 @@ def cdcsync(*args: str, expect: int | None = 0,
 
 
 def sql(db: Path, statement: str, *params: Any) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(db) as conn:
+    with sqlite3.connect(db, timeout=30) as conn:  # (a daemon may be writing)
         rows = conn.execute(statement, params).fetchall()
     conn.close()
     return rows

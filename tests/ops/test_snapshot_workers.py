@@ -9,7 +9,6 @@ import logging
 import multiprocessing
 import os
 import signal
-import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +20,7 @@ from config.loader import load_pipeline
 from sync.engine import run_pipeline
 from tests.connectors.postgres.helpers import pipeline_of, query, sql
 from tests.ops.conftest import cdcsync
+from tests.states import comparable_states
 
 TABLE = "CREATE TABLE items (id int PRIMARY KEY, name text, amount numeric(10,2), doc jsonb)"
 ROWS = "SELECT id, name, amount, doc FROM items ORDER BY id"
@@ -71,24 +71,6 @@ def _wait_once(done: list[bool]) -> Callable[[list[Any]], None]:
     return on_chunk
 
 
-def _states(tmp: Path) -> dict[str, Any]:
-    """Key states without the read time, the row versions (other databases' xmin) and
-    the log positions of our writes (other databases' WAL)."""
-    with sqlite3.connect(tmp / "state.db") as c:
-        got = dict(c.execute("SELECT key, state FROM key_states").fetchall())
-    c.close()
-    out = {}
-    for k, text in got.items():
-        st = json.loads(text)
-        st.pop("t")
-        for e in st["e"].values():
-            e["r"] = e["r"] is not None
-            if "w" in e:
-                e["w"] = e["w"] is not None
-        out[k] = st
-    return out
-
-
 def _fixed_point(path: Path) -> None:
     quiet = json.loads(cdcsync("run", "--json", str(path)).stdout)
     assert quiet["totals"]["applied"] == 0, quiet
@@ -110,7 +92,7 @@ def test_workers_snapshot_what_one_process_snapshots(
             assert s["errors"] == [] and s["snapshot_rows"] == COUNT, s
             assert s["totals"]["applied"] == COUNT and s["totals"]["read"] == COUNT, s
             assert query(a, ROWS) == query(b, ROWS)
-            states[workers] = _states(tmp)
+            states[workers] = comparable_states(tmp / "state.db", positions=False)
             if workers == 2:
                 _fixed_point(path)
         finally:

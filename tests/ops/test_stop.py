@@ -21,22 +21,14 @@ from sync import snapshot as snapshot_mod
 from sync.engine import run_pipeline
 from sync.setup import setup_pipeline
 from sync.signals import Interrupted
+from tests.ops.conftest import sql
 
 N = 300
 
 
-def _sql(db: Path, *statements: str) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(db) as c:
-        out: list[tuple[Any, ...]] = []
-        for s in statements:
-            out = c.execute(s).fetchall()
-    c.close()
-    return out
-
-
 def _pipeline(tmp: Path) -> Path:
     for db in ("a.db", "b.db"):
-        _sql(tmp / db, "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER)")
+        sql(tmp / db, "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER)")
     with sqlite3.connect(tmp / "a.db") as c:
         c.executemany("INSERT INTO items VALUES (?, ?, ?)",
                       [(i, f"item {i}", i) for i in range(1, N + 1)])
@@ -59,11 +51,11 @@ entities:
 
 
 def _rows(db: Path) -> list[tuple[Any, ...]]:
-    return _sql(db, "SELECT id, name, qty FROM items ORDER BY id")
+    return sql(db, "SELECT id, name, qty FROM items ORDER BY id")
 
 
 def _last_run(tmp: Path) -> str:
-    return str(_sql(tmp / "state.db", "SELECT status FROM runs ORDER BY id DESC LIMIT 1")[0][0])
+    return str(sql(tmp / "state.db", "SELECT status FROM runs ORDER BY id DESC LIMIT 1")[0][0])
 
 
 def _stop_after(first: int, stop: threading.Event) -> Any:
@@ -93,12 +85,12 @@ def test_a_snapshot_stopped_between_chunks_resumes_where_it_stopped(
         tmp_path: Path, path_taken: str) -> None:
     path = _pipeline(tmp_path)
     if path_taken == "staged":  # a row at b too: rows are matched by key (staged path)
-        _sql(tmp_path / "b.db", "INSERT INTO items VALUES (1000, 'only at b', 0)")
+        sql(tmp_path / "b.db", "INSERT INTO items VALUES (1000, 'only at b', 0)")
     stop = threading.Event()
     with pytest.raises(Interrupted, match="resumes"):
         run_pipeline(load_pipeline(path), progress=_stop_after(2, stop), stop=stop)
     assert _last_run(tmp_path) == "interrupted"
-    (chunks_saved,) = _sql(tmp_path / "state.db", "SELECT sum(rows) FROM snapshots")[0]
+    (chunks_saved,) = sql(tmp_path / "state.db", "SELECT sum(rows) FROM snapshots")[0]
     assert chunks_saved == 80  # two chunks of 40, then the stop
     if path_taken == "direct":
         assert len(_rows(tmp_path / "b.db")) == 80  # applied with their chunks
@@ -111,7 +103,7 @@ def test_a_snapshot_stopped_between_chunks_resumes_where_it_stopped(
 def test_a_reconcile_stopped_between_batches_resumes(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = _pipeline(tmp_path)
-    _sql(tmp_path / "b.db", "INSERT INTO items VALUES (1000, 'only at b', 0)")
+    sql(tmp_path / "b.db", "INSERT INTO items VALUES (1000, 'only at b', 0)")
     stop = threading.Event()
     applied = [0]
     real = snapshot_mod.apply_pending
@@ -139,12 +131,12 @@ def test_a_catch_up_stopped_between_batches_resumes_with_nothing_applied_twice(
         tmp_path: Path) -> None:
     path = _pipeline(tmp_path)
     assert run_pipeline(load_pipeline(path)).errors == []
-    _sql(tmp_path / "a.db", "UPDATE items SET qty = qty + 1000")
+    sql(tmp_path / "a.db", "UPDATE items SET qty = qty + 1000")
     stop = threading.Event()
     with pytest.raises(Interrupted):
         run_pipeline(load_pipeline(path), progress=_stop_after(3, stop), stop=stop)
     assert _last_run(tmp_path) == "interrupted"
-    moved = _sql(tmp_path / "b.db", "SELECT count(*) FROM items WHERE qty > 1000")[0][0]
+    moved = sql(tmp_path / "b.db", "SELECT count(*) FROM items WHERE qty > 1000")[0][0]
     assert moved == 3 * 25  # three batches saved, then the stop
     done = _finish_and_check(path, tmp_path)
     assert done["totals"]["read"] == N - moved  # the rest, not the batches saved again
