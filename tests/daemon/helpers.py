@@ -16,13 +16,14 @@ STARTED: list[Daemon] = []  # reaped after every test by tests/daemon/conftest.p
 
 
 class Daemon:
-    def __init__(self, pipeline: Path, *, verb: str = "daemon", args: tuple[str, ...] = ()
-                 ) -> None:
+    def __init__(self, pipeline: Path, *, verb: str = "daemon", args: tuple[str, ...] = (),
+                 options: tuple[str, ...] = ()) -> None:
+        """``cdcsync [options] verb [args] pipeline``, its stderr kept in a file."""
         self.pipeline = pipeline
         self.log = pipeline.parent / f"{verb}-{time.monotonic_ns()}.log"
         with self.log.open("w") as err:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen(
-                [str(CDCSYNC), verb, *args, str(pipeline)], stdout=subprocess.DEVNULL,
+                [str(CDCSYNC), *options, verb, *args, str(pipeline)], stdout=subprocess.DEVNULL,
                 stderr=err, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         STARTED.append(self)
 

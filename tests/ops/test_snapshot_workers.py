@@ -9,6 +9,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -172,4 +173,40 @@ def test_sigterm_to_the_process_group_stops_the_run_and_its_workers_after_a_save
         assert query(a, ROWS) == query(b, ROWS) and len(query(b, ROWS)) == total
         _fixed_point(path)
     finally:
+        cdcsync("teardown", str(path), expect=None)
+
+
+def test_a_daemon_snapshots_with_workers_then_streams(
+        tmp_path: Path, pg_dsn_factory: Callable[[], str]) -> None:
+    """The daemon's initial snapshot takes the worker processes too; they end with it,
+    and the readers start after it."""
+    from tests.daemon.helpers import Daemon, wait_for
+
+    a, b = pg_dsn_factory(), pg_dsn_factory()
+    path = _pipeline(tmp_path, a, b, 2)
+    sql(a, "INSERT INTO items SELECT g, 'a' || g, g, NULL FROM generate_series(10001, 30000) g")
+    path.write_text(path.read_text().replace(
+        "batch: {", "daemon: {metrics_port: 0, poll_ms: 10}\nbatch: {"))
+    d = Daemon(path, options=("--debug",))
+    try:
+        # (not wait_ready: the debug log's "workers ... ready after" would pass for it)
+        wait_for(lambda: "cdcsync daemon ready" in d.output(), timeout=120,
+                 what="the daemon ready")
+        assert "batch workers of" in d.output() and " ready after " in d.output()
+        assert query(b, "SELECT count(*) FROM items")[0][0] == COUNT + 20000
+        sql(a, "UPDATE items SET name = 'streamed' WHERE id = 7")
+        wait_for(lambda: query(b, "SELECT name FROM items WHERE id = 7") == [("streamed",)],
+                 what="the update streamed")
+        code, _ = d.terminate()
+        assert code == 0, d.output()
+        assert "Traceback" not in d.output() and "died" not in d.output()
+        assert "could not start" not in d.output()
+        assert query(a, ROWS) == query(b, ROWS)
+        with sqlite3.connect(tmp_path / "state.db") as c:  # the chunks the workers saved
+            assert c.execute("SELECT count(*) FROM key_states").fetchone()[0] == COUNT + 20000
+        c.close()
+        cdcsync("verify", str(path))
+    finally:
+        if d.proc.poll() is None:
+            d.kill()
         cdcsync("teardown", str(path), expect=None)
