@@ -152,6 +152,11 @@ def conflict_detail(rec: dict[str, Any]) -> Group:
     return Group(t, info)
 
 
+#: a snapshot's progress status as the status table says it
+_SNAPSHOT_STATUS = {"reading": "reading", "staged": "read, to reconcile",
+                    "direct": "reading and applying"}
+
+
 def status_view(info: dict[str, Any]) -> Group:
     t = Table(title=f"pipeline {info['pipeline']}: checkpoints")
     for col in ("endpoint", "entity", "checkpoint", "updated"):
@@ -165,13 +170,22 @@ def status_view(info: dict[str, Any]) -> Group:
         secs = (r["finished_at"] - r["started_at"]) if r["finished_at"] else None
         runs.add_row(str(r["id"]), r["command"], _when(r["started_at"]), r["status"],
                      f"{secs:.2f}" if secs is not None else "-")
+    parts: list[Any] = [t]
+    if info.get("snapshots"):
+        snaps = Table(title="snapshots under way (the next run or daemon start resumes them)")
+        for col in ("entity", "endpoint", "status", "rows", "updated"):
+            snaps.add_column(col)
+        for sn in info["snapshots"]:
+            snaps.add_row(sn["entity"], sn["endpoint"], _SNAPSHOT_STATUS.get(sn["status"],
+                          sn["status"]), f"{sn['rows']:,}", _when(sn["updated_at"]))
+        parts.append(snaps)
     lines = [f"open conflicts: {info['open_conflicts']}",
              f"pending applies (outbox): {info['outbox']}"]
     if info.get("open_quarantine"):
         lines.append(f"open quarantine items: {info['open_quarantine']} "
                      "(cdcsync quarantine list PIPELINE)")
     lines += [f"[bold red]WARNING[/]: {w}" for w in info["warnings"]]
-    return Group(t, runs, Text.from_markup("\n".join(lines)))
+    return Group(*parts, runs, Text.from_markup("\n".join(lines)))
 
 
 def drift_view(drifts: list[Any]) -> Table:

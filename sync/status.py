@@ -23,6 +23,7 @@ def collect_status(cfg: Any, *, endpoints: bool = True) -> dict[str, Any]:
             "pipeline": cfg.pipeline,
             "checkpoints": store.checkpoints(cfg.pipeline),
             "runs": store.runs(cfg.pipeline),
+            "snapshots": _snapshots(store.snapshots_under_way(cfg.pipeline)),
             "open_conflicts": ConflictStore(store.engine).count(cfg.pipeline, "open"),
             "open_quarantine": _open_quarantine(cfg, store.engine),
             "outbox": pending,
@@ -53,6 +54,15 @@ def collect_status(cfg: Any, *, endpoints: bool = True) -> dict[str, Any]:
         finally:
             ep.close()
     return info
+
+
+def _snapshots(under_way: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Snapshots under way; of a direct one (sync/snapshot_direct.py) only its source:
+    the other endpoints are known empty and are not read."""
+    from sync.snapshot_direct import DIRECT
+
+    direct = {s["entity"] for s in under_way if s["status"] == DIRECT}
+    return [s for s in under_way if s["entity"] not in direct or s["status"] == DIRECT]
 
 
 def _open_quarantine(cfg: Any, engine: sa.engine.Engine) -> int:

@@ -470,6 +470,17 @@ class StateStore:
             ).mappings().all()
         return {r["endpoint"]: dict(r) for r in rows}
 
+    def snapshots_under_way(self, pipeline: str) -> list[dict[str, Any]]:
+        """Every endpoint's progress in the pipeline's unfinished snapshots (finished
+        ones leave no rows), by entity and endpoint."""
+        t = schema.snapshots
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t.c.entity, t.c.endpoint, t.c.status, t.c.rows, t.c.updated_at)
+                .where(t.c.pipeline == pipeline).order_by(t.c.entity, t.c.endpoint)
+            ).mappings().all()
+        return [dict(r) for r in rows]
+
     @staticmethod
     def put_snapshot_progress(conn: Connection, pipeline: str, entity: str, endpoint: str,
                               **fields: Any) -> None:

@@ -75,6 +75,9 @@ def test_sigterm_during_the_initial_snapshot_exits_0_and_the_next_start_resumes(
     stopped_at = _snapshot_rows(tmp_path)
     assert 0 < stopped_at < ROWS  # the snapshot's progress is kept, unfinished
     assert _count(tmp_path / "b.db") == stopped_at  # every saved chunk applied, no more
+    status = cli("status", str(p), expect=None).stdout
+    assert "snapshots under way" in status and "reading and applying" in status
+    assert f"{stopped_at:,}" in status
     d = Daemon(p)
     d.wait_ready(timeout=120)
     wait_for(lambda: _count(tmp_path / "b.db") == ROWS, timeout=120, what="the whole table")
@@ -82,6 +85,7 @@ def test_sigterm_during_the_initial_snapshot_exits_0_and_the_next_start_resumes(
     wait_for(lambda: sql(tmp_path / "b.db", "SELECT name FROM items WHERE id = 7")
              == [("after",)], what="streaming after the snapshot")
     _terminate_in_time(d)
+    assert "snapshots under way" not in cli("status", str(p), expect=None).stdout
     cli("verify", str(p))
     assert sql(tmp_path / "a.db", "SELECT * FROM items ORDER BY id") == sql(
         tmp_path / "b.db", "SELECT * FROM items ORDER BY id")

@@ -21,6 +21,7 @@ from sync import snapshot as snapshot_mod
 from sync.engine import run_pipeline
 from sync.setup import setup_pipeline
 from sync.signals import Interrupted
+from sync.status import collect_status
 from tests.ops.conftest import sql
 
 N = 300
@@ -92,9 +93,16 @@ def test_a_snapshot_stopped_between_chunks_resumes_where_it_stopped(
     assert _last_run(tmp_path) == "interrupted"
     (chunks_saved,) = sql(tmp_path / "state.db", "SELECT sum(rows) FROM snapshots")[0]
     assert chunks_saved == 80  # two chunks of 40, then the stop
+    under_way = collect_status(load_pipeline(path), endpoints=False)["snapshots"]
     if path_taken == "direct":
         assert len(_rows(tmp_path / "b.db")) == 80  # applied with their chunks
+        assert [(s["endpoint"], s["status"], s["rows"]) for s in under_way] == [
+            ("a", "direct", 80)]
+    else:  # staged: a's first two chunks, b not read yet
+        assert [(s["endpoint"], s["status"], s["rows"]) for s in under_way] == [
+            ("a", "reading", 80), ("b", "reading", 0)]
     done = _finish_and_check(path, tmp_path)
+    assert collect_status(load_pipeline(path), endpoints=False)["snapshots"] == []
     assert len(_rows(tmp_path / "b.db")) == N + (1 if path_taken == "staged" else 0)
     # Nothing read twice by the snapshot: the rest of it only.
     assert done["snapshot_rows"] == (N - 80 if path_taken == "direct" else N + 1)
