@@ -116,9 +116,9 @@ def direct_snapshot(ctx: PipelineContext, ent: EntityContext, summary: RunSummar
             summary.snapshot_rows += len(rows)
             total += len(rows)
             after = dict(chunk.last_key) if chunk.last_key is not None else after
-            ahead: Callable[[], SnapshotChunk] | None = None
+            ahead: Callable[[], SnapshotChunk | Exception] | None = None
             if not chunk.done:  # the next chunk, read while workers decide and apply this one
-                ahead = functools.partial(src.snapshot, binding, after, chunk_size)
+                ahead = functools.partial(_read, src, binding, after, chunk_size)
             nxt = None
             if workers is not None and workers.takes_rows(len(rows), more=not chunk.done):
                 nxt = workers.snapshot_rows(ent.name, source, rows, now, summary, ahead)
@@ -136,11 +136,24 @@ def direct_snapshot(ctx: PipelineContext, ent: EntityContext, summary: RunSummar
             if chunk.done:
                 return True
             ctx.stop_point()
+            if isinstance(nxt, Exception):
+                raise nxt  # (after this chunk's progress was saved)
             chunk = nxt if nxt is not None else src.snapshot(binding, after, chunk_size)
     finally:
         if workers is not None:
             summary.worker_batches += workers.used
             workers.stop()
+
+
+def _read(src: Any, binding: Any, after: Mapping[str, Any] | None,
+          size: int) -> SnapshotChunk | Exception:
+    """A chunk read ahead, or why it could not be (raised once the chunk before it is
+    saved, as a read in turn would be)."""
+    try:
+        chunk: SnapshotChunk = src.snapshot(binding, after, size)
+        return chunk
+    except Exception as exc:
+        return exc
 
 
 def decide_and_apply(ctx: PipelineContext, ent: EntityContext, source: str,

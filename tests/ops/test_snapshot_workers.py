@@ -210,3 +210,41 @@ def test_a_daemon_snapshots_with_workers_then_streams(
         if d.proc.poll() is None:
             d.kill()
         cdcsync("teardown", str(path), expect=None)
+
+
+def test_a_chunk_that_cannot_be_read_ahead_fails_the_run_after_the_one_before_is_saved(
+        tmp_path: Path, pg_dsn_factory: Callable[[], str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next chunk is read while the workers work on this one; a read that fails is
+    raised once this chunk's progress is saved, as a read in turn would be."""
+    from connectors.base import RetriableError
+    from connectors.postgres import PostgresEndpoint
+
+    a, b = pg_dsn_factory(), pg_dsn_factory()
+    path = _pipeline(tmp_path, a, b, 2)
+    real = PostgresEndpoint.snapshot
+    reads: list[int] = []
+
+    def failing(self: Any, binding: Any, after: Any, limit: int) -> Any:
+        reads.append(1)
+        if len(reads) == 8 and multiprocessing.active_children():
+            raise RetriableError("the source went away")
+        return real(self, binding, after, limit)
+
+    monkeypatch.setattr(PostgresEndpoint, "snapshot", failing)
+    try:
+        with pytest.raises(RetriableError, match="went away"):
+            _run(path, _wait_once([]))
+        monkeypatch.undo()
+        with sqlite3.connect(tmp_path / "state.db") as c:
+            (saved,) = c.execute("SELECT rows FROM snapshots WHERE endpoint = 'a'").fetchone()
+        c.close()
+        # reads: 2 to find the holder, then chunks 1-5 and the failed 6th: 5 chunks saved
+        assert saved == 500
+        assert query(b, "SELECT count(*) FROM items")[0][0] == 500
+        done = json.loads(cdcsync("run", "--json", str(path)).stdout)
+        assert done["errors"] == [] and done["snapshot_rows"] == COUNT - 500, done
+        assert query(a, ROWS) == query(b, ROWS)
+        _fixed_point(path)
+    finally:
+        cdcsync("teardown", str(path), expect=None)
