@@ -46,7 +46,9 @@ class RunLockLost(RuntimeError):
 class RunLock:
     """Context manager holding ``run:<pipeline>`` with a renewing thread.
 
-    ``__enter__`` raises :class:`RunLocked` when another holder has it.
+    ``__enter__`` raises :class:`RunLocked` when another holder has it, or when a
+    daemon's readers stream the pipeline, unless ``beside_readers`` (a daemon's
+    initial snapshot: the readers pause while the lock is held).
     ``__exit__`` stops the renewals and releases the lease; if the lease was
     lost meanwhile (another run took it after it expired), it raises
     :class:`RunLockLost` so that the run is reported as failed: its work is
@@ -54,8 +56,10 @@ class RunLock:
     """
 
     def __init__(self, store: StateStore, pipeline: str, *, ttl: float = RUN_LOCK_TTL,
-                 renew_every: float | None = None, holder: str | None = None) -> None:
+                 renew_every: float | None = None, holder: str | None = None,
+                 beside_readers: bool = False) -> None:
         self.pipeline = pipeline
+        self.beside_readers = beside_readers
         self.lease = Lease(store, lock_name(pipeline), holder or holder_id(), ttl)
         self.renew_every = renew_every if renew_every is not None else min(RUN_LOCK_RENEW,
                                                                            ttl / 3)
@@ -75,7 +79,8 @@ class RunLock:
                 raise RunLocked(self.pipeline, holder or self.lease.holder_now())
         # A daemon streaming this pipeline: a batch run beside it would read the
         # same logs from the same checkpoints. Readers, in turn, wait for this lock.
-        readers = live_holders(self.lease.store, f"read:{self.pipeline}:")
+        readers = [] if self.beside_readers else live_holders(
+            self.lease.store, f"read:{self.pipeline}:")
         if readers:
             self.lease.release()
             raise RunLocked(self.pipeline, f"daemon {readers[0][1]}")

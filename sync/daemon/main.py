@@ -16,7 +16,6 @@ from sync.daemon.worker import PartitionConsumers, handle
 from sync.events import align_schemas
 from sync.gctune import settle
 from sync.signals import Interrupted
-from sync.state.leases import Lease
 from sync.summary import RunSummary
 
 log = logging.getLogger("cdcsync.daemon")
@@ -27,16 +26,32 @@ SHUTDOWN_BUDGET = 8.0  # seconds: SIGTERM to exit stays within 10 s
 
 def _initial_snapshots(rt: Runtime) -> None:
     """Snapshot entities that need it, one daemon at a time, before streaming starts."""
-    from sync.snapshot import needs_snapshot, snapshot_entity
+    from sync.runlock import RunLock, RunLocked, RunLockLost
+    from sync.snapshot import needs_snapshot
 
     ctx = rt.ctx()
     todo = [e for e in ctx.entities.values() if needs_snapshot(ctx, e)]
     if not todo:
         return
-    lease = Lease(ctx.store, f"snapshot:{rt.pipeline}", rt.holder, ttl=30.0)
-    while not lease.acquire():
-        if rt.stop.wait(1.0):
+    # The pipeline's run lock, renewed while the snapshot lasts: one snapshot at a time
+    # (another daemon waits), no batch run beside it, and other daemons' readers pause.
+    ttl = max(float(rt.cfg.daemon.lease_ttl_s), 1.0)
+    while not rt.stop.is_set():
+        try:
+            with RunLock(ctx.store, rt.pipeline, ttl=ttl, holder=rt.holder,
+                         beside_readers=True):
+                _snapshot_all(rt, ctx, todo)
             return
+        except RunLocked:  # a batch run, or another daemon's snapshot: wait for it
+            rt.stop.wait(1.0)
+        except RunLockLost as exc:  # its renewals failed; compare-and-set kept it harmless
+            log.warning("%s", exc)
+            return
+
+
+def _snapshot_all(rt: Runtime, ctx: Any, todo: list[Any]) -> None:
+    from sync.snapshot import needs_snapshot, snapshot_entity
+
     ctx.stop = rt.stop  # SIGTERM ends a snapshot after its last saved chunk
     try:
         summary = RunSummary(pipeline=rt.pipeline)
@@ -49,7 +64,6 @@ def _initial_snapshots(rt: Runtime) -> None:
                     " next start resumes it", rt.pipeline)
     finally:
         ctx.stop = None
-        lease.release()
 
 
 def _finish_dead_batch_run(rt: Runtime) -> None:

@@ -35,12 +35,12 @@ entities:
 """
 
 
-def _make(tmp: Path, *, size: int = 500) -> Path:
+def _make(tmp: Path, *, size: int = 500, rows: int = ROWS) -> Path:
     for db in ("a.db", "b.db"):
         sql(tmp / db, "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER)")
     with sqlite3.connect(tmp / "a.db") as c:
         c.executemany("INSERT INTO items VALUES (?, ?, ?)",
-                      ((i, f"item {i}", i) for i in range(1, ROWS + 1)))
+                      ((i, f"item {i}", i) for i in range(1, rows + 1)))
     c.close()
     p = tmp / "pipeline.yaml"
     p.write_text(PIPELINE.format(tmp=tmp, size=size))
@@ -168,4 +168,31 @@ def test_sigterm_stops_a_batch_run_after_its_last_saved_batch(tmp_path: Path) ->
     assert "interrupted" in status
     cli("run", str(p))
     assert _count(tmp_path / "b.db", "WHERE qty > 1000000") == ROWS
+    cli("verify", str(p))
+
+
+def test_a_batch_run_waits_for_a_daemons_snapshot_however_long_it_lasts(
+        tmp_path: Path) -> None:
+    """The daemon's snapshot holds the pipeline's run lock, renewed while it lasts (here
+    past the 2 s of the daemon's lease TTL): a batch run beside it is refused."""
+    import time
+
+    p = _make(tmp_path, rows=200_000)
+    d = Daemon(p)
+    wait_for(lambda: _snapshot_rows(tmp_path) > 0, what="the snapshot under way")
+    began = time.monotonic()
+    refused_late = 0
+    while _snapshot_rows(tmp_path) > 0:
+        res = cli("run", str(p), expect=None)
+        if _snapshot_rows(tmp_path) == 0:
+            break  # it ended meanwhile: this attempt says nothing
+        assert res.returncode == 1 and "in progress" in res.stderr, (res.returncode,
+                                                                     res.stderr)
+        if time.monotonic() - began > 3:
+            refused_late += 1
+    # (none: a batch run went beside the snapshot and ended it, or it ended too soon)
+    assert refused_late >= 1, "no batch run was refused once the lease TTL had passed"
+    d.wait_ready(timeout=120)
+    wait_for(lambda: _count(tmp_path / "b.db") == 200_000, what="the whole table")
+    _terminate_in_time(d)
     cli("verify", str(p))
