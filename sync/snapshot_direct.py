@@ -107,7 +107,8 @@ def direct_snapshot(ctx: PipelineContext, ent: EntityContext, summary: RunSummar
                                         position=position, after_key=None, rows=0)
     now = time.time()
     workers = BatchWorkers.for_run(ctx) if all(
-        getattr(ctx.endpoints[t], "parallel_apply", False) for t in others) else None
+        getattr(ctx.endpoints[t], "parallel_apply", False) for t in others) and _large(
+        src, binding, chunk_size) else None
     try:
         chunk = src.snapshot(binding, after, chunk_size)
         while True:
@@ -143,6 +144,15 @@ def direct_snapshot(ctx: PipelineContext, ent: EntityContext, summary: RunSummar
         if workers is not None:
             summary.worker_batches += workers.used
             workers.stop()
+
+
+def _large(src: Any, binding: Any, chunk_size: int) -> bool:
+    """Worth the workers' start (about a second of both cores)? Not for a table its
+    endpoint estimates under two chunks: the first would be done before they are
+    ready, and the next read may find nothing. Unknown: they start after a full chunk."""
+    estimate = getattr(src, "estimate_rows", None)
+    rows = estimate(binding) if estimate is not None else None
+    return rows is None or rows >= 2 * chunk_size
 
 
 def _read(src: Any, binding: Any, after: Mapping[str, Any] | None,

@@ -149,6 +149,19 @@ class PostgresSource:
                 )
         return self._tables[binding.table]
 
+    def estimate_rows(self, binding: Binding) -> int | None:
+        """The planner's row count of the table (``pg_class.reltuples``, as of its last
+        ANALYZE); None if never analyzed or not to be read."""
+        try:
+            info = self.table(binding)
+            conn = self.connection()
+            with conn.transaction():
+                row = conn.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s",
+                                   (info.oid,)).fetchone()
+        except (psycopg.Error, ConnectorError):
+            return None
+        return int(row[0]) if row is not None and row[0] is not None and row[0] >= 0 else None
+
     def schema(self, binding: Binding) -> TableSchema:
         info = self.table(binding, refresh=True)
         return TableSchema(

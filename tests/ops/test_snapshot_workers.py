@@ -248,3 +248,22 @@ def test_a_chunk_that_cannot_be_read_ahead_fails_the_run_after_the_one_before_is
         _fixed_point(path)
     finally:
         cdcsync("teardown", str(path), expect=None)
+
+
+@pytest.mark.parametrize(("chunk", "workers"), [(1000, False), (700, True)])
+def test_workers_start_for_a_table_estimated_at_two_chunks_or_more(
+        tmp_path: Path, pg_dsn_factory: Callable[[], str], chunk: int, workers: bool) -> None:
+    """Starting them costs about a second of both cores: a table the planner counts under
+    two chunks (1500 rows, ANALYZEd) is done before they would be ready."""
+    a, b = pg_dsn_factory(), pg_dsn_factory()
+    path = _pipeline(tmp_path, a, b, 2)
+    sql(a, "ANALYZE items")
+    path.write_text(path.read_text().replace("snapshot_chunk: 100,", f"snapshot_chunk: {chunk},"))
+    seen: list[int] = []
+    try:
+        summary = _run(path, lambda children: seen.append(len(children)))
+        assert summary["errors"] == [] and summary["snapshot_rows"] == COUNT, summary
+        assert (max(seen) > 0) is workers, seen
+        assert query(a, ROWS) == query(b, ROWS)
+    finally:
+        cdcsync("teardown", str(path), expect=None)
