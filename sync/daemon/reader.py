@@ -153,7 +153,12 @@ class Reader(threading.Thread):
                and time.monotonic() < deadline and not self.rt.stop.is_set()):
             nxt = ep.changes(bindings, batch.checkpoint, size - len(batch.changes))
             if not nxt.changes and not nxt.events:
-                break  # the source is quiet: no reason to wait
+                # The source is quiet: no reason to wait. Keep where it read up to (our
+                # own writes, other tables): handing back an older checkpoint made the
+                # next read start over from there, which for MariaDB is a new replica
+                # connection (~0.3 s while the server finds the GTID in its binlog).
+                batch = ChangeBatch(batch.changes, nxt.checkpoint, nxt.more, batch.events)
+                break
             batch = ChangeBatch([*batch.changes, *nxt.changes], nxt.checkpoint, nxt.more,
                                 [*batch.events, *nxt.events])
         return batch

@@ -133,3 +133,40 @@ def test_kill_9_and_a_target_restart_under_continuous_writes(
     assert code == 0, d.output()
     assert seconds < 10
     assert "Traceback" not in d.output()
+
+
+def binlog_dumps(mp: dict[str, Any]) -> set[int]:
+    """Ids of the replica connections streaming MariaDB's binlog (this user's)."""
+    with maria(mp) as c, c.cursor() as cur:
+        cur.execute("SELECT ID FROM information_schema.PROCESSLIST"
+                    " WHERE COMMAND LIKE 'Binlog Dump%%'")
+        return {int(r[0]) for r in cur.fetchall()}
+
+
+def test_the_binlog_stays_on_one_connection_under_writes_both_ways(
+        tmp_path: Path, pg_dsn: str, mariadb_params: dict[str, Any]) -> None:
+    """Our own writes at MariaDB arrive in its binlog between the users' changes. A
+    reader that handed back the checkpoint from before them started the binlog over
+    from it, on a new replica connection each time (~0.3 s each, while the server
+    looks for the GTID): changes from MariaDB waited behind those restarts."""
+    p = make(tmp_path, pg_dsn, mariadb_params)
+    before = binlog_dumps(mariadb_params)
+    d = Daemon(p)
+    d.wait_ready(timeout=120)
+    wait_for(lambda: binlog_dumps(mariadb_params) - before, what="the daemon's binlog reader")
+    stop = threading.Event()
+    w = threading.Thread(target=writer, args=(pg_dsn, mariadb_params, stop, 11), daemon=True)
+    w.start()
+    seen: set[int] = set()
+    try:
+        t_end = time.monotonic() + 5
+        while time.monotonic() < t_end:
+            seen |= binlog_dumps(mariadb_params) - before
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        w.join()
+    wait_for(lambda: in_sync(p), timeout=120, what="PostgreSQL and MariaDB to converge")
+    assert len(seen) == 1, f"{len(seen)} replica connections in 5 s"
+    code, _ = d.terminate()
+    assert code == 0, d.output()
