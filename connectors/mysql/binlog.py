@@ -29,11 +29,19 @@ Guarantees the source builds on:
 * **Heartbeats.** ``@master_heartbeat_period`` makes an idle server send a
   heartbeat, which tells a batch reader it has caught up and keeps the
   connection alive; the read timeout is a few heartbeats.
+* **Streaming.** Once the dump command is sent, the connection carries nothing
+  but event packets, which this module reads straight from the socket through
+  a buffer of its own (:class:`_Wire`): so a streaming read can tell "a packet
+  is here" from "nothing yet" and wait for the next transaction only as long as
+  its caller allows (``next(until=...)``), where pymysql's reader would hide
+  packets it has already buffered. The daemon waits on the socket this way
+  instead of asking the server where its binlog ends on every poll.
 """
 
 from __future__ import annotations
 
 import logging
+import select
 import struct
 import time
 from collections.abc import Callable
@@ -117,6 +125,71 @@ class PurgedBinlogError(ConnectorError):
     """The server no longer has the binlog the checkpoint points into (error 1236)."""
 
 
+class _Wire:
+    """Event packets read straight from the binlog connection's socket.
+
+    After ``COM_BINLOG_DUMP`` the server only sends: each packet is a 4-byte
+    header (payload length, sequence number) and a payload that begins with
+    0x00 (an event), 0xFF (an error) or 0xFE (the end of the stream); a payload
+    of 2^24-1 bytes continues in the next packet. The buffer is ours, so
+    :meth:`ready` knows whether a packet is already here.
+    """
+
+    def __init__(self, sock: Any, timeout: float) -> None:
+        self.sock = sock
+        self.sock.settimeout(timeout)  # pymysql leaves the write timeout (often none) set
+        self.buf = bytearray()
+        self.seq = 1  # the dump command was packet 0
+
+    def ready(self, timeout: float) -> bool:
+        """Whether a packet has begun to arrive, waiting up to ``timeout`` seconds."""
+        if self.buf:
+            return True
+        pending = getattr(self.sock, "pending", None)  # TLS: bytes decrypted already
+        if pending is not None and pending():
+            return True
+        readable, _, _ = select.select([self.sock], [], [], max(0.0, timeout))
+        return bool(readable)
+
+    def packet(self) -> bytes:
+        """The next payload (an event, its leading 0x00 included).
+
+        Raises:
+            pymysql.err.MySQLError: the server sent an error (1236: a purged binlog),
+                or ended the stream (2013).
+            OSError: the connection broke or the read timed out.
+        """
+        parts: list[bytes] = []
+        while True:
+            header = self._take(4)
+            size = header[0] | header[1] << 8 | header[2] << 16
+            if header[3] != self.seq:
+                # MariaDB shutting down sends an error numbered 0 (as pymysql treats it)
+                raise pymysql.err.OperationalError(
+                    2013, f"lost the binlog stream (packet {header[3]}, expected {self.seq})")
+            self.seq = (self.seq + 1) % 256
+            parts.append(self._take(size))
+            if size < 0xFFFFFF:
+                break
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        if data[:1] == b"\xff":
+            pymysql.err.raise_mysql_exception(data)
+        if data[:1] == b"\xfe" and len(data) < 9:
+            raise pymysql.err.OperationalError(2013, "the server ended the binlog stream")
+        return data
+
+    def _take(self, n: int) -> bytes:
+        buf = self.buf
+        while len(buf) < n:
+            chunk = self.sock.recv(max(n - len(buf), 1 << 16))
+            if not chunk:
+                raise ConnectionResetError("the server closed the binlog connection")
+            buf += chunk
+        out = bytes(buf[:n])
+        del buf[:n]
+        return out
+
+
 class BinlogReader:
     """One replica connection reading transactions after a GTID state."""
 
@@ -147,6 +220,7 @@ class BinlogReader:
         self.started = False
         self.mysql_gtid_set = ""
         self._conn: Any = None
+        self._wire: _Wire | None = None
         self._checksum = 4
         self._post_header: Any = None
         self._post_header_len = dict(_DEFAULT_POST_HEADER)
@@ -173,6 +247,7 @@ class BinlogReader:
     def close(self) -> None:
         close_quietly(self._conn)
         self._conn = None
+        self._wire = None
 
     def _connect(self) -> None:
         conn = open_connection(self.settings, database=False, autocommit=True,
@@ -196,10 +271,11 @@ class BinlogReader:
                                       struct.pack("<IHI", 4, 0, self.server_id))
             else:
                 conn._execute_command(COM_BINLOG_DUMP_GTID, self._mysql_dump_payload())
+            wire = _Wire(conn._sock, self.read_timeout)
         except BaseException:
             conn.close()
             raise
-        self._conn = conn
+        self._conn, self._wire = conn, wire
         self._cur_file = self.file
 
     def _mysql_dump_payload(self) -> bytes:
@@ -214,12 +290,10 @@ class BinlogReader:
     def _packet(self) -> bytes:
         """The next event packet, reconnecting after a lost connection."""
         try:
-            if self._conn is None:
+            if self._wire is None:
                 self._connect()
-            pkt = self._conn._read_packet()
-            if pkt.is_eof_packet():
-                raise pymysql.err.OperationalError(2013, "the server ended the binlog stream")
-            data: bytes = bytes(pkt.get_all_data())
+            assert self._wire is not None
+            data = self._wire.packet()
         except (pymysql.err.MySQLError, OSError) as exc:
             self.close()
             if error_code(exc) == 1236:
@@ -240,25 +314,31 @@ class BinlogReader:
 
     # --- events -------------------------------------------------------------------
 
-    def next(self, stop: tuple[int, int] | None = None) -> Transaction | None:
+    def next(self, stop: tuple[int, int] | None = None, *,
+             until: float | None = None) -> Transaction | None:
         """The next committed transaction, or ``None`` once caught up.
 
         "Caught up" is: between transactions and at or past ``stop`` (a binlog
-        position), or a heartbeat arrived (the server had nothing more to send).
+        position), or a heartbeat arrived (the server had nothing more to send),
+        or, with ``until`` (a ``time.monotonic()`` deadline), no next event
+        arrived by then. A transaction already begun is always read to its end.
         """
         while True:
             try:
-                return self._next(stop)
+                return self._next(stop, until)
             except _Reconnected:
                 continue  # the half-read transaction is dropped; resume after self.state
 
-    def _next(self, stop: tuple[int, int] | None) -> Transaction | None:
+    def _next(self, stop: tuple[int, int] | None, until: float | None) -> Transaction | None:
         tx: Transaction | None = None
         standalone = False
         gtid_key: tuple[int, int, int] | None = None
         header = _HEADER.unpack_from
         rows_kind = ROWS_KIND
         while True:
+            if (until is not None and tx is None and self._wire is not None
+                    and not self._wire.ready(until - time.monotonic())):
+                return None
             data = self._packet()
             ts, etype, server_id, _size, log_pos, flags = header(data, 1)
             body = data[20 : len(data) - self._checksum] if self._checksum else data[20:]

@@ -56,6 +56,10 @@ class MysqlEndpoint:
     def confirm(self, checkpoint: Checkpoint) -> None:
         self.source.confirm(checkpoint)
 
+    def use_streaming(self, on: bool = True, *, wait: float = 0.2) -> None:
+        """Wait on the binlog for changes (the daemon); see MysqlSource.use_streaming."""
+        self.source.use_streaming(on, wait=wait)
+
     # Sink
     def apply(self, binding: Binding, ops: Sequence[ApplyOp]) -> list[ApplyResult]:
         return self.sink.apply(binding, ops)

@@ -66,9 +66,11 @@ class Reader(threading.Thread):
         poll = int(cfg.daemon.poll_ms) / 1000
         wait = int(cfg.batch.max_wait_ms) / 1000
         size = int(cfg.batch.size)
-        # A source that can stream (PostgreSQL's replication protocol) waits for
-        # changes itself; polling its SQL interface would cost the source most of
-        # a core (SERVICES.md). Others are polled every poll_ms.
+        # A source that can stream (PostgreSQL's replication protocol, MariaDB's
+        # binlog connection) waits for changes itself, up to poll_ms: polling
+        # PostgreSQL's SQL interface would cost the source most of a core
+        # (SERVICES.md), asking MariaDB for its binlog's end a round trip per poll.
+        # Others (SQLite, REST) are polled every poll_ms.
         stream = getattr(ctx.endpoints[self.source], "use_streaming", None)
         if stream is not None:
             stream(True, wait=poll)

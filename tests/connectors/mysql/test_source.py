@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import decimal
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,6 +13,7 @@ import pytest
 
 from connectors.base import ConnectorError
 from connectors.mysql.gtid import covers, parse_state
+from connectors.mysql.session import close_quietly
 from connectors.mysql.source import MysqlSource
 from sync.change import Op
 from tests.connectors.mysql.helpers import binding, drain, run, settings
@@ -277,3 +280,76 @@ def test_an_idle_server_answers_with_a_heartbeat(source: MysqlSource) -> None:
         assert tx is None
     finally:
         reader.close()
+
+
+def test_streaming_returns_a_transaction_as_soon_as_it_arrives(
+    source: MysqlSource, mariadb_params: dict[str, Any]
+) -> None:
+    start = source.log_end()
+    source.use_streaming(wait=20.0)
+    later = threading.Timer(0.3, run, (mariadb_params, "INSERT INTO items (id) VALUES (1)"))
+    t0 = time.monotonic()
+    later.start()
+    try:
+        batch = source.changes([binding()], start, 100)
+    finally:
+        later.join()
+    assert [c.key["id"] for c in batch.changes] == [1]
+    assert time.monotonic() - t0 < 10  # not at the end of the 20 s wait
+    assert at_or_after(batch.checkpoint, start)
+
+
+def test_streaming_sees_transactions_already_received_without_waiting(
+    mariadb_params: dict[str, Any]
+) -> None:
+    """Two small transactions arrive in one read from the socket: the second, kept in
+    the reader's buffer, is handed out at once, not when the next packet arrives (a
+    heartbeat, made rare here)."""
+    run(mariadb_params, TABLE)
+    source = MysqlSource("maria", settings(mariadb_params), pipeline="t-buffered",
+                         heartbeat=60.0)
+    start = source.log_end()
+    source.use_streaming(wait=0.5)
+    assert source.changes([binding()], start, 100).changes == []  # connected, idle
+    run(mariadb_params, "INSERT INTO items (id) VALUES (1)", "INSERT INTO items (id) VALUES (2)")
+    time.sleep(0.3)  # both are on the socket before the next read
+    first = source.changes([binding()], start, 1)
+    assert [c.key["id"] for c in first.changes] == [1] and first.more
+    source.use_streaming(wait=20.0)
+    t0 = time.monotonic()
+    try:
+        second = source.changes([binding()], first.checkpoint, 100)
+    finally:
+        source.close()
+    assert [c.key["id"] for c in second.changes] == [2]
+    assert time.monotonic() - t0 < 10
+
+
+def test_streaming_while_idle_waits_and_asks_the_server_nothing(
+    source: MysqlSource, mariadb_params: dict[str, Any]
+) -> None:
+    start = source.log_end()
+    run(mariadb_params, "INSERT INTO items (id) VALUES (1)")
+    source.use_streaming(wait=0.2)
+    got, cp = [], start
+    for _ in range(50):  # other sessions may still be writing to the shared server
+        batch = source.changes([binding()], cp, 100)
+        got += [c.key["id"] for c in batch.changes]
+        cp = batch.checkpoint
+        if got:
+            break
+    assert got == [1]
+    close_quietly(source._control)  # the connection queries would go through
+    source._control = None
+    t0 = time.monotonic()
+    for _ in range(3):
+        batch = source.changes([binding()], cp, 100)
+        assert batch.changes == [] and at_or_after(batch.checkpoint, cp)
+        cp = batch.checkpoint
+    assert time.monotonic() - t0 >= 0.5  # it waited on the stream ...
+    assert source._control is None  # ... and asked the server nothing
+    # Batch reading (the default) still reads up to the end of the log as it is.
+    source.use_streaming(False)
+    run(mariadb_params, "INSERT INTO items (id) VALUES (2)")
+    rest, _, _ = drain(source, [binding()], cp)
+    assert [c.key["id"] for c in rest] == [2]
