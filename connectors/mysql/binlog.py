@@ -46,7 +46,7 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import pymysql
 from pymysql.constants import COMMAND
@@ -137,19 +137,32 @@ class _Wire:
 
     def __init__(self, sock: Any, timeout: float) -> None:
         self.sock = sock
+        self.timeout = timeout
         self.sock.settimeout(timeout)  # pymysql leaves the write timeout (often none) set
         self.buf = bytearray()
         self.seq = 1  # the dump command was packet 0
+        self.heard = time.monotonic()  # when the server last sent anything
 
     def ready(self, timeout: float) -> bool:
-        """Whether a packet has begun to arrive, waiting up to ``timeout`` seconds."""
+        """Whether a packet has begun to arrive, waiting up to ``timeout`` seconds.
+
+        Raises:
+            TimeoutError: nothing came for longer than the read timeout, although an
+                idle server sends a heartbeat every few seconds at most: the
+                connection is dead (a server gone without closing it), as a
+                blocking read would have found.
+        """
         if self.buf:
             return True
         pending = getattr(self.sock, "pending", None)  # TLS: bytes decrypted already
         if pending is not None and pending():
             return True
         readable, _, _ = select.select([self.sock], [], [], max(0.0, timeout))
-        return bool(readable)
+        if readable:
+            return True
+        if time.monotonic() - self.heard > self.timeout:
+            raise TimeoutError(f"nothing from the server in {self.timeout:.0f} s")
+        return False
 
     def packet(self) -> bytes:
         """The next payload (an event, its leading 0x00 included).
@@ -184,6 +197,7 @@ class _Wire:
             chunk = self.sock.recv(max(n - len(buf), 1 << 16))
             if not chunk:
                 raise ConnectionResetError("the server closed the binlog connection")
+            self.heard = time.monotonic()
             buf += chunk
         out = bytes(buf[:n])
         del buf[:n]
@@ -202,12 +216,13 @@ class BinlogReader:
         heartbeat: float = 1.0,
         marker_table: tuple[str, str] | None = None,
         max_reconnects: int = 5,
+        read_timeout: float | None = None,
     ) -> None:
         self.settings = settings
         self.server_id = server_id
         self.flavor = str(getattr(settings, "flavor", "mariadb") or "mariadb")
         self.heartbeat = heartbeat
-        self.read_timeout = max(10.0, heartbeat * 5)
+        self.read_timeout = read_timeout or max(10.0, heartbeat * 5)
         self.marker_table = marker_table
         self.max_reconnects = max_reconnects
         self.tables = TableMapCache(dbms="mariadb" if self.flavor == "mariadb" else "mysql",
@@ -295,22 +310,33 @@ class BinlogReader:
             assert self._wire is not None
             data = self._wire.packet()
         except (pymysql.err.MySQLError, OSError) as exc:
-            self.close()
-            if error_code(exc) == 1236:
-                raise PurgedBinlogError(str(exc.args[1] if len(exc.args) > 1 else exc)) \
-                    from exc
-            if not is_connection_lost(exc):
-                raise ConnectorError(f"binlog stream failed: {exc}") from exc
-            if self._attempts >= self.max_reconnects:
-                self._attempts = 0
-                raise RetriableError(f"binlog connection lost: {exc}") from exc
-            self._attempts += 1
-            self.reconnects += 1
-            log.warning("binlog connection lost (%s); reconnecting after %s (%d/%d)",
-                        exc, self.gtid or "the start", self._attempts, self.max_reconnects)
-            time.sleep(min(2.0, 0.1 * 2**self._attempts))
-            raise _Reconnected() from exc
+            self._lost(exc)
         return data
+
+    def _quiet(self, until: float) -> bool:
+        """Nothing arrives by ``until`` (a ``time.monotonic()`` deadline)?"""
+        assert self._wire is not None
+        try:
+            return not self._wire.ready(until - time.monotonic())
+        except OSError as exc:
+            self._lost(exc)
+
+    def _lost(self, exc: BaseException) -> NoReturn:
+        """After a failed read: reconnect (raising _Reconnected), or raise what to report."""
+        self.close()
+        if error_code(exc) == 1236:
+            raise PurgedBinlogError(str(exc.args[1] if len(exc.args) > 1 else exc)) from exc
+        if not is_connection_lost(exc):
+            raise ConnectorError(f"binlog stream failed: {exc}") from exc
+        if self._attempts >= self.max_reconnects:
+            self._attempts = 0
+            raise RetriableError(f"binlog connection lost: {exc}") from exc
+        self._attempts += 1
+        self.reconnects += 1
+        log.warning("binlog connection lost (%s); reconnecting after %s (%d/%d)",
+                    exc, self.gtid or "the start", self._attempts, self.max_reconnects)
+        time.sleep(min(2.0, 0.1 * 2**self._attempts))
+        raise _Reconnected() from exc
 
     # --- events -------------------------------------------------------------------
 
@@ -336,8 +362,7 @@ class BinlogReader:
         header = _HEADER.unpack_from
         rows_kind = ROWS_KIND
         while True:
-            if (until is not None and tx is None and self._wire is not None
-                    and not self._wire.ready(until - time.monotonic())):
+            if until is not None and tx is None and self._wire is not None and self._quiet(until):
                 return None
             data = self._packet()
             ts, etype, server_id, _size, log_pos, flags = header(data, 1)

@@ -353,3 +353,27 @@ def test_streaming_while_idle_waits_and_asks_the_server_nothing(
     run(mariadb_params, "INSERT INTO items (id) VALUES (2)")
     rest, _, _ = drain(source, [binding()], cp)
     assert [c.key["id"] for c in rest] == [2]
+
+
+def test_a_silent_binlog_connection_is_reported_not_waited_on(source: MysqlSource) -> None:
+    """A server gone without closing the connection sends nothing, not even the
+    heartbeats an idle one sends: past the read timeout a streaming read reconnects,
+    then reports the source unreachable, rather than waiting for ever. (Heartbeats
+    are made rarer than the timeout here to stand for that silence.)"""
+    from connectors.base import RetriableError
+    from connectors.mysql.binlog import BinlogReader
+
+    reader = BinlogReader(source.settings, server_id=source.server_id + 2,
+                          describe=lambda d, t: None, heartbeat=600.0, read_timeout=1.0,
+                          max_reconnects=1)
+    try:
+        reader.start(source.log_end()["gtid"])
+        t0 = time.monotonic()
+        with pytest.raises(RetriableError, match="nothing from the server in 1 s"):
+            while time.monotonic() - t0 < 30:
+                tx = reader.next(until=time.monotonic() + 0.2)
+                assert tx is None or tx.rows == []  # other sessions' transactions only
+        assert reader.reconnects == 1
+        assert time.monotonic() - t0 < 15
+    finally:
+        reader.close()
