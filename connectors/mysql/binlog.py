@@ -142,6 +142,12 @@ class _Wire:
         self.buf = bytearray()
         self.seq = 1  # the dump command was packet 0
         self.heard = time.monotonic()  # when the server last sent anything
+        # poll() where there is one: select() cannot watch a descriptor past 1023,
+        # which a process with many connections can reach
+        self._poll: Any = None
+        if hasattr(select, "poll"):
+            self._poll = select.poll()
+            self._poll.register(sock, select.POLLIN | select.POLLPRI)
 
     def ready(self, timeout: float) -> bool:
         """Whether a packet has begun to arrive, waiting up to ``timeout`` seconds.
@@ -157,7 +163,10 @@ class _Wire:
         pending = getattr(self.sock, "pending", None)  # TLS: bytes decrypted already
         if pending is not None and pending():
             return True
-        readable, _, _ = select.select([self.sock], [], [], max(0.0, timeout))
+        if self._poll is not None:
+            readable = bool(self._poll.poll(max(0, int(timeout * 1000 + 0.999))))
+        else:
+            readable = bool(select.select([self.sock], [], [], max(0.0, timeout))[0])
         if readable:
             return True
         if time.monotonic() - self.heard > self.timeout:
