@@ -3,6 +3,7 @@
     .venv/bin/python bench/daemon.py latency    [--rate 2000] [--seconds 30] [--runs 3]
     .venv/bin/python bench/daemon.py throughput [--changes 200000] [--runs 3]
     .venv/bin/python bench/daemon.py rss        [--changes 5000000] [--cap 300]
+    .venv/bin/python bench/daemon.py idle       [--seconds 15] [--runs 3]
 
 Every mode runs ``cdcsync daemon`` as a separate process (as users run it), on a
 pipeline between scratch databases of the local PostgreSQL and MariaDB, with the
@@ -27,6 +28,9 @@ in ``cdcsync worker`` processes, ``--writer pgbench|python``).
 * **rss**: the daemon's peak resident memory (VmHWM) while it drains a backlog of
   ``--changes`` changes, with a Great Expectations suite on the entity (the
   gate loaded), sampled every 0.2 s until drained or ``--cap`` seconds.
+* **idle**: the CPU an idle daemon costs (the latency pipeline, no writes) and
+  the MariaDB server's CPU beside it over the same ``--seconds``; compare
+  trees side by side (another one on ``PYTHONPATH``).
 
 Medians over ``--runs``; ``uptime`` is printed, since the machine's other load
 moves wall-clock figures. A benchmark, not a test: nothing is asserted.
@@ -248,16 +252,22 @@ def pg_load(url: str, rate: int, seconds: float) -> int:
         return int(c.execute("SELECT count(*) FROM lat WHERE src = 'pg'").fetchone()[0])  # type: ignore[index]
 
 
+def lat_pipeline(pg: str, md: dict[str, Any], tmp: Path) -> Path:
+    """The ``lat`` table on both sides and a bidirectional pipeline over it, set up."""
+    with psycopg.connect(pg, autocommit=True) as c:
+        c.execute("CREATE TABLE lat (id bigint PRIMARY KEY, src text, t0 timestamptz,"
+                  " applied_at timestamptz DEFAULT clock_timestamp())")
+    with maria(md) as c, c.cursor() as cur:
+        cur.execute("CREATE TABLE lat (id BIGINT PRIMARY KEY, src VARCHAR(8), t0 DATETIME(6),"
+                    " applied_at DATETIME(6) DEFAULT CURRENT_TIMESTAMP(6))")
+    p = write_pipeline(tmp, pg, md, LAT_ENTITY)
+    cli("setup", str(p))
+    return p
+
+
 def latency_run(rate: int, seconds: float) -> dict[str, float]:
     with scratch() as (pg, md, tmp):
-        with psycopg.connect(pg, autocommit=True) as c:
-            c.execute("CREATE TABLE lat (id bigint PRIMARY KEY, src text, t0 timestamptz,"
-                      " applied_at timestamptz DEFAULT clock_timestamp())")
-        with maria(md) as c, c.cursor() as cur:
-            cur.execute("CREATE TABLE lat (id BIGINT PRIMARY KEY, src VARCHAR(8), t0 DATETIME(6),"
-                        " applied_at DATETIME(6) DEFAULT CURRENT_TIMESTAMP(6))")
-        p = write_pipeline(tmp, pg, md, LAT_ENTITY)
-        cli("setup", str(p))
+        p = lat_pipeline(pg, md, tmp)
         d = DaemonProc(p)
         time.sleep(2)
         cpu0 = d.cpu_seconds()
@@ -360,6 +370,56 @@ def latency(args: argparse.Namespace) -> None:
     print(f"  PostgreSQL logical replication PG->PG  p50 {nat['p50']:.1f} ms  "
           f"p99 {nat['p99']:.1f} ms")
     print(f"  p99 ratio cdcsync/native: {med['p99'] / nat['p99']:.1f}x  (target: p99 <= 100 ms)")
+
+
+# --- idle --------------------------------------------------------------------------------
+
+
+def proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of one process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_pid(name: str) -> int | None:
+    """The pid of the first process whose command is ``name`` (e.g. mariadbd)."""
+    for stat in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if stat.read_text().strip() == name:
+                return int(stat.parent.name)
+        except OSError:
+            continue
+    return None
+
+
+def idle_run(seconds: float) -> dict[str, float]:
+    """CPU of an idle daemon (the latency pipeline, ``poll_ms: 5``, no writes), and of
+    the MariaDB server beside it over the same window: what waiting costs both."""
+    maria_pid = server_pid("mariadbd")
+    with scratch() as (pg, md, tmp):
+        d = DaemonProc(lat_pipeline(pg, md, tmp))
+        try:
+            time.sleep(3)  # started and settled
+            t0, cpu0 = time.monotonic(), d.cpu_seconds()
+            m0 = proc_cpu(maria_pid) if maria_pid else 0.0
+            time.sleep(seconds)
+            wall = time.monotonic() - t0
+            out = {"daemon": (d.cpu_seconds() - cpu0) / wall,
+                   "mariadb": ((proc_cpu(maria_pid) - m0) / wall) if maria_pid else float("nan")}
+        finally:
+            d.stop()
+    return out
+
+
+def idle(args: argparse.Namespace) -> None:
+    runs = [idle_run(args.seconds) for _ in range(args.runs)]
+    for i, r in enumerate(runs):
+        print(f"run {i + 1}: idle daemon {r['daemon']:.3f} core, MariaDB server beside it "
+              f"{r['mariadb']:.3f} core", flush=True)
+    med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    print(f"\nidle, {args.seconds:.0f} s, medians of {args.runs} runs (load {uptime()}):")
+    print(f"  cdcsync daemon {med['daemon']:.3f} core; MariaDB server {med['mariadb']:.3f} core"
+          "  (compare side by side: another tree on PYTHONPATH)")
 
 
 # --- throughput --------------------------------------------------------------------------
@@ -542,6 +602,9 @@ def main() -> None:
     tp = sub.add_parser("throughput")
     tp.add_argument("--changes", type=int, default=200_000)
     tp.add_argument("--runs", type=int, default=3)
+    il = sub.add_parser("idle")
+    il.add_argument("--seconds", type=float, default=15)
+    il.add_argument("--runs", type=int, default=3)
     rs = sub.add_parser("rss")
     rs.add_argument("--changes", type=int, default=5_000_000)
     rs.add_argument("--cap", type=float, default=300)
@@ -563,7 +626,7 @@ def main() -> None:
     WRITER = args.writer
     if WORKER_PROCS and BROKER.startswith("memory"):
         ap.error("--worker-procs needs a shared --broker (redis:// or amqp://)")
-    {"latency": latency, "throughput": throughput, "rss": rss}[args.mode](args)
+    {"latency": latency, "throughput": throughput, "rss": rss, "idle": idle}[args.mode](args)
 
 
 if __name__ == "__main__":
