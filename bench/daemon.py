@@ -71,6 +71,12 @@ MARIA = server_params(os.environ.get("CDCSYNC_BENCH_MARIADB_URL",
 CDCSYNC = str(Path(sys.executable).with_name("cdcsync"))
 
 
+def proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of one process so far (/proc/PID/stat utime, stime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def uptime() -> str:
     return Path("/proc/loadavg").read_text().split(" ", 3)[:3].__str__()
 
@@ -182,12 +188,7 @@ class DaemonProc:
 
     def cpu_seconds(self) -> float:
         """User + system CPU of the daemon and its worker processes so far."""
-        tick = os.sysconf("SC_CLK_TCK")
-        total = 0.0
-        for proc in [self.proc, *self.workers]:
-            fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
-        return total
+        return sum(proc_cpu(proc.pid) for proc in [self.proc, *self.workers])
 
     def hwm_kib(self) -> int:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -373,12 +374,6 @@ def latency(args: argparse.Namespace) -> None:
 
 
 # --- idle --------------------------------------------------------------------------------
-
-
-def proc_cpu(pid: int) -> float:
-    """User + system CPU seconds of one process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def server_pid(name: str) -> int | None:
