@@ -17,6 +17,7 @@ from sync.daemon.breaker import Breaker
 from sync.daemon.partitions import actor_name, partition_of, queue_name
 from sync.logs import current_context
 from sync.state.leases import holder_id
+from sync.state.store import new_stamp
 from sync.tracing import inject
 
 log = logging.getLogger("cdcsync.daemon")
@@ -140,15 +141,22 @@ class Runtime:
                 if recorded.get((entity, k), 0.0) <= saved_at:
                     handed[(entity, k)] = (st, saved_at)
 
-    def recorded(self, entity: str, keys: Iterable[str], at: float) -> None:
-        """An applier saved ``keys`` with apply results, by time ``at``: a state of them
-        handed over from an earlier save is stale. Its jobs expect the rows as they were
-        before those writes of ours (an insert expecting no row would go in over a
-        user's delete made since; PostgreSQL keeps nothing of a deleted row), so it is
-        dropped, and so is one a reader saved earlier but hands over only now."""
+    def recorded(self, entity: str, keys: Iterable[str], at: float | None = None) -> None:
+        """An applier saved ``keys`` with apply results, by ``at`` (a save stamp taken
+        after that save; by default now): a state of them handed over from an earlier
+        save is stale. Its jobs expect the rows as they were before those writes of ours
+        (an insert expecting no row would go in over a user's delete made since;
+        PostgreSQL keeps nothing of a deleted row), so it is dropped, and so is one a
+        reader saved earlier but hands over only now.
+
+        Save stamps (:func:`new_stamp`) only grow within a process, so ``at`` is after
+        every ``saved_at`` of a save that came before this record even if the wall
+        clock stepped back in between (``time.time()`` would not be)."""
         handed = self._handed
         if handed is None:
             return
+        if at is None:
+            at = new_stamp()
         with self._lock:
             for k in keys:
                 hit = handed.get((entity, k))

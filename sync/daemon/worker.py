@@ -97,7 +97,7 @@ def _apply_keys(rt: Runtime, entity: str, keys: list[str], meta: dict[str, Any])
     # Recorded on the states loaded above unless the reader saved them since.
     again = record_results(ctx, ent, results, summary, mine=states, saved_at=stamps)
     if results:  # a state handed over before this record is stale now
-        rt.recorded(entity, {k for k, _, _, _ in results}, time.time())
+        rt.recorded(entity, {k for k, _, _, _ in results})
     commits = meta.get("commits") or {}
     for (_, _, target), st in summary.directions.items():
         if st.applied:

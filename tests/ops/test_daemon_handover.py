@@ -105,3 +105,20 @@ def test_a_state_an_applier_recorded_on_after_its_save_is_never_taken(
         rt.hand_over("items", {"k": st}, saved_at=20.0)  # saved after the record
     assert rt.take("items", ["k"]) == ({"k": st}, {"k": 20.0})
     assert rt._recorded == {}  # kept only while a reader is saving
+
+
+def test_a_clock_stepped_back_does_not_make_a_stale_hand_over_look_fresh(
+        rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reader saves and hands over, the wall clock steps back an hour (NTP), then an
+    applier records on the key: the record still counts as after the save."""
+    import time
+
+    from conflict.protocol import KeyState
+    from sync.state.store import new_stamp
+
+    st = KeyState()
+    saved_at = new_stamp()
+    rt.hand_over("items", {"k": st}, saved_at=saved_at)
+    monkeypatch.setattr(time, "time", lambda: saved_at - 3600.0)
+    rt.recorded("items", ["k"])
+    assert rt.take("items", ["k"]) == ({}, {})
