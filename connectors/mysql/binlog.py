@@ -41,7 +41,6 @@ Guarantees the source builds on:
 from __future__ import annotations
 
 import logging
-import select
 import struct
 import time
 from collections.abc import Callable
@@ -61,6 +60,7 @@ from connectors.mysql.session import (
     open_connection,
 )
 from connectors.mysql.tablemap import TableMap, TableMapCache, table_names
+from connectors.sockwait import wait_socket
 
 log = logging.getLogger("cdcsync.mysql.binlog")
 
@@ -142,12 +142,6 @@ class _Wire:
         self.buf = bytearray()
         self.seq = 1  # the dump command was packet 0
         self.heard = time.monotonic()  # when the server last sent anything
-        # poll() where there is one: select() cannot watch a descriptor past 1023,
-        # which a process with many connections can reach
-        self._poll: Any = None
-        if hasattr(select, "poll"):
-            self._poll = select.poll()
-            self._poll.register(sock, select.POLLIN | select.POLLPRI)
 
     def ready(self, timeout: float) -> bool:
         """Whether a packet has begun to arrive, waiting up to ``timeout`` seconds.
@@ -163,11 +157,7 @@ class _Wire:
         pending = getattr(self.sock, "pending", None)  # TLS: bytes decrypted already
         if pending is not None and pending():
             return True
-        if self._poll is not None:
-            readable = bool(self._poll.poll(max(0, int(timeout * 1000 + 0.999))))
-        else:
-            readable = bool(select.select([self.sock], [], [], max(0.0, timeout))[0])
-        if readable:
+        if wait_socket(self.sock, timeout):  # poll(): any descriptor number
             return True
         if time.monotonic() - self.heard > self.timeout:
             raise TimeoutError(f"nothing from the server in {self.timeout:.0f} s")

@@ -35,7 +35,6 @@ at high load.
 
 from __future__ import annotations
 
-import select
 import struct
 import time
 from collections.abc import Sequence
@@ -52,6 +51,7 @@ from connectors.postgres.names import quote_ident
 from connectors.postgres.pgoutput import PG_EPOCH_OFFSET, format_lsn, parse
 from connectors.postgres.setup import wait_slot_released
 from connectors.postgres.source import PostgresSource
+from connectors.sockwait import wait_socket
 from sync.change import ChangeBatch, Checkpoint
 
 _XLOG_HEADER = struct.Struct("!QQq")  # after the 'w': start, WAL end, send time
@@ -205,11 +205,7 @@ class PostgresStream:
                     f"the server ended the replication stream of slot {self.names.slot}")
             if n == -2:
                 raise psycopg.OperationalError(pgconn.get_error_message() or "copy failed")
-            if timeout <= 0:
-                ready, _, _ = select.select([pgconn.socket], [], [], 0)
-            else:
-                ready, _, _ = select.select([pgconn.socket], [], [], timeout)
-            if not ready:
+            if not wait_socket(pgconn.socket, timeout):
                 return None
             pgconn.consume_input()
             timeout = 0
@@ -224,9 +220,9 @@ class PostgresStream:
         msg = _STATUS.pack(b"r", self._received, self._confirmed, self._confirmed, _now_pg(),
                            False)
         while pgconn.put_copy_data(msg) == 0:
-            select.select([], [pgconn.socket], [], 1.0)
+            wait_socket(pgconn.socket, 1.0, read=False, write=True)
         while pgconn.flush() == 1:
-            select.select([pgconn.socket], [pgconn.socket], [], 1.0)
+            wait_socket(pgconn.socket, 1.0, write=True)
             pgconn.consume_input()
         self._last_status = time.monotonic()
 

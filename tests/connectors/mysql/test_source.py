@@ -377,3 +377,30 @@ def test_a_silent_binlog_connection_is_reported_not_waited_on(source: MysqlSourc
         assert time.monotonic() - t0 < 15
     finally:
         reader.close()
+
+
+def test_streaming_on_a_descriptor_past_1023_reads(mariadb_params: dict[str, Any]) -> None:
+    """A process with many connections: the binlog connection gets a descriptor that
+    ``select()`` cannot watch; the stream still waits on it and reads."""
+    from tests.highfds import FD_SETSIZE, descriptors_past_select
+
+    run(mariadb_params, TABLE)
+    with descriptors_past_select():
+        source = MysqlSource("maria", settings(mariadb_params), pipeline="t-highfd")
+        try:
+            start = source.log_end()
+            source.use_streaming(wait=0.5)
+            assert source.changes([binding()], start, 100).changes == []  # connected, idle
+            run(mariadb_params, "INSERT INTO items (id) VALUES (1)")
+            got, cp = [], start
+            for _ in range(50):  # other sessions may still be writing to the shared server
+                batch = source.changes([binding()], cp, 100)
+                got += [c.key["id"] for c in batch.changes]
+                cp = batch.checkpoint
+                if got:
+                    break
+            assert got == [1]
+            wire = source._binlog()._wire
+            assert wire is not None and wire.sock.fileno() >= FD_SETSIZE
+        finally:
+            source.close()

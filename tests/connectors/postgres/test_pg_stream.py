@@ -156,3 +156,23 @@ def test_a_stream_restarts_from_an_earlier_checkpoint(
     assert [c.key["id"] for b in again for c in b.changes] == [1, 2]
     assert query(table_t, "SELECT count(*) FROM pg_stat_activity WHERE backend_type ="
                           " 'walsender' AND datname = current_database()")[0][0] == 1
+
+
+def test_a_stream_on_a_descriptor_past_1023_reads(table_t: str) -> None:
+    """A daemon with many connections: the replication connection gets a descriptor
+    ``select()`` cannot watch; the stream still waits on it and reads."""
+    from tests.highfds import FD_SETSIZE, descriptors_past_select
+
+    with descriptors_past_select():
+        ep = endpoint(table_t)
+        try:
+            ep.setup([binding()], ep.pipeline)
+            ep.use_streaming(wait=0.5)
+            start = ep.position()
+            sql(table_t, "INSERT INTO t VALUES (1, 'a', 1.5, NULL)")
+            batches, _ = _read_all(ep, start, 1)
+            assert [c.key for b in batches for c in b.changes] == [{"id": 1}]
+            conn = ep.stream._conn if ep.stream is not None else None
+            assert conn is not None and conn.pgconn.socket >= FD_SETSIZE
+        finally:
+            ep.close()
