@@ -82,7 +82,7 @@ from connectors.mysql.session import (
     quote_table,
 )
 from connectors.mysql.source import MARKER_TABLE, endpoint_columns, select_expr
-from connectors.mysql.types import ColumnInfo, stored, to_param, typed_row
+from connectors.mysql.types import ColumnInfo, param_of, storer_of, to_param, typer_of
 
 log = logging.getLogger("cdcsync.mysql.sink")
 
@@ -170,9 +170,9 @@ class MysqlSink:
                 *, lock: bool) -> dict[str, tuple[dict[str, Any], str]]:
         """Current rows (entity names, typed) and their versions, by key text."""
         cols = endpoint_columns(binding, info)
-        names = [c.name for c in cols]
         by_name = info.by_name()
         key_cols = [by_name[binding.endpoint_column(k)] for k in binding.key]
+        typers = [(c.name, typer_of(c)) for c in cols]
         out: dict[str, tuple[dict[str, Any], str]] = {}
         for i in range(0, len(keys), _CHUNK):
             part = keys[i : i + _CHUNK]
@@ -181,7 +181,8 @@ class MysqlSink:
                    f"FROM {quote_table(self.database, binding.table)} WHERE {cond}")
             cur.execute(sql + (" FOR UPDATE" if lock else ""), params)
             for values in cur.fetchall():
-                row = binding.to_entity(typed_row(by_name, dict(zip(names, values, strict=True))))
+                row = binding.to_entity({n: None if v is None else f(v)
+                                         for (n, f), v in zip(typers, values, strict=True)})
                 out[key_text(binding.key_of(row))] = (row, row_hash(row))
         return out
 
@@ -234,6 +235,7 @@ class MysqlSink:
         by_name = info.by_name()
         synced = endpoint_columns(binding, info)
         synced_entity = {_entity_name(binding, c.name): c for c in synced}
+        storers = {name: storer_of(c) for name, c in synced_entity.items()}
         server_filled = any(c.generated or c.on_update for c in synced)
         results: list[ApplyResult | None] = [None] * len(ops)
         # (row absent?, columns) -> rows to write: absent rows are inserted, present ones
@@ -272,7 +274,7 @@ class MysqlSink:
                     elif binding.synced(c):
                         raise SchemaError(f"{self.name}: table {binding.table} has no column "
                                           f"for {binding.entity}.{c}")
-                want = {c: stored(synced_entity[c], v) for c, v in want.items()}
+                want = {c: storers[c](v) for c, v in want.items()}
                 if cur_row is not None and canonical_row(
                         {c: cur_row.get(c) for c in want}) == canonical_row(want):
                     results[i] = ApplyResult(kt, ApplyStatus.ALREADY, cur_hash)
@@ -282,10 +284,11 @@ class MysqlSink:
                     new_row = {**(cur_row or {}), **want}
                     cols = tuple(c for c in want if not synced_entity[c].generated)
                     upserts.setdefault((cur_row is None, cols), []).append((i, want))
-                    current[kt] = (new_row, row_hash(new_row))
+                    new_hash = row_hash(new_row)
+                    current[kt] = (new_row, new_hash)
                     if server_filled or len(new_row) < len(synced_entity):
                         reread.append(i)
-                    results[i] = ApplyResult(kt, ApplyStatus.APPLIED, row_hash(new_row))
+                    results[i] = ApplyResult(kt, ApplyStatus.APPLIED, new_hash)
                 else:
                     results[i] = ApplyResult(kt, ApplyStatus.SKIPPED, cur_hash)
                     moved.append((i, cur_hash))
@@ -388,9 +391,7 @@ class MysqlSink:
                f"({', '.join(quote_ident(c) for c in ecols)}) "
                f"VALUES ({', '.join(['%s'] * len(ecols))}) "
                f"ON DUPLICATE KEY UPDATE {', '.join(updates)}")
-        infos = [by_name.get(c) for c in ecols]
-        params = [tuple(to_param(ci, row[c]) for ci, c in zip(infos, cols, strict=True))
-                  for row in rows]
+        params = _params(by_name, ecols, cols, rows)
         cur.executemany(sql, params)
 
     def _insert(self, cur: Any, binding: Binding, by_name: Mapping[str, ColumnInfo],
@@ -402,9 +403,7 @@ class MysqlSink:
         sql = (f"INSERT INTO {quote_table(self.database, binding.table)} "
                f"({', '.join(quote_ident(c) for c in ecols)}) "
                f"VALUES ({', '.join(['%s'] * len(ecols))})")
-        infos = [by_name.get(c) for c in ecols]
-        params = [tuple(to_param(ci, row[c]) for ci, c in zip(infos, cols, strict=True))
-                  for row in rows]
+        params = _params(by_name, ecols, cols, rows)
         try:
             cur.executemany(sql, params)
         except pymysql.err.IntegrityError as exc:
@@ -421,6 +420,13 @@ class MysqlSink:
             cond, params = _in_list(key_cols, [[k[c] for c in binding.key] for k in part])
             cur.execute(f"DELETE FROM {quote_table(self.database, binding.table)} WHERE {cond}",
                         params)
+
+
+def _params(by_name: Mapping[str, ColumnInfo], ecols: Sequence[str], cols: Sequence[str],
+            rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+    """The query parameters of ``rows`` (entity columns ``cols``, written to ``ecols``)."""
+    convert = [(param_of(by_name.get(e)), c) for e, c in zip(ecols, cols, strict=True)]
+    return [tuple(f(row[c]) for f, c in convert) for row in rows]
 
 
 def _entity_name(binding: Binding, endpoint_column: str) -> str:

@@ -219,6 +219,90 @@ def to_param(col: ColumnInfo | None, value: Any) -> Any:
     return value
 
 
+#: Python types pymysql takes as they are, which :func:`to_param` returns unchanged
+#: for any column but JSON (where a number or a string is the document's text)
+_PLAIN_PARAMS = frozenset({int, str, decimal.Decimal, float, bytes, dt.date})
+
+
+def param_of(col: ColumnInfo | None) -> Callable[[Any], Any]:
+    """:func:`to_param` for one column, as a function that passes the common values
+    (already pymysql's own) without a call: an apply converts every value it writes.
+    Make it once per column and batch, not per value."""
+    if col is not None and col.logical == "json":
+        return lambda v: to_param(col, v)
+
+    def param(v: Any) -> Any:
+        return v if type(v) in _PLAIN_PARAMS else to_param(col, v)
+
+    return param
+
+
+def storer_of(col: ColumnInfo) -> Callable[[Any], Any]:
+    """:func:`stored` for one column, as a function that finds a value already of the
+    column's Python type without going through :func:`typed` (an apply computes what
+    the row will hold for every value it writes). Same results as :func:`stored`."""
+    logical, kind = col.logical, col.data_type
+    if logical in ("json", "time") or (logical == "float" and col.is_float32) or (
+            logical == "bytes" and kind == "binary") or (
+            logical == "text" and kind in ("set", "char")):
+        return lambda v: stored(col, v)
+    if logical == "decimal" and col.scale is not None:
+        step = decimal.Decimal(1).scaleb(-col.scale)
+
+        def to_scale(v: Any) -> Any:
+            if type(v) is decimal.Decimal:
+                return v.quantize(step, rounding=decimal.ROUND_HALF_UP)
+            return stored(col, v)
+
+        return to_scale
+    if logical in ("timestamp", "timestamptz"):
+        fsp = col.scale
+
+        def utc(v: Any) -> Any:
+            if type(v) is dt.datetime and v.tzinfo is dt.UTC:
+                return _truncate_fraction(v, fsp)
+            return stored(col, v)
+
+        return utc
+    own = _OWN_TYPES.get(logical)
+    if own is None:
+        return lambda v: stored(col, v)
+
+    def same(v: Any) -> Any:
+        return v if type(v) is own else stored(col, v)
+
+    return same
+
+
+def typer_of(col: ColumnInfo) -> Callable[[Any], Any]:
+    """:func:`typed` for one column, as a function that keeps a value already of the
+    column's Python type as it is (the sink reads back every row it is about to write).
+    Same results as :func:`typed`."""
+    logical = col.logical
+    if logical in ("timestamp", "timestamptz"):
+
+        def utc(v: Any) -> Any:  # pymysql reads DATETIME and TIMESTAMP naive (UTC session)
+            if type(v) is dt.datetime and v.tzinfo is None:
+                return v.replace(tzinfo=dt.UTC)
+            return typed(col, v)
+
+        return utc
+    own = _OWN_TYPES.get(logical)
+    if own is None or (logical == "float" and col.is_float32) or (
+            logical == "bytes" and col.data_type == "binary"):
+        return lambda v: typed(col, v)
+
+    def same(v: Any) -> Any:
+        return v if type(v) is own else typed(col, v)
+
+    return same
+
+
+#: logical type -> the Python type that :func:`typed` and :func:`stored` return as it is
+_OWN_TYPES: dict[str, type] = {"int": int, "float": float, "text": str, "bool": bool,
+                               "date": dt.date, "bytes": bytes, "uuid": uuid.UUID}
+
+
 def _truncate_fraction(value: Any, fsp: int | None) -> Any:
     if fsp is None or fsp >= 6 or not isinstance(value, dt.datetime | dt.time):
         return value
