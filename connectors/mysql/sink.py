@@ -82,7 +82,7 @@ from connectors.mysql.session import (
     quote_table,
 )
 from connectors.mysql.source import MARKER_TABLE, endpoint_columns, select_expr
-from connectors.mysql.types import ColumnInfo, param_of, storer_of, to_param, typer_of
+from connectors.mysql.types import ColumnInfo, param_of, storer_of, typer_of
 
 log = logging.getLogger("cdcsync.mysql.sink")
 
@@ -438,8 +438,9 @@ def _in_list(key_cols: Sequence[ColumnInfo], keys: Sequence[Sequence[Any]]
              ) -> tuple[str, list[Any]]:
     """``pk IN (...)`` or ``(k1, k2) IN ((...), ...)`` with parameters."""
     params: list[Any] = []
+    convert = [param_of(c) for c in key_cols]
     for key in keys:
-        params.extend(to_param(c, v) for c, v in zip(key_cols, key, strict=True))
+        params.extend(f(v) for f, v in zip(convert, key, strict=True))
     if len(key_cols) == 1:
         return f"{quote_ident(key_cols[0].name)} IN ({', '.join(['%s'] * len(keys))})", params
     one = "(" + ", ".join(["%s"] * len(key_cols)) + ")"
