@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from conflict.canonical import key_from_text
 from conflict.protocol import ApplyJob, KeyState, jobs, on_applied, on_skipped, on_stale
@@ -75,9 +75,8 @@ def record_results(ctx: PipelineContext, ent: EntityContext, results: list[Resul
     what a superseded result still tells. A caller that saved or loaded the
     states it applied (``mine``, stamped ``saved_at``: one stamp for a batch
     run's save, the stamp of each as loaded for a worker) has them recorded on
-    as they are, outside the state lock, unless someone else saved one of them
-    since: then all are reloaded and recorded on under the lock. ``mine`` is
-    changed either way.
+    as they are, outside the state lock; those someone else saved since are
+    reloaded and recorded on under the lock. ``mine`` is changed either way.
 
     Returns the keys whose apply is due again at once: a STALE result (the row
     holds a write of ours whose result was lost) taught the row version to
@@ -93,16 +92,24 @@ def record_results(ctx: PipelineContext, ent: EntityContext, results: list[Resul
         # Recorded and encoded before the state lock is taken (the reader and the
         # other workers queue on it), written under it unless someone saved one of
         # these states meanwhile: then recorded again on the states as they are now.
-        scratch = RunSummary(pipeline=ctx.pipeline)
+        tally: list[Tally] = []
         states = {k: mine[k] for k in keys}
-        again = record_on(ent, states, results, scratch)
+        again = record_on(ent, states, results, summary, tally=tally)
         encoded = ctx.store.encode(states)
         with ctx.store.transaction(lock=lock) as conn:
-            if not ctx.store.moved_since(conn, ctx.pipeline, ent.name, keys, saved_at):
-                ctx.store.save(conn, ctx.pipeline, ent.name, states, encoded=encoded)
-                summary.add(scratch)
+            moved = ctx.store.moved_since(conn, ctx.pipeline, ent.name, keys, saved_at)
+            ctx.store.save(conn, ctx.pipeline, ent.name,
+                           {k: st for k, st in states.items() if k not in moved},
+                           encoded=encoded)
+            count(summary, ent.name, [t for t in tally if t[0] not in moved])
+            if not moved:
                 return again
-        # someone saved one of them meanwhile: below, on the states as they are now
+            # Saved by someone else meanwhile: these are recorded on again, on their
+            # states as they are now (the others' records stand).
+            fresh = ctx.store.load(ctx.pipeline, ent.name, moved, conn=conn)
+            redone = record_on(ent, fresh, [r for r in results if r[0] in moved], summary)
+            ctx.store.save(conn, ctx.pipeline, ent.name, fresh)
+        return sorted({k for k in again if k not in moved} | set(redone))
     with ctx.store.transaction(lock=lock) as conn:
         fresh = ctx.store.load(ctx.pipeline, ent.name, keys, conn=conn)
         again = record_on(ent, fresh, results, summary)
@@ -110,19 +117,37 @@ def record_results(ctx: PipelineContext, ent: EntityContext, results: list[Resul
     return again
 
 
+#: what one result adds to a run's summary: (key, origin, target, seconds, counted as)
+Tally = tuple[str, str, str, float, str | None]
+
+
+def count(summary: RunSummary, entity: str, tally: Iterable[Tally]) -> None:
+    """Add results tallied by :func:`record_on` to ``summary``."""
+    for _, origin, target, seconds, counted in tally:
+        stats = summary.at(entity, origin, target)
+        stats.seconds += seconds
+        if counted == "skipped":
+            stats.skipped += 1
+        elif counted == "applied":
+            stats.applied += 1
+
+
 def record_on(ent: EntityContext, states: Mapping[str, KeyState], results: list[Result],
-              summary: RunSummary) -> list[str]:
+              summary: RunSummary, *, tally: list[Tally] | None = None) -> list[str]:
     """Tell each key's state what its apply did; the keys due again at once (STALE).
 
     The states may be others than the jobs were made from (reloaded, decided
     again): the protocol's on_applied/on_skipped/on_stale tell what a result
-    of a superseded job still says.
+    of a superseded job still says. ``tally``: what each result counts for is
+    appended there instead of to ``summary`` (:func:`count` adds it later, for
+    the states the caller keeps).
     """
     again: list[str] = []
+    mine: list[Tally] = [] if tally is None else tally
     for k, job, res, seconds in results:
         st = states[k]
-        stats = summary.at(ent.name, st.origin or "?", job.target)
-        stats.seconds += seconds
+        origin = st.origin or "?"
+        counted: str | None = None
         if res.status is ApplyStatus.SKIPPED:
             if on_skipped(st, job, absent=res.row_version is None):
                 log.info("%s %s at %s: the skip tells of no user edit (the row is gone where"
@@ -131,7 +156,7 @@ def record_on(ent: EntityContext, states: Mapping[str, KeyState], results: list[
                          job.target)
                 again.append(k)
             else:
-                stats.skipped += 1
+                counted = "skipped"
         elif res.status is ApplyStatus.STALE:
             log.info("%s %s at %s holds an earlier write of ours whose result was lost;"
                      " applying again", ent.name, k, job.target)
@@ -141,7 +166,10 @@ def record_on(ent: EntityContext, states: Mapping[str, KeyState], results: list[
                         # (a target whose log is never read has no edits to place)
                         res.position if job.target in ent.sources else None) and \
                 res.status is ApplyStatus.APPLIED:
-            stats.applied += 1
+            counted = "applied"
+        mine.append((k, origin, job.target, seconds, counted))
+    if tally is None:
+        count(summary, ent.name, mine)
     return sorted(set(again))
 
 

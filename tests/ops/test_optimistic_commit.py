@@ -83,3 +83,55 @@ def test_a_result_recorded_while_the_reader_decided_a_newer_version_keeps_that_v
     assert sql(root / "b.db", "SELECT name FROM items") == [("three",)]
     assert all(d.in_sync for d in verify(ctx))
     assert run_pipeline(cfg).total("applied") == 0
+
+
+def test_only_the_keys_saved_meanwhile_are_recorded_on_again(
+        pipeline: Path, cfg: Any, ctx: PipelineContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two keys applied; the reader saves a newer version of one of them before the
+    results are recorded: that one is reloaded and recorded on as it is now, the other
+    is recorded on as the worker holds it (not loaded again), each result counted once."""
+    root = pipeline.parent
+    ent = ctx.entities["items"]
+    sql(root / "a.db", "INSERT INTO items VALUES (2, 'x')")
+    after = ctx.store.checkpoint(ctx.pipeline, "a", STREAM)
+    batch = ctx.endpoints["a"].changes([ent.bindings["a"]], after, 100)
+    assert len(batch.changes) == 2
+    decided = decide_and_commit(ctx, "a", batch.changes, batch.checkpoint,
+                                RunSummary(pipeline=cfg.pipeline))
+    states = decided.states["items"]
+    results = apply_to_target(ctx, ent, "b", pending_by_target(states)["b"], states)
+    assert sorted(sql(root / "b.db", "SELECT id, name FROM items")) == [(1, "two"), (2, "x")]
+
+    armed: list[bool] = []
+
+    def reader_decides() -> None:
+        sql(root / "a.db", "UPDATE items SET name = 'three' WHERE id = 1")
+        _decide_next(ctx, RunSummary(pipeline=cfg.pipeline))
+        armed.append(True)  # the loads from here on are the worker's
+
+    before_the_lock(monkeypatch, ctx, reader_decides)
+    real_load, loaded = ctx.store.load, []
+
+    def load(pipeline: str, entity: str, wanted: Any, **kw: Any) -> Any:
+        wanted = list(wanted)
+        if armed:
+            loaded.extend(wanted)
+        return real_load(pipeline, entity, wanted, **kw)
+
+    monkeypatch.setattr(ctx.store, "load", load)
+    summary = RunSummary(pipeline=cfg.pipeline)
+    assert record_results(ctx, ent, results, summary, mine=states,
+                          saved_at=decided.saved_at) == []
+    assert loaded == [KEY]  # only the key the reader saved meanwhile
+    # counted once each: key 2 as applied; key 1's write was of a version superseded
+    # since (its newer one is still due), as when every key was recorded on again
+    assert summary.total("applied") == 1
+    assert summary.at("items", "a", "b").seconds == pytest.approx(sum(r[3] for r in results))
+    monkeypatch.setattr(ctx.store, "load", real_load)
+    one, two = (ctx.store.load(ctx.pipeline, "items", [k])[k] for k in (KEY, '{"id":2}'))
+    assert one.content == {"id": 1, "name": "three"} and one.outbox == {"b"}
+    assert two.outbox == set() and two.at("b").hash == two.content_hash
+    apply_pending(ctx, ent, {KEY: one}, summary)
+    assert all(d.in_sync for d in verify(ctx))
+    assert run_pipeline(cfg).total("applied") == 0
