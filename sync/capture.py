@@ -16,7 +16,7 @@ and its applies are durable.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +60,7 @@ class Decided:
     states: dict[str, dict[str, KeyState]] = field(default_factory=dict)
     records: list[tuple[str, str, ConflictRecord]] = field(default_factory=list)
     parked: list[ParkedConflict] = field(default_factory=list)
+    parked_keys: list[tuple[str, str]] = field(default_factory=list)  # (entity, key) of each
     oldest_commit: float | None = None
     quarantine: Any = None  # sync/quality: writes the changes the gate held back
     saved_at: float | None = None  # the states' stamp in the store (StateStore.moved_since)
@@ -82,18 +83,42 @@ def _moved(conn: Connection, ctx: PipelineContext, decided: Decided,
             for name, states in decided.states.items()}
 
 
+#: what deciding one change adds to a run's summary: (entity, key, what the protocol
+#: made of it, whether it raised a conflict, the change)
+Tally = tuple[str, str, Kind, bool, Change]
+
+
+def count_decided(summary: RunSummary, source: str, tally: Iterable[Tally]) -> None:
+    """Add changes tallied by :func:`decide` to ``summary``."""
+    for name, _, kind, conflict, _ in tally:
+        stats = summary.at(name, source, "*")
+        stats.read += 1
+        if kind is Kind.DUPLICATE:
+            stats.duplicates += 1
+        elif kind is Kind.ECHO:
+            stats.echoes += 1
+        elif kind is Kind.RESOLVED:
+            stats.resolved += 1
+        elif kind is Kind.PARKED and conflict:
+            stats.parked += 1
+
+
 def decide(
     ctx: PipelineContext, source: str, changes: list[Change], summary: RunSummary,
     conn: Connection | None = None, stamps: dict[str, dict[str, float]] | None = None,
+    *, tally: list[Tally] | None = None,
 ) -> Decided:
     """Run the protocol over ``changes`` (rules 1-3); nothing is written yet.
 
     Pass the locked transaction that will :func:`commit` the result as ``conn``
     when workers may record apply results concurrently (the daemon), or collect
     the loaded states' save stamps per entity in ``stamps`` and check them under
-    the lock before committing (:func:`decide_and_commit`).
+    the lock before committing (:func:`decide_and_commit`). ``tally``: what each
+    change counts for is appended there instead of to ``summary``
+    (:func:`count_decided` adds it later, for the keys the caller keeps).
     """
     out = Decided()
+    mine: list[Tally] = [] if tally is None else tally
     # --- data-quality gate (sync/quality): validate before the protocol sees anything ---
     if _gated(ctx, source):
         from sync.quality.hook import screen
@@ -114,7 +139,6 @@ def decide(
         states = ctx.store.load(ctx.pipeline, name, (k for k, _, _ in keyed), conn=conn,
                                 stamps=None if stamps is None else stamps.setdefault(name, {}))
         touched = out.states.setdefault(name, {})
-        stats = summary.at(name, source, "*")
         for k, key, ch in keyed:
             st = states[k]
             if st.key is None:
@@ -122,20 +146,14 @@ def decide(
             res = on_change(st, edit_of(ent, ch), entity=name, key=key, sinks=ent.sinks,
                             resolve=ent.resolve)
             touched[k] = st
-            stats.read += 1
-            if res.kind is Kind.DUPLICATE:
-                stats.duplicates += 1
-            elif res.kind is Kind.ECHO:
-                stats.echoes += 1
-            elif res.kind is Kind.RESOLVED:
-                stats.resolved += 1
-            elif res.kind is Kind.PARKED:
-                if res.conflict is not None:
-                    stats.parked += 1
-                elif st.parked is not None:
-                    out.parked.append(st.parked)
+            mine.append((name, k, res.kind, res.conflict is not None, ch))
+            if res.kind is Kind.PARKED and res.conflict is None and st.parked is not None:
+                out.parked.append(st.parked)
+                out.parked_keys.append((name, k))
             if res.conflict is not None:
                 out.records.append((name, k, res.conflict))
+    if tally is None:
+        count_decided(summary, source, mine)
     return out
 
 
@@ -149,37 +167,55 @@ def decide_and_commit(ctx: PipelineContext, source: str, changes: list[Change],
 
     The daemon's workers record apply results under the same state lock, so the
     lock is held for the writes only: the batch is loaded, decided and encoded
-    before it is taken, and committed under it if none of its key states was
-    saved meanwhile (their save stamps tell); otherwise it is decided again under
-    the lock, on the states as they are now. A source with a quality gate is
+    before it is taken, and committed under it; the changes of keys whose state
+    someone saved meanwhile (their save stamps tell) are decided again under the
+    lock, on the states as they are now. A source with a quality gate is
     decided under the lock throughout (the gate reads quarantine state that a
     steward may change).
     """
     if not _gated(ctx, source):
-        first = _commit_if_unmoved(ctx, source, changes, checkpoint, summary)
-        if first is not None:
-            return first
+        return _commit_decided(ctx, source, changes, checkpoint, summary)
     with ctx.store.transaction(lock=state_lock(ctx)) as conn:
         decided = decide(ctx, source, changes, summary, conn)
         commit(conn, ctx, source, decided, checkpoint)
     return decided
 
 
-def _commit_if_unmoved(ctx: PipelineContext, source: str, changes: list[Change],
-                       checkpoint: Mapping[str, Any] | None,
-                       summary: RunSummary) -> Decided | None:
-    """Decide and encode outside the state lock; commit under it unless one of the
-    batch's states was saved meanwhile (None: the caller decides again, locked)."""
+def _commit_decided(ctx: PipelineContext, source: str, changes: list[Change],
+                    checkpoint: Mapping[str, Any] | None, summary: RunSummary) -> Decided:
+    """Decide and encode outside the state lock; under it, decide again the changes of
+    the keys whose state was saved meanwhile (a worker recorded results on them), then
+    commit. Each change is counted in ``summary`` once, by the decision committed."""
     stamps: dict[str, dict[str, float]] = {}
-    scratch = RunSummary(pipeline=ctx.pipeline)
-    first = decide(ctx, source, changes, scratch, stamps=stamps)
+    tally: list[Tally] = []
+    first = decide(ctx, source, changes, summary, stamps=stamps, tally=tally)
     encoded = {name: ctx.store.encode(states) for name, states in first.states.items()}
+    scratch = RunSummary(pipeline=ctx.pipeline)
     with ctx.store.transaction(lock=state_lock(ctx)) as conn:
-        if any(_moved(conn, ctx, first, stamps).values()):
-            return None
+        moved = {name: keys for name, keys in _moved(conn, ctx, first, stamps).items() if keys}
+        if moved:
+            redo = decide(ctx, source, [t[4] for t in tally if t[1] in moved.get(t[0], ())],
+                          scratch, conn)
+            _replace(first, redo, moved, encoded, ctx)
+            tally = [t for t in tally if t[1] not in moved.get(t[0], ())]
+        count_decided(scratch, source, tally)
         commit(conn, ctx, source, first, checkpoint, encoded=encoded)
     summary.add(scratch)
     return first
+
+
+def _replace(first: Decided, redo: Decided, moved: Mapping[str, set[str]],
+             encoded: dict[str, dict[str, str]], ctx: PipelineContext) -> None:
+    """Put ``redo``'s decisions of the ``moved`` keys in place of ``first``'s."""
+    for name, keys in moved.items():
+        fresh = {k: redo.states[name][k] for k in keys}
+        first.states[name].update(fresh)
+        encoded[name].update(ctx.store.encode(fresh))
+    first.records = [r for r in first.records if r[1] not in moved.get(r[0], ())]
+    first.records += redo.records
+    kept = [i for i, (name, k) in enumerate(first.parked_keys) if k not in moved.get(name, ())]
+    first.parked = [first.parked[i] for i in kept] + redo.parked
+    first.parked_keys = [first.parked_keys[i] for i in kept] + redo.parked_keys
 
 
 def commit(conn: Connection, ctx: PipelineContext, source: str, decided: Decided,

@@ -135,3 +135,47 @@ def test_only_the_keys_saved_meanwhile_are_recorded_on_again(
     apply_pending(ctx, ent, {KEY: one}, summary)
     assert all(d.in_sync for d in verify(ctx))
     assert run_pipeline(cfg).total("applied") == 0
+
+
+def test_only_the_changes_of_keys_saved_meanwhile_are_decided_again(
+        pipeline: Path, cfg: Any, ctx: PipelineContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch of two keys; a worker records on one of them while the reader decides:
+    that key's change is decided again on its state as saved, the other's decision
+    stands (its state is not loaded again), and each change is counted once."""
+    root = pipeline.parent
+    sql(root / "a.db", "INSERT INTO items VALUES (2, 'x')")
+
+    def worker_records() -> None:
+        with ctx.store.transaction(lock="cdcsync-state:ops") as conn:
+            st = ctx.store.load(ctx.pipeline, "items", [KEY], conn=conn)[KEY]
+            st.at("b").pending.append("echo-of-an-earlier-write")
+            ctx.store.save(conn, ctx.pipeline, "items", {KEY: st})
+        armed.append(True)  # the loads from here on are the reader's, under the lock
+
+    armed: list[bool] = []
+    before_the_lock(monkeypatch, ctx, worker_records)
+    real_load, loaded = ctx.store.load, []
+
+    def load(pipeline: str, entity: str, wanted: Any, **kw: Any) -> Any:
+        wanted = list(wanted)
+        if armed:
+            loaded.extend(wanted)
+        return real_load(pipeline, entity, wanted, **kw)
+
+    monkeypatch.setattr(ctx.store, "load", load)
+    summary = RunSummary(pipeline=ctx.pipeline)
+    ent = ctx.entities["items"]
+    after = ctx.store.checkpoint(ctx.pipeline, "a", STREAM)
+    batch = ctx.endpoints["a"].changes([ent.bindings["a"]], after, 100)
+    assert len(batch.changes) == 2
+    decided = decide_and_commit(ctx, "a", batch.changes, batch.checkpoint, summary)
+    assert loaded == [KEY]
+    monkeypatch.setattr(ctx.store, "load", real_load)
+    one, two = (ctx.store.load(ctx.pipeline, "items", [k])[k] for k in (KEY, '{"id":2}'))
+    assert one.at("b").pending == ["echo-of-an-earlier-write"]  # the worker's record stands
+    assert one.content == {"id": 1, "name": "two"} == decided.states["items"][KEY].content
+    assert two.content == {"id": 2, "name": "x"} and two.outbox == {"b"}
+    assert decided.states["items"][KEY].at("b").pending == ["echo-of-an-earlier-write"]
+    assert summary.total("read") == 2
+    assert ctx.store.checkpoint(ctx.pipeline, "a", STREAM) == batch.checkpoint
