@@ -35,6 +35,22 @@ def _decide_next(ctx: PipelineContext, summary: RunSummary) -> Any:
     return decide_and_commit(ctx, "a", batch.changes, batch.checkpoint, summary)
 
 
+def _loads_once_armed(monkeypatch: pytest.MonkeyPatch, ctx: PipelineContext,
+                      armed: list[bool]) -> tuple[list[str], Any]:
+    """The keys whose states are loaded from the store once ``armed`` holds anything
+    (filled as they are), and the store's own ``load`` to put back."""
+    real_load, loaded = ctx.store.load, []
+
+    def load(pipeline: str, entity: str, wanted: Any, **kw: Any) -> Any:
+        wanted = list(wanted)
+        if armed:
+            loaded.extend(wanted)
+        return real_load(pipeline, entity, wanted, **kw)
+
+    monkeypatch.setattr(ctx.store, "load", load)
+    return loaded, real_load
+
+
 def test_a_batch_decided_while_a_worker_recorded_a_result_keeps_the_result(
         ctx: PipelineContext, monkeypatch: pytest.MonkeyPatch) -> None:
     summary = RunSummary(pipeline=ctx.pipeline)
@@ -111,15 +127,7 @@ def test_only_the_keys_saved_meanwhile_are_recorded_on_again(
         armed.append(True)  # the loads from here on are the worker's
 
     before_the_lock(monkeypatch, ctx, reader_decides)
-    real_load, loaded = ctx.store.load, []
-
-    def load(pipeline: str, entity: str, wanted: Any, **kw: Any) -> Any:
-        wanted = list(wanted)
-        if armed:
-            loaded.extend(wanted)
-        return real_load(pipeline, entity, wanted, **kw)
-
-    monkeypatch.setattr(ctx.store, "load", load)
+    loaded, real_load = _loads_once_armed(monkeypatch, ctx, armed)
     summary = RunSummary(pipeline=cfg.pipeline)
     assert record_results(ctx, ent, results, summary, mine=states,
                           saved_at=decided.saved_at) == []
@@ -155,15 +163,7 @@ def test_only_the_changes_of_keys_saved_meanwhile_are_decided_again(
 
     armed: list[bool] = []
     before_the_lock(monkeypatch, ctx, worker_records)
-    real_load, loaded = ctx.store.load, []
-
-    def load(pipeline: str, entity: str, wanted: Any, **kw: Any) -> Any:
-        wanted = list(wanted)
-        if armed:
-            loaded.extend(wanted)
-        return real_load(pipeline, entity, wanted, **kw)
-
-    monkeypatch.setattr(ctx.store, "load", load)
+    loaded, real_load = _loads_once_armed(monkeypatch, ctx, armed)
     summary = RunSummary(pipeline=ctx.pipeline)
     ent = ctx.entities["items"]
     after = ctx.store.checkpoint(ctx.pipeline, "a", STREAM)

@@ -44,6 +44,19 @@ TABLE = (
 )
 
 
+def first_ids(source: MysqlSource, start: Any) -> tuple[list[int], Any]:
+    """The ids of the first changes read after ``start`` (reads that find nothing are
+    skipped: other sessions may still be writing to the shared server), and the
+    checkpoint after them."""
+    cp = start
+    for _ in range(50):
+        batch = source.changes([binding()], cp, 100)
+        cp = batch.checkpoint
+        if batch.changes:
+            return [c.key["id"] for c in batch.changes], cp
+    return [], cp
+
+
 @pytest.fixture
 def source(mariadb_params: dict[str, Any]) -> Iterator[MysqlSource]:
     run(mariadb_params, TABLE)
@@ -331,13 +344,7 @@ def test_streaming_while_idle_waits_and_asks_the_server_nothing(
     start = source.log_end()
     run(mariadb_params, "INSERT INTO items (id) VALUES (1)")
     source.use_streaming(wait=0.2)
-    got, cp = [], start
-    for _ in range(50):  # other sessions may still be writing to the shared server
-        batch = source.changes([binding()], cp, 100)
-        got += [c.key["id"] for c in batch.changes]
-        cp = batch.checkpoint
-        if got:
-            break
+    got, cp = first_ids(source, start)
     assert got == [1]
     close_quietly(source._control)  # the connection queries would go through
     source._control = None
@@ -392,14 +399,7 @@ def test_streaming_on_a_descriptor_past_1023_reads(mariadb_params: dict[str, Any
             source.use_streaming(wait=0.5)
             assert source.changes([binding()], start, 100).changes == []  # connected, idle
             run(mariadb_params, "INSERT INTO items (id) VALUES (1)")
-            got, cp = [], start
-            for _ in range(50):  # other sessions may still be writing to the shared server
-                batch = source.changes([binding()], cp, 100)
-                got += [c.key["id"] for c in batch.changes]
-                cp = batch.checkpoint
-                if got:
-                    break
-            assert got == [1]
+            assert first_ids(source, start)[0] == [1]
             wire = source._binlog()._wire
             assert wire is not None and wire.sock.fileno() >= FD_SETSIZE
         finally:
