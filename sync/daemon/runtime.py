@@ -131,15 +131,25 @@ class Runtime:
         again, with the stamp, so that a save by anyone since is still noticed
         (record_results). Only with the in-process broker, whose messages never reach
         another process; a newer hand-over of a key replaces the older. Not the states
-        an applier recorded results on after ``saved_at`` (:meth:`recorded`)."""
+        an applier recorded results on after ``saved_at`` (:meth:`recorded`).
+
+        At most ``batch.size`` states wait: past that, keys not waiting already are
+        left out (their applier loads them), as many as do not fit. A key that is
+        waiting already is always replaced, so no older state of it is taken."""
         handed = self._handed
-        if handed is None or len(handed) + len(states) > self._hand_cap:
+        if handed is None:
             return
         with self._lock:
             recorded = self._recorded
+            room = self._hand_cap - len(handed)
             for k, st in states.items():
-                if recorded.get((entity, k), 0.0) <= saved_at:
+                if recorded.get((entity, k), 0.0) > saved_at:
+                    continue
+                if (entity, k) in handed:
                     handed[(entity, k)] = (st, saved_at)
+                elif room > 0:
+                    handed[(entity, k)] = (st, saved_at)
+                    room -= 1
 
     def recorded(self, entity: str, keys: Iterable[str], at: float | None = None) -> None:
         """An applier saved ``keys`` with apply results, by ``at`` (a save stamp taken

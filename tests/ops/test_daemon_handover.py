@@ -122,3 +122,17 @@ def test_a_clock_stepped_back_does_not_make_a_stale_hand_over_look_fresh(
     monkeypatch.setattr(time, "time", lambda: saved_at - 3600.0)
     rt.recorded("items", ["k"])
     assert rt.take("items", ["k"]) == ({}, {})
+
+
+def test_the_hand_over_fills_up_to_its_cap_and_replaces_what_waits(rt: Runtime) -> None:
+    """Past the cap (one batch of states) keys not waiting are left out, as many as do
+    not fit, rather than the whole batch; a key already waiting gets its newer state."""
+    from conflict.protocol import KeyState
+
+    rt._hand_cap = 3
+    old, new = KeyState(), KeyState()
+    rt.hand_over("items", {"a": old, "b": KeyState()}, saved_at=1.0)
+    rt.hand_over("items", {"a": new, "c": KeyState(), "d": KeyState()}, saved_at=2.0)
+    states, stamps = rt.take("items", ["a", "b", "c", "d"])
+    assert sorted(states) == ["a", "b", "c"]  # "d" did not fit: its applier loads it
+    assert states["a"] is new and stamps["a"] == 2.0
