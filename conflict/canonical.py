@@ -267,6 +267,12 @@ _NATIVE: dict[str, tuple[type, ...]] = {
 }
 
 
+def native_types(logical: str) -> tuple[type, ...]:
+    """The exact Python types that already are a value of ``logical``: what
+    :func:`coerce` returns as it is (and :func:`coerce_row` does not call it for)."""
+    return _NATIVE.get(logical, ())
+
+
 def coerce_row(row: Row, types: Mapping[str, str]) -> dict[str, Any]:
     """Coerce every column of *row* that has a known logical type.
 

@@ -52,7 +52,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from conflict.canonical import CoercionError, coerce
+from conflict.canonical import CoercionError, coerce, native_types
 
 _ZERO_DATE = re.compile(r"^0000-00-00|^\d{4}-00-|^\d{4}-\d{2}-00")
 _FLOAT32 = struct.Struct("<f")
@@ -264,12 +264,12 @@ def storer_of(col: ColumnInfo) -> Callable[[Any], Any]:
             return stored(col, v)
 
         return utc
-    own = _OWN_TYPES.get(logical)
-    if own is None:
+    own = native_types(logical)
+    if not own:
         return lambda v: stored(col, v)
 
     def same(v: Any) -> Any:
-        return v if type(v) is own else stored(col, v)
+        return v if type(v) in own else stored(col, v)
 
     return same
 
@@ -287,20 +287,15 @@ def typer_of(col: ColumnInfo) -> Callable[[Any], Any]:
             return typed(col, v)
 
         return utc
-    own = _OWN_TYPES.get(logical)
-    if own is None or (logical == "float" and col.is_float32) or (
+    own = native_types(logical)
+    if not own or (logical == "float" and col.is_float32) or (
             logical == "bytes" and col.data_type == "binary"):
         return lambda v: typed(col, v)
 
     def same(v: Any) -> Any:
-        return v if type(v) is own else typed(col, v)
+        return v if type(v) in own else typed(col, v)
 
     return same
-
-
-#: logical type -> the Python type that :func:`typed` and :func:`stored` return as it is
-_OWN_TYPES: dict[str, type] = {"int": int, "float": float, "text": str, "bool": bool,
-                               "date": dt.date, "bytes": bytes, "uuid": uuid.UUID}
 
 
 def _truncate_fraction(value: Any, fsp: int | None) -> Any:

@@ -145,11 +145,11 @@ class Runtime:
             for k, st in states.items():
                 if recorded.get((entity, k), 0.0) > saved_at:
                     continue
-                if (entity, k) in handed:
-                    handed[(entity, k)] = (st, saved_at)
-                elif room > 0:
-                    handed[(entity, k)] = (st, saved_at)
+                if (entity, k) not in handed:
+                    if room <= 0:
+                        continue
                     room -= 1
+                handed[(entity, k)] = (st, saved_at)
 
     def recorded(self, entity: str, keys: Iterable[str], at: float | None = None) -> None:
         """An applier saved ``keys`` with apply results, by ``at`` (a save stamp taken
