@@ -9,7 +9,8 @@ Every mode runs ``cdcsync daemon`` as a separate process (as users run it), on a
 pipeline between scratch databases of the local PostgreSQL and MariaDB, with the
 SQLite state store and the in-process broker (options before the mode:
 ``--apply-threads``, ``--partitions``, ``--broker URL --worker-procs N`` to apply
-in ``cdcsync worker`` processes, ``--writer pgbench|python``).
+in ``cdcsync worker`` processes, ``--broker URL --local-workers N`` to have the
+daemon start them (``daemon.worker_processes``), ``--writer pgbench|python``).
 
 * **latency**: PostgreSQL <-> MariaDB, bidirectional. ``pgbench -R`` commits
   ``--rate`` single-row inserts per second on PostgreSQL (and a Python thread a
@@ -77,6 +78,20 @@ def proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
 def uptime() -> str:
     return Path("/proc/loadavg").read_text().split(" ", 3)[:3].__str__()
 
@@ -123,12 +138,14 @@ PARTITIONS = 4  # --partitions
 APPLY_THREADS: int | None = None  # --apply-threads (None: the config's default)
 BROKER = "memory://"  # --broker
 WORKER_PROCS = 0  # --worker-procs: apply in that many `cdcsync worker` processes instead
+LOCAL_WORKERS = 0  # --local-workers: daemon.worker_processes (workers the daemon starts)
 
 
 def write_pipeline(tmp: Path, pg: str, md: dict[str, Any], entity: str) -> Path:
     """A pipeline ``pg`` <-> ``maria`` with one entity given as YAML text."""
     p = tmp / "pipeline.yaml"
     threads = f", apply_threads: {APPLY_THREADS}" if APPLY_THREADS else ""
+    threads += f", worker_processes: {LOCAL_WORKERS}" if LOCAL_WORKERS else ""
     p.write_text(f"""
 pipeline: bench{random.randrange(10**6)}
 state: {{url: "sqlite:///{tmp}/state.db"}}
@@ -187,8 +204,10 @@ class DaemonProc:
                          for k, v in sorted(sums.items()) if v[1])
 
     def cpu_seconds(self) -> float:
-        """User + system CPU of the daemon and its worker processes so far."""
-        return sum(proc_cpu(proc.pid) for proc in [self.proc, *self.workers])
+        """User + system CPU of the daemon and its worker processes so far (those it
+        started itself included: --local-workers)."""
+        pids = [proc.pid for proc in [self.proc, *self.workers]]
+        return sum(proc_cpu(pid) for pid in pids + children_of(self.proc.pid))
 
     def hwm_kib(self) -> int:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -614,13 +633,18 @@ def main() -> None:
     ap.add_argument("--worker-procs", type=int, default=0,
                     help="apply in N `cdcsync worker` processes (daemon --no-workers); "
                          "needs a shared --broker")
+    ap.add_argument("--local-workers", type=int, default=0,
+                    help="the pipeline's daemon.worker_processes: N `cdcsync worker` "
+                         "processes the daemon starts itself; needs a shared --broker")
     args = ap.parse_args()
-    global PARTITIONS, APPLY_THREADS, BROKER, WORKER_PROCS, WRITER
+    global PARTITIONS, APPLY_THREADS, BROKER, WORKER_PROCS, LOCAL_WORKERS, WRITER
     PARTITIONS, BROKER, WORKER_PROCS = args.partitions, args.broker, args.worker_procs
+    LOCAL_WORKERS = args.local_workers
     APPLY_THREADS = args.apply_threads
     WRITER = args.writer
-    if WORKER_PROCS and BROKER.startswith("memory"):
-        ap.error("--worker-procs needs a shared --broker (redis:// or amqp://)")
+    if (WORKER_PROCS or LOCAL_WORKERS) and BROKER.startswith("memory"):
+        ap.error("--worker-procs and --local-workers need a shared --broker "
+                 "(redis:// or amqp://)")
     {"latency": latency, "throughput": throughput, "rss": rss, "idle": idle}[args.mode](args)
 
 

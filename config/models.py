@@ -99,6 +99,9 @@ class DaemonConfig(ConfigModel):
     lease_ttl_s: float = Field(default=5.0, gt=0)  # a dead reader's source is taken over after it
     max_pending: int = Field(default=200_000, ge=1)  # outbox rows before readers pause
     worker_timeout_ms: int = Field(default=20, ge=1)  # how often idle workers look for messages
+    # `cdcsync worker` processes the daemon starts beside itself and leaves applying to
+    # (a shared broker only): one interpreter lock no longer holds a backlog to one core
+    worker_processes: int = Field(default=0, ge=0, le=64)
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9464, ge=0, le=65535)  # 0: no metrics server
 
@@ -168,6 +171,10 @@ class PipelineConfig(ConfigModel):
                     for loc, msg in unknown_endpoints(entity.endpoints, known)
                 ]
         found += self._shared_tables()
+        if self.daemon.worker_processes and str(self.broker.url).startswith("memory"):
+            found.append((("daemon", "worker_processes"),
+                          "worker processes need a shared broker: set broker.url to a "
+                          "redis:// or amqp:// URL, or worker_processes to 0"))
         if found:
             raise issues(found)
         return self

@@ -327,7 +327,8 @@ def conflicts_resolve(pipeline: str, conflict_id: str, pick: str | None,
 # --- daemon / worker ---------------------------------------------------------------------
 
 
-def _serve(pipeline: str, *, readers: bool, workers: bool = True) -> NoReturn:
+def _serve(pipeline: str, *, readers: bool, workers: bool = True,
+           metrics_port: int | None = None, worker_processes: int | None = None) -> NoReturn:
     import signal
 
     from sync.arenas import limit
@@ -337,6 +338,10 @@ def _serve(pipeline: str, *, readers: bool, workers: bool = True) -> NoReturn:
 
     limit()  # before the daemon's threads start (sync/arenas.py)
     cfg = _load(pipeline)
+    overrides = {k: v for k, v in (("metrics_port", metrics_port),
+                                   ("worker_processes", worker_processes)) if v is not None}
+    if overrides:  # the options' ranges are the config's (click.IntRange)
+        cfg = cfg.model_copy(update={"daemon": cfg.daemon.model_copy(update=overrides)})
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: from_handler(stop.set))
@@ -348,10 +353,17 @@ def _serve(pipeline: str, *, readers: bool, workers: bool = True) -> NoReturn:
 
     with _user_errors(_debug()):
         try:
-            code = run_daemon(cfg, readers=readers, workers=workers, stop=stop, on_ready=ready)
+            code = run_daemon(cfg, readers=readers, workers=workers, stop=stop, on_ready=ready,
+                              options=_global_options())
         except SharedBrokerNeeded as exc:
             _fail(f"{pipeline}: {exc}", EXIT_USAGE)
     sys.exit(code)
+
+
+metrics_port_opt = click.option(
+    "--metrics-port", type=click.IntRange(0, 65535), default=None,
+    help="Serve /metrics, /healthz and /readyz on this port (0: any free one) instead "
+         "of daemon.metrics_port: for several processes on one machine.")
 
 
 @main.command()
@@ -359,16 +371,31 @@ def _serve(pipeline: str, *, readers: bool, workers: bool = True) -> NoReturn:
 @click.option("--workers/--no-workers", default=True, show_default=True,
               help="Apply in this process too; --no-workers leaves applying to "
                    "`cdcsync worker` processes (needs a redis:// or amqp:// broker).")
-def daemon(pipeline: str, workers: bool) -> None:
+@click.option("--worker-processes", type=click.IntRange(0, 64), default=None,
+              help="Start this many `cdcsync worker` processes beside the daemon and leave "
+                   "applying to them (instead of daemon.worker_processes; needs a redis:// "
+                   "or amqp:// broker).")
+@metrics_port_opt
+def daemon(pipeline: str, workers: bool, worker_processes: int | None,
+           metrics_port: int | None) -> None:
     """Tail every source and apply continuously until SIGTERM (metrics, /healthz, /readyz)."""
-    _serve(pipeline, readers=True, workers=workers)
+    _serve(pipeline, readers=True, workers=workers, metrics_port=metrics_port,
+           worker_processes=worker_processes)
 
 
 @main.command()
 @pipeline_arg
-def worker(pipeline: str) -> None:
+@metrics_port_opt
+def worker(pipeline: str, metrics_port: int | None) -> None:
     """Run apply workers only (needs a shared broker: redis:// or amqp://)."""
-    _serve(pipeline, readers=False)
+    _serve(pipeline, readers=False, metrics_port=metrics_port)
+
+
+def _global_options() -> tuple[str, ...]:
+    """The global options this command was given, for the processes it starts."""
+    root = click.get_current_context().find_root()
+    flags = {"debug": "--debug", "log_json": "--log-json"}
+    return tuple(flag for name, flag in flags.items() if root.params.get(name))
 
 
 # --- config ------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sync.daemon.broker import make_broker
+from sync.daemon.children import LocalWorkers, orphaned
 from sync.daemon.reader import Reader
 from sync.daemon.runtime import Runtime
 from sync.daemon.sweeper import sweep
@@ -101,24 +102,33 @@ class SharedBrokerNeeded(ValueError):
 
 def run_daemon(cfg: Any, *, readers: bool = True, workers: bool = True,
                stop: threading.Event | None = None,
-               on_ready: Callable[[dict[str, Any]], None] | None = None) -> int:
+               on_ready: Callable[[dict[str, Any]], None] | None = None,
+               options: tuple[str, ...] = ()) -> int:
     """Run until ``stop`` is set (SIGTERM/SIGINT in the CLI); return an exit code.
 
     ``readers=False`` is ``cdcsync worker``: apply workers only, for more
-    capacity on other machines (a shared broker is needed for that).
+    capacity on other machines (a shared broker is needed for that). A daemon
+    with ``daemon.worker_processes`` starts that many workers as its children
+    and leaves applying to them (sync/daemon/children.py); ``options`` are the
+    global options they get.
     """
     from sync.http import serve
 
     shared = not str(cfg.broker.url).startswith("memory")
-    if not shared and not (readers and workers):
+    local_count = int(cfg.daemon.worker_processes) if readers else 0
+    if not shared and not (readers and workers and not local_count):
         raise SharedBrokerNeeded(
             f"broker.url is {cfg.broker.url!r}, the in-process broker, which runs readers "
             "and workers in one process: set a redis:// or amqp:// broker to run them apart")
+    if local_count:
+        workers = False  # the children apply; this process reads
     broker = make_broker(cfg.broker.url)
     rt = Runtime(cfg, broker, handle, stop)
     started: list[Reader] = []
     state = {"ready": False}
     consumers = PartitionConsumers(rt, shared=shared) if workers else None
+    local = (LocalWorkers(cfg.path, local_count, int(cfg.daemon.metrics_port), options)
+             if local_count else None)
 
     def health() -> dict[str, Any]:
         dead = [r.source for r in started if not r.is_alive()]
@@ -127,7 +137,8 @@ def run_daemon(cfg: Any, *, readers: bool = True, workers: bool = True,
     def ready() -> dict[str, Any]:
         return {"ok": bool(state["ready"]) and not rt.stop.is_set(),
                 "sources_held": [r.source for r in started if r.held],
-                "partitions_held": sorted(consumers.threads) if consumers else []}
+                "partitions_held": sorted(consumers.threads) if consumers else [],
+                "local_workers": local.pids() if local else []}
 
     server = None
     port = int(cfg.daemon.metrics_port)
@@ -136,6 +147,8 @@ def run_daemon(cfg: Any, *, readers: bool = True, workers: bool = True,
     try:
         if consumers is not None:
             consumers.start()
+        if local is not None:
+            local.start()
         if readers:
             _initial_snapshots(rt)
             if not rt.stop.is_set():
@@ -166,6 +179,9 @@ def run_daemon(cfg: Any, *, readers: bool = True, workers: bool = True,
         log.info("cdcsync %s running for pipeline %s", "daemon" if readers else "worker",
                  rt.pipeline)
         while not rt.stop.wait(SWEEP_EVERY if readers else 1.0):
+            if not readers and orphaned():
+                log.warning("the daemon that started this worker is gone: stopping")
+                break
             if readers:
                 try:
                     sweep(rt)
@@ -176,10 +192,14 @@ def run_daemon(cfg: Any, *, readers: bool = True, workers: bool = True,
     finally:
         deadline = time.monotonic() + SHUTDOWN_BUDGET
         rt.stop.set()
+        if local is not None:  # they stop beside the readers, each on its own budget
+            local.terminate()
         for r in started:
             r.join(timeout=max(0.1, deadline - time.monotonic() - 3))
         if consumers is not None:
             consumers.stop(timeout=max(0.5, deadline - time.monotonic() - 0.5))
+        if local is not None:
+            local.wait(deadline + 1.0)
         if server is not None:
             server.close()
         rt.close()
