@@ -13,6 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from conflict import protocol
 from conflict.canonical import row_hash
 from conflict.protocol import Edit, KeyState, Kind, jobs, on_applied, on_change
 from conflict.vector import VersionVector
@@ -63,6 +66,29 @@ def test_a_state_saved_again_as_read_is_the_same_json_and_a_new_content_is_not()
     changed = state_to_json(again)
     assert changed["c"]["amount"] == {"$n": "2"}
     assert state_from_json(changed).content == dict(ROW, amount=decimal.Decimal("2"))
+
+
+def test_a_loaded_state_carries_its_content_hash_and_an_older_one_makes_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    st = KeyState(key={"id": 1})
+    read(st, "a", ROW, 1)
+    stored = state_to_json(st)
+    assert stored["h"] == row_hash(ROW)
+    assert "h" not in state_to_json(KeyState(key={"id": 1}))  # no content, no hash
+    older = {k: v for k, v in stored.items() if k != "h"}  # saved before "h" was kept
+    assert state_from_json(older).content_hash == row_hash(ROW)
+
+    def no_hashing(row: object) -> str:
+        raise AssertionError("the content was hashed again")
+
+    monkeypatch.setattr(protocol, "row_hash", no_hashing)
+    loaded = state_from_json(stored)
+    assert loaded.content_hash == row_hash(ROW)
+    (job,) = jobs(loaded)
+    assert job.content_hash == row_hash(ROW)
+    loaded.content = dict(ROW, name="y")  # a new content: its hash is made, not the stored one
+    with pytest.raises(AssertionError, match="hashed again"):
+        _ = loaded.content_hash
 
 
 def test_a_write_that_found_no_row_is_stored_with_its_position_until_read_past() -> None:

@@ -64,6 +64,11 @@ def state_to_json(st: KeyState, *, fragments: bool = False) -> dict[str, Any]:
         "x": sorted(st.outbox),
         "k": part(_stored(st, "key json", st.key)),
     }
+    if st.content is not None:
+        # Kept with the content: a worker in another process loads every state it
+        # applies, and each apply job carries this hash (made again it costs a row
+        # hash per key; the reader has it in hand from deciding).
+        out["h"] = st.content_hash
     if st.parked is not None:
         out["park"] = {
             "id": st.parked.conflict_id,
@@ -91,21 +96,21 @@ def _endpoint_to_json(e: EndpointState) -> dict[str, Any]:
 def _endpoint_from_json(e: dict[str, Any]) -> EndpointState:
     wrote_at, before = e.get("w"), e.get("b")
     return EndpointState(
-        known=VersionVector(e["k"]),
+        known=VersionVector.stored(e["k"]),
         row_version=from_json_value(e["r"]),
         hash=e["h"],
         last_pos=tuple(e["p"]) if e["p"] is not None else None,
         pending=list(e["q"]),
         reads=int(e.get("n", 0)),
         wrote_at=tuple(wrote_at) if wrote_at is not None else None,
-        known_before=VersionVector(before) if before is not None else None,
+        known_before=VersionVector.stored(before) if before is not None else None,
     )
 
 
 def state_from_json(d: dict[str, Any]) -> KeyState:
     park = d.get("park")
     st = KeyState(
-        vector=VersionVector(d["v"]),
+        vector=VersionVector.stored(d["v"]),
         content=row_from_json(d["c"]),
         committed_at=float(d["t"]),
         origin=d["o"],
@@ -118,5 +123,7 @@ def state_from_json(d: dict[str, Any]) -> KeyState:
     )
     # saved again as it was read, unless replaced
     st.memo["json"] = (st.content, _json_text(d["c"]))
+    if "h" in d:  # states saved before it was kept have it made when asked
+        st.memo["hash"] = (st.content, d["h"])
     st.memo["key json"] = (st.key, _json_text(d.get("k")))
     return st
