@@ -38,13 +38,14 @@ from conflict.vector import RESOLVER, VersionVector
 
 Row = Mapping[str, Any]
 Position = tuple[int, ...]
+EMPTY = VersionVector()  # immutable: one for every new state
 
 
 @dataclass(slots=True)
 class EndpointState:
     """What the service knows of one key at one endpoint."""
 
-    known: VersionVector = field(default_factory=VersionVector)  # K_E
+    known: VersionVector = EMPTY  # K_E
     row_version: Any = None  # the endpoint's row version last seen or produced
     hash: str | None = None  # content hash last seen or produced ("" = absent, None = unknown)
     last_pos: Position | None = None  # last processed log position of this key here
@@ -61,7 +62,7 @@ class EndpointState:
 class KeyState:
     """The protocol state of one (entity, key)."""
 
-    vector: VersionVector = field(default_factory=VersionVector)  # V
+    vector: VersionVector = EMPTY  # V
     content: dict[str, Any] | None = None  # None: absent (tombstone when vector is non-empty)
     committed_at: float = 0.0
     origin: str | None = None  # endpoint of the last writer

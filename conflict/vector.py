@@ -45,6 +45,16 @@ class VersionVector(Mapping[str, int]):
         self._c = c if len(c) < 2 else dict(sorted(c.items()))
         self._hash = None
 
+    @classmethod
+    def stored(cls, counters: dict[str, int]) -> VersionVector:
+        """The vector whose :meth:`as_dict` is ``counters``, as a key state in the store
+        holds it (already without zero counters and sorted): not checked again, since a
+        worker loads a few per key it applies."""
+        v = cls.__new__(cls)
+        v._c = counters
+        v._hash = None
+        return v
+
     # Mapping protocol
     def __getitem__(self, name: str) -> int:
         return self._c.get(name, 0)

@@ -311,7 +311,8 @@ class StateStore:
         else:
             _read(conn)
         for k in wanted:
-            out.setdefault(k, KeyState())
+            if k not in out:  # (setdefault would make a state for every key)
+                out[k] = KeyState()
         return out
 
     @staticmethod
