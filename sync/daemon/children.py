@@ -68,7 +68,6 @@ class LocalWorkers:
         self._started_at = [0.0] * count
         self._backoff = [FIRST_BACKOFF] * count
         self._due = [0.0] * count  # when a dead child may be started again
-        self.restarts = 0
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._watch, name="cdcsync-local-workers",
@@ -88,10 +87,24 @@ class LocalWorkers:
         argv = [*_command(), *self.options, "worker", "--metrics-port",
                 str(child_port(self.metrics_port, i)), str(self.pipeline)]
         env = {**os.environ, PARENT_ENV: str(os.getpid())}
-        # stdout/stderr are the daemon's: their logs go where its logs go
-        self.procs[i] = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL)
         self._started_at[i] = time.monotonic()
-        log.info("started local worker %d (pid %d)", i + 1, self.procs[i].pid)  # type: ignore[union-attr]
+        try:  # stdout/stderr are the daemon's: their logs go where its logs go
+            proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL)
+        except OSError as exc:  # no process to be had now (memory, process limits)
+            self._retry_later(i, f"could not be started ({exc})", 0.0)
+            return
+        self.procs[i] = proc
+        log.info("started local worker %d (pid %d)", i + 1, proc.pid)
+
+    def _retry_later(self, i: int, what: str, lived: float) -> None:
+        """Start child ``i`` again after its backoff (reset by a child that lived long)."""
+        if lived >= STEADY:
+            self._backoff[i] = FIRST_BACKOFF
+        wait = self._backoff[i]
+        self._backoff[i] = min(MAX_BACKOFF, wait * 2)
+        self._due[i] = time.monotonic() + wait
+        self.procs[i] = None
+        log.warning("local worker %d %s; starting it again in %.1f s", i + 1, what, wait)
 
     def _watch(self) -> None:
         while not self._stopping.wait(CHECK_EVERY):
@@ -102,24 +115,15 @@ class LocalWorkers:
                     self._check(i, proc)
 
     def _check(self, i: int, proc: subprocess.Popen[bytes] | None) -> None:
-        now = time.monotonic()
-        if proc is not None:
-            code = proc.poll()
-            if code is None:
-                return
-            lived = now - self._started_at[i]
-            if lived >= STEADY:
-                self._backoff[i] = FIRST_BACKOFF
-            wait = self._backoff[i]
-            self._backoff[i] = min(MAX_BACKOFF, wait * 2)
-            self._due[i] = now + wait
-            self.procs[i] = None
-            log.warning("local worker %d (pid %d) exited with %s after %.1f s; starting "
-                        "it again in %.1f s", i + 1, proc.pid, code, lived, wait)
+        if proc is None:
+            if time.monotonic() >= self._due[i]:
+                self._spawn(i)
             return
-        if now >= self._due[i]:
-            self.restarts += 1
-            self._spawn(i)
+        code = proc.poll()
+        if code is not None:
+            lived = time.monotonic() - self._started_at[i]
+            self._retry_later(i, f"(pid {proc.pid}) exited with {code} after {lived:.1f} s",
+                              lived)
 
     def terminate(self) -> None:
         """Ask every child to stop (SIGTERM) and start no more; :meth:`wait` for them."""

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.daemon.helpers import STARTED
+from tests.daemon.helpers import STARTED, PrivateRedis
 
 
 @pytest.fixture(autouse=True)
@@ -15,3 +16,11 @@ def reap_daemons() -> Iterator[None]:
         d = STARTED.pop()
         if d.proc.poll() is None:
             d.kill()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A Redis server of the test's own (tests.daemon.helpers.PrivateRedis)."""
+    r = PrivateRedis(tmp_path)
+    yield r
+    r.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -64,6 +65,40 @@ class Daemon:
     def kill(self) -> None:
         self.proc.kill()
         self.proc.wait(timeout=10)
+
+
+class PrivateRedis:
+    """A real Redis of the test's own on a free port, keeping nothing on disk (like the
+    machine's): restarting it loses every message without disturbing anything else."""
+
+
+    def __init__(self, tmp: Path) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.tmp = tmp
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.tmp)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: subprocess.run(["redis-cli", "-p", str(self.port), "ping"],
+                                        capture_output=True, text=True).stdout.strip() == "PONG",
+                 timeout=20, what="private redis")
+
+    def restart(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()  # like the machine's Redis: nothing kept on disk, messages gone
+        self.proc.wait()
+        self.start()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:

@@ -8,17 +8,14 @@ restarting it does not disturb anything else using the machine's Redis.
 from __future__ import annotations
 
 import random
-import socket
 import sqlite3
-import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.daemon.helpers import Daemon, cli, wait_for
+from tests.daemon.helpers import Daemon, PrivateRedis, cli, wait_for
 from tests.daemon.test_daemon_sqlite import _writer, rows
 
 PIPELINE = """
@@ -35,43 +32,6 @@ entities:
     endpoints: {{a: items, b: items}}
     conflict: {{policy: last_writer_wins}}
 """
-
-
-class PrivateRedis:
-    def __init__(self, tmp: Path) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.tmp = tmp
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.start()
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.tmp)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: subprocess.run(["redis-cli", "-p", str(self.port), "ping"],
-                                        capture_output=True, text=True).stdout.strip() == "PONG",
-                 timeout=20, what="private redis")
-
-    def restart(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()  # like the machine's Redis: nothing kept on disk, messages gone
-        self.proc.wait()
-        self.start()
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[PrivateRedis]:
-    r = PrivateRedis(tmp_path)
-    yield r
-    r.stop()
 
 
 def make(tmp: Path, port: int) -> Path:
@@ -92,8 +52,8 @@ def converged(tmp: Path) -> bool:
 
 @pytest.mark.slow
 def test_workers_die_redis_restarts_and_a_second_daemon_takes_over(
-        tmp_path: Path, redis_server: PrivateRedis) -> None:
-    p = make(tmp_path, redis_server.port)
+        tmp_path: Path, private_redis: PrivateRedis) -> None:
+    p = make(tmp_path, private_redis.port)
     stop = threading.Event()
     writer = threading.Thread(target=_writer, args=(tmp_path, stop, 3), daemon=True)
     first = Daemon(p)
@@ -107,7 +67,7 @@ def test_workers_die_redis_restarts_and_a_second_daemon_takes_over(
         time.sleep(1.5)
         extra.kill()  # a worker dies mid-stream: its partitions' leases expire
         time.sleep(1.0)
-        redis_server.restart()  # every queued message vanishes
+        private_redis.restart()  # every queued message vanishes
         time.sleep(1.5)
         assert second.ready_state()["sources_held"] == []  # the first holds both sources
         first.kill()  # the lease holder dies: the standby takes its sources over
@@ -136,8 +96,8 @@ def apply_leases(tmp: Path) -> dict[str, list[int]]:
 
 @pytest.mark.slow
 def test_worker_processes_share_the_partitions_and_take_over_a_dead_ones(
-        tmp_path: Path, redis_server: PrivateRedis) -> None:
-    p = make(tmp_path, redis_server.port)  # three partitions
+        tmp_path: Path, private_redis: PrivateRedis) -> None:
+    p = make(tmp_path, private_redis.port)  # three partitions
     readers = Daemon(p, args=("--no-workers",))  # applies nothing itself
     readers.wait_ready()
     first = Daemon(p, verb="worker")

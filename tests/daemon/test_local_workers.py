@@ -3,31 +3,34 @@ to them, starts a dead one again, stops them with itself; orphans stop by themse
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
+import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from sync.daemon.children import child_port
-from tests.daemon.helpers import Daemon, cli, wait_for
-from tests.daemon.test_daemon_redis import PIPELINE, PrivateRedis, apply_leases, converged, make
+from sync.daemon import children
+from sync.daemon.children import LocalWorkers, child_port
+from tests.daemon.helpers import Daemon, PrivateRedis, cli, wait_for
+from tests.daemon.test_daemon_redis import PIPELINE, apply_leases, converged, make
 from tests.daemon.test_daemon_sqlite import _writer
 
 
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    r = PrivateRedis(tmp_path)
-    yield r
-    r.stop()
-
-
-def with_children(p: Path, count: int) -> None:
-    text = p.read_text().replace("partitions: 3}", f"partitions: 3, worker_processes: {count}}}")
-    p.write_text(text)
+def with_children(tmp: Path, redis: PrivateRedis, count: int) -> tuple[Path, Daemon, list[int]]:
+    """A pipeline (tests.daemon.test_daemon_redis.make) whose daemon starts ``count``
+    workers; the daemon, ready, and its workers' pids."""
+    p = make(tmp, redis.port)
+    p.write_text(p.read_text().replace(
+        "partitions: 3}", f"partitions: 3, worker_processes: {count}}}"))
+    d = Daemon(p)
+    d.wait_ready()
+    pids: list[int] = wait_for(lambda: len(got := d.ready_state()["local_workers"]) == count
+                               and got, timeout=30, what=f"{count} local workers")
+    return p, d, pids
 
 
 def alive(pid: int) -> bool:
@@ -48,13 +51,7 @@ def parent_and_command(pid: int) -> tuple[int, list[str]]:
 @pytest.mark.slow
 def test_the_daemon_runs_its_workers_and_starts_a_dead_one_again(
         tmp_path: Path, private_redis: PrivateRedis) -> None:
-    p = make(tmp_path, private_redis.port)
-    with_children(p, 2)
-    d = Daemon(p)
-    d.wait_ready()
-    children = wait_for(lambda: len(d.ready_state()["local_workers"]) == 2
-                        and d.ready_state()["local_workers"], timeout=30,
-                        what="two local workers")
+    p, d, children = with_children(tmp_path, private_redis, 2)
     for pid in children:
         parent, argv = parent_and_command(pid)
         assert parent == d.proc.pid
@@ -91,12 +88,7 @@ def test_the_daemon_runs_its_workers_and_starts_a_dead_one_again(
 @pytest.mark.slow
 def test_children_of_a_killed_daemon_stop_by_themselves(
         tmp_path: Path, private_redis: PrivateRedis) -> None:
-    p = make(tmp_path, private_redis.port)
-    with_children(p, 1)
-    d = Daemon(p)
-    d.wait_ready()
-    (child,) = wait_for(lambda: d.ready_state()["local_workers"], timeout=30,
-                        what="the local worker")
+    p, d, (child,) = with_children(tmp_path, private_redis, 1)
     d.kill()  # kill -9: no chance to stop its children
     wait_for(lambda: not alive(child), timeout=15, what="the orphaned worker to stop")
     # a new daemon starts its own and syncs what was written meanwhile
@@ -126,3 +118,25 @@ def test_worker_processes_need_a_shared_broker(tmp_path: Path) -> None:
 def test_children_serve_metrics_on_the_ports_after_the_daemons() -> None:
     assert [child_port(9464, i) for i in range(3)] == [9465, 9466, 9467]
     assert child_port(0, 0) == child_port(0, 5) == 0  # any free port, like the daemon's
+
+
+def test_a_worker_that_cannot_be_started_is_tried_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """No process to be had (here: no such program) is logged and tried again after the
+    backoff, not raised in the supervising thread (which would end supervision)."""
+    caplog.set_level(logging.WARNING, logger="cdcsync.daemon")
+    monkeypatch.setattr(children, "_command", lambda: [str(tmp_path / "no-such-program")])
+    workers = LocalWorkers(tmp_path / "p.yaml", 1, 0)
+    workers.start()
+    try:
+        assert workers.pids() == []
+        assert "local worker 1 could not be started" in caplog.text
+        # a program that runs (and ignores the worker's arguments) is started next time
+        monkeypatch.setattr(children, "_command",
+                            lambda: [sys.executable, "-c", "import time; time.sleep(60)"])
+        (pid,) = wait_for(workers.pids, timeout=10, what="the worker started again")
+        assert alive(pid)
+    finally:
+        workers.terminate()
+        workers.wait(time.monotonic() + 5)
+    assert not alive(pid)
