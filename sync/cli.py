@@ -333,7 +333,7 @@ def _serve(pipeline: str, *, readers: bool, workers: bool = True,
 
     from sync.arenas import limit
     from sync.daemon import run_daemon
-    from sync.daemon.main import SharedBrokerNeeded
+    from sync.daemon.main import MetricsAddressTaken, SharedBrokerNeeded
     from sync.signals import from_handler
 
     limit()  # before the daemon's threads start (sync/arenas.py)
@@ -355,7 +355,7 @@ def _serve(pipeline: str, *, readers: bool, workers: bool = True,
         try:
             code = run_daemon(cfg, readers=readers, workers=workers, stop=stop, on_ready=ready,
                               options=_global_options())
-        except SharedBrokerNeeded as exc:
+        except (SharedBrokerNeeded, MetricsAddressTaken) as exc:
             _fail(f"{pipeline}: {exc}", EXIT_USAGE)
     sys.exit(code)
 

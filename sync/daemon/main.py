@@ -100,6 +100,10 @@ class SharedBrokerNeeded(ValueError):
     """Readers and workers asked to run apart on the in-process broker (a usage error)."""
 
 
+class MetricsAddressTaken(ValueError):
+    """The metrics address cannot be bound (a usage error: choose another port)."""
+
+
 def run_daemon(cfg: Any, *, readers: bool = True, workers: bool = True,
                stop: threading.Event | None = None,
                on_ready: Callable[[dict[str, Any]], None] | None = None,
@@ -143,7 +147,16 @@ def run_daemon(cfg: Any, *, readers: bool = True, workers: bool = True,
     server = None
     port = int(cfg.daemon.metrics_port)
     if port or on_ready is not None:
-        server = serve(cfg.daemon.metrics_host, port, health=health, ready=ready)
+        try:
+            server = serve(cfg.daemon.metrics_host, port, health=health, ready=ready)
+        except OSError as exc:
+            rt.close()
+            broker.close()
+            where = f"{cfg.daemon.metrics_host}:{port}"
+            raise MetricsAddressTaken(
+                f"cannot serve metrics on {where} ({exc.strerror or exc}): choose another "
+                "daemon.metrics_port (or --metrics-port; 0: any free port) or "
+                "daemon.metrics_host") from exc
     try:
         if consumers is not None:
             consumers.start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sqlite3
 import sys
 import threading
@@ -113,6 +114,25 @@ def test_worker_processes_need_a_shared_broker(tmp_path: Path) -> None:
                  .format(n=1, port=0))
     res = cli("daemon", "--worker-processes", "1", str(p), expect=2)
     assert "redis://" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_a_metrics_port_in_use_is_a_clear_usage_error(tmp_path: Path) -> None:
+    """Several processes on one machine meet this first (a second `cdcsync worker`, or a
+    daemon's workers on the ports after its own): the address, and what to change."""
+    p = tmp_path / "p.yaml"
+    p.write_text(PIPELINE.replace('"redis://127.0.0.1:{port}/0"', "memory://")
+                 .format(n=1, port=0))
+    for db in ("a.db", "b.db"):
+        sqlite3.connect(tmp_path / db).execute(
+            "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER)")
+    cli("setup", str(p))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        res = cli("daemon", "--metrics-port", str(port), str(p), expect=2)
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in res.stderr
+    assert "--metrics-port" in res.stderr and "Traceback" not in res.stderr
 
 
 def test_children_serve_metrics_on_the_ports_after_the_daemons() -> None:
