@@ -475,14 +475,26 @@ def make_backlog(pg: str, changes: int, seed: int = 1) -> None:
             done += n
 
 
+TOTALS = "SELECT count(*), coalesce(sum(qty), 0) FROM items"  # what a drain ends at
+
+
+def totals(cur: Any) -> tuple[int, int] | None:
+    """Row count and sum of qty of ``items``, on a PostgreSQL or MariaDB cursor."""
+    cur.execute(TOTALS)
+    row = cur.fetchone()
+    return None if row is None else (int(row[0]), int(row[1]))
+
+
+def pg_totals(pg: str) -> tuple[int, int] | None:
+    with psycopg.connect(pg) as c, c.cursor() as cur:
+        return totals(cur)
+
+
 def drained(pg: str, md: dict[str, Any]) -> bool:
     """Does MariaDB hold what PostgreSQL holds (row count and sum of qty)?"""
-    with psycopg.connect(pg) as c:
-        a = c.execute("SELECT count(*), coalesce(sum(qty), 0) FROM items").fetchone()
+    want = pg_totals(pg)
     with maria(md) as m, m.cursor() as cur:
-        cur.execute("SELECT count(*), coalesce(sum(qty), 0) FROM items")
-        b = cur.fetchone()
-    return a is not None and b is not None and (int(a[0]), int(a[1])) == (int(b[0]), int(b[1]))
+        return want is not None and totals(cur) == want
 
 
 def wait_drained(pg: str, md: dict[str, Any]) -> None:
@@ -492,17 +504,10 @@ def wait_drained(pg: str, md: dict[str, Any]) -> None:
     once; MariaDB is polled on one connection every 0.1 s. (A new connection to
     each server every 50 ms took ~0.2 core from the machine the daemon runs on.)
     """
-    sql = "SELECT count(*), coalesce(sum(qty), 0) FROM items"
-    with psycopg.connect(pg) as c:
-        row = c.execute(sql).fetchone()
-    assert row is not None
-    want = (int(row[0]), int(row[1]))
+    want = pg_totals(pg)
+    assert want is not None
     with maria(md) as m, m.cursor() as cur:  # autocommit: every poll sees what is committed
-        while True:
-            cur.execute(sql)
-            got = cur.fetchone()
-            if got is not None and (int(got[0]), int(got[1])) == want:
-                return
+        while totals(cur) != want:
             time.sleep(0.1)
 
 
