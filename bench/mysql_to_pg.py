@@ -280,7 +280,7 @@ entities:
 
     def close(self) -> None:
         try:
-            subprocess.run([*cdcsync_cmd(), "teardown", str(self.path), "--yes"],
+            subprocess.run([*cdcsync_cmd(), "teardown", str(self.path), "--yes", "--force"],
                            capture_output=True, cwd=ROOT, timeout=120)
         finally:
             drop_pg(PG_ADMIN, self.pipeline)

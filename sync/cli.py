@@ -165,13 +165,25 @@ def setup(pipeline: str) -> None:
 @main.command()
 @pipeline_arg
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def teardown(pipeline: str, yes: bool) -> None:
-    """Remove the capture objects from every endpoint (the state store is kept)."""
+@click.option("--force", is_flag=True,
+              help="Tear down even if a run, daemon or worker of the pipeline holds a lease "
+                   "in the state store (or the state store cannot be read).")
+def teardown(pipeline: str, yes: bool, force: bool) -> None:
+    """Remove the capture objects from every endpoint (the state store is kept).
+
+    Refused while a batch run, a daemon or a worker of the pipeline is alive."""
+    from sync.setup import PipelineBusy, teardown_pipeline
+
     cfg = _load(pipeline)
     if not yes and sys.stdin.isatty():
         click.confirm("Remove triggers, slots and publications of this pipeline?", abort=True)
     with _user_errors(_debug()):
-        _each_endpoint(cfg, "teardown")
+        try:
+            lines = teardown_pipeline(cfg, force=force)
+        except PipelineBusy as exc:
+            _fail(str(exc))
+        for line in lines:
+            click.echo(line)
     click.echo("teardown complete")
 
 

@@ -20,8 +20,17 @@ from typing import Any
 
 from sync.capture import STREAM
 from sync.context import bindings_for, connect, reach
+from sync.runlock import RunLock, RunLocked, lock_name
 from sync.state import open_store
+from sync.state.leases import live_holders
 from sync.state.schema import checkpoints
+from sync.state.store import StateStore
+
+
+class PipelineBusy(Exception):
+    """A batch run, a daemon or a worker of the pipeline is alive: a teardown would
+    take its slot, triggers or origins from under it (and stop halfway, with some
+    endpoints torn down and others not)."""
 
 
 def _create_tables(cfg: Any) -> list[str]:
@@ -66,6 +75,41 @@ def setup_pipeline(cfg: Any, verb: str = "setup") -> list[str]:
     if verb == "setup":
         open_store(cfg.state.url).close()
     return lines
+
+
+def busy_with(store: StateStore, pipeline: str) -> str | None:
+    """Who works on ``pipeline`` now (a live lease in the state store), if anyone."""
+    for prefix, what in ((f"read:{pipeline}:", "a daemon"),
+                         (f"members:{pipeline}:", "a daemon or worker")):
+        held = live_holders(store, prefix)
+        if held:
+            return f"{what} ({held[0][1]})"
+    runs = [h for n, h in live_holders(store, lock_name(pipeline)) if n == lock_name(pipeline)]
+    return f"a batch run ({runs[0]})" if runs else None
+
+
+def teardown_pipeline(cfg: Any, *, force: bool = False) -> list[str]:
+    """``setup_pipeline(cfg, "teardown")``, refused while the pipeline is worked on:
+    the check runs before any endpoint is touched, and the run lock is held until
+    the last one is done, so that no batch run starts in between. ``force`` skips
+    both (a state store that is gone, leases of processes known dead)."""
+    if force:
+        return setup_pipeline(cfg, "teardown")
+    store = open_store(cfg.state.url)
+    try:
+        who = busy_with(store, cfg.pipeline)
+        if who is None:
+            try:
+                with RunLock(store, cfg.pipeline):
+                    return setup_pipeline(cfg, "teardown")
+            except RunLocked:
+                who = busy_with(store, cfg.pipeline) or "another process"
+        raise PipelineBusy(
+            f"{who} is working on pipeline {cfg.pipeline}: stop it before the teardown,"
+            " which removes the slots, triggers and origins it uses (nothing was removed;"
+            " --force skips this check)")
+    finally:
+        store.close()
 
 
 def resync(cfg: Any, entities: list[str], *, reset_stream: bool = False) -> list[str]:

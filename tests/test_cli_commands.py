@@ -281,3 +281,34 @@ def test_verify_reports_missing_extra_and_differing_rows(quickstart: Path) -> No
     assert got == {"missing": 1, "extra": 1, "differing": 1}
     text = cdcsync("verify", p, expect=1).stdout
     assert "DRIFT found" in text
+
+
+def test_teardown_is_refused_while_a_batch_run_holds_the_pipeline(quickstart: Path) -> None:
+    """The run lock as a live `cdcsync run` holds it: the teardown removes nothing."""
+    from config import load_pipeline
+    from sync.runlock import RunLock
+    from sync.state import open_store
+
+    p = str(quickstart / "pipeline.yaml")
+    cdcsync("setup", p)
+    cfg = load_pipeline(quickstart / "pipeline.yaml")
+    db = quickstart / "data" / "billing.db"
+    triggers = "SELECT count(*) FROM sqlite_master WHERE type = 'trigger'"
+    with sqlite3.connect(db) as c:
+        before = c.execute(triggers).fetchone()[0]
+    c.close()
+    assert before > 0
+    store = open_store(cfg.state.url)  # (made absolute by the loader)
+    try:
+        with RunLock(store, cfg.pipeline, holder="elsewhere:42:run"):
+            res = cdcsync("teardown", p, "--yes", expect=1)
+    finally:
+        store.close()
+    assert "a batch run (elsewhere:42:run)" in res.stderr and "Traceback" not in res.stderr
+    with sqlite3.connect(db) as c:
+        assert c.execute(triggers).fetchone()[0] == before
+    c.close()
+    cdcsync("teardown", p, "--yes")  # the lock released: it goes ahead
+    with sqlite3.connect(db) as c:
+        assert c.execute(triggers).fetchone()[0] == 0
+    c.close()

@@ -112,3 +112,44 @@ def test_kill_9_at_random_moments_loses_nothing(tmp_path: Path) -> None:
     code, _ = d.terminate()
     assert code == 0, d.output()
     cli("verify", str(p))
+
+
+def triggers(db: Path) -> list[str]:
+    with sqlite3.connect(db, timeout=30) as c:
+        return [n for (n,) in c.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger' ORDER BY name")]
+
+
+def test_teardown_is_refused_while_a_daemon_runs_and_removes_nothing(tmp_path: Path) -> None:
+    """A teardown under a live daemon would pull its capture from under it, and stop
+    at the first endpoint that refuses (some torn down, others not)."""
+    p = make(tmp_path)
+    before = {db: triggers(tmp_path / db) for db in ("a.db", "b.db")}
+    assert all(before.values())
+    d = Daemon(p)
+    d.wait_ready()
+    wait_for(lambda: d.ready_state()["sources_held"], what="the daemon to hold its sources")
+    busy = cli("teardown", str(p), "--yes", expect=1)
+    assert "a daemon" in busy.stderr and "stop it" in busy.stderr, busy.stderr
+    assert "Traceback" not in busy.stderr
+    assert {db: triggers(tmp_path / db) for db in ("a.db", "b.db")} == before
+    with sqlite3.connect(tmp_path / "a.db") as c:  # capture still works
+        c.execute("UPDATE items SET name = 'after the refused teardown' WHERE id = 4")
+    wait_for(lambda: rows(tmp_path / "b.db")[3][1] == "after the refused teardown",
+             what="the edit to arrive")
+    assert d.terminate()[0] == 0
+    done = cli("teardown", str(p), "--yes")
+    assert "teardown complete" in done.stdout
+    assert triggers(tmp_path / "a.db") == triggers(tmp_path / "b.db") == []
+
+
+def test_teardown_force_goes_on_beside_a_live_lease(tmp_path: Path) -> None:
+    p = make(tmp_path)
+    p.write_text(p.read_text().replace("lease_ttl_s: 2", "lease_ttl_s: 60"))
+    d = Daemon(p)
+    d.wait_ready()
+    wait_for(lambda: d.ready_state()["sources_held"], what="the daemon to hold its sources")
+    d.kill()  # its leases live on until their TTL: --force is for such leftovers
+    cli("teardown", str(p), "--yes", expect=1)
+    cli("teardown", str(p), "--yes", "--force")
+    assert triggers(tmp_path / "a.db") == triggers(tmp_path / "b.db") == []

@@ -84,7 +84,7 @@ def pg_pg(tmp_path: Path, pg_dsn_factory: Callable[[], str]) -> Iterator[Pipelin
     path = _config(tmp_path, pipeline_of(a), a, f'{{kind: postgres, dsn: "{b}"}}')
     cdcsync("setup", str(path))
     yield Pipeline(path, a, b)
-    cdcsync("teardown", str(path), expect=None)
+    cdcsync("teardown", str(path), "--force", expect=None)
 
 
 def _conflicts(p: Pipeline) -> list[tuple[str, int]]:
@@ -192,7 +192,7 @@ def test_a_sqlite_target_keeps_the_run_in_one_process(
                 300, 300 * 301 // 2)
         conn.close()
     finally:
-        cdcsync("teardown", str(path), expect=None)
+        cdcsync("teardown", str(path), "--force", expect=None)
 
 
 def test_a_row_refused_for_good_in_a_worker_holds_neither_the_rest_nor_the_checkpoint(
@@ -262,4 +262,4 @@ def test_a_column_added_mid_backlog_restarts_the_workers_with_it(
         assert rows == [(i, None if i <= 300 else i) for i in range(1, 601)]
         _fixed_point(p)
     finally:
-        cdcsync("teardown", str(path), expect=None)
+        cdcsync("teardown", str(path), "--force", expect=None)

@@ -97,7 +97,7 @@ def test_workers_snapshot_what_one_process_snapshots(
             if workers == 2:
                 _fixed_point(path)
         finally:
-            cdcsync("teardown", str(path), expect=None)
+            cdcsync("teardown", str(path), "--force", expect=None)
     assert summaries[2]["worker_batches"] >= 5, summaries[2]  # most chunks in the workers
     assert summaries[1]["worker_batches"] == 0
     assert len(states[2]) == COUNT
@@ -132,7 +132,7 @@ def test_a_worker_that_dies_leaves_the_snapshot_to_finish_in_one_process(
         assert multiprocessing.active_children() == []  # the other one was stopped
         _fixed_point(path)
     finally:
-        cdcsync("teardown", str(path), expect=None)
+        cdcsync("teardown", str(path), "--force", expect=None)
 
 
 def test_sigterm_to_the_process_group_stops_the_run_and_its_workers_after_a_saved_chunk(
@@ -173,7 +173,7 @@ def test_sigterm_to_the_process_group_stops_the_run_and_its_workers_after_a_save
         assert query(a, ROWS) == query(b, ROWS) and len(query(b, ROWS)) == total
         _fixed_point(path)
     finally:
-        cdcsync("teardown", str(path), expect=None)
+        cdcsync("teardown", str(path), "--force", expect=None)
 
 
 def test_a_daemon_snapshots_with_workers_then_streams(
@@ -209,7 +209,7 @@ def test_a_daemon_snapshots_with_workers_then_streams(
     finally:
         if d.proc.poll() is None:
             d.kill()
-        cdcsync("teardown", str(path), expect=None)
+        cdcsync("teardown", str(path), "--force", expect=None)
 
 
 def test_a_chunk_that_cannot_be_read_ahead_fails_the_run_after_the_one_before_is_saved(
@@ -247,7 +247,7 @@ def test_a_chunk_that_cannot_be_read_ahead_fails_the_run_after_the_one_before_is
         assert query(a, ROWS) == query(b, ROWS)
         _fixed_point(path)
     finally:
-        cdcsync("teardown", str(path), expect=None)
+        cdcsync("teardown", str(path), "--force", expect=None)
 
 
 @pytest.mark.parametrize(("chunk", "workers"), [(1000, False), (700, True)])
@@ -266,4 +266,4 @@ def test_workers_start_for_a_table_estimated_at_two_chunks_or_more(
         assert (max(seen) > 0) is workers, seen
         assert query(a, ROWS) == query(b, ROWS)
     finally:
-        cdcsync("teardown", str(path), expect=None)
+        cdcsync("teardown", str(path), "--force", expect=None)

@@ -180,7 +180,7 @@ def test_mariadb_postgres_bidirectional_converges_and_reaches_a_fixed_point(
         fourth = run_json(p)
         assert fourth["totals"]["applied"] == 0 and fourth["totals"]["read"] == 0, fourth
     finally:  # the replication origin is cluster-wide: never leave it behind
-        cdcsync("teardown", str(p), "--yes", expect=None)
+        cdcsync("teardown", str(p), "--yes", "--force", expect=None)
 
 
 def test_a_row_inserted_and_deleted_at_mariadb_before_our_insert(

@@ -61,7 +61,7 @@ entities:
 
 
 def teardown(path: Path) -> None:
-    cdcsync("teardown", str(path), "--yes", expect=None)
+    cdcsync("teardown", str(path), "--yes", "--force", expect=None)
 
 
 def pg_rows(dsn: str, sql: str) -> list[tuple[Any, ...]]:
