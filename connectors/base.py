@@ -30,6 +30,14 @@ class RetriableError(ConnectorError):
     """A transient fault (lost connection, deadlock, server restarting)."""
 
 
+class RefusedError(RetriableError):
+    """The server answered and refused the connection: bad credentials, an unknown
+    database, no access from this host. An operator must act, so a command's first
+    connection reports it at once instead of retrying (sync/context.py ``reach``);
+    a running daemon takes it for the endpoint being down (its breaker holds the
+    work until the operator has fixed it), never for a fault of the rows."""
+
+
 class ContentionError(RetriableError):
     """The endpoint answered but the statement lost to other transactions (a deadlock,
     a lock wait timeout, a serialization failure, a row inserted meanwhile): trying

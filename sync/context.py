@@ -136,13 +136,18 @@ def reach(cfg: Any, what: str, fn: Callable[[], T]) -> T:
     """Run ``fn``, a command's first I/O with an endpoint: a server that cannot be
     reached (a :class:`~connectors.base.RetriableError`) is tried again with backoff,
     as the pipeline's ``connect:`` section says, each retry logged, before the last
-    error is raised."""
-    from connectors.base import RetriableError
+    error is raised. A server that refused us (bad credentials, an unknown database:
+    :class:`~connectors.base.RefusedError`) is reported at once: no retry helps."""
+    from connectors.base import RefusedError, RetriableError
     from sync.retry import with_retries
 
     tries = int(cfg.connect.tries)
     try:
-        return with_retries(what, fn, tries=tries, base_delay=float(cfg.connect.backoff_s))
+        return with_retries(what, fn, tries=tries, base_delay=float(cfg.connect.backoff_s),
+                            retry_refused=False)
+    except RefusedError as exc:  # (still a RefusedError: a daemon's worker waits it out)
+        raise RefusedError(f"{exc} (the server refused the connection: check the "
+                           "endpoint's user, password and database; not retried)") from exc
     except RetriableError as exc:
         if tries == 1:
             raise

@@ -23,6 +23,7 @@ import pytest
 from config import load_pipeline
 from sync.engine import run_pipeline
 from sync.setup import setup_pipeline
+from tests.fix_mariadb import MariaDBParams
 from tests.ops.conftest import cdcsync
 
 
@@ -133,3 +134,46 @@ def test_a_server_that_comes_back_during_the_retries_is_used(
         assert c.execute("SELECT id, name FROM t ORDER BY id").fetchall() == [
             (1, "one"), (2, "two")]
     setup_pipeline(cfg, "teardown")
+
+
+@pytest.mark.parametrize("dsn", [
+    "postgresql://cdcsync_no_such_role@127.0.0.1:5432/postgres",
+    "postgresql://postgres@127.0.0.1:5432/cdcsync_no_such_database",
+], ids=["unknown-role", "unknown-database"])
+def test_a_server_that_refuses_us_is_reported_at_once(tmp_path: Path, dsn: str) -> None:
+    """The server answered and said no: retrying only delays the message (with the
+    defaults, ~17 s of retries before this change)."""
+    path = _write(tmp_path, dsn, tries=5, backoff=0.5)
+    for verb in ("setup", "run"):
+        res = cdcsync(verb, str(path), expect=1)
+        assert "retry" not in res.stderr, res.stderr
+        assert "refused the connection" in res.stderr and "not retried" in res.stderr
+        assert "does not exist" in res.stderr  # the server's own reason
+        assert "Traceback" not in res.stderr + res.stdout
+
+
+def test_a_mariadb_refusing_the_password_is_reported_at_once(
+        tmp_path: Path, mariadb_params: MariaDBParams) -> None:
+    from tests.connectors.mysql.test_pipeline_pg import maria_yaml
+
+    p = {**mariadb_params, "password": "certainly-not-the-password"}
+    (tmp_path / "b.db").touch()
+    path = tmp_path / "p.yaml"
+    path.write_text(f"""
+pipeline: refused{random.randrange(10**6)}
+state: {{url: "sqlite:///{tmp_path}/state.db"}}
+connect: {{tries: 5, backoff_s: 0.5}}
+endpoints:
+{maria_yaml("m", p)}  b: {{kind: sqlite, path: {tmp_path}/b.db}}
+entities:
+  t:
+    key: [id]
+    direction: one-way
+    source: m
+    endpoints: {{m: t, b: t}}
+""")
+    res = cdcsync("setup", str(path), expect=1)
+    assert "retry" not in res.stderr, res.stderr
+    assert "Access denied" in res.stderr and "not retried" in res.stderr
+    assert "certainly-not-the-password" not in res.stderr + res.stdout
+    assert "Traceback" not in res.stderr + res.stdout

@@ -50,10 +50,11 @@ from typing import Any, NoReturn
 import pymysql
 from pymysql.constants import COMMAND
 
-from connectors.base import ConnectorError, RetriableError
+from connectors.base import ConnectorError, RefusedError, RetriableError
 from connectors.mysql.gtid import GtidState, format_state, parse_state
 from connectors.mysql.schema import TableInfo
 from connectors.mysql.session import (
+    REFUSED,
     close_quietly,
     error_code,
     is_connection_lost,
@@ -325,6 +326,8 @@ class BinlogReader:
         self.close()
         if error_code(exc) == 1236:
             raise PurgedBinlogError(str(exc.args[1] if len(exc.args) > 1 else exc)) from exc
+        if error_code(exc) in REFUSED:  # (re)connecting: the account changed under us
+            raise RefusedError(f"binlog connection refused: {exc}") from exc
         if not is_connection_lost(exc):
             raise ConnectorError(f"binlog stream failed: {exc}") from exc
         if self._attempts >= self.max_reconnects:

@@ -16,7 +16,7 @@ import pymysql
 import pymysql.constants.CLIENT
 import pymysql.cursors
 
-from connectors.base import ConnectorError, ContentionError, RetriableError
+from connectors.base import ConnectorError, ContentionError, RefusedError, RetriableError
 
 #: Server errors after which the same statement may succeed on a new try:
 #: lost connection (2006, 2013), cannot connect (2003), deadlock (1213), lock
@@ -27,6 +27,9 @@ CONNECTION_LOST = frozenset({2003, 2006, 2013, 2055, 1053, 1927})
 #: Of those, the ones where the server answered: other transactions won (deadlock, lock
 #: wait timeout).
 CONTENTION = frozenset({1213, 1205})
+#: A connection refused by the server: access denied (1045, 1044, 1698), an unknown
+#: database (1049), a host not allowed (1130) or blocked (1129). RefusedError.
+REFUSED = frozenset({1044, 1045, 1049, 1129, 1130, 1698})
 
 
 def quote_ident(name: str) -> str:
@@ -109,8 +112,9 @@ def connect(settings: Any, *, autocommit: bool = True, read_timeout: float | Non
     """A pymysql connection with the connector's session settings applied.
 
     Raises:
+        RefusedError: it refused us (bad credentials, unknown database...).
         RetriableError: the server cannot be reached right now.
-        ConnectorError: it refused us (bad credentials, unknown database...).
+        ConnectorError: a session setting failed for good.
     """
     try:
         conn = open_connection(settings, autocommit=autocommit, read_timeout=read_timeout)
@@ -119,7 +123,10 @@ def connect(settings: Any, *, autocommit: bool = True, read_timeout: float | Non
             for stmt in init:
                 cur.execute(stmt)
     except pymysql.err.MySQLError as exc:
-        raise classify(exc, f"cannot connect to {settings.host}:{settings.port}") from exc
+        what = f"cannot connect to {settings.host}:{settings.port}"
+        if error_code(exc) in REFUSED:
+            raise RefusedError(f"{what}: {exc}") from exc
+        raise classify(exc, what) from exc
     return conn
 
 

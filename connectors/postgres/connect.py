@@ -21,7 +21,7 @@ from psycopg.rows import TupleRow
 from psycopg.types.json import set_json_loads
 
 from conflict.canonical import parse_json
-from connectors.base import ConnectorError, ContentionError, RetriableError
+from connectors.base import ConnectorError, ContentionError, RefusedError, RetriableError
 
 PgConnection = psycopg.Connection[TupleRow]
 
@@ -66,12 +66,27 @@ def describe(info: str) -> str:
     return f"{host}:{params.get('port', 5432)}/{params.get('dbname', '?')}"
 
 
+#: libpq's words when the server refused us (no SQLSTATE reaches the client for a
+#: failed connection). The server's messages may be translated (lc_messages): a refusal
+#: in another language is then taken for a server that is away, and retried, as before.
+_REFUSALS = ("password authentication failed", "authentication failed",
+             "no pg_hba.conf entry", "does not exist", "permission denied",
+             "not permitted to log in")
+
+
+def refused(message: str) -> bool:
+    """Does a connection failure's ``message`` say the server refused us (see :data:`_REFUSALS`)?"""
+    return "FATAL:" in message and any(words in message for words in _REFUSALS)
+
+
 def connect(info: str, *, autocommit: bool = True) -> PgConnection:
-    """Open a connection, classifying a failure as retriable (the server may be restarting)."""
+    """Open a connection, classifying a failure as retriable (the server may be restarting)
+    or refused (:class:`RefusedError`: credentials, an unknown database)."""
     try:
         conn = psycopg.connect(info, autocommit=autocommit)
     except psycopg.OperationalError as exc:
-        raise RetriableError(f"cannot connect to PostgreSQL at {describe(info)}: {exc}") from exc
+        cls = RefusedError if refused(str(exc)) else RetriableError
+        raise cls(f"cannot connect to PostgreSQL at {describe(info)}: {exc}") from exc
     # json/jsonb results (snapshots, reads by key) parsed as the stream's are: the same
     # values as psycopg's json.loads, quicker.
     set_json_loads(parse_json, conn)
