@@ -179,6 +179,13 @@ def status_view(info: dict[str, Any]) -> Group:
             snaps.add_row(sn["entity"], sn["endpoint"], _SNAPSHOT_STATUS.get(sn["status"],
                           sn["status"]), f"{sn['rows']:,}", _when(sn["updated_at"]))
         parts.append(snaps)
+    if info.get("processes"):
+        procs = Table(title="processes working on the pipeline (live leases)")
+        for col in ("holder (host:pid:id)", "since", "doing"):
+            procs.add_column(col)
+        for pr in info["processes"]:
+            procs.add_row(pr["holder"], _when(pr["since"]), ", ".join(pr["doing"]))
+        parts.append(procs)
     lines = [f"open conflicts: {info['open_conflicts']}",
              f"pending applies (outbox): {info['outbox']}"]
     if info.get("open_quarantine"):

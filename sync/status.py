@@ -7,7 +7,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from conflict.store import ConflictStore
+from sync.runlock import lock_name
 from sync.state import open_store
+from sync.state.leases import live_leases
+from sync.state.store import StateStore
 
 
 def collect_status(cfg: Any, *, endpoints: bool = True) -> dict[str, Any]:
@@ -27,6 +30,7 @@ def collect_status(cfg: Any, *, endpoints: bool = True) -> dict[str, Any]:
             "open_conflicts": ConflictStore(store.engine).count(cfg.pipeline, "open"),
             "open_quarantine": _open_quarantine(cfg, store.engine),
             "outbox": pending,
+            "processes": processes(store, cfg.pipeline),
             "endpoints": {},
             "warnings": [],
         }
@@ -72,3 +76,36 @@ def _open_quarantine(cfg: Any, engine: sa.engine.Engine) -> int:
     from sync.quality.store import QuarantineStore
 
     return QuarantineStore(engine).count_open(cfg.pipeline)
+
+
+def processes(store: StateStore, pipeline: str) -> list[dict[str, Any]]:
+    """The processes working on ``pipeline`` now, from their live leases: which daemon
+    reads which source, which processes apply (daemons and ``cdcsync worker``, with
+    how many partitions each holds on a shared broker), a batch run in progress.
+    Each ``{"holder": host:pid:id, "since": first lease taken, "doing": [...]}``."""
+    by_holder: dict[str, dict[str, Any]] = {}
+
+    def note(holder: str, since: float, doing: str | None) -> None:
+        p = by_holder.setdefault(holder, {"holder": holder, "since": since, "doing": []})
+        p["since"] = min(p["since"], since)
+        if doing is not None and doing not in p["doing"]:
+            p["doing"].append(doing)
+
+    for name, holder, since in live_leases(store, f"read:{pipeline}:"):
+        note(holder, since, f"reads {name.removeprefix(f'read:{pipeline}:')}")
+    for _name, holder, since in live_leases(store, f"members:{pipeline}:"):
+        note(holder, since, None)  # (an applier on a shared broker: its partitions say more)
+    partitions: dict[str, int] = {}
+    for _name, holder, since in live_leases(store, f"apply:{pipeline}:"):
+        partitions[holder] = partitions.get(holder, 0) + 1
+        note(holder, since, None)
+    for holder, n in partitions.items():
+        note(holder, by_holder[holder]["since"], f"applies {n} partition{'s' if n != 1 else ''}")
+    for p in by_holder.values():
+        if not p["doing"]:
+            p["doing"].append("applies (no partition yet)")
+    run = lock_name(pipeline)
+    for name, holder, since in live_leases(store, run):
+        if name == run:
+            note(holder, since, "batch run")
+    return sorted(by_holder.values(), key=lambda p: (p["since"], p["holder"]))

@@ -73,8 +73,15 @@ class Lease:
 
 def live_holders(store: StateStore, prefix: str) -> list[tuple[str, str]]:
     """``(name, holder)`` of unexpired leases whose name starts with ``prefix``."""
+    return [(name, holder) for name, holder, _ in live_leases(store, prefix)]
+
+
+def live_leases(store: StateStore, prefix: str) -> list[tuple[str, str, float]]:
+    """``(name, holder, acquired_at)`` of unexpired leases whose name starts with
+    ``prefix``, by name."""
     with store.engine.connect() as conn:
-        rows = conn.execute(sa.select(leases.c.name, leases.c.holder).where(
-            leases.c.name.startswith(prefix, autoescape=True),
-            leases.c.expires_at >= time.time())).all()
-    return [(str(n), str(h)) for n, h in rows]
+        rows = conn.execute(sa.select(leases.c.name, leases.c.holder, leases.c.acquired_at)
+                            .where(leases.c.name.startswith(prefix, autoescape=True),
+                                   leases.c.expires_at >= time.time())
+                            .order_by(leases.c.name)).all()
+    return [(str(n), str(h), float(at)) for n, h, at in rows]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import sqlite3
 import threading
@@ -137,7 +138,14 @@ def test_teardown_is_refused_while_a_daemon_runs_and_removes_nothing(tmp_path: P
         c.execute("UPDATE items SET name = 'after the refused teardown' WHERE id = 4")
     wait_for(lambda: rows(tmp_path / "b.db")[3][1] == "after the refused teardown",
              what="the edit to arrive")
+    status = json.loads(cli("status", str(p), "--json", expect=None).stdout)
+    [proc] = status["processes"]  # what an operator checks before a teardown
+    assert proc["holder"].split(":")[1] == str(d.proc.pid)
+    assert proc["doing"] == ["reads a", "reads b"]
+    text = cli("status", str(p), expect=None).stdout
+    assert "processes working on the pipeline" in text and "reads a, reads b" in text
     assert d.terminate()[0] == 0
+    assert json.loads(cli("status", str(p), "--json", expect=None).stdout)["processes"] == []
     done = cli("teardown", str(p), "--yes")
     assert "teardown complete" in done.stdout
     assert triggers(tmp_path / "a.db") == triggers(tmp_path / "b.db") == []

@@ -3,6 +3,7 @@ to them, starts a dead one again, stops them with itself; orphans stop by themse
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -62,6 +63,12 @@ def test_the_daemon_runs_its_workers_and_starts_a_dead_one_again(
              timeout=30, what="the partitions shared by the two children")
     assert d.ready_state()["partitions_held"] == []
     assert not any(h.split(":")[1] == str(d.proc.pid) for h in apply_leases(tmp_path))
+    # `status` tells the operator who does what
+    procs = {int(pr["holder"].split(":")[1]): pr["doing"] for pr in json.loads(
+        cli("status", str(p), "--json", expect=None).stdout)["processes"]}
+    assert procs[d.proc.pid] == ["reads a", "reads b"], procs
+    assert sorted(procs[c] for c in children) == [
+        ["applies 1 partition"], ["applies 2 partitions"]], procs
 
     stop = threading.Event()
     writer = threading.Thread(target=_writer, args=(tmp_path, stop, 5), daemon=True)
