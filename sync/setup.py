@@ -20,9 +20,8 @@ from typing import Any
 
 from sync.capture import STREAM
 from sync.context import bindings_for, connect, reach
-from sync.runlock import RunLock, RunLocked, lock_name
+from sync.runlock import RunLock, RunLocked
 from sync.state import open_store
-from sync.state.leases import live_holders
 from sync.state.schema import checkpoints
 from sync.state.store import StateStore
 
@@ -78,14 +77,16 @@ def setup_pipeline(cfg: Any, verb: str = "setup") -> list[str]:
 
 
 def busy_with(store: StateStore, pipeline: str) -> str | None:
-    """Who works on ``pipeline`` now (a live lease in the state store), if anyone."""
-    for prefix, what in ((f"read:{pipeline}:", "a daemon"),
-                         (f"members:{pipeline}:", "a daemon or worker")):
-        held = live_holders(store, prefix)
-        if held:
-            return f"{what} ({held[0][1]})"
-    runs = [h for n, h in live_holders(store, lock_name(pipeline)) if n == lock_name(pipeline)]
-    return f"a batch run ({runs[0]})" if runs else None
+    """Who works on ``pipeline`` now (a live lease in the state store), if anyone:
+    ``HOLDER (what it does)`` of the first, as ``cdcsync status`` lists them."""
+    from sync.status import processes
+
+    found = processes(store, pipeline)
+    if not found:
+        return None
+    first = found[0]
+    more = f" and {len(found) - 1} more" if len(found) > 1 else ""
+    return f"{first['holder']} ({', '.join(first['doing'])}){more}"
 
 
 def teardown_pipeline(cfg: Any, *, force: bool = False) -> list[str]:
@@ -105,9 +106,9 @@ def teardown_pipeline(cfg: Any, *, force: bool = False) -> list[str]:
             except RunLocked:
                 who = busy_with(store, cfg.pipeline) or "another process"
         raise PipelineBusy(
-            f"{who} is working on pipeline {cfg.pipeline}: stop it before the teardown,"
-            " which removes the slots, triggers and origins it uses (nothing was removed;"
-            " --force skips this check)")
+            f"pipeline {cfg.pipeline} is being worked on by {who} (`cdcsync status`"
+            " lists them): stop it before the teardown, which removes the slots, triggers"
+            " and origins it uses (nothing was removed; --force skips this check)")
     finally:
         store.close()
 

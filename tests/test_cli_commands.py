@@ -304,7 +304,7 @@ def test_teardown_is_refused_while_a_batch_run_holds_the_pipeline(quickstart: Pa
             res = cdcsync("teardown", p, "--yes", expect=1)
     finally:
         store.close()
-    assert "a batch run (elsewhere:42:run)" in res.stderr and "Traceback" not in res.stderr
+    assert "elsewhere:42:run (batch run)" in res.stderr and "Traceback" not in res.stderr
     with sqlite3.connect(db) as c:
         assert c.execute(triggers).fetchone()[0] == before
     c.close()

@@ -131,7 +131,8 @@ def test_teardown_is_refused_while_a_daemon_runs_and_removes_nothing(tmp_path: P
     d.wait_ready()
     wait_for(lambda: d.ready_state()["sources_held"], what="the daemon to hold its sources")
     busy = cli("teardown", str(p), "--yes", expect=1)
-    assert "a daemon" in busy.stderr and "stop it" in busy.stderr, busy.stderr
+    assert f":{d.proc.pid}:" in busy.stderr and "(reads a, reads b)" in busy.stderr
+    assert "stop it before the teardown" in busy.stderr, busy.stderr
     assert "Traceback" not in busy.stderr
     assert {db: triggers(tmp_path / db) for db in ("a.db", "b.db")} == before
     with sqlite3.connect(tmp_path / "a.db") as c:  # capture still works
