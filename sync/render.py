@@ -184,7 +184,10 @@ def status_view(info: dict[str, Any]) -> Group:
         for col in ("holder (host:pid:id)", "since", "doing"):
             procs.add_column(col)
         for pr in info["processes"]:
-            procs.add_row(pr["holder"], _when(pr["since"]), ", ".join(pr["doing"]))
+            doing = ", ".join(pr["doing"])
+            if pr.get("alive") is False:
+                doing += f" [bold]- process gone[/]; its lease ends {_when(pr['until'])}"
+            procs.add_row(pr["holder"], _when(pr["since"]), doing)
         parts.append(procs)
     lines = [f"open conflicts: {info['open_conflicts']}",
              f"pending applies (outbox): {info['outbox']}"]

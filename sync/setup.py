@@ -16,6 +16,7 @@ the same log is resynced with it, since it lost the same changes.
 from __future__ import annotations
 
 import functools
+import time
 from typing import Any
 
 from sync.capture import STREAM
@@ -86,7 +87,10 @@ def busy_with(store: StateStore, pipeline: str) -> str | None:
         return None
     first = found[0]
     more = f" and {len(found) - 1} more" if len(found) > 1 else ""
-    return f"{first['holder']} ({', '.join(first['doing'])}){more}"
+    gone = (f"; that process is gone, and its lease ends within "
+            f"{max(0, round(first['until'] - time.time()))} s" if first["alive"] is False
+            else "")
+    return f"{first['holder']} ({', '.join(first['doing'])}{gone}){more}"
 
 
 def teardown_pipeline(cfg: Any, *, force: bool = False) -> list[str]:

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from conflict.store import ConflictStore
 from sync.runlock import lock_name
 from sync.state import open_store
-from sync.state.leases import live_leases
+from sync.state.leases import holder_alive, live_leases
 from sync.state.store import StateStore
 
 
@@ -82,30 +82,35 @@ def processes(store: StateStore, pipeline: str) -> list[dict[str, Any]]:
     """The processes working on ``pipeline`` now, from their live leases: which daemon
     reads which source, which processes apply (daemons and ``cdcsync worker``, with
     how many partitions each holds on a shared broker), a batch run in progress.
-    Each ``{"holder": host:pid:id, "since": first lease taken, "doing": [...]}``."""
+    Each ``{"holder": host:pid:id, "since": first lease taken, "until": last lease's
+    expiry, "alive": whether the process runs (None: on another machine), "doing": [...]}``.
+    """
     by_holder: dict[str, dict[str, Any]] = {}
 
-    def note(holder: str, since: float, doing: str | None) -> None:
-        p = by_holder.setdefault(holder, {"holder": holder, "since": since, "doing": []})
-        p["since"] = min(p["since"], since)
+    def note(lease: tuple[str, str, float, float], doing: str | None) -> None:
+        _, holder, since, until = lease
+        p = by_holder.setdefault(holder, {"holder": holder, "since": since, "until": until,
+                                          "alive": holder_alive(holder), "doing": []})
+        p["since"], p["until"] = min(p["since"], since), max(p["until"], until)
         if doing is not None and doing not in p["doing"]:
             p["doing"].append(doing)
 
-    for name, holder, since in live_leases(store, f"read:{pipeline}:"):
-        note(holder, since, f"reads {name.removeprefix(f'read:{pipeline}:')}")
-    for _name, holder, since in live_leases(store, f"members:{pipeline}:"):
-        note(holder, since, None)  # (an applier on a shared broker: its partitions say more)
+    for lease in live_leases(store, f"read:{pipeline}:"):
+        note(lease, f"reads {lease[0].removeprefix(f'read:{pipeline}:')}")
+    for lease in live_leases(store, f"members:{pipeline}:"):
+        note(lease, None)  # (an applier on a shared broker: its partitions say more)
     partitions: dict[str, int] = {}
-    for _name, holder, since in live_leases(store, f"apply:{pipeline}:"):
-        partitions[holder] = partitions.get(holder, 0) + 1
-        note(holder, since, None)
-    for holder, n in partitions.items():
-        note(holder, by_holder[holder]["since"], f"applies {n} partition{'s' if n != 1 else ''}")
+    for lease in live_leases(store, f"apply:{pipeline}:"):
+        partitions[lease[1]] = partitions.get(lease[1], 0) + 1
+        note(lease, None)
     for p in by_holder.values():
-        if not p["doing"]:
+        n = partitions.get(p["holder"], 0)
+        if n:
+            p["doing"].append(f"applies {n} partition{'s' if n != 1 else ''}")
+        elif not p["doing"]:
             p["doing"].append("applies (no partition yet)")
     run = lock_name(pipeline)
-    for name, holder, since in live_leases(store, run):
-        if name == run:
-            note(holder, since, "batch run")
+    for lease in live_leases(store, run):
+        if lease[0] == run:
+            note(lease, "batch run")
     return sorted(by_holder.values(), key=lambda p: (p["since"], p["holder"]))

@@ -73,15 +73,33 @@ class Lease:
 
 def live_holders(store: StateStore, prefix: str) -> list[tuple[str, str]]:
     """``(name, holder)`` of unexpired leases whose name starts with ``prefix``."""
-    return [(name, holder) for name, holder, _ in live_leases(store, prefix)]
+    return [(name, holder) for name, holder, _, _ in live_leases(store, prefix)]
 
 
-def live_leases(store: StateStore, prefix: str) -> list[tuple[str, str, float]]:
-    """``(name, holder, acquired_at)`` of unexpired leases whose name starts with
-    ``prefix``, by name."""
+def live_leases(store: StateStore, prefix: str) -> list[tuple[str, str, float, float]]:
+    """``(name, holder, acquired_at, expires_at)`` of unexpired leases whose name starts
+    with ``prefix``, by name."""
     with store.engine.connect() as conn:
-        rows = conn.execute(sa.select(leases.c.name, leases.c.holder, leases.c.acquired_at)
+        rows = conn.execute(sa.select(leases.c.name, leases.c.holder, leases.c.acquired_at,
+                                      leases.c.expires_at)
                             .where(leases.c.name.startswith(prefix, autoescape=True),
                                    leases.c.expires_at >= time.time())
                             .order_by(leases.c.name)).all()
-    return [(str(n), str(h), float(at)) for n, h, at in rows]
+    return [(str(n), str(h), float(at), float(ex)) for n, h, at, ex in rows]
+
+
+def holder_alive(holder: str) -> bool | None:
+    """Is the process behind ``holder`` (:func:`holder_id`) still running? Known only on
+    its own machine (None elsewhere): a lease outlives a process killed with -9 by its
+    TTL, and this tells an operator that it is such a leftover."""
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return None
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process of that pid: alive
+        return True
+    return True

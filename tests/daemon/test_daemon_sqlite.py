@@ -6,6 +6,7 @@ import json
 import random
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -142,7 +143,7 @@ def test_teardown_is_refused_while_a_daemon_runs_and_removes_nothing(tmp_path: P
     status = json.loads(cli("status", str(p), "--json", expect=None).stdout)
     [proc] = status["processes"]  # what an operator checks before a teardown
     assert proc["holder"].split(":")[1] == str(d.proc.pid)
-    assert proc["doing"] == ["reads a", "reads b"]
+    assert proc["doing"] == ["reads a", "reads b"] and proc["alive"] is True
     text = cli("status", str(p), expect=None).stdout
     assert "processes working on the pipeline" in text and "reads a, reads b" in text
     assert d.terminate()[0] == 0
@@ -159,6 +160,10 @@ def test_teardown_force_goes_on_beside_a_live_lease(tmp_path: Path) -> None:
     d.wait_ready()
     wait_for(lambda: d.ready_state()["sources_held"], what="the daemon to hold its sources")
     d.kill()  # its leases live on until their TTL: --force is for such leftovers
-    cli("teardown", str(p), "--yes", expect=1)
+    [proc] = json.loads(cli("status", str(p), "--json", expect=None).stdout)["processes"]
+    assert proc["alive"] is False and proc["until"] > time.time() + 30, proc
+    assert "process gone" in cli("status", str(p), expect=None).stdout
+    busy = cli("teardown", str(p), "--yes", expect=1)
+    assert "that process is gone, and its lease ends within" in busy.stderr, busy.stderr
     cli("teardown", str(p), "--yes", "--force")
     assert triggers(tmp_path / "a.db") == triggers(tmp_path / "b.db") == []
