@@ -89,8 +89,10 @@ def processes(store: StateStore, pipeline: str) -> list[dict[str, Any]]:
 
     def note(lease: tuple[str, str, float, float], doing: str | None) -> None:
         _, holder, since, until = lease
-        p = by_holder.setdefault(holder, {"holder": holder, "since": since, "until": until,
-                                          "alive": holder_alive(holder), "doing": []})
+        p = by_holder.get(holder)
+        if p is None:  # (once per holder: not a process look-up per partition lease)
+            p = by_holder[holder] = {"holder": holder, "since": since, "until": until,
+                                     "alive": holder_alive(holder), "doing": []}
         p["since"], p["until"] = min(p["since"], since), max(p["until"], until)
         if doing is not None and doing not in p["doing"]:
             p["doing"].append(doing)

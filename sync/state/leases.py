@@ -101,5 +101,5 @@ def holder_alive(holder: str) -> bool | None:
     except ProcessLookupError:
         return False
     except PermissionError:  # someone else's process of that pid: alive
-        return True
+        pass
     return True
