@@ -37,6 +37,7 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from connectors.mysql.literals import Literals
 from connectors.mysql.session import quote_table
 
 APPLIED_TABLE = "cdcsync_applied"
@@ -89,18 +90,19 @@ def state(cur: Any, database: str) -> Record:
 
 def record(cur: Any, database: str, writer: str, table: str,
            written: Iterable[tuple[str, str | None]], *, stamped: bool = True) -> None:
-    """Upsert ``(key text, version after our write)`` for the keys a batch wrote: one
-    ``executemany`` (pymysql sends it as multi-row statements), in digest order so
-    that concurrent batches take the record's row locks in one order."""
-    params = sorted((writer, table, key_digest(kt), version) for kt, version in written)
-    if not params:
+    """Upsert ``(key text, version after our write)`` for the keys a batch wrote, as
+    multi-row statements, in digest order so that concurrent batches take the
+    record's row locks in one order."""
+    rows = sorted((writer, table, key_digest(kt), version) for kt, version in written)
+    if not rows:
         return
-    cur.executemany(
+    Literals(cur.connection).execute_many(
+        cur,
         f"INSERT INTO {quote_table(database, APPLIED_TABLE)}"
-        " (`writer`, `tbl`, `key_digest`, `version`) VALUES (%s, %s, %s, %s)"
+        " (`writer`, `tbl`, `key_digest`, `version`)",
+        rows,
         " ON DUPLICATE KEY UPDATE `version` = VALUES(`version`)"
         + (", `at` = CURRENT_TIMESTAMP" if stamped else ""),
-        params,
     )
 
 
@@ -121,15 +123,14 @@ def recorded(cur: Any, database: str, writer: str, table: str,
     (``None``: we deleted the row); keys never written by us are left out."""
     by_digest = {key_digest(kt): kt for kt in key_texts}
     digests = list(by_digest)
+    lit = Literals(cur.connection)
     out: dict[str, str | None] = {}
     for i in range(0, len(digests), _CHUNK):
         part = digests[i : i + _CHUNK]
         cur.execute(
             f"SELECT `key_digest`, `version` FROM {quote_table(database, APPLIED_TABLE)}"
-            f" WHERE `writer` = %s AND `tbl` = %s AND `key_digest` IN"
-            f" ({', '.join(['%s'] * len(part))})",
-            (writer, table, *part),
-        )
+            f" WHERE `writer` = {lit.value(writer)} AND `tbl` = {lit.value(table)}"
+            f" AND {lit.in_list(['`key_digest`'], [(d,) for d in part])}")
         for digest, version in cur.fetchall():
             kt = by_digest.get(bytes(digest))
             if kt is not None:

@@ -18,9 +18,9 @@ Steps:
 3. write the rows that passed: ``INSERT ... ON DUPLICATE KEY UPDATE`` for rows
    found (and locked), a plain ``INSERT`` for rows found absent (a duplicate
    key there means someone inserted the row since the select: the batch is
-   rolled back and retried, and the retry sees that row), by ``executemany``
-   (pymysql turns it into multi-row statements), and ``DELETE ... WHERE (pk)
-   IN (...)``; commit.
+   rolled back and retried, and the retry sees that row), as multi-row
+   statements (their literals made by :mod:`connectors.mysql.literals`), and
+   ``DELETE ... WHERE (pk) IN (...)``; commit.
 
 Per key the result is:
 
@@ -71,6 +71,7 @@ from connectors.base import (
 )
 from connectors.mysql import applied
 from connectors.mysql.binlog import file_number
+from connectors.mysql.literals import Literals
 from connectors.mysql.schema import SchemaCache, TableInfo
 from connectors.mysql.session import (
     classify,
@@ -173,13 +174,14 @@ class MysqlSink:
         by_name = info.by_name()
         key_cols = [by_name[binding.endpoint_column(k)] for k in binding.key]
         typers = [(c.name, typer_of(c)) for c in cols]
+        lit = Literals(cur.connection)
         out: dict[str, tuple[dict[str, Any], str]] = {}
         for i in range(0, len(keys), _CHUNK):
             part = keys[i : i + _CHUNK]
-            cond, params = _in_list(key_cols, [[k[c] for c in binding.key] for k in part])
+            cond = _in_list(lit, key_cols, [[k[c] for c in binding.key] for k in part])
             sql = (f"SELECT {', '.join(select_expr(c) for c in cols)} "
                    f"FROM {quote_table(self.database, binding.table)} WHERE {cond}")
-            cur.execute(sql + (" FOR UPDATE" if lock else ""), params)
+            cur.execute(sql + (" FOR UPDATE" if lock else ""))
             for values in cur.fetchall():
                 row = binding.to_entity({n: None if v is None else f(v)
                                          for (n, f), v in zip(typers, values, strict=True)})
@@ -387,12 +389,11 @@ class MysqlSink:
         if not updates:
             first = quote_ident(ecols[0])
             updates = [f"{first} = {first}"]
-        sql = (f"INSERT INTO {quote_table(self.database, binding.table)} "
-               f"({', '.join(quote_ident(c) for c in ecols)}) "
-               f"VALUES ({', '.join(['%s'] * len(ecols))}) "
-               f"ON DUPLICATE KEY UPDATE {', '.join(updates)}")
-        params = _params(by_name, ecols, cols, rows)
-        cur.executemany(sql, params)
+        head = (f"INSERT INTO {quote_table(self.database, binding.table)} "
+                f"({', '.join(quote_ident(c) for c in ecols)})")
+        Literals(cur.connection).execute_many(
+            cur, head, _params(by_name, ecols, cols, rows),
+            f" ON DUPLICATE KEY UPDATE {', '.join(updates)}")
 
     def _insert(self, cur: Any, binding: Binding, by_name: Mapping[str, ColumnInfo],
                 cols: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
@@ -400,12 +401,11 @@ class MysqlSink:
         the select (nothing locks an absent key under READ COMMITTED): the batch is
         rolled back and tried again, and the next select sees that row."""
         ecols = [binding.endpoint_column(c) for c in cols]
-        sql = (f"INSERT INTO {quote_table(self.database, binding.table)} "
-               f"({', '.join(quote_ident(c) for c in ecols)}) "
-               f"VALUES ({', '.join(['%s'] * len(ecols))})")
-        params = _params(by_name, ecols, cols, rows)
+        head = (f"INSERT INTO {quote_table(self.database, binding.table)} "
+                f"({', '.join(quote_ident(c) for c in ecols)})")
         try:
-            cur.executemany(sql, params)
+            Literals(cur.connection).execute_many(cur, head,
+                                                  _params(by_name, ecols, cols, rows))
         except pymysql.err.IntegrityError as exc:
             if error_code(exc) != _DUPLICATE_KEY:
                 raise
@@ -415,11 +415,11 @@ class MysqlSink:
     def _delete(self, cur: Any, binding: Binding, by_name: Mapping[str, ColumnInfo],
                 keys: Sequence[Mapping[str, Any]]) -> None:
         key_cols = [by_name[binding.endpoint_column(k)] for k in binding.key]
+        lit = Literals(cur.connection)
         for i in range(0, len(keys), _CHUNK):
             part = keys[i : i + _CHUNK]
-            cond, params = _in_list(key_cols, [[k[c] for c in binding.key] for k in part])
-            cur.execute(f"DELETE FROM {quote_table(self.database, binding.table)} WHERE {cond}",
-                        params)
+            cond = _in_list(lit, key_cols, [[k[c] for c in binding.key] for k in part])
+            cur.execute(f"DELETE FROM {quote_table(self.database, binding.table)} WHERE {cond}")
 
 
 def _params(by_name: Mapping[str, ColumnInfo], ecols: Sequence[str], cols: Sequence[str],
@@ -434,15 +434,9 @@ def _entity_name(binding: Binding, endpoint_column: str) -> str:
     return rev.get(endpoint_column, endpoint_column)
 
 
-def _in_list(key_cols: Sequence[ColumnInfo], keys: Sequence[Sequence[Any]]
-             ) -> tuple[str, list[Any]]:
-    """``pk IN (...)`` or ``(k1, k2) IN ((...), ...)`` with parameters."""
-    params: list[Any] = []
+def _in_list(lit: Literals, key_cols: Sequence[ColumnInfo], keys: Sequence[Sequence[Any]]
+             ) -> str:
+    """``pk IN (...)`` or ``(k1, k2) IN ((...), ...)``."""
     convert = [param_of(c) for c in key_cols]
-    for key in keys:
-        params.extend(f(v) for f, v in zip(convert, key, strict=True))
-    if len(key_cols) == 1:
-        return f"{quote_ident(key_cols[0].name)} IN ({', '.join(['%s'] * len(keys))})", params
-    one = "(" + ", ".join(["%s"] * len(key_cols)) + ")"
-    cols = "(" + ", ".join(quote_ident(c.name) for c in key_cols) + ")"
-    return f"{cols} IN ({', '.join([one] * len(keys))})", params
+    params = [[f(v) for f, v in zip(convert, key, strict=True)] for key in keys]
+    return lit.in_list([quote_ident(c.name) for c in key_cols], params)
