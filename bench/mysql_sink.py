@@ -13,7 +13,8 @@ Each run applies, through :class:`connectors.mysql.sink.MysqlSink`
 ``--batches`` size, expecting the row version the previous run produced;
 baseline and record runs alternate, so the machine's drifting load falls on
 both alike. Printed: the median rate (ops/s of wall-clock) of each, their
-ratio, the load average. The order of the two alternates from run to run
+ratio, the client's CPU per update (the sink's own Python work: compare trees
+side by side with it, the server's time moves the rates), the load average. The order of the two alternates from run to run
 (baseline first, then record first), since a run pays for the purge of the
 one before it.
 
@@ -95,11 +96,12 @@ class Target:
         self.versions: dict[int, Any] = dict.fromkeys(range(n))
         self.gen = 0
 
-    def run(self, batch: int) -> float:
-        """Update every row once in batches of ``batch``; ops per second."""
+    def run(self, batch: int) -> tuple[float, float]:
+        """Update every row once in batches of ``batch``: ops per second, and this
+        process's CPU per op in µs (the sink's own Python work, without the server's)."""
         self.gen += 1
         ids = list(self.versions)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for lo in range(0, len(ids), batch):
             part = ids[lo : lo + batch]
             ops = [ApplyOp({"id": i}, row(i, self.gen), self.versions[i], f"g{self.gen}")
@@ -107,7 +109,8 @@ class Target:
             for i, res in zip(part, self.sink.apply(self.binding, ops), strict=True):
                 assert res.status is ApplyStatus.APPLIED, res
                 self.versions[i] = res.row_version
-        return len(ids) / (time.perf_counter() - t0)
+        return (len(ids) / (time.perf_counter() - t0),
+                1e6 * (time.process_time() - c0) / len(ids))
 
 
 def main() -> None:
@@ -122,11 +125,14 @@ def main() -> None:
         t.run(1000)
     print(load(), "(before)")
     rates: dict[tuple[int, str], list[float]] = {}
+    cpu: dict[tuple[int, str], list[float]] = {}
     for batch in (int(b) for b in args.batches.split(",")):
         for n in range(args.runs):
             order = list(targets) if n % 2 == 0 else list(reversed(targets))  # ABBA
             for mode in order:
-                rates.setdefault((batch, mode), []).append(targets[mode].run(batch))
+                rate, us = targets[mode].run(batch)
+                rates.setdefault((batch, mode), []).append(rate)
+                cpu.setdefault((batch, mode), []).append(us)
     print(f"\nupdates applied per second (wall-clock), {args.rows} rows, "
           f"median of {args.runs} runs")
     print(f"{'batch':>6}{'baseline':>10}{'record':>10}{'record/baseline':>17}")
@@ -136,6 +142,9 @@ def main() -> None:
         print(f"{batch:>6}{base:>10.0f}{rec:>10.0f}{rec / base:>17.2f}")
         print(f"       runs: baseline {[round(r) for r in rates[(batch, 'baseline')]]}, "
               f"record {[round(r) for r in rates[(batch, 'record')]]}")
+        print(f"       client CPU per update (median): baseline "
+              f"{statistics.median(cpu[(batch, 'baseline')]):.1f} µs, record "
+              f"{statistics.median(cpu[(batch, 'record')]):.1f} µs")
     print(load(), "(after)")
     for t in targets.values():
         t.sink.close()

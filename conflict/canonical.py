@@ -415,9 +415,15 @@ def canonical_json(obj: Any) -> str:
 
 def row_hash(row: Row | None) -> str:
     """A short stable digest of a row's canonical content; ``""`` for an absent row."""
-    if row is None:
+    return canonical_hash(canonical_row(row))
+
+
+def canonical_hash(canonical: Mapping[str, CanonicalValue] | None) -> str:
+    """:func:`row_hash` of a row from its :func:`canonical_row` form, for a caller that
+    has that form already (a sink compares rows by it before hashing them)."""
+    if canonical is None:
         return ""
-    data = canonical_json(canonical_row(row)).encode("utf-8")
+    data = canonical_json(canonical).encode("utf-8")
     return hashlib.blake2b(data, digest_size=12).hexdigest()
 
 

@@ -59,7 +59,7 @@ from typing import Any
 
 import pymysql
 
-from conflict.canonical import canonical_row, key_text, row_hash
+from conflict.canonical import canonical_hash, canonical_row, key_text
 from connectors.base import (
     ApplyOp,
     ApplyResult,
@@ -168,14 +168,15 @@ class MysqlSink:
     # --- reading ----------------------------------------------------------------------
 
     def _select(self, cur: Any, binding: Binding, info: TableInfo, keys: Sequence[Any],
-                *, lock: bool) -> dict[str, tuple[dict[str, Any], str]]:
-        """Current rows (entity names, typed) and their versions, by key text."""
+                *, lock: bool) -> dict[str, tuple[dict[str, Any], str, dict[str, Any]]]:
+        """Current rows (entity names, typed), their versions and canonical forms (what
+        an apply compares the rows it writes with), by key text."""
         cols = endpoint_columns(binding, info)
         by_name = info.by_name()
         key_cols = [by_name[binding.endpoint_column(k)] for k in binding.key]
         typers = [(c.name, typer_of(c)) for c in cols]
         lit = Literals(cur.connection)
-        out: dict[str, tuple[dict[str, Any], str]] = {}
+        out: dict[str, tuple[dict[str, Any], str, dict[str, Any]]] = {}
         for i in range(0, len(keys), _CHUNK):
             part = keys[i : i + _CHUNK]
             cond = _in_list(lit, key_cols, [[k[c] for c in binding.key] for k in part])
@@ -185,7 +186,8 @@ class MysqlSink:
             for values in cur.fetchall():
                 row = binding.to_entity({n: None if v is None else f(v)
                                          for (n, f), v in zip(typers, values, strict=True)})
-                out[key_text(binding.key_of(row))] = (row, row_hash(row))
+                canon = canonical_row(row) or {}
+                out[key_text(binding.key_of(row))] = (row, canonical_hash(canon), canon)
         return out
 
     def read(self, binding: Binding, keys: Iterable[Mapping[str, Any]]
@@ -202,7 +204,7 @@ class MysqlSink:
             raise
         except Exception as exc:
             raise self._fail(exc, f"reading {binding.table}") from exc
-        return {k: (row, version) for k, (row, version) in got.items()}
+        return {k: (row, version) for k, (row, version, _) in got.items()}
 
     # --- applying ---------------------------------------------------------------------
 
@@ -257,7 +259,7 @@ class MysqlSink:
             for i, op in enumerate(ops):
                 kt = op.key_text
                 found = current.get(kt)
-                cur_row, cur_hash = found if found is not None else (None, None)
+                cur_row, cur_hash, cur_canon = found if found is not None else (None, None, {})
                 if op.row is None:
                     if cur_row is None:
                         results[i] = ApplyResult(kt, ApplyStatus.ALREADY, None)
@@ -277,17 +279,19 @@ class MysqlSink:
                         raise SchemaError(f"{self.name}: table {binding.table} has no column "
                                           f"for {binding.entity}.{c}")
                 want = {c: storers[c](v) for c, v in want.items()}
-                if cur_row is not None and canonical_row(
-                        {c: cur_row.get(c) for c in want}) == canonical_row(want):
+                want_canon = canonical_row(want) or {}
+                if cur_row is not None and all(cur_canon.get(c) == v
+                                               for c, v in want_canon.items()):
                     results[i] = ApplyResult(kt, ApplyStatus.ALREADY, cur_hash)
                     continue
                 if (cur_row is None and op.expected is None) or (
                         cur_row is not None and cur_hash == op.expected):
                     new_row = {**(cur_row or {}), **want}
+                    new_canon = {**cur_canon, **want_canon}
                     cols = tuple(c for c in want if not synced_entity[c].generated)
                     upserts.setdefault((cur_row is None, cols), []).append((i, want))
-                    new_hash = row_hash(new_row)
-                    current[kt] = (new_row, new_hash)
+                    new_hash = canonical_hash(new_canon)
+                    current[kt] = (new_row, new_hash, new_canon)
                     if server_filled or len(new_row) < len(synced_entity):
                         reread.append(i)
                     results[i] = ApplyResult(kt, ApplyStatus.APPLIED, new_hash)
