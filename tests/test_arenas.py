@@ -51,3 +51,40 @@ def test_an_operators_malloc_arena_max_is_left_in_force() -> None:
     env = {**os.environ, "MALLOC_ARENA_MAX": "4"}
     assert arenas("limit", env) == ("False", 4)
 
+
+
+TRIM = """
+import ctypes, sys
+from sync.arenas import trim
+
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+
+def rss():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS"))
+
+# A burst: 100 MiB in 4 KiB blocks (below the mmap threshold: from the heap), touched.
+blocks = [libc.malloc(4096) for _ in range(25_600)]
+for b in blocks:
+    ctypes.memset(b, 1, 4096)
+keep = blocks[-1]  # the top of the heap stays in use: free() alone cannot shrink it
+for b in blocks[:-1]:
+    libc.free(b)
+before = rss()
+done = trim() if sys.argv[1] == "trim" else None
+print(done, before - rss())
+"""
+
+
+def test_trim_gives_a_bursts_free_pages_back() -> None:
+    def freed(how: str) -> tuple[str, int]:
+        res = subprocess.run([sys.executable, "-c", TRIM, how], cwd=ROOT, capture_output=True,
+                             text=True, timeout=60, check=True)
+        done, kib = res.stdout.split()
+        return done, int(kib)
+
+    untrimmed, trimmed = freed("none"), freed("trim")
+    assert untrimmed[0] == "None" and untrimmed[1] < 10 * 1024  # RSS stays at the burst
+    assert trimmed[0] == "True" and trimmed[1] > 80 * 1024  # ~100 MiB given back
