@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sync.arenas import TRIM_EVERY, trim
 from sync.daemon.broker import make_broker
 from sync.daemon.children import LocalWorkers, orphaned
 from sync.daemon.reader import Reader
@@ -192,11 +191,7 @@ def run_daemon(cfg: Any, *, readers: bool = True, workers: bool = True,
             on_ready({"port": server.port if server else None, "holder": rt.holder})
         log.info("cdcsync %s running for pipeline %s", "daemon" if readers else "worker",
                  rt.pipeline)
-        trimmed = time.monotonic()
         while not rt.stop.wait(SWEEP_EVERY if readers else 1.0):
-            if time.monotonic() - trimmed >= TRIM_EVERY:
-                trim()  # RSS back down after a burst (sync/arenas.py)
-                trimmed = time.monotonic()
             if not readers and orphaned():
                 log.warning("the daemon that started this worker is gone: stopping")
                 break
