@@ -14,9 +14,9 @@ Each run applies, through :class:`connectors.mysql.sink.MysqlSink`
 baseline and record runs alternate, so the machine's drifting load falls on
 both alike. Printed: the median rate (ops/s of wall-clock) of each, their
 ratio, the client's CPU per update (the sink's own Python work: compare trees
-side by side with it, the server's time moves the rates), the load average. The order of the two alternates from run to run
-(baseline first, then record first), since a run pays for the purge of the
-one before it.
+side by side with it, the server's time moves the rates), the load average.
+The order of the two alternates from run to run (baseline first, then record
+first), since a run pays for the purge of the one before it.
 
 Connection: ``$CDCSYNC_BENCH_MARIADB_URL`` (default
 ``mysql://cdcsync:cdcsync@127.0.0.1:3306``). Run it under the bench lock.
