@@ -4,6 +4,8 @@
     .venv/bin/python bench/daemon.py throughput [--changes 200000] [--runs 3]
     .venv/bin/python bench/daemon.py rss        [--changes 5000000] [--cap 300]
     .venv/bin/python bench/daemon.py idle       [--seconds 15] [--runs 3]
+    .venv/bin/python bench/daemon.py steady     [--rate 2000] [--seconds 300]
+                                                [--stall-at 60] [--stall 30]
 
 Every mode runs ``cdcsync daemon`` as a separate process (as users run it), on a
 pipeline between scratch databases of the local PostgreSQL and MariaDB, with the
@@ -29,6 +31,12 @@ daemon start them (``daemon.worker_processes``), ``--writer pgbench|python``).
 * **rss**: the daemon's peak resident memory (VmHWM) while it drains a backlog of
   ``--changes`` changes, with a Great Expectations suite on the entity (the
   gate loaded), sampled every 0.2 s until drained or ``--cap`` seconds.
+* **steady**: the daemon's resident memory at a steady load (the latency
+  pipeline at ``--rate``, PostgreSQL -> MariaDB) for ``--seconds``, sampled every
+  5 s, with a stall: the daemon is stopped (SIGSTOP) for ``--stall`` seconds at
+  ``--stall-at`` and then catches up on what was written meanwhile, a burst of
+  larger batches. Printed: RSS before the stall, its peak, and at the end; the
+  baseline is the daemon itself before the burst (compare trees side by side).
 * **idle**: the CPU an idle daemon costs (the latency pipeline, no writes) and
   the MariaDB server's CPU beside it over the same ``--seconds``; compare
   trees side by side (another one on ``PYTHONPATH``).
@@ -632,6 +640,49 @@ def rss(args: argparse.Namespace) -> None:
           f"{'drained' if done else 'still draining'} after {elapsed:.0f} s (load {uptime()})")
 
 
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def steady(args: argparse.Namespace) -> None:
+    with scratch() as (pg, md, tmp):
+        p = lat_pipeline(pg, md, tmp)
+        d = DaemonProc(p)
+        load = threading.Thread(target=pg_load, args=(pg, args.rate, args.seconds),
+                                daemon=True)
+        t0 = time.perf_counter()
+        load.start()
+        samples: list[tuple[float, int]] = []
+        stalled = resumed = False
+        while load.is_alive():
+            now = time.perf_counter() - t0
+            if not stalled and now >= args.stall_at:
+                d.proc.send_signal(signal.SIGSTOP)
+                stalled = True
+            if stalled and not resumed and now >= args.stall_at + args.stall:
+                d.proc.send_signal(signal.SIGCONT)
+                resumed = True
+            if not stalled or resumed:
+                samples.append((now, rss_kib(d.proc.pid)))
+                print(f"  {now:6.0f} s  RSS {samples[-1][1] / 1024:6.1f} MiB", flush=True)
+            time.sleep(5.0)
+        if stalled and not resumed:
+            d.proc.send_signal(signal.SIGCONT)
+        d.stop()
+    before = [kib for at, kib in samples if at < args.stall_at]
+    after = [kib for at, kib in samples if at >= args.stall_at]
+    print(f"\nRSS at {args.rate}/s over {args.seconds:.0f} s, stalled {args.stall:.0f} s at "
+          f"{args.stall_at:.0f} s (load {uptime()}):")
+    if before:
+        print(f"  before the stall (median): {statistics.median(before) / 1024:.1f} MiB")
+    if after:
+        print(f"  peak after it: {max(after) / 1024:.1f} MiB; at the end: "
+              f"{after[-1] / 1024:.1f} MiB")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="mode", required=True)
@@ -645,6 +696,11 @@ def main() -> None:
     il = sub.add_parser("idle")
     il.add_argument("--seconds", type=float, default=15)
     il.add_argument("--runs", type=int, default=3)
+    st = sub.add_parser("steady")
+    st.add_argument("--rate", type=int, default=2000)
+    st.add_argument("--seconds", type=float, default=300)
+    st.add_argument("--stall-at", type=float, default=60)
+    st.add_argument("--stall", type=float, default=30)
     rs = sub.add_parser("rss")
     rs.add_argument("--changes", type=int, default=5_000_000)
     rs.add_argument("--cap", type=float, default=300)
@@ -671,7 +727,8 @@ def main() -> None:
     if (WORKER_PROCS or LOCAL_WORKERS) and BROKER.startswith("memory"):
         ap.error("--worker-procs and --local-workers need a shared --broker "
                  "(redis:// or amqp://)")
-    {"latency": latency, "throughput": throughput, "rss": rss, "idle": idle}[args.mode](args)
+    {"latency": latency, "throughput": throughput, "rss": rss, "idle": idle,
+     "steady": steady}[args.mode](args)
 
 
 if __name__ == "__main__":
