@@ -80,6 +80,14 @@ MARIA = server_params(os.environ.get("CDCSYNC_BENCH_MARIADB_URL",
 CDCSYNC = str(Path(sys.executable).with_name("cdcsync"))
 
 
+def status_kib(pid: int, field: str) -> int:
+    """A memory figure of /proc/PID/status in KiB (``VmRSS``, ``VmHWM``); 0 if absent."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
 def proc_cpu(pid: int) -> float:
     """User + system CPU seconds of one process so far (/proc/PID/stat utime, stime)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -218,10 +226,7 @@ class DaemonProc:
         return sum(proc_cpu(pid) for pid in pids + children_of(self.proc.pid))
 
     def hwm_kib(self) -> int:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-        return 0
+        return status_kib(self.proc.pid, "VmHWM")
 
     def stop(self) -> None:
         for proc in [self.proc, *self.workers]:
@@ -640,13 +645,6 @@ def rss(args: argparse.Namespace) -> None:
           f"{'drained' if done else 'still draining'} after {elapsed:.0f} s (load {uptime()})")
 
 
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
 def steady(args: argparse.Namespace) -> None:
     with scratch() as (pg, md, tmp):
         p = lat_pipeline(pg, md, tmp)
@@ -666,7 +664,7 @@ def steady(args: argparse.Namespace) -> None:
                 d.proc.send_signal(signal.SIGCONT)
                 resumed = True
             if not stalled or resumed:
-                samples.append((now, rss_kib(d.proc.pid)))
+                samples.append((now, status_kib(d.proc.pid, "VmRSS")))
                 print(f"  {now:6.0f} s  RSS {samples[-1][1] / 1024:6.1f} MiB", flush=True)
             time.sleep(5.0)
         if stalled and not resumed:
