@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from conflict.canonical import key_text
-from sync.change import ChangeBatch, Checkpoint, SnapshotChunk
+from sync.change import ChangeBatch, Checkpoint, SnapshotChunk, SnapshotRow
 
 
 class ConnectorError(Exception):
@@ -195,6 +195,29 @@ class Source(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class RangeSnapshots(Protocol):
+    """A source whose snapshot other sessions can read in too (PostgreSQL's exported
+    snapshots): a batch run's worker processes then read a direct snapshot's chunks
+    themselves, each a key range (sync/snapshot_direct.py)."""
+
+    def shared_snapshot(self) -> str | None:
+        """The name other sessions read the snapshot's chunks in (None: current data)."""
+        ...
+
+    def snapshot_bounds(self, binding: Binding, after_key: Mapping[str, Any] | None,
+                        limit: int, parts: int) -> tuple[list[dict[str, Any]], bool]:
+        """The last keys of ``parts`` about equal ranges of the next ``limit`` rows
+        after ``after_key`` (fewer where fewer rows are left), and whether those are
+        the table's last rows."""
+        ...
+
+    def snapshot_range(self, binding: Binding, after_key: Mapping[str, Any] | None,
+                       until: Mapping[str, Any], snapshot: str | None) -> list[SnapshotRow]:
+        """The rows after ``after_key`` up to ``until`` included, in the snapshot named
+        ``snapshot``."""
+        ...
 
 
 @runtime_checkable

@@ -17,12 +17,13 @@ rest is decided as if for the first time. That is the daemon's partitioned
 workers' argument, made per batch. Workers die with the run (Linux's
 ``PR_SET_PDEATHSIG``), so a run killed with -9 leaves none still writing.
 
-A direct snapshot (sync/snapshot_direct.py) uses them too: the run reads each
-chunk of the source, the workers decide, apply and save its rows split by key,
-and the run saves the snapshot's progress past the chunk once every part is
-saved, reading the next chunk meanwhile. A part saved by a run that died
-before its progress is read again and applied again: the rows hold our
-writes (ALREADY), as for a chunk whose save died in one process.
+A direct snapshot (sync/snapshot_direct.py) uses them too: each worker reads
+a key range of the chunk itself where the source shares its snapshot (else the
+run reads the chunk and splits its rows by key), decides, applies and saves
+it, and the run saves the snapshot's progress past the chunk once every part
+is saved. A part saved by a run that died before its progress is read again
+and applied again: the rows hold our writes (ALREADY), as for a chunk whose
+save died in one process.
 
 Workers ignore SIGINT and SIGTERM, which Ctrl-C and service managers send to
 every process of the group: the run stops them after the work in hand.
@@ -100,6 +101,21 @@ class SnapshotPart:
     entity: str
     source: str
     rows: list[tuple[Any, Any]]
+    now: float
+    run_id: int | None
+
+
+@dataclass(frozen=True)
+class SnapshotRange:
+    """A worker's part of a direct snapshot's chunk, read by the worker itself: the
+    source's rows after ``after`` up to ``until``, in the exported snapshot named
+    ``snapshot`` (sync/snapshot_direct.py ``save_range``)."""
+
+    entity: str
+    source: str
+    after: dict[str, Any] | None
+    until: dict[str, Any]
+    snapshot: str | None
     now: float
     run_id: int | None
 
@@ -190,6 +206,43 @@ class BatchWorkers:
         alone = functools.partial(self._snapshot_alone, entity, source, rows, now, summary)
         _replies, ahead, failed_meanwhile = self._parts(msgs, summary, meanwhile, alone)
         return _then(ahead, failed_meanwhile)
+
+    def takes_ranges(self) -> bool:
+        """Are the workers there and ready to read a direct snapshot's chunks themselves
+        (:meth:`snapshot_ranges`)?"""
+        return not self.off and bool(self.workers) and self._all_ready()
+
+    def snapshot_ranges(self, entity: str, source: str, after: dict[str, Any] | None,
+                        bounds: list[dict[str, Any]], snapshot: str | None, now: float,
+                        summary: RunSummary) -> int:
+        """A direct snapshot's chunk that the workers read themselves: worker ``i`` the
+        source's rows after ``bounds[i - 1]`` (``after`` for the first) up to
+        ``bounds[i]``, then decides, applies and saves them (``save_range``). Read
+        where they are decided, the rows cross no pipe, and the run's process only
+        finds the bounds (from the key's index) and saves the progress. A worker that
+        died has the whole chunk done again by the caller's process. Returns how many
+        rows the chunk had."""
+        lows = [after, *bounds[:-1]]
+        msgs: list[SnapshotRange | None] = [
+            SnapshotRange(entity, source, lo, hi, snapshot, now, self.ctx.run_id)
+            for lo, hi in zip(lows, bounds, strict=True)]
+        msgs += [None] * (len(self.workers) - len(msgs))
+        read: list[int] = []
+        alone = functools.partial(self._range_alone, entity, source, after, bounds[-1],
+                                  snapshot, now, summary, read)
+        replies, _, _ = self._parts(msgs, summary, None, alone)
+        if replies is None:
+            return sum(read)
+        # (each part's count comes back as its summary's snapshot rows)
+        return sum(part.snapshot_rows for _, part, _ in replies if part is not None)
+
+    def _range_alone(self, entity: str, source: str, after: dict[str, Any] | None,
+                     until: dict[str, Any], snapshot: str | None, now: float,
+                     summary: RunSummary, read: list[int]) -> None:
+        from sync.snapshot_direct import save_range
+
+        read.append(save_range(self.ctx, entity, source, after, until, snapshot, now,
+                               summary))
 
     def _snapshot_alone(self, entity: str, source: str, rows: list[tuple[Any, Any]],
                         now: float, summary: RunSummary) -> None:
@@ -375,7 +428,7 @@ def serve(cfg: Any, conn: Connection, lock: Any, runtime: dict[str, Any],
     from sync.context import open_pipeline
     from sync.gctune import tune
     from sync.logs import take_on
-    from sync.snapshot_direct import save_part
+    from sync.snapshot_direct import save_part, save_range
 
     take_on(logs)
     tune()
@@ -398,6 +451,12 @@ def serve(cfg: Any, conn: Connection, lock: Any, runtime: dict[str, Any],
                     if isinstance(msg, SnapshotPart):
                         ctx.run_id = msg.run_id
                         save_part(ctx, msg.entity, msg.source, msg.rows, msg.now, summary)
+                        err = None
+                    elif isinstance(msg, SnapshotRange):
+                        ctx.run_id = msg.run_id
+                        summary.snapshot_rows = save_range(
+                            ctx, msg.entity, msg.source, msg.after, msg.until,
+                            msg.snapshot, msg.now, summary)
                         err = None
                     else:
                         source, changes, ctx.run_id, ctx.fence = msg

@@ -23,7 +23,7 @@ from connectors.postgres.names import Names
 from connectors.postgres.sink import PostgresSink
 from connectors.postgres.source import PostgresSource
 from connectors.postgres.stream import PostgresStream
-from sync.change import ChangeBatch, Checkpoint, SnapshotChunk
+from sync.change import ChangeBatch, Checkpoint, SnapshotChunk, SnapshotRow
 
 
 class PostgresEndpoint:
@@ -66,6 +66,20 @@ class PostgresEndpoint:
 
     def estimate_rows(self, binding: Binding) -> int | None:
         return self.source.estimate_rows(binding)
+
+    # A run's worker processes read a direct snapshot's chunks themselves, each its
+    # key range, in the exported snapshot (sync/snapshot_direct.py).
+
+    def shared_snapshot(self) -> str | None:
+        return self.source.shared_snapshot()
+
+    def snapshot_bounds(self, binding: Binding, after_key: Mapping[str, Any] | None,
+                        limit: int, parts: int) -> tuple[list[dict[str, Any]], bool]:
+        return self.source.snapshot_bounds(binding, after_key, limit, parts)
+
+    def snapshot_range(self, binding: Binding, after_key: Mapping[str, Any] | None,
+                       until: Mapping[str, Any], snapshot: str | None) -> list[SnapshotRow]:
+        return self.source.snapshot_range(binding, after_key, until, snapshot)
 
     def changes(
         self, bindings: Sequence[Binding], after: Checkpoint | None, limit: int

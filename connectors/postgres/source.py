@@ -221,29 +221,82 @@ class PostgresSource:
     def snapshot(
         self, binding: Binding, after_key: Mapping[str, Any] | None, limit: int
     ) -> SnapshotChunk:
+        rows = self._read_rows(binding, after_key, None, limit, self._usable_export())
+        last = dict(rows[-1].key) if rows else (dict(after_key) if after_key else None)
+        return SnapshotChunk(rows=rows, last_key=last, done=len(rows) < limit)
+
+    def shared_snapshot(self) -> str | None:
+        """The name of the exported snapshot the chunks read in, while it lasts: other
+        sessions (a run's worker processes) read their :meth:`snapshot_range` in it."""
+        export = self._usable_export()
+        return export.name if export is not None else None
+
+    def snapshot_bounds(self, binding: Binding, after_key: Mapping[str, Any] | None,
+                        limit: int, parts: int) -> tuple[list[dict[str, Any]], bool]:
+        """Where the next ``limit`` rows after ``after_key`` split into ``parts`` ranges
+        of about equal size: the last key of each (fewer where fewer rows are left
+        than ranges),
+        and whether they are the table's last rows. Read from the primary key's index
+        alone, in the snapshot the chunks read in."""
+        info = self.table(binding)
+        by_name = info.by_name()
+        key_exprs = [by_name[k].select_expr() for k in binding.endpoint_key]
+        key_ids = sql.SQL(", ").join(sql.Identifier(k) for k in binding.endpoint_key)
+        window = sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(key_exprs), info.ident)
+        window, params = self._after(window, binding, after_key)
+        window += sql.SQL(" ORDER BY {} LIMIT {}").format(key_ids, sql.Literal(int(limit)))
+        query = sql.SQL(
+            "SELECT * FROM (SELECT w.*, row_number() OVER (ORDER BY {}) AS n,"
+            " count(*) OVER () AS total FROM ({}) w) s"
+            " WHERE mod(n, ceil(total / {}::numeric)::bigint) = 0 OR n = total ORDER BY n"
+        ).format(key_ids, window, sql.Literal(max(1, int(parts))))
+        records = self._in_snapshot(info, query, params, self._usable_export())
+        bounds = [dict(zip(binding.key, rec[:-2], strict=True)) for rec in records]
+        total = int(records[-1][-1]) if records else 0
+        return bounds, total < limit
+
+    def snapshot_range(self, binding: Binding, after_key: Mapping[str, Any] | None,
+                       until: Mapping[str, Any], snapshot: str | None) -> list[SnapshotRow]:
+        """The rows after ``after_key`` up to ``until`` (included), read in the exported
+        snapshot named ``snapshot`` (:meth:`shared_snapshot`; None: current data)."""
+        return self._read_rows(binding, after_key, until, None, snapshot)
+
+    def _usable_export(self) -> ExportedSnapshot | None:
+        export = self._export
+        return export if export is not None and export.usable else None
+
+    @staticmethod
+    def _after(query: sql.Composed, binding: Binding, after_key: Mapping[str, Any] | None,
+               until: Mapping[str, Any] | None = None) -> tuple[sql.Composed, list[Any]]:
+        """``query`` restricted to the keys after ``after_key`` and up to ``until``."""
+        key = sql.SQL(", ").join(sql.Identifier(k) for k in binding.endpoint_key)
+        marks = sql.SQL(", ").join(sql.Placeholder() * len(binding.endpoint_key))
+        params: list[Any] = []
+        where = []
+        if after_key is not None:
+            where.append(sql.SQL("({}) > ({})").format(key, marks))
+            params += [after_key[k] for k in binding.key]
+        if until is not None:
+            where.append(sql.SQL("({}) <= ({})").format(key, marks))
+            params += [until[k] for k in binding.key]
+        if where:
+            query += sql.SQL(" WHERE ") + sql.SQL(" AND ").join(where)
+        return query, params
+
+    def _read_rows(self, binding: Binding, after_key: Mapping[str, Any] | None,
+                   until: Mapping[str, Any] | None, limit: int | None,
+                   snapshot: ExportedSnapshot | str | None) -> list[SnapshotRow]:
         info = self.table(binding)
         cols = [c for c in info.columns if binding.synced(_entity_name(binding, c.name))]
-        key = [sql.Identifier(k) for k in binding.endpoint_key]
         query = sql.SQL("SELECT {}, xmin::text::bigint FROM {}").format(
             sql.SQL(", ").join(c.select_expr() for c in cols), info.ident
         )
-        params: list[Any] = []
-        if after_key is not None:
-            query += sql.SQL(" WHERE ({}) > ({})").format(
-                sql.SQL(", ").join(key), sql.SQL(", ").join(sql.Placeholder() * len(key))
-            )
-            params = [after_key[k] for k in binding.key]
-        query += sql.SQL(" ORDER BY {} LIMIT {}").format(
-            sql.SQL(", ").join(key), sql.Literal(int(limit))
-        )
-        conn = self.connection()
-        export = self._export if self._export is not None and self._export.usable else None
-        with classified(f"snapshot {info.qualified} at {self.name}"), conn.transaction():
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            if export is not None:
-                conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(
-                    sql.Literal(export.name)))
-            records = conn.execute(query, params).fetchall()
+        query, params = self._after(query, binding, after_key, until)
+        query += sql.SQL(" ORDER BY {}").format(
+            sql.SQL(", ").join(sql.Identifier(k) for k in binding.endpoint_key))
+        if limit is not None:
+            query += sql.SQL(" LIMIT {}").format(sql.Literal(int(limit)))
+        records = self._in_snapshot(info, query, params, snapshot)
         names = [_entity_name(binding, c.name) for c in cols] + ["\x00xmin"]
         key_names = binding.key
         rows = []
@@ -252,8 +305,19 @@ class PostgresSource:
             version = row.pop("\x00xmin")
             rows.append(SnapshotRow(key={k: row[k] for k in key_names}, row=row,
                                     row_version=int(version)))
-        last = dict(rows[-1].key) if rows else (dict(after_key) if after_key else None)
-        return SnapshotChunk(rows=rows, last_key=last, done=len(rows) < limit)
+        return rows
+
+    def _in_snapshot(self, info: TableInfo, query: sql.Composed, params: list[Any],
+                     snapshot: ExportedSnapshot | str | None) -> list[tuple[Any, ...]]:
+        """``query``'s rows, read in a REPEATABLE READ transaction of its own, in the
+        exported snapshot ``snapshot`` (or its name) if any."""
+        name = snapshot.name if isinstance(snapshot, ExportedSnapshot) else snapshot
+        conn = self.connection()
+        with classified(f"snapshot {info.qualified} at {self.name}"), conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            if name is not None:
+                conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(name)))
+            return conn.execute(query, params).fetchall()
 
     # --- changes ----------------------------------------------------------------------
 

@@ -212,16 +212,104 @@ def test_a_daemon_snapshots_with_workers_then_streams(
         cdcsync("teardown", str(path), "--force", expect=None)
 
 
-def test_a_chunk_that_cannot_be_read_ahead_fails_the_run_after_the_one_before_is_saved(
+def test_workers_read_their_ranges_in_the_exported_snapshot(
         tmp_path: Path, pg_dsn_factory: Callable[[], str],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """The next chunk is read while the workers work on this one; a read that fails is
-    raised once this chunk's progress is saved, as a read in turn would be."""
+    """Once ready, the workers read each chunk themselves (the run finds its bounds), in
+    the snapshot the run's first chunks read in: what is committed meanwhile is left to
+    the stream, never read twice or lost."""
+    from connectors.postgres import PostgresEndpoint
+
+    a, b = pg_dsn_factory(), pg_dsn_factory()
+    path = _pipeline(tmp_path, a, b, 2)
+    calls = {"snapshot": 0, "snapshot_bounds": 0}
+    for name in calls:
+        real = getattr(PostgresEndpoint, name)
+
+        def counted(self: Any, *args: Any, _real: Any = real, _name: str = name) -> Any:
+            calls[_name] += 1
+            return _real(self, *args)
+
+        monkeypatch.setattr(PostgresEndpoint, name, counted)
+    seen: list[int] = []
+
+    def on_chunk(children: list[Any]) -> None:
+        if not children:
+            return
+        seen.append(len(children))
+        if len(seen) == 1:
+            time.sleep(STARTUP)
+        elif len(seen) == 2:  # ranges ahead of the snapshot change meanwhile
+            sql(a, "DELETE FROM items WHERE id = 1400",
+                "UPDATE items SET name = 'late' WHERE id IN (7, 1300)",
+                "INSERT INTO items VALUES (1600, 'new', 1, NULL)")
+
+    try:
+        summary = _run(path, on_chunk)
+        assert summary["errors"] == [], summary
+        # the rows as of the snapshot's start: 1400 read, 1600 not
+        assert summary["snapshot_rows"] == COUNT, summary
+        assert calls["snapshot_bounds"] >= 10 and calls["snapshot"] <= 5, calls
+        assert summary["worker_batches"] >= 10, summary
+        assert query(a, ROWS) == query(b, ROWS)
+        assert query(b, "SELECT name FROM items WHERE id IN (7, 1300, 1600) ORDER BY id") == [
+            ("late",), ("late",), ("new",)]
+        assert query(b, "SELECT count(*) FROM items WHERE id = 1400") == [(0,)]
+        _fixed_point(path)
+    finally:
+        cdcsync("teardown", str(path), "--force", expect=None)
+
+
+def test_bounds_that_cannot_be_read_fail_the_run_after_the_chunk_before_is_saved(
+        tmp_path: Path, pg_dsn_factory: Callable[[], str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
     from connectors.base import RetriableError
     from connectors.postgres import PostgresEndpoint
 
     a, b = pg_dsn_factory(), pg_dsn_factory()
     path = _pipeline(tmp_path, a, b, 2)
+    real = PostgresEndpoint.snapshot_bounds
+    calls: list[int] = []
+
+    def failing(self: Any, *args: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 4:
+            raise RetriableError("the source went away")
+        return real(self, *args)
+
+    monkeypatch.setattr(PostgresEndpoint, "snapshot_bounds", failing)
+    try:
+        with pytest.raises(RetriableError, match="went away"):
+            _run(path, _wait_once([]))
+        monkeypatch.undo()
+        with sqlite3.connect(tmp_path / "state.db") as c:
+            (saved,) = c.execute("SELECT rows FROM snapshots WHERE endpoint = 'a'").fetchone()
+            (states,) = c.execute("SELECT count(*) FROM key_states").fetchone()
+        c.close()
+        # the first chunk in this process, then 3 read by the workers
+        assert saved == 400 and states == 400
+        assert query(b, "SELECT count(*) FROM items")[0][0] == 400
+        done = json.loads(cdcsync("run", "--json", str(path)).stdout)
+        assert done["errors"] == [] and done["snapshot_rows"] == COUNT - 400, done
+        assert query(a, ROWS) == query(b, ROWS)
+        _fixed_point(path)
+    finally:
+        cdcsync("teardown", str(path), "--force", expect=None)
+
+
+def test_a_chunk_that_cannot_be_read_ahead_fails_the_run_after_the_one_before_is_saved(
+        tmp_path: Path, pg_dsn_factory: Callable[[], str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A source that cannot share its snapshot with the workers (MariaDB's consistent
+    snapshot is its session's) has the run read the chunks: the next one is read while
+    the workers work on this one; a read that fails is raised once this chunk's
+    progress is saved, as a read in turn would be."""
+    from connectors.base import RetriableError
+    from connectors.postgres import PostgresEndpoint
+
+    a, b = pg_dsn_factory(), pg_dsn_factory()
+    path = _pipeline(tmp_path, a, b, 2)
+    monkeypatch.delattr(PostgresEndpoint, "snapshot_bounds")  # (as a MariaDB source)
     real = PostgresEndpoint.snapshot
     reads: list[int] = []
 

@@ -356,3 +356,66 @@ def test_the_snapshot_reads_exactly_what_precedes_the_stream(
     # The export was a temporary slot: gone once the stream is read.
     assert query(table_t, "SELECT count(*) FROM pg_replication_slots"
                           " WHERE temporary AND database = current_database()") == [(0,)]
+
+
+def test_snapshot_bounds_split_the_next_chunk_into_ranges_of_its_rows(
+        ep: PostgresEndpoint, table_t: str) -> None:
+    sql(table_t, "INSERT INTO t SELECT g * 3, 'n', 1, NULL FROM generate_series(1, 100) g")
+    b = binding()
+    assert ep.snapshot_bounds(b, None, 40, 2) == ([{"id": 60}, {"id": 120}], False)
+    assert ep.snapshot_bounds(b, {"id": 120}, 40, 3) == (
+        [{"id": 162}, {"id": 204}, {"id": 240}], False)  # ranges of 14, 14 and 12 rows
+    # 10 rows left: the table's end, split as evenly
+    assert ep.snapshot_bounds(b, {"id": 270}, 40, 2) == ([{"id": 285}, {"id": 300}], True)
+    assert ep.snapshot_bounds(b, {"id": 294}, 40, 3) == ([{"id": 297}, {"id": 300}], True)
+    assert ep.snapshot_bounds(b, {"id": 300}, 40, 2) == ([], True)
+    # exactly a chunk left: the end is known only by reading past it
+    assert ep.snapshot_bounds(b, {"id": 180}, 40, 2) == ([{"id": 240}, {"id": 300}], False)
+
+
+def test_snapshot_ranges_read_what_a_chunk_reads_with_a_composite_key(table_t: str) -> None:
+    sql(table_t, "CREATE TABLE pairs (a int, b text, v int, PRIMARY KEY (a, b))",
+        "INSERT INTO pairs SELECT g % 7, 'k' || g, g FROM generate_series(1, 200) g")
+    e = endpoint(table_t)
+    b = binding("pairs", key=("a", "b"))
+    e.setup([b], e.pipeline)
+    try:
+        whole = e.snapshot(b, None, 1000).rows
+        bounds, done = e.snapshot_bounds(b, None, 1000, 3)
+        assert done and len(bounds) == 3
+        lows = [None, *bounds[:-1]]
+        ranges = [e.snapshot_range(b, lo, hi, None) for lo, hi in zip(lows, bounds, strict=True)]
+        assert [len(r) for r in ranges] == [67, 67, 66]
+        assert [r.row for part in ranges for r in part] == [r.row for r in whole]
+        assert [r.row_version for part in ranges for r in part] == [r.row_version for r in whole]
+        assert [part[-1].key for part in ranges] == bounds
+    finally:
+        e.close()
+
+
+def test_snapshot_ranges_read_in_the_shared_snapshot_from_another_session(
+        ep: PostgresEndpoint, table_t: str) -> None:
+    """A run's worker processes read their ranges in the exported snapshot: what was
+    committed after the snapshot's position is left to the stream, as for a chunk."""
+    b = binding()
+    sql(table_t, "INSERT INTO t SELECT g, 'before', 1, NULL FROM generate_series(1, 6) g")
+    start = ep.position()
+    name = ep.shared_snapshot()
+    assert name is not None
+    sql(table_t, "UPDATE t SET name = 'after' WHERE id = 5", "DELETE FROM t WHERE id = 6",
+        "INSERT INTO t VALUES (4, 'no', 1, NULL) ON CONFLICT (id) DO NOTHING")
+    assert ep.snapshot_bounds(b, {"id": 2}, 10, 2) == ([{"id": 4}, {"id": 6}], True)
+    other = endpoint(table_t)  # another session, as a worker process opens
+    try:
+        shared = other.snapshot_range(b, {"id": 2}, {"id": 6}, name)
+        current = other.snapshot_range(b, {"id": 2}, {"id": 6}, None)
+    finally:
+        other.close()
+    assert [(r.key["id"], r.row["name"]) for r in shared] == [
+        (3, "before"), (4, "before"), (5, "before"), (6, "before")]
+    assert [(r.key["id"], r.row["name"]) for r in current] == [
+        (3, "before"), (4, "before"), (5, "after")]
+    stream = ep.changes([b], start, 100)
+    assert [(c.op.value, c.key["id"]) for c in stream.changes] == [
+        ("update", 5), ("delete", 6)]
+    assert ep.shared_snapshot() is None  # released once the stream is read
