@@ -260,78 +260,49 @@ def test_workers_read_their_ranges_in_the_exported_snapshot(
         cdcsync("teardown", str(path), "--force", expect=None)
 
 
-def test_bounds_that_cannot_be_read_fail_the_run_after_the_chunk_before_is_saved(
-        tmp_path: Path, pg_dsn_factory: Callable[[], str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("ranged", "method", "fail_at", "saved"), [
+    # the first chunk read and done in this process, then 3 read by the workers
+    (True, "snapshot_bounds", 4, 400),
+    # 2 reads find the holder, then chunks 1-5 and the failed 6th, read ahead
+    (False, "snapshot", 8, 500),
+])
+def test_a_chunk_that_cannot_be_read_fails_the_run_after_the_one_before_is_saved(
+        tmp_path: Path, pg_dsn_factory: Callable[[], str], monkeypatch: pytest.MonkeyPatch,
+        ranged: bool, method: str, fail_at: int, saved: int) -> None:
+    """Where the workers read their ranges, the run still finds each chunk's bounds; a
+    source that cannot share its snapshot with them (a MariaDB consistent snapshot is
+    its session's) has the run read each chunk, the next one while the workers work
+    on this one. Either read failing is raised once the chunk before is saved, as a
+    read in turn would be."""
     from connectors.base import RetriableError
     from connectors.postgres import PostgresEndpoint
 
     a, b = pg_dsn_factory(), pg_dsn_factory()
     path = _pipeline(tmp_path, a, b, 2)
-    real = PostgresEndpoint.snapshot_bounds
+    if not ranged:
+        monkeypatch.delattr(PostgresEndpoint, "snapshot_bounds")  # (as a MariaDB source)
+    real = getattr(PostgresEndpoint, method)
     calls: list[int] = []
 
     def failing(self: Any, *args: Any) -> Any:
         calls.append(1)
-        if len(calls) == 4:
+        if len(calls) == fail_at and multiprocessing.active_children():
             raise RetriableError("the source went away")
         return real(self, *args)
 
-    monkeypatch.setattr(PostgresEndpoint, "snapshot_bounds", failing)
+    monkeypatch.setattr(PostgresEndpoint, method, failing)
     try:
         with pytest.raises(RetriableError, match="went away"):
             _run(path, _wait_once([]))
         monkeypatch.undo()
         with sqlite3.connect(tmp_path / "state.db") as c:
-            (saved,) = c.execute("SELECT rows FROM snapshots WHERE endpoint = 'a'").fetchone()
+            (rows,) = c.execute("SELECT rows FROM snapshots WHERE endpoint = 'a'").fetchone()
             (states,) = c.execute("SELECT count(*) FROM key_states").fetchone()
         c.close()
-        # the first chunk in this process, then 3 read by the workers
-        assert saved == 400 and states == 400
-        assert query(b, "SELECT count(*) FROM items")[0][0] == 400
+        assert rows == saved and states == saved
+        assert query(b, "SELECT count(*) FROM items")[0][0] == saved
         done = json.loads(cdcsync("run", "--json", str(path)).stdout)
-        assert done["errors"] == [] and done["snapshot_rows"] == COUNT - 400, done
-        assert query(a, ROWS) == query(b, ROWS)
-        _fixed_point(path)
-    finally:
-        cdcsync("teardown", str(path), "--force", expect=None)
-
-
-def test_a_chunk_that_cannot_be_read_ahead_fails_the_run_after_the_one_before_is_saved(
-        tmp_path: Path, pg_dsn_factory: Callable[[], str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """A source that cannot share its snapshot with the workers (MariaDB's consistent
-    snapshot is its session's) has the run read the chunks: the next one is read while
-    the workers work on this one; a read that fails is raised once this chunk's
-    progress is saved, as a read in turn would be."""
-    from connectors.base import RetriableError
-    from connectors.postgres import PostgresEndpoint
-
-    a, b = pg_dsn_factory(), pg_dsn_factory()
-    path = _pipeline(tmp_path, a, b, 2)
-    monkeypatch.delattr(PostgresEndpoint, "snapshot_bounds")  # (as a MariaDB source)
-    real = PostgresEndpoint.snapshot
-    reads: list[int] = []
-
-    def failing(self: Any, binding: Any, after: Any, limit: int) -> Any:
-        reads.append(1)
-        if len(reads) == 8 and multiprocessing.active_children():
-            raise RetriableError("the source went away")
-        return real(self, binding, after, limit)
-
-    monkeypatch.setattr(PostgresEndpoint, "snapshot", failing)
-    try:
-        with pytest.raises(RetriableError, match="went away"):
-            _run(path, _wait_once([]))
-        monkeypatch.undo()
-        with sqlite3.connect(tmp_path / "state.db") as c:
-            (saved,) = c.execute("SELECT rows FROM snapshots WHERE endpoint = 'a'").fetchone()
-        c.close()
-        # reads: 2 to find the holder, then chunks 1-5 and the failed 6th: 5 chunks saved
-        assert saved == 500
-        assert query(b, "SELECT count(*) FROM items")[0][0] == 500
-        done = json.loads(cdcsync("run", "--json", str(path)).stdout)
-        assert done["errors"] == [] and done["snapshot_rows"] == COUNT - 500, done
+        assert done["errors"] == [] and done["snapshot_rows"] == COUNT - saved, done
         assert query(a, ROWS) == query(b, ROWS)
         _fixed_point(path)
     finally:
