@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 import pymysql
@@ -351,7 +350,7 @@ class MysqlSink:
         for i in written:
             res = results[i]
             if res is not None and res.status is ApplyStatus.APPLIED:
-                results[i] = replace(res, position=at)
+                results[i] = res.placed(at)
 
     def _prune(self, conn: Any) -> None:
         """Forget old deletes of ours (connectors/mysql/applied.py): after a batch, in a

@@ -57,7 +57,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -569,7 +568,7 @@ def _place_writes(plans: list[OpPlan], results: dict[int, ApplyResult], lsn: int
     for p in plans:
         res = results.get(p.index)
         if res is not None and res.status is ApplyStatus.APPLIED:
-            results[p.index] = replace(res, position=(lsn, -1))
+            results[p.index] = res.placed((lsn, -1))
 
 
 def _digest(key: str) -> bytes:
