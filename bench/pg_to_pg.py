@@ -27,7 +27,9 @@ Also:
   single-row changes/s, for the streaming reader (the walsender) and for
   polling the SQL interface (the backend), from /proc/<pid>/stat;
 * **snapshot**: ``--snapshot-rows`` rows PG -> PG through ``run_pipeline``
-  (initial snapshot), and the connector's own snapshot+apply ceiling.
+  (initial snapshot), and the connector's own snapshot+apply ceiling; with
+  ``--snapshot-target same`` the target already holds the same rows (the
+  staged snapshot, which reconciles the two by key).
 
 A benchmark, not a test: wall-clock figures move with the machine's other load
 (``uptime`` is printed with them). Process CPU times are printed alongside.
@@ -472,15 +474,20 @@ def snapshot(args: argparse.Namespace, tmp: Path) -> None:
               f" rows/s (CPU {cpu:.1f} s; identical: {same}) [{uptime()}]")
         a.close()
         b.close()
-        execute(b_url, "TRUNCATE items")
+        held = args.snapshot_target == "same"  # (the connector's run left them there)
+        if not held:
+            execute(b_url, "TRUNCATE items")
         m = args.pipeline_snapshot_rows or n
         if m < n:  # the engine's snapshot is slower: a smaller table keeps the run short
-            execute(a_url, f"DELETE FROM items WHERE id > {m}", "VACUUM ANALYZE items")
+            for u in (a_url, b_url) if held else (a_url,):
+                execute(u, f"DELETE FROM items WHERE id > {m}", "VACUUM ANALYZE items")
         cfg = pipeline(tmp, src, a_url, b_url)
         wall, cpu, _ = timed(lambda: run_pipeline(cfg))
         same = checksum(a_url) == checksum(b_url)
-        print(f"cdcsync snapshot PG -> PG: {m} rows in {wall:.1f} s = {m / wall:,.0f} rows/s"
-              f" (CPU {cpu:.1f} s = {1e6 * cpu / m:.0f} us/row; identical: {same}) [{uptime()}]")
+        into = "onto the same rows (staged, reconciled)" if held else "into an empty target"
+        print(f"cdcsync snapshot PG -> PG {into}: {m} rows in {wall:.1f} s ="
+              f" {m / wall:,.0f} rows/s (CPU {cpu:.1f} s = {1e6 * cpu / m:.0f} us/row;"
+              f" identical: {same}) [{uptime()}]")
         teardown(cfg)
     finally:
         drop_database(ADMIN, src)
@@ -494,6 +501,10 @@ def main() -> None:
                         help="rows of the connector's snapshot+apply ceiling")
     parser.add_argument("--pipeline-snapshot-rows", type=int, default=None,
                         help="rows of the run_pipeline snapshot (default: --snapshot-rows)")
+    parser.add_argument("--snapshot-target", choices=("empty", "same"), default="empty",
+                        help="what the run_pipeline snapshot's target holds: nothing (the"
+                        " direct path) or the source's rows (staged and reconciled, as"
+                        " when two systems already in step are first synced)")
     parser.add_argument("--base-rows", type=int, default=50_000,
                         help="rows present before the end-to-end backlog")
     parser.add_argument("--workers", default="auto",
