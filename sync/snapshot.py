@@ -19,7 +19,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from conflict.canonical import from_json_value, key_text, row_from_json, row_hash, row_to_json
+from conflict.canonical import (
+    from_json_value,
+    key_text,
+    parse_json,
+    row_from_json,
+    row_hash,
+    row_to_json,
+)
 from conflict.canonical import to_json_value as enc
 from conflict.protocol import Edit, KeyState, Kind, on_snapshot
 from sync.apply import apply_pending
@@ -129,9 +136,15 @@ def reconcile(ctx: PipelineContext, ent: EntityContext, summary: RunSummary) -> 
         for k, rows in by_key.items():
             st: KeyState = states[k]
             reads: dict[str, Edit | None] = {}
+            contents: dict[str, dict[str, Any] | None] = {}  # by staged JSON text
             for ep in ent.bindings:
                 staged_row = rows.get(ep)
-                content = row_from_json(staged_row["row"]) if staged_row else None
+                content = None
+                if staged_row is not None:  # endpoints alike (the usual) share one parse
+                    text = staged_row["row"]
+                    if text not in contents:
+                        contents[text] = row_from_json(parse_json(text))
+                    content = contents[text]
                 if content is not None and st.key is None:
                     st.key = {c: content[c] for c in ent.cfg.key}
                 edit = None if staged_row is None else Edit(

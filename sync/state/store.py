@@ -67,6 +67,8 @@ class _DriverSql:
     select_stamps: str  # key, its save stamp
     delete_outbox: str
     any_pending: str  # 1 if some of the keys wait in the outbox (parked keys do not count)
+    upsert_staged: str
+    select_staged: str  # rows of the first n keys after one, JSON as text, by key
 
 
 def _in_list(mark: str, n: int) -> str:
@@ -81,6 +83,11 @@ def _driver_sql_for(dialect: str, paramstyle: str) -> _DriverSql:
     state = f"CAST({mark} AS json)" if dialect == "postgresql" else mark
     state_text = 'CAST("state" AS text)' if dialect == "postgresql" else '"state"'
     ks, ob, cp = schema.key_states.name, schema.outbox.name, schema.checkpoints.name
+    sr = schema.snapshot_rows.name
+
+    def text(col: str) -> str:
+        return f'CAST("{col}" AS text)' if dialect == "postgresql" else f'"{col}"'
+
     return _DriverSql(
         upsert_state=(
             f'INSERT INTO "{ks}" ("pipeline", "entity", "key", "state", "parked", "updated_at")'
@@ -115,6 +122,20 @@ def _driver_sql_for(dialect: str, paramstyle: str) -> _DriverSql:
             ' AND k."entity" = o."entity" AND k."key" = o."key"'
             f' WHERE k."parked" IS NULL AND o."pipeline" = {mark} AND o."entity" = {mark}'
             ' AND o."key" IN '
+        ),
+        upsert_staged=(
+            f'INSERT INTO "{sr}" ("pipeline", "entity", "key", "endpoint", "row", "row_version",'
+            f' "committed_at") VALUES ({mark}, {mark}, {mark}, {mark}, {state}, {state}, {mark})'
+            ' ON CONFLICT ("pipeline", "entity", "key", "endpoint") DO UPDATE SET'
+            ' "row" = excluded."row", "row_version" = excluded."row_version",'
+            ' "committed_at" = excluded."committed_at"'
+        ),
+        select_staged=(
+            f'SELECT "key", "endpoint", {text("row")}, {text("row_version")}, "committed_at"'
+            f' FROM "{sr}" WHERE "pipeline" = {mark} AND "entity" = {mark} AND "key" IN'
+            f' (SELECT DISTINCT "key" FROM "{sr}" WHERE "pipeline" = {mark}'
+            f' AND "entity" = {mark} AND "key" > {mark} ORDER BY "key" LIMIT {mark})'
+            ' ORDER BY "key"'
         ),
     )
 
@@ -502,24 +523,26 @@ class StateStore:
 
     @staticmethod
     def stage_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
-        _upsert(conn, schema.snapshot_rows, rows, ["pipeline", "entity", "key", "endpoint"])
+        """Stage snapshot rows (``row`` and ``row_version`` as JSON trees): as the driver's
+        executemany of JSON text, without SQLAlchemy's per-row parameter processing
+        (every row of every endpoint of a staged snapshot is written here)."""
+        if not rows:
+            return
+        conn.exec_driver_sql(_driver_sql(conn).upsert_staged, [
+            (r["pipeline"], r["entity"], r["key"], r["endpoint"], _dumps(r["row"]),
+             _dumps(r["row_version"]), r["committed_at"]) for r in rows])
 
     def staged(self, pipeline: str, entity: str, after: str | None,
                limit: int) -> list[dict[str, Any]]:
-        """Staged rows of up to ``limit`` keys after ``after``, ordered by key."""
-        t = schema.snapshot_rows
+        """Staged rows of up to ``limit`` keys after ``after``, ordered by key; ``row`` as
+        its JSON text (equal texts are equal rows: parsed once), ``row_version`` parsed."""
         with self.engine.connect() as conn:
-            q = sa.select(t.c.key).where(t.c.pipeline == pipeline, t.c.entity == entity)
-            if after is not None:
-                q = q.where(t.c.key > after)
-            keys = [r[0] for r in conn.execute(q.distinct().order_by(t.c.key).limit(limit))]
-            if not keys:
-                return []
-            rows = conn.execute(
-                sa.select(t).where(t.c.pipeline == pipeline, t.c.entity == entity,
-                                   t.c.key.in_(keys)).order_by(t.c.key)
-            ).mappings().all()
-        return [dict(r) for r in rows]
+            rows = conn.exec_driver_sql(_driver_sql(conn).select_staged, (
+                pipeline, entity, pipeline, entity, after or "", int(limit))).fetchall()
+        # (SQLite gives a JSON column numeric affinity: a bare number comes back as one)
+        return [{"key": k, "endpoint": ep, "row": row, "committed_at": at,
+                 "row_version": parse_json(rv) if isinstance(rv, str | bytes) else rv}
+                for k, ep, row, rv, at in rows]
 
     @staticmethod
     def finish_snapshot(conn: Connection, pipeline: str, entity: str) -> None:
