@@ -386,6 +386,7 @@ def on_snapshot(
     resolve: Resolver,
     gone: Iterable[str] = (),
     when: float = 0.0,
+    hashes: Mapping[str, str] | None = None,
 ) -> list[Outcome]:
     """Reconcile one key read by snapshots of its endpoints (``None``: absent there).
 
@@ -399,8 +400,12 @@ def on_snapshot(
     again after their log was lost, by a caller that made sure nothing it knows
     of the key is newer than the read): where the service believed a row was
     there, the absence enters as a delete made at ``when``.
+
+    ``hashes``: :func:`row_hash` of reads' contents that the caller has made already
+    (by endpoint; a staged snapshot hashes each distinct row of a key once).
     """
     sink_list = list(sinks)
+    known = hashes or {}
     for name, r in reads.items():
         if r is None and st.at(name).hash is None:
             st.at(name).hash = ""  # known absent: an apply expects no row there
@@ -415,7 +420,7 @@ def on_snapshot(
                                       sinks=sink_list, resolve=resolve))
         for name, r in present.items():
             e = st.at(name)
-            if e.hash == row_hash(r.content):
+            if e.hash == (known.get(name) or row_hash(r.content)):
                 e.row_version = r.row_version
                 outs.append(Outcome(Kind.UNCHANGED))
             else:
@@ -423,8 +428,8 @@ def on_snapshot(
                                       resolve=resolve))
         return outs
     groups: dict[str, list[Edit]] = {}
-    for r in present.values():
-        groups.setdefault(row_hash(r.content), []).append(r)
+    for name, r in present.items():
+        groups.setdefault(known.get(name) or row_hash(r.content), []).append(r)
     if len(groups) == 1 and len(present) == len(reads):
         # Only when no endpoint lacks the row: an insert racing the one we
         # send to an endpoint that lacks it must be concurrent with it, which

@@ -136,15 +136,18 @@ def reconcile(ctx: PipelineContext, ent: EntityContext, summary: RunSummary) -> 
         for k, rows in by_key.items():
             st: KeyState = states[k]
             reads: dict[str, Edit | None] = {}
-            contents: dict[str, dict[str, Any] | None] = {}  # by staged JSON text
+            # by staged JSON text: endpoints alike (the usual) share one parse and hash
+            contents: dict[str, tuple[dict[str, Any] | None, str]] = {}
+            hashes: dict[str, str] = {}
             for ep in ent.bindings:
                 staged_row = rows.get(ep)
                 content = None
-                if staged_row is not None:  # endpoints alike (the usual) share one parse
+                if staged_row is not None:
                     text = staged_row["row"]
                     if text not in contents:
-                        contents[text] = row_from_json(parse_json(text))
-                    content = contents[text]
+                        parsed = row_from_json(parse_json(text))
+                        contents[text] = (parsed, row_hash(parsed))
+                    content, hashes[ep] = contents[text]
                 if content is not None and st.key is None:
                     st.key = {c: content[c] for c in ent.cfg.key}
                 edit = None if staged_row is None else Edit(
@@ -155,7 +158,7 @@ def reconcile(ctx: PipelineContext, ent: EntityContext, summary: RunSummary) -> 
                     reads[ep] = edit
                 else:  # a target only: what it holds is known, but it is no edit
                     e = st.at(ep)
-                    e.hash = row_hash(edit.content) if edit else ""
+                    e.hash = hashes[ep] if edit else ""
                     e.row_version = edit.row_version if edit else None
             for ep, read in reads.items():
                 if read is not None:
@@ -164,7 +167,7 @@ def reconcile(ctx: PipelineContext, ent: EntityContext, summary: RunSummary) -> 
             gone = [ep for ep, r in reads.items() if r is None] if older else []
             for out in on_snapshot(st, reads, entity=ent.name, key=st.key or {},
                                    sinks=ent.sinks, resolve=ent.resolve, gone=gone,
-                                   when=began or 0.0):
+                                   when=began or 0.0, hashes=hashes):
                 if out.conflict is not None:
                     records.append((k, out.conflict))
                     src = out.conflict.case.incoming.endpoint
