@@ -377,7 +377,7 @@ def test_snapshot_ranges_read_what_a_chunk_reads_with_a_composite_key(table_t: s
     sql(table_t, "CREATE TABLE pairs (a int, b text, v int, PRIMARY KEY (a, b))",
         "INSERT INTO pairs SELECT g % 7, 'k' || g, g FROM generate_series(1, 200) g")
     e = endpoint(table_t)
-    b = binding("pairs", key=("a", "b"))
+    b = binding("pairs", key=("first", "b"), columns={"first": "a"})  # a key column renamed
     e.setup([b], e.pipeline)
     try:
         whole = e.snapshot(b, None, 1000).rows
@@ -389,6 +389,7 @@ def test_snapshot_ranges_read_what_a_chunk_reads_with_a_composite_key(table_t: s
         assert [r.row for part in ranges for r in part] == [r.row for r in whole]
         assert [r.row_version for part in ranges for r in part] == [r.row_version for r in whole]
         assert [part[-1].key for part in ranges] == bounds
+        assert set(bounds[0]) == {"first", "b"}
     finally:
         e.close()
 
