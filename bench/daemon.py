@@ -6,6 +6,7 @@
     .venv/bin/python bench/daemon.py idle       [--seconds 15] [--runs 3]
     .venv/bin/python bench/daemon.py steady     [--rate 2000] [--seconds 300]
                                                 [--stall-at 60] [--stall 30]
+                                                [--update-keys N]
 
 Every mode runs ``cdcsync daemon`` as a separate process (as users run it), on a
 pipeline between scratch databases of the local PostgreSQL and MariaDB, with the
@@ -257,6 +258,20 @@ def paced(rate: float, seconds: float, do: Any) -> int:
 
 
 WRITER = "pgbench"  # --writer
+
+
+def pg_updates(url: str, rate: int, seconds: float, keys: int) -> None:
+    """Update ``rate`` random rows of ``keys`` a second in ``lat`` for ``seconds`` (pgbench):
+    a steady load whose key set, and so the state store, stays the same size."""
+    with tempfile.NamedTemporaryFile("w", suffix=".sql") as script:
+        script.write(f"\\set id random(1, {keys})\n"
+                     "UPDATE lat SET t0 = clock_timestamp() WHERE id = :id;\n")
+        script.flush()
+        run = subprocess.run(["pgbench", "-n", "-c", "1", "-R", str(rate), "-T",
+                              str(round(seconds)), "-f", script.name, url],
+                             capture_output=True, text=True, timeout=seconds + 120)
+        if run.returncode:
+            raise SystemExit(f"pgbench failed:\n{run.stderr}")
 
 
 def pg_load(url: str, rate: int, seconds: float) -> int:
@@ -648,9 +663,15 @@ def rss(args: argparse.Namespace) -> None:
 def steady(args: argparse.Namespace) -> None:
     with scratch() as (pg, md, tmp):
         p = lat_pipeline(pg, md, tmp)
+        if args.update_keys:  # synced by the daemon's initial snapshot, then updated
+            with psycopg.connect(pg, autocommit=True) as c:
+                c.execute("INSERT INTO lat (id, src, t0) SELECT g, 'pg', clock_timestamp()"
+                          " FROM generate_series(1, %s) g", (args.update_keys,))
         d = DaemonProc(p)
-        load = threading.Thread(target=pg_load, args=(pg, args.rate, args.seconds),
-                                daemon=True)
+        load = threading.Thread(
+            target=pg_updates if args.update_keys else pg_load,
+            args=(pg, args.rate, args.seconds, *([args.update_keys] if args.update_keys else [])),
+            daemon=True)
         t0 = time.perf_counter()
         load.start()
         samples: list[tuple[float, int]] = []
@@ -699,6 +720,9 @@ def main() -> None:
     st.add_argument("--seconds", type=float, default=300)
     st.add_argument("--stall-at", type=float, default=60)
     st.add_argument("--stall", type=float, default=30)
+    st.add_argument("--update-keys", type=int, default=0,
+                    help="updates of this many rows instead of inserts (a state store of"
+                    " a fixed size)")
     rs = sub.add_parser("rss")
     rs.add_argument("--changes", type=int, default=5_000_000)
     rs.add_argument("--cap", type=float, default=300)
