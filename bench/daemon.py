@@ -260,18 +260,24 @@ def paced(rate: float, seconds: float, do: Any) -> int:
 WRITER = "pgbench"  # --writer
 
 
-def pg_updates(url: str, rate: int, seconds: float, keys: int) -> None:
-    """Update ``rate`` random rows of ``keys`` a second in ``lat`` for ``seconds`` (pgbench):
-    a steady load whose key set, and so the state store, stays the same size."""
+def pgbench(url: str, rate: int, seconds: float, script_text: str) -> None:
+    """Run ``script_text`` ``rate`` times a second for ``seconds`` (pgbench ``-R``: Poisson
+    arrivals at that mean rate)."""
     with tempfile.NamedTemporaryFile("w", suffix=".sql") as script:
-        script.write(f"\\set id random(1, {keys})\n"
-                     "UPDATE lat SET t0 = clock_timestamp() WHERE id = :id;\n")
+        script.write(script_text)
         script.flush()
         run = subprocess.run(["pgbench", "-n", "-c", "1", "-R", str(rate), "-T",
                               str(round(seconds)), "-f", script.name, url],
                              capture_output=True, text=True, timeout=seconds + 120)
         if run.returncode:
             raise SystemExit(f"pgbench failed:\n{run.stderr}")
+
+
+def pg_updates(url: str, rate: int, seconds: float, keys: int) -> None:
+    """Update ``rate`` random rows of ``keys`` a second in ``lat`` for ``seconds``: a steady
+    load whose key set, and so the state store, stays the same size."""
+    pgbench(url, rate, seconds, f"\\set id random(1, {keys})\n"
+                                "UPDATE lat SET t0 = clock_timestamp() WHERE id = :id;\n")
 
 
 def pg_load(url: str, rate: int, seconds: float) -> int:
@@ -287,15 +293,8 @@ def pg_load(url: str, rate: int, seconds: float) -> int:
                 "INSERT INTO lat (id, src, t0) VALUES (%s, 'pg', clock_timestamp())", (i,)))
     with psycopg.connect(url, autocommit=True) as c:
         c.execute("CREATE SEQUENCE IF NOT EXISTS lat_ids")
-    with tempfile.NamedTemporaryFile("w", suffix=".sql") as script:
-        script.write("INSERT INTO lat (id, src, t0) VALUES (nextval('lat_ids'), 'pg', "
-                     "clock_timestamp());\n")
-        script.flush()
-        run = subprocess.run(["pgbench", "-n", "-c", "1", "-R", str(rate), "-T",
-                              str(round(seconds)), "-f", script.name, url],
-                             capture_output=True, text=True, timeout=seconds + 120)
-        if run.returncode:
-            raise SystemExit(f"pgbench failed:\n{run.stderr}")
+    pgbench(url, rate, seconds, "INSERT INTO lat (id, src, t0) VALUES (nextval('lat_ids'),"
+                                " 'pg', clock_timestamp());\n")
     with psycopg.connect(url, autocommit=True) as c:
         return int(c.execute("SELECT count(*) FROM lat WHERE src = 'pg'").fetchone()[0])  # type: ignore[index]
 
