@@ -52,6 +52,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import statistics
 import subprocess
@@ -120,16 +121,24 @@ def pct(values: list[float], q: float) -> float:
 
 @contextmanager
 def scratch() -> Iterator[tuple[str, dict[str, Any], Path]]:
-    """A PostgreSQL database, a MariaDB database and a directory, dropped afterwards."""
+    """A PostgreSQL database, a MariaDB database and a directory, dropped afterwards. The
+    directory (the state store: 4 GB after an hour of inserts, and the daemon's logs) is
+    kept only when the bench failed."""
     pg = create_database(PG_ADMIN)
     md = maria_create(MARIA)
     tmp = Path(tempfile.mkdtemp(prefix="cdcsync-bench-"))
+    done = False
     try:
         yield database_url(PG_ADMIN, pg), {**MARIA, "database": md}, tmp
+        done = True
     finally:
         drop_database(PG_ADMIN, pg)
         maria_drop(MARIA, md)
         drop_origins(tmp / "pipeline.yaml")
+        if done:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            print(f"(the daemon's logs are kept in {tmp})", file=sys.stderr)
 
 
 def drop_origins(pipeline: Path) -> None:
