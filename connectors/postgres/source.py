@@ -31,7 +31,10 @@ transaction) all read in that exported snapshot, which sees exactly the
 transactions committed before ``C``; the stream then starts at ``C`` and
 skips exactly those. So every change is in the snapshot or in the stream,
 never in both and never in neither. The pipeline's slot must exist before
-(setup creates it): it keeps every change after ``C``.
+(setup creates it): it keeps every change after ``C``. Other sessions read in
+the same snapshot by its name (:meth:`shared_snapshot`): a batch run's worker
+processes each read a key range of a chunk (:meth:`snapshot_bounds`,
+:meth:`snapshot_range`; sync/snapshot_direct.py).
 
 An interrupted snapshot resumes (from the last key staged) in a new process,
 where the exported snapshot is gone: the remaining chunks read current data,
