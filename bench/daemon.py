@@ -49,6 +49,7 @@ moves wall-clock figures. A benchmark, not a test: nothing is asserted.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import random
@@ -676,10 +677,9 @@ def steady(args: argparse.Namespace) -> None:
                 c.execute("INSERT INTO lat (id, src, t0) SELECT g, 'pg', clock_timestamp()"
                           " FROM generate_series(1, %s) g", (args.update_keys,))
         d = DaemonProc(p)
-        load = threading.Thread(
-            target=pg_updates if args.update_keys else pg_load,
-            args=(pg, args.rate, args.seconds, *([args.update_keys] if args.update_keys else [])),
-            daemon=True)
+        work = functools.partial(pg_updates, keys=args.update_keys) if args.update_keys \
+            else pg_load
+        load = threading.Thread(target=work, args=(pg, args.rate, args.seconds), daemon=True)
         t0 = time.perf_counter()
         load.start()
         samples: list[tuple[float, int]] = []

@@ -224,27 +224,26 @@ class PostgresSource:
     def snapshot(
         self, binding: Binding, after_key: Mapping[str, Any] | None, limit: int
     ) -> SnapshotChunk:
-        rows = self._read_rows(binding, after_key, None, limit, self._usable_export())
+        rows = self._read_rows(binding, after_key, None, limit, self.shared_snapshot())
         last = dict(rows[-1].key) if rows else (dict(after_key) if after_key else None)
         return SnapshotChunk(rows=rows, last_key=last, done=len(rows) < limit)
 
     def shared_snapshot(self) -> str | None:
         """The name of the exported snapshot the chunks read in, while it lasts: other
         sessions (a run's worker processes) read their :meth:`snapshot_range` in it."""
-        export = self._usable_export()
-        return export.name if export is not None else None
+        export = self._export
+        return export.name if export is not None and export.usable else None
 
     def snapshot_bounds(self, binding: Binding, after_key: Mapping[str, Any] | None,
                         limit: int, parts: int) -> tuple[list[dict[str, Any]], bool]:
         """Where the next ``limit`` rows after ``after_key`` split into ``parts`` ranges
-        of about equal size: the last key of each (fewer where fewer rows are left
-        than ranges),
-        and whether they are the table's last rows. Read from the primary key's index
-        alone, in the snapshot the chunks read in."""
+        of about equal size: the last key of each (fewer where fewer rows are left than
+        ranges), and whether they are the table's last rows. Read from the primary
+        key's index alone, in the snapshot the chunks read in."""
         info = self.table(binding)
         by_name = info.by_name()
         key_exprs = [by_name[k].select_expr() for k in binding.endpoint_key]
-        key_ids = sql.SQL(", ").join(sql.Identifier(k) for k in binding.endpoint_key)
+        key_ids = _keys(binding)
         window = sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(key_exprs), info.ident)
         window, params = self._after(window, binding, after_key)
         window += sql.SQL(" ORDER BY {} LIMIT {}").format(key_ids, sql.Literal(int(limit)))
@@ -253,7 +252,7 @@ class PostgresSource:
             " count(*) OVER () AS total FROM ({}) w) s"
             " WHERE mod(n, ceil(total / {}::numeric)::bigint) = 0 OR n = total ORDER BY n"
         ).format(key_ids, window, sql.Literal(max(1, int(parts))))
-        records = self._in_snapshot(info, query, params, self._usable_export())
+        records = self._in_snapshot(info, query, params, self.shared_snapshot())
         bounds = [dict(zip(binding.key, rec[:-2], strict=True)) for rec in records]
         total = int(records[-1][-1]) if records else 0
         return bounds, total < limit
@@ -264,15 +263,11 @@ class PostgresSource:
         snapshot named ``snapshot`` (:meth:`shared_snapshot`; None: current data)."""
         return self._read_rows(binding, after_key, until, None, snapshot)
 
-    def _usable_export(self) -> ExportedSnapshot | None:
-        export = self._export
-        return export if export is not None and export.usable else None
-
     @staticmethod
     def _after(query: sql.Composed, binding: Binding, after_key: Mapping[str, Any] | None,
                until: Mapping[str, Any] | None = None) -> tuple[sql.Composed, list[Any]]:
         """``query`` restricted to the keys after ``after_key`` and up to ``until``."""
-        key = sql.SQL(", ").join(sql.Identifier(k) for k in binding.endpoint_key)
+        key = _keys(binding)
         marks = sql.SQL(", ").join(sql.Placeholder() * len(binding.endpoint_key))
         params: list[Any] = []
         where = []
@@ -288,15 +283,14 @@ class PostgresSource:
 
     def _read_rows(self, binding: Binding, after_key: Mapping[str, Any] | None,
                    until: Mapping[str, Any] | None, limit: int | None,
-                   snapshot: ExportedSnapshot | str | None) -> list[SnapshotRow]:
+                   snapshot: str | None) -> list[SnapshotRow]:
         info = self.table(binding)
         cols = [c for c in info.columns if binding.synced(_entity_name(binding, c.name))]
         query = sql.SQL("SELECT {}, xmin::text::bigint FROM {}").format(
             sql.SQL(", ").join(c.select_expr() for c in cols), info.ident
         )
         query, params = self._after(query, binding, after_key, until)
-        query += sql.SQL(" ORDER BY {}").format(
-            sql.SQL(", ").join(sql.Identifier(k) for k in binding.endpoint_key))
+        query += sql.SQL(" ORDER BY {}").format(_keys(binding))
         if limit is not None:
             query += sql.SQL(" LIMIT {}").format(sql.Literal(int(limit)))
         records = self._in_snapshot(info, query, params, snapshot)
@@ -311,15 +305,15 @@ class PostgresSource:
         return rows
 
     def _in_snapshot(self, info: TableInfo, query: sql.Composed, params: list[Any],
-                     snapshot: ExportedSnapshot | str | None) -> list[tuple[Any, ...]]:
+                     snapshot: str | None) -> list[tuple[Any, ...]]:
         """``query``'s rows, read in a REPEATABLE READ transaction of its own, in the
-        exported snapshot ``snapshot`` (or its name) if any."""
-        name = snapshot.name if isinstance(snapshot, ExportedSnapshot) else snapshot
+        exported snapshot named ``snapshot`` if any."""
         conn = self.connection()
         with classified(f"snapshot {info.qualified} at {self.name}"), conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            if name is not None:
-                conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(name)))
+            if snapshot is not None:
+                conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(
+                    sql.Literal(snapshot)))
             return conn.execute(query, params).fetchall()
 
     # --- changes ----------------------------------------------------------------------
@@ -513,6 +507,11 @@ class PostgresSource:
             if conn is not None and not conn.closed:
                 conn.close()
         self._conn = self._peek_conn = None
+
+
+def _keys(binding: Binding) -> sql.Composed:
+    """The binding's key columns at the endpoint, as a quoted list (``ORDER BY``, rows)."""
+    return sql.SQL(", ").join(sql.Identifier(k) for k in binding.endpoint_key)
 
 
 def _entity_name(binding: Binding, column: str) -> str:
