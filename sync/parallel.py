@@ -25,6 +25,10 @@ is saved. A part saved by a run that died before its progress is read again
 and applied again: the rows hold our writes (ALREADY), as for a chunk whose
 save died in one process.
 
+A staged snapshot (sync/snapshot.py) uses them too: each stages an endpoint's
+next chunk, side by side, then each reconciles a key range of the staged
+rows (decides, saves, applies); the run only finds the ranges' bounds.
+
 Workers ignore SIGINT and SIGTERM, which Ctrl-C and service managers send to
 every process of the group: the run stops them after the work in hand.
 
@@ -120,6 +124,27 @@ class SnapshotRange:
     run_id: int | None
 
 
+@dataclass(frozen=True)
+class StageChunk:
+    """A worker's part of staging a snapshot: the next chunk of ``endpoint``'s rows,
+    staged where its progress says (sync/snapshot.py ``stage_endpoint``)."""
+
+    entity: str
+    endpoint: str
+
+
+@dataclass(frozen=True)
+class ReconcileRange:
+    """A worker's part of a reconcile: the staged keys after ``after`` up to ``until``
+    (sync/snapshot.py ``reconcile_range``)."""
+
+    entity: str
+    after: str | None
+    until: str
+    began: float | None
+    run_id: int | None
+
+
 class WorkerDied(RuntimeError):
     """A worker process ended without answering (killed, out of memory)."""
 
@@ -172,6 +197,12 @@ class BatchWorkers:
                 self._start()
             return False
         return self._all_ready()
+
+    def start(self) -> None:
+        """Start them now (the caller knows a large table is ahead); until they are all
+        ready (:meth:`takes_ranges`) the caller goes on alone."""
+        if not self.workers and not self.off:
+            self._start()
 
     def takes_rows(self, count: int, *, more: bool) -> bool:
         """Should the workers take a direct snapshot's chunk of ``count`` rows (else the
@@ -235,6 +266,44 @@ class BatchWorkers:
             return sum(read)
         # (each part's count comes back as its summary's snapshot rows)
         return sum(part.snapshot_rows for _, part, _ in replies if part is not None)
+
+    def stage_chunks(self, entity: str, endpoints: list[str]) -> None:
+        """The next chunk of each of ``endpoints`` (at most one per worker) staged, each
+        by its worker, side by side. A worker that died has them staged by the caller's
+        process (staging resumes where each endpoint's progress says)."""
+        msgs: list[StageChunk | None] = [StageChunk(entity, ep) for ep in endpoints]
+        msgs += [None] * (len(self.workers) - len(msgs))
+        self._parts(msgs, RunSummary(pipeline=self.ctx.pipeline), None,
+                    functools.partial(self._stage_alone, entity, endpoints))
+
+    def _stage_alone(self, entity: str, endpoints: list[str]) -> None:
+        from sync.snapshot import stage_endpoint
+
+        for ep in endpoints:
+            stage_endpoint(self.ctx, self.ctx.entities[entity], ep, chunks=1)
+
+    def reconcile_ranges(self, entity: str, after: str | None, bounds: list[str],
+                         began: float | None, summary: RunSummary) -> None:
+        """Staged keys reconciled by the workers: worker ``i`` those after
+        ``bounds[i - 1]`` (``after`` for the first) up to ``bounds[i]``. A worker that
+        died has them all reconciled again by the caller's process (a reconcile
+        decides a key whose state it saved as it would the first time)."""
+        lows = [after, *bounds[:-1]]
+        msgs: list[ReconcileRange | None] = [
+            ReconcileRange(entity, lo, hi, began, self.ctx.run_id)
+            for lo, hi in zip(lows, bounds, strict=True)]
+        msgs += [None] * (len(self.workers) - len(msgs))
+        replies, _, _ = self._parts(msgs, summary, None, functools.partial(
+            self._reconcile_alone, entity, after, bounds[-1], began, summary))
+        if replies is not None:  # (done alone, they were counted in ``summary``)
+            summary.snapshot_rows += sum(part.snapshot_rows for _, part, _ in replies
+                                         if part is not None)
+
+    def _reconcile_alone(self, entity: str, after: str | None, until: str,
+                         began: float | None, summary: RunSummary) -> None:
+        from sync.snapshot import reconcile_range
+
+        reconcile_range(self.ctx, entity, after, until, began, summary)
 
     def _range_alone(self, entity: str, source: str, after: dict[str, Any] | None,
                      until: dict[str, Any], snapshot: str | None, now: float,
@@ -428,6 +497,7 @@ def serve(cfg: Any, conn: Connection, lock: Any, runtime: dict[str, Any],
     from sync.context import open_pipeline
     from sync.gctune import tune
     from sync.logs import take_on
+    from sync.snapshot import reconcile_range, stage_endpoint
     from sync.snapshot_direct import save_part, save_range
 
     take_on(logs)
@@ -457,6 +527,14 @@ def serve(cfg: Any, conn: Connection, lock: Any, runtime: dict[str, Any],
                         summary.snapshot_rows = save_range(
                             ctx, msg.entity, msg.source, msg.after, msg.until,
                             msg.snapshot, msg.now, summary)
+                        err = None
+                    elif isinstance(msg, StageChunk):
+                        stage_endpoint(ctx, ctx.entities[msg.entity], msg.endpoint, chunks=1)
+                        err = None
+                    elif isinstance(msg, ReconcileRange):
+                        ctx.run_id = msg.run_id
+                        reconcile_range(ctx, msg.entity, msg.after, msg.until, msg.began,
+                                        summary)
                         err = None
                     else:
                         source, changes, ctx.run_id, ctx.fence = msg

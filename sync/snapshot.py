@@ -9,6 +9,14 @@ checkpoints the change stream starts from. A change that happened during the
 read is then read again from the log: applying it twice leaves the same row,
 so nothing is lost and nothing is applied twice in effect.
 
+On a table of two chunks or more whose endpoints take writers side by side
+(servers, not SQLite files) and with no quality gate, a batch run's worker
+processes (sync/parallel.py) stage the endpoints side by side, a chunk of
+each per round (a worker reads the endpoint's current data, as a resumed
+snapshot does: the stream from the position taken before brings what
+changed), then reconcile the staged keys, each worker a key range of every
+batch.
+
 When one source holds every row and the others none, there is nothing to
 match: sync/snapshot_direct.py takes the source's chunks through without
 staging them.
@@ -32,7 +40,8 @@ from conflict.protocol import Edit, KeyState, Kind, on_snapshot
 from sync.apply import apply_pending
 from sync.capture import STREAM, typed
 from sync.context import EntityContext, PipelineContext
-from sync.snapshot_direct import DIRECT, Progress, direct_snapshot
+from sync.parallel import BatchWorkers
+from sync.snapshot_direct import DIRECT, Progress, direct_snapshot, large_table
 from sync.summary import RunSummary
 
 
@@ -55,8 +64,9 @@ def stream_start(ctx: PipelineContext, endpoint: str) -> dict[str, Any]:
 
 
 def stage_endpoint(ctx: PipelineContext, ent: EntityContext, endpoint: str,
-                   progress: Progress | None = None) -> int:
-    """Copy one endpoint's rows into the staging table; resumable. Returns rows staged."""
+                   progress: Progress | None = None, chunks: int | None = None) -> int:
+    """Copy one endpoint's rows into the staging table, ``chunks`` chunks of them at most
+    (None: all); resumable. Returns how many rows this call staged."""
     store = ctx.store
     src = ctx.endpoints[endpoint]
     binding = ent.bindings[endpoint]
@@ -75,6 +85,7 @@ def stage_endpoint(ctx: PipelineContext, ent: EntityContext, endpoint: str,
         total = int(prog["rows"])
     chunk_size = int(ctx.cfg.batch.snapshot_chunk)
     now = time.time()
+    staged = 0
     while True:
         chunk = src.snapshot(binding, after_key, chunk_size)
         rows = []
@@ -90,6 +101,7 @@ def stage_endpoint(ctx: PipelineContext, ent: EntityContext, endpoint: str,
 
             quarantine = screen_snapshot(ctx, ent, endpoint, rows)
         total += len(rows)
+        staged += len(rows)
         after_key = dict(chunk.last_key) if chunk.last_key is not None else after_key
         with store.transaction() as conn:
             store.stage_rows(conn, rows)
@@ -103,14 +115,20 @@ def stage_endpoint(ctx: PipelineContext, ent: EntityContext, endpoint: str,
         if progress is not None:
             progress(endpoint, len(rows))
         if chunk.done:
-            return total
+            return staged
+        if chunks is not None:
+            chunks -= 1
+            if chunks <= 0:
+                return staged
         ctx.stop_point()
 
 
-def reconcile(ctx: PipelineContext, ent: EntityContext, summary: RunSummary) -> None:
-    """Decide every staged key across its endpoints, apply, and start the streams."""
-    from conflict.store import ConflictStore
+def reconcile(ctx: PipelineContext, ent: EntityContext, summary: RunSummary,
+              workers: BatchWorkers | None = None) -> None:
+    """Decide every staged key across its endpoints, apply, and start the streams.
 
+    ``workers`` (ready): each batch of keys is split into key ranges, one per worker,
+    each decided, saved and applied by its worker (:func:`reconcile_range`)."""
     store = ctx.store
     size = int(ctx.cfg.batch.size)
     # A key whose state was saved before this snapshot began and that a source no
@@ -120,70 +138,106 @@ def reconcile(ctx: PipelineContext, ent: EntityContext, summary: RunSummary) -> 
     began = store.snapshot_started(ctx.pipeline, ent.name)
     after: str | None = None
     while True:
-        staged = store.staged(ctx.pipeline, ent.name, after, size)
-        if not staged:
-            break
-        by_key: dict[str, dict[str, dict[str, Any]]] = {}
-        for r in staged:
-            by_key.setdefault(r["key"], {})[r["endpoint"]] = r
-        if ent.cfg.quality.suite is not None:  # data-quality gate (sync/quality)
-            from sync.quality.hook import hold_snapshot_keys
-
-            hold_snapshot_keys(ctx, ent, by_key, summary)  # quarantined keys wait
-        states = store.load(ctx.pipeline, ent.name, by_key)
-        saved = store.saved_at(ctx.pipeline, ent.name, by_key) if began is not None else {}
-        records = []
-        for k, rows in by_key.items():
-            st: KeyState = states[k]
-            reads: dict[str, Edit | None] = {}
-            # by staged JSON text: endpoints alike (the usual) share one parse and hash
-            contents: dict[str, tuple[dict[str, Any] | None, str]] = {}
-            hashes: dict[str, str] = {}
-            for ep in ent.bindings:
-                staged_row = rows.get(ep)
-                content = None
-                if staged_row is not None:
-                    text = staged_row["row"]
-                    if text not in contents:
-                        parsed = row_from_json(parse_json(text))
-                        contents[text] = (parsed, row_hash(parsed))
-                    content, hashes[ep] = contents[text]
-                if content is not None and st.key is None:
-                    st.key = {c: content[c] for c in ent.cfg.key}
-                edit = None if staged_row is None else Edit(
-                    endpoint=ep, content=content, position=None,
-                    committed_at=float(staged_row["committed_at"]),
-                    row_version=from_json_value(staged_row["row_version"]))
-                if ep in ent.sources:
-                    reads[ep] = edit
-                else:  # a target only: what it holds is known, but it is no edit
-                    e = st.at(ep)
-                    e.hash = hashes[ep] if edit else ""
-                    e.row_version = edit.row_version if edit else None
-            for ep, read in reads.items():
-                if read is not None:
-                    summary.at(ent.name, ep, "*").read += 1
-            older = began is not None and k in saved and saved[k] < began
-            gone = [ep for ep, r in reads.items() if r is None] if older else []
-            for out in on_snapshot(st, reads, entity=ent.name, key=st.key or {},
-                                   sinks=ent.sinks, resolve=ent.resolve, gone=gone,
-                                   when=began or 0.0, hashes=hashes):
-                if out.conflict is not None:
-                    records.append((k, out.conflict))
-                    src = out.conflict.case.incoming.endpoint
-                    if out.kind is Kind.PARKED:
-                        summary.at(ent.name, src, "*").parked += 1
-                    else:
-                        summary.at(ent.name, src, "*").resolved += 1
-        summary.snapshot_rows += len(staged)
-        with store.transaction() as conn:
-            saved_at = store.save(conn, ctx.pipeline, ent.name, states)
-            for k, rec in records:
-                ConflictStore.record(conn, ctx.pipeline, k, rec, ctx.run_id)
-        apply_pending(ctx, ent, states, summary, saved_at=saved_at)
-        after = staged[-1]["key"]
+        if workers is not None and workers.takes_ranges():
+            keys = store.staged_keys(ctx.pipeline, ent.name, after, size)
+            if not keys:
+                break
+            bounds = split(keys, len(workers.workers))
+            workers.reconcile_ranges(ent.name, after, bounds, began, summary)
+            after = bounds[-1]
+        else:
+            staged = store.staged(ctx.pipeline, ent.name, after, size)
+            if not staged:
+                break
+            reconcile_rows(ctx, ent, staged, began, summary)
+            after = staged[-1]["key"]
         ctx.stop_point()
     start_streams(ctx, ent)
+
+
+def split(keys: list[str], parts: int) -> list[str]:
+    """The last key of each of up to ``parts`` ranges of about as many of ``keys``
+    (in order, each range ending at its bound)."""
+    step = -(-len(keys) // parts)  # ceil: the last range is the shortest
+    return [keys[min(len(keys), (i + 1) * step) - 1] for i in range(parts)
+            if i * step < len(keys)]
+
+
+def reconcile_range(ctx: PipelineContext, entity: str, after: str | None, until: str,
+                    began: float | None, summary: RunSummary) -> None:
+    """A batch worker's part of a reconcile (sync/parallel.py ``reconcile_ranges``): the
+    staged keys after ``after`` up to ``until``, decided, saved and applied."""
+    ent = ctx.entities[entity]
+    staged = ctx.store.staged(ctx.pipeline, entity, after, 0, until=until)
+    if staged:
+        reconcile_rows(ctx, ent, staged, began, summary)
+
+
+def reconcile_rows(ctx: PipelineContext, ent: EntityContext, staged: list[dict[str, Any]],
+                   began: float | None, summary: RunSummary) -> None:
+    """Decide the keys of ``staged`` (their staged rows, every endpoint's), save their
+    states and conflicts, then apply what they left due."""
+    from conflict.store import ConflictStore
+
+    store = ctx.store
+    by_key: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in staged:
+        by_key.setdefault(r["key"], {})[r["endpoint"]] = r
+    if ent.cfg.quality.suite is not None:  # data-quality gate (sync/quality)
+        from sync.quality.hook import hold_snapshot_keys
+
+        hold_snapshot_keys(ctx, ent, by_key, summary)  # quarantined keys wait
+    states = store.load(ctx.pipeline, ent.name, by_key)
+    saved = store.saved_at(ctx.pipeline, ent.name, by_key) if began is not None else {}
+    records = []
+    for k, rows in by_key.items():
+        st: KeyState = states[k]
+        reads: dict[str, Edit | None] = {}
+        # by staged JSON text: endpoints alike (the usual) share one parse and hash
+        contents: dict[str, tuple[dict[str, Any] | None, str]] = {}
+        hashes: dict[str, str] = {}
+        for ep in ent.bindings:
+            staged_row = rows.get(ep)
+            content = None
+            if staged_row is not None:
+                text = staged_row["row"]
+                if text not in contents:
+                    parsed = row_from_json(parse_json(text))
+                    contents[text] = (parsed, row_hash(parsed))
+                content, hashes[ep] = contents[text]
+            if content is not None and st.key is None:
+                st.key = {c: content[c] for c in ent.cfg.key}
+            edit = None if staged_row is None else Edit(
+                endpoint=ep, content=content, position=None,
+                committed_at=float(staged_row["committed_at"]),
+                row_version=from_json_value(staged_row["row_version"]))
+            if ep in ent.sources:
+                reads[ep] = edit
+            else:  # a target only: what it holds is known, but it is no edit
+                e = st.at(ep)
+                e.hash = hashes[ep] if edit else ""
+                e.row_version = edit.row_version if edit else None
+        for ep, read in reads.items():
+            if read is not None:
+                summary.at(ent.name, ep, "*").read += 1
+        older = began is not None and k in saved and saved[k] < began
+        gone = [ep for ep, r in reads.items() if r is None] if older else []
+        for out in on_snapshot(st, reads, entity=ent.name, key=st.key or {},
+                               sinks=ent.sinks, resolve=ent.resolve, gone=gone,
+                               when=began or 0.0, hashes=hashes):
+            if out.conflict is not None:
+                records.append((k, out.conflict))
+                src = out.conflict.case.incoming.endpoint
+                if out.kind is Kind.PARKED:
+                    summary.at(ent.name, src, "*").parked += 1
+                else:
+                    summary.at(ent.name, src, "*").resolved += 1
+    summary.snapshot_rows += len(staged)
+    with store.transaction() as conn:
+        saved_at = store.save(conn, ctx.pipeline, ent.name, states)
+        for k, rec in records:
+            ConflictStore.record(conn, ctx.pipeline, k, rec, ctx.run_id)
+    apply_pending(ctx, ent, states, summary, saved_at=saved_at)
 
 
 def start_streams(ctx: PipelineContext, ent: EntityContext) -> None:
@@ -219,6 +273,56 @@ def snapshot_entity(ctx: PipelineContext, ent: EntityContext, summary: RunSummar
             and direct_snapshot(ctx, ent, summary, progress):
         start_streams(ctx, ent)
         return
-    for ep in ent.bindings:
-        stage_endpoint(ctx, ent, ep, progress)
-    reconcile(ctx, ent, summary)
+    workers = BatchWorkers.for_run(ctx) if _parallel(ctx, ent) else None
+    try:
+        stage_all(ctx, ent, progress, workers)
+        reconcile(ctx, ent, summary, workers)
+    finally:
+        if workers is not None:
+            summary.worker_batches += workers.used
+            workers.stop()
+
+
+def _parallel(ctx: PipelineContext, ent: EntityContext) -> bool:
+    """May a batch run's worker processes stage and reconcile ``ent``? Not with a
+    quality gate (its hold works in this process), nor where an endpoint takes one
+    writer at a time (a SQLite file), nor for a table under two chunks at every
+    endpoint (the workers' start, about a second of both cores, would cost more)."""
+    if ent.cfg.quality.suite is not None:
+        return False
+    eps = [ctx.endpoints[ep] for ep in ent.bindings]
+    if not all(getattr(e, "parallel_apply", False) for e in eps):
+        return False
+    return any(large_table(ctx.endpoints[ep], b, int(ctx.cfg.batch.snapshot_chunk))
+               for ep, b in ent.bindings.items())
+
+
+def stage_all(ctx: PipelineContext, ent: EntityContext, progress: Progress | None,
+              workers: BatchWorkers | None) -> None:
+    """Stage every endpoint of ``ent``. With ``workers`` (started here): chunk by chunk
+    in this process until they are ready, then each endpoint by a worker of its own, a
+    chunk per round, side by side."""
+    if workers is None:
+        for ep in ent.bindings:
+            stage_endpoint(ctx, ent, ep, progress)
+        return
+    workers.start()
+    def rows() -> dict[str, tuple[int, bool]]:  # by endpoint: rows staged so far, all?
+        prog = ctx.store.snapshot_progress(ctx.pipeline, ent.name)
+        return {ep: (int(p["rows"]), p["status"] == "staged") if (p := prog.get(ep))
+                else (0, False) for ep in ent.bindings}
+
+    before = rows()
+    while pending := [ep for ep, (_, done) in before.items() if not done]:
+        if workers.takes_ranges():
+            workers.stage_chunks(ent.name, pending[:len(workers.workers)])
+            now = rows()
+            if progress is not None:
+                for ep in pending:
+                    if now[ep][0] > before[ep][0]:
+                        progress(ep, now[ep][0] - before[ep][0])
+            before = now
+        else:
+            stage_endpoint(ctx, ent, pending[0], progress, chunks=1)
+            before = rows()
+        ctx.stop_point()

@@ -117,7 +117,7 @@ def direct_snapshot(ctx: PipelineContext, ent: EntityContext, summary: RunSummar
                                         position=position, after_key=None, rows=0)
     now = time.time()
     workers = BatchWorkers.for_run(ctx) if all(
-        getattr(ctx.endpoints[t], "parallel_apply", False) for t in others) and _large(
+        getattr(ctx.endpoints[t], "parallel_apply", False) for t in others) and large_table(
         src, binding, chunk_size) else None
     # Once started, the workers read the chunks of a source that shares its snapshot
     # with other sessions themselves (a chunk's rows then cross no pipe).
@@ -186,7 +186,7 @@ def _ranged(src: object) -> RangeSnapshots | None:
     return None
 
 
-def _large(src: Any, binding: Any, chunk_size: int) -> bool:
+def large_table(src: Any, binding: Any, chunk_size: int) -> bool:
     """Worth the workers' start (about a second of both cores)? Not for a table its
     endpoint estimates under two chunks: the first would be done before they are
     ready, and the next read may find nothing. Unknown: they start after a full chunk."""

@@ -69,6 +69,8 @@ class _DriverSql:
     any_pending: str  # 1 if some of the keys wait in the outbox (parked keys do not count)
     upsert_staged: str
     select_staged: str  # rows of the first n keys after one, JSON as text, by key
+    select_staged_range: str  # rows of the keys after one up to another, as select_staged
+    select_staged_keys: str  # the first n staged keys after one, in order
 
 
 def _in_list(mark: str, n: int) -> str:
@@ -136,6 +138,15 @@ def _driver_sql_for(dialect: str, paramstyle: str) -> _DriverSql:
             f' (SELECT DISTINCT "key" FROM "{sr}" WHERE "pipeline" = {mark}'
             f' AND "entity" = {mark} AND "key" > {mark} ORDER BY "key" LIMIT {mark})'
             ' ORDER BY "key"'
+        ),
+        select_staged_range=(
+            f'SELECT "key", "endpoint", {text("row")}, {text("row_version")}, "committed_at"'
+            f' FROM "{sr}" WHERE "pipeline" = {mark} AND "entity" = {mark} AND "key" > {mark}'
+            f' AND "key" <= {mark} ORDER BY "key"'
+        ),
+        select_staged_keys=(
+            f'SELECT DISTINCT "key" FROM "{sr}" WHERE "pipeline" = {mark}'
+            f' AND "entity" = {mark} AND "key" > {mark} ORDER BY "key" LIMIT {mark}'
         ),
     )
 
@@ -532,17 +543,32 @@ class StateStore:
             (r["pipeline"], r["entity"], r["key"], r["endpoint"], _dumps(r["row"]),
              _dumps(r["row_version"]), r["committed_at"]) for r in rows])
 
-    def staged(self, pipeline: str, entity: str, after: str | None,
-               limit: int) -> list[dict[str, Any]]:
-        """Staged rows of up to ``limit`` keys after ``after``, ordered by key; ``row`` as
-        its JSON text (equal texts are equal rows: parsed once), ``row_version`` parsed."""
+    def staged(self, pipeline: str, entity: str, after: str | None, limit: int,
+               until: str | None = None) -> list[dict[str, Any]]:
+        """Staged rows of up to ``limit`` keys after ``after`` (or of every key after it up
+        to ``until``), ordered by key; ``row`` as its JSON text (equal texts are equal
+        rows: parsed once), ``row_version`` parsed."""
         with self.engine.connect() as conn:
-            rows = conn.exec_driver_sql(_driver_sql(conn).select_staged, (
-                pipeline, entity, pipeline, entity, after or "", int(limit))).fetchall()
+            sql = _driver_sql(conn)
+            if until is None:
+                rows = conn.exec_driver_sql(sql.select_staged, (
+                    pipeline, entity, pipeline, entity, after or "", int(limit))).fetchall()
+            else:
+                rows = conn.exec_driver_sql(sql.select_staged_range, (
+                    pipeline, entity, after or "", until)).fetchall()
         # (SQLite gives a JSON column numeric affinity: a bare number comes back as one)
         return [{"key": k, "endpoint": ep, "row": row, "committed_at": at,
                  "row_version": parse_json(rv) if isinstance(rv, str | bytes) else rv}
                 for k, ep, row, rv, at in rows]
+
+    def staged_keys(self, pipeline: str, entity: str, after: str | None,
+                    limit: int) -> list[str]:
+        """The first ``limit`` staged keys after ``after``, in the order :meth:`staged`
+        reads them (a reconcile's batch, split into ranges by the keys it ends at)."""
+        with self.engine.connect() as conn:
+            rows = conn.exec_driver_sql(_driver_sql(conn).select_staged_keys, (
+                pipeline, entity, after or "", int(limit))).fetchall()
+        return [str(k) for (k,) in rows]
 
     @staticmethod
     def finish_snapshot(conn: Connection, pipeline: str, entity: str) -> None:

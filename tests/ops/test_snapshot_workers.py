@@ -326,3 +326,74 @@ def test_workers_start_for_a_table_estimated_at_two_chunks_or_more(
         assert query(a, ROWS) == query(b, ROWS)
     finally:
         cdcsync("teardown", str(path), "--force", expect=None)
+
+
+def _staged_pipeline(tmp: Path, a: str, b: str, workers: int) -> Path:
+    """Both endpoints hold rows: most alike, some differing, some at one side only."""
+    sql(a, TABLE, f"INSERT INTO items SELECT g, 'a' || g, g * 1.25, jsonb_build_object('g', g)"
+                  f" FROM generate_series(1, {COUNT}) g")
+    sql(b, TABLE, f"INSERT INTO items SELECT g, CASE WHEN g % 50 = 0 THEN 'b' ELSE 'a' END || g,"
+                  f" g * 1.25, jsonb_build_object('g', g)"
+                  f" FROM generate_series(101, {COUNT + 60}) g")
+    path = tmp / "pipeline.yaml"
+    path.write_text(f"""
+pipeline: {pipeline_of(a)}
+state: {{url: "sqlite:///{tmp}/state.db"}}
+batch: {{size: 50, snapshot_chunk: 100, workers: {workers}, parallel_from: 100}}
+endpoints:
+  a: {{kind: postgres, dsn: "{a}"}}
+  b: {{kind: postgres, dsn: "{b}"}}
+entities:
+  items:
+    key: [id]
+    endpoints: {{a: items, b: items}}
+    conflict: {{policy: priority, priority: [b, a]}}
+""")
+    cdcsync("setup", str(path))
+    return path
+
+
+def test_workers_stage_and_reconcile_what_one_process_does(
+        tmp_path: Path, pg_dsn_factory: Callable[[], str]) -> None:
+    """Endpoints that both hold rows are staged and reconciled by the workers: the same
+    rows, states and conflicts as in one process, each row counted once."""
+    summaries, states, conflicts, chunks = {}, {}, {}, {}
+    for workers in (2, 1):
+        tmp = tmp_path / f"w{workers}"
+        tmp.mkdir()
+        a, b = pg_dsn_factory(), pg_dsn_factory()
+        path = _staged_pipeline(tmp, a, b, workers)
+        seen: list[int] = []
+        waited: list[bool] = []
+
+        def progress(label: str, n: int, seen: list[int] = seen,
+                     waited: list[bool] = waited) -> None:
+            if label.startswith("snapshot"):
+                seen.append(n)
+                _wait_once(waited)(multiprocessing.active_children())
+
+        try:
+            s = summaries[workers] = run_pipeline(load_pipeline(path),
+                                                  progress=progress).to_json()
+            assert s["errors"] == [] and s["snapshot_rows"] == 2 * COUNT - 40, s
+            assert query(a, ROWS) == query(b, ROWS)
+            assert len(query(a, ROWS)) == COUNT + 60
+            # priority b: b's differing rows won; a's rows b lacked were inserted there
+            assert query(a, "SELECT name FROM items WHERE id IN (50, 150) ORDER BY id") == [
+                ("a50",), ("b150",)]
+            states[workers] = comparable_states(tmp / "state.db", positions=False)
+            with sqlite3.connect(tmp / "state.db") as c:
+                conflicts[workers] = sorted(c.execute(
+                    "SELECT entity, key FROM conflicts").fetchall())
+            chunks[workers] = sum(seen)
+            if workers == 2:
+                _fixed_point(path)
+        finally:
+            cdcsync("teardown", str(path), "--force", expect=None)
+    assert chunks[2] == chunks[1] == 2 * COUNT - 40  # every staged row told once
+    assert summaries[2]["worker_batches"] >= 20, summaries[2]  # staged and reconciled there
+    assert summaries[1]["worker_batches"] == 0
+    assert summaries[2]["totals"] == summaries[1]["totals"]
+    assert len(states[2]) == COUNT + 60 and states[2] == states[1]
+    assert len(conflicts[2]) == (COUNT - 100) // 50 and conflicts[2] == conflicts[1]
+
