@@ -2,7 +2,9 @@
 
 Each endpoint's rows are staged in the state store chunk by chunk, with the
 log position taken *before* the first read; an interrupted snapshot resumes
-at the last staged key. When every endpoint is staged, the keys are
+at the last staged key. An interrupted reconcile starts over, and leaves a
+key it finds decided since the snapshot began as it was decided: its staged
+rows are older than our writes since. When every endpoint is staged, the keys are
 reconciled together (equal rows become the common baseline, missing rows are
 inserts, differing rows are conflicts) and the captured positions become the
 checkpoints the change stream starts from. A change that happened during the
@@ -191,6 +193,11 @@ def reconcile_rows(ctx: PipelineContext, ent: EntityContext, staged: list[dict[s
     saved = store.saved_at(ctx.pipeline, ent.name, by_key) if began is not None else {}
     records = []
     for k, rows in by_key.items():
+        if began is not None and saved.get(k, began - 1) >= began:
+            # Decided by this snapshot already, by a run or worker that died before
+            # the reconcile ended: its staged rows are older than what it knows (our
+            # applies since), not news. Its applies still due are made below.
+            continue
         st: KeyState = states[k]
         reads: dict[str, Edit | None] = {}
         # by staged JSON text: endpoints alike (the usual) share one parse and hash
@@ -220,7 +227,7 @@ def reconcile_rows(ctx: PipelineContext, ent: EntityContext, staged: list[dict[s
         for ep, read in reads.items():
             if read is not None:
                 summary.at(ent.name, ep, "*").read += 1
-        older = began is not None and k in saved and saved[k] < began
+        older = began is not None and k in saved  # (saved before the snapshot began)
         gone = [ep for ep, r in reads.items() if r is None] if older else []
         for out in on_snapshot(st, reads, entity=ent.name, key=st.key or {},
                                sinks=ent.sinks, resolve=ent.resolve, gone=gone,

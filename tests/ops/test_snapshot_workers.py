@@ -10,6 +10,7 @@ import multiprocessing
 import os
 import signal
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -397,3 +398,94 @@ def test_workers_stage_and_reconcile_what_one_process_does(
     assert len(states[2]) == COUNT + 60 and states[2] == states[1]
     assert len(conflicts[2]) == (COUNT - 100) // 50 and conflicts[2] == conflicts[1]
 
+
+@pytest.mark.parametrize("phase", ["stage", "reconcile"])
+def test_a_worker_that_dies_while_staging_or_reconciling_leaves_the_rest_to_one_process(
+        tmp_path: Path, pg_dsn_factory: Callable[[], str], phase: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    a, b = pg_dsn_factory(), pg_dsn_factory()
+    path = _staged_pipeline(tmp_path, a, b, 2)
+    killed: list[int] = []
+    waited: list[bool] = []
+    state_db = tmp_path / "state.db"
+
+    def reconciling() -> bool:
+        try:
+            with sqlite3.connect(state_db) as c:
+                return bool(c.execute("SELECT count(*) FROM key_states").fetchone()[0])
+        except sqlite3.Error:  # not there yet, or busy
+            return False
+
+    def kill_a_worker(label: str, _n: int) -> None:
+        children = multiprocessing.active_children()
+        if killed or not children or not label.startswith("snapshot"):
+            return
+        if phase == "stage":  # once they stage (the run stages until they are ready)
+            if "ready after" in caplog.text:
+                os.kill(children[0].pid, signal.SIGKILL)
+                killed.append(children[0].pid)
+            else:
+                _wait_once(waited)(children)
+            return
+        while not reconciling():  # (the run's last staging chunk: reconcile is next)
+            time.sleep(0.005)
+        os.kill(children[0].pid, signal.SIGKILL)
+        killed.append(children[0].pid)
+
+    def last_chunk_then_kill(label: str, n: int) -> None:
+        if phase == "reconcile":
+            _wait_once(waited)(multiprocessing.active_children())  # ready to reconcile
+            with sqlite3.connect(state_db) as c:
+                staged = c.execute("SELECT count(*) FROM snapshot_rows").fetchone()[0]
+            if staged < 2 * COUNT - 40:
+                return
+            threading.Thread(target=kill_a_worker, args=(label, n), daemon=True).start()
+            return
+        kill_a_worker(label, n)
+
+    try:
+        with caplog.at_level(logging.INFO, logger="cdcsync.parallel"):
+            summary = run_pipeline(load_pipeline(path), progress=last_chunk_then_kill).to_json()
+        assert killed, "no worker was killed"
+        assert any("died" in r.getMessage() for r in caplog.records), caplog.text
+        assert summary["errors"] == [] and summary["worker_batches"] >= 1, summary
+        assert query(a, ROWS) == query(b, ROWS) and len(query(b, ROWS)) == COUNT + 60
+        with sqlite3.connect(state_db) as c:
+            assert c.execute("SELECT count(*) FROM key_states").fetchone()[0] == COUNT + 60
+            assert c.execute("SELECT count(*) FROM conflicts").fetchone()[0] == 28
+        assert multiprocessing.active_children() == []  # the other one was stopped
+        _fixed_point(path)
+    finally:
+        cdcsync("teardown", str(path), "--force", expect=None)
+
+
+def test_a_reconcile_done_again_after_a_crash_keeps_what_it_decided(
+        tmp_path: Path, pg_dsn_factory: Callable[[], str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run that dies after reconciling keys (states saved, applies made) leaves the
+    staged rows: the next run reconciles again, and the keys it finds decided by this
+    snapshot stay as decided. Their staged rows are older than our writes: taken for
+    news, b's winning rows would be overwritten by a's losing ones."""
+    a, b = pg_dsn_factory(), pg_dsn_factory()
+    path = _staged_pipeline(tmp_path, a, b, 1)
+    import sync.snapshot
+
+    def crash(*_args: Any) -> None:
+        raise RuntimeError("killed before the streams start")
+
+    try:
+        with monkeypatch.context() as m:
+            m.setattr(sync.snapshot, "start_streams", crash)
+            with pytest.raises(RuntimeError, match="killed before"):
+                run_pipeline(load_pipeline(path))
+        assert query(a, "SELECT name FROM items WHERE id = 150") == [("b150",)]
+        again = run_pipeline(load_pipeline(path)).to_json()
+        assert again["errors"] == [], again
+        assert query(a, "SELECT name FROM items WHERE id IN (50, 150) ORDER BY id") == [
+            ("a50",), ("b150",)]
+        assert query(a, ROWS) == query(b, ROWS) and len(query(b, ROWS)) == COUNT + 60
+        with sqlite3.connect(tmp_path / "state.db") as c:
+            assert c.execute("SELECT count(*) FROM conflicts").fetchone()[0] == 28
+        _fixed_point(path)
+    finally:
+        cdcsync("teardown", str(path), "--force", expect=None)
