@@ -27,6 +27,7 @@ staging them.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from conflict.canonical import (
@@ -38,7 +39,7 @@ from conflict.canonical import (
     row_to_json,
 )
 from conflict.canonical import to_json_value as enc
-from conflict.protocol import Edit, KeyState, Kind, on_snapshot
+from conflict.protocol import ConflictRecord, Edit, KeyState, Kind, on_snapshot
 from sync.apply import apply_pending
 from sync.capture import STREAM, typed
 from sync.context import EntityContext, PipelineContext
@@ -179,8 +180,6 @@ def reconcile_rows(ctx: PipelineContext, ent: EntityContext, staged: list[dict[s
                    began: float | None, summary: RunSummary) -> None:
     """Decide the keys of ``staged`` (their staged rows, every endpoint's), save their
     states and conflicts, then apply what they left due."""
-    from conflict.store import ConflictStore
-
     store = ctx.store
     by_key: dict[str, dict[str, dict[str, Any]]] = {}
     for r in staged:
@@ -191,55 +190,81 @@ def reconcile_rows(ctx: PipelineContext, ent: EntityContext, staged: list[dict[s
         hold_snapshot_keys(ctx, ent, by_key, summary)  # quarantined keys wait
     states = store.load(ctx.pipeline, ent.name, by_key)
     saved = store.saved_at(ctx.pipeline, ent.name, by_key) if began is not None else {}
-    records = []
+    records: list[tuple[str, ConflictRecord]] = []
     for k, rows in by_key.items():
         if began is not None and saved.get(k, began - 1) >= began:
             # Decided by this snapshot already, by a run or worker that died before
             # the reconcile ended: its staged rows are older than what it knows (our
             # applies since), not news. Its applies still due are made below.
             continue
-        st: KeyState = states[k]
-        reads: dict[str, Edit | None] = {}
         # by staged JSON text: endpoints alike (the usual) share one parse and hash
-        contents: dict[str, tuple[dict[str, Any] | None, str]] = {}
-        hashes: dict[str, str] = {}
-        for ep in ent.bindings:
-            staged_row = rows.get(ep)
-            content = None
-            if staged_row is not None:
-                text = staged_row["row"]
-                if text not in contents:
-                    parsed = row_from_json(parse_json(text))
-                    contents[text] = (parsed, row_hash(parsed))
-                content, hashes[ep] = contents[text]
-            if content is not None and st.key is None:
-                st.key = {c: content[c] for c in ent.cfg.key}
-            edit = None if staged_row is None else Edit(
-                endpoint=ep, content=content, position=None,
-                committed_at=float(staged_row["committed_at"]),
-                row_version=from_json_value(staged_row["row_version"]))
-            if ep in ent.sources:
-                reads[ep] = edit
-            else:  # a target only: what it holds is known, but it is no edit
-                e = st.at(ep)
-                e.hash = hashes[ep] if edit else ""
-                e.row_version = edit.row_version if edit else None
-        for ep, read in reads.items():
-            if read is not None:
-                summary.at(ent.name, ep, "*").read += 1
-        older = began is not None and k in saved  # (saved before the snapshot began)
-        gone = [ep for ep, r in reads.items() if r is None] if older else []
-        for out in on_snapshot(st, reads, entity=ent.name, key=st.key or {},
-                               sinks=ent.sinks, resolve=ent.resolve, gone=gone,
-                               when=began or 0.0, hashes=hashes):
-            if out.conflict is not None:
-                records.append((k, out.conflict))
-                src = out.conflict.case.incoming.endpoint
-                if out.kind is Kind.PARKED:
-                    summary.at(ent.name, src, "*").parked += 1
-                else:
-                    summary.at(ent.name, src, "*").resolved += 1
+        contents: dict[str, tuple[dict[str, Any], str]] = {}
+        found: dict[str, Read] = {}
+        for ep, staged_row in rows.items():
+            text = staged_row["row"]
+            if text not in contents:
+                parsed = row_from_json(parse_json(text)) or {}
+                contents[text] = (parsed, row_hash(parsed))
+            found[ep] = (*contents[text], from_json_value(staged_row["row_version"]),
+                         float(staged_row["committed_at"]))
+        # (saved before the snapshot began: an absence is news)
+        records += [(k, rec) for rec in decide_key(ent, states[k], found, summary,
+                                                  gone=k in saved, when=began or 0.0)]
     summary.snapshot_rows += len(staged)
+    save_and_apply(ctx, ent, states, records, summary)
+
+
+#: a key's row as a snapshot read it at an endpoint: content, its row hash, row
+#: version, when it was read
+Read = tuple[dict[str, Any], str, Any, float]
+
+
+def decide_key(ent: EntityContext, st: KeyState, found: Mapping[str, Read],
+               summary: RunSummary, *, gone: bool = False,
+               when: float = 0.0) -> list[ConflictRecord]:
+    """:func:`on_snapshot` of one key read at ``found``'s endpoints (absent at the
+    entity's others); returns its conflicts. ``gone``: an absence is news (the key's
+    state was saved before the snapshot began, at ``when``)."""
+    reads: dict[str, Edit | None] = {}
+    hashes: dict[str, str] = {}
+    for ep in ent.bindings:
+        r = found.get(ep)
+        edit = None
+        if r is not None:
+            content, hashes[ep], version, at = r
+            if st.key is None:
+                st.key = {c: content[c] for c in ent.cfg.key}
+            edit = Edit(endpoint=ep, content=content, position=None, committed_at=at,
+                        row_version=version)
+        if ep in ent.sources:
+            reads[ep] = edit
+            if edit is not None:
+                summary.at(ent.name, ep, "*").read += 1
+        else:  # a target only: what it holds is known, but it is no edit
+            e = st.at(ep)
+            e.hash = hashes[ep] if edit else ""
+            e.row_version = edit.row_version if edit else None
+    absent = [ep for ep, r in reads.items() if r is None] if gone else []
+    records = []
+    for out in on_snapshot(st, reads, entity=ent.name, key=st.key or {}, sinks=ent.sinks,
+                           resolve=ent.resolve, gone=absent, when=when, hashes=hashes):
+        if out.conflict is not None:
+            records.append(out.conflict)
+            src = out.conflict.case.incoming.endpoint
+            if out.kind is Kind.PARKED:
+                summary.at(ent.name, src, "*").parked += 1
+            else:
+                summary.at(ent.name, src, "*").resolved += 1
+    return records
+
+
+def save_and_apply(ctx: PipelineContext, ent: EntityContext, states: Mapping[str, KeyState],
+                   records: list[tuple[str, ConflictRecord]], summary: RunSummary) -> None:
+    """Save reconciled states with their conflicts, then make the applies they left due
+    (the outbox is saved before any apply: a run that dies between replays it)."""
+    from conflict.store import ConflictStore
+
+    store = ctx.store
     with store.transaction() as conn:
         saved_at = store.save(conn, ctx.pipeline, ent.name, states)
         for k, rec in records:
