@@ -145,6 +145,31 @@ class ReconcileRange:
     run_id: int | None
 
 
+@dataclass(frozen=True)
+class MergedPart:
+    """A worker's part of a merged snapshot's round: keys' rows by endpoint
+    (sync/snapshot_merged.py ``merged_part``)."""
+
+    entity: str
+    keys: list[dict[str, tuple[Any, Any]]]
+    now: float
+    run_id: int | None
+
+
+@dataclass(frozen=True)
+class MergedRange:
+    """A worker's part of a merged snapshot's round, read by the worker itself: every
+    endpoint's rows after ``after`` up to ``until`` (sync/snapshot_merged.py
+    ``merged_range``), each in the snapshot named in ``snapshots``."""
+
+    entity: str
+    after: dict[str, Any] | None
+    until: dict[str, Any]
+    snapshots: dict[str, str | None]
+    now: float
+    run_id: int | None
+
+
 class WorkerDied(RuntimeError):
     """A worker process ended without answering (killed, out of memory)."""
 
@@ -304,6 +329,61 @@ class BatchWorkers:
         from sync.snapshot import reconcile_range
 
         reconcile_range(self.ctx, entity, after, until, began, summary)
+
+    def merged_parts(self, entity: str, keys: list[dict[str, tuple[Any, Any]]], now: float,
+                     summary: RunSummary, meanwhile: Callable[[], T] | None = None) -> T | None:
+        """A merged snapshot's round (sync/snapshot_merged.py), split by key: each worker
+        decides, saves and applies its part while ``meanwhile`` runs (the next round's
+        read). A worker that died has the round done again by the caller's process (the
+        keys decided already keep their decision)."""
+        n = len(self.workers)
+        cols = self.ctx.entities[entity].cfg.key
+        parts: list[list[dict[str, tuple[Any, Any]]]] = [[] for _ in range(n)]
+        for rows in keys:
+            row = next(iter(rows.values()))[0]
+            parts[key_slot(entity, tuple(row[c] for c in cols), n)].append(rows)
+        msgs = [MergedPart(entity, part, now, self.ctx.run_id) if part else None
+                for part in parts]
+        replies, ahead, failed = self._parts(msgs, summary, meanwhile, functools.partial(
+            self._merged_alone, entity, keys, now, summary))
+        if replies is not None:  # (done alone, they were counted in ``summary``)
+            summary.snapshot_rows += sum(part.snapshot_rows for _, part, _ in replies
+                                         if part is not None)
+        return _then(ahead, failed)
+
+    def merged_ranges(self, entity: str, after: dict[str, Any] | None,
+                      bounds: list[dict[str, Any]], snapshots: dict[str, str | None],
+                      now: float, summary: RunSummary) -> int:
+        """A merged snapshot's round that the workers read themselves: worker ``i`` every
+        endpoint's rows after ``bounds[i - 1]`` (``after`` for the first) up to
+        ``bounds[i]``. A worker that died has the whole round done again by the caller's
+        process. Returns how many rows the round had."""
+        lows = [after, *bounds[:-1]]
+        msgs: list[MergedRange | None] = [
+            MergedRange(entity, lo, hi, snapshots, now, self.ctx.run_id)
+            for lo, hi in zip(lows, bounds, strict=True)]
+        msgs += [None] * (len(self.workers) - len(msgs))
+        before = summary.snapshot_rows
+        replies, _, _ = self._parts(msgs, summary, None, functools.partial(
+            self._merged_range_alone, entity, after, bounds[-1], snapshots, now, summary))
+        if replies is None:  # done alone: counted in ``summary``
+            return summary.snapshot_rows - before
+        rows = sum(part.snapshot_rows for _, part, _ in replies if part is not None)
+        summary.snapshot_rows += rows
+        return rows
+
+    def _merged_range_alone(self, entity: str, after: dict[str, Any] | None,
+                            until: dict[str, Any], snapshots: dict[str, str | None],
+                            now: float, summary: RunSummary) -> None:
+        from sync.snapshot_merged import merged_range
+
+        merged_range(self.ctx, entity, after, until, snapshots, now, summary)
+
+    def _merged_alone(self, entity: str, keys: list[dict[str, tuple[Any, Any]]], now: float,
+                      summary: RunSummary) -> None:
+        from sync.snapshot_merged import merged_part
+
+        merged_part(self.ctx, entity, keys, now, summary)
 
     def _range_alone(self, entity: str, source: str, after: dict[str, Any] | None,
                      until: dict[str, Any], snapshot: str | None, now: float,
@@ -499,6 +579,7 @@ def serve(cfg: Any, conn: Connection, lock: Any, runtime: dict[str, Any],
     from sync.logs import take_on
     from sync.snapshot import reconcile_range, stage_endpoint
     from sync.snapshot_direct import save_part, save_range
+    from sync.snapshot_merged import merged_part, merged_range
 
     take_on(logs)
     tune()
@@ -527,6 +608,15 @@ def serve(cfg: Any, conn: Connection, lock: Any, runtime: dict[str, Any],
                         summary.snapshot_rows = save_range(
                             ctx, msg.entity, msg.source, msg.after, msg.until,
                             msg.snapshot, msg.now, summary)
+                        err = None
+                    elif isinstance(msg, MergedPart):
+                        ctx.run_id = msg.run_id
+                        merged_part(ctx, msg.entity, msg.keys, msg.now, summary)
+                        err = None
+                    elif isinstance(msg, MergedRange):
+                        ctx.run_id = msg.run_id
+                        merged_range(ctx, msg.entity, msg.after, msg.until, msg.snapshots,
+                                     msg.now, summary)
                         err = None
                     elif isinstance(msg, StageChunk):
                         stage_endpoint(ctx, ctx.entities[msg.entity], msg.endpoint, chunks=1)

@@ -305,6 +305,12 @@ def snapshot_entity(ctx: PipelineContext, ent: EntityContext, summary: RunSummar
             and direct_snapshot(ctx, ent, summary, progress):
         start_streams(ctx, ent)
         return
+    from sync.snapshot_merged import MERGED, merged_snapshot
+
+    if (not prog or any(p["status"] == MERGED for p in prog.values())) \
+            and merged_snapshot(ctx, ent, summary, progress):
+        start_streams(ctx, ent)
+        return
     workers = BatchWorkers.for_run(ctx) if _parallel(ctx, ent) else None
     try:
         stage_all(ctx, ent, progress, workers)

@@ -121,7 +121,7 @@ def direct_snapshot(ctx: PipelineContext, ent: EntityContext, summary: RunSummar
         src, binding, chunk_size) else None
     # Once started, the workers read the chunks of a source that shares its snapshot
     # with other sessions themselves (a chunk's rows then cross no pipe).
-    ranged = _ranged(src)
+    ranged = ranged_source(src)
     try:
         chunk: SnapshotChunk | None = src.snapshot(binding, after, chunk_size)
         while True:
@@ -177,7 +177,7 @@ def direct_snapshot(ctx: PipelineContext, ent: EntityContext, summary: RunSummar
             workers.stop()
 
 
-def _ranged(src: object) -> RangeSnapshots | None:
+def ranged_source(src: object) -> RangeSnapshots | None:
     """``src`` if it shares its snapshot with other sessions. (Looked up, not
     ``isinstance`` of the protocol, which ABCMeta caches per class.)"""
     if all(callable(getattr(src, m, None)) for m in (
@@ -245,7 +245,7 @@ def save_range(ctx: PipelineContext, entity: str, source: str,
     ``snapshot_ranges``), then :func:`save_part`. Returns how many rows it read (the
     run counts them)."""
     ent = ctx.entities[entity]
-    src = _ranged(ctx.endpoints[source])
+    src = ranged_source(ctx.endpoints[source])
     assert src is not None
     rows = [(r.row, r.row_version)
             for r in src.snapshot_range(ent.bindings[source], after, until, snapshot)]

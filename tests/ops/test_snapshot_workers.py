@@ -329,6 +329,14 @@ def test_workers_start_for_a_table_estimated_at_two_chunks_or_more(
         cdcsync("teardown", str(path), "--force", expect=None)
 
 
+@pytest.fixture
+def staged_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Integer keys are merged as read (sync/snapshot_merged.py): stage them instead."""
+    import sync.snapshot_merged
+
+    monkeypatch.setattr(sync.snapshot_merged, "mergeable", lambda *_: False)
+
+
 def _staged_pipeline(tmp: Path, a: str, b: str, workers: int) -> Path:
     """Both endpoints hold rows: most alike, some differing, some at one side only."""
     sql(a, TABLE, f"INSERT INTO items SELECT g, 'a' || g, g * 1.25, jsonb_build_object('g', g)"
@@ -355,7 +363,7 @@ entities:
 
 
 def test_workers_stage_and_reconcile_what_one_process_does(
-        tmp_path: Path, pg_dsn_factory: Callable[[], str]) -> None:
+        tmp_path: Path, pg_dsn_factory: Callable[[], str], staged_only: None) -> None:
     """Endpoints that both hold rows are staged and reconciled by the workers: the same
     rows, states and conflicts as in one process, each row counted once."""
     summaries, states, conflicts, chunks = {}, {}, {}, {}
@@ -402,7 +410,7 @@ def test_workers_stage_and_reconcile_what_one_process_does(
 @pytest.mark.parametrize("phase", ["stage", "reconcile"])
 def test_a_worker_that_dies_while_staging_or_reconciling_leaves_the_rest_to_one_process(
         tmp_path: Path, pg_dsn_factory: Callable[[], str], phase: str,
-        caplog: pytest.LogCaptureFixture) -> None:
+        caplog: pytest.LogCaptureFixture, staged_only: None) -> None:
     a, b = pg_dsn_factory(), pg_dsn_factory()
     path = _staged_pipeline(tmp_path, a, b, 2)
     killed: list[int] = []
@@ -461,7 +469,7 @@ def test_a_worker_that_dies_while_staging_or_reconciling_leaves_the_rest_to_one_
 
 def test_a_reconcile_done_again_after_a_crash_keeps_what_it_decided(
         tmp_path: Path, pg_dsn_factory: Callable[[], str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, staged_only: None) -> None:
     """A run that dies after reconciling keys (states saved, applies made) leaves the
     staged rows: the next run reconciles again, and the keys it finds decided by this
     snapshot stay as decided. Their staged rows are older than our writes: taken for
