@@ -484,7 +484,7 @@ def snapshot(args: argparse.Namespace, tmp: Path) -> None:
         cfg = pipeline(tmp, src, a_url, b_url)
         wall, cpu, _ = timed(lambda: run_pipeline(cfg))
         same = checksum(a_url) == checksum(b_url)
-        into = "onto the same rows (staged, reconciled)" if held else "into an empty target"
+        into = "onto the same rows (matched by key)" if held else "into an empty target"
         print(f"cdcsync snapshot PG -> PG {into}: {m} rows in {wall:.1f} s ="
               f" {m / wall:,.0f} rows/s (CPU {cpu:.1f} s = {1e6 * cpu / m:.0f} us/row;"
               f" identical: {same}) [{uptime()}]")
@@ -503,8 +503,8 @@ def main() -> None:
                         help="rows of the run_pipeline snapshot (default: --snapshot-rows)")
     parser.add_argument("--snapshot-target", choices=("empty", "same"), default="empty",
                         help="what the run_pipeline snapshot's target holds: nothing (the"
-                        " direct path) or the source's rows (staged and reconciled, as"
-                        " when two systems already in step are first synced)")
+                        " direct path) or the source's rows (matched by key: merged as"
+                        " read, as when two systems already in step are first synced)")
     parser.add_argument("--base-rows", type=int, default=50_000,
                         help="rows present before the end-to-end backlog")
     parser.add_argument("--workers", default="auto",
