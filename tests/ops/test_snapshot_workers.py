@@ -35,6 +35,11 @@ def _pipeline(tmp: Path, a: str, b: str, workers: int) -> Path:
                   f" jsonb_build_object('g', g, 'tags', jsonb_build_array('x', g % 3))"
                   f" FROM generate_series(1, {COUNT}) g")
     sql(b, TABLE)
+    return _set_up(tmp, a, b, workers)
+
+
+def _set_up(tmp: Path, a: str, b: str, workers: int, entity_extra: str = "") -> Path:
+    """The pipeline a <-> b of ``items``, in small chunks, set up."""
     path = tmp / "pipeline.yaml"
     path.write_text(f"""
 pipeline: {pipeline_of(a)}
@@ -47,7 +52,7 @@ entities:
   items:
     key: [id]
     endpoints: {{a: items, b: items}}
-""")
+{entity_extra}""")
     cdcsync("setup", str(path))
     return path
 
@@ -344,22 +349,7 @@ def _staged_pipeline(tmp: Path, a: str, b: str, workers: int) -> Path:
     sql(b, TABLE, f"INSERT INTO items SELECT g, CASE WHEN g % 50 = 0 THEN 'b' ELSE 'a' END || g,"
                   f" g * 1.25, jsonb_build_object('g', g)"
                   f" FROM generate_series(101, {COUNT + 60}) g")
-    path = tmp / "pipeline.yaml"
-    path.write_text(f"""
-pipeline: {pipeline_of(a)}
-state: {{url: "sqlite:///{tmp}/state.db"}}
-batch: {{size: 50, snapshot_chunk: 100, workers: {workers}, parallel_from: 100}}
-endpoints:
-  a: {{kind: postgres, dsn: "{a}"}}
-  b: {{kind: postgres, dsn: "{b}"}}
-entities:
-  items:
-    key: [id]
-    endpoints: {{a: items, b: items}}
-    conflict: {{policy: priority, priority: [b, a]}}
-""")
-    cdcsync("setup", str(path))
-    return path
+    return _set_up(tmp, a, b, workers, "    conflict: {policy: priority, priority: [b, a]}\n")
 
 
 def test_workers_stage_and_reconcile_what_one_process_does(
