@@ -204,12 +204,15 @@ class Source(Protocol):
 
 
 class RangeSnapshots(Protocol):
-    """A source whose snapshot other sessions can read in too (PostgreSQL's exported
-    snapshots): a batch run's worker processes then read a direct snapshot's chunks
-    themselves, each a key range (sync/snapshot_direct.py)."""
+    """A source that reads its snapshot by key ranges, in the snapshot it shares with
+    other sessions (PostgreSQL's exported snapshots) or, in another session, in one of
+    that session's own: a batch run's worker processes then read a large snapshot's
+    chunks themselves, each a key range (sync/snapshot_direct.py,
+    sync/snapshot_merged.py)."""
 
     def shared_snapshot(self) -> str | None:
-        """The name other sessions read the snapshot's chunks in (None: current data)."""
+        """The name other sessions read the snapshot's chunks in (None: their own, later
+        snapshot: current data)."""
         ...
 
     def snapshot_bounds(self, binding: Binding, after_key: Mapping[str, Any] | None,

@@ -31,18 +31,20 @@ still due) is replayed first.
 On a table of more than ``batch.parallel_from`` rows whose targets take
 writers side by side (servers, not SQLite files), a batch run's worker
 processes decide and apply the chunks (sync/parallel.py), and the run saves
-the progress once every part of a chunk is saved. A source whose snapshot
-other sessions can read in (PostgreSQL's exported snapshot,
-connectors/base.py ``RangeSnapshots``) has the workers read the chunks
-themselves: the run finds where a chunk's key ranges end (from the key's
-index alone) and each worker reads, decides, applies and saves its range, so
-the rows are never built in the run's process nor pickled through a pipe
-(about a fifth of the CPU a row cost). Any other source (a MariaDB consistent
-snapshot is its session's own) has the run read each chunk and send its rows,
-reading the next chunk meanwhile. A range is read in the same snapshot as the
-run's chunks, or as current data where the run's are (a resumed snapshot):
-the ranges of a chunk are bounded on both sides, so a row is read in one of
-them at most, and what the bounds' read missed is in the stream.
+the progress once every part of a chunk is saved. A source that reads key
+ranges (connectors/base.py ``RangeSnapshots``: PostgreSQL, MariaDB) has the
+workers read the chunks themselves: the run finds where a chunk's key ranges
+end (from the key's index alone) and each worker reads, decides, applies and
+saves its range, so the rows are never built in the run's process nor
+pickled through a pipe (about a fifth of the CPU a row cost). A range is read
+in the same snapshot as the run's chunks where the source shares it
+(PostgreSQL's exported snapshot), else in a snapshot of the worker's own,
+later than the run's (a MariaDB consistent snapshot is its session's own), as
+a resumed snapshot reads current data: what changed since the position is
+read again from the log. The ranges of a chunk are bounded on both sides, so
+a row is read in one of them at most, and what the bounds' read missed is in
+the stream. Any other source has the run read each chunk and send its rows,
+reading the next chunk meanwhile.
 
 Not taken with a data-quality suite on the entity: the gate's snapshot hold
 works on staged rows.

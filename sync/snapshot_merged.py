@@ -20,8 +20,12 @@ Consistency is the staged path's: each endpoint's log position is taken
 before anything is read, and what changed after it is read again from its log.
 
 On a table of two chunks or more, a batch run's worker processes
-(sync/parallel.py) take each round's keys, split by key: each decides, saves
-and applies its part while the run reads the next round.
+(sync/parallel.py) take each round. Where every endpoint reads key ranges
+(PostgreSQL, MariaDB: connectors/base.py ``RangeSnapshots``), the run asks
+each endpoint's key index where the round's ranges end and each worker reads
+its range at every endpoint (in the snapshot the endpoint shares, else in one
+of its own), then decides, saves and applies it; otherwise the run reads the
+round and sends each worker its keys' rows, reading the next round meanwhile.
 
 Not taken with a quality gate on the entity (its hold works on staged rows),
 for keys other than integers (text keys order by each server's collation),
@@ -144,9 +148,9 @@ def _key(ent: EntityContext, key: Mapping[str, Any]) -> tuple[int, ...]:
 
 
 def _ranged_all(ctx: PipelineContext, ent: EntityContext) -> dict[str, RangeSnapshots] | None:
-    """Every endpoint of ``ent``, if each lets other sessions read its snapshot's key
-    ranges (PostgreSQL): the workers then read a round themselves, and no row crosses a
-    pipe (pickling rows cost the run as much as reading them)."""
+    """Every endpoint of ``ent``, if each reads key ranges (PostgreSQL, MariaDB): the
+    workers then read a round themselves, and no row crosses a pipe (pickling rows
+    cost the run as much as reading them)."""
     out = {}
     for ep in ent.bindings:
         r = ranged_source(ctx.endpoints[ep])

@@ -11,7 +11,7 @@ from connectors.mysql import setup as _setup
 from connectors.mysql.session import classify, connect
 from connectors.mysql.sink import MysqlSink
 from connectors.mysql.source import MysqlSource
-from sync.change import ChangeBatch, Checkpoint, SnapshotChunk
+from sync.change import ChangeBatch, Checkpoint, SnapshotChunk, SnapshotRow
 
 
 class MysqlEndpoint:
@@ -48,6 +48,20 @@ class MysqlEndpoint:
     def snapshot(self, binding: Binding, after_key: Mapping[str, Any] | None,
                  limit: int) -> SnapshotChunk:
         return self.source.snapshot(binding, after_key, limit)
+
+    # A run's worker processes read a large snapshot's chunks themselves, each its key
+    # range, in snapshots of their own (sync/snapshot_direct.py, sync/snapshot_merged.py).
+
+    def shared_snapshot(self) -> str | None:
+        return self.source.shared_snapshot()
+
+    def snapshot_bounds(self, binding: Binding, after_key: Mapping[str, Any] | None,
+                        limit: int, parts: int) -> tuple[list[dict[str, Any]], bool]:
+        return self.source.snapshot_bounds(binding, after_key, limit, parts)
+
+    def snapshot_range(self, binding: Binding, after_key: Mapping[str, Any] | None,
+                       until: Mapping[str, Any], snapshot: str | None) -> list[SnapshotRow]:
+        return self.source.snapshot_range(binding, after_key, until, snapshot)
 
     def changes(self, bindings: Sequence[Binding], after: Checkpoint | None,
                 limit: int) -> ChangeBatch:

@@ -250,34 +250,91 @@ class MysqlSource:
         again from the binlog over rows that already contain them, which the
         idempotent, compare-and-set apply makes harmless in effect.
         """
-        if self._snap_checkpoint is None:
-            self._begin_snapshot()
+        rows = self._read_rows(binding, after_key, None, limit)
+        last = rows[-1].key if rows else (dict(after_key) if after_key is not None else None)
+        return SnapshotChunk(rows=rows, last_key=last, done=len(rows) < limit)
+
+    def shared_snapshot(self) -> str | None:
+        """None: a consistent snapshot is its session's own. Other sessions (a run's
+        worker processes) read their :meth:`snapshot_range` in snapshots of their own,
+        opened later, as a snapshot resumed by a new process does (see :meth:`snapshot`)."""
+        return None
+
+    def snapshot_bounds(self, binding: Binding, after_key: Mapping[str, Any] | None,
+                        limit: int, parts: int) -> tuple[list[dict[str, Any]], bool]:
+        """Where the next ``limit`` rows after ``after_key`` split into ``parts`` ranges of
+        about equal size: the last key of each, and whether they are the table's last
+        rows. Read from the primary key alone, in this session's snapshot."""
+        info = self.schemas.get(binding.table)
+        key_cols = [binding.endpoint_column(k) for k in binding.key]
+        keys = ", ".join(quote_ident(k) for k in key_cols)
+        window = f"SELECT {keys} FROM {quote_table(self.database, binding.table)}"
+        params: list[Any] = []
+        if after_key is not None:
+            cond, params = key_condition(key_cols, [after_key[k] for k in binding.key])
+            window += f" WHERE {cond}"
+        window += f" ORDER BY {keys} LIMIT %s"
+        n, total = "`cdcsync_n`", "`cdcsync_total`"  # (a derived table's names must differ)
+        sql = (f"SELECT * FROM (SELECT w.*, ROW_NUMBER() OVER (ORDER BY {keys}) AS {n},"
+               f" COUNT(*) OVER () AS {total} FROM ({window}) w) s"
+               f" WHERE MOD({n}, CEIL({total} / %s)) = 0 OR {n} = {total} ORDER BY {n}")
+        fetched = self._in_snapshot(binding, sql, [*params, int(limit), max(1, int(parts))])
+        by_name = info.by_name()
+        bounds = [binding.key_of(binding.to_entity(typed_row(by_name, dict(zip(
+            key_cols, rec[:-2], strict=True))))) for rec in fetched]
+        count = int(fetched[-1][-1]) if fetched else 0
+        return bounds, count < limit
+
+    def snapshot_range(self, binding: Binding, after_key: Mapping[str, Any] | None,
+                       until: Mapping[str, Any], snapshot: str | None) -> list[SnapshotRow]:
+        """The rows after ``after_key`` up to ``until`` (included), in this session's
+        snapshot (``snapshot`` is always None here: see :meth:`shared_snapshot`)."""
+        return self._read_rows(binding, after_key, until, None)
+
+    def _read_rows(self, binding: Binding, after_key: Mapping[str, Any] | None,
+                   until: Mapping[str, Any] | None, limit: int | None) -> list[SnapshotRow]:
         info = self.schemas.get(binding.table)
         cols = endpoint_columns(binding, info)
         key_cols = [binding.endpoint_column(k) for k in binding.key]
         sql = (f"SELECT {', '.join(select_expr(c) for c in cols)} "
                f"FROM {quote_table(self.database, binding.table)}")
         params: list[Any] = []
+        where = []
         if after_key is not None:
-            cond, params = key_condition(key_cols, [after_key[k] for k in binding.key])
-            sql += f" WHERE {cond}"
-        sql += f" ORDER BY {', '.join(quote_ident(k) for k in key_cols)} LIMIT %s"
-        params.append(int(limit))
-        try:
-            with self._snap.cursor() as cur:
-                cur.execute(sql, params)
-                fetched = cur.fetchall()
-        except Exception as exc:
-            self._drop_snapshot_conn()
-            raise classify(exc, f"{self.name}: snapshot of {binding.table}") from exc
+            cond, more = key_condition(key_cols, [after_key[k] for k in binding.key])
+            where.append(cond)
+            params += more
+        if until is not None:  # (k) <= (u): not (k) > (u)
+            cond, more = key_condition(key_cols, [until[k] for k in binding.key])
+            where.append(f"NOT {cond}")
+            params += more
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY {', '.join(quote_ident(k) for k in key_cols)}"
+        if limit is not None:
+            sql += " LIMIT %s"
+            params.append(int(limit))
+        fetched = self._in_snapshot(binding, sql, params)
         by_name = info.by_name()
         names = [c.name for c in cols]
         rows = []
         for values in fetched:
             row = binding.to_entity(typed_row(by_name, dict(zip(names, values, strict=True))))
             rows.append(SnapshotRow(key=binding.key_of(row), row=row, row_version=row_hash(row)))
-        last = rows[-1].key if rows else (dict(after_key) if after_key is not None else None)
-        return SnapshotChunk(rows=rows, last_key=last, done=len(fetched) < limit)
+        return rows
+
+    def _in_snapshot(self, binding: Binding, sql: str,
+                     params: list[Any]) -> tuple[tuple[Any, ...], ...]:
+        """``sql``'s rows, read in this session's consistent snapshot (opened if none is)."""
+        if self._snap_checkpoint is None:
+            self._begin_snapshot()
+        try:
+            with self._snap.cursor() as cur:
+                cur.execute(sql, params)
+                return tuple(cur.fetchall())
+        except Exception as exc:
+            self._drop_snapshot_conn()
+            raise classify(exc, f"{self.name}: snapshot of {binding.table}") from exc
 
     # --- changes ----------------------------------------------------------------------
 

@@ -64,3 +64,70 @@ def test_empty_table_snapshot_is_done_at_once(mariadb_params: dict[str, Any]) ->
         assert chunk.rows == [] and chunk.done and chunk.last_key is None
     finally:
         src.close()
+
+
+def test_snapshot_bounds_split_the_next_chunk_into_ranges_of_its_rows(
+        mariadb_params: dict[str, Any]) -> None:
+    run(mariadb_params, "CREATE TABLE items (id INT PRIMARY KEY, v INT)",
+        "INSERT INTO items SELECT seq * 3, 0 FROM seq_1_to_100")
+    src = MysqlSource("maria", settings(mariadb_params), pipeline="t-bounds")
+    b = binding()
+    try:
+        assert src.snapshot_bounds(b, None, 40, 2) == ([{"id": 60}, {"id": 120}], False)
+        assert src.snapshot_bounds(b, {"id": 120}, 40, 3) == (
+            [{"id": 162}, {"id": 204}, {"id": 240}], False)  # ranges of 14, 14 and 12 rows
+        assert src.snapshot_bounds(b, {"id": 270}, 40, 2) == ([{"id": 285}, {"id": 300}], True)
+        assert src.snapshot_bounds(b, {"id": 294}, 40, 3) == ([{"id": 297}, {"id": 300}], True)
+        assert src.snapshot_bounds(b, {"id": 300}, 40, 2) == ([], True)
+        # exactly a chunk left: the end is known only by reading past it
+        assert src.snapshot_bounds(b, {"id": 180}, 40, 2) == ([{"id": 240}, {"id": 300}], False)
+    finally:
+        src.close()
+
+
+def test_snapshot_ranges_read_what_a_chunk_reads_with_a_composite_key(
+        mariadb_params: dict[str, Any]) -> None:
+    run(mariadb_params, "CREATE TABLE pairs (a INT, b VARCHAR(8), v INT, PRIMARY KEY (a, b))",
+        "INSERT INTO pairs SELECT seq % 7, CONCAT('k', seq), seq FROM seq_1_to_200")
+    b = binding("pairs", key=("first", "b"), columns={"first": "a"})  # a key column renamed
+    src = MysqlSource("maria", settings(mariadb_params), pipeline="t-ranges")
+    try:
+        whole = src.snapshot(b, None, 1000).rows
+        bounds, done = src.snapshot_bounds(b, None, 1000, 3)
+        assert done and len(bounds) == 3 and set(bounds[0]) == {"first", "b"}
+        lows = [None, *bounds[:-1]]
+        ranges = [src.snapshot_range(b, lo, hi, None) for lo, hi in zip(lows, bounds, strict=True)]
+        assert [len(r) for r in ranges] == [67, 67, 66]
+        assert [r.row for part in ranges for r in part] == [r.row for r in whole]
+        assert [r.row_version for part in ranges for r in part] == [r.row_version for r in whole]
+        assert [part[-1].key for part in ranges] == bounds
+    finally:
+        src.close()
+
+
+def test_another_session_reads_its_ranges_in_a_snapshot_of_its_own(
+        mariadb_params: dict[str, Any]) -> None:
+    """A worker process's ranges are read in its own snapshot, opened at its first read:
+    later than the run's position, so what changed in between is read again from the
+    binlog (as for a snapshot resumed by a new process)."""
+    run(mariadb_params, "CREATE TABLE items (id INT PRIMARY KEY, v INT)",
+        "INSERT INTO items SELECT seq, 0 FROM seq_1_to_6")
+    b = binding()
+    src = MysqlSource("maria", settings(mariadb_params), pipeline="t-own")
+    other = MysqlSource("maria", settings(mariadb_params), pipeline="t-own")
+    try:
+        cp = src.position()
+        assert src.shared_snapshot() is None
+        run(mariadb_params, "UPDATE items SET v = 1 WHERE id = 5", "DELETE FROM items WHERE id = 6")
+        assert src.snapshot_bounds(b, {"id": 2}, 10, 2) == ([{"id": 4}, {"id": 6}], True)
+        first = other.snapshot_range(b, {"id": 2}, {"id": 6}, None)
+        run(mariadb_params, "UPDATE items SET v = 2 WHERE id = 3")  # after its snapshot
+        again = other.snapshot_range(b, {"id": 2}, {"id": 6}, None)
+        assert [(r.key["id"], r.row["v"]) for r in first] == [(3, 0), (4, 0), (5, 1)]
+        assert again == first  # the same snapshot for the rest of its reads
+        changes, _, _ = drain(src, [b], cp)
+        assert [(c.op, c.key["id"]) for c in changes] == [
+            (Op.UPDATE, 5), (Op.DELETE, 6), (Op.UPDATE, 3)]
+    finally:
+        src.close()
+        other.close()
