@@ -27,7 +27,10 @@ save died in one process.
 
 A staged snapshot (sync/snapshot.py) uses them too: each stages an endpoint's
 next chunk, side by side, then each reconciles a key range of the staged
-rows (decides, saves, applies); the run only finds the ranges' bounds.
+rows (decides, saves, applies); the run only finds the ranges' bounds. So
+does a merged one (sync/snapshot_merged.py): each reads a key range of the
+round at every endpoint (or is sent its keys' rows), then decides, saves and
+applies them.
 
 Workers ignore SIGINT and SIGTERM, which Ctrl-C and service managers send to
 every process of the group: the run stops them after the work in hand.
@@ -311,8 +314,8 @@ class BatchWorkers:
                          began: float | None, summary: RunSummary) -> None:
         """Staged keys reconciled by the workers: worker ``i`` those after
         ``bounds[i - 1]`` (``after`` for the first) up to ``bounds[i]``. A worker that
-        died has them all reconciled again by the caller's process (a reconcile
-        decides a key whose state it saved as it would the first time)."""
+        died has them all reconciled again by the caller's process (the keys already
+        decided keep their decision)."""
         lows = [after, *bounds[:-1]]
         msgs: list[ReconcileRange | None] = [
             ReconcileRange(entity, lo, hi, began, self.ctx.run_id)
