@@ -229,6 +229,23 @@ class RangeSnapshots(Protocol):
         ...
 
 
+class RangesOfSource:
+    """An endpoint's :class:`RangeSnapshots` methods, handed to its ``source``."""
+
+    source: RangeSnapshots
+
+    def shared_snapshot(self) -> str | None:
+        return self.source.shared_snapshot()
+
+    def snapshot_bounds(self, binding: Binding, after_key: Mapping[str, Any] | None,
+                        limit: int, parts: int) -> tuple[list[dict[str, Any]], bool]:
+        return self.source.snapshot_bounds(binding, after_key, limit, parts)
+
+    def snapshot_range(self, binding: Binding, after_key: Mapping[str, Any] | None,
+                       until: Mapping[str, Any], snapshot: str | None) -> list[SnapshotRow]:
+        return self.source.snapshot_range(binding, after_key, until, snapshot)
+
+
 @runtime_checkable
 class Sink(Protocol):
     """Applies batches conditionally and idempotently; reads rows by key.

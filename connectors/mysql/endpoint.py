@@ -5,16 +5,23 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from connectors.base import ApplyOp, ApplyResult, Binding, ConnectorError, TableSchema
+from connectors.base import (
+    ApplyOp,
+    ApplyResult,
+    Binding,
+    ConnectorError,
+    RangesOfSource,
+    TableSchema,
+)
 from connectors.mysql import create
 from connectors.mysql import setup as _setup
 from connectors.mysql.session import classify, connect
 from connectors.mysql.sink import MysqlSink
 from connectors.mysql.source import MysqlSource
-from sync.change import ChangeBatch, Checkpoint, SnapshotChunk, SnapshotRow
+from sync.change import ChangeBatch, Checkpoint, SnapshotChunk
 
 
-class MysqlEndpoint:
+class MysqlEndpoint(RangesOfSource):
     """Both halves of a ``kind: mysql`` endpoint (``flavor: mariadb`` or ``mysql``).
 
     ``echo`` chooses how the service's own writes are recognised:
@@ -22,6 +29,7 @@ class MysqlEndpoint:
     works on MariaDB, which is how it is tested).
     """
 
+    source: MysqlSource
     own_writes_tagged = True  # either way the reader drops them (connectors.base.Sink)
     parallel_apply = True  # a server: sessions side by side (connectors.base.Sink)
 
@@ -48,20 +56,6 @@ class MysqlEndpoint:
     def snapshot(self, binding: Binding, after_key: Mapping[str, Any] | None,
                  limit: int) -> SnapshotChunk:
         return self.source.snapshot(binding, after_key, limit)
-
-    # A run's worker processes read a large snapshot's chunks themselves, each its key
-    # range, in snapshots of their own (sync/snapshot_direct.py, sync/snapshot_merged.py).
-
-    def shared_snapshot(self) -> str | None:
-        return self.source.shared_snapshot()
-
-    def snapshot_bounds(self, binding: Binding, after_key: Mapping[str, Any] | None,
-                        limit: int, parts: int) -> tuple[list[dict[str, Any]], bool]:
-        return self.source.snapshot_bounds(binding, after_key, limit, parts)
-
-    def snapshot_range(self, binding: Binding, after_key: Mapping[str, Any] | None,
-                       until: Mapping[str, Any], snapshot: str | None) -> list[SnapshotRow]:
-        return self.source.snapshot_range(binding, after_key, until, snapshot)
 
     def changes(self, bindings: Sequence[Binding], after: Checkpoint | None,
                 limit: int) -> ChangeBatch:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from connectors.base import ApplyOp, ApplyResult, Binding, Column, TableSchema
+from connectors.base import ApplyOp, ApplyResult, Binding, Column, RangesOfSource, TableSchema
 from connectors.postgres import ddl
 from connectors.postgres import setup as capture
 from connectors.postgres.catalog import table_for
@@ -23,11 +23,12 @@ from connectors.postgres.names import Names
 from connectors.postgres.sink import PostgresSink
 from connectors.postgres.source import PostgresSource
 from connectors.postgres.stream import PostgresStream
-from sync.change import ChangeBatch, Checkpoint, SnapshotChunk, SnapshotRow
+from sync.change import ChangeBatch, Checkpoint, SnapshotChunk
 
 
-class PostgresEndpoint:
+class PostgresEndpoint(RangesOfSource):
     kind = "postgres"
+    source: PostgresSource
     own_writes_tagged = True  # by the replication origin (connectors.base.Sink)
     parallel_apply = True  # a server: sessions side by side (connectors.base.Sink)
 
@@ -66,20 +67,6 @@ class PostgresEndpoint:
 
     def estimate_rows(self, binding: Binding) -> int | None:
         return self.source.estimate_rows(binding)
-
-    # A run's worker processes read a direct snapshot's chunks themselves, each its
-    # key range, in the exported snapshot (sync/snapshot_direct.py).
-
-    def shared_snapshot(self) -> str | None:
-        return self.source.shared_snapshot()
-
-    def snapshot_bounds(self, binding: Binding, after_key: Mapping[str, Any] | None,
-                        limit: int, parts: int) -> tuple[list[dict[str, Any]], bool]:
-        return self.source.snapshot_bounds(binding, after_key, limit, parts)
-
-    def snapshot_range(self, binding: Binding, after_key: Mapping[str, Any] | None,
-                       until: Mapping[str, Any], snapshot: str | None) -> list[SnapshotRow]:
-        return self.source.snapshot_range(binding, after_key, until, snapshot)
 
     def changes(
         self, bindings: Sequence[Binding], after: Checkpoint | None, limit: int
