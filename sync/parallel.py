@@ -77,6 +77,7 @@ log = logging.getLogger("cdcsync.parallel")
 _SPAWN = multiprocessing.get_context("spawn")  # never fork a process holding connections
 MAX_AUTO = 4
 T = TypeVar("T")
+M = TypeVar("M")
 
 
 def worker_count(cfg: Any) -> int:
@@ -281,26 +282,21 @@ class BatchWorkers:
         finds the bounds (from the key's index) and saves the progress. A worker that
         died has the whole chunk done again by the caller's process. Returns how many
         rows the chunk had."""
-        lows = [after, *bounds[:-1]]
-        msgs: list[SnapshotRange | None] = [
-            SnapshotRange(entity, source, lo, hi, snapshot, now, self.ctx.run_id)
-            for lo, hi in zip(lows, bounds, strict=True)]
-        msgs += [None] * (len(self.workers) - len(msgs))
+        msgs = self._per_range(after, bounds, lambda lo, hi: SnapshotRange(
+            entity, source, lo, hi, snapshot, now, self.ctx.run_id))
         read: list[int] = []
         alone = functools.partial(self._range_alone, entity, source, after, bounds[-1],
                                   snapshot, now, summary, read)
         replies, _, _ = self._parts(msgs, summary, None, alone)
         if replies is None:
             return sum(read)
-        # (each part's count comes back as its summary's snapshot rows)
-        return sum(part.snapshot_rows for _, part, _ in replies if part is not None)
+        return _rows_of(replies)
 
     def stage_chunks(self, entity: str, endpoints: list[str]) -> None:
         """The next chunk of each of ``endpoints`` (at most one per worker) staged, each
         by its worker, side by side. A worker that died has them staged by the caller's
         process (staging resumes where each endpoint's progress says)."""
-        msgs: list[StageChunk | None] = [StageChunk(entity, ep) for ep in endpoints]
-        msgs += [None] * (len(self.workers) - len(msgs))
+        msgs = self._padded([StageChunk(entity, ep) for ep in endpoints])
         self._parts(msgs, RunSummary(pipeline=self.ctx.pipeline), None,
                     functools.partial(self._stage_alone, entity, endpoints))
 
@@ -316,16 +312,12 @@ class BatchWorkers:
         ``bounds[i - 1]`` (``after`` for the first) up to ``bounds[i]``. A worker that
         died has them all reconciled again by the caller's process (the keys already
         decided keep their decision)."""
-        lows = [after, *bounds[:-1]]
-        msgs: list[ReconcileRange | None] = [
-            ReconcileRange(entity, lo, hi, began, self.ctx.run_id)
-            for lo, hi in zip(lows, bounds, strict=True)]
-        msgs += [None] * (len(self.workers) - len(msgs))
+        msgs = self._per_range(after, bounds, lambda lo, hi: ReconcileRange(
+            entity, lo, hi, began, self.ctx.run_id))
         replies, _, _ = self._parts(msgs, summary, None, functools.partial(
             self._reconcile_alone, entity, after, bounds[-1], began, summary))
         if replies is not None:  # (done alone, they were counted in ``summary``)
-            summary.snapshot_rows += sum(part.snapshot_rows for _, part, _ in replies
-                                         if part is not None)
+            summary.snapshot_rows += _rows_of(replies)
 
     def _reconcile_alone(self, entity: str, after: str | None, until: str,
                          began: float | None, summary: RunSummary) -> None:
@@ -350,8 +342,7 @@ class BatchWorkers:
         replies, ahead, failed = self._parts(msgs, summary, meanwhile, functools.partial(
             self._merged_alone, entity, keys, now, summary))
         if replies is not None:  # (done alone, they were counted in ``summary``)
-            summary.snapshot_rows += sum(part.snapshot_rows for _, part, _ in replies
-                                         if part is not None)
+            summary.snapshot_rows += _rows_of(replies)
         return _then(ahead, failed)
 
     def merged_ranges(self, entity: str, after: dict[str, Any] | None,
@@ -361,17 +352,14 @@ class BatchWorkers:
         endpoint's rows after ``bounds[i - 1]`` (``after`` for the first) up to
         ``bounds[i]``. A worker that died has the whole round done again by the caller's
         process. Returns how many rows the round had."""
-        lows = [after, *bounds[:-1]]
-        msgs: list[MergedRange | None] = [
-            MergedRange(entity, lo, hi, snapshots, now, self.ctx.run_id)
-            for lo, hi in zip(lows, bounds, strict=True)]
-        msgs += [None] * (len(self.workers) - len(msgs))
+        msgs = self._per_range(after, bounds, lambda lo, hi: MergedRange(
+            entity, lo, hi, snapshots, now, self.ctx.run_id))
         before = summary.snapshot_rows
         replies, _, _ = self._parts(msgs, summary, None, functools.partial(
             self._merged_range_alone, entity, after, bounds[-1], snapshots, now, summary))
         if replies is None:  # done alone: counted in ``summary``
             return summary.snapshot_rows - before
-        rows = sum(part.snapshot_rows for _, part, _ in replies if part is not None)
+        rows = _rows_of(replies)
         summary.snapshot_rows += rows
         return rows
 
@@ -387,6 +375,18 @@ class BatchWorkers:
         from sync.snapshot_merged import merged_part
 
         merged_part(self.ctx, entity, keys, now, summary)
+
+    def _per_range(self, after: Any, bounds: list[Any],
+                   make: Callable[[Any, Any], M]) -> list[M | None]:
+        """Worker ``i``'s message for the range after ``bounds[i - 1]`` (``after`` for the
+        first) up to ``bounds[i]``, made by ``make(low, high)``; None for the workers
+        left without one."""
+        lows = [after, *bounds[:-1]]
+        return self._padded([make(lo, hi) for lo, hi in zip(lows, bounds, strict=True)])
+
+    def _padded(self, msgs: list[M]) -> list[M | None]:
+        """``msgs``, one per worker from the first, None for the rest."""
+        return [*msgs, *[None] * (len(self.workers) - len(msgs))]
 
     def _range_alone(self, entity: str, source: str, after: dict[str, Any] | None,
                      until: dict[str, Any], snapshot: str | None, now: float,
@@ -538,6 +538,12 @@ class BatchWorkers:
             w.conn.close()
         self.workers = []
         self.ready = False
+
+
+def _rows_of(replies: list[tuple[str, RunSummary | None, Exception | None]]) -> int:
+    """The rows the parts of a snapshot's chunk or round had: each part's count comes
+    back as its summary's snapshot rows."""
+    return sum(part.snapshot_rows for _, part, _ in replies if part is not None)
 
 
 def _then(ahead: T | None, failed: Exception | None) -> T | None:

@@ -190,9 +190,6 @@ class _Merger:
         self.last: dict[str, Mapping[str, Any] | None] = dict.fromkeys(ent.bindings, after)
         self.done: dict[str, bool] = dict.fromkeys(ent.bindings, False)
 
-    def _key(self, key: Mapping[str, Any]) -> tuple[int, ...]:
-        return _key(self.ent, key)
-
     def fill(self) -> None:
         """Read a chunk of every endpoint that has less than one waiting."""
         for ep, rows in self.read.items():
@@ -212,14 +209,14 @@ class _Merger:
         for ep, last in self.last.items():
             if not self.done[ep]:
                 assert last is not None, "fill() reads every endpoint not read to its end"
-                open_.append(self._key(last))
+                open_.append(_key(self.ent, last))
         bound = min(open_) if open_ else None
         merged: dict[tuple[int, ...], KeyRows] = {}
         counts: dict[str, int] = {}
         for ep, rows in self.read.items():
             n = 0
             for r in rows:
-                k = self._key(r.key)
+                k = _key(self.ent, r.key)
                 if bound is not None and k > bound:
                     break
                 merged.setdefault(k, {})[ep] = (r.row, r.row_version)
