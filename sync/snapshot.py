@@ -321,18 +321,21 @@ def snapshot_entity(ctx: PipelineContext, ent: EntityContext, summary: RunSummar
             workers.stop()
 
 
+def ungated_servers(ctx: PipelineContext, ent: EntityContext) -> bool:
+    """Has ``ent`` no quality gate (its snapshot hold works on staged rows, in the run's
+    process) and only endpoints that take writers side by side (servers, not SQLite
+    files)? The snapshots that use worker processes or merge by key ask."""
+    return ent.cfg.quality.suite is None and all(
+        getattr(ctx.endpoints[ep], "parallel_apply", False) for ep in ent.bindings)
+
+
 def _parallel(ctx: PipelineContext, ent: EntityContext) -> bool:
-    """May a batch run's worker processes stage and reconcile ``ent``? Not with a
-    quality gate (its hold works in this process), nor where an endpoint takes one
-    writer at a time (a SQLite file), nor for a table under two chunks at every
-    endpoint (the workers' start, about a second of both cores, would cost more)."""
-    if ent.cfg.quality.suite is not None:
-        return False
-    eps = [ctx.endpoints[ep] for ep in ent.bindings]
-    if not all(getattr(e, "parallel_apply", False) for e in eps):
-        return False
-    return any(large_table(ctx.endpoints[ep], b, int(ctx.cfg.batch.snapshot_chunk))
-               for ep, b in ent.bindings.items())
+    """May a batch run's worker processes stage and reconcile ``ent``? Where
+    :func:`ungated_servers`, and not for a table under two chunks at every endpoint
+    (the workers' start, about a second of both cores, would cost more)."""
+    return ungated_servers(ctx, ent) and any(
+        large_table(ctx.endpoints[ep], b, int(ctx.cfg.batch.snapshot_chunk))
+        for ep, b in ent.bindings.items())
 
 
 def stage_all(ctx: PipelineContext, ent: EntityContext, progress: Progress | None,
@@ -345,6 +348,7 @@ def stage_all(ctx: PipelineContext, ent: EntityContext, progress: Progress | Non
             stage_endpoint(ctx, ent, ep, progress)
         return
     workers.start()
+
     def rows() -> dict[str, tuple[int, bool]]:  # by endpoint: rows staged so far, all?
         prog = ctx.store.snapshot_progress(ctx.pipeline, ent.name)
         return {ep: (int(p["rows"]), p["status"] == "staged") if (p := prog.get(ep))

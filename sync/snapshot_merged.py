@@ -45,7 +45,7 @@ from sync.capture import state_lock, typed
 from sync.change import SnapshotRow
 from sync.context import EntityContext, PipelineContext
 from sync.parallel import BatchWorkers
-from sync.snapshot import Read, decide_key, save_and_apply
+from sync.snapshot import Read, decide_key, save_and_apply, ungated_servers
 from sync.snapshot_direct import Progress, large_table, ranged_source
 from sync.summary import RunSummary
 
@@ -56,11 +56,7 @@ KeyRows = dict[str, tuple[Mapping[str, Any], Any]]
 
 def mergeable(ctx: PipelineContext, ent: EntityContext) -> bool:
     """Can ``ent``'s endpoints be merged by key as they are read (see the module)?"""
-    if ent.cfg.quality.suite is not None:
-        return False
-    if any(ent.types.get(c) != "int" for c in ent.cfg.key):
-        return False
-    return all(getattr(ctx.endpoints[ep], "parallel_apply", False) for ep in ent.bindings)
+    return ungated_servers(ctx, ent) and all(ent.types.get(c) == "int" for c in ent.cfg.key)
 
 
 def merged_snapshot(ctx: PipelineContext, ent: EntityContext, summary: RunSummary,
