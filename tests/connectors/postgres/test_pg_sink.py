@@ -274,3 +274,29 @@ def test_truncate_and_added_columns_for_the_schema_policies(
     batch = ep.changes([b], start, 10)
     assert batch.changes == []
     assert [type(e).__name__ for e in batch.events] == ["SchemaChanged"]
+
+
+def test_json_documents_are_written_as_they_are(pg_dsn: str) -> None:
+    """jsonb takes the quick writer (connect.py dump_jsonb); json keeps json.dumps's text.
+    A NaN is refused as before, not stored as the null a quick writer makes of it."""
+    import json
+
+    sql(pg_dsn, "CREATE TABLE j (id int PRIMARY KEY, doc jsonb, raw json)")
+    ep = endpoint(pg_dsn)
+    b = binding("j")
+    docs = [{"é": "ü\u2028", "big": 2**70, "f": 1e16, "neg": -0.0, "n": None},
+            [1, 2.5, {"nested": [True, False, None]}], "a string", 7]
+    try:
+        ep.setup([b], ep.pipeline)
+        res = ep.apply(b, [ApplyOp({"id": i}, {"id": i, "doc": d, "raw": d}, None, "v1")
+                           for i, d in enumerate(docs)])
+        assert [r.status for r in res] == [P] * len(docs)
+        got = query(pg_dsn, "SELECT doc::text, raw::text FROM j ORDER BY id")
+        assert [json.loads(doc) for doc, _ in got] == docs
+        assert [raw for _, raw in got] == [json.dumps(d) for d in docs]
+        with pytest.raises(Exception, match="json"):
+            ep.apply(b, [ApplyOp({"id": 9}, {"id": 9, "doc": {"x": float("nan")}, "raw": None},
+                                 None, "v1")])
+        assert query(pg_dsn, "SELECT count(*) FROM j WHERE id = 9") == [(0,)]
+    finally:
+        ep.close()
