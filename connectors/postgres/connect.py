@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 from collections.abc import Iterator
 from typing import Any
 
-import orjson
 import psycopg
 from psycopg import errors
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb, JsonbBinaryDumper, JsonbDumper, set_json_loads
 
-from conflict.canonical import parse_json
+from conflict.canonical import json_bytes, parse_json
 from connectors.base import ConnectorError, ContentionError, RefusedError, RetriableError
 
 PgConnection = psycopg.Connection[TupleRow]
@@ -98,39 +96,12 @@ def connect(info: str, *, autocommit: bool = True) -> PgConnection:
     return conn
 
 
-#: what orjson must hand back to :func:`dump_jsonb`'s fallback rather than write its own way
-_STRICT = (orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
-           | orjson.OPT_PASSTHROUGH_SUBCLASS)
-
-
 def dump_jsonb(obj: Any) -> bytes | str:
-    """``json.dumps`` for ``jsonb`` values (every row a sink writes has them), quicker.
-
-    orjson writes the same document up to whitespace, escapes and the spelling of
-    floats, none of which ``jsonb`` keeps (``json`` columns, which keep the text,
-    still get ``json.dumps``). What it would refuse or write its own way takes
-    ``json.dumps``: integers past 64 bits, lone surrogates, keys that are no strings,
-    other types than JSON's; and NaN or infinities, which orjson writes as ``null``
-    but ``json.dumps`` spells so that PostgreSQL refuses them, as it must (a stored
-    ``null`` would be another value than the source's, silently).
-    """
-    try:
-        out = orjson.dumps(obj, option=_STRICT)
-    except TypeError:
-        return json.dumps(obj)
-    if b"null" in out and _non_finite(obj):
-        return json.dumps(obj)
-    return out
-
-
-def _non_finite(obj: Any) -> bool:
-    if type(obj) is float:
-        return not math.isfinite(obj)
-    if isinstance(obj, dict):
-        return any(_non_finite(v) for v in obj.values())
-    if isinstance(obj, list | tuple):
-        return any(_non_finite(v) for v in obj)
-    return False
+    """``json.dumps`` for ``jsonb`` values (every row a sink writes has them), quicker:
+    :func:`conflict.canonical.json_bytes`, whose spelling ``jsonb`` does not keep
+    (``json`` columns, which keep the text, still get ``json.dumps``)."""
+    out = json_bytes(obj)
+    return json.dumps(obj) if out is None else out
 
 
 class _QuickJsonbBinary(JsonbBinaryDumper):

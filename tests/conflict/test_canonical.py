@@ -221,3 +221,59 @@ def test_parse_json_refuses_what_is_no_json() -> None:
     # expects for a number SQLite stored bare (a row version in a JSON column).
     with pytest.raises(TypeError):
         parse_json(774)  # type: ignore[arg-type]
+
+
+#: JSON documents as parsed from text: what a JSON column's value is (NaN, infinities and
+#: integers past 64 bits included: json_bytes must hand those back)
+parsed_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text() | st.floats(),
+    lambda children: st.lists(children, max_size=3)
+    | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    max_leaves=8,
+)
+
+
+@given(parsed_json)
+def test_json_bytes_means_what_json_dumps_writes_or_hands_back(doc: object) -> None:
+    """Sinks write JSON values with json_bytes where it can (orjson), json.dumps else: the
+    document written must be the one json.dumps writes, and what json.dumps writes for
+    NaN or infinities (refused by the servers) must never turn into orjson's null."""
+    import math
+
+    from conflict.canonical import json_bytes
+
+    out = json_bytes(doc)
+    standard = json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+    if out is None:
+        assert "NaN" in standard or "Infinity" in standard or any(
+            abs(n) >= 2**63 for n in _ints(doc)) or _surrogates(standard)
+        return
+    assert json.loads(out) == json.loads(standard)
+    assert not any(isinstance(f, float) and not math.isfinite(f) for f in _leaves(doc))
+
+
+def _leaves(doc: object) -> list[object]:
+    if isinstance(doc, dict):
+        return [x for v in doc.values() for x in _leaves(v)]
+    if isinstance(doc, list):
+        return [x for v in doc for x in _leaves(v)]
+    return [doc]
+
+
+def _ints(doc: object) -> list[int]:
+    return [x for x in _leaves(doc) if type(x) is int]
+
+
+def _surrogates(text: str) -> bool:
+    return any(0xD800 <= ord(ch) <= 0xDFFF for ch in text)
+
+
+def test_json_bytes_hands_back_what_it_cannot_write_as_json_dumps_would() -> None:
+    from conflict.canonical import json_bytes
+
+    assert json_bytes({"a": [1, {"b": float("nan")}]}) is None
+    assert json_bytes([float("-inf")]) is None
+    assert json_bytes({"n": 2**64}) is None
+    assert json_bytes({1: "non-string key"}) is None
+    assert json_bytes(dt.datetime(2024, 1, 1)) is None  # not JSON's: json.dumps refuses it
+    assert json_bytes({"a": None, "b": "é"}) == '{"a":null,"b":"é"}'.encode()
