@@ -44,6 +44,8 @@ def _float(v: float) -> str:
 
 
 def _datetime(v: dt.datetime) -> str:
+    if v.tzinfo is None:  # pymysql's text (microseconds only when there are), made in C
+        return "'" + v.isoformat(" ") + "'"
     return converters.escape_datetime(v)  # type: ignore[no-any-return]
 
 
