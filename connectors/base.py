@@ -228,6 +228,11 @@ class RangeSnapshots(Protocol):
         ``snapshot``."""
         ...
 
+    def rows_up_to(self, binding: Binding, limit: int) -> int:
+        """How many rows the table holds, counted up to ``limit`` (whether a snapshot is
+        large enough for worker processes: sync/snapshot_direct.py ``large_table``)."""
+        ...
+
 
 class RangesOfSource:
     """An endpoint's :class:`RangeSnapshots` methods, handed to its ``source``."""
@@ -244,6 +249,9 @@ class RangesOfSource:
     def snapshot_range(self, binding: Binding, after_key: Mapping[str, Any] | None,
                        until: Mapping[str, Any], snapshot: str | None) -> list[SnapshotRow]:
         return self.source.snapshot_range(binding, after_key, until, snapshot)
+
+    def rows_up_to(self, binding: Binding, limit: int) -> int:
+        return self.source.rows_up_to(binding, limit)
 
 
 @runtime_checkable

@@ -189,12 +189,12 @@ def ranged_source(src: object) -> RangeSnapshots | None:
 
 
 def large_table(src: Any, binding: Any, chunk_size: int) -> bool:
-    """Worth the workers' start (about a second of both cores)? Not for a table its
-    endpoint estimates under two chunks: the first would be done before they are
-    ready, and the next read may find nothing. Unknown: they start after a full chunk."""
-    estimate = getattr(src, "estimate_rows", None)
-    rows = estimate(binding) if estimate is not None else None
-    return rows is None or rows >= 2 * chunk_size
+    """Worth the workers' start (about a second of both cores)? Not for a table under
+    two chunks: the first would be done before they are ready, and the next read may
+    find nothing. An endpoint that cannot count its rows up to a bound (``rows_up_to``)
+    has them start after a full chunk."""
+    count = getattr(src, "rows_up_to", None)
+    return count is None or count(binding, 2 * chunk_size) >= 2 * chunk_size
 
 
 def _read(src: Any, binding: Any, after: Mapping[str, Any] | None,

@@ -260,6 +260,14 @@ class MysqlSource:
         opened later, as a snapshot resumed by a new process does (see :meth:`snapshot`)."""
         return None
 
+    def rows_up_to(self, binding: Binding, limit: int) -> int:
+        """How many rows the table holds, counted up to ``limit`` (in this session's
+        snapshot; InnoDB's ``TABLE_ROWS`` is an estimate that lags a bulk load)."""
+        sql = (f"SELECT COUNT(*) FROM (SELECT 1 FROM "
+               f"{quote_table(self.database, binding.table)} LIMIT %s) s")
+        (row,) = self._in_snapshot(binding, sql, [int(limit)])
+        return int(row[0])
+
     def snapshot_bounds(self, binding: Binding, after_key: Mapping[str, Any] | None,
                         limit: int, parts: int) -> tuple[list[dict[str, Any]], bool]:
         """Where the next ``limit`` rows after ``after_key`` split into ``parts`` ranges of

@@ -65,9 +65,6 @@ class PostgresEndpoint(RangesOfSource):
     ) -> SnapshotChunk:
         return self.source.snapshot(binding, after_key, limit)
 
-    def estimate_rows(self, binding: Binding) -> int | None:
-        return self.source.estimate_rows(binding)
-
     def changes(
         self, bindings: Sequence[Binding], after: Checkpoint | None, limit: int
     ) -> ChangeBatch:

@@ -152,18 +152,17 @@ class PostgresSource:
                 )
         return self._tables[binding.table]
 
-    def estimate_rows(self, binding: Binding) -> int | None:
-        """The planner's row count of the table (``pg_class.reltuples``, as of its last
-        ANALYZE); None if never analyzed or not to be read."""
-        try:
-            info = self.table(binding)
-            conn = self.connection()
-            with conn.transaction():
-                row = conn.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s",
-                                   (info.oid,)).fetchone()
-        except (psycopg.Error, ConnectorError):
-            return None
-        return int(row[0]) if row is not None and row[0] is not None and row[0] >= 0 else None
+    def rows_up_to(self, binding: Binding, limit: int) -> int:
+        """How many rows the table holds, counted up to ``limit`` (a scan of that many
+        rows at most): exact where the planner's ``reltuples`` is not (-1 until the
+        first ANALYZE, stale after a bulk load)."""
+        info = self.table(binding)
+        conn = self.connection()
+        with classified(f"count the rows of {info.qualified} at {self.name}"), \
+                conn.transaction():
+            row = conn.execute(sql.SQL("SELECT count(*) FROM (SELECT FROM {} LIMIT %s) s")
+                               .format(info.ident), (int(limit),)).fetchone()
+        return int(row[0]) if row is not None else 0
 
     def schema(self, binding: Binding) -> TableSchema:
         info = self.table(binding, refresh=True)

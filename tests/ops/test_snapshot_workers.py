@@ -317,13 +317,12 @@ def test_a_chunk_that_cannot_be_read_fails_the_run_after_the_one_before_is_saved
 
 
 @pytest.mark.parametrize(("chunk", "workers"), [(1000, False), (700, True)])
-def test_workers_start_for_a_table_estimated_at_two_chunks_or_more(
+def test_workers_start_for_a_table_of_two_chunks_or_more(
         tmp_path: Path, pg_dsn_factory: Callable[[], str], chunk: int, workers: bool) -> None:
-    """Starting them costs about a second of both cores: a table the planner counts under
-    two chunks (1500 rows, ANALYZEd) is done before they would be ready."""
+    """Starting them costs about a second of both cores: a table under two chunks (1500
+    rows) is done before they would be ready."""
     a, b = pg_dsn_factory(), pg_dsn_factory()
     path = _pipeline(tmp_path, a, b, 2)
-    sql(a, "ANALYZE items")
     path.write_text(path.read_text().replace("snapshot_chunk: 100,", f"snapshot_chunk: {chunk},"))
     seen: list[int] = []
     try:
@@ -486,5 +485,39 @@ def test_a_reconcile_done_again_after_a_crash_keeps_what_it_decided(
         with sqlite3.connect(tmp_path / "state.db") as c:
             assert c.execute("SELECT count(*) FROM conflicts").fetchone()[0] == 28
         _fixed_point(path)
+    finally:
+        cdcsync("teardown", str(path), "--force", expect=None)
+
+
+@pytest.mark.parametrize(("a_rows", "b_rows", "started"), [
+    (150, 0, False),  # the direct path: under two chunks of 100
+    (150, 150, False),  # merged by key: under two chunks at both ends
+    (250, 150, True),  # merged: two chunks or more at one end
+], ids=["direct-small", "merged-small", "merged-large"])
+def test_worker_processes_start_for_two_chunks_or_more(
+        tmp_path: Path, pg_dsn_factory: Callable[[], str], monkeypatch: pytest.MonkeyPatch,
+        a_rows: int, b_rows: int, started: bool) -> None:
+    """Their start costs about a second of both cores: not for a small table, even one
+    never analyzed (its planner estimate is unknown, so it used to count as large)."""
+    from sync.parallel import BatchWorkers
+
+    a, b = pg_dsn_factory(), pg_dsn_factory()
+    for dsn, n in ((a, a_rows), (b, b_rows)):
+        sql(dsn, TABLE, f"INSERT INTO items SELECT g, 'n' || g, g * 1.25, '{{}}'::jsonb"
+                        f" FROM generate_series(1, {n}) g")
+    path = _set_up(tmp_path, a, b, 2)
+    starts: list[int] = []
+    spawn = BatchWorkers._start
+
+    def counted(self: BatchWorkers) -> None:
+        starts.append(self.count)
+        spawn(self)
+
+    monkeypatch.setattr(BatchWorkers, "_start", counted)
+    try:
+        s = run_pipeline(load_pipeline(path)).to_json()
+        assert s["errors"] == [] and s["snapshot_rows"] == a_rows + b_rows, s
+        assert query(a, ROWS) == query(b, ROWS) and len(query(a, ROWS)) == max(a_rows, b_rows)
+        assert bool(starts) is started, starts
     finally:
         cdcsync("teardown", str(path), "--force", expect=None)

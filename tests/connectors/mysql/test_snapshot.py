@@ -131,3 +131,15 @@ def test_another_session_reads_its_ranges_in_a_snapshot_of_its_own(
     finally:
         src.close()
         other.close()
+
+
+def test_rows_are_counted_up_to_a_bound(mariadb_params: dict[str, Any]) -> None:
+    """Whether a snapshot is worth worker processes: counted, not InnoDB's estimate
+    (TABLE_ROWS lags a bulk load)."""
+    run(mariadb_params, "CREATE TABLE items (id INT PRIMARY KEY, v INT)",
+        "INSERT INTO items VALUES " + ",".join(f"({i}, 0)" for i in range(1, 8)))
+    src = MysqlSource("maria", settings(mariadb_params), pipeline="t-count")
+    try:
+        assert [src.rows_up_to(binding(), n) for n in (0, 5, 7, 100)] == [0, 5, 7, 7]
+    finally:
+        src.close()
