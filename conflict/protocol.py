@@ -123,6 +123,9 @@ class Edit:
     row_version: Any = None
     before: Row | None = None
     identity: str | None = None  # how an echo of our own write would be recognised
+    #: ``row_hash(content)`` where the reader has it already (an engine whose row
+    #: versions are content hashes: MariaDB); None: made here
+    content_hash: str | None = None
 
 
 class Kind(enum.StrEnum):
@@ -227,7 +230,7 @@ def on_change(
     # An update that changed none of the synchronised columns (only columns this
     # entity leaves alone) of a row whose content we know exactly is no edit:
     # the endpoint still holds version K_E. Learn its new row version only.
-    h = row_hash(edit.content)
+    h = row_hash(edit.content) if edit.content_hash is None else edit.content_hash
     if (edit.before is not None and edit.content is not None and e.hash
             and h == e.hash and row_hash(edit.before) == h):
         e.row_version = edit.row_version
@@ -468,7 +471,7 @@ def snapshot_like(template: KeyState, read: Edit, key: Row) -> KeyState:
     """
     if template.parked is not None or template.origin != read.endpoint:
         raise ValueError("the template is no lone snapshot read of this endpoint")
-    h = row_hash(read.content)
+    h = row_hash(read.content) if read.content_hash is None else read.content_hash
     held = template.content_hash
     st = KeyState(vector=template.vector, committed_at=template.committed_at,
                   origin=template.origin, outbox=set(template.outbox), key=dict(key))

@@ -175,7 +175,14 @@ class ApplyResult:
 
 @runtime_checkable
 class Source(Protocol):
-    """Reads snapshots and change streams of an endpoint."""
+    """Reads snapshots and change streams of an endpoint.
+
+    A source whose row versions are :func:`conflict.canonical.row_hash` of the rows
+    it gives (entity names, as read: MariaDB, which has no row version of its own)
+    says so with a class attribute ``hashed_versions = True``: the engine then takes
+    a row's version for its content's hash instead of making it again, wherever its
+    typing kept every value as read (sync/capture.py ``edit_of``).
+    """
 
     name: str
 

@@ -42,15 +42,29 @@ def typed(ent: EntityContext, row: Mapping[str, Any] | None) -> dict[str, Any] |
     return coerce_row(row, ent.types)
 
 
-def edit_of(ent: EntityContext, ch: Change) -> Edit:
+def edit_of(ent: EntityContext, ch: Change, *, hashed: bool = False) -> Edit:
+    """``ch`` as the protocol reads it. ``hashed``: its source's row versions are
+    :func:`row_hash` of the rows it reads (connectors.base ``Source.hashed_versions``),
+    the content's own hash where :func:`typed` kept every value as it was."""
+    content = typed(ent, ch.content)
     return Edit(
         endpoint=ch.source,
-        content=typed(ent, ch.content),
+        content=content,
         position=tuple(ch.position),
         committed_at=ch.committed_at,
         row_version=ch.row_version,
         before=typed(ent, ch.before),
+        content_hash=ch.row_version if hashed and kept(content, ch.content) else None,
     )
+
+
+def kept(row: Mapping[str, Any] | None, read: Mapping[str, Any] | None) -> bool:
+    """Is ``row`` (:func:`typed`'s) made of ``read``'s very values (so has its hash)?"""
+    return (row is not None and read is not None and len(row) == len(read)
+            and all(row.get(c, _ABSENT) is v for c, v in read.items()))
+
+
+_ABSENT = object()
 
 
 @dataclass
@@ -136,6 +150,7 @@ def decide(
             out.oldest_commit = ch.committed_at
     for name, keyed in by_entity.items():
         ent = ctx.entities[name]
+        hashed = bool(getattr(ctx.endpoints[source], "hashed_versions", False))
         states = ctx.store.load(ctx.pipeline, name, (k for k, _, _ in keyed), conn=conn,
                                 stamps=None if stamps is None else stamps.setdefault(name, {}))
         touched = out.states.setdefault(name, {})
@@ -143,8 +158,8 @@ def decide(
             st = states[k]
             if st.key is None:
                 st.key = key
-            res = on_change(st, edit_of(ent, ch), entity=name, key=key, sinks=ent.sinks,
-                            resolve=ent.resolve)
+            res = on_change(st, edit_of(ent, ch, hashed=hashed), entity=name, key=key,
+                            sinks=ent.sinks, resolve=ent.resolve)
             touched[k] = st
             mine.append((name, k, res.kind, res.conflict is not None, ch))
             if res.kind is Kind.PARKED and res.conflict is None and st.parked is not None:

@@ -31,6 +31,7 @@ class MysqlEndpoint(RangesOfSource):
 
     source: MysqlSource
     own_writes_tagged = True  # either way the reader drops them (connectors.base.Sink)
+    hashed_versions = True  # a row's version is its content's hash (connectors.base.Source)
     parallel_apply = True  # a server: sessions side by side (connectors.base.Sink)
 
     def __init__(self, name: str, settings: Any, *, pipeline: str = "",
