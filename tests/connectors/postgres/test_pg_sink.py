@@ -118,6 +118,29 @@ def test_a_replay_of_our_own_write_is_already_applied(ep: PostgresEndpoint, tabl
         other.close()
 
 
+def test_new_rows_are_copied_in_directly_unless_a_key_is_taken(
+        ep: PostgresEndpoint, table_t: str) -> None:
+    """A batch of inserts where the service knows of no row (a first snapshot) goes
+    straight into the table; a key taken meanwhile has the batch compared row by row."""
+    b = binding()
+    res = ep.apply(b, [ApplyOp({"id": i}, _row(i, f"n{i}"), None, "v1") for i in (1, 2, 3)])
+    assert [r.status for r in res] == [P, P, P]
+    assert {r.row_version for r in res} == {_xmin(table_t, i) for i in (1, 2, 3)}
+    assert ep.sink._temps == set()  # no temporary table was needed
+    sql(table_t, "INSERT INTO t VALUES (5, 'user', 1)")
+    user = _xmin(table_t, 5)
+    ops = [ApplyOp({"id": i}, _row(i, f"n{i}"), None, "v1") for i in (4, 5, 6)]
+    res = ep.apply(b, ops)
+    assert [(r.status, r.row_version) for r in res] == [
+        (P, _xmin(table_t, 4)), (S, user), (P, _xmin(table_t, 6))]
+    assert _table(table_t)[3:] == [(4, "n4", Decimal("1.00"), None),
+                                   (5, "user", Decimal("1.00"), None),
+                                   (6, "n6", Decimal("1.00"), None)]
+    again = ep.apply(b, [ApplyOp({"id": i}, _row(i, f"n{i}"), None, "v1") for i in (1, 2)])
+    assert [(r.status, r.row_version) for r in again] == [
+        (A, res_ := _xmin(table_t, 1)), (A, res_)]  # a replay of the first batch
+
+
 def test_an_earlier_write_of_ours_whose_result_was_lost_is_stale(
         ep: PostgresEndpoint, table_t: str) -> None:
     """A worker wrote v2 and died before recording it; the reader meanwhile
