@@ -21,6 +21,12 @@ it (echo suppression by tag). Inside:
    user edit moved the row; it is on its way in the log), unless it is a
    **replay** of a write of ours (``ALREADY``).
 
+**New rows.** A batch that only inserts keys the service knows of no row for
+(a first snapshot into an empty table) is copied straight into the table,
+every row's xmin the transaction's: a third of the server's work. A key found
+taken (a user's insert, or our own rows replayed after a crash) rolls that
+transaction back, and the batch goes the way above.
+
 **Recognising a replay.** After a crash between this commit and the state
 store's, the engine applies the same version again with the old ``expected``.
 The row then has our previous write's xmin, so the compare-and-set fails.
