@@ -239,11 +239,14 @@ class PostgresSink:
         knows of no row for: copied straight into the table (no temporary table, no
         conflict check), the batch rolled back on a key taken (:class:`_Occupied`)."""
         results: dict[int, ApplyResult] = {}
+        parts = [(group, self._group_columns(info, group)) for group in groups(plans)]
+        # All or none: a temporary table made before a direct insert found its key
+        # taken would be rolled back with it, while this session counts it made.
+        direct = direct and all(c.ctype.copy_native for _, cols in parts for c in cols)
         what = f"apply {len(plans)} changes to {info.qualified} at {self.name}"
         with classified(what), conn.transaction():
-            for group in groups(plans):
-                cols = self._group_columns(info, group)
-                if direct and all(c.ctype.copy_native for c in cols):
+            for group, cols in parts:
+                if direct:
                     results.update(self._insert_directly(conn, info, cols, group))
                 else:
                     results.update(self._apply_group(conn, info, cols, group))
