@@ -54,12 +54,15 @@ import multiprocessing
 import os
 import pickle
 import signal
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, TypeVar
+
+from filelock import FileLock
 
 from sync.capture import (
     STREAM,
@@ -197,7 +200,7 @@ class BatchWorkers:
         self.seen = 0  # changes read before they started
         self.ready = False
         self.started_at = 0.0
-        self._lock: Any = None
+        self._lock: str | None = None  # the path of the shared write lock (write_lock)
 
     @classmethod
     def for_run(cls, ctx: PipelineContext) -> BatchWorkers | None:
@@ -479,12 +482,14 @@ class BatchWorkers:
         ctx = self.ctx
         runtime = {name: (e.types, e.ignored, e.schemas) for name, e in ctx.entities.items()}
         # the SQLite state store's one writer: queue here, not in SQLite's busy handler
-        # (it sleeps up to 100 ms between tries); kept while they live (unpickled there)
-        lock = self._lock = _SPAWN.RLock()
+        # (it sleeps up to 100 ms between tries); the file goes when they stop
+        fd, self._lock = tempfile.mkstemp(prefix="cdcsync-state-lock-")
+        os.close(fd)
         for i in range(self.count):
             mine, theirs = _SPAWN.Pipe()
             p = _SPAWN.Process(target=serve, name=f"cdcsync-batch-{i}", daemon=True,
-                               args=(ctx.cfg, theirs, lock, runtime, handoff(), os.getpid()))
+                               args=(ctx.cfg, theirs, self._lock, runtime, handoff(),
+                                     os.getpid()))
             p.start()
             theirs.close()
             self.workers.append(_Worker(p, mine))
@@ -538,6 +543,10 @@ class BatchWorkers:
             w.conn.close()
         self.workers = []
         self.ready = False
+        if self._lock is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self._lock)
+            self._lock = None
 
 
 def _rows_of(replies: list[tuple[str, RunSummary | None, Exception | None]]) -> int:
@@ -576,7 +585,15 @@ def _portable(exc: Exception | None) -> Exception | None:
         return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
-def serve(cfg: Any, conn: Connection, lock: Any, runtime: dict[str, Any],
+def write_lock(path: str) -> FileLock:
+    """The state store's write lock that a run's worker processes share: an ``flock`` of
+    ``path``, which the kernel lets go when its holder dies. (A multiprocessing lock
+    held by a worker that was killed stayed held: the other worker waited for it, and
+    the run for that worker, forever.)"""
+    return FileLock(path)
+
+
+def serve(cfg: Any, conn: Connection, lock: str, runtime: dict[str, Any],
           logs: dict[str, Any], parent: int) -> None:
     """A worker process: open the pipeline, then decide, apply and save the parts it is
     sent until the run says stop (None) or ends."""
@@ -597,7 +614,7 @@ def serve(cfg: Any, conn: Connection, lock: Any, runtime: dict[str, Any],
             for name, (types, ignored, schemas) in runtime.items():
                 ent = ctx.entities[name]
                 ent.types, ent.ignored, ent.schemas = types, ignored, schemas
-            ctx.store.share_write_lock(lock)
+            ctx.store.share_write_lock(write_lock(lock))
             conn.send(("ready", None, None))
             while True:
                 try:

@@ -263,3 +263,37 @@ def test_a_column_added_mid_backlog_restarts_the_workers_with_it(
         _fixed_point(p)
     finally:
         cdcsync("teardown", str(path), "--force", expect=None)
+
+
+def _hold_the_write_lock(path: str, held: Any) -> None:
+    from sync.parallel import write_lock
+
+    lock = write_lock(path)
+    lock.acquire()
+    held.send(True)
+    time.sleep(60)  # killed before
+
+
+def test_a_worker_killed_holding_the_state_lock_blocks_no_one(tmp_path: Path) -> None:
+    """The workers queue their state-store writes on one lock. A worker killed while it
+    held it (OOM, kill -9) must not leave it held: the other worker would wait for it,
+    and the run for that worker, forever (a multiprocessing lock did)."""
+    from filelock import Timeout
+
+    from sync.parallel import write_lock
+
+    spawn = multiprocessing.get_context("spawn")
+    path = str(tmp_path / "state-lock")
+    ours, theirs = spawn.Pipe()
+    holder = spawn.Process(target=_hold_the_write_lock, args=(path, theirs), daemon=True)
+    holder.start()
+    assert ours.poll(30) and ours.recv() is True
+    lock = write_lock(path)
+    with pytest.raises(Timeout):
+        lock.acquire(timeout=0.3)  # held by the other process
+    assert holder.pid is not None
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.join(10)
+    with lock.acquire(timeout=5):  # let go with its holder
+        with lock:  # reentrant, as the per-process lock it stands for
+            pass
