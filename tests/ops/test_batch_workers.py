@@ -294,6 +294,5 @@ def test_a_worker_killed_holding_the_state_lock_blocks_no_one(tmp_path: Path) ->
     assert holder.pid is not None
     os.kill(holder.pid, signal.SIGKILL)
     holder.join(10)
-    with lock.acquire(timeout=5):  # let go with its holder
-        with lock:  # reentrant, as the per-process lock it stands for
-            pass
+    with lock.acquire(timeout=5), lock:  # let go with its holder; reentrant, as the
+        pass  # per-process lock it stands for
