@@ -226,7 +226,7 @@ class PostgresSink:
         try:
             try:
                 return self._apply_plans(conn, info, plans, direct=_all_inserts(plans))
-            except _Occupied:  # a row expected absent is there: compared one by one
+            except _NotDirect:  # not written as sent: compared one by one
                 return self._apply_plans(conn, info, plans, direct=False)
         except BaseException:
             if conn.broken:
@@ -237,7 +237,8 @@ class PostgresSink:
                      direct: bool) -> list[ApplyResult]:
         """The batch in one transaction. ``direct``: every op inserts a row the service
         knows of no row for: copied straight into the table (no temporary table, no
-        conflict check), the batch rolled back on a key taken (:class:`_Occupied`)."""
+        conflict check), the batch rolled back where not every row went in as sent
+        (:class:`_NotDirect`)."""
         results: dict[int, ApplyResult] = {}
         parts = [(group, self._group_columns(info, group)) for group in groups(plans)]
         # All or none: a temporary table made before a direct insert found its key
@@ -300,16 +301,20 @@ class PostgresSink:
         """New rows by binary ``COPY`` into the table itself: what the ``INSERT ... ON
         CONFLICT DO NOTHING`` from the temporary table does when no key is taken, for
         a third of the server's work (a first snapshot into an empty table is all such
-        rows). A key taken raises :class:`_Occupied` (the transaction is lost)."""
+        rows). A key taken, or a row a trigger kept out, raises :class:`_NotDirect` (the
+        transaction is lost)."""
         stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
             info.ident, sql.SQL(", ").join(sql.Identifier(c.name) for c in cols))
+        cur = conn.cursor()
         try:
-            with conn.cursor().copy(stmt) as copy:
+            with cur.copy(stmt) as copy:
                 copy.set_types([c.type_oid for c in cols])
                 for p in group:
                     copy.write_row([p.values.get(c.name) for c in cols])
         except psycopg.errors.UniqueViolation as exc:
-            raise _Occupied from exc
+            raise _NotDirect from exc
+        if cur.rowcount != len(group):  # a trigger kept rows out: they are told apart
+            raise _NotDirect  # (as not applied) by the compared way
         row = conn.execute("SELECT pg_current_xact_id()::text::bigint % 4294967296").fetchone()
         xmin = int(row[0]) if row else None  # every row's: written by this transaction
         return {p.index: ApplyResult(p.key_text, ApplyStatus.APPLIED, xmin) for p in group}
@@ -622,8 +627,9 @@ def _digest(key: str) -> bytes:
     return hashlib.blake2b(key.encode(), digest_size=16).digest()
 
 
-class _Occupied(Exception):
-    """A key a direct insert expected absent is taken (PostgresSink._insert_directly)."""
+class _NotDirect(Exception):
+    """A direct insert did not write every row as sent: a key it expected absent is
+    taken, or a trigger kept a row out (PostgresSink._insert_directly)."""
 
 
 def _all_inserts(plans: Sequence[OpPlan]) -> bool:

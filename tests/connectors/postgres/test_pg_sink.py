@@ -141,6 +141,19 @@ def test_new_rows_are_copied_in_directly_unless_a_key_is_taken(
         (A, res_ := _xmin(table_t, 1)), (A, res_)]  # a replay of the first batch
 
 
+def test_new_rows_a_trigger_keeps_out_are_not_reported_applied(
+        ep: PostgresEndpoint, table_t: str) -> None:
+    """COPY, like INSERT, runs the table's triggers: a row a BEFORE trigger drops is not
+    there, and the direct path must not report it written (the compared way tells)."""
+    sql(table_t, "CREATE FUNCTION no_two() RETURNS trigger LANGUAGE plpgsql AS"
+                 " $$ BEGIN IF NEW.id = 2 THEN RETURN NULL; END IF; RETURN NEW; END $$",
+        "CREATE TRIGGER no_two BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION no_two()")
+    res = ep.apply(binding(), [ApplyOp({"id": i}, _row(i), None, "v1") for i in (1, 2, 3)])
+    assert [(r.status, r.row_version) for r in res] == [
+        (P, _xmin(table_t, 1)), (S, None), (P, _xmin(table_t, 3))]
+    assert [row[0] for row in _table(table_t)] == [1, 3]
+
+
 def test_an_earlier_write_of_ours_whose_result_was_lost_is_stale(
         ep: PostgresEndpoint, table_t: str) -> None:
     """A worker wrote v2 and died before recording it; the reader meanwhile
