@@ -44,8 +44,7 @@ def typed(ent: EntityContext, row: Mapping[str, Any] | None) -> dict[str, Any] |
 
 def edit_of(ent: EntityContext, ch: Change, *, hashed: bool = False) -> Edit:
     """``ch`` as the protocol reads it. ``hashed``: its source's row versions are
-    :func:`row_hash` of the rows it reads (connectors.base ``Source.hashed_versions``),
-    the content's own hash where :func:`typed` kept every value as it was."""
+    content hashes (:func:`hashed_versions`)."""
     content = typed(ent, ch.content)
     return Edit(
         endpoint=ch.source,
@@ -54,14 +53,24 @@ def edit_of(ent: EntityContext, ch: Change, *, hashed: bool = False) -> Edit:
         committed_at=ch.committed_at,
         row_version=ch.row_version,
         before=typed(ent, ch.before),
-        content_hash=ch.row_version if hashed and kept(content, ch.content) else None,
+        content_hash=known_hash(hashed, content, ch.content, ch.row_version),
     )
 
 
-def kept(row: Mapping[str, Any] | None, read: Mapping[str, Any] | None) -> bool:
-    """Is ``row`` (:func:`typed`'s) made of ``read``'s very values (so has its hash)?"""
-    return (row is not None and read is not None and len(row) == len(read)
-            and all(row.get(c, _ABSENT) is v for c, v in read.items()))
+def hashed_versions(ctx: PipelineContext, endpoint: str) -> bool:
+    """Are ``endpoint``'s row versions :func:`row_hash` of the rows it reads
+    (connectors.base ``Source.hashed_versions``: MariaDB)?"""
+    return bool(getattr(ctx.endpoints[endpoint], "hashed_versions", False))
+
+
+def known_hash(hashed: bool, content: Mapping[str, Any] | None,
+               read: Mapping[str, Any] | None, version: Any) -> str | None:
+    """``row_hash(content)`` without making it: ``version``, where it is the hash of the
+    row ``read`` (``hashed``) and :func:`typed` made ``content`` of that row's very
+    values; else None (the caller hashes)."""
+    if not hashed or content is None or read is None or len(content) != len(read):
+        return None
+    return version if all(content.get(c, _ABSENT) is v for c, v in read.items()) else None
 
 
 _ABSENT = object()
@@ -150,7 +159,7 @@ def decide(
             out.oldest_commit = ch.committed_at
     for name, keyed in by_entity.items():
         ent = ctx.entities[name]
-        hashed = bool(getattr(ctx.endpoints[source], "hashed_versions", False))
+        hashed = hashed_versions(ctx, source)
         states = ctx.store.load(ctx.pipeline, name, (k for k, _, _ in keyed), conn=conn,
                                 stamps=None if stamps is None else stamps.setdefault(name, {}))
         touched = out.states.setdefault(name, {})

@@ -61,7 +61,7 @@ from conflict.canonical import key_text, row_from_json, row_to_json
 from conflict.protocol import Edit, KeyState, on_snapshot, snapshot_like
 from connectors.base import RangeSnapshots
 from sync.apply import apply_unsaved, replay_outbox
-from sync.capture import kept, state_lock, typed
+from sync.capture import hashed_versions, known_hash, state_lock, typed
 from sync.change import SnapshotChunk
 from sync.context import EntityContext, PipelineContext
 from sync.parallel import BatchWorkers
@@ -214,7 +214,7 @@ def decide_and_apply(ctx: PipelineContext, ent: EntityContext, source: str,
     """The states of ``rows`` (``(row, row version)`` read at ``source``), decided and
     applied at every other endpoint, their results recorded: ready to be saved."""
     others = [ep for ep in ent.bindings if ep != source]
-    hashed = bool(getattr(ctx.endpoints[source], "hashed_versions", False))
+    hashed = hashed_versions(ctx, source)
     states: dict[str, KeyState] = {}
     template: KeyState | None = None
     for row, version in rows:
@@ -222,7 +222,7 @@ def decide_and_apply(ctx: PipelineContext, ent: EntityContext, source: str,
         key = {c: content[c] for c in ent.cfg.key}
         read = Edit(endpoint=source, content=content, position=None, committed_at=now,
                     row_version=version,
-                    content_hash=version if hashed and kept(content, row) else None)
+                    content_hash=known_hash(hashed, content, row, version))
         if template is None:
             # Decided by the protocol once; every other key of the chunk is read the
             # same way (present at the source only), so decides the same.

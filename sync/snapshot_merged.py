@@ -41,7 +41,7 @@ from typing import Any
 from conflict.canonical import key_text, row_from_json, row_hash, row_to_json
 from conflict.protocol import ConflictRecord
 from connectors.base import RangeSnapshots
-from sync.capture import state_lock, typed
+from sync.capture import hashed_versions, known_hash, state_lock, typed
 from sync.change import SnapshotRow
 from sync.context import EntityContext, PipelineContext
 from sync.parallel import BatchWorkers
@@ -228,12 +228,13 @@ def decide_merged(ctx: PipelineContext, ent: EntityContext, keys: list[KeyRows],
     the reconcile does staged ones; a key that has a state already was decided by this
     snapshot before a crash and stays as it was."""
     found: dict[str, dict[str, Read]] = {}
+    hashed = {ep: hashed_versions(ctx, ep) for ep in ent.bindings}
     for rows in keys:
         reads: dict[str, Read] = {}
         by_text: dict[str, tuple[dict[str, Any], str]] = {}
         for ep, (row, version) in rows.items():
             content = typed(ent, row) or {}
-            h = row_hash(content)
+            h = known_hash(hashed[ep], content, row, version) or row_hash(content)
             content, h = by_text.setdefault(h, (content, h))  # alike rows: one content
             reads[ep] = (content, h, version, now)
         content = next(iter(reads.values()))[0]
