@@ -37,6 +37,8 @@ class TableInfo:
     primary_key: tuple[str, ...]
     unique_keys: tuple[frozenset[str], ...]  # plain unique indexes, primary key included
     replica_identity: str  # d, n, f, i
+    #: rewrite rules on writes: (name, event: "INSERT"/"UPDATE"/"DELETE", DO INSTEAD)
+    rules: tuple[tuple[str, str, bool], ...] = ()
 
     @property
     def ident(self) -> sql.Identifier:
@@ -61,6 +63,27 @@ class TableInfo:
 
     def has_unique(self, columns: tuple[str, ...]) -> bool:
         return frozenset(columns) in self.unique_keys
+
+    def check_writable(self, endpoint: str) -> None:
+        """Refuse a table whose rewrite rules the sink's statements cannot go through.
+
+        PostgreSQL refuses ``INSERT ... ON CONFLICT`` on a table with an INSERT or
+        UPDATE rule, and an ``ON DELETE DO INSTEAD`` rule replaces the ``DELETE ...
+        RETURNING`` that reports which rows went. (``COPY``, which writes a batch of new
+        rows, would also pass by any rule silently.) A DO ALSO rule on DELETE is kept.
+
+        Raises:
+            SchemaError: naming the rules and what to use instead.
+        """
+        bad = [f"{name} (ON {event}{' DO INSTEAD' if instead else ''})"
+               for name, event, instead in self.rules if event != "DELETE" or instead]
+        if bad:
+            raise SchemaError(
+                f"endpoint {endpoint}: table {self.qualified} has rewrite rules cdcsync"
+                f" cannot write through: {', '.join(bad)}. PostgreSQL refuses"
+                " INSERT ... ON CONFLICT on a table with INSERT or UPDATE rules; use a"
+                " trigger instead, or bind the entity to the table the rule writes to"
+            )
 
 
 def split_table(table: str, default_schema: str) -> tuple[str, str]:
@@ -88,6 +111,13 @@ FROM pg_index i
 WHERE i.indrelid = %s AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
   AND i.indisvalid AND i.indimmediate
 ORDER BY NOT i.indisprimary, i.indexrelid
+"""
+
+
+_RULES = """
+SELECT rulename, CASE ev_type WHEN '2' THEN 'UPDATE' WHEN '3' THEN 'INSERT' ELSE 'DELETE' END,
+       is_instead
+FROM pg_rewrite WHERE ev_class = %s AND ev_type IN ('2', '3', '4') ORDER BY rulename
 """
 
 
@@ -119,8 +149,9 @@ def find_table(conn: PgConnection, schema: str, name: str) -> TableInfo | None:
         if primary:
             pk = tuple(str(c) for c in cols)
         uniques.append(frozenset(str(c) for c in cols))
+    rules = tuple((str(n), str(e), bool(i)) for n, e, i in conn.execute(_RULES, (oid,)))
     register_result_loaders(conn.adapters, (c.ctype for c in columns))
-    return TableInfo(schema, name, oid, tuple(columns), pk, tuple(uniques), replident)
+    return TableInfo(schema, name, oid, tuple(columns), pk, tuple(uniques), replident, rules)
 
 
 def table_for(conn: PgConnection, binding: Binding, default_schema: str) -> TableInfo:

@@ -220,6 +220,7 @@ class PostgresSink:
         info = self.table(binding)
         planner = self._planners.get(id(binding))
         if planner is None or planner.info is not info or planner.binding is not binding:
+            info.check_writable(self.name)  # once per table definition read
             planner = self._planners[id(binding)] = OpPlanner(binding, info)
         plans = [planner.plan(i, op) for i, op in enumerate(ops)]
         conn = self.connection()

@@ -154,6 +154,31 @@ def test_new_rows_a_trigger_keeps_out_are_not_reported_applied(
     assert [row[0] for row in _table(table_t)] == [1, 3]
 
 
+
+@pytest.mark.parametrize("rule, refused", [
+    ("ON INSERT TO t DO ALSO INSERT INTO log VALUES (NEW.id)", True),
+    ("ON UPDATE TO t DO ALSO INSERT INTO log VALUES (NEW.id)", True),
+    ("ON DELETE TO t DO INSTEAD UPDATE t SET note = 'gone' WHERE id = OLD.id", True),
+    ("ON DELETE TO t DO ALSO INSERT INTO log VALUES (OLD.id)", False),
+])
+def test_a_table_with_rules_the_sink_cannot_write_through_is_refused(
+        ep: PostgresEndpoint, table_t: str, rule: str, refused: bool) -> None:
+    """INSERT ... ON CONFLICT is refused on a table with INSERT or UPDATE rules, and
+    COPY would pass by them: a batch of new rows would go in where no later batch
+    can. The sink refuses such a table before it writes anything, naming the rule."""
+    sql(table_t, "CREATE TABLE log (id int)", f"CREATE RULE r AS {rule}")
+    ops = [ApplyOp({"id": i}, _row(i), None, "v1") for i in (1, 2)]
+    if refused:
+        with pytest.raises(SchemaError, match=r"table public\.t has rewrite rules .*: r \(ON"):
+            ep.apply(binding(), ops)
+        assert _table(table_t) == []
+    else:
+        assert [r.status for r in ep.apply(binding(), ops)] == [P, P]
+        res = ep.apply(binding(), [ApplyOp({"id": 1}, None, _xmin(table_t, 1), "v2")])
+        assert [r.status for r in res] == [P]
+        assert query(table_t, "SELECT id FROM log") == [(1,)]
+    assert len(ep.read(binding(), [{"id": 2}])) == (0 if refused else 1)  # reads are fine
+
 def test_an_earlier_write_of_ours_whose_result_was_lost_is_stale(
         ep: PostgresEndpoint, table_t: str) -> None:
     """A worker wrote v2 and died before recording it; the reader meanwhile
