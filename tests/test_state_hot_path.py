@@ -137,6 +137,26 @@ def test_a_loaded_state_keeps_its_stored_content_as_text_and_saves_it_unchanged(
     assert {k: st.content for k, st in store.load("p", "t", list(rows)).items()} == rows
 
 
+def test_a_parked_state_with_an_integer_past_64_bits_is_saved(tmp_path: Path) -> None:
+    """A parked conflict's sides are JSON trees, which orjson refuses with an integer
+    past 64 bits in them (a JSON document's): the store writes such a state with the
+    standard library (it failed on the content's orjson fragment, and the batch with it)."""
+    from conflict.case import Park
+
+    store = open_store(f"sqlite:///{tmp_path}/state.db")
+    huge = dict(ROW, doc={"n": 10**25 + 7})
+    st = KeyState(key={"id": 1})
+    read(st, "a", huge, 1)
+    outcome = on_change(st, Edit("b", dict(huge, name="rival"), (1,), 1.0), entity="t",
+                        key={"id": 1}, sinks=["a", "b"], resolve=lambda case: Park("both"))
+    assert outcome.kind is Kind.PARKED
+    with store.transaction() as conn:
+        store.save(conn, "p", "t", {"k": st})
+    loaded = store.load("p", "t", ["k"])["k"]
+    assert loaded == st and loaded.parked is not None
+    assert loaded.parked.sides["b"].content == dict(huge, name="rival")
+
+
 def test_a_worker_reloads_exactly_the_keys_saved_since_it_loaded_them(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{tmp_path}/state.db")
     states = {}

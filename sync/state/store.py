@@ -177,18 +177,24 @@ def _migrate(engine: Engine) -> None:
 
 
 def _dumps(obj: Any) -> str:
-    """Key states as JSON: orjson (every batch writes one per key), the standard library
-    for what orjson refuses (integers past 64 bits)."""
+    """JSON for the store: orjson (every batch writes a state per key), the standard
+    library for what orjson refuses (integers past 64 bits)."""
     try:
         return orjson.dumps(obj).decode()
     except TypeError:
-        return json.dumps(obj, default=_unfragment)
+        return json.dumps(obj, separators=(",", ":"))
 
 
-def _unfragment(obj: Any) -> Any:
-    if isinstance(obj, orjson.Fragment):
-        return json.loads(obj.contents)
-    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+def _state_text(st: KeyState) -> str:
+    """A key state's stored JSON: its content and key as the JSON text they have
+    already (orjson fragments), unless orjson refuses a part made anew (an integer past
+    64 bits in a parked side's JSON document, or in a content read and kept as a tree):
+    then the whole state as JSON trees, which the standard library writes (it cannot
+    write orjson's fragments)."""
+    try:
+        return orjson.dumps(state_to_json(st, fragments=True)).decode()
+    except TypeError:
+        return json.dumps(state_to_json(st), separators=(",", ":"))
 
 
 def open_store(url: str) -> StateStore:
@@ -384,7 +390,7 @@ class StateStore:
     def encode(states: Mapping[str, KeyState]) -> dict[str, str]:
         """The stored form of ``states``: made before taking the state lock, it keeps
         the lock's hold short (see :meth:`save`)."""
-        return {k: _dumps(state_to_json(st, fragments=True)) for k, st in states.items()}
+        return {k: _state_text(st) for k, st in states.items()}
 
     @staticmethod
     def save(conn: Connection, pipeline: str, entity: str, states: Mapping[str, KeyState],
