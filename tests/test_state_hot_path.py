@@ -109,8 +109,9 @@ def test_a_write_that_found_no_row_is_stored_with_its_position_until_read_past()
 
 def test_a_loaded_state_keeps_its_stored_content_as_text_and_saves_it_unchanged(
         tmp_path: Path) -> None:
-    """The stored content kept with a loaded state is its JSON text (a JSON tree would
-    be a second copy of every loaded row in memory); saved again, it is written as
+    """The stored content kept with a loaded state, once decoded, is its JSON text (a
+    JSON tree would be a second copy of every loaded row in memory); saved again, it is
+    written as
     it was read, and an integer past 64 bits (orjson refuses it) survives both ways."""
     import json
 
@@ -135,6 +136,49 @@ def test_a_loaded_state_keeps_its_stored_content_as_text_and_saves_it_unchanged(
     with store.transaction() as conn:
         store.save(conn, "p", "t", loaded)
     assert {k: st.content for k, st in store.load("p", "t", list(rows)).items()} == rows
+
+
+def test_a_loaded_states_content_is_decoded_only_when_asked_for(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deciding a change that dominates replaces a loaded state's content unread, and
+    a state saved unread writes its content back as it was read (integers past 64
+    bits too): neither decodes it. Asked for, it is the content that was saved."""
+    from sync.state import codec
+
+    store = open_store(f"sqlite:///{tmp_path}/state.db")
+    huge = dict(ROW, amount=2**70 + 1, doc={"n": 10**25 + 7})
+    states = {}
+    for k, row in (("k1", ROW), ("k2", huge)):
+        st = KeyState(key={"id": 1})
+        read(st, "a", row, 1)
+        states[k] = st
+    with store.transaction() as conn:
+        store.save(conn, "p", "t", states)
+    decode = codec.row_from_json
+
+    def no_decoding(data: dict[str, object] | None) -> object:
+        if data is not None and "name" in data:  # (the key is decoded as loaded)
+            raise AssertionError("the content was decoded")
+        return decode(data)
+
+    monkeypatch.setattr(codec, "row_from_json", no_decoding)
+    loaded = store.load("p", "t", ["k1", "k2"])
+    assert loaded["k1"].content_hash == row_hash(ROW)
+    assert read(loaded["k1"], "a", dict(ROW, name="new"), 5) is Kind.APPLIED
+    assert loaded["k1"].content == dict(ROW, name="new")
+    assert state_to_json(loaded["k2"]) == state_to_json(states["k2"])
+    with store.transaction() as conn:
+        store.save(conn, "p", "t", loaded)
+    monkeypatch.setattr(codec, "row_from_json", decode)
+    again = store.load("p", "t", ["k1", "k2"])
+    assert again["k1"].content == dict(ROW, name="new") and again["k2"].content == huge
+    assert again["k2"] == states["k2"] and states["k2"] == again["k2"]
+    assert again["k1"] != states["k1"]
+    with pytest.raises(AssertionError, match="decoded"):  # a conflict asks for it
+        monkeypatch.setattr(codec, "row_from_json", no_decoding)
+        other = store.load("p", "t", ["k2"])["k2"]
+        on_change(other, Edit("b", dict(ROW, name="rival"), (1,), 1.0), entity="t",
+                  key={"id": 1}, sinks=["a", "b"], resolve=_never)  # type: ignore[arg-type]
 
 
 def test_a_parked_state_with_an_integer_past_64_bits_is_saved(tmp_path: Path) -> None:

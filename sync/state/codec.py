@@ -38,6 +38,63 @@ def _json_text(obj: Any) -> str:
         return json.dumps(obj, separators=(",", ":"))
 
 
+#: the dataclass's slot for ``content``: StoredState keeps the decoded content there
+_CONTENT: Any = KeyState.__dict__["content"]
+_DECODED = object()  # StoredState's ``_raw`` once the content is decoded (or replaced)
+
+
+class StoredState(KeyState):
+    """A state read from the store, whose content is decoded from its JSON tree when
+    first asked for. A change that dominates (nearly every one) replaces the content
+    unread, and saving such a state writes the tree back as it was read: decoding the
+    typed values (decimals, timestamps, ...) was half of what a load cost. The hash
+    stored with the content answers :attr:`content_hash` meanwhile."""
+
+    __slots__ = ("_raw",)
+    _raw: Any
+
+    @property
+    def content(self) -> dict[str, Any] | None:
+        raw = self._raw
+        if raw is not _DECODED:
+            self._raw = _DECODED
+            value = row_from_json(raw)
+            _CONTENT.__set__(self, value)
+            self.memo["json"] = (value, _json_text(raw))  # saved again as it was read
+            known = self.memo.get("hash")
+            if known is not None:
+                self.memo["hash"] = (value, known[1])
+        return _CONTENT.__get__(self)  # type: ignore[no-any-return]
+
+    @content.setter
+    def content(self, value: dict[str, Any] | None) -> None:
+        self._raw = _DECODED
+        _CONTENT.__set__(self, value)
+
+    @property
+    def content_hash(self) -> str:
+        if self._raw is not _DECODED:
+            known = self.memo.get("hash")
+            if known is not None:
+                return str(known[1])
+        return KeyState.content_hash.__get__(self)  # type: ignore[no-any-return]
+
+    def stored_content(self) -> Any:
+        """The content's JSON tree while it is not decoded, else ``_DECODED``."""
+        return self._raw
+
+    def __eq__(self, other: object) -> bool:
+        # the dataclass's __eq__ wants the very same class on both sides
+        if not isinstance(other, KeyState):
+            return NotImplemented
+        return _fields(self) == _fields(other)
+
+
+def _fields(st: KeyState) -> tuple[Any, ...]:
+    return (st.vector, st.content, st.committed_at, st.origin, st.endpoints, st.outbox,
+            st.parked, st.key)
+
+
 def _stored(st: KeyState, name: str, row: dict[str, Any] | None) -> str:
     """The JSON text of ``row_to_json(row)``, made once per row object (a batch saves a
     state twice). Kept as text, not as the JSON tree: a loaded state keeps it until it
@@ -55,16 +112,17 @@ def state_to_json(st: KeyState, *, fragments: bool = False) -> dict[str, Any]:
     fragments of their JSON text (for :func:`orjson.dumps`, which writes them as they
     are), else as JSON trees."""
     part = orjson.Fragment if fragments else parse_json
+    raw = st.stored_content() if isinstance(st, StoredState) else _DECODED
     out: dict[str, Any] = {
         "v": st.vector.as_dict(),
-        "c": part(_stored(st, "json", st.content)),
+        "c": part(_stored(st, "json", st.content)) if raw is _DECODED else raw,
         "t": st.committed_at,
         "o": st.origin,
         "e": {name: _endpoint_to_json(e) for name, e in st.endpoints.items()},
         "x": sorted(st.outbox),
         "k": part(_stored(st, "key json", st.key)),
     }
-    if st.content is not None:
+    if (st.content if raw is _DECODED else raw) is not None:
         # Kept with the content: a worker in another process loads every state it
         # applies, and each apply job carries this hash (made again it costs a row
         # hash per key; the reader has it in hand from deciding).
@@ -109,9 +167,8 @@ def _endpoint_from_json(e: dict[str, Any]) -> EndpointState:
 
 def state_from_json(d: dict[str, Any]) -> KeyState:
     park = d.get("park")
-    st = KeyState(
+    st = StoredState(
         vector=VersionVector.stored(d["v"]),
-        content=row_from_json(d["c"]),
         committed_at=float(d["t"]),
         origin=d["o"],
         endpoints={name: _endpoint_from_json(e) for name, e in d["e"].items()},
@@ -121,9 +178,10 @@ def state_from_json(d: dict[str, Any]) -> KeyState:
             park["id"], {n: side_from_json(s) for n, s in park["sides"].items()},
             row_from_json(park["base"])),
     )
-    # saved again as it was read, unless replaced
-    st.memo["json"] = (st.content, _json_text(d["c"]))
+    st._raw = d["c"]  # decoded when asked for; until then saved again as it was read
+    if st._raw is None:
+        st._raw = _DECODED
     if "h" in d:  # states saved before it was kept have it made when asked
-        st.memo["hash"] = (st.content, d["h"])
+        st.memo["hash"] = (st.content if st._raw is _DECODED else _DECODED, d["h"])
     st.memo["key json"] = (st.key, _json_text(d.get("k")))
     return st
