@@ -446,6 +446,15 @@ def canonical_json(obj: Any) -> str:
         return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def _canonical_bytes(obj: Any) -> bytes:
+    """``canonical_json(obj).encode("utf-8")`` (what a hash takes), without the round
+    trip through ``str`` in the common case."""
+    try:
+        return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return canonical_json(obj).encode("utf-8")
+
+
 def row_hash(row: Row | None) -> str:
     """A short stable digest of a row's canonical content; ``""`` for an absent row."""
     return canonical_hash(canonical_row(row))
@@ -456,8 +465,7 @@ def canonical_hash(canonical: Mapping[str, CanonicalValue] | None) -> str:
     has that form already (a sink compares rows by it before hashing them)."""
     if canonical is None:
         return ""
-    data = canonical_json(canonical).encode("utf-8")
-    return hashlib.blake2b(data, digest_size=12).hexdigest()
+    return hashlib.blake2b(_canonical_bytes(canonical), digest_size=12).hexdigest()
 
 
 def key_text(key: Row) -> str:
