@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import logging
 import multiprocessing
 import os
@@ -60,6 +61,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import Any, TypeVar
 
 from filelock import FileLock
@@ -482,9 +484,8 @@ class BatchWorkers:
         ctx = self.ctx
         runtime = {name: (e.types, e.ignored, e.schemas) for name, e in ctx.entities.items()}
         # the SQLite state store's one writer: queue here, not in SQLite's busy handler
-        # (it sleeps up to 100 ms between tries); the file goes when they stop
-        fd, self._lock = tempfile.mkstemp(prefix="cdcsync-state-lock-")
-        os.close(fd)
+        # (it sleeps up to 100 ms between tries)
+        self._lock = lock_path(ctx.cfg.state.url)
         for i in range(self.count):
             mine, theirs = _SPAWN.Pipe()
             p = _SPAWN.Process(target=serve, name=f"cdcsync-batch-{i}", daemon=True,
@@ -543,10 +544,7 @@ class BatchWorkers:
             w.conn.close()
         self.workers = []
         self.ready = False
-        if self._lock is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(self._lock)
-            self._lock = None
+        self._lock = None  # (its file stays: see lock_path)
 
 
 def _rows_of(replies: list[tuple[str, RunSummary | None, Exception | None]]) -> int:
@@ -583,6 +581,23 @@ def _portable(exc: Exception | None) -> Exception | None:
         return exc
     except Exception:
         return RuntimeError(f"{type(exc).__name__}: {exc}")
+
+
+def lock_path(url: str) -> str:
+    """Where the workers' write lock of the state store at ``url`` lives: beside a SQLite
+    file (``<file>-cdcsync-lock``, with SQLite's own ``-wal`` and ``-shm``), else in the
+    temporary directory under a name made from the URL and the user.
+
+    One file per store, never removed: a run killed with -9 leaves nothing new behind
+    (a file per run did), and a file unlinked while another run waits on it would
+    split the lock in two. Runs of other pipelines that share the store queue on it
+    too, as SQLite would have them do anyway."""
+    sqlite_file = url.removeprefix("sqlite:///").split("?", 1)[0]
+    if sqlite_file != url and sqlite_file and sqlite_file != ":memory:":
+        return str(Path(sqlite_file).resolve()) + "-cdcsync-lock"
+    digest = hashlib.blake2b(url.encode(), digest_size=8).hexdigest()
+    user = getattr(os, "getuid", lambda: 0)()
+    return str(Path(tempfile.gettempdir()) / f"cdcsync-state-lock-{user}-{digest}")
 
 
 def write_lock(path: str) -> FileLock:

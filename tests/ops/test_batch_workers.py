@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import signal
 import sqlite3
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -109,8 +110,12 @@ def test_a_backlog_on_both_sides_is_synced_by_worker_processes(pg_pg: Pipeline) 
     sql(p.a, "INSERT INTO items SELECT g, 'a' || g, g, jsonb_build_object('g', g)"
              " FROM generate_series(1, 400) g")
     sql(p.b, "INSERT INTO items SELECT g, 'b' || g, g, NULL FROM generate_series(1001, 1300) g")
+    temp_locks = set(Path(tempfile.gettempdir()).glob("cdcsync-state-lock-*"))
     first = p.run_with_workers()
     assert first["worker_batches"] > 0, first
+    # the workers' write lock is the store's own file, beside it: nothing left elsewhere
+    assert (p.path.parent / "state.db-cdcsync-lock").exists()
+    assert set(Path(tempfile.gettempdir()).glob("cdcsync-state-lock-*")) == temp_locks
     assert first["errors"] == [] and first["totals"]["applied"] == 700, first
     assert query(p.a, ROWS) == query(p.b, ROWS) and len(query(p.a, ROWS)) == 700
     _fixed_point(p)
@@ -272,6 +277,21 @@ def _hold_the_write_lock(path: str, held: Any) -> None:
     lock.acquire()
     held.send(True)
     time.sleep(60)  # killed before
+
+
+def test_the_write_lock_of_a_store_is_one_file_whatever_the_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file per run (mkstemp) was left behind by every run killed with -9."""
+    from sync.parallel import lock_path
+
+    monkeypatch.chdir(tmp_path)
+    assert lock_path(f"sqlite:///{tmp_path}/s.db") == f"{tmp_path}/s.db-cdcsync-lock"
+    assert lock_path("sqlite:///rel.db") == f"{tmp_path}/rel.db-cdcsync-lock"
+    assert lock_path("sqlite:///s.db?timeout=5") == f"{tmp_path}/s.db-cdcsync-lock"
+    pg = lock_path("postgresql://u@h/db")
+    assert pg == lock_path("postgresql://u@h/db") != lock_path("postgresql://u@h/other")
+    assert Path(pg).parent == Path(tempfile.gettempdir())
+    assert Path(pg).name.startswith(f"cdcsync-state-lock-{os.getuid()}-")
 
 
 def test_a_worker_killed_holding_the_state_lock_blocks_no_one(tmp_path: Path) -> None:
