@@ -297,8 +297,13 @@ class Sink(Protocol):
 class Endpoint(Source, Sink, Protocol):
     """Most endpoints are both; the setup verbs belong to the endpoint."""
 
-    def setup(self, bindings: Sequence[Binding], pipeline: str) -> list[str]:
-        """Create capture objects (triggers, publication, slot...); return what was done."""
+    def setup(self, bindings: Sequence[Binding], pipeline: str, *,
+              capture_changes: bool = True) -> list[str]:
+        """Create capture objects (triggers, publication, slot...); return what was done.
+
+        ``capture_changes=False``: the pipeline reads no changes here (every entity bound
+        here is one-way from another endpoint), so what only a reader needs is not made
+        (a PostgreSQL slot, which would hold the cluster's WAL unread)."""
         ...
 
     def teardown(self, bindings: Sequence[Binding], pipeline: str) -> list[str]: ...

@@ -65,10 +65,13 @@ def setup_pipeline(cfg: Any, verb: str = "setup") -> list[str]:
     for name in cfg.endpoints:
         bindings = [b for e in cfg.entities
                     for ep, b in bindings_for(cfg, e).items() if ep == name]
+        # an endpoint that every entity bound to it only writes to has nothing read here
+        extra = {} if verb != "setup" else {"capture_changes": any(
+            name in ent.sources() for ent in cfg.entities.values() if name in ent.endpoints)}
         ep = connect(cfg, name)
         try:
-            done: list[str] = reach(cfg, f"{verb} at endpoint {name!r}",
-                                    functools.partial(getattr(ep, verb), bindings, cfg.pipeline))
+            done: list[str] = reach(cfg, f"{verb} at endpoint {name!r}", functools.partial(
+                getattr(ep, verb), bindings, cfg.pipeline, **extra))
         finally:
             ep.close()
         lines.extend(f"{name}: {line}" for line in done)

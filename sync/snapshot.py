@@ -55,13 +55,17 @@ def needs_snapshot(ctx: PipelineContext, ent: EntityContext) -> bool:
     return any(ctx.store.checkpoint(ctx.pipeline, ep, ent.name) is None for ep in ent.bindings)
 
 
-def stream_start(ctx: PipelineContext, endpoint: str) -> dict[str, Any]:
+def stream_start(ctx: PipelineContext, endpoint: str, *, read: bool = True) -> dict[str, Any]:
     """Where ``endpoint``'s log is read from after a snapshot taken now.
 
     An endpoint already streamed for other entities keeps its one checkpoint:
     the new entity's changes since then are read again after its snapshot,
     which converges to the same rows (the log is complete and in order).
+    ``read=False``: the entity is only written to there (a one-way target), whose
+    log is not read: no position (a PostgreSQL endpoint has no slot to take one from).
     """
+    if not read:
+        return {}
     cp = ctx.store.checkpoint(ctx.pipeline, endpoint, STREAM)
     return dict(cp) if cp is not None else dict(ctx.endpoints[endpoint].position())
 
@@ -77,7 +81,7 @@ def stage_endpoint(ctx: PipelineContext, ent: EntityContext, endpoint: str,
     if prog is not None and prog["status"] == "staged":
         return 0
     if prog is None:
-        position = stream_start(ctx, endpoint)
+        position = stream_start(ctx, endpoint, read=endpoint in ent.sources)
         with store.transaction() as conn:
             store.put_snapshot_progress(conn, ctx.pipeline, ent.name, endpoint,
                                         status="reading", position=position, after_key=None,
@@ -296,7 +300,7 @@ def snapshot_entity(ctx: PipelineContext, ent: EntityContext, summary: RunSummar
     if not prog:
         # Every endpoint's stream start is taken before anything is read, and kept as
         # the progress a resumed snapshot starts from.
-        positions = {ep: stream_start(ctx, ep) for ep in ent.bindings}
+        positions = {ep: stream_start(ctx, ep, read=ep in ent.sources) for ep in ent.bindings}
         with store.transaction() as conn:
             for ep, position in positions.items():
                 store.put_snapshot_progress(conn, ctx.pipeline, ent.name, ep, status="reading",

@@ -78,8 +78,9 @@ class MysqlEndpoint(RangesOfSource):
         return self.sink.read(binding, keys)
 
     # Setup
-    def setup(self, bindings: Sequence[Binding], pipeline: str) -> list[str]:
-        return _setup.setup(self.settings, bindings, echo=self.echo)
+    def setup(self, bindings: Sequence[Binding], pipeline: str, *,
+              capture_changes: bool = True) -> list[str]:
+        return _setup.setup(self.settings, bindings, echo=self.echo, capture=capture_changes)
 
     def create_table(self, binding: Binding, source: TableSchema, source_binding: Binding, *,
                      source_kind: str | None = None) -> list[str]:

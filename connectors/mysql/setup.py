@@ -42,13 +42,16 @@ def server_problems(cur: Any) -> list[str]:
     return problems
 
 
-def setup(settings: Any, bindings: Sequence[Binding], *, echo: str) -> list[str]:
-    """Check the server and the tables; create the marker table where it is used."""
+def setup(settings: Any, bindings: Sequence[Binding], *, echo: str,
+          capture: bool = True) -> list[str]:
+    """Check the server and the tables; create the marker table where it is used.
+    ``capture=False``: the pipeline only writes here, and the binlog's settings are not
+    asked for (its sessions still skip the binlog where that is how writes are tagged)."""
     done: list[str] = []
     conn = connect(settings)
     try:
         with conn.cursor() as cur:
-            problems = server_problems(cur)
+            problems = server_problems(cur) if capture else []
             for b in bindings:
                 try:
                     info = load_table(cur, str(settings.database), b.table)
@@ -64,9 +67,11 @@ def setup(settings: Any, bindings: Sequence[Binding], *, echo: str) -> list[str]
                     problems.append(f"the user cannot SET skip_replication ({exc}): grant it "
                                     "BINLOG ADMIN (or SUPER)")
             if problems:
-                raise ConnectorError("MySQL/MariaDB endpoint is not ready for capture:\n  - "
+                what = "for capture" if capture else "to be written to"
+                raise ConnectorError(f"MySQL/MariaDB endpoint is not ready {what}:\n  - "
                                      + "\n  - ".join(problems))
-            done.insert(0, "binlog: ROW format, FULL row image, FULL row metadata")
+            if capture:
+                done.insert(0, "binlog: ROW format, FULL row image, FULL row metadata")
             if echo == "marker":
                 marker = quote_table(str(settings.database), MARKER_TABLE)
                 cur.execute(

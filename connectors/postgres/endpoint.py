@@ -114,7 +114,8 @@ class PostgresEndpoint(RangesOfSource):
         """Create publication, slot, origin (idempotent); returns what was done.
 
         ``capture_changes=False`` for an endpoint that is only written to: no
-        publication and no slot (an unread slot holds the cluster's WAL).
+        publication and no slot (an unread slot holds the cluster's WAL), and those an
+        earlier setup made are dropped.
         """
         conn = self.source.connection()
         with classified(f"set up {self.name}"):

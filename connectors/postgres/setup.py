@@ -170,13 +170,17 @@ def setup(
     conn: PgConnection, names: Names, tables: Sequence[TableInfo], *, capture: bool = True
 ) -> list[str]:
     """Create what is missing; ``capture=False`` for an endpoint that is only written to
-    (no slot then: an unread slot would hold the cluster's WAL forever)."""
+    (no slot then: an unread slot would hold the cluster's WAL forever; one left by an
+    earlier setup, when the pipeline still read here, is dropped)."""
     check_wal_level(conn)
     done: list[str] = []
     if capture:
         done += ensure_replica_identity(conn, tables)
         done += ensure_publication(conn, names, tables)
         done += ensure_slot(conn, names)
+    else:
+        done += [f"{line}: the pipeline only writes to this endpoint"
+                 for line in drop_capture(conn, names)]
     done += ensure_origin(conn, names)
     done += ensure_side_table(conn)
     if capture:
@@ -215,8 +219,9 @@ def wait_slot_released(conn: PgConnection, slot: str, timeout: float = 5.0) -> i
         time.sleep(0.05)
 
 
-def teardown(conn: PgConnection, names: Names) -> list[str]:
-    """Drop the slot, the publication and the pipeline's origins (idempotent)."""
+def drop_capture(conn: PgConnection, names: Names) -> list[str]:
+    """Drop the slot and the publication (idempotent); a slot a process still streams
+    is a ConnectorError."""
     done: list[str] = []
     pid = wait_slot_released(conn, names.slot)
     row = conn.execute(
@@ -235,6 +240,12 @@ def teardown(conn: PgConnection, names: Names) -> list[str]:
     ).fetchone():
         conn.execute(sql.SQL("DROP PUBLICATION {}").format(sql.Identifier(names.publication)))
         done.append(f"dropped publication {names.publication}")
+    return done
+
+
+def teardown(conn: PgConnection, names: Names) -> list[str]:
+    """Drop the slot, the publication and the pipeline's origins (idempotent)."""
+    done = drop_capture(conn, names)
     for (origin,) in conn.execute(
         "SELECT roname FROM pg_replication_origin WHERE roname = %s OR starts_with(roname, %s)",
         (names.origin, names.origin + "."),

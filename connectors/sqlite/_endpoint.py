@@ -147,8 +147,12 @@ class SqliteEndpoint:
 
     # --- setup ---------------------------------------------------------------------------
 
-    def setup(self, bindings: Sequence[Binding], pipeline: str = "") -> list[str]:
-        """Create the capture objects (idempotent); returns what was created or found."""
+    def setup(self, bindings: Sequence[Binding], pipeline: str = "", *,
+              capture_changes: bool = True) -> list[str]:
+        """Create the capture objects (idempotent); returns what was created or found.
+
+        Made with or without ``capture_changes``: the triggers also keep the row versions
+        the sink compares and tell its own writes apart."""
         with self._txn("setup", write=True) as conn:
             lines = _capture.setup(conn, bindings, self.path)
         self._cache.clear()
