@@ -373,7 +373,7 @@ def test_a_direct_snapshot_dying_after_an_apply_reads_that_chunk_again(
         _teardown(cfg)
 
 
-def _pipeline_with(tmp: Path, a: str, b: str, extra: str) -> Any:
+def _pipeline_with(tmp: Path, a: str, b: str, extra: str, *, set_up: bool = True) -> Any:
     path = tmp / "pipeline.yaml"
     path.write_text(f"""
 pipeline: {pipeline_of(a)}
@@ -390,8 +390,49 @@ entities:
 {extra}
 """)
     cfg = load_pipeline(path)
-    _setup(cfg)
+    if set_up:
+        _setup(cfg)
     return cfg
+
+
+def _capture(dsn: str) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The slots and publications of the database."""
+    return (query(dsn, "SELECT slot_name FROM pg_replication_slots"
+                       " WHERE database = current_database()"),
+            query(dsn, "SELECT pubname FROM pg_publication"))
+
+
+def test_a_one_way_target_has_no_slot_and_loses_one_an_earlier_setup_made(
+        tmp_path: Path, pg_dsn_factory: Callable[[], str]) -> None:
+    """Nothing reads a one-way target's log, and an unread slot holds the whole
+    cluster's WAL: setup made one there until 2026-12-06."""
+    from sync.setup import setup_pipeline, teardown_pipeline
+
+    a, b = pg_dsn_factory(), pg_dsn_factory()
+    for dsn in (a, b):
+        sql(dsn, "CREATE TABLE customers (id int PRIMARY KEY, name text)")
+    sql(a, "INSERT INTO customers VALUES (1, 'x'), (2, 'y')")
+    setup_pipeline(_pipeline_with(tmp_path, a, b, "", set_up=False))  # bidirectional
+    assert all(len(found) == 1 for dsn in (a, b) for found in _capture(dsn))
+    one_way = _pipeline_with(tmp_path, a, b, "    direction: one-way\n    source: a",
+                             set_up=False)
+    try:
+        done = setup_pipeline(one_way)
+        dropped = [line for line in done if line.startswith("b: dropped")]
+        assert len(dropped) == 2 and all("only writes to" in line for line in dropped), done
+        assert _capture(b) == ([], [])
+        assert all(len(found) == 1 for found in _capture(a))  # the source keeps its own
+        summary = run_pipeline(one_way).to_json()
+        assert summary["errors"] == [] and summary["totals"]["applied"] == 2, summary
+        sql(a, "UPDATE customers SET name = 'z' WHERE id = 2")
+        assert run_pipeline(one_way).to_json()["totals"]["applied"] == 1
+        assert query(b, "SELECT id, name FROM customers ORDER BY id") == [(1, "x"), (2, "z")]
+        again = setup_pipeline(one_way)  # idempotent: nothing made at b, nothing dropped
+        assert not any(line.startswith("b: dropped") for line in again), again
+        assert _capture(b) == ([], [])
+    finally:
+        teardown_pipeline(one_way, force=True)
+    assert _capture(a) == ([], [])
 
 
 def test_a_truncate_is_propagated_by_policy(
