@@ -56,11 +56,11 @@ class SqliteEndpoint:
     the ``seq`` of the key's latest log row); see ``_capture`` for the
     objects ``setup`` creates and ``_types`` for how values are stored.
 
-    ``confirm`` does nothing: several entities may read one log with
-    different checkpoints, so the engine calls :meth:`prune` with all of
-    them (or an explicit ``seq``) and the lowest one wins. Pipelines that
-    share one database file share its log: pruning by one may drop rows that
-    another has not read.
+    ``confirm`` does nothing: the engine calls :meth:`prune` with the
+    checkpoints every reader of the log is past (a batch run after its
+    catch-up, the daemon's reader every ``PRUNE_EVERY`` seconds after it
+    confirms), and the lowest one wins. Pipelines that share one database file
+    share its log: pruning by one may drop rows that another has not read.
     """
 
     own_writes_tagged = True  # by the session marker (connectors.base.Sink)

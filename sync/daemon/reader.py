@@ -37,6 +37,9 @@ from sync.summary import RunSummary
 log = logging.getLogger("cdcsync.reader")
 
 IDLE_FLUSH = 1.0  # seconds between writes of a checkpoint that moved without changes
+#: seconds between prunes of a log its endpoint keeps itself (SQLite's change table):
+#: each is a write transaction on the user's database file
+PRUNE_EVERY = 10.0
 _UNREAD: Any = object()
 
 
@@ -49,6 +52,8 @@ class Reader(threading.Thread):
         self.pending: collections.deque[tuple[Any, dict[str, list[str]]]] = collections.deque()
         self.held = False
         self.backlog, self.backlog_checked, self.confirm_checked = 0, 0.0, 0.0
+        self.confirmed: Any = None  # the last checkpoint confirmed
+        self.pruned_at = time.monotonic()
 
     def run(self) -> None:
         try:
@@ -79,6 +84,7 @@ class Reader(threading.Thread):
         bindings = [e.bindings[self.source] for e in source_entities(ctx, self.source)]
         cp: Any = _UNREAD
         flushed = time.monotonic()
+        unflushed = False  # cp moved past what the store holds, with no change to decide
         try:
             while not rt.stop.is_set():
                 if time.monotonic() - renewed > ttl / 3:
@@ -91,7 +97,7 @@ class Reader(threading.Thread):
                         log.info("%s the lease of source %s", "took" if self.held else "lost",
                                  self.source)
                 if not self.held:
-                    cp = _UNREAD  # whoever holds it now moves the checkpoint
+                    cp, unflushed = _UNREAD, False  # whoever holds it now moves it
                     rt.stop.wait(ttl / 3)
                     continue
                 if self._backlog(ctx) > int(cfg.daemon.max_pending):
@@ -106,17 +112,20 @@ class Reader(threading.Thread):
                         batch = self._read(ctx, bindings, cp, size, wait)
                     if batch.changes or batch.events:
                         self._decide(ctx, batch)
-                        cp, flushed = batch.checkpoint, time.monotonic()
+                        cp, flushed, unflushed = batch.checkpoint, time.monotonic(), False
                     elif batch.checkpoint != cp:
                         # Only the position moved (heartbeats, other tables, our own
                         # writes): keep it in memory, write it at most once a second.
-                        cp = batch.checkpoint
-                        if time.monotonic() - flushed > IDLE_FLUSH and cp is not None:
-                            with ctx.store.transaction() as conn:
-                                ctx.store.put_checkpoint(conn, ctx.pipeline, self.source,
-                                                         STREAM, cp)
-                            self.pending.append((cp, {}))
-                            flushed = time.monotonic()
+                        cp, unflushed = batch.checkpoint, True
+                    if unflushed and time.monotonic() - flushed > IDLE_FLUSH \
+                            and cp is not None:
+                        # (also once the source went quiet: the log's tail, often the
+                        # echoes of our own last writes, is then confirmed and pruned)
+                        with ctx.store.transaction() as conn:
+                            ctx.store.put_checkpoint(conn, ctx.pipeline, self.source,
+                                                     STREAM, cp)
+                        self.pending.append((cp, {}))
+                        flushed, unflushed = time.monotonic(), False
                     self._confirm_done(ctx)
                     backoff = 0.2
                 except RetriableError as exc:  # the source is away: keep the lease, wait
@@ -220,8 +229,18 @@ class Reader(threading.Thread):
                     break
                 last = checkpoint
                 self.pending.popleft()
+        ep = ctx.endpoints[self.source]
         if last is not None:
-            ctx.endpoints[self.source].confirm(last)
+            ep.confirm(last)
+            self.confirmed = last
+        # Where confirming releases nothing (a SQLite log, which the endpoint keeps in
+        # the user's database), the log is pruned up to it, as a batch run does after
+        # its catch-up: a daemon's log grew without end.
+        prune = getattr(ep, "prune", None)
+        if (prune is not None and self.confirmed is not None
+                and time.monotonic() - self.pruned_at >= PRUNE_EVERY):
+            self.pruned_at = time.monotonic()
+            prune([self.confirmed])
 
 
 def _commit_times(ctx: Any, changes: list[Any], entity: str) -> dict[str, float]:

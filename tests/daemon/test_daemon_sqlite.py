@@ -45,6 +45,11 @@ def rows(db: Path) -> list[tuple[object, ...]]:
         return c.execute("SELECT id, name, qty FROM items ORDER BY id").fetchall()
 
 
+def log_rows(db: Path) -> int:
+    with sqlite3.connect(db, timeout=30) as c:
+        return int(c.execute("SELECT count(*) FROM _cdcsync_log").fetchone()[0])
+
+
 def test_edits_flow_both_ways_and_sigterm_exits_cleanly(tmp_path: Path) -> None:
     p = make(tmp_path)
     d = Daemon(p)
@@ -63,6 +68,10 @@ def test_edits_flow_both_ways_and_sigterm_exits_cleanly(tmp_path: Path) -> None:
              and (100, "new in a", 1) in rows(tmp_path / "b.db")
              and (2, "item 2", 999) in rows(tmp_path / "a.db"), what="both sides to converge")
     assert all(r[0] != 3 for r in rows(tmp_path / "a.db"))
+    # The logs are pruned up to what was confirmed (reader.PRUNE_EVERY): they grew for
+    # as long as a daemon ran, the user's edits and the service's own writes alike.
+    wait_for(lambda: log_rows(tmp_path / "a.db") == log_rows(tmp_path / "b.db") == 0,
+             timeout=30, what="the change logs to be pruned")
     code, seconds = d.terminate()
     assert code == 0, d.output()
     assert seconds < 10
