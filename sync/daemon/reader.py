@@ -240,7 +240,11 @@ class Reader(threading.Thread):
         if (prune is not None and self.confirmed is not None
                 and time.monotonic() - self.pruned_at >= PRUNE_EVERY):
             self.pruned_at = time.monotonic()
-            prune([self.confirmed])
+            try:
+                prune([self.confirmed])
+            except RetriableError as exc:  # the file busy: the next prune catches up
+                log.warning("pruning the log of %s failed (%s); trying again in %.0fs",
+                            self.source, exc, PRUNE_EVERY)
 
 
 def _commit_times(ctx: Any, changes: list[Any], entity: str) -> dict[str, float]:
