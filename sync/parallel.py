@@ -202,7 +202,6 @@ class BatchWorkers:
         self.seen = 0  # changes read before they started
         self.ready = False
         self.started_at = 0.0
-        self._lock: str | None = None  # the path of the shared write lock (write_lock)
 
     @classmethod
     def for_run(cls, ctx: PipelineContext) -> BatchWorkers | None:
@@ -485,12 +484,11 @@ class BatchWorkers:
         runtime = {name: (e.types, e.ignored, e.schemas) for name, e in ctx.entities.items()}
         # the SQLite state store's one writer: queue here, not in SQLite's busy handler
         # (it sleeps up to 100 ms between tries)
-        self._lock = lock_path(ctx.cfg.state.url)
+        lock = lock_path(ctx.cfg.state.url)
         for i in range(self.count):
             mine, theirs = _SPAWN.Pipe()
             p = _SPAWN.Process(target=serve, name=f"cdcsync-batch-{i}", daemon=True,
-                               args=(ctx.cfg, theirs, self._lock, runtime, handoff(),
-                                     os.getpid()))
+                               args=(ctx.cfg, theirs, lock, runtime, handoff(), os.getpid()))
             p.start()
             theirs.close()
             self.workers.append(_Worker(p, mine))
@@ -544,7 +542,6 @@ class BatchWorkers:
             w.conn.close()
         self.workers = []
         self.ready = False
-        self._lock = None  # (its file stays: see lock_path)
 
 
 def _rows_of(replies: list[tuple[str, RunSummary | None, Exception | None]]) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -28,8 +29,9 @@ def side_from_json(d: dict[str, Any]) -> Side:
     return Side(d["e"], VersionVector(d["v"]), row_from_json(d["c"]), float(d["t"]))
 
 
-def _json_text(obj: Any) -> str:
-    """Compact JSON; the standard library for what orjson refuses (integers past 64 bits).
+def json_text(obj: Any) -> str:
+    """Compact JSON, as the state store writes it: orjson, the standard library for
+    what orjson refuses (integers past 64 bits).
 
     As ``str``: orjson's ``bytes`` keep its output buffer's spare capacity (~4 KiB each)."""
     try:
@@ -60,7 +62,7 @@ class StoredState(KeyState):
             self._raw = _DECODED
             value = row_from_json(raw)
             _CONTENT.__set__(self, value)
-            self.memo["json"] = (value, _json_text(raw))  # saved again as it was read
+            self.memo["json"] = (value, json_text(raw))  # saved again as it was read
             known = self.memo.get("hash")
             if known is not None:
                 self.memo["hash"] = (value, known[1])
@@ -90,9 +92,12 @@ class StoredState(KeyState):
         return _fields(self) == _fields(other)
 
 
+#: what the dataclass's __eq__ compares
+_COMPARED = tuple(f.name for f in dataclasses.fields(KeyState) if f.compare)
+
+
 def _fields(st: KeyState) -> tuple[Any, ...]:
-    return (st.vector, st.content, st.committed_at, st.origin, st.endpoints, st.outbox,
-            st.parked, st.key)
+    return tuple(getattr(st, name) for name in _COMPARED)
 
 
 def _stored(st: KeyState, name: str, row: dict[str, Any] | None) -> str:
@@ -102,7 +107,7 @@ def _stored(st: KeyState, name: str, row: dict[str, Any] | None) -> str:
     memo = st.memo.get(name)
     if memo is not None and memo[0] is row:
         return memo[1]  # type: ignore[no-any-return]
-    out = _json_text(row_to_json(row))
+    out = json_text(row_to_json(row))
     st.memo[name] = (row, out)
     return out
 
@@ -183,5 +188,5 @@ def state_from_json(d: dict[str, Any]) -> KeyState:
         st._raw = _DECODED
     if "h" in d:  # states saved before it was kept have it made when asked
         st.memo["hash"] = (st.content if st._raw is _DECODED else _DECODED, d["h"])
-    st.memo["key json"] = (st.key, _json_text(d.get("k")))
+    st.memo["key json"] = (st.key, json_text(d.get("k")))
     return st

@@ -8,7 +8,6 @@ transaction with set-based statements, never a round trip per row.
 from __future__ import annotations
 
 import functools
-import json
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -24,7 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 from conflict.canonical import parse_json
 from conflict.protocol import KeyState
 from sync.state import schema
-from sync.state.codec import state_from_json, state_to_json
+from sync.state.codec import json_text, state_from_json, state_to_json
 
 CHUNK = 500  # keys per IN list
 
@@ -176,15 +175,6 @@ def _migrate(engine: Engine) -> None:
         _migrated.add(url)
 
 
-def _dumps(obj: Any) -> str:
-    """JSON for the store: orjson (every batch writes a state per key), the standard
-    library for what orjson refuses (integers past 64 bits)."""
-    try:
-        return orjson.dumps(obj).decode()
-    except TypeError:
-        return json.dumps(obj, separators=(",", ":"))
-
-
 def _state_text(st: KeyState) -> str:
     """A key state's stored JSON: its content and key as the JSON text they have
     already (orjson fragments), unless orjson refuses a part made anew (an integer past
@@ -194,7 +184,7 @@ def _state_text(st: KeyState) -> str:
     try:
         return orjson.dumps(state_to_json(st, fragments=True)).decode()
     except TypeError:
-        return json.dumps(state_to_json(st), separators=(",", ":"))
+        return json_text(state_to_json(st))
 
 
 def open_store(url: str) -> StateStore:
@@ -203,7 +193,7 @@ def open_store(url: str) -> StateStore:
         path = url[len("sqlite:///") :]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url, future=True, json_serializer=_dumps,
+    engine = sa.create_engine(url, future=True, json_serializer=json_text,
                               json_deserializer=parse_json)
     if engine.dialect.name == "sqlite":
 
@@ -316,7 +306,7 @@ class StateStore:
     ) -> None:
         # Driver SQL: every batch writes one, and statement building cost more than the write.
         conn.exec_driver_sql(_driver_sql(conn).upsert_checkpoint, (
-            pipeline, endpoint, entity, _dumps(dict(checkpoint)), time.time()))
+            pipeline, endpoint, entity, json_text(dict(checkpoint)), time.time()))
 
     # --- key states ----------------------------------------------------------------
 
@@ -546,8 +536,8 @@ class StateStore:
         if not rows:
             return
         conn.exec_driver_sql(_driver_sql(conn).upsert_staged, [
-            (r["pipeline"], r["entity"], r["key"], r["endpoint"], _dumps(r["row"]),
-             _dumps(r["row_version"]), r["committed_at"]) for r in rows])
+            (r["pipeline"], r["entity"], r["key"], r["endpoint"], json_text(r["row"]),
+             json_text(r["row_version"]), r["committed_at"]) for r in rows])
 
     def staged(self, pipeline: str, entity: str, after: str | None, limit: int,
                until: str | None = None) -> list[dict[str, Any]]:
