@@ -8,7 +8,11 @@ holds one row in ``_cdcsync_session`` while it writes, and the triggers copy
 it into the log's ``origin``: that is how the service's own writes are told
 apart, by identity and never by content. (Triggers cannot read TEMP tables,
 so the marker is a main-schema table; SQLite has one writer at a time, so no
-other session ever sees it.)
+other session ever sees it.) No reader reads the service's own rows, so the
+sink deletes them before its transaction commits: the row versions keep their
+``seq``, and a one-way target, whose log nobody reads or prunes, does not keep
+a row for every row the service ever wrote there. ``cdcsync setup`` deletes
+those that older versions left.
 
 ``_cdcsync_meta`` records, per table, the columns and key the triggers were
 generated for, so that a later schema change is reported instead of silently
@@ -170,6 +174,14 @@ def log_id(conn: sqlite3.Connection) -> str | None:
     return None if row is None else str(row[0])
 
 
+def log_end(conn: sqlite3.Connection) -> int:
+    """The highest ``seq`` ever handed out (pruned rows included)."""
+    row = conn.execute(
+        "SELECT seq FROM sqlite_sequence WHERE name = ?", (LOG,)
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def is_set_up(conn: sqlite3.Connection, table: str) -> bool:
     if not _exists(conn, "table", META):
         return False
@@ -256,6 +268,11 @@ def setup(conn: sqlite3.Connection, bindings: Sequence[Binding], path: Path) -> 
         conn.execute(f"INSERT INTO {quote(META)} (name, value) VALUES ('log_id', ?)",
                      (uuid.uuid4().hex,))
     conn.execute(f"DELETE FROM {quote(SESSION)}")  # no writer is active: any row is stale
+    # The service's own log rows, which no reader reads: left by versions that kept them
+    # (the sink now deletes its rows as it writes them).
+    ours = conn.execute(f"DELETE FROM {quote(LOG)} WHERE origin IS NOT NULL").rowcount
+    if ours:
+        lines.append(f"deleted {ours} log row(s) of the service's own writes from {LOG}")
     tables: dict[str, tuple[TableInfo, tuple[str, ...]]] = {}
     for b in bindings:
         info = check_binding(introspect(conn, b.table), b, path)

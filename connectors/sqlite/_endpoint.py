@@ -19,7 +19,15 @@ from connectors.base import (
     TableSchema,
 )
 from connectors.sqlite import _capture, _sink, _source
-from connectors.sqlite._capture import LOG, META, Captured, check_binding, log_id, trigger_names
+from connectors.sqlite._capture import (
+    LOG,
+    META,
+    Captured,
+    check_binding,
+    log_end,
+    log_id,
+    trigger_names,
+)
 from connectors.sqlite._rows import Codec
 from connectors.sqlite._schema import introspect, quote
 from sync.change import ChangeBatch, Checkpoint, SnapshotChunk
@@ -188,7 +196,7 @@ class SqliteEndpoint:
             ]
             rows = int(conn.execute(f"SELECT count(*) FROM {quote(LOG)}").fetchone()[0])
             return {"path": str(self.path), "tables": tables, "log_rows": rows,
-                    "log_seq": _source.log_end(conn), "warnings": warnings}
+                    "log_seq": log_end(conn), "warnings": warnings}
 
     # --- source --------------------------------------------------------------------------
 

@@ -15,7 +15,16 @@ from typing import Any
 
 from conflict.canonical import key_text
 from connectors.base import ApplyOp, ApplyResult, ApplyStatus
-from connectors.sqlite._capture import ORIGIN, ROWVER, SESSION, Captured, pk_sql, version_sql
+from connectors.sqlite._capture import (
+    LOG,
+    ORIGIN,
+    ROWVER,
+    SESSION,
+    Captured,
+    log_end,
+    pk_sql,
+    version_sql,
+)
 from connectors.sqlite._rows import Codec
 from connectors.sqlite._schema import quote
 
@@ -79,6 +88,12 @@ def apply(
 
     A key that occurs more than once is applied in rounds (its n-th op in round
     n), so every op is checked against the row version the previous one left.
+
+    The log rows our writes made are deleted before the transaction ends: no reader
+    reads the service's own rows (they are told apart by origin, see ``_capture``),
+    and the row versions keep their ``seq`` without them. Kept, they would pile up
+    for ever in a target that no pipeline reads, and halve every reader's scan in one
+    it does.
     """
     results: list[ApplyResult | None] = [None] * len(ops)
     texts = [op.key_text for op in ops]
@@ -90,10 +105,12 @@ def apply(
         if n == len(rounds):
             rounds.append([])
         rounds[n].append(i)
+    start = log_end(conn)  # one writer at a time: every log row after it is ours
     conn.execute(f"INSERT INTO {quote(SESSION)} (origin) VALUES (?)", (ORIGIN,))
     for part in rounds:
         _apply_round(conn, tables, codec, ops, texts, part, results)
     conn.execute(f"DELETE FROM {quote(SESSION)}")
+    conn.execute(f"DELETE FROM {quote(LOG)} WHERE seq > ? AND origin IS NOT NULL", (start,))
     return [r for r in results if r is not None]
 
 

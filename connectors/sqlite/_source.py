@@ -14,20 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from connectors.base import SchemaError
-from connectors.sqlite._capture import LOG, is_wide, log_id, version_sql
+from connectors.sqlite._capture import LOG, is_wide, log_end, log_id, version_sql
 from connectors.sqlite._rows import Codec
 from connectors.sqlite._schema import quote
 from sync.change import Change, ChangeBatch, Checkpoint, Op, SnapshotChunk, SnapshotRow
 
 _OPS = {"insert": Op.INSERT, "update": Op.UPDATE, "delete": Op.DELETE}
-
-
-def log_end(conn: sqlite3.Connection) -> int:
-    """The highest ``seq`` ever handed out (pruned rows included)."""
-    row = conn.execute(
-        "SELECT seq FROM sqlite_sequence WHERE name = ?", (LOG,)
-    ).fetchone()
-    return int(row[0]) if row else 0
 
 
 def position(conn: sqlite3.Connection, path: Path) -> dict[str, Any]:
