@@ -306,7 +306,7 @@ def connector(args: argparse.Namespace) -> None:
         ba, bb = Binding("items", "src", "items", ("id",)), Binding("items", "dst", "items",
                                                                       ("id",))
         a.setup([ba], src)
-        b.setup([bb], src, capture_changes=False)
+        b.setup([bb], src, read=[])
         seed(a_url, 50_000)
         seed(b_url, 50_000)
         cp = a.position()

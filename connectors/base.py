@@ -298,12 +298,15 @@ class Endpoint(Source, Sink, Protocol):
     """Most endpoints are both; the setup verbs belong to the endpoint."""
 
     def setup(self, bindings: Sequence[Binding], pipeline: str, *,
-              capture_changes: bool = True) -> list[str]:
+              read: Sequence[Binding] | None = None) -> list[str]:
         """Create capture objects (triggers, publication, slot...); return what was done.
 
-        ``capture_changes=False``: the pipeline reads no changes here (every entity bound
-        here is one-way from another endpoint), so what only a reader needs is not made
-        (a PostgreSQL slot, which would hold the cluster's WAL unread)."""
+        ``read``: those of ``bindings`` whose changes the pipeline reads here (``None``:
+        all). The others are only written to (one-way from another endpoint), so what
+        only a reader needs is made for ``read`` alone: a PostgreSQL publication lists
+        their tables only (the sink's writes elsewhere are not decoded and sent for
+        nothing, nor their tables set to ``REPLICA IDENTITY FULL``), and with none read
+        there is no slot, which would hold the cluster's WAL unread."""
         ...
 
     def teardown(self, bindings: Sequence[Binding], pipeline: str) -> list[str]: ...

@@ -63,11 +63,12 @@ def setup_pipeline(cfg: Any, verb: str = "setup") -> list[str]:
     """Run ``setup`` (or ``teardown``) at every endpoint; return what was done."""
     lines = _create_tables(cfg) if verb == "setup" else []
     for name in cfg.endpoints:
-        bindings = [b for e in cfg.entities
-                    for ep, b in bindings_for(cfg, e).items() if ep == name]
-        # an endpoint that every entity bound to it only writes to has nothing read here
-        extra = {} if verb != "setup" else {"capture_changes": any(
-            name in ent.sources() for ent in cfg.entities.values() if name in ent.endpoints)}
+        bound = [(e, b) for e in cfg.entities
+                 for ep, b in bindings_for(cfg, e).items() if ep == name]
+        bindings = [b for _e, b in bound]
+        # what the pipeline reads here: the entities this endpoint is a source of
+        extra = {} if verb != "setup" else {"read": [
+            b for e, b in bound if name in cfg.entities[e].sources()]}
         ep = connect(cfg, name)
         try:
             done: list[str] = reach(cfg, f"{verb} at endpoint {name!r}", functools.partial(

@@ -79,8 +79,9 @@ class MysqlEndpoint(RangesOfSource):
 
     # Setup
     def setup(self, bindings: Sequence[Binding], pipeline: str, *,
-              capture_changes: bool = True) -> list[str]:
-        return _setup.setup(self.settings, bindings, echo=self.echo, capture=capture_changes)
+              read: Sequence[Binding] | None = None) -> list[str]:
+        return _setup.setup(self.settings, bindings, echo=self.echo,
+                            capture=read is None or bool(read))
 
     def create_table(self, binding: Binding, source: TableSchema, source_binding: Binding, *,
                      source_kind: str | None = None) -> list[str]:

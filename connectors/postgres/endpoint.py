@@ -109,22 +109,23 @@ class PostgresEndpoint(RangesOfSource):
                                                                      self.settings)
 
     def setup(
-        self, bindings: Sequence[Binding], pipeline: str, *, capture_changes: bool = True
+        self, bindings: Sequence[Binding], pipeline: str, *,
+        read: Sequence[Binding] | None = None
     ) -> list[str]:
         """Create publication, slot, origin (idempotent); returns what was done.
 
-        ``capture_changes=False`` for an endpoint that is only written to: no
-        publication and no slot (an unread slot holds the cluster's WAL), and those an
-        earlier setup made are dropped.
+        The publication lists the tables of ``read`` (default: all ``bindings``), and
+        loses those an earlier setup read. With none read (an endpoint only written
+        to) there is no publication and no slot (an unread slot holds the cluster's
+        WAL), and those an earlier setup made are dropped.
         """
         conn = self.source.connection()
         with classified(f"set up {self.name}"):
-            tables = {}
-            for b in bindings:
-                info = table_for(conn, b, self.default_schema)
-                tables[info.qualified] = info
-            return capture.setup(conn, self._names(pipeline), list(tables.values()),
-                                 capture=capture_changes)
+            infos = [table_for(conn, b, self.default_schema) for b in bindings]  # each checked
+            reads = infos if read is None else [
+                info for b, info in zip(bindings, infos, strict=True) if b in read]
+            tables = {info.qualified: info for info in reads}
+            return capture.setup(conn, self._names(pipeline), list(tables.values()))
 
     def create_table(
         self,

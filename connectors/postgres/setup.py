@@ -83,15 +83,22 @@ def ensure_publication(conn: PgConnection, names: Names, tables: Sequence[TableI
             (names.publication,),
         ).fetchall()
     }
+    done: list[str] = []
     missing = [t for t in tables if (t.schema, t.name) not in have]
-    if not missing:
-        return []
-    conn.execute(
-        sql.SQL("ALTER PUBLICATION {} ADD TABLE {}").format(
-            pub, sql.SQL(", ").join(t.ident for t in missing)
-        )
-    )
-    return [f"added {_list(missing)} to publication {names.publication}"]
+    if missing:
+        conn.execute(sql.SQL("ALTER PUBLICATION {} ADD TABLE {}").format(
+            pub, sql.SQL(", ").join(t.ident for t in missing)))
+        done.append(f"added {_list(missing)} to publication {names.publication}")
+    # The publication is the pipeline's own: a table it no longer reads here (unbound, or
+    # now only written to) leaves it, or every write to it would be decoded and sent.
+    wanted = {(t.schema, t.name) for t in tables}
+    extra = sorted(have - wanted)
+    if extra:
+        conn.execute(sql.SQL("ALTER PUBLICATION {} DROP TABLE {}").format(
+            pub, sql.SQL(", ").join(sql.Identifier(s, n) for s, n in extra)))
+        done.append(f"removed {', '.join(f'{s}.{n}' for s, n in extra)} from publication "
+                    f"{names.publication}: the pipeline no longer reads them here")
+    return done
 
 
 def _list(tables: Sequence[TableInfo]) -> str:
@@ -166,14 +173,13 @@ def ensure_side_table(conn: PgConnection) -> list[str]:
     return done
 
 
-def setup(
-    conn: PgConnection, names: Names, tables: Sequence[TableInfo], *, capture: bool = True
-) -> list[str]:
-    """Create what is missing; ``capture=False`` for an endpoint that is only written to
-    (no slot then: an unread slot would hold the cluster's WAL forever; one left by an
-    earlier setup, when the pipeline still read here, is dropped)."""
+def setup(conn: PgConnection, names: Names, tables: Sequence[TableInfo]) -> list[str]:
+    """Create what is missing for reading ``tables``: none for an endpoint that is only
+    written to (no slot then: an unread slot would hold the cluster's WAL forever; one
+    left by an earlier setup, when the pipeline still read here, is dropped)."""
     check_wal_level(conn)
     done: list[str] = []
+    capture = bool(tables)
     if capture:
         done += ensure_replica_identity(conn, tables)
         done += ensure_publication(conn, names, tables)

@@ -156,10 +156,10 @@ class SqliteEndpoint:
     # --- setup ---------------------------------------------------------------------------
 
     def setup(self, bindings: Sequence[Binding], pipeline: str = "", *,
-              capture_changes: bool = True) -> list[str]:
+              read: Sequence[Binding] | None = None) -> list[str]:
         """Create the capture objects (idempotent); returns what was created or found.
 
-        Made with or without ``capture_changes``: the triggers also keep the row versions
+        Made for every binding, ``read`` or not: the triggers also keep the row versions
         the sink compares and tell its own writes apart."""
         with self._txn("setup", write=True) as conn:
             lines = _capture.setup(conn, bindings, self.path)

@@ -435,6 +435,54 @@ def test_a_one_way_target_has_no_slot_and_loses_one_an_earlier_setup_made(
     assert _capture(a) == ([], [])
 
 
+def _published(dsn: str) -> list[tuple[Any, ...]]:
+    return query(dsn, "SELECT tablename FROM pg_publication_tables ORDER BY 1")
+
+
+def _identity(dsn: str, table: str) -> str:
+    return str(query(dsn, f"SELECT relreplident FROM pg_class WHERE relname = '{table}'")[0][0])
+
+
+def test_a_table_only_written_to_is_not_published_where_another_is_read(
+        tmp_path: Path, pg_dsn_factory: Callable[[], str]) -> None:
+    """b is read for customers and only written to for orders: orders stays out of
+    b's publication (each of our writes there would be decoded and sent, then
+    dropped) and keeps its replica identity; an earlier setup's entry is removed."""
+    from sync.setup import setup_pipeline, teardown_pipeline
+
+    a, b = pg_dsn_factory(), pg_dsn_factory()
+    for dsn in (a, b):
+        sql(dsn, "CREATE TABLE customers (id int PRIMARY KEY, name text)",
+            "CREATE TABLE orders (id int PRIMARY KEY, total numeric(10,2))")
+    sql(a, "INSERT INTO orders VALUES (1, 9.99)", "INSERT INTO customers VALUES (1, 'x')")
+    orders = "  orders:\n    key: [id]\n    endpoints: {a: {table: orders}, b: {table: orders}}\n"
+    both = _pipeline_with(tmp_path, a, b, orders, set_up=False)
+    setup_pipeline(both)
+    assert _published(b) == [("customers",), ("orders",)]
+    one_way = _pipeline_with(tmp_path, a, b, orders + "    direction: one-way\n    source: a\n",
+                             set_up=False)
+    try:
+        done = setup_pipeline(one_way)
+        assert any(line.startswith("b: removed public.orders from publication")
+                   for line in done), done
+        assert _published(b) == [("customers",)]
+        assert _published(a) == [("customers",), ("orders",)]
+        sql(b, "ALTER TABLE orders REPLICA IDENTITY DEFAULT")  # as it was before anything
+        again = setup_pipeline(one_way)
+        assert not any("orders" in line for line in again if line.startswith("b:")), again
+        assert _identity(b, "orders") == "d" and _identity(b, "customers") == "f"
+        summary = run_pipeline(one_way).to_json()
+        assert summary["errors"] == [] and summary["totals"]["applied"] == 2, summary
+        sql(a, "UPDATE orders SET total = 10 WHERE id = 1")
+        sql(b, "UPDATE customers SET name = 'from b' WHERE id = 1")
+        assert run_pipeline(one_way).to_json()["totals"]["applied"] == 2
+        assert query(b, "SELECT total FROM orders") == [(Decimal("10.00"),)]
+        assert query(a, "SELECT name FROM customers") == [("from b",)]
+    finally:
+        teardown_pipeline(one_way, force=True)
+    assert _capture(a) == _capture(b) == ([], [])
+
+
 def test_a_truncate_is_propagated_by_policy(
         tmp_path: Path, pg_dsn_factory: Callable[[], str]) -> None:
     a, b = pg_dsn_factory(), pg_dsn_factory()

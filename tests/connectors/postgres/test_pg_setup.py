@@ -74,7 +74,7 @@ def test_a_write_only_endpoint_gets_no_slot(pg_dsn: str) -> None:
     sql(pg_dsn, "CREATE TABLE t (id int PRIMARY KEY)")
     ep = endpoint(pg_dsn)
     try:
-        done = ep.setup([binding("t")], ep.pipeline, capture_changes=False)
+        done = ep.setup([binding("t")], ep.pipeline, read=[])
         assert not any("slot" in d or "publication" in d for d in done)
         objs = _objects(pg_dsn, ep.names)
         assert objs["slot"] == [] and objs["publication"] == []
