@@ -11,6 +11,8 @@ INSERT, 40% UPDATE, 20% DELETE), then:
 
 * **cdcsync**: ``run_pipeline`` of a one-way pipeline (version vectors and the
   SQLite state store on, no quality gate) catches up from its checkpoint;
+  ``--state postgres`` keeps the state in a PostgreSQL database instead, as a
+  production deployment whose daemons and workers share it across machines does;
 * **native**: a ``CREATE SUBSCRIPTION`` (a slot created beforehand: a
   same-cluster subscription cannot create its own) to a third database,
   enabled after the backlog, timed until its slot has confirmed the backlog's
@@ -70,6 +72,7 @@ ROW = (
     " g % 2 = 0, jsonb_build_object('k', g, 'tags', jsonb_build_array('a', 'b'))"
 )
 TX = 1000
+STATE = "sqlite"  # --state
 
 
 def settings(dsn: str) -> Any:
@@ -137,16 +140,26 @@ def backlog(dsn: str, changes: int, first_new: int, live: list[int]) -> int:
 # --- cdcsync through the engine ------------------------------------------------------------
 
 
+#: ``--state postgres``: each pipeline's state store is a database of its own on ADMIN's
+#: server, named here so that teardown drops it
+_STATE_DBS: dict[str, str] = {}
+
+
 def pipeline(tmp: Path, name: str, src: str, dst: str, batch: int = 10000,
              chunk: int = 50000, workers: str = "auto") -> Any:
+    """The one-way pipeline src -> dst, set up as ``cdcsync setup`` does it."""
     from config.loader import load_pipeline
-    from connectors.registry import open_endpoint as open_any
-    from sync.context import bindings_for
+    from sync.setup import setup_pipeline
 
+    state = f"sqlite:///{tmp}/{name}.db"
+    if STATE == "postgres":
+        _STATE_DBS[name] = create_database(ADMIN)
+        state = database_url(ADMIN, _STATE_DBS[name]).replace(
+            "postgresql://", "postgresql+psycopg://", 1)
     path = tmp / f"{name}.yaml"
     path.write_text(f"""
 pipeline: {name}
-state: {{url: "sqlite:///{tmp}/{name}.db"}}
+state: {{url: "{state}"}}
 batch: {{size: {batch}, snapshot_chunk: {chunk}, workers: {workers}}}
 endpoints:
   src: {{kind: postgres, dsn: "{src}"}}
@@ -161,24 +174,16 @@ entities:
       dst: {{table: items}}
 """)
     cfg = load_pipeline(path)
-    for ep_name, st in cfg.endpoints.items():
-        ep = open_any(ep_name, st, pipeline=cfg.pipeline)
-        try:
-            ep.setup([bindings_for(cfg, "items")[ep_name]], cfg.pipeline)
-        finally:
-            ep.close()
+    setup_pipeline(cfg)
     return cfg
 
 
 def teardown(cfg: Any) -> None:
-    from connectors.registry import open_endpoint as open_any
+    from sync.setup import teardown_pipeline
 
-    for ep_name, st in cfg.endpoints.items():
-        ep = open_any(ep_name, st, pipeline=cfg.pipeline)
-        try:
-            ep.teardown([], cfg.pipeline)
-        finally:
-            ep.close()
+    teardown_pipeline(cfg, force=True)
+    if cfg.pipeline in _STATE_DBS:
+        drop_database(ADMIN, _STATE_DBS.pop(cfg.pipeline))
 
 
 def _cpu() -> float:
@@ -513,7 +518,12 @@ def main() -> None:
                         help="end-to-end runs (fresh databases each); medians printed")
     parser.add_argument("--skip", default="", help="comma list of: end-to-end, native,"
                         " connector, source-cost, snapshot")
+    parser.add_argument("--state", choices=("sqlite", "postgres"), default="sqlite",
+                        help="the pipelines' state store: a SQLite file (the default) or a"
+                        " PostgreSQL database on the benchmark's server")
     args = parser.parse_args()
+    global STATE
+    STATE = args.state
     args.skip = set(filter(None, args.skip.split(",")))
     from sync.gctune import tune
 

@@ -8,6 +8,7 @@ transaction with set-based statements, never a round trip per row.
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -24,6 +25,8 @@ from conflict.canonical import parse_json
 from conflict.protocol import KeyState
 from sync.state import schema
 from sync.state.codec import json_text, state_from_json, state_to_json
+
+log = logging.getLogger("cdcsync.state")
 
 CHUNK = 500  # keys per IN list
 
@@ -281,6 +284,26 @@ class StateStore:
                     conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
                                  {"k": lock})
                 yield conn
+
+    def refresh_statistics(self) -> None:
+        """Let PostgreSQL plan the state lookups from the table as it is now.
+
+        A lookup is an IN list of keys within one pipeline and entity. Planned from
+        statistics of a nearly empty table (or none: a new store, a new entity), it
+        expects a couple of rows per entity and scans the entity's whole key range for
+        every lookup instead of finding each key: measured 45 ms against 2.7 ms for 500
+        keys among 94k, and the scan grows with the table. Autovacuum catches up within
+        minutes; after a snapshot has written many states at once, the catch-up that
+        follows cannot wait for it. SQLite needs none (it finds keys by its primary
+        key whatever it knows)."""
+        if self.engine.dialect.name != "postgresql":
+            return
+        try:
+            with self.engine.begin() as conn:
+                conn.exec_driver_sql("ANALYZE key_states")
+        except sa.exc.DBAPIError as exc:  # not the tables' owner: autovacuum will do it
+            log.warning("could not refresh the state store's statistics (ANALYZE "
+                        "key_states): %s", str(exc.orig).strip())
 
     # --- checkpoints ---------------------------------------------------------------
 
