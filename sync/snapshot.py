@@ -294,14 +294,7 @@ def snapshot_entity(ctx: PipelineContext, ent: EntityContext, summary: RunSummar
                     progress: Progress | None = None) -> None:
     """Snapshot ``ent``: straight through when one source holds every row and the
     entity has no state yet (sync/snapshot_direct.py, which also resumes its own
-    interrupted snapshots), staged and reconciled otherwise. Then the state store's
-    statistics are brought up to date: the snapshot wrote a state for every key."""
-    _snapshot_entity(ctx, ent, summary, progress)
-    ctx.store.refresh_statistics()
-
-
-def _snapshot_entity(ctx: PipelineContext, ent: EntityContext, summary: RunSummary,
-                     progress: Progress | None) -> None:
+    interrupted snapshots), staged and reconciled otherwise."""
     store = ctx.store
     prog = store.snapshot_progress(ctx.pipeline, ent.name)
     if not prog:

@@ -29,6 +29,9 @@ from sync.state.codec import json_text, state_from_json, state_to_json
 log = logging.getLogger("cdcsync.state")
 
 CHUNK = 500  # keys per IN list
+STATS_EVERY = 5.0  # seconds between looks at key_states' statistics (PostgreSQL)
+STATS_MIN_ROWS = 1000  # changed rows under which statistics are not worth refreshing
+_KS = f'"{schema.key_states.name}"'
 
 
 def _chunks(items: Sequence[Any], n: int = CHUNK) -> Iterator[Sequence[Any]]:
@@ -70,8 +73,7 @@ class _DriverSql:
     delete_outbox: str
     any_pending: str  # 1 if some of the keys wait in the outbox (parked keys do not count)
     upsert_staged: str
-    select_staged: str  # rows of the first n keys after one, JSON as text, by key
-    select_staged_range: str  # rows of the keys after one up to another, as select_staged
+    select_staged_range: str  # rows of the keys after one up to another, JSON as text, by key
     select_staged_keys: str  # the first n staged keys after one, in order
 
 
@@ -133,13 +135,6 @@ def _driver_sql_for(dialect: str, paramstyle: str) -> _DriverSql:
             ' ON CONFLICT ("pipeline", "entity", "key", "endpoint") DO UPDATE SET'
             ' "row" = excluded."row", "row_version" = excluded."row_version",'
             ' "committed_at" = excluded."committed_at"'
-        ),
-        select_staged=(
-            f'SELECT "key", "endpoint", {text("row")}, {text("row_version")}, "committed_at"'
-            f' FROM "{sr}" WHERE "pipeline" = {mark} AND "entity" = {mark} AND "key" IN'
-            f' (SELECT DISTINCT "key" FROM "{sr}" WHERE "pipeline" = {mark}'
-            f' AND "entity" = {mark} AND "key" > {mark} ORDER BY "key" LIMIT {mark})'
-            ' ORDER BY "key"'
         ),
         select_staged_range=(
             f'SELECT "key", "endpoint", {text("row")}, {text("row_version")}, "committed_at"'
@@ -237,6 +232,7 @@ def new_stamp() -> float:
 class StateStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._stats_checked = -STATS_EVERY  # (monotonic: see _fresh_statistics)
         url = engine.url.render_as_string(hide_password=False)
         with _migrate_lock:
             self._local_lock = _LOCAL_LOCKS.setdefault(url, threading.RLock())
@@ -285,25 +281,34 @@ class StateStore:
                                  {"k": lock})
                 yield conn
 
-    def refresh_statistics(self) -> None:
-        """Let PostgreSQL plan the state lookups from the table as it is now.
+    def _fresh_statistics(self) -> None:
+        """Keep PostgreSQL's statistics of ``key_states`` within 2x of the table.
 
-        A lookup is an IN list of keys within one pipeline and entity. Planned from
-        statistics of a nearly empty table (or none: a new store, a new entity), it
-        expects a couple of rows per entity and scans the entity's whole key range for
-        every lookup instead of finding each key: measured 45 ms against 2.7 ms for 500
-        keys among 94k, and the scan grows with the table. Autovacuum catches up within
-        minutes; after a snapshot has written many states at once, the catch-up that
-        follows cannot wait for it. SQLite needs none (it finds keys by its primary
-        key whatever it knows)."""
-        if self.engine.dialect.name != "postgresql":
+        A state lookup is an IN list of keys within one pipeline and entity. Planned
+        from statistics of a much smaller table (or none: a new store, a new entity,
+        a server with autovacuum off, or in the minute before it comes by), PostgreSQL
+        expects a couple of rows per entity and scans the entity's whole key range
+        for every lookup instead of finding each key: 45 ms against 2.7 ms for 500
+        keys among 94k, growing with the table, so that a first sync went quadratic.
+        So at most every ``STATS_EVERY`` seconds, a store about to look keys up asks
+        how much the table changed since its last ANALYZE, and runs one when that is
+        more than it held then (a doubling: a few ANALYZEs over any growth). SQLite
+        needs none: it finds keys by its primary key whatever it knows."""
+        now = time.monotonic()
+        if self.engine.dialect.name != "postgresql" or now < self._stats_checked + STATS_EVERY:
             return
+        self._stats_checked = now
         try:
             with self.engine.begin() as conn:
-                conn.exec_driver_sql("ANALYZE key_states")
-        except sa.exc.DBAPIError as exc:  # not the tables' owner: autovacuum will do it
-            log.warning("could not refresh the state store's statistics (ANALYZE "
-                        "key_states): %s", str(exc.orig).strip())
+                row = conn.exec_driver_sql(
+                    "SELECT s.n_mod_since_analyze, c.reltuples FROM pg_stat_user_tables s"
+                    f" JOIN pg_class c ON c.oid = s.relid WHERE s.relid = '{_KS}'::regclass"
+                ).first()
+                if row is not None and row[0] > max(STATS_MIN_ROWS, row[1]):
+                    conn.exec_driver_sql(f"ANALYZE (SKIP_LOCKED) {_KS}")  # (one at a time)
+        except sa.exc.DBAPIError as exc:  # not the table's owner: autovacuum will do it
+            log.warning("could not refresh the state store's statistics (ANALYZE %s): %s",
+                        _KS, str(exc.orig).strip())
 
     # --- checkpoints ---------------------------------------------------------------
 
@@ -343,6 +348,7 @@ class StateStore:
         """
         wanted = list(dict.fromkeys(keys))
         out: dict[str, KeyState] = {}
+        self._fresh_statistics()
 
         def _read(c: Connection) -> None:
             # Every change's state is loaded at least once: driver SQL and orjson,
@@ -566,15 +572,20 @@ class StateStore:
                until: str | None = None) -> list[dict[str, Any]]:
         """Staged rows of up to ``limit`` keys after ``after`` (or of every key after it up
         to ``until``), ordered by key; ``row`` as its JSON text (equal texts are equal
-        rows: parsed once), ``row_version`` parsed."""
+        rows: parsed once), ``row_version`` parsed.
+
+        Two range reads of the primary key (the keys, then their rows), not one query
+        with the keys as a subquery: PostgreSQL planned that from the statistics of the
+        table before staging (empty) as a nested loop that ran the subquery again for
+        each staged row, and a 100k-row reconcile never ended."""
+        if until is None:
+            keys = self.staged_keys(pipeline, entity, after, limit)
+            if not keys:
+                return []
+            until = keys[-1]
         with self.engine.connect() as conn:
-            sql = _driver_sql(conn)
-            if until is None:
-                rows = conn.exec_driver_sql(sql.select_staged, (
-                    pipeline, entity, pipeline, entity, after or "", int(limit))).fetchall()
-            else:
-                rows = conn.exec_driver_sql(sql.select_staged_range, (
-                    pipeline, entity, after or "", until)).fetchall()
+            rows = conn.exec_driver_sql(_driver_sql(conn).select_staged_range, (
+                pipeline, entity, after or "", until)).fetchall()
         # (SQLite gives a JSON column numeric affinity: a bare number comes back as one)
         return [{"key": k, "endpoint": ep, "row": row, "committed_at": at,
                  "row_version": parse_json(rv) if isinstance(rv, str | bytes) else rv}
