@@ -8,7 +8,7 @@ checkpoint of the batch that raised it.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,6 +28,17 @@ def _sides(rec: ConflictRecord) -> dict[str, Any]:
     }
 
 
+def _insert_new(conn: Connection) -> Any:
+    """INSERT of conflicts whose id is not recorded yet, in the dialect's own syntax."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing(index_elements=[table.c.id])
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table).on_conflict_do_nothing(index_elements=[table.c.id])
+
+
 class ConflictStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -36,25 +47,36 @@ class ConflictStore:
     def record(conn: Connection, pipeline: str, key: str, rec: ConflictRecord,
                run_id: int | None) -> None:
         """Insert a conflict just decided by policy, or just parked for a steward."""
-        d = rec.decision
-        values: dict[str, Any] = dict(
-            id=rec.conflict_id, pipeline=pipeline, entity=rec.case.entity, key=key,
-            policy=d.policy, reason=d.reason, sides=_sides(rec),
-            base=row_to_json(rec.case.base), created_at=time.time(), run_id=run_id,
-        )
-        if isinstance(d, Resolution):
-            values.update(status="resolved", winner=str(d.winner),
-                          resolution=row_to_json(d.content), decided_at=time.time(),
-                          decided_by=f"policy:{d.policy}",
-                          vector=rec.new_vector.as_dict() if rec.new_vector else None)
-        else:
-            assert isinstance(d, Park)
-            values.update(status="open")
-        # A conflict id is derived from the two vectors: a replayed batch
-        # records the same conflict again, which must not duplicate it.
-        exists = conn.execute(sa.select(table.c.id).where(table.c.id == rec.conflict_id)).first()
-        if exists is None:
-            conn.execute(table.insert().values(**values))
+        ConflictStore.record_all(conn, pipeline, [(key, rec)], run_id)
+
+    @staticmethod
+    def record_all(conn: Connection, pipeline: str,
+                   records: Iterable[tuple[str, ConflictRecord]], run_id: int | None) -> None:
+        """:meth:`record` of each ``(key, conflict)``, as one insert per kind (resolved,
+        parked): a first sync of two systems that drifted apart decides a conflict for
+        most of its keys, and a query or two for each cost a round trip each."""
+        by_kind: dict[str, list[dict[str, Any]]] = {}
+        for key, rec in records:
+            now = time.time()  # (each its own: the steward's lists are in this order)
+            d = rec.decision
+            values: dict[str, Any] = dict(
+                id=rec.conflict_id, pipeline=pipeline, entity=rec.case.entity, key=key,
+                policy=d.policy, reason=d.reason, sides=_sides(rec),
+                base=row_to_json(rec.case.base), created_at=now, run_id=run_id,
+            )
+            if isinstance(d, Resolution):
+                values.update(status="resolved", winner=str(d.winner),
+                              resolution=row_to_json(d.content), decided_at=now,
+                              decided_by=f"policy:{d.policy}",
+                              vector=rec.new_vector.as_dict() if rec.new_vector else None)
+            else:
+                assert isinstance(d, Park)
+                values.update(status="open")
+            by_kind.setdefault(values["status"], []).append(values)
+        for rows in by_kind.values():
+            # A conflict id is derived from the two vectors: a replayed batch records
+            # the same conflict again, which must not duplicate it.
+            conn.execute(_insert_new(conn), rows)
 
     @staticmethod
     def update_parked(conn: Connection, parked: ParkedConflict) -> None:

@@ -256,8 +256,8 @@ def commit(conn: Connection, ctx: PipelineContext, source: str, decided: Decided
         ctx.store.save(conn, ctx.pipeline, name, states, stamp=stamp,
                        encoded=None if encoded is None else encoded[name])
     decided.saved_at = stamp
-    for _name, k, rec in decided.records:
-        ConflictStore.record(conn, ctx.pipeline, k, rec, ctx.run_id)
+    ConflictStore.record_all(conn, ctx.pipeline, ((k, rec) for _name, k, rec in decided.records),
+                             ctx.run_id)
     for parked in decided.parked:
         ConflictStore.update_parked(conn, parked)
     if checkpoint is not None:

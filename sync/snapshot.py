@@ -271,8 +271,7 @@ def save_and_apply(ctx: PipelineContext, ent: EntityContext, states: Mapping[str
     store = ctx.store
     with store.transaction() as conn:
         saved_at = store.save(conn, ctx.pipeline, ent.name, states)
-        for k, rec in records:
-            ConflictStore.record(conn, ctx.pipeline, k, rec, ctx.run_id)
+        ConflictStore.record_all(conn, ctx.pipeline, records, ctx.run_id)
     apply_pending(ctx, ent, states, summary, saved_at=saved_at)
 
 

@@ -102,3 +102,18 @@ def test_a_store_that_grew_finds_each_key_rather_than_scanning_the_entity(
     index_cond = next(line for line in plan.splitlines() if "Index Cond" in line)
     assert "key = ANY" in index_cond, plan
     assert "Filter" not in plan, plan
+
+
+def test_two_stores_that_drifted_apart_are_reconciled_each_conflict_recorded_once(
+        tmp_path: Path, pg_dsn: str) -> None:
+    """The staged snapshot on a PostgreSQL store: its reads of the staged rows once
+    planned as a nested loop over the whole staging table (a 100k-row reconcile never
+    ended), and its conflicts are now written as one insert per kind."""
+    p = _two_files(tmp_path, pg_dsn, 3000, 2000)
+    first = run_json(p)
+    assert first["totals"]["resolved"] == 2000 and first["totals"]["applied"] == 3000, first
+    cdcsync("verify", str(p))
+    with psycopg.connect(pg_dsn) as c:
+        assert c.execute("SELECT count(*), count(DISTINCT key), min(winner), max(status)"
+                         " FROM conflicts").fetchone() == (2000, 2000, "current", "resolved")
+    assert run_json(p)["totals"]["resolved"] == 0
