@@ -11,6 +11,7 @@ import random
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from tests.daemon.test_daemon_sqlite import _writer, rows
 
 PIPELINE = """
 pipeline: r{n}
-state: {{url: sqlite:///state.db}}
+state: {{url: "{state}"}}
 broker: {{url: "redis://127.0.0.1:{port}/0"}}
 daemon: {{metrics_port: 0, poll_ms: 10, lease_ttl_s: 1.5, partitions: 3}}
 endpoints:
@@ -34,14 +35,14 @@ entities:
 """
 
 
-def make(tmp: Path, port: int) -> Path:
+def make(tmp: Path, port: int, state: str = "sqlite:///state.db") -> Path:
     for db in ("a.db", "b.db"):
         with sqlite3.connect(tmp / db) as c:
             c.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER)")
             c.executemany("INSERT INTO items VALUES (?, ?, ?)",
                           [(i, f"item {i}", i) for i in range(1, 21)])
     p = tmp / "pipeline.yaml"
-    p.write_text(PIPELINE.format(n=random.randrange(10**6), port=port))
+    p.write_text(PIPELINE.format(n=random.randrange(10**6), port=port, state=state))
     cli("setup", str(p))
     return p
 
@@ -51,9 +52,15 @@ def converged(tmp: Path) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
 def test_workers_die_redis_restarts_and_a_second_daemon_takes_over(
-        tmp_path: Path, private_redis: PrivateRedis) -> None:
-    p = make(tmp_path, private_redis.port)
+        tmp_path: Path, private_redis: PrivateRedis, store: str,
+        pg_dsn_factory: Callable[[], str]) -> None:
+    """With the state store in a SQLite file, and in PostgreSQL: the store that daemons
+    and workers on several machines share (their leases, outbox, checkpoints)."""
+    state = "sqlite:///state.db" if store == "sqlite" else pg_dsn_factory().replace(
+        "postgresql://", "postgresql+psycopg://", 1)
+    p = make(tmp_path, private_redis.port, state)
     stop = threading.Event()
     writer = threading.Thread(target=_writer, args=(tmp_path, stop, 3), daemon=True)
     first = Daemon(p)
@@ -136,7 +143,7 @@ def test_worker_processes_share_the_partitions_and_take_over_a_dead_ones(
 def test_worker_alone_needs_a_shared_broker(tmp_path: Path) -> None:
     p = tmp_path / "p.yaml"
     p.write_text(PIPELINE.replace('"redis://127.0.0.1:{port}/0"', "memory://").format(
-        n=1, port=0))
+        n=1, port=0, state="sqlite:///state.db"))
     for db in ("a.db", "b.db"):
         sqlite3.connect(tmp_path / db).execute(
             "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER)")
