@@ -307,6 +307,7 @@ class StateStore:
                 if row is not None and row[0] > max(STATS_MIN_ROWS, row[1]):
                     conn.exec_driver_sql(f"ANALYZE (SKIP_LOCKED) {_KS}")  # (one at a time)
         except sa.exc.DBAPIError as exc:  # not the table's owner: autovacuum will do it
+            self._stats_checked = float("inf")  # (said once, not every few seconds)
             log.warning("could not refresh the state store's statistics (ANALYZE %s): %s",
                         _KS, str(exc.orig).strip())
 

@@ -21,7 +21,7 @@ from tests.daemon.test_daemon_sqlite import _writer, rows
 
 PIPELINE = """
 pipeline: r{n}
-state: {{url: "{state}"}}
+state: {{url: sqlite:///state.db}}
 broker: {{url: "redis://127.0.0.1:{port}/0"}}
 daemon: {{metrics_port: 0, poll_ms: 10, lease_ttl_s: 1.5, partitions: 3}}
 endpoints:
@@ -42,7 +42,8 @@ def make(tmp: Path, port: int, state: str = "sqlite:///state.db") -> Path:
             c.executemany("INSERT INTO items VALUES (?, ?, ?)",
                           [(i, f"item {i}", i) for i in range(1, 21)])
     p = tmp / "pipeline.yaml"
-    p.write_text(PIPELINE.format(n=random.randrange(10**6), port=port, state=state))
+    p.write_text(PIPELINE.format(n=random.randrange(10**6), port=port)
+                 .replace("url: sqlite:///state.db", f'url: "{state}"'))
     cli("setup", str(p))
     return p
 
@@ -143,7 +144,7 @@ def test_worker_processes_share_the_partitions_and_take_over_a_dead_ones(
 def test_worker_alone_needs_a_shared_broker(tmp_path: Path) -> None:
     p = tmp_path / "p.yaml"
     p.write_text(PIPELINE.replace('"redis://127.0.0.1:{port}/0"', "memory://").format(
-        n=1, port=0, state="sqlite:///state.db"))
+        n=1, port=0))
     for db in ("a.db", "b.db"):
         sqlite3.connect(tmp_path / db).execute(
             "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER)")
