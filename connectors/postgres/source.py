@@ -462,8 +462,9 @@ class PostgresSource:
 
         The slot is one log for every table of the endpoint, so the reader must read
         it as one stream, with every binding it is a source for (the engine does).
-        Published tables that no checkpoint covers are only ever written to here
-        (one-way targets): their changes are not needed, which is said once.
+        Published tables that no checkpoint covers are not read here (left by a setup
+        from before 2026-12-06, which published the tables only written to, or added
+        by hand): their changes are not needed, which is said once.
         """
         if not checkpoints:
             return None
@@ -474,8 +475,9 @@ class PostgresSource:
         if unread and not self._said_unread:
             self._said_unread = True
             log.info("endpoint %s: publication %s also holds %s, which this pipeline does"
-                     " not read here; the slot moves past their changes", self.name,
-                     self.names.publication, ", ".join(sorted(unread)))
+                     " not read here; the slot moves past their changes (`cdcsync setup`"
+                     " removes them from it)", self.name, self.names.publication,
+                     ", ".join(sorted(unread)))
         return min(int(cp["lsn"]) for cp in checkpoints)
 
     def confirm(self, checkpoint: Checkpoint) -> None:
