@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection
 from conflict.canonical import coerce_row, key_text
 from conflict.protocol import ConflictRecord, Edit, KeyState, Kind, ParkedConflict, on_change
 from sync.apply import Result, apply_pending, apply_unsaved, record_on
-from sync.change import Change, ChangeBatch
+from sync.change import Change, ChangeBatch, Checkpoint
 from sync.context import EntityContext, PipelineContext
 from sync.state.store import new_stamp
 from sync.summary import RunSummary
@@ -91,6 +91,17 @@ class Decided:
 
 def source_entities(ctx: PipelineContext, source: str) -> list[EntityContext]:
     return [e for e in ctx.entities.values() if source in e.sources]
+
+
+def prune_log(ctx: PipelineContext, source: str, checkpoint: Checkpoint) -> None:
+    """Let ``source`` drop what its log holds at or before ``checkpoint`` of the tables
+    this pipeline reads there (where the endpoint keeps such a log: SQLite's change
+    table). Only those tables: another pipeline may read the file's other tables, and
+    their rows before our checkpoint are not ours to drop."""
+    prune = getattr(ctx.endpoints[source], "prune", None)
+    if prune is not None:
+        prune([checkpoint], tables=sorted(
+            {e.bindings[source].table for e in source_entities(ctx, source)}))
 
 
 def _gated(ctx: PipelineContext, source: str) -> bool:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sync.apply import check_marks, replay_outbox
-from sync.capture import STREAM, catch_up
+from sync.capture import STREAM, catch_up, prune_log, source_entities
 from sync.context import PipelineContext, open_pipeline
 from sync.events import align_schemas
 from sync.runlock import RunLock
@@ -85,12 +85,12 @@ def run_pipeline(
 
 
 def _prune(ctx: PipelineContext) -> None:
-    """Let endpoints drop log entries that every reader of them is past."""
-    for name, ep in ctx.endpoints.items():
-        prune = getattr(ep, "prune", None)
+    """Let each endpoint this pipeline reads drop its log up to the pipeline's checkpoint
+    there, for the tables it reads (see :func:`sync.capture.prune_log`)."""
+    for name in ctx.endpoints:
         cp = ctx.store.checkpoint(ctx.pipeline, name, STREAM)
-        if prune is not None and cp is not None:
-            prune([cp])
+        if cp is not None and source_entities(ctx, name):
+            prune_log(ctx, name, cp)
 
 
 def _finish(ctx: PipelineContext, summary: RunSummary) -> None:

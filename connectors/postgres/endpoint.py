@@ -82,7 +82,10 @@ class PostgresEndpoint(RangesOfSource):
     def confirm(self, checkpoint: Checkpoint) -> None:
         (self.stream or self.source).confirm(checkpoint)
 
-    def prune(self, checkpoints: Sequence[Checkpoint]) -> None:
+    def prune(self, checkpoints: Sequence[Checkpoint],
+              tables: Sequence[str] | None = None) -> None:
+        """Move the slot to the oldest of ``checkpoints`` (``tables``: the slot is the
+        pipeline's own, so every table in it is this pipeline's)."""
         (self.stream or self.source).prune(checkpoints)
 
     # --- sink -------------------------------------------------------------------------

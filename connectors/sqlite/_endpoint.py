@@ -221,11 +221,14 @@ class SqliteEndpoint:
     def confirm(self, checkpoint: Checkpoint) -> None:
         """Nothing to release here: see :meth:`prune`."""
 
-    def prune(self, upto: int | Iterable[Checkpoint]) -> int:
+    def prune(self, upto: int | Iterable[Checkpoint],
+              tables: Sequence[str] | None = None) -> int:
         """Delete log rows at or before ``upto`` (a ``seq``, or the lowest of several
-        checkpoints, ignoring those of an older log); returns how many."""
+        checkpoints, ignoring those of an older log) of ``tables`` (``None``: of every
+        table); returns how many. The log is the file's, not the pipeline's: another
+        pipeline may read other tables of it from an older position."""
         with self._txn("pruning the log", write=True) as conn:
-            return _source.prune_upto(conn, upto)
+            return _source.prune_upto(conn, upto, tables)
 
     # --- sink ----------------------------------------------------------------------------
 

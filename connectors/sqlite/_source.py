@@ -130,8 +130,10 @@ def changes(
     return ChangeBatch(out, {"seq": end, "log": lid}, more=more)
 
 
-def prune_upto(conn: sqlite3.Connection, upto: int | Iterable[Checkpoint]) -> int:
-    """Delete log rows with ``seq <= upto`` (or the lowest ``seq`` of several checkpoints)."""
+def prune_upto(conn: sqlite3.Connection, upto: int | Iterable[Checkpoint],
+               tables: Sequence[str] | None = None) -> int:
+    """Delete log rows with ``seq <= upto`` (or the lowest ``seq`` of several checkpoints),
+    of ``tables`` only if given."""
     if isinstance(upto, int):
         seq = upto
     else:
@@ -141,4 +143,10 @@ def prune_upto(conn: sqlite3.Connection, upto: int | Iterable[Checkpoint]) -> in
         if not seqs:
             return 0
         seq = min(seqs)
-    return conn.execute(f"DELETE FROM {quote(LOG)} WHERE seq <= ?", (seq,)).rowcount
+    if tables is None:
+        return conn.execute(f"DELETE FROM {quote(LOG)} WHERE seq <= ?", (seq,)).rowcount
+    if not tables:
+        return 0
+    return conn.execute(
+        f"DELETE FROM {quote(LOG)} WHERE tbl IN ({', '.join('?' * len(tables))}) AND seq <= ?",
+        (*tables, seq)).rowcount

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from connectors.base import RetriableError
-from sync.capture import STREAM, decide_and_commit, source_entities
+from sync.capture import STREAM, decide_and_commit, prune_log, source_entities
 from sync.change import ChangeBatch
 from sync.daemon.runtime import Runtime
 from sync.events import expand
@@ -236,12 +236,10 @@ class Reader(threading.Thread):
         # Where confirming releases nothing (a SQLite log, which the endpoint keeps in
         # the user's database), the log is pruned up to it, as a batch run does after
         # its catch-up: a daemon's log grew without end.
-        prune = getattr(ep, "prune", None)
-        if (prune is not None and self.confirmed is not None
-                and time.monotonic() - self.pruned_at >= PRUNE_EVERY):
+        if self.confirmed is not None and time.monotonic() - self.pruned_at >= PRUNE_EVERY:
             self.pruned_at = time.monotonic()
             try:
-                prune([self.confirmed])
+                prune_log(ctx, self.source, self.confirmed)
             except RetriableError as exc:  # the file busy: the next prune catches up
                 log.warning("pruning the log of %s failed (%s); trying again in %.0fs",
                             self.source, exc, PRUNE_EVERY)

@@ -782,3 +782,7 @@ def test_prune_drops_what_every_reader_is_past(ep: SqliteEndpoint, user: User) -
     assert ep.position()["seq"] == 5  # sequence numbers are never reused
     user("INSERT INTO customers (id, name) VALUES (9, 'x')")
     assert [c.position[0] for c in ep.changes([CUST], {"seq": 5}, 10).changes] == [6]
+    # Of the named tables only: other pipelines may read the file's other tables.
+    assert ep.prune(6, tables=["elsewhere"]) == 0
+    assert ep.prune(6, tables=[]) == 0
+    assert ep.prune(6, tables=["customers", "elsewhere"]) == 1
