@@ -292,8 +292,9 @@ class StateStore:
         keys among 94k, growing with the table, so that a first sync went quadratic.
         So at most every ``STATS_EVERY`` seconds, a store about to look keys up asks
         how much the table changed since its last ANALYZE, and runs one when that is
-        more than it held then (a doubling: a few ANALYZEs over any growth). SQLite
-        needs none: it finds keys by its primary key whatever it knows."""
+        more than it held then (a doubling: a few ANALYZEs over any growth). A user
+        that does not own the table gets PostgreSQL's warning and autovacuum's timing.
+        SQLite needs none: it finds keys by its primary key whatever it knows."""
         now = time.monotonic()
         if self.engine.dialect.name != "postgresql" or now < self._stats_checked + STATS_EVERY:
             return
@@ -306,7 +307,7 @@ class StateStore:
                 ).first()
                 if row is not None and row[0] > max(STATS_MIN_ROWS, row[1]):
                     conn.exec_driver_sql(f"ANALYZE (SKIP_LOCKED) {_KS}")  # (one at a time)
-        except sa.exc.DBAPIError as exc:  # not the table's owner: autovacuum will do it
+        except sa.exc.DBAPIError as exc:  # refused (before PostgreSQL 12: no SKIP_LOCKED)
             self._stats_checked = float("inf")  # (said once, not every few seconds)
             log.warning("could not refresh the state store's statistics (ANALYZE %s): %s",
                         _KS, str(exc.orig).strip())
