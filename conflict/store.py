@@ -19,6 +19,7 @@ from conflict.case import Park, Resolution
 from conflict.protocol import ConflictRecord, ParkedConflict
 from sync.state.codec import side_to_json
 from sync.state.schema import conflicts as table
+from sync.state.store import dialect_insert
 
 
 def _sides(rec: ConflictRecord) -> dict[str, Any]:
@@ -26,17 +27,6 @@ def _sides(rec: ConflictRecord) -> dict[str, Any]:
         "current": side_to_json(rec.case.current),
         "incoming": side_to_json(rec.case.incoming),
     }
-
-
-def _insert_new(conn: Connection) -> Any:
-    """INSERT of conflicts whose id is not recorded yet, in the dialect's own syntax."""
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(table).on_conflict_do_nothing(index_elements=[table.c.id])
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert(table).on_conflict_do_nothing(index_elements=[table.c.id])
 
 
 class ConflictStore:
@@ -76,7 +66,8 @@ class ConflictStore:
         for rows in by_kind.values():
             # A conflict id is derived from the two vectors: a replayed batch records
             # the same conflict again, which must not duplicate it.
-            conn.execute(_insert_new(conn), rows)
+            conn.execute(dialect_insert(conn, table).on_conflict_do_nothing(
+                index_elements=[table.c.id]), rows)
 
     @staticmethod
     def update_parked(conn: Connection, parked: ParkedConflict) -> None:

@@ -39,7 +39,7 @@ def _chunks(items: Sequence[Any], n: int = CHUNK) -> Iterator[Sequence[Any]]:
         yield items[i : i + n]
 
 
-def _insert(conn: Connection, table: sa.Table) -> Any:
+def dialect_insert(conn: Connection, table: sa.Table) -> Any:
     """INSERT in the dialect's own syntax (for its ON CONFLICT clauses)."""
     from sqlalchemy.dialects import postgresql, sqlite
 
@@ -56,7 +56,7 @@ def _upsert(conn: Connection, table: sa.Table, rows: list[dict[str, Any]], keys:
     """INSERT ... ON CONFLICT DO UPDATE, in the dialect's own syntax, as one executemany."""
     if not rows:
         return
-    stmt = _insert(conn, table)
+    stmt = dialect_insert(conn, table)
     update = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
     conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=update), rows)
 
@@ -472,7 +472,7 @@ class StateStore:
         state knows of (sync/apply.py check_marks). Marks already there are kept."""
         if not rows:
             return
-        conn.execute(_insert(conn, schema.marks).on_conflict_do_nothing(), [
+        conn.execute(dialect_insert(conn, schema.marks).on_conflict_do_nothing(), [
             {"pipeline": pipeline, "entity": e, "key": k, "endpoint": t, "run_id": run_id or 0}
             for e, k, t in rows])
 
