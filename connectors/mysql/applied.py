@@ -11,7 +11,8 @@ and the rows cannot disagree. The sink's session is tagged (``skip_replication``
 or the marker table in the same transaction), so these writes never come back
 as changes, and no bound table is touched by them.
 
-One row per (writer, table, key): the key is stored as a 16-byte digest of its
+One row per (writer, table, key), a writer being one pipeline's sink at one
+endpoint: the key is stored as a 16-byte digest of its
 canonical text (:func:`conflict.canonical.key_text`), since key text has no
 length limit and an index does. Rows of keys we wrote are as many as the keys
 (an index's worth); rows of keys we deleted (``version`` NULL) would grow
@@ -22,8 +23,9 @@ lost, which is minutes (until the outbox is replayed), not days; a daemon down
 for longer than the retention may then find a delete of ours SKIPPED rather
 than STALE (the key's apply waits for its next edit; PostgreSQL's record keeps
 the same retention). A table made before ``at`` existed works as before, without
-pruning, until ``cdcsync setup`` adds the column. ``cdcsync teardown`` drops the
-table.
+pruning, until ``cdcsync setup`` adds the column. ``cdcsync teardown`` deletes
+its pipeline's rows, and drops the table once no other pipeline has rows in it
+(pipelines may share a database, each with its own tables).
 
 Content can repeat (ABA): a user who writes back exactly the content of our
 last write after editing it in between looks like our write, and the newer
@@ -71,8 +73,39 @@ def upgrade_sql(database: str) -> str:
     return f"ALTER TABLE {quote_table(database, APPLIED_TABLE)} ADD COLUMN {_AT}"
 
 
-def drop_sql(database: str) -> str:
-    return f"DROP TABLE IF EXISTS {quote_table(database, APPLIED_TABLE)}"
+def writer_id(pipeline: str, endpoint: str) -> str:
+    """Whose rows these are: one pipeline's sink at one endpoint (several pipelines
+    may write one database, each to its own tables)."""
+    return f"{pipeline}/{endpoint}"[:190]
+
+
+_REGISTERED = ("", bytes(16), "")  # (tbl, key_digest, version) of a writer's own row
+
+
+def register(cur: Any, database: str, writer: str) -> None:
+    """A row that says ``writer`` uses the record (made at setup, before it writes a
+    key): another pipeline's teardown keeps the table for it. Never read as a key's
+    record (``tbl`` is empty) and never pruned (``version`` is not NULL)."""
+    cur.execute(f"INSERT IGNORE INTO {quote_table(database, APPLIED_TABLE)}"
+                " (`writer`, `tbl`, `key_digest`, `version`) VALUES (%s, %s, %s, %s)",
+                (writer, *_REGISTERED))
+
+
+def forget_writer(cur: Any, database: str, table: str, writer: str) -> tuple[int, bool]:
+    """Delete ``writer``'s rows of a shared table (the record, the marker); drop the
+    table once no other writer has rows in it. Returns (rows deleted, dropped)."""
+    name = quote_table(database, table)
+    cur.execute("SELECT 1 FROM information_schema.TABLES"
+                " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", (database, table))
+    if cur.fetchone() is None:
+        return 0, False
+    cur.execute(f"DELETE FROM {name} WHERE `writer` = %s", (writer,))
+    deleted = int(cur.rowcount)
+    cur.execute(f"SELECT 1 FROM {name} LIMIT 1")
+    if cur.fetchone() is not None:
+        return deleted, False
+    cur.execute(f"DROP TABLE IF EXISTS {name}")
+    return deleted, True
 
 
 def key_digest(key_text: str) -> bytes:

@@ -13,7 +13,7 @@ from connectors.base import (
     RangesOfSource,
     TableSchema,
 )
-from connectors.mysql import create
+from connectors.mysql import applied, create
 from connectors.mysql import setup as _setup
 from connectors.mysql.session import classify, connect
 from connectors.mysql.sink import MysqlSink
@@ -81,6 +81,7 @@ class MysqlEndpoint(RangesOfSource):
     def setup(self, bindings: Sequence[Binding], pipeline: str, *,
               read: Sequence[Binding] | None = None) -> list[str]:
         return _setup.setup(self.settings, bindings, echo=self.echo,
+                            writer=applied.writer_id(pipeline, self.name),
                             capture=read is None or bool(read))
 
     def create_table(self, binding: Binding, source: TableSchema, source_binding: Binding, *,
@@ -100,7 +101,7 @@ class MysqlEndpoint(RangesOfSource):
             conn.close()
 
     def teardown(self, bindings: Sequence[Binding], pipeline: str) -> list[str]:
-        return _setup.teardown(self.settings, echo=self.echo)
+        return _setup.teardown(self.settings, writer=applied.writer_id(pipeline, self.name))
 
     def close(self) -> None:
         self.source.close()

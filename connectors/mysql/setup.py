@@ -5,7 +5,9 @@ service's writes. Setup checks what capture needs and says how to fix what is
 missing; it creates the table in which the sink records its own writes
 (``cdcsync_applied``, :mod:`connectors.mysql.applied`), and on MySQL also the
 marker table that tags the service's transactions. Both are created only if
-missing, so setup can be run again; teardown drops them.
+missing, so setup can be run again. Both are shared by the pipelines writing
+the database (a row per writer): teardown deletes its pipeline's rows and drops
+a table only once no other pipeline has rows in it.
 """
 
 from __future__ import annotations
@@ -42,9 +44,10 @@ def server_problems(cur: Any) -> list[str]:
     return problems
 
 
-def setup(settings: Any, bindings: Sequence[Binding], *, echo: str,
+def setup(settings: Any, bindings: Sequence[Binding], *, echo: str, writer: str,
           capture: bool = True) -> list[str]:
-    """Check the server and the tables; create the marker table where it is used.
+    """Check the server and the tables; create the marker table where it is used, and
+    register ``writer`` (this pipeline's sink here) in both shared tables.
     ``capture=False``: the pipeline only writes here, and the binlog's settings are not
     asked for (its sessions still skip the binlog where that is how writes are tagged)."""
     done: list[str] = []
@@ -78,27 +81,35 @@ def setup(settings: Any, bindings: Sequence[Binding], *, echo: str,
                     f"CREATE TABLE IF NOT EXISTS {marker}"
                     " (`writer` VARCHAR(190) NOT NULL PRIMARY KEY, `seq` BIGINT NOT NULL)"
                 )
+                cur.execute(f"INSERT IGNORE INTO {marker} (`writer`, `seq`) VALUES (%s, 0)",
+                            (writer,))
                 done.append(f"marker table {MARKER_TABLE} (tags the service's own writes)")
             cur.execute(applied.create_sql(str(settings.database)))
             if applied.state(cur, str(settings.database)) is applied.Record.UNSTAMPED:
                 cur.execute(applied.upgrade_sql(str(settings.database)))
+            applied.register(cur, str(settings.database), writer)
             done.append(f"table {applied.APPLIED_TABLE} (the sink's record of its own writes)")
     finally:
         conn.close()
     return done
 
 
-def teardown(settings: Any, *, echo: str) -> list[str]:
+def teardown(settings: Any, *, writer: str) -> list[str]:
+    """Forget ``writer``'s rows in the record and the marker table; each table is
+    dropped once no other pipeline's sink has rows in it."""
     done = []
+    database = str(settings.database)
     conn = connect(settings)
     try:
         with conn.cursor() as cur:
-            cur.execute(applied.drop_sql(str(settings.database)))
-            done.append(f"dropped table {applied.APPLIED_TABLE}")
-            if echo == "marker":
-                cur.execute("DROP TABLE IF EXISTS "
-                            f"{quote_table(str(settings.database), MARKER_TABLE)}")
-                done.append(f"dropped marker table {MARKER_TABLE}")
+            for table, what in ((applied.APPLIED_TABLE, "table"),
+                                (MARKER_TABLE, "marker table")):
+                deleted, dropped = applied.forget_writer(cur, database, table, writer)
+                if dropped:
+                    done.append(f"dropped {what} {table}")
+                elif deleted:
+                    done.append(f"deleted {deleted} row(s) of {writer} from {what} {table};"
+                                " kept it for the other pipelines writing this database")
     finally:
         conn.close()
     return done

@@ -102,7 +102,7 @@ class MysqlSink:
         self.database = str(settings.database)
         flavor = str(getattr(settings, "flavor", "mariadb") or "mariadb")
         self.echo = echo or ("skip_replication" if flavor == "mariadb" else "marker")
-        self.writer = f"{pipeline}/{name}"[:190]
+        self.writer = applied.writer_id(pipeline, name)
         self._conn: Any = None
         # whether the record of our writes (``cdcsync_applied``) exists: looked up once
         # per session, so that ``cdcsync setup`` run later is seen after a reconnect

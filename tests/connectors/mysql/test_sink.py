@@ -436,9 +436,12 @@ def test_old_deletes_of_ours_are_forgotten_and_the_rest_kept(
         ("UPDATE cdcsync_applied SET `at` = NOW() WHERE `key_digest` = %s", (digest[3],)))
     monkeypatch.setattr(sink_module, "PRUNE_EVERY", 1)
     endpoint.apply(b, [tok(5, row(5, "b"), None, "v1")])  # a batch; then the pruning
-    kept = {bytes(d) for (d,) in query(mariadb_params,
-                                       "SELECT `key_digest` FROM cdcsync_applied")}
+    kept = {bytes(d) for (d,) in query(
+        mariadb_params, "SELECT `key_digest` FROM cdcsync_applied WHERE `tbl` <> ''")}
     assert kept == {digest[3], digest[4], digest[5]}
+    # (the pipeline's own row, which says it uses the record, is never pruned)
+    assert query(mariadb_params, "SELECT count(*) FROM cdcsync_applied WHERE `tbl` = ''"
+                 ) == [(1,)]
     # The recent delete of 3 is still ours: an apply expecting its old row is STALE.
     (res,) = endpoint.apply(b, [tok(3, row(3, "c"), made[2].row_version, "v3")])
     assert res.status is ApplyStatus.STALE
@@ -467,4 +470,37 @@ def test_a_record_table_made_before_its_timestamps_works_and_setup_adds_them(
     (again,) = endpoint.apply(b, [tok(1, row(1, "d"), res.row_version, "v4")])
     assert again.status is ApplyStatus.APPLIED
     assert query(mariadb_params, "SELECT count(*) FROM cdcsync_applied WHERE `at` >"
-                                 " NOW() - INTERVAL 1 MINUTE") == [(1,)]
+                                 " NOW() - INTERVAL 1 MINUTE AND `tbl` <> ''") == [(1,)]
+
+
+@pytest.mark.parametrize("echo", ["skip_replication", "marker"])
+def test_a_teardown_keeps_what_another_pipeline_writing_the_database_uses(
+        echo: str, mariadb_params: dict[str, Any]) -> None:
+    """Pipelines may share a database, each with its own tables: tearing one down
+    must not take the record of its writes (and, on MySQL, the marker table) from the
+    others, also from one set up that has not written yet."""
+    run(mariadb_params, TABLE, TABLE.replace("items", "others"))
+    mine, b_mine = MysqlEndpoint("maria", settings(mariadb_params), pipeline="p1",
+                                 echo=echo), binding()
+    theirs, b_theirs = MysqlEndpoint("maria", settings(mariadb_params), pipeline="p2",
+                                     echo=echo), binding("others")
+    try:
+        mine.setup([b_mine], "p1")
+        theirs.setup([b_theirs], "p2")
+        mine.apply(b_mine, [op(1, row(1, "a"))])
+        done = mine.teardown([b_mine], "p1")
+        assert not any("dropped" in d for d in done), done
+        assert query(mariadb_params, "SELECT DISTINCT writer FROM cdcsync_applied") == [
+            ("p2/maria",)]
+        # The other pipeline's record works: a write of its own whose result was
+        # lost is told from a user's edit (STALE, not SKIPPED).
+        (first,) = theirs.apply(b_theirs, [tok(1, row(1, "a"), None, "v1")])
+        theirs.apply(b_theirs, [tok(1, row(1, "b"), first.row_version, "v2")])
+        (res,) = theirs.apply(b_theirs, [tok(1, row(1, "c"), first.row_version, "v3")])
+        assert res.status is ApplyStatus.STALE
+        assert any("dropped table cdcsync_applied" in d
+                   for d in theirs.teardown([b_theirs], "p2"))
+        assert query(mariadb_params, "SHOW TABLES LIKE 'cdcsync%%'") == []
+    finally:
+        mine.close()
+        theirs.close()
