@@ -298,7 +298,8 @@ class Endpoint(Source, Sink, Protocol):
     """Most endpoints are both; the setup verbs belong to the endpoint."""
 
     def setup(self, bindings: Sequence[Binding], pipeline: str, *,
-              read: Sequence[Binding] | None = None) -> list[str]:
+              read: Sequence[Binding] | None = None,
+              written: Sequence[Binding] | None = None) -> list[str]:
         """Create capture objects (triggers, publication, slot...); return what was done.
 
         ``read``: those of ``bindings`` whose changes the pipeline reads here (``None``:
@@ -306,7 +307,10 @@ class Endpoint(Source, Sink, Protocol):
         only a reader needs is made for ``read`` alone: a PostgreSQL publication lists
         their tables only (the sink's writes elsewhere are not decoded and sent for
         nothing, nor their tables set to ``REPLICA IDENTITY FULL``), and with none read
-        there is no slot, which would hold the cluster's WAL unread."""
+        there is no slot, which would hold the cluster's WAL unread. ``written``: those
+        the pipeline writes (``None``: all); where every pipeline's writes are tagged
+        alike, a table another pipeline reads or writes so that one of them would miss
+        changes is refused (:mod:`connectors.claims`)."""
         ...
 
     def teardown(self, bindings: Sequence[Binding], pipeline: str) -> list[str]: ...

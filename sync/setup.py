@@ -66,9 +66,11 @@ def setup_pipeline(cfg: Any, verb: str = "setup") -> list[str]:
         bound = [(e, b) for e in cfg.entities
                  for ep, b in bindings_for(cfg, e).items() if ep == name]
         bindings = [b for _e, b in bound]
-        # what the pipeline reads here: the entities this endpoint is a source of
-        extra = {} if verb != "setup" else {"read": [
-            b for e, b in bound if name in cfg.entities[e].sources()]}
+        # what the pipeline reads here (the entities this endpoint is a source of) and
+        # writes (those it is a sink of)
+        extra = {} if verb != "setup" else {
+            "read": [b for e, b in bound if name in cfg.entities[e].sources()],
+            "written": [b for e, b in bound if name in cfg.entities[e].sinks()]}
         ep = connect(cfg, name)
         try:
             done: list[str] = reach(cfg, f"{verb} at endpoint {name!r}", functools.partial(

@@ -40,7 +40,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from connectors.mysql.literals import Literals
-from connectors.mysql.session import quote_table
+from connectors.mysql.session import quote_ident, quote_table
 
 APPLIED_TABLE = "cdcsync_applied"
 _CHUNK = 1000  # keys per IN list
@@ -91,15 +91,17 @@ def register(cur: Any, database: str, writer: str) -> None:
                 (writer, *_REGISTERED))
 
 
-def forget_writer(cur: Any, database: str, table: str, writer: str) -> tuple[int, bool]:
-    """Delete ``writer``'s rows of a shared table (the record, the marker); drop the
-    table once no other writer has rows in it. Returns (rows deleted, dropped)."""
+def forget_rows(cur: Any, database: str, table: str, column: str,
+                owner: str) -> tuple[int, bool]:
+    """Delete ``owner``'s rows (by ``column``) of a table pipelines share (the record,
+    the marker, the pipelines' tables); drop the table once no other owner has rows
+    in it. Returns (rows deleted, dropped)."""
     name = quote_table(database, table)
     cur.execute("SELECT 1 FROM information_schema.TABLES"
                 " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", (database, table))
     if cur.fetchone() is None:
         return 0, False
-    cur.execute(f"DELETE FROM {name} WHERE `writer` = %s", (writer,))
+    cur.execute(f"DELETE FROM {name} WHERE {quote_ident(column)} = %s", (owner,))
     deleted = int(cur.rowcount)
     cur.execute(f"SELECT 1 FROM {name} LIMIT 1")
     if cur.fetchone() is not None:

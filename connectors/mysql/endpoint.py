@@ -13,6 +13,7 @@ from connectors.base import (
     RangesOfSource,
     TableSchema,
 )
+from connectors.claims import Claim
 from connectors.mysql import applied, create
 from connectors.mysql import setup as _setup
 from connectors.mysql.session import classify, connect
@@ -79,9 +80,11 @@ class MysqlEndpoint(RangesOfSource):
 
     # Setup
     def setup(self, bindings: Sequence[Binding], pipeline: str, *,
-              read: Sequence[Binding] | None = None) -> list[str]:
+              read: Sequence[Binding] | None = None,
+              written: Sequence[Binding] | None = None) -> list[str]:
         return _setup.setup(self.settings, bindings, echo=self.echo,
                             writer=applied.writer_id(pipeline, self.name),
+                            claim=Claim.of(pipeline, bindings, read, written),
                             capture=read is None or bool(read))
 
     def create_table(self, binding: Binding, source: TableSchema, source_binding: Binding, *,
@@ -101,7 +104,8 @@ class MysqlEndpoint(RangesOfSource):
             conn.close()
 
     def teardown(self, bindings: Sequence[Binding], pipeline: str) -> list[str]:
-        return _setup.teardown(self.settings, writer=applied.writer_id(pipeline, self.name))
+        return _setup.teardown(self.settings, writer=applied.writer_id(pipeline, self.name),
+                               pipeline=pipeline)
 
     def close(self) -> None:
         self.source.close()

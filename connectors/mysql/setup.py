@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from connectors.base import Binding, ConnectorError
+from connectors.claims import Claim, refuse_clashes
 from connectors.mysql import applied
 from connectors.mysql.schema import load_table
 from connectors.mysql.session import connect, quote_table
@@ -44,13 +45,56 @@ def server_problems(cur: Any) -> list[str]:
     return problems
 
 
+CLAIMS_TABLE = "cdcsync_pipelines"
+
+
+def _claims_ddl(database: str) -> str:
+    return (f"CREATE TABLE IF NOT EXISTS {quote_table(database, CLAIMS_TABLE)} ("
+            "`pipeline` VARCHAR(190) NOT NULL, `tbl` VARCHAR(64) NOT NULL,"
+            " `reads` BOOL NOT NULL, `writes` BOOL NOT NULL, PRIMARY KEY (`pipeline`, `tbl`)"
+            ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4")
+
+
+def _claims(cur: Any, database: str) -> list[Claim]:
+    cur.execute("SELECT 1 FROM information_schema.TABLES"
+                " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", (database, CLAIMS_TABLE))
+    if cur.fetchone() is None:
+        return []
+    cur.execute(f"SELECT `pipeline`, `tbl`, `reads`, `writes` FROM"
+                f" {quote_table(database, CLAIMS_TABLE)}")
+    tables: dict[str, tuple[set[str], set[str]]] = {}
+    for pipeline, table, reads, writes in cur.fetchall():
+        r, w = tables.setdefault(str(pipeline), (set(), set()))
+        if reads:
+            r.add(str(table))
+        if writes:
+            w.add(str(table))
+    return [Claim(p, frozenset(r), frozenset(w)) for p, (r, w) in tables.items()]
+
+
+def _record_claim(cur: Any, database: str, claim: Claim) -> None:
+    name = quote_table(database, CLAIMS_TABLE)
+    cur.execute(_claims_ddl(database))
+    cur.execute("START TRANSACTION")
+    cur.execute(f"DELETE FROM {name} WHERE `pipeline` = %s", (claim.pipeline,))
+    for table in sorted(claim.reads | claim.writes):
+        cur.execute(f"INSERT INTO {name} (`pipeline`, `tbl`, `reads`, `writes`)"
+                    " VALUES (%s, %s, %s, %s)",
+                    (claim.pipeline, table, table in claim.reads, table in claim.writes))
+    cur.execute("COMMIT")
+
+
 def setup(settings: Any, bindings: Sequence[Binding], *, echo: str, writer: str,
-          capture: bool = True) -> list[str]:
+          claim: Claim, capture: bool = True) -> list[str]:
     """Check the server and the tables; create the marker table where it is used, and
-    register ``writer`` (this pipeline's sink here) in both shared tables.
+    register ``writer`` (this pipeline's sink here) in both shared tables. ``claim``:
+    the pipeline's tables here, refused where another pipeline's clash with them (a
+    pipeline reading a table another writes: :mod:`connectors.claims`), else recorded
+    in ``cdcsync_pipelines``.
     ``capture=False``: the pipeline only writes here, and the binlog's settings are not
     asked for (its sessions still skip the binlog where that is how writes are tagged)."""
     done: list[str] = []
+    database = str(settings.database)
     conn = connect(settings)
     try:
         with conn.cursor() as cur:
@@ -73,6 +117,10 @@ def setup(settings: Any, bindings: Sequence[Binding], *, echo: str, writer: str,
                 what = "for capture" if capture else "to be written to"
                 raise ConnectorError(f"MySQL/MariaDB endpoint is not ready {what}:\n  - "
                                      + "\n  - ".join(problems))
+            refuse_clashes(claim, _claims(cur, database), f"database {database!r}",
+                           shared_reads=False,
+                           forget=f"DELETE FROM {quote_table(database, CLAIMS_TABLE)}"
+                                  " WHERE `pipeline` = '{pipeline}'")
             if capture:
                 done.insert(0, "binlog: ROW format, FULL row image, FULL row metadata")
             if echo == "marker":
@@ -88,28 +136,31 @@ def setup(settings: Any, bindings: Sequence[Binding], *, echo: str, writer: str,
             if applied.state(cur, str(settings.database)) is applied.Record.UNSTAMPED:
                 cur.execute(applied.upgrade_sql(str(settings.database)))
             applied.register(cur, str(settings.database), writer)
+            _record_claim(cur, database, claim)
             done.append(f"table {applied.APPLIED_TABLE} (the sink's record of its own writes)")
     finally:
         conn.close()
     return done
 
 
-def teardown(settings: Any, *, writer: str) -> list[str]:
-    """Forget ``writer``'s rows in the record and the marker table; each table is
-    dropped once no other pipeline's sink has rows in it."""
+def teardown(settings: Any, *, writer: str, pipeline: str) -> list[str]:
+    """Forget ``writer``'s rows in the record and the marker table, and ``pipeline``'s
+    tables; each table is dropped once no other pipeline has rows in it."""
     done = []
     database = str(settings.database)
     conn = connect(settings)
     try:
         with conn.cursor() as cur:
-            for table, what in ((applied.APPLIED_TABLE, "table"),
-                                (MARKER_TABLE, "marker table")):
-                deleted, dropped = applied.forget_writer(cur, database, table, writer)
+            for table, what, column, who in (
+                    (applied.APPLIED_TABLE, "table", "writer", writer),
+                    (MARKER_TABLE, "marker table", "writer", writer),
+                    (CLAIMS_TABLE, "table", "pipeline", pipeline)):
+                deleted, dropped = applied.forget_rows(cur, database, table, column, who)
                 if dropped:
                     done.append(f"dropped {what} {table}")
                 elif deleted:
-                    done.append(f"deleted {deleted} row(s) of {writer} from {what} {table};"
-                                " kept it for the other pipelines writing this database")
+                    done.append(f"deleted {deleted} row(s) of {who} from {what} {table};"
+                                " kept it for the other pipelines using this database")
     finally:
         conn.close()
     return done

@@ -113,9 +113,11 @@ class PostgresEndpoint(RangesOfSource):
 
     def setup(
         self, bindings: Sequence[Binding], pipeline: str, *,
-        read: Sequence[Binding] | None = None
+        read: Sequence[Binding] | None = None, written: Sequence[Binding] | None = None
     ) -> list[str]:
         """Create publication, slot, origin (idempotent); returns what was done.
+
+        ``written`` is not needed: replication origins tell each pipeline's writes apart.
 
         The publication lists the tables of ``read`` (default: all ``bindings``), and
         loses those an earlier setup read. With none read (an endpoint only written

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from connectors.base import Binding, SchemaError
+from connectors.claims import Claim, refuse_clashes
 from connectors.sqlite._schema import TableInfo, introspect, literal, quote
 from connectors.sqlite._types import logged_sql
 
@@ -160,6 +161,26 @@ def _meta_name(table: str) -> str:
     return f"table:{table}"
 
 
+_CLAIM = "pipeline:"  # META rows naming each pipeline's tables (connectors.claims)
+
+
+def claims(conn: sqlite3.Connection) -> list[Claim]:
+    """Every pipeline's record of the tables it reads and writes in this file."""
+    if not _exists(conn, "table", META):
+        return []
+    out = []
+    for name, value in conn.execute(
+            f"SELECT name, value FROM {quote(META)} WHERE name LIKE 'pipeline:%'"):
+        doc = json.loads(value)
+        out.append(Claim(str(name)[len(_CLAIM):], frozenset(doc["reads"]),
+                         frozenset(doc["writes"])))
+    return out
+
+
+def _forget_claim() -> str:
+    return f"DELETE FROM {quote(META)} WHERE name = '{_CLAIM}{{pipeline}}'"
+
+
 def _exists(conn: sqlite3.Connection, kind: str, name: str) -> bool:
     row = conn.execute(
         "SELECT 1 FROM sqlite_master WHERE type = ? AND name = ?", (kind, name)
@@ -254,9 +275,16 @@ def captured(conn: sqlite3.Connection, binding: Binding, path: Path) -> Captured
     return Captured(info, key)
 
 
-def setup(conn: sqlite3.Connection, bindings: Sequence[Binding], path: Path) -> list[str]:
-    """Create whatever is missing or outdated; inside the caller's write transaction."""
+def setup(conn: sqlite3.Connection, bindings: Sequence[Binding], path: Path,
+          claim: Claim | None = None) -> list[str]:
+    """Create whatever is missing or outdated; inside the caller's write transaction.
+
+    ``claim``: the pipeline's tables here, refused if another pipeline's clash with
+    them (:mod:`connectors.claims`), else recorded."""
     lines: list[str] = []
+    if claim is not None:
+        refuse_clashes(claim, claims(conn), str(path), shared_reads=True,
+                       forget=_forget_claim())
     for table, ddl in SHARED_DDL.items():
         if _exists(conn, "table", table):
             lines.append(f"{table} already present")
@@ -280,6 +308,13 @@ def setup(conn: sqlite3.Connection, bindings: Sequence[Binding], path: Path) -> 
             raise SchemaError(f"table {b.table!r} in {path} is bound with two different keys")
     for info, key in tables.values():
         lines.append(_setup_table(conn, info, key))
+    if claim is not None:
+        conn.execute(
+            f"INSERT INTO {quote(META)} (name, value) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            (_CLAIM + claim.pipeline, json.dumps({"reads": sorted(claim.reads),
+                                                   "writes": sorted(claim.writes)})),
+        )
     return lines
 
 
@@ -308,11 +343,25 @@ def _setup_table(conn: sqlite3.Connection, info: TableInfo, key: tuple[str, ...]
     return f"{verb} capture triggers on {info.table} ({len(info.columns)} columns)"
 
 
-def teardown(conn: sqlite3.Connection, bindings: Sequence[Binding]) -> list[str]:
-    """Drop the bound tables' triggers; drop the shared tables once no table uses them."""
+def teardown(conn: sqlite3.Connection, bindings: Sequence[Binding],
+             pipeline: str | None = None) -> list[str]:
+    """Drop the bound tables' triggers, but for tables another pipeline still uses;
+    drop the shared tables once no table uses them.
+
+    ``pipeline``: whose record of its tables is forgotten (``None``: nobody's)."""
     lines: list[str] = []
     has_meta = _exists(conn, "table", META)
+    used: dict[str, str] = {}  # table -> another pipeline using it
+    if pipeline is not None and has_meta:
+        conn.execute(f"DELETE FROM {quote(META)} WHERE name = ?", (_CLAIM + pipeline,))
+        for other in claims(conn):
+            for table in other.reads | other.writes:
+                used.setdefault(table, other.pipeline)
     for table in dict.fromkeys(b.table for b in bindings):
+        if table in used:
+            lines.append(f"kept the capture triggers on {table}: pipeline"
+                         f" {used[table]!r} uses that table too")
+            continue
         dropped = 0
         for name in trigger_names(table).values():
             if _exists(conn, "trigger", name):

@@ -18,6 +18,7 @@ from connectors.base import (
     SchemaError,
     TableSchema,
 )
+from connectors.claims import Claim
 from connectors.sqlite import _capture, _sink, _source
 from connectors.sqlite._capture import (
     LOG,
@@ -156,19 +157,23 @@ class SqliteEndpoint:
     # --- setup ---------------------------------------------------------------------------
 
     def setup(self, bindings: Sequence[Binding], pipeline: str = "", *,
-              read: Sequence[Binding] | None = None) -> list[str]:
+              read: Sequence[Binding] | None = None,
+              written: Sequence[Binding] | None = None) -> list[str]:
         """Create the capture objects (idempotent); returns what was created or found.
 
         Made for every binding, ``read`` or not: the triggers also keep the row versions
-        the sink compares and tell its own writes apart."""
+        the sink compares and tell its own writes apart. The pipeline's tables are
+        recorded in the file, and a table another pipeline reads or writes so that
+        one of them would miss changes is refused (:mod:`connectors.claims`)."""
+        claim = Claim.of(pipeline, bindings, read, written)
         with self._txn("setup", write=True) as conn:
-            lines = _capture.setup(conn, bindings, self.path)
+            lines = _capture.setup(conn, bindings, self.path, claim)
         self._cache.clear()
         return lines
 
     def teardown(self, bindings: Sequence[Binding], pipeline: str = "") -> list[str]:
         with self._txn("teardown", write=True) as conn:
-            lines = _capture.teardown(conn, bindings)
+            lines = _capture.teardown(conn, bindings, pipeline)
         self._cache.clear()
         return lines
 

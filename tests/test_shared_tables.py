@@ -1,0 +1,138 @@
+"""Pipelines sharing a table where every pipeline's writes are tagged alike.
+
+On SQLite (the triggers' session marker) and MariaDB (``skip_replication``) a
+reader skips every write of the service, whichever pipeline made it. Chaining
+pipelines through a table (A -> B in one, B -> C in another) therefore lost B's
+writes at C without a word; two pipelines reading one SQLite table pruned each
+other's unread log rows. ``cdcsync setup`` now refuses both, naming the table
+and the other pipeline, and a teardown leaves what another pipeline still uses.
+Through the real CLI.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pymysql
+
+from tests.test_cli_quickstart import cdcsync, rows, run_json
+
+
+def one_way(tmp: Path, name: str, source: tuple[str, str], target: tuple[str, str],
+            table: str = "x") -> Path:
+    """A one-way pipeline of table ``table`` between two endpoints (name, YAML)."""
+    p = tmp / f"{name}.yaml"
+    p.write_text(f"""
+pipeline: {name}
+state: {{url: sqlite:///{name}-state.db}}
+endpoints:
+  {source[0]}: {source[1]}
+  {target[0]}: {target[1]}
+entities:
+  {table}:
+    key: [id]
+    direction: one-way
+    source: {source[0]}
+    endpoints: {{{source[0]}: {table}, {target[0]}: {table}}}
+""")
+    return p
+
+
+def sqlite_files(tmp: Path, *names: str) -> dict[str, tuple[str, str]]:
+    out = {}
+    for name in names:
+        with sqlite3.connect(tmp / f"{name}.db") as c:
+            c.execute("CREATE TABLE x (id INTEGER PRIMARY KEY, v TEXT)")
+        c.close()
+        out[name] = (name, f"{{kind: sqlite, path: {name}.db}}")
+    return out
+
+
+def test_sqlite_refuses_a_chain_and_a_second_reader_of_one_table(tmp_path: Path) -> None:
+    ep = sqlite_files(tmp_path, "hub", "a", "b", "c")
+    reads_hub = one_way(tmp_path, "p1", ep["hub"], ep["b"])
+    cdcsync("setup", str(reads_hub))
+    # A -> hub in another pipeline: p1 would never read those writes.
+    writes_hub = one_way(tmp_path, "p2", ep["a"], ep["hub"])
+    res = cdcsync("setup", str(writes_hub), expect=1)
+    assert "table 'x'" in res.stderr and "pipeline 'p1' reads it" in res.stderr, res.stderr
+    assert "One table, one pipeline" in res.stderr and "Traceback" not in res.stderr
+    # hub -> c in another pipeline: each would prune the log past the other.
+    res = cdcsync("setup", str(one_way(tmp_path, "p3", ep["hub"], ep["c"])), expect=1)
+    assert "pipeline 'p1' reads it too" in res.stderr, res.stderr
+    # Nothing of the refused pipelines was recorded.
+    assert rows(tmp_path / "hub.db", "SELECT name FROM _cdcsync_meta WHERE name LIKE"
+                                     " 'pipeline:%'") == [("pipeline:p1",)]
+    # Once p1 is torn down, the chain's first link may take the table.
+    cdcsync("teardown", str(reads_hub))
+    cdcsync("setup", str(writes_hub))
+    with sqlite3.connect(tmp_path / "a.db") as c:
+        c.execute("INSERT INTO x VALUES (1, 'from a')")
+    c.close()
+    assert run_json(writes_hub)["totals"]["applied"] == 1
+    assert rows(tmp_path / "hub.db", "SELECT * FROM x") == [(1, "from a")]
+
+
+def test_sqlite_two_pipelines_writing_one_table_share_it_and_its_triggers(
+        tmp_path: Path) -> None:
+    """Fan-in: neither reads the table, so neither misses anything; tearing one down
+    keeps the triggers, which the other's sink needs for its row versions."""
+    ep = sqlite_files(tmp_path, "hub", "a", "d")
+    from_a = one_way(tmp_path, "pa", ep["a"], ep["hub"])
+    from_d = one_way(tmp_path, "pd", ep["d"], ep["hub"])
+    cdcsync("setup", str(from_a))
+    cdcsync("setup", str(from_d))
+    res = cdcsync("teardown", str(from_a))
+    assert "kept the capture triggers on x: pipeline 'pd'" in res.stdout, res.stdout
+    assert rows(tmp_path / "hub.db", "SELECT count(*) FROM sqlite_master"
+                                     " WHERE type = 'trigger'") == [(4,)]
+    with sqlite3.connect(tmp_path / "d.db") as c:
+        c.execute("INSERT INTO x VALUES (7, 'from d')")
+    c.close()
+    assert run_json(from_d)["totals"]["applied"] == 1
+    with sqlite3.connect(tmp_path / "d.db") as c:
+        c.execute("UPDATE x SET v = 'again' WHERE id = 7")
+    c.close()
+    assert run_json(from_d)["totals"]["applied"] == 1
+    assert rows(tmp_path / "hub.db", "SELECT * FROM x") == [(7, "again")]
+    cdcsync("teardown", str(from_d))
+    assert rows(tmp_path / "hub.db", "SELECT count(*) FROM sqlite_master WHERE name LIKE"
+                                     " '\\_cdcsync%' ESCAPE '\\'") == [(0,)]
+
+
+def test_mariadb_refuses_a_pipeline_reading_a_table_another_writes(
+        tmp_path: Path, mariadb_params: dict[str, Any]) -> None:
+    mp = mariadb_params
+    conn = pymysql.connect(**mp, autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE x (id INT PRIMARY KEY, v VARCHAR(20))")
+    conn.close()
+    maria = ("maria", f"{{kind: mysql, host: \"{mp['host']}\", port: {mp['port']}, "
+                      f"user: \"{mp['user']}\", password: \"{mp['password']}\", "
+                      f"database: \"{mp['database']}\"}}")
+    ep = sqlite_files(tmp_path, "a", "b", "c")
+    reads = one_way(tmp_path, "m1", maria, ep["b"])
+    cdcsync("setup", str(reads))
+    # MariaDB's readers are independent: two pipelines may both read a table.
+    also_reads = one_way(tmp_path, "m2", maria, ep["c"])
+    cdcsync("setup", str(also_reads))
+    writes = one_way(tmp_path, "m3", ep["a"], maria)
+    res = cdcsync("setup", str(writes), expect=1)
+    assert "table 'x'" in res.stderr and "pipeline 'm1' reads it" in res.stderr, res.stderr
+    assert "cdcsync_pipelines" in res.stderr  # how to forget a pipeline that is gone
+    cdcsync("teardown", str(reads))
+    cdcsync("teardown", str(also_reads))
+    cdcsync("setup", str(writes))
+    conn = pymysql.connect(**mp, autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute("SELECT `pipeline`, `tbl`, `reads`, `writes` FROM cdcsync_pipelines")
+        assert cur.fetchall() == (("m3", "x", 0, 1),)
+    conn.close()
+    cdcsync("teardown", str(writes))
+    conn = pymysql.connect(**mp, autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute("SHOW TABLES LIKE 'cdcsync%%'")
+        assert cur.fetchall() == ()
+    conn.close()
