@@ -26,6 +26,8 @@ SIDE_SCHEMA = "cdcsync"
 APPLIED_TABLE = "applied_tx"
 #: the sink's record of the rows it deleted (connectors/postgres/sink.py)
 DELETED_TABLE = "deleted_rows"
+#: the pipelines using the schema, by origin: a teardown keeps the schema for them
+PIPELINES_TABLE = "pipelines"
 
 
 def sanitize(text: str) -> str:

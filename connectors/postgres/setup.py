@@ -30,7 +30,13 @@ from psycopg import sql
 from connectors.base import ConnectorError
 from connectors.postgres.catalog import TableInfo
 from connectors.postgres.connect import PgConnection
-from connectors.postgres.names import APPLIED_TABLE, DELETED_TABLE, SIDE_SCHEMA, Names
+from connectors.postgres.names import (
+    APPLIED_TABLE,
+    DELETED_TABLE,
+    PIPELINES_TABLE,
+    SIDE_SCHEMA,
+    Names,
+)
 from connectors.postgres.pgoutput import format_lsn
 
 #: ``status`` warns when a slot holds more WAL than this (bytes).
@@ -159,10 +165,22 @@ DELETED_DDL = sql.SQL(
 ).format(sql.Identifier(SIDE_SCHEMA, DELETED_TABLE))
 
 
+#: One row per pipeline using the schema (its first origin), made at setup and by every
+#: apply session: another pipeline's teardown keeps the schema while a row is left,
+#: also for a pipeline whose records are empty (set up, nothing written yet).
+PIPELINES_DDL = sql.SQL(
+    "CREATE TABLE IF NOT EXISTS {} (origin text PRIMARY KEY,"
+    " at timestamptz NOT NULL DEFAULT now())"
+).format(sql.Identifier(SIDE_SCHEMA, PIPELINES_TABLE))
+REGISTER = sql.SQL("INSERT INTO {} (origin) VALUES (%s) ON CONFLICT DO NOTHING").format(
+    sql.Identifier(SIDE_SCHEMA, PIPELINES_TABLE))
+
+
 def ensure_side_table(conn: PgConnection) -> list[str]:
     done: list[str] = []
     for table, ddl, what in ((APPLIED_TABLE, APPLIED_DDL, "its own transactions"),
-                             (DELETED_TABLE, DELETED_DDL, "the rows it deleted")):
+                             (DELETED_TABLE, DELETED_DDL, "the rows it deleted"),
+                             (PIPELINES_TABLE, PIPELINES_DDL, "the pipelines using it")):
         exists = conn.execute("SELECT to_regclass(%s)", (f"{SIDE_SCHEMA}.{table}",)).fetchone()
         if exists is not None and exists[0] is not None:
             continue
@@ -171,6 +189,11 @@ def ensure_side_table(conn: PgConnection) -> list[str]:
         conn.execute(ddl)
         done.append(f"created {SIDE_SCHEMA}.{table} (the sink's record of {what})")
     return done
+
+
+def register(conn: PgConnection, names: Names) -> None:
+    """Say that the pipeline uses the side schema (see PIPELINES_DDL)."""
+    conn.execute(REGISTER, (names.origin,))
 
 
 def setup(conn: PgConnection, names: Names, tables: Sequence[TableInfo]) -> list[str]:
@@ -189,6 +212,7 @@ def setup(conn: PgConnection, names: Names, tables: Sequence[TableInfo]) -> list
                  for line in drop_capture(conn, names)]
     done += ensure_origin(conn, names)
     done += ensure_side_table(conn)
+    register(conn, names)
     if capture:
         done += commit_timestamp_note(conn)
     return done
@@ -268,7 +292,7 @@ def teardown(conn: PgConnection, names: Names) -> list[str]:
         done.append(f"dropped replication origin {origin}")
     empty = True
     found = False
-    for name in (APPLIED_TABLE, DELETED_TABLE):
+    for name in (APPLIED_TABLE, DELETED_TABLE, PIPELINES_TABLE):
         side = conn.execute("SELECT to_regclass(%s)", (f"{SIDE_SCHEMA}.{name}",)).fetchone()
         if side is None or side[0] is None:
             continue
@@ -332,6 +356,20 @@ def slot_status(
             f"SLOT {name} LOOKS LEFT BEHIND by this pipeline (inactive, holding"
             f" {_size(int(retained or 0))} of WAL): drop it with"
             f" SELECT pg_drop_replication_slot('{name}') if nothing reads it"
+        )
+    # Another pipeline's slot holding much WAL: one renamed or dropped without its
+    # teardown fills the server's disk, and its own status is never run again.
+    for name, retained in conn.execute(
+        "SELECT slot_name, pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint"
+        " FROM pg_replication_slots WHERE starts_with(slot_name, 'cdcsync_')"
+        " AND NOT starts_with(slot_name, %s) AND slot_name <> %s AND NOT active"
+        " AND pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn) > %s",
+        (names.origin + "_", names.slot, warn_retained),
+    ).fetchall():
+        out["warnings"].append(
+            f"SLOT {name} OF ANOTHER CDCSYNC PIPELINE IS INACTIVE AND HOLDS"
+            f" {_size(int(retained or 0))} OF WAL: run that pipeline, or tear it down; if it"
+            f" is gone (renamed, deleted), SELECT pg_drop_replication_slot('{name}')"
         )
     orphans = orphan_origins(conn)
     if orphans:

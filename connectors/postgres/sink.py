@@ -85,8 +85,10 @@ from connectors.postgres.ops import OpPlan, OpPlanner, groups
 from connectors.postgres.setup import (
     APPLIED_DDL,
     DELETED_DDL,
+    PIPELINES_DDL,
     commit_timestamps_on,
     origin_exists,
+    register,
 )
 from connectors.postgres.types import prepare
 
@@ -153,6 +155,8 @@ class PostgresSink:
                     sql.Identifier(SIDE_SCHEMA)))
                 conn.execute(APPLIED_DDL)
                 conn.execute(DELETED_DDL)
+                conn.execute(PIPELINES_DDL)
+                register(conn, self.names)
                 self._prune(conn)
                 self._cas = _cas_for(conn)
         except BaseException:

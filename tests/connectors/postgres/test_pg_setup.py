@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from connectors.base import SchemaError
+from connectors.postgres import open_endpoint
 from tests.connectors.postgres.helpers import binding, endpoint, query, sql
 
 
@@ -115,6 +116,27 @@ def test_status_reports_lag_and_warns_about_retained_wal(pg_dsn: str) -> None:
         ep.close()
 
 
+def test_status_warns_about_another_pipelines_slot_holding_wal(pg_dsn: str) -> None:
+    """A pipeline renamed or dropped without its teardown leaves a slot that nothing
+    reads and whose own status nobody runs: any pipeline's status on the server says so
+    once it holds more WAL than the threshold."""
+    sql(pg_dsn, "CREATE TABLE t (id int PRIMARY KEY, v text)")
+    ep = endpoint(pg_dsn, warn_retained_wal_bytes=1000)
+    gone = f"cdcsync_zz_{ep.pipeline}_a"  # another pipeline's name, not this one's prefix
+    try:
+        ep.setup([binding("t")], ep.pipeline)
+        sql(pg_dsn, f"SELECT pg_create_logical_replication_slot('{gone}', 'pgoutput')")
+        assert not any(gone in w for w in ep.status()["warnings"])  # holds nothing yet
+        sql(pg_dsn, "INSERT INTO t SELECT g, repeat('x', 100) FROM generate_series(1, 500) g")
+        warnings = ep.status()["warnings"]
+        assert any(f"SLOT {gone} OF ANOTHER CDCSYNC PIPELINE IS INACTIVE AND HOLDS" in w
+                   and f"pg_drop_replication_slot('{gone}')" in w for w in warnings), warnings
+    finally:
+        sql(pg_dsn, f"SELECT pg_drop_replication_slot('{gone}')")
+        ep.teardown([], ep.pipeline)
+        ep.close()
+
+
 def test_status_warns_about_a_slot_left_behind(pg_dsn: str) -> None:
     sql(pg_dsn, "CREATE TABLE t (id int PRIMARY KEY)")
     ep = endpoint(pg_dsn)
@@ -153,3 +175,36 @@ def test_origins_left_without_a_slot_are_reported(pg_dsn: str) -> None:
     finally:
         ep.teardown([], ep.pipeline)
         ep.close()
+
+
+def test_a_teardown_keeps_the_side_schema_while_another_pipeline_uses_it(
+        pg_dsn: str) -> None:
+    """Pipelines may write one database, each to its own tables. One set up that has
+    written nothing yet has no rows in the sink's records: a teardown of another took
+    the schema from under its open apply session."""
+    from connectors.base import ApplyOp, ApplyStatus
+    from tests.connectors.postgres.helpers import pipeline_of, settings
+
+    sql(pg_dsn, "CREATE TABLE t (id int PRIMARY KEY, v text)",
+        "CREATE TABLE u (id int PRIMARY KEY, v text)")
+    mine = endpoint(pg_dsn)
+    theirs = open_endpoint("a", settings(pg_dsn), pipeline=pipeline_of(pg_dsn) + "_other")
+    try:
+        mine.setup([binding("t")], mine.pipeline, read=[])
+        theirs.setup([binding("u")], theirs.pipeline, read=[])
+        theirs.sink.connection()  # its apply session is open, nothing written yet
+        (res,) = mine.apply(binding("t"), [ApplyOp(key={"id": 1}, row={"id": 1, "v": "a"},
+                                                           expected=None, token="t1")])
+        assert res.status is ApplyStatus.APPLIED
+        down = mine.teardown([binding("t")], mine.pipeline)
+        assert "dropped schema cdcsync" not in down, down
+        assert query(pg_dsn, "SELECT origin FROM cdcsync.pipelines") == [
+            (theirs.names.origin,)]
+        (res,) = theirs.apply(binding("u"), [ApplyOp(key={"id": 1}, row={"id": 1, "v": "b"},
+                                                             expected=None, token="t2")])
+        assert res.status is ApplyStatus.APPLIED
+        assert "dropped schema cdcsync" in theirs.teardown([binding("u")], theirs.pipeline)
+        assert query(pg_dsn, "SELECT to_regnamespace('cdcsync')") == [(None,)]
+    finally:
+        mine.close()
+        theirs.close()
