@@ -136,3 +136,60 @@ def test_mariadb_refuses_a_pipeline_reading_a_table_another_writes(
         cur.execute("SHOW TABLES LIKE 'cdcsync%%'")
         assert cur.fetchall() == ()
     conn.close()
+
+
+def test_postgres_pipelines_chained_through_a_table_pass_each_others_writes_on(
+        tmp_path: Path, pg_dsn: str) -> None:
+    """PostgreSQL tags writes per pipeline (replication origins), so a hub table there
+    may be shared: a <-> hub in one pipeline, hub <-> c in another. Each one's writes
+    at the hub reach the other pipeline's endpoint, and nothing loops."""
+    import psycopg
+
+    from tests.connectors.postgres.helpers import pipeline_of
+
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE x (id int PRIMARY KEY, v text)")
+    ep = sqlite_files(tmp_path, "a", "c")
+    hub = ("hub", f"{{kind: postgres, dsn: \"{pg_dsn}\"}}")
+    base = pipeline_of(pg_dsn)  # the fixture drops the origins named after the database
+
+    def both_ways(name: str, other: tuple[str, str]) -> Path:
+        p = tmp_path / f"{name}.yaml"
+        p.write_text(f"""
+pipeline: {name}
+state: {{url: sqlite:///{name}-state.db}}
+endpoints:
+  {hub[0]}: {hub[1]}
+  {other[0]}: {other[1]}
+entities:
+  x:
+    key: [id]
+    endpoints: {{hub: x, {other[0]}: x}}
+""")
+        cdcsync("setup", str(p))
+        return p
+
+    left, right = both_ways(f"{base}_left", ep["a"]), both_ways(f"{base}_right", ep["c"])
+    try:
+        run_json(left)
+        run_json(right)
+        with sqlite3.connect(tmp_path / "a.db") as c:
+            c.execute("INSERT INTO x VALUES (1, 'from a')")
+        c.close()
+        with sqlite3.connect(tmp_path / "c.db") as c:
+            c.execute("INSERT INTO x VALUES (2, 'from c')")
+        c.close()
+        for _ in range(2):  # a -> hub, hub -> c (and back the other way)
+            run_json(left)
+            run_json(right)
+        want = [(1, "from a"), (2, "from c")]
+        assert rows(tmp_path / "a.db", "SELECT * FROM x ORDER BY id") == want
+        assert rows(tmp_path / "c.db", "SELECT * FROM x ORDER BY id") == want
+        # The fixed point: nothing comes back to either pipeline.
+        assert run_json(left)["totals"]["read"] == 0
+        assert run_json(right)["totals"]["read"] == 0
+        cdcsync("verify", str(left))
+        cdcsync("verify", str(right))
+    finally:
+        cdcsync("teardown", str(left))
+        cdcsync("teardown", str(right))
