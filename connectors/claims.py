@@ -25,17 +25,20 @@ from connectors.base import Binding, SchemaError
 
 @dataclass(frozen=True)
 class Claim:
-    """One pipeline's tables in one database: those it reads and those it writes."""
+    """One pipeline's tables in one database, at one of its endpoints (a pipeline may
+    have two endpoints in one database, each with its own tables): those it reads
+    and those it writes."""
 
     pipeline: str
+    endpoint: str
     reads: frozenset[str]
     writes: frozenset[str]
 
     @classmethod
-    def of(cls, pipeline: str, bindings: Sequence[Binding], read: Sequence[Binding] | None,
-           written: Sequence[Binding] | None) -> Claim:
+    def of(cls, pipeline: str, endpoint: str, bindings: Sequence[Binding],
+           read: Sequence[Binding] | None, written: Sequence[Binding] | None) -> Claim:
         """``read``/``written``: those of ``bindings`` (``None``: all of them)."""
-        return cls(pipeline,
+        return cls(pipeline, endpoint,
                    frozenset(b.table for b in (bindings if read is None else read)),
                    frozenset(b.table for b in (bindings if written is None else written)))
 

@@ -63,8 +63,8 @@ def test_sqlite_refuses_a_chain_and_a_second_reader_of_one_table(tmp_path: Path)
     res = cdcsync("setup", str(one_way(tmp_path, "p3", ep["hub"], ep["c"])), expect=1)
     assert "pipeline 'p1' reads it too" in res.stderr, res.stderr
     # Nothing of the refused pipelines was recorded.
-    assert rows(tmp_path / "hub.db", "SELECT name FROM _cdcsync_meta WHERE name LIKE"
-                                     " 'pipeline:%'") == [("pipeline:p1",)]
+    assert rows(tmp_path / "hub.db", "SELECT json_extract(value, '$.pipeline') FROM"
+                                     " _cdcsync_meta WHERE name LIKE 'pipeline:%'") == [("p1",)]
     # Once p1 is torn down, the chain's first link may take the table.
     cdcsync("teardown", str(reads_hub))
     cdcsync("setup", str(writes_hub))
@@ -73,6 +73,32 @@ def test_sqlite_refuses_a_chain_and_a_second_reader_of_one_table(tmp_path: Path)
     c.close()
     assert run_json(writes_hub)["totals"]["applied"] == 1
     assert rows(tmp_path / "hub.db", "SELECT * FROM x") == [(1, "from a")]
+
+
+def test_sqlite_a_pipeline_with_two_endpoints_in_one_file_keeps_both_claims(
+        tmp_path: Path) -> None:
+    """One pipeline copying table x to table y of the same file has two endpoints
+    there; the second's setup replaced the first's record, and a pipeline writing x
+    was let in."""
+    with sqlite3.connect(tmp_path / "one.db") as c:
+        c.execute("CREATE TABLE x (id INTEGER PRIMARY KEY, v TEXT)")
+        c.execute("CREATE TABLE y (id INTEGER PRIMARY KEY, v TEXT)")
+    c.close()
+    p = tmp_path / "p.yaml"
+    p.write_text("""
+pipeline: p
+state: {url: sqlite:///p-state.db}
+endpoints:
+  left: {kind: sqlite, path: one.db}
+  right: {kind: sqlite, path: one.db}
+entities:
+  x: {key: [id], direction: one-way, source: left, endpoints: {left: x, right: y}}
+""")
+    cdcsync("setup", str(p))
+    ep = sqlite_files(tmp_path, "h")
+    res = cdcsync("setup", str(one_way(tmp_path, "q", ep["h"], ("one", "{kind: sqlite, "
+                                                                  "path: one.db}"))), expect=1)
+    assert "table 'x': pipeline 'p' reads it" in res.stderr, res.stderr
 
 
 def test_sqlite_two_pipelines_writing_one_table_share_it_and_its_triggers(
@@ -121,16 +147,24 @@ def test_mariadb_refuses_a_pipeline_reading_a_table_another_writes(
     writes = one_way(tmp_path, "m3", ep["a"], maria)
     res = cdcsync("setup", str(writes), expect=1)
     assert "table 'x'" in res.stderr and "pipeline 'm1' reads it" in res.stderr, res.stderr
-    assert "cdcsync_pipelines" in res.stderr  # how to forget a pipeline that is gone
-    cdcsync("teardown", str(reads))
-    cdcsync("teardown", str(also_reads))
+    assert "pipeline 'm2' reads it" in res.stderr, res.stderr
+    # How to forget pipelines that are gone: the statements given work.
+    statements = res.stderr.split("forget it here: ")[1].strip().split("; ")
+    assert len(statements) == 2 and all("cdcsync_pipelines" in s for s in statements)
+    conn = pymysql.connect(**mp, autocommit=True)
+    with conn.cursor() as cur:
+        assert [cur.execute(s) for s in statements] == [1, 1]
+    conn.close()
     cdcsync("setup", str(writes))
     conn = pymysql.connect(**mp, autocommit=True)
     with conn.cursor() as cur:
-        cur.execute("SELECT `pipeline`, `tbl`, `reads`, `writes` FROM cdcsync_pipelines")
-        assert cur.fetchall() == (("m3", "x", 0, 1),)
+        cur.execute("SELECT `pipeline`, `endpoint`, `tbl`, `reads`, `writes`"
+                    " FROM cdcsync_pipelines")
+        assert cur.fetchall() == (("m3", "maria", "x", 0, 1),)
     conn.close()
     cdcsync("teardown", str(writes))
+    cdcsync("teardown", str(reads))  # (their records were forgotten above)
+    cdcsync("teardown", str(also_reads))
     conn = pymysql.connect(**mp, autocommit=True)
     with conn.cursor() as cur:
         cur.execute("SHOW TABLES LIKE 'cdcsync%%'")
@@ -193,3 +227,24 @@ entities:
     finally:
         cdcsync("teardown", str(left))
         cdcsync("teardown", str(right))
+
+
+def test_sqlite_a_gone_pipelines_record_is_forgotten_with_the_statement_given(
+        tmp_path: Path) -> None:
+    """A pipeline deleted without its teardown keeps its tables: the refusal says how
+    to forget it, and that statement works (also on a record of the first format,
+    named after the pipeline alone)."""
+    ep = sqlite_files(tmp_path, "hub", "a")
+    with sqlite3.connect(tmp_path / "hub.db") as c:
+        c.execute("CREATE TABLE _cdcsync_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        c.execute("INSERT INTO _cdcsync_meta VALUES ('pipeline:old', ?)",
+                  ('{"reads": ["x"], "writes": ["x"]}',))
+    c.close()
+    writes_hub = one_way(tmp_path, "p2", ep["a"], ep["hub"])
+    res = cdcsync("setup", str(writes_hub), expect=1)
+    assert "pipeline 'old' reads it" in res.stderr, res.stderr
+    statement = res.stderr.split("forget it here: ")[1].strip()
+    with sqlite3.connect(tmp_path / "hub.db") as c:
+        assert c.execute(statement).rowcount == 1
+    c.close()
+    cdcsync("setup", str(writes_hub))

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from connectors.mysql.literals import Literals
@@ -91,17 +91,18 @@ def register(cur: Any, database: str, writer: str) -> None:
                 (writer, *_REGISTERED))
 
 
-def forget_rows(cur: Any, database: str, table: str, column: str,
-                owner: str) -> tuple[int, bool]:
-    """Delete ``owner``'s rows (by ``column``) of a table pipelines share (the record,
-    the marker, the pipelines' tables); drop the table once no other owner has rows
-    in it. Returns (rows deleted, dropped)."""
+def forget_rows(cur: Any, database: str, table: str,
+                owner: Mapping[str, str]) -> tuple[int, bool]:
+    """Delete ``owner``'s rows (column -> value) of a table pipelines share (the record,
+    the marker, the pipelines' tables); drop the table once no other owner has rows in
+    it. Returns (rows deleted, dropped)."""
     name = quote_table(database, table)
     cur.execute("SELECT 1 FROM information_schema.TABLES"
                 " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", (database, table))
     if cur.fetchone() is None:
         return 0, False
-    cur.execute(f"DELETE FROM {name} WHERE {quote_ident(column)} = %s", (owner,))
+    where = " AND ".join(f"{quote_ident(c)} = %s" for c in owner)
+    cur.execute(f"DELETE FROM {name} WHERE {where}", tuple(owner.values()))
     deleted = int(cur.rowcount)
     cur.execute(f"SELECT 1 FROM {name} LIMIT 1")
     if cur.fetchone() is not None:

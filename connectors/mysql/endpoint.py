@@ -84,7 +84,7 @@ class MysqlEndpoint(RangesOfSource):
               written: Sequence[Binding] | None = None) -> list[str]:
         return _setup.setup(self.settings, bindings, echo=self.echo,
                             writer=applied.writer_id(pipeline, self.name),
-                            claim=Claim.of(pipeline, bindings, read, written),
+                            claim=Claim.of(pipeline, self.name, bindings, read, written),
                             capture=read is None or bool(read))
 
     def create_table(self, binding: Binding, source: TableSchema, source_binding: Binding, *,
@@ -105,7 +105,7 @@ class MysqlEndpoint(RangesOfSource):
 
     def teardown(self, bindings: Sequence[Binding], pipeline: str) -> list[str]:
         return _setup.teardown(self.settings, writer=applied.writer_id(pipeline, self.name),
-                               pipeline=pipeline)
+                               pipeline=pipeline, endpoint=self.name)
 
     def close(self) -> None:
         self.source.close()

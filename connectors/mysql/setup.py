@@ -50,37 +50,50 @@ CLAIMS_TABLE = "cdcsync_pipelines"
 
 def _claims_ddl(database: str) -> str:
     return (f"CREATE TABLE IF NOT EXISTS {quote_table(database, CLAIMS_TABLE)} ("
-            "`pipeline` VARCHAR(190) NOT NULL, `tbl` VARCHAR(64) NOT NULL,"
-            " `reads` BOOL NOT NULL, `writes` BOOL NOT NULL, PRIMARY KEY (`pipeline`, `tbl`)"
+            "`pipeline` VARCHAR(190) NOT NULL, `endpoint` VARCHAR(190) NOT NULL,"
+            " `tbl` VARCHAR(64) NOT NULL, `reads` BOOL NOT NULL, `writes` BOOL NOT NULL,"
+            " PRIMARY KEY (`pipeline`, `endpoint`, `tbl`)"
             ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4")
 
 
-def _claims(cur: Any, database: str) -> list[Claim]:
-    cur.execute("SELECT 1 FROM information_schema.TABLES"
+def _claims_table(cur: Any, database: str) -> bool:
+    """Whether the table exists; one made before it named the endpoint gets the column."""
+    cur.execute("SELECT COLUMN_NAME FROM information_schema.COLUMNS"
                 " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", (database, CLAIMS_TABLE))
-    if cur.fetchone() is None:
+    columns = {str(c).lower() for (c,) in cur.fetchall()}
+    if columns and "endpoint" not in columns:
+        cur.execute(f"ALTER TABLE {quote_table(database, CLAIMS_TABLE)} ADD COLUMN `endpoint`"
+                    " VARCHAR(190) NOT NULL DEFAULT '' AFTER `pipeline`, DROP PRIMARY KEY,"
+                    " ADD PRIMARY KEY (`pipeline`, `endpoint`, `tbl`)")
+    return bool(columns)
+
+
+def _claims(cur: Any, database: str) -> list[Claim]:
+    if not _claims_table(cur, database):
         return []
-    cur.execute(f"SELECT `pipeline`, `tbl`, `reads`, `writes` FROM"
+    cur.execute(f"SELECT `pipeline`, `endpoint`, `tbl`, `reads`, `writes` FROM"
                 f" {quote_table(database, CLAIMS_TABLE)}")
-    tables: dict[str, tuple[set[str], set[str]]] = {}
-    for pipeline, table, reads, writes in cur.fetchall():
-        r, w = tables.setdefault(str(pipeline), (set(), set()))
+    tables: dict[tuple[str, str], tuple[set[str], set[str]]] = {}
+    for pipeline, endpoint, table, reads, writes in cur.fetchall():
+        r, w = tables.setdefault((str(pipeline), str(endpoint)), (set(), set()))
         if reads:
             r.add(str(table))
         if writes:
             w.add(str(table))
-    return [Claim(p, frozenset(r), frozenset(w)) for p, (r, w) in tables.items()]
+    return [Claim(p, e, frozenset(r), frozenset(w)) for (p, e), (r, w) in tables.items()]
 
 
 def _record_claim(cur: Any, database: str, claim: Claim) -> None:
     name = quote_table(database, CLAIMS_TABLE)
     cur.execute(_claims_ddl(database))
     cur.execute("START TRANSACTION")
-    cur.execute(f"DELETE FROM {name} WHERE `pipeline` = %s", (claim.pipeline,))
+    cur.execute(f"DELETE FROM {name} WHERE `pipeline` = %s AND `endpoint` IN (%s, '')",
+                (claim.pipeline, claim.endpoint))
     for table in sorted(claim.reads | claim.writes):
-        cur.execute(f"INSERT INTO {name} (`pipeline`, `tbl`, `reads`, `writes`)"
-                    " VALUES (%s, %s, %s, %s)",
-                    (claim.pipeline, table, table in claim.reads, table in claim.writes))
+        cur.execute(f"INSERT INTO {name} (`pipeline`, `endpoint`, `tbl`, `reads`, `writes`)"
+                    " VALUES (%s, %s, %s, %s, %s)",
+                    (claim.pipeline, claim.endpoint, table, table in claim.reads,
+                     table in claim.writes))
     cur.execute("COMMIT")
 
 
@@ -143,23 +156,26 @@ def setup(settings: Any, bindings: Sequence[Binding], *, echo: str, writer: str,
     return done
 
 
-def teardown(settings: Any, *, writer: str, pipeline: str) -> list[str]:
-    """Forget ``writer``'s rows in the record and the marker table, and ``pipeline``'s
-    tables; each table is dropped once no other pipeline has rows in it."""
+def teardown(settings: Any, *, writer: str, pipeline: str, endpoint: str) -> list[str]:
+    """Forget ``writer``'s rows in the record and the marker table, and the tables of
+    ``pipeline`` at ``endpoint``; each table is dropped once no other pipeline has rows
+    in it."""
     done = []
     database = str(settings.database)
     conn = connect(settings)
     try:
         with conn.cursor() as cur:
-            for table, what, column, who in (
-                    (applied.APPLIED_TABLE, "table", "writer", writer),
-                    (MARKER_TABLE, "marker table", "writer", writer),
-                    (CLAIMS_TABLE, "table", "pipeline", pipeline)):
-                deleted, dropped = applied.forget_rows(cur, database, table, column, who)
+            _claims_table(cur, database)
+            for table, what, owner in (
+                    (applied.APPLIED_TABLE, "table", {"writer": writer}),
+                    (MARKER_TABLE, "marker table", {"writer": writer}),
+                    (CLAIMS_TABLE, "table", {"pipeline": pipeline, "endpoint": endpoint}),
+                    (CLAIMS_TABLE, "table", {"pipeline": pipeline, "endpoint": ""})):
+                deleted, dropped = applied.forget_rows(cur, database, table, owner)
                 if dropped:
                     done.append(f"dropped {what} {table}")
                 elif deleted:
-                    done.append(f"deleted {deleted} row(s) of {who} from {what} {table};"
+                    done.append(f"deleted {deleted} row(s) of {writer} from {what} {table};"
                                 " kept it for the other pipelines using this database")
     finally:
         conn.close()

@@ -164,6 +164,10 @@ def _meta_name(table: str) -> str:
 _CLAIM = "pipeline:"  # META rows naming each pipeline's tables (connectors.claims)
 
 
+def _claim_name(pipeline: str, endpoint: str) -> str:
+    return _CLAIM + json.dumps([pipeline, endpoint])
+
+
 def claims(conn: sqlite3.Connection) -> list[Claim]:
     """Every pipeline's record of the tables it reads and writes in this file."""
     if not _exists(conn, "table", META):
@@ -172,13 +176,16 @@ def claims(conn: sqlite3.Connection) -> list[Claim]:
     for name, value in conn.execute(
             f"SELECT name, value FROM {quote(META)} WHERE name LIKE 'pipeline:%'"):
         doc = json.loads(value)
-        out.append(Claim(str(name)[len(_CLAIM):], frozenset(doc["reads"]),
+        # (a record made before it named the endpoint is named after the pipeline)
+        pipeline = doc.get("pipeline", str(name)[len(_CLAIM):])
+        out.append(Claim(str(pipeline), str(doc.get("endpoint", "")), frozenset(doc["reads"]),
                          frozenset(doc["writes"])))
     return out
 
 
 def _forget_claim() -> str:
-    return f"DELETE FROM {quote(META)} WHERE name = '{_CLAIM}{{pipeline}}'"
+    return (f"DELETE FROM {quote(META)} WHERE name LIKE 'pipeline:%' AND"
+            " coalesce(json_extract(value, '$.pipeline'), substr(name, 10)) = '{pipeline}'")
 
 
 def _exists(conn: sqlite3.Connection, kind: str, name: str) -> bool:
@@ -312,8 +319,9 @@ def setup(conn: sqlite3.Connection, bindings: Sequence[Binding], path: Path,
         conn.execute(
             f"INSERT INTO {quote(META)} (name, value) VALUES (?, ?) "
             "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-            (_CLAIM + claim.pipeline, json.dumps({"reads": sorted(claim.reads),
-                                                   "writes": sorted(claim.writes)})),
+            (_claim_name(claim.pipeline, claim.endpoint),
+             json.dumps({"pipeline": claim.pipeline, "endpoint": claim.endpoint,
+                         "reads": sorted(claim.reads), "writes": sorted(claim.writes)})),
         )
     return lines
 
@@ -344,16 +352,18 @@ def _setup_table(conn: sqlite3.Connection, info: TableInfo, key: tuple[str, ...]
 
 
 def teardown(conn: sqlite3.Connection, bindings: Sequence[Binding],
-             pipeline: str | None = None) -> list[str]:
+             owner: tuple[str, str] | None = None) -> list[str]:
     """Drop the bound tables' triggers, but for tables another pipeline still uses;
     drop the shared tables once no table uses them.
 
-    ``pipeline``: whose record of its tables is forgotten (``None``: nobody's)."""
+    ``owner``: (pipeline, endpoint) whose record of its tables is forgotten (``None``:
+    nobody's)."""
     lines: list[str] = []
     has_meta = _exists(conn, "table", META)
     used: dict[str, str] = {}  # table -> another pipeline using it
-    if pipeline is not None and has_meta:
-        conn.execute(f"DELETE FROM {quote(META)} WHERE name = ?", (_CLAIM + pipeline,))
+    if owner is not None and has_meta:
+        conn.execute(f"DELETE FROM {quote(META)} WHERE name IN (?, ?)",
+                     (_claim_name(*owner), _CLAIM + owner[0]))
         for other in claims(conn):
             for table in other.reads | other.writes:
                 used.setdefault(table, other.pipeline)

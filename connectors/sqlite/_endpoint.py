@@ -165,7 +165,7 @@ class SqliteEndpoint:
         the sink compares and tell its own writes apart. The pipeline's tables are
         recorded in the file, and a table another pipeline reads or writes so that
         one of them would miss changes is refused (:mod:`connectors.claims`)."""
-        claim = Claim.of(pipeline, bindings, read, written)
+        claim = Claim.of(pipeline, self.name, bindings, read, written)
         with self._txn("setup", write=True) as conn:
             lines = _capture.setup(conn, bindings, self.path, claim)
         self._cache.clear()
@@ -173,7 +173,7 @@ class SqliteEndpoint:
 
     def teardown(self, bindings: Sequence[Binding], pipeline: str = "") -> list[str]:
         with self._txn("teardown", write=True) as conn:
-            lines = _capture.teardown(conn, bindings, pipeline)
+            lines = _capture.teardown(conn, bindings, (pipeline, self.name))
         self._cache.clear()
         return lines
 
