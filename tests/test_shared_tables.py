@@ -248,3 +248,32 @@ def test_sqlite_a_gone_pipelines_record_is_forgotten_with_the_statement_given(
         assert c.execute(statement).rowcount == 1
     c.close()
     cdcsync("setup", str(writes_hub))
+
+
+def test_sqlite_a_reader_whose_unread_changes_another_pruned_says_so(tmp_path: Path) -> None:
+    """Two configurations with one pipeline name (a copied file whose target was
+    changed, its name not) read one table: setup cannot tell them apart, and each
+    run pruned what the other had not read, which then never reached its target.
+    The second now stops with what happened and how to recover, and loses nothing
+    more."""
+    ep = sqlite_files(tmp_path, "hub", "b", "c")
+    to_b = one_way(tmp_path, "copy", ep["hub"], ep["b"])
+    to_c = tmp_path / "copy-c.yaml"
+    to_c.write_text(to_b.read_text().replace("copy-state.db", "copy-c-state.db")
+                    .replace("b: {kind: sqlite, path: b.db}", "c: {kind: sqlite, path: c.db}")
+                    .replace("b: x}", "c: x}"))
+    for p in (to_b, to_c):
+        cdcsync("setup", str(p))
+        run_json(p)
+    with sqlite3.connect(tmp_path / "hub.db") as c:
+        c.execute("INSERT INTO x VALUES (1, 'new')")
+    c.close()
+    assert run_json(to_b)["totals"]["applied"] == 1  # and prunes the hub's log after it
+    res = cdcsync("run", str(to_c), expect=1)
+    assert "changes of table 'x'" in res.stderr and "pruned by another reader" in res.stderr
+    assert "cdcsync resync copy x --reset-stream" in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr
+    # The way out it names works: c gets the row from a new snapshot.
+    cdcsync("resync", str(to_c), "x", "--reset-stream")
+    run_json(to_c)
+    assert rows(tmp_path / "c.db", "SELECT * FROM x") == [(1, "new")]

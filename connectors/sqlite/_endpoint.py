@@ -69,13 +69,17 @@ class SqliteEndpoint:
     checkpoints every reader of the log is past (a batch run after its
     catch-up, the daemon's reader every ``PRUNE_EVERY`` seconds after it
     confirms), and the lowest one wins. Pipelines that share one database file
-    share its log: pruning by one may drop rows that another has not read.
+    share its log, and each prunes only the tables it reads; setup refuses two
+    pipelines reading one table (connectors.claims), and a reader finding changes
+    it had not read pruned says so (``_source._PRUNED``).
     """
 
     own_writes_tagged = True  # by the session marker (connectors.base.Sink)
 
-    def __init__(self, name: str, path: Path | str, *, busy_timeout: float = 10.0) -> None:
+    def __init__(self, name: str, path: Path | str, *, busy_timeout: float = 10.0,
+                 pipeline: str = "") -> None:
         self.name = name
+        self.pipeline = pipeline
         self.path = Path(path)
         self._busy_timeout = busy_timeout
         self._lock = threading.RLock()
@@ -221,7 +225,8 @@ class SqliteEndpoint:
     ) -> ChangeBatch:
         with self._txn("reading changes", write=False) as conn:
             codecs = [Codec(b, self._captured(conn, b)) for b in bindings]
-            return _source.changes(conn, self.name, self.path, codecs, after, limit)
+            return _source.changes(conn, self.name, self.path, codecs, after, limit,
+                                   self.pipeline)
 
     def confirm(self, checkpoint: Checkpoint) -> None:
         """Nothing to release here: see :meth:`prune`."""
@@ -254,5 +259,5 @@ class SqliteEndpoint:
 
 def open_endpoint(name: str, settings: Any, *, pipeline: str = "") -> SqliteEndpoint:
     """The registry's entry point: ``settings`` has ``.path``."""
-    return SqliteEndpoint(name, Path(settings.path))
+    return SqliteEndpoint(name, Path(settings.path), pipeline=pipeline)
 

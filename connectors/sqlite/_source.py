@@ -13,13 +13,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from connectors.base import SchemaError
-from connectors.sqlite._capture import LOG, is_wide, log_end, log_id, version_sql
+from connectors.base import ConnectorError, SchemaError
+from connectors.sqlite._capture import LOG, META, is_wide, log_end, log_id, version_sql
 from connectors.sqlite._rows import Codec
 from connectors.sqlite._schema import quote
 from sync.change import Change, ChangeBatch, Checkpoint, Op, SnapshotChunk, SnapshotRow
 
 _OPS = {"insert": Op.INSERT, "update": Op.UPDATE, "delete": Op.DELETE}
+#: META rows ``pruned:<table>``: the highest ``seq`` of a user's change of the table that
+#: a prune deleted. A reader whose checkpoint is below it lost changes to another reader
+#: of the table (a pipeline set up before setup refused that, or another configuration
+#: with this pipeline's name): it says so instead of carrying on without them.
+_PRUNED = "pruned:"
 
 
 def position(conn: sqlite3.Connection, path: Path) -> dict[str, Any]:
@@ -78,6 +83,27 @@ def _decode_row(text: str | None, codec: Codec, where: str) -> dict[str, Any] | 
     return codec.logged_row(obj, where)
 
 
+def _check_pruned(conn: sqlite3.Connection, name: str, path: Path, start: int,
+                  by_table: Mapping[str, Sequence[Codec]], pipeline: str) -> None:
+    marks = [_PRUNED + t for t in by_table]
+    gone = conn.execute(
+        f"SELECT name, CAST(value AS INTEGER) FROM {quote(META)}"
+        f" WHERE name IN ({', '.join('?' * len(marks))}) AND CAST(value AS INTEGER) > ?",
+        (*marks, start)).fetchall()
+    if not gone:
+        return
+    table, seq = str(gone[0][0])[len(_PRUNED):], int(gone[0][1])
+    entities = sorted({c.binding.entity for t, _ in gone
+                       for c in by_table[str(t)[len(_PRUNED):]]})
+    raise ConnectorError(
+        f"endpoint {name!r}: changes of table {table!r} in {path} after this pipeline's"
+        f" checkpoint (log seq {start}) were pruned by another reader of the table (up to"
+        f" seq {seq}): another pipeline, or another configuration with this pipeline's"
+        " name, reads it too. Those changes are lost to this pipeline: give each"
+        " configuration a pipeline name of its own, then snapshot again with"
+        f" `cdcsync resync {pipeline or 'PIPELINE'} {' '.join(entities)} --reset-stream`.")
+
+
 def changes(
     conn: sqlite3.Connection,
     name: str,
@@ -85,14 +111,20 @@ def changes(
     codecs: Sequence[Codec],
     after: Checkpoint | None,
     limit: int,
+    pipeline: str = "",
 ) -> ChangeBatch:
-    """Users' changes of the bound tables after ``after``; the service's own are skipped."""
+    """Users' changes of the bound tables after ``after``; the service's own are skipped.
+
+    Raises :class:`ConnectorError` where another reader pruned changes of these tables
+    that this one has not read (see ``_PRUNED``)."""
     start = _check_log(conn, after, path)
     lid = position(conn, path)["log"]
     by_table: dict[str, list[Codec]] = {}
     for codec in codecs:
         by_table.setdefault(codec.cap.info.table, []).append(codec)
     tables = list(by_table)
+    if after:
+        _check_pruned(conn, name, path, start, by_table, pipeline)
     if len(tables) == 1:  # the (tbl, seq) index yields the rows in order
         filt = "origin IS NULL AND tbl = ?"
     else:  # scan by seq: the index would gather and sort the whole backlog for each batch
@@ -143,10 +175,15 @@ def prune_upto(conn: sqlite3.Connection, upto: int | Iterable[Checkpoint],
         if not seqs:
             return 0
         seq = min(seqs)
-    if tables is None:
-        return conn.execute(f"DELETE FROM {quote(LOG)} WHERE seq <= ?", (seq,)).rowcount
-    if not tables:
+    if tables is not None and not tables:
         return 0
-    return conn.execute(
-        f"DELETE FROM {quote(LOG)} WHERE tbl IN ({', '.join('?' * len(tables))}) AND seq <= ?",
-        (*tables, seq)).rowcount
+    which = "" if tables is None else f" AND tbl IN ({', '.join('?' * len(tables))})"
+    args = (seq, *(tables or ()))
+    for table, top in conn.execute(
+            f"SELECT tbl, max(seq) FROM {quote(LOG)} WHERE seq <= ? AND origin IS NULL"
+            f"{which} GROUP BY tbl", args).fetchall():
+        conn.execute(
+            f"INSERT INTO {quote(META)} (name, value) VALUES (?, ?) ON CONFLICT (name) DO"
+            " UPDATE SET value = max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
+            (_PRUNED + str(table), int(top)))
+    return conn.execute(f"DELETE FROM {quote(LOG)} WHERE seq <= ?{which}", args).rowcount

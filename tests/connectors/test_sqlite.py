@@ -774,7 +774,11 @@ def test_prune_drops_what_every_reader_is_past(ep: SqliteEndpoint, user: User) -
     log = ep.position()["log"]
     assert ep.prune([{"seq": 4, "log": log}, {"seq": 2, "log": log}]) == 2
     assert ep.prune([{"seq": 5, "log": "an older log"}]) == 0
-    assert [c.position[0] for c in ep.changes([CUST], {"seq": 0}, 10).changes] == [3, 4, 5]
+    assert [c.position[0] for c in ep.changes([CUST], {"seq": 2}, 10).changes] == [3, 4, 5]
+    # A reader behind the prune lost changes 1 and 2: it says so rather than carry on.
+    with pytest.raises(ConnectorError, match=r"changes of table 'customers' .* after this"
+                       r" pipeline's checkpoint \(log seq 1\) were pruned .* \(up to seq 2\)"):
+        ep.changes([CUST], {"seq": 1}, 10)
     assert ep.prune(5) == 3
     st = ep.status()
     assert (st["tables"], st["log_rows"], st["log_seq"]) == (["customers"], 0, 5)
