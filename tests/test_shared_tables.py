@@ -273,6 +273,10 @@ def test_sqlite_a_reader_whose_unread_changes_another_pruned_says_so(tmp_path: P
     assert "changes of table 'x'" in res.stderr and "pruned by another reader" in res.stderr
     assert "cdcsync resync copy x --reset-stream" in res.stderr, res.stderr
     assert "Traceback" not in res.stderr
+    # The daemon too: it stops (exit 1) with the same message, not a traceback.
+    res = cdcsync("daemon", str(to_c), expect=1)
+    assert "pruned by another reader" in res.stderr and "Traceback" not in res.stderr, \
+        res.stderr
     # The way out it names works: c gets the row from a new snapshot.
     cdcsync("resync", str(to_c), "x", "--reset-stream")
     run_json(to_c)

@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any
 
-from connectors.base import RetriableError
+from connectors.base import ConnectorError, RetriableError
 from sync.capture import STREAM, decide_and_commit, prune_log, source_entities
 from sync.change import ChangeBatch
 from sync.daemon.runtime import Runtime
@@ -58,6 +58,10 @@ class Reader(threading.Thread):
     def run(self) -> None:
         try:
             self._run()
+        except ConnectorError as exc:  # a fault an operator must see and fix: the message
+            self.error = exc           # says what and how (a traceback would hide it)
+            log.error("reader of %s stopped: %s", self.source, exc)
+            self.rt.stop.set()
         except BaseException as exc:  # reported by the daemon's health check
             self.error = exc
             log.exception("reader of %s stopped", self.source)
