@@ -179,11 +179,16 @@ def prune_upto(conn: sqlite3.Connection, upto: int | Iterable[Checkpoint],
         return 0
     which = "" if tables is None else f" AND tbl IN ({', '.join('?' * len(tables))})"
     args = (seq, *(tables or ()))
-    for table, top in conn.execute(
-            f"SELECT tbl, max(seq) FROM {quote(LOG)} WHERE seq <= ? AND origin IS NULL"
-            f"{which} GROUP BY tbl", args).fetchall():
-        conn.execute(
-            f"INSERT INTO {quote(META)} (name, value) VALUES (?, ?) ON CONFLICT (name) DO"
-            " UPDATE SET value = max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
-            (_PRUNED + str(table), int(top)))
+    named = tables if tables is not None else [
+        str(n)[len("table:"):] for (n,) in
+        conn.execute(f"SELECT name FROM {quote(META)} WHERE name LIKE 'table:%'")]
+    for table in named:  # the last user's change going: the (tbl, seq) index, backwards
+        top = conn.execute(
+            f"SELECT seq FROM {quote(LOG)} WHERE tbl = ? AND seq <= ? AND origin IS NULL"
+            " ORDER BY seq DESC LIMIT 1", (table, seq)).fetchone()
+        if top is not None:
+            conn.execute(
+                f"INSERT INTO {quote(META)} (name, value) VALUES (?, ?) ON CONFLICT (name) DO"
+                " UPDATE SET value = max(CAST(value AS INTEGER), CAST(excluded.value AS"
+                " INTEGER))", (_PRUNED + table, int(top[0])))
     return conn.execute(f"DELETE FROM {quote(LOG)} WHERE seq <= ?{which}", args).rowcount
