@@ -261,7 +261,8 @@ def test_sqlite_a_reader_whose_unread_changes_another_pruned_says_so(tmp_path: P
     to_c = tmp_path / "copy-c.yaml"
     to_c.write_text(to_b.read_text().replace("copy-state.db", "copy-c-state.db")
                     .replace("b: {kind: sqlite, path: b.db}", "c: {kind: sqlite, path: c.db}")
-                    .replace("b: x}", "c: x}"))
+                    .replace("b: x}", "c: x}")
+                    + "daemon: {metrics_port: 0}\n")  # (no fixed port for its daemon)
     for p in (to_b, to_c):
         cdcsync("setup", str(p))
         run_json(p)

@@ -170,6 +170,7 @@ def teardown(settings: Any, *, writer: str, pipeline: str, endpoint: str) -> lis
                     (applied.APPLIED_TABLE, "table", {"writer": writer}),
                     (MARKER_TABLE, "marker table", {"writer": writer}),
                     (CLAIMS_TABLE, "table", {"pipeline": pipeline, "endpoint": endpoint}),
+                    # (records of the first format, upgraded with no endpoint)
                     (CLAIMS_TABLE, "table", {"pipeline": pipeline, "endpoint": ""})):
                 deleted, dropped = applied.forget_rows(cur, database, table, owner)
                 if dropped:

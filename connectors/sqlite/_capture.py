@@ -161,6 +161,17 @@ def _meta_name(table: str) -> str:
     return f"table:{table}"
 
 
+def captured_tables(conn: sqlite3.Connection) -> list[str]:
+    """The tables set up for capture in this file (their META rows)."""
+    return [str(name)[len(_meta_name("")):] for (name,) in conn.execute(
+        f"SELECT name FROM {quote(META)} WHERE name LIKE 'table:%'")]
+
+
+def _put_meta(conn: sqlite3.Connection, name: str, value: str) -> None:
+    conn.execute(f"INSERT INTO {quote(META)} (name, value) VALUES (?, ?) "
+                 "ON CONFLICT (name) DO UPDATE SET value = excluded.value", (name, value))
+
+
 _CLAIM = "pipeline:"  # META rows naming each pipeline's tables (connectors.claims)
 
 
@@ -316,13 +327,9 @@ def setup(conn: sqlite3.Connection, bindings: Sequence[Binding], path: Path,
     for info, key in tables.values():
         lines.append(_setup_table(conn, info, key))
     if claim is not None:
-        conn.execute(
-            f"INSERT INTO {quote(META)} (name, value) VALUES (?, ?) "
-            "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-            (_claim_name(claim.pipeline, claim.endpoint),
-             json.dumps({"pipeline": claim.pipeline, "endpoint": claim.endpoint,
-                         "reads": sorted(claim.reads), "writes": sorted(claim.writes)})),
-        )
+        _put_meta(conn, _claim_name(claim.pipeline, claim.endpoint),
+                  json.dumps({"pipeline": claim.pipeline, "endpoint": claim.endpoint,
+                              "reads": sorted(claim.reads), "writes": sorted(claim.writes)}))
     return lines
 
 
@@ -340,11 +347,7 @@ def _setup_table(conn: sqlite3.Connection, info: TableInfo, key: tuple[str, ...]
         conn.execute(sql)
         changed += 1
     meta = json.dumps({"columns": info.signature, "key": list(key)})
-    conn.execute(
-        f"INSERT INTO {quote(META)} (name, value) VALUES (?, ?) "
-        "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-        (_meta_name(info.table), meta),
-    )
+    _put_meta(conn, _meta_name(info.table), meta)
     if not changed:
         return f"capture triggers on {info.table} already present"
     verb = "updated" if existed else "created"

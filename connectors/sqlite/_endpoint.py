@@ -22,7 +22,6 @@ from connectors.claims import Claim
 from connectors.sqlite import _capture, _sink, _source
 from connectors.sqlite._capture import (
     LOG,
-    META,
     Captured,
     check_binding,
     log_end,
@@ -195,8 +194,7 @@ class SqliteEndpoint:
             if log_id(conn) is None:
                 return {"path": str(self.path), "warnings": [
                     f"{self.path} is not set up for capture: run `cdcsync setup`"]}
-            tables = [meta[6:] for (meta,) in conn.execute(
-                f"SELECT name FROM {quote(META)} WHERE name LIKE 'table:%'")]
+            tables = _capture.captured_tables(conn)
             warnings = [
                 f"capture trigger {t} is missing: rerun `cdcsync setup`"
                 for table in tables for t in trigger_names(table).values()

@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from connectors.base import ConnectorError, SchemaError
-from connectors.sqlite._capture import LOG, META, is_wide, log_end, log_id, version_sql
+from connectors.sqlite._capture import (
+    LOG,
+    META,
+    captured_tables,
+    is_wide,
+    log_end,
+    log_id,
+    version_sql,
+)
 from connectors.sqlite._rows import Codec
 from connectors.sqlite._schema import quote
 from sync.change import Change, ChangeBatch, Checkpoint, Op, SnapshotChunk, SnapshotRow
@@ -179,10 +187,8 @@ def prune_upto(conn: sqlite3.Connection, upto: int | Iterable[Checkpoint],
         return 0
     which = "" if tables is None else f" AND tbl IN ({', '.join('?' * len(tables))})"
     args = (seq, *(tables or ()))
-    named = tables if tables is not None else [
-        str(n)[len("table:"):] for (n,) in
-        conn.execute(f"SELECT name FROM {quote(META)} WHERE name LIKE 'table:%'")]
-    for table in named:  # the last user's change going: the (tbl, seq) index, backwards
+    # the last user's change going, per table: the (tbl, seq) index, backwards
+    for table in captured_tables(conn) if tables is None else tables:
         top = conn.execute(
             f"SELECT seq FROM {quote(LOG)} WHERE tbl = ? AND seq <= ? AND origin IS NULL"
             " ORDER BY seq DESC LIMIT 1", (table, seq)).fetchone()
