@@ -8,7 +8,8 @@ and what it skipped. Connectors never touch the state store: the engine keeps
 checkpoints and row versions and hands them back.
 
 Errors are classified by type: :class:`RetriableError` for transient faults
-(connection lost, deadlock, server restarting), anything else is permanent.
+(connection lost, deadlock, server restarting), :class:`RowRejected` for a sink's
+batch refused for a row's data, anything else is permanent.
 """
 
 from __future__ import annotations
@@ -42,6 +43,14 @@ class ContentionError(RetriableError):
     """The endpoint answered but the statement lost to other transactions (a deadlock,
     a lock wait timeout, a serialization failure, a row inserted meanwhile): trying
     again helps, and the endpoint is up (a circuit breaker must not count it)."""
+
+
+class RowRejected(ConnectorError):
+    """The endpoint refused a batch for the data of a row in it: a constraint (CHECK,
+    NOT NULL, a unique index other than the key, a foreign key) or a value the column
+    cannot hold. The same batch fails every time; without that row it may pass. The
+    engine isolates such rows and parks them in the dead-letter queue (sync/apply.py),
+    so that one bad row does not stop a pipeline."""
 
 
 class SchemaError(ConnectorError):

@@ -10,13 +10,15 @@ write of our own row a no-op.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Iterable, Mapping
 
 from conflict.canonical import key_from_text
 from conflict.protocol import ApplyJob, KeyState, jobs, on_applied, on_skipped, on_stale
-from connectors.base import ApplyOp, ApplyResult, ApplyStatus
+from connectors.base import ApplyOp, ApplyResult, ApplyStatus, RowRejected
 from sync.context import EntityContext, PipelineContext
+from sync.dlq import dead_keys, record
 from sync.retry import RETRIES, with_retries
 from sync.summary import RunSummary
 
@@ -45,24 +47,74 @@ def apply_to_target(
     states: Mapping[str, KeyState],
     *,
     tries: int = RETRIES,
+    summary: RunSummary | None = None,
 ) -> list[Result]:
-    """Write ``items`` at ``target`` (in chunks of the batch size, one transaction each)."""
+    """Write ``items`` at ``target`` (in chunks of the batch size, one transaction each).
+
+    Keys with a dead letter at ``target`` are left out (their outbox entries stay:
+    sync/dlq.py). A chunk the target refuses for a row's data (:class:`RowRejected`)
+    is split until the refused rows are alone: the others are written, each refused
+    row gets a dead letter (one per error, with its keys) and no result, so its
+    apply stays due in the outbox until an operator requeues or drops the letter.
+    ``summary`` counts them.
+    """
     sink = ctx.endpoints[target]
     binding = ent.bindings[target]
     size = int(ctx.cfg.batch.size)
+    dead = dead_keys(ctx.store, ctx.pipeline, ent.name, target)
+    if dead:
+        items = [(k, job) for k, job in items if k not in dead]
     out: list[Result] = []
+    refused: list[tuple[str, str]] = []  # key, error
     for i in range(0, len(items), size):
-        part = items[i : i + size]
-        ops = [_op(states[k], job) for k, job in part]
-        t0 = time.perf_counter()
-        results = with_retries(
-            f"apply to {target}",
-            lambda ops=ops: sink.apply(binding, ops),  # type: ignore[misc]
-            tries=tries,
-        )
-        each = (time.perf_counter() - t0) / len(part)
-        out.extend((k, job, res, each) for (k, job), res in zip(part, results, strict=True))
+        todo = [items[i : i + size]]
+        while todo:
+            part = todo.pop()
+            ops = [_op(states[k], job) for k, job in part]
+            t0 = time.perf_counter()
+            try:
+                results = with_retries(
+                    f"apply to {target}",
+                    lambda ops=ops: sink.apply(binding, ops),  # type: ignore[misc]
+                    tries=tries,
+                )
+            except RowRejected as exc:
+                if len(part) == 1:
+                    refused.append((part[0][0], str(exc)))
+                else:  # each half in a transaction of its own, the first half first
+                    todo += [part[len(part) // 2 :], part[: len(part) // 2]]
+                continue
+            each = (time.perf_counter() - t0) / len(part)
+            out.extend((k, job, res, each) for (k, job), res in zip(part, results, strict=True))
+    if refused:
+        _dead_letter(ctx, ent, target, refused, states, summary)
     return out
+
+
+#: the row's own value in a server's message (MariaDB: "Duplicate entry 'a@x' for key",
+#: "Incorrect integer value: 'abc' for column"): left out when refused rows are grouped
+_ROW_VALUE = re.compile(r"(entry|value:) '(?:[^'\\]|\\.)*'")
+
+
+def _dead_letter(ctx: PipelineContext, ent: EntityContext, target: str,
+                 refused: list[tuple[str, str]], states: Mapping[str, KeyState],
+                 summary: RunSummary | None) -> None:
+    """Park rows ``target`` refused: a dead letter per error (its first line: the
+    constraint or column; the full text of its first row kept), with its keys."""
+    by_error: dict[str, list[tuple[str, str]]] = {}
+    for k, error in refused:
+        by_error.setdefault(_ROW_VALUE.sub(r"\1 '…'", error.partition("\n")[0]), []).append(
+            (k, error))
+    with ctx.store.transaction() as conn:
+        for group in by_error.values():
+            letter = record(conn, ctx.pipeline, ent.name, target, [k for k, _ in group],
+                            f"RowRejected: {group[0][1]}", 1)
+            log.error("%s: %d row(s) refused by %s, kept in dead letter %d (cdcsync dlq show"
+                      " %s %d): %s", ent.name, len(group), target, letter, ctx.pipeline,
+                      letter, group[0][1].partition("\n")[0])
+    if summary is not None:
+        for k, _ in refused:
+            summary.at(ent.name, states[k].origin or "?", target).rejected += 1
 
 
 def record_results(ctx: PipelineContext, ent: EntityContext, results: list[Result],
@@ -189,7 +241,7 @@ def apply_pending(
     as this caller saved them with that stamp (see :func:`record_results`).
     """
     for _ in range(STALE_ROUNDS):
-        results = _apply_round(ctx, ent, states, skip)
+        results = _apply_round(ctx, ent, states, skip, summary)
         again = record_results(ctx, ent, results, summary, mine=states, saved_at=saved_at)
         if not again:
             return
@@ -211,7 +263,7 @@ def apply_unsaved(ctx: PipelineContext, ent: EntityContext, states: Mapping[str,
     done: list[Result] = []
     todo = states
     for _ in range(STALE_ROUNDS):
-        results = _apply_round(ctx, ent, todo, None)
+        results = _apply_round(ctx, ent, todo, None, summary)
         done.extend(results)
         again = record_on(ent, states, results, summary)
         if not again:
@@ -221,7 +273,7 @@ def apply_unsaved(ctx: PipelineContext, ent: EntityContext, states: Mapping[str,
 
 
 def _apply_round(ctx: PipelineContext, ent: EntityContext, states: Mapping[str, KeyState],
-                 skip: Mapping[str, set[str]] | None) -> list[Result]:
+                 skip: Mapping[str, set[str]] | None, summary: RunSummary) -> list[Result]:
     """Every pending job of ``states`` written at its target (none of ``skip``'s keys,
     nor of the run's fence: they stay due)."""
     results: list[Result] = []
@@ -230,7 +282,7 @@ def _apply_round(ctx: PipelineContext, ent: EntityContext, states: Mapping[str, 
         dead = (skip.get(target, set()) if skip else set()) | fence.get(target, set())
         if dead:
             items = [(k, job) for k, job in items if k not in dead]
-        results.extend(apply_to_target(ctx, ent, target, items, states))
+        results.extend(apply_to_target(ctx, ent, target, items, states, summary=summary))
     return results
 
 
@@ -259,8 +311,6 @@ def replay_outbox(ctx: PipelineContext, ent: EntityContext, summary: RunSummary)
     afresh, a version over a user's edit it had not read yet (a delete leaves no
     row version to compare with).
     """
-    from sync.dlq import dead_keys
-
     marks = {k: targets & set(ent.sinks)
              for k, targets in ctx.store.marks(ctx.pipeline, ent.name).items()}
     fence = ctx.fence.setdefault(ent.name, {})

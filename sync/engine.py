@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from sync import dlq
 from sync.apply import check_marks, replay_outbox
 from sync.capture import STREAM, catch_up, prune_log, source_entities
 from sync.context import PipelineContext, open_pipeline
@@ -96,6 +97,7 @@ def _prune(ctx: PipelineContext) -> None:
 def _finish(ctx: PipelineContext, summary: RunSummary) -> None:
     summary.finished_at = time.time()
     summary.open_conflicts = ctx.conflicts.count(ctx.pipeline, "open")
+    summary.dead_letters = dlq.depth(ctx.store, ctx.pipeline)
     suites = [n for n, e in ctx.entities.items() if e.cfg.quality.suite is not None]
     if suites:  # quarantined rows waiting for a steward, whether this run touched them or not
         from sync.quality.store import QuarantineStore

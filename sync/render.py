@@ -60,16 +60,18 @@ def direction_rows(summary: RunSummary, cfg: Any) -> list[dict[str, Any]]:
                     "echoes": read.echoes if read else 0,
                     "resolved": read.resolved if read else 0,
                     "parked": read.parked if read else 0,
+                    "rejected": app.rejected if app else 0,
                     "seconds": (read.seconds if read else 0) + (app.seconds if app else 0),
                 })
         # Applies are counted by where the winning content came from: a merge (or a
         # steward's pick) whose origin is the target itself is written back there too.
         for tgt in ent.sinks():
             back = summary.directions.get((name, tgt, tgt))
-            if back is not None and (back.applied or back.skipped):
+            if back is not None and (back.applied or back.skipped or back.rejected):
                 rows.append({"entity": name, "direction": f"merge -> {tgt}", "read": 0,
                              "applied": back.applied, "skipped": back.skipped, "echoes": 0,
-                             "resolved": 0, "parked": 0, "seconds": back.seconds})
+                             "resolved": 0, "parked": 0, "rejected": back.rejected,
+                             "seconds": back.seconds})
     return rows
 
 
@@ -89,6 +91,12 @@ def summary_table(summary: RunSummary, cfg: Any) -> Table:
         t.caption = (t.caption or "") + (
             f"  {summary.open_conflicts} conflict(s) wait for a steward: "
             "cdcsync conflicts list PIPELINE")
+    rejected = summary.total("rejected")
+    if rejected or summary.dead_letters:
+        t.caption = (t.caption or "") + (
+            (f"  {rejected} row(s) refused by a target this run;" if rejected else "")
+            + f"  {summary.dead_letters} dead letter(s) wait for an operator:"
+            " cdcsync dlq list PIPELINE")
     for q in summary.quality.values():  # the data-quality gate (sync/quality)
         failed = ", ".join(f"{label} {n}" for label, n in sorted(q.failures.items()))
         t.caption = (t.caption or "") + (

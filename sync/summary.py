@@ -19,6 +19,7 @@ class DirectionStats:
     duplicates: int = 0
     resolved: int = 0  # conflicts decided by policy
     parked: int = 0  # conflicts left to a steward
+    rejected: int = 0  # rows the target refused (a constraint, a value): dead-lettered
     seconds: float = 0.0
 
 
@@ -42,6 +43,7 @@ class RunSummary:
     directions: dict[tuple[str, str, str], DirectionStats] = field(default_factory=dict)
     snapshot_rows: int = 0
     open_conflicts: int = 0
+    dead_letters: int = 0  # applies refused for good, waiting for an operator (cdcsync dlq)
     errors: list[str] = field(default_factory=list)
     quality: dict[str, QualityStats] = field(default_factory=dict)
     worker_batches: int = 0  # batches decided and applied by worker processes (sync/parallel.py)
@@ -85,7 +87,7 @@ class RunSummary:
             return "interrupted"
         if self.errors:
             return "failed"
-        if self.open_conflicts or self.quarantine_open:
+        if self.open_conflicts or self.quarantine_open or self.dead_letters:
             return "attention"
         return "ok"
 
@@ -97,9 +99,11 @@ class RunSummary:
             "snapshot_rows": self.snapshot_rows,
             "worker_batches": self.worker_batches,
             "open_conflicts": self.open_conflicts,
+            "dead_letters": self.dead_letters,
             "errors": list(self.errors),
             "totals": {a: self.total(a) for a in
-                       ("read", "applied", "skipped", "echoes", "resolved", "parked")},
+                       ("read", "applied", "skipped", "echoes", "resolved", "parked",
+                        "rejected")},
             "directions": [
                 {**asdict(d), "seconds": round(d.seconds, 3)}
                 for d in sorted(self.directions.values(),

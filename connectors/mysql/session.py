@@ -16,7 +16,13 @@ import pymysql
 import pymysql.constants.CLIENT
 import pymysql.cursors
 
-from connectors.base import ConnectorError, ContentionError, RefusedError, RetriableError
+from connectors.base import (
+    ConnectorError,
+    ContentionError,
+    RefusedError,
+    RetriableError,
+    RowRejected,
+)
 
 #: Server errors after which the same statement may succeed on a new try:
 #: lost connection (2006, 2013), cannot connect (2003), deadlock (1213), lock
@@ -27,6 +33,13 @@ CONNECTION_LOST = frozenset({2003, 2006, 2013, 2055, 1053, 1927})
 #: Of those, the ones where the server answered: other transactions won (deadlock, lock
 #: wait timeout).
 CONTENTION = frozenset({1213, 1205})
+#: A row's data refused: a NULL in a NOT NULL column (1048), a duplicate in a unique
+#: index (1062: the sink tells one on the key apart, see connectors/mysql/sink.py), a
+#: value out of range (1264, 1690), truncated or of the wrong form (1265, 1292, 1366,
+#: 1367), too long (1406), a foreign key (1216, 1217, 1451, 1452), a CHECK constraint
+#: (MySQL 3819, MariaDB 4025). RowRejected.
+REJECTED_CODES = frozenset({1048, 1062, 1216, 1217, 1264, 1265, 1292, 1366, 1367, 1406,
+                            1451, 1452, 1690, 3819, 4025})
 #: A connection refused by the server: access denied (1045, 1044, 1698), an unknown
 #: database (1049), a host not allowed (1130) or blocked (1129). RefusedError.
 REFUSED = frozenset({1044, 1045, 1049, 1129, 1130, 1698})
@@ -67,8 +80,11 @@ def classify(exc: BaseException, what: str) -> ConnectorError:
     """The connector error for a driver error: retriable or permanent."""
     if isinstance(exc, ConnectorError):
         return exc
-    if error_code(exc) in CONTENTION:
+    code = error_code(exc)
+    if code in CONTENTION:
         return ContentionError(f"{what}: {exc}")
+    if code in REJECTED_CODES:
+        return RowRejected(f"{what}: {exc}")
     cls = RetriableError if is_retriable(exc) else ConnectorError
     return cls(f"{what}: {exc}")
 

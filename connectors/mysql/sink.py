@@ -400,9 +400,10 @@ class MysqlSink:
 
     def _insert(self, cur: Any, binding: Binding, by_name: Mapping[str, ColumnInfo],
                 cols: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
-        """Rows the batch found absent. A duplicate key means a row was inserted after
-        the select (nothing locks an absent key under READ COMMITTED): the batch is
-        rolled back and tried again, and the next select sees that row."""
+        """Rows the batch found absent. A duplicate primary key means a row was inserted
+        after the select (nothing locks an absent key under READ COMMITTED): the batch is
+        rolled back and tried again, and the next select sees that row. A duplicate in
+        another unique index is the row's own fault (RowRejected, by classify)."""
         ecols = [binding.endpoint_column(c) for c in cols]
         head = (f"INSERT INTO {quote_table(self.database, binding.table)} "
                 f"({', '.join(quote_ident(c) for c in ecols)})")
@@ -410,7 +411,7 @@ class MysqlSink:
             Literals(cur.connection).execute_many(cur, head,
                                                   _params(by_name, ecols, cols, rows))
         except pymysql.err.IntegrityError as exc:
-            if error_code(exc) != _DUPLICATE_KEY:
+            if error_code(exc) != _DUPLICATE_KEY or "for key 'PRIMARY'" not in str(exc):
                 raise
             raise ContentionError(f"{self.name}: a row of {binding.table} was inserted "
                                  f"while this batch was applied: {exc}") from exc

@@ -22,7 +22,13 @@ from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb, JsonbBinaryDumper, JsonbDumper, set_json_loads
 
 from conflict.canonical import json_bytes, parse_json
-from connectors.base import ConnectorError, ContentionError, RefusedError, RetriableError
+from connectors.base import (
+    ConnectorError,
+    ContentionError,
+    RefusedError,
+    RetriableError,
+    RowRejected,
+)
 
 PgConnection = psycopg.Connection[TupleRow]
 
@@ -121,6 +127,11 @@ RETRIABLE = (
     errors.QueryCanceled,
 )
 #: Of those, the ones where the server answered: other transactions won (the server is up).
+#: A row's data refused: SQLSTATE classes 22 (data exception: a value too long, out of
+#: range, a NUL in text...) and 23 (integrity constraint violation), and psycopg's own
+#: DataError for a value it cannot send.
+REJECTED = (psycopg.DataError, psycopg.IntegrityError)
+
 CONTENTION = (
     errors.SerializationFailure,  # DeadlockDetected is one (SQLSTATE class 40)
     errors.DeadlockDetected,
@@ -139,6 +150,8 @@ def classified(what: str) -> Iterator[None]:
         raise ContentionError(f"{what}: {exc}") from exc
     except RETRIABLE as exc:
         raise RetriableError(f"{what}: {exc}") from exc
+    except REJECTED as exc:
+        raise RowRejected(f"{what}: {exc}") from exc
     except psycopg.Error as exc:
         raise ConnectorError(f"{what}: {exc}") from exc
 

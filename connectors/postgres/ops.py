@@ -10,7 +10,8 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from connectors.base import ApplyOp, Binding, SchemaError
+from conflict.canonical import CoercionError
+from connectors.base import ApplyOp, Binding, RowRejected, SchemaError
 from connectors.postgres.catalog import ColumnInfo, TableInfo
 from connectors.postgres.types import preparer
 
@@ -76,18 +77,28 @@ class OpPlanner:
         return op.key_text
 
     def plan(self, index: int, op: ApplyOp) -> OpPlan:
+        """The op as values to write.
+
+        Raises:
+            RowRejected: a value its column cannot take (out of range, not of its type).
+        """
         columns = self.columns
         values: dict[str, Any] = {}
-        for ent in self.binding.key:
-            entry = columns.get(ent) or self._column(ent, self._by_name)
-            assert entry is not None  # key columns are always synchronised
-            values[entry[0]] = entry[1](op.key[ent])
+        ent = ""
+        try:
+            for ent in self.binding.key:
+                entry = columns.get(ent) or self._column(ent, self._by_name)
+                assert entry is not None  # key columns are always synchronised
+                values[entry[0]] = entry[1](op.key[ent])
+            if op.row is not None:
+                for ent, value in op.row.items():
+                    entry = columns[ent] if ent in columns else self._column(ent, self._by_name)
+                    if entry is not None:
+                        values[entry[0]] = entry[1](value)
+        except (CoercionError, TypeError, ValueError, OverflowError) as exc:
+            raise RowRejected(f"table {self.info.qualified}, column {ent!r}: a value it cannot"
+                              f" take\nkey {op.key_text}: {exc}") from exc
         delete = op.row is None
-        if op.row is not None:
-            for ent, value in op.row.items():
-                entry = columns[ent] if ent in columns else self._column(ent, self._by_name)
-                if entry is not None:
-                    values[entry[0]] = entry[1](value)
         names = self.key_sorted if delete else tuple(sorted(values))
         expected = None if op.expected is None else int(op.expected)
         return OpPlan(index, self.key_text(op), delete, expected, self.key_names, names, values)

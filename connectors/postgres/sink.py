@@ -249,7 +249,8 @@ class PostgresSink:
         # All or none: a temporary table made before a direct insert found its key
         # taken would be rolled back with it, while this session counts it made.
         direct = direct and all(c.ctype.copy_native for _, cols in parts for c in cols)
-        what = f"apply {len(plans)} changes to {info.qualified} at {self.name}"
+        what = (f"apply {len(plans)} change{'' if len(plans) == 1 else 's'} to"
+                f" {info.qualified} at {self.name}")
         with classified(what), conn.transaction():
             for group, cols in parts:
                 if direct:

@@ -15,6 +15,7 @@ from connectors.base import (
     Binding,
     ConnectorError,
     ContentionError,
+    RowRejected,
     SchemaError,
     TableSchema,
 )
@@ -43,11 +44,15 @@ def _translated(where: str) -> Iterator[None]:
         yield
     except ConnectorError:
         raise
+    except OverflowError as exc:  # an int beyond SQLite's 64 bits, bound as a parameter
+        raise RowRejected(f"{where}: {exc}") from exc
     except sqlite3.Error as exc:
         msg = str(exc)
         code = getattr(exc, "sqlite_errorcode", None)
         if (code is not None and code & 0xFF in _BUSY) or "locked" in msg or "busy" in msg:
             raise ContentionError(f"{where}: {msg}") from exc
+        if isinstance(exc, sqlite3.IntegrityError):  # CHECK, NOT NULL, UNIQUE, FOREIGN KEY
+            raise RowRejected(f"{where}: {msg}") from exc
         if msg.startswith(("no such table", "no such column")):
             raise SchemaError(f"{where}: {msg} (is the pipeline set up? `cdcsync setup`)") from exc
         raise ConnectorError(f"{where}: {msg}") from exc

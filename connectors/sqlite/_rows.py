@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from conflict.canonical import CoercionError
-from connectors.base import Binding, ConnectorError, SchemaError
+from connectors.base import Binding, ConnectorError, RowRejected, SchemaError
 from connectors.sqlite._capture import Captured
 from connectors.sqlite._types import from_logged, reader, writer
 
@@ -107,5 +107,6 @@ class Codec:
             for (e, f), c in zip(self._key_write, self.cap.key, strict=True):
                 out[c] = f(key[e])
         except (CoercionError, TypeError, KeyError) as exc:
-            raise ConnectorError(f"row {dict(key)!r}, column {e!r}: {exc!r}") from exc
+            raise RowRejected(f"table {self.cap.info.table!r}, column {e!r}: a value it cannot"
+                              f" take\nrow {dict(key)!r}: {exc!r}") from exc
         return tuple(out), tuple(out.values())

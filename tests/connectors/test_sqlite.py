@@ -790,3 +790,26 @@ def test_prune_drops_what_every_reader_is_past(ep: SqliteEndpoint, user: User) -
     assert ep.prune(6, tables=["elsewhere"]) == 0
     assert ep.prune(6, tables=[]) == 0
     assert ep.prune(6, tables=["customers", "elsewhere"]) == 1
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    (None, "NOT NULL constraint failed: t.n"),
+    (-1, "CHECK constraint failed"),
+    (2**70, "too large"),  # beyond SQLite's 64-bit integers
+])
+def test_a_row_the_table_refuses_is_row_rejected(tmp_path: Path, value: Any,
+                                                  message: str) -> None:
+    """A constraint, or a value SQLite cannot store: RowRejected (the engine isolates the
+    row and dead-letters it), the batch rolled back, and the endpoint usable after."""
+    from connectors.base import RowRejected
+
+    db = make_db(tmp_path / "t.db", "CREATE TABLE t (id INTEGER PRIMARY KEY,"
+                                    " n INTEGER NOT NULL CHECK (n >= 0))")
+    b = Binding("t", "x", "t", ("id",))
+    good = ApplyOp({"id": 1}, {"id": 1, "n": 5}, None, "t1")
+    with SqliteEndpoint("x", db) as ep:
+        ep.setup([b], "p")
+        with pytest.raises(RowRejected, match=message):
+            ep.apply(b, [good, ApplyOp({"id": 2}, {"id": 2, "n": value}, None, "t1")])
+        assert User(db)("SELECT id FROM t") == []
+        assert [r.status for r in ep.apply(b, [good])] == [ApplyStatus.APPLIED]

@@ -24,14 +24,20 @@ def test_a_refused_row_is_a_dead_letter_until_requeued(tmp_path: Path) -> None:
         c.execute(POISON)
     d = Daemon(p)
     d.wait_ready()
+    fine = [i for i in range(100, 140)]  # in one transaction: some share 50's partition
     with sqlite3.connect(tmp_path / "a.db") as c:
-        c.execute("INSERT INTO items VALUES (50, 'poison-50', 1)")
+        c.executemany("INSERT INTO items VALUES (?, ?, 1)",
+                      [(50, "poison-50"), *((i, "fine") for i in fine)])
     wait_for(lambda: letters(p), what="a dead letter")
+    # The batches' other rows were applied: only the refused one is in the letter.
+    wait_for(lambda: set(fine) <= {r[0] for r in rows(tmp_path / "b.db")},
+             what="the rest of the transaction at b")
     with sqlite3.connect(tmp_path / "a.db") as c:  # other keys keep flowing
         c.execute("INSERT INTO items VALUES (51, 'fine', 1)")
     wait_for(lambda: (51, "fine", 1) in rows(tmp_path / "b.db"), what="the next row at b")
     [letter] = letters(p)
     assert letter["target"] == "b" and "poison refused" in str(letter["error"])
+    assert letter["keys"] == ['{"id":50}'], letter
     assert all(r[0] != 50 for r in rows(tmp_path / "b.db"))
     assert cli("verify", str(p), expect=None).returncode == 1  # b is behind on key 50
 

@@ -34,9 +34,9 @@ class Pipeline:
     a: str
     b: str
 
-    def run(self) -> dict[str, Any]:
+    def run(self, expect: int = 0) -> dict[str, Any]:
         """``cdcsync run --json``: its summary."""
-        res = cdcsync("run", "--json", str(self.path))
+        res = cdcsync("run", "--json", str(self.path), expect=expect)
         out: dict[str, Any] = json.loads(res.stdout)
         return out
 
@@ -202,9 +202,10 @@ def test_a_sqlite_target_keeps_the_run_in_one_process(
 
 def test_a_row_refused_for_good_in_a_worker_holds_neither_the_rest_nor_the_checkpoint(
         pg_pg: Pipeline) -> None:
-    """A worker's apply refused for good (a CHECK only b has): its part is saved with
-    the refused key in the outbox, the run fails naming the cause, every other row
-    arrived, and the batch is not read again; once b accepts the row, a run applies it."""
+    """A worker's apply refused for a row's data (a CHECK only b has): the refused row is
+    isolated and dead-lettered in the worker, its key left in the outbox, every other
+    row arrives, the run ends waiting for an operator and the batch is not read again;
+    once b accepts the row and the letter is requeued, a run applies it."""
     p = pg_pg
     assert p.run()["snapshot_rows"] == 0
     sql(p.b, "ALTER TABLE items ADD CONSTRAINT no_negative CHECK (n >= 0)")
@@ -217,15 +218,23 @@ def test_a_row_refused_for_good_in_a_worker_holds_neither_the_rest_nor_the_check
             time.sleep(STARTUP)
             waited.append(True)
 
-    with pytest.raises(Exception, match="no_negative"):
-        run_pipeline(load_pipeline(p.path), progress=wait_for_workers)
+    out = run_pipeline(load_pipeline(p.path), progress=wait_for_workers)
     assert waited, "the run never started its workers"
+    assert out.worker_batches > 0 and out.status == "attention" and out.dead_letters == 1
+    assert out.total("rejected") == 1 and out.total("applied") == 400
     assert [r[0] for r in query(p.b, ROWS)] == list(range(1, 401))
+    key = json.dumps({"id": 401}, separators=(",", ":"))
     with sqlite3.connect(p.path.parent / "state.db") as conn:
         outbox = conn.execute("SELECT key, endpoint FROM outbox").fetchall()
+        [(letter, keys, error)] = conn.execute(
+            "SELECT id, keys, error FROM dead_letters").fetchall()
     conn.close()
-    assert outbox == [(json.dumps({"id": 401}, separators=(",", ":")), "b")]
+    assert outbox == [(key, "b")]
+    assert json.loads(keys) == [key] and "no_negative" in error
     sql(p.b, "ALTER TABLE items DROP CONSTRAINT no_negative")
+    held = p.run(expect=3)  # the letter holds the key until an operator decides
+    assert held["totals"]["read"] == 0 and held["totals"]["applied"] == 0, held
+    cdcsync("dlq", "requeue", str(p.path), str(letter))
     last = p.run()
     assert last["totals"]["read"] == 0 and last["totals"]["applied"] == 1, last
     assert query(p.a, ROWS) == query(p.b, ROWS)

@@ -1,0 +1,144 @@
+"""Rows a target refuses (a CHECK, a unique index other than the key, a value too long)
+no longer stop a pipeline: the batch is split until the refused rows are alone, the
+others are written, and each refused row waits in the dead-letter queue, its apply
+kept in the outbox, until an operator requeues or drops its letter. Before, the whole
+batch failed, and every later run failed on it again: one bad row held up the rest
+for good. Through the real CLI, against the real servers.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pymysql
+
+from tests.test_cli_quickstart import cdcsync, run_json
+
+
+def letters(p: Path) -> list[dict[str, Any]]:
+    return json.loads(cdcsync("dlq", "list", str(p), "--json").stdout)  # type: ignore[no-any-return]
+
+
+def one_way(tmp: Path, target: str) -> Path:
+    p = tmp / "p.yaml"
+    p.write_text(f"""
+pipeline: rejected
+state: {{url: sqlite:///state.db}}
+endpoints:
+  a: {{kind: sqlite, path: a.db}}
+  t: {target}
+entities:
+  x:
+    key: [id]
+    direction: one-way
+    source: a
+    endpoints: {{a: x, t: x}}
+""")
+    return p
+
+
+def write_a(tmp: Path, *statements: str) -> None:
+    with sqlite3.connect(tmp / "a.db") as c:
+        for s in statements:
+            c.execute(s)
+    c.close()
+
+
+def pg_rows(dsn: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn) as c:
+        return c.execute("SELECT id, amount::int, email FROM x ORDER BY id").fetchall()
+
+
+def test_postgres_refused_rows_wait_as_dead_letters_and_the_rest_flows(
+        tmp_path: Path, pg_dsn: str) -> None:
+    with psycopg.connect(pg_dsn, autocommit=True) as c:
+        c.execute("CREATE TABLE x (id int PRIMARY KEY, amount numeric CHECK (amount >= 0),"
+                  " email text UNIQUE)")
+    write_a(tmp_path, "CREATE TABLE x (id INTEGER PRIMARY KEY, amount NUMERIC, email TEXT)",
+            "INSERT INTO x VALUES (1, 5, 'one@x'), (2, -1, 'two@x'), (3, 7, 'three@x'),"
+            " (4, 1, 'one@x')")
+    p = one_way(tmp_path, f'{{kind: postgres, dsn: "{pg_dsn}"}}')
+    cdcsync("setup", str(p))
+
+    # The first snapshot: rows 2 (the CHECK) and 4 (the unique email) are refused.
+    out = run_json(p, expect=3)
+    assert out["status"] == "attention" and out["errors"] == []
+    assert out["totals"]["applied"] == 2 and out["totals"]["rejected"] == 2
+    assert out["dead_letters"] == 2
+    assert pg_rows(pg_dsn) == [(1, 5, "one@x"), (3, 7, "three@x")]
+    by_key = {tuple(x["keys"]): x for x in letters(tmp_path / "p.yaml")}
+    assert set(by_key) == {('{"id":2}',), ('{"id":4}',)}
+    assert "x_amount_check" in by_key[('{"id":2}',)]["error"]
+    assert "x_email_key" in by_key[('{"id":4}',)]["error"]
+    assert all(x["target"] == "t" for x in by_key.values())
+
+    # Read from the log: a good row flows, a bad one gets a letter of its own run.
+    write_a(tmp_path, "INSERT INTO x VALUES (5, 2, 'five@x')",
+            "INSERT INTO x VALUES (6, -6, 'six@x')")
+    out = run_json(p, expect=3)
+    assert (out["totals"]["applied"], out["totals"]["rejected"], out["dead_letters"]) == \
+        (1, 1, 3)
+    assert [r[0] for r in pg_rows(pg_dsn)] == [1, 3, 5]
+
+    # Nothing is tried again by itself: the next run applies nothing and refuses nothing.
+    out = run_json(p, expect=3)
+    assert (out["totals"]["applied"], out["totals"]["rejected"]) == (0, 0)
+
+    # Fixed at the source: the new version waits behind the letter (no newer edit of a
+    # key overtakes a refused one), and goes once the letter is requeued.
+    write_a(tmp_path, "UPDATE x SET amount = 2 WHERE id = 2")
+    out = run_json(p, expect=3)
+    assert out["totals"]["read"] == 1 and out["totals"]["applied"] == 0
+    assert 2 not in [r[0] for r in pg_rows(pg_dsn)]
+    cdcsync("dlq", "requeue", str(p), str(by_key[('{"id":2}',)]["id"]))
+    out = run_json(p, expect=3)
+    assert out["totals"]["applied"] == 1 and out["dead_letters"] == 2
+    assert (2, 2, "two@x") in pg_rows(pg_dsn)
+
+    # Dropped: given up at that target, not retried; verify tells the drift.
+    for x in letters(p):
+        cdcsync("dlq", "drop", str(p), str(x["id"]), "--reason", "test")
+    out = run_json(p)
+    assert out["status"] == "ok" and out["totals"]["applied"] == 0
+    [drift] = json.loads(cdcsync("verify", str(p), "--json", expect=1).stdout)
+    assert drift["rows"] == {"a": 6, "t": 4}, drift  # keys 4 and 6 are missing at t
+
+
+def test_mariadb_refused_rows_do_not_stop_the_batch(
+        tmp_path: Path, mariadb_params: dict[str, Any]) -> None:
+    mp = mariadb_params
+    conn = pymysql.connect(**mp, autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE x (id INT PRIMARY KEY, amount INT, email VARCHAR(8) UNIQUE)")
+    write_a(tmp_path, "CREATE TABLE x (id INTEGER PRIMARY KEY, amount NUMERIC, email TEXT)")
+    p = one_way(tmp_path, f"{{kind: mysql, host: \"{mp['host']}\", port: {mp['port']}, "
+                          f"user: \"{mp['user']}\", password: \"{mp['password']}\", "
+                          f"database: \"{mp['database']}\"}}")
+    cdcsync("setup", str(p))
+    assert run_json(p)["totals"]["applied"] == 0
+    write_a(tmp_path, "INSERT INTO x VALUES (1, 1, 'a@x'), (2, 2, 'far-too-long@x'),"
+            " (3, 3, 'a@x'), (4, 4, 'b@x')")
+    # A duplicate in the unique email index is the row's fault, not contention: the run
+    # neither loops on it nor fails.
+    out = run_json(p, expect=3)
+    assert (out["totals"]["applied"], out["totals"]["rejected"]) == (2, 2), out
+    with conn.cursor() as cur:
+        cur.execute("SELECT id FROM x ORDER BY id")
+        assert [r[0] for r in cur.fetchall()] == [1, 4]
+    by_key = {tuple(x["keys"]): x["error"] for x in letters(p)}
+    assert "1406" in by_key[('{"id":2}',)] and "Data too long" in by_key[('{"id":2}',)]
+    assert "1062" in by_key[('{"id":3}',)]
+    # The operator widens the column and requeues: the row arrives.
+    with conn.cursor() as cur:
+        cur.execute("ALTER TABLE x MODIFY email VARCHAR(40)")
+    [too_long] = [x for x in letters(p) if x["keys"] == ['{"id":2}']]
+    cdcsync("dlq", "requeue", str(p), str(too_long["id"]))
+    assert run_json(p, expect=3)["totals"]["applied"] == 1
+    with conn.cursor() as cur:
+        cur.execute("SELECT id, email FROM x ORDER BY id")
+        assert cur.fetchall() == ((1, "a@x"), (2, "far-too-long@x"), (4, "b@x"))
+    conn.close()
