@@ -36,12 +36,18 @@ from psycopg.abc import Transformer
 from psycopg.adapt import AdaptersMap
 from psycopg.pq import Format
 
-from conflict.canonical import coerce, parse_json
+from conflict.canonical import CoercionError, coerce, parse_json
 
 TEXT_OID = 25
 TEXT_ARRAY_OID = 1009
 #: Types psycopg reads but has no binary COPY dumper for: written as text and cast.
 NO_BINARY_DUMPER = frozenset({18, 1042})
+#: Integer types by oid: their bound (values lie in [-bound, bound)). psycopg's binary
+#: dumpers for int2 and int4 wrap a Python int that does not fit (40000 arrives as
+#: -25536, 2**40 as 0) and int8's raises OverflowError: every value is checked first.
+INT_BOUNDS = {21: 2**15, 23: 2**31, 20: 2**63}
+#: real (float4): a finite float beyond it would arrive as infinity
+FLOAT4_MAX = 3.4028234663852886e38
 
 #: Built-in scalar types read natively, by OID: (logical type, SQL name).
 SCALARS: dict[int, tuple[str, str]] = {
@@ -226,11 +232,28 @@ def preparer(ctype: ColumnType) -> Callable[[Any], Any]:
     if fast is None or (not ctype.native and ctype.logical != "text"):
         return lambda v: prepare(v, ctype)
     want = fast
+    bound = INT_BOUNDS.get(ctype.io_oid) if ctype.logical == "int" else None
+    if bound is not None:
+        low = -bound
+
+        def prep_int(v: Any) -> Any:
+            if type(v) is not int:
+                return None if v is None else prepare(v, ctype)
+            if low <= v < bound:
+                return v
+            raise CoercionError(f"{v} is out of range for {_INT_NAMES[ctype.io_oid]}")
+
+        return prep_int
+    if ctype.logical == "float" and ctype.io_oid == 700:
+        return lambda v: prepare(v, ctype)
 
     def prep(v: Any) -> Any:
         return v if type(v) is want or v is None else prepare(v, ctype)
 
     return prep
+
+
+_INT_NAMES = {21: "smallint", 23: "integer", 20: "bigint"}
 
 
 def _prepare_item(value: Any, logical: str, ctype: ColumnType) -> Any:
@@ -246,6 +269,11 @@ def _prepare_scalar(value: Any, logical: str, oid: int) -> Any:
     if logical == "json":
         return _json_value(value)
     v = coerce(value, logical)
+    bound = INT_BOUNDS.get(oid)
+    if bound is not None and isinstance(v, int) and not -bound <= v < bound:
+        raise CoercionError(f"{v} is out of range for {_INT_NAMES[oid]}")
+    if oid == 700 and isinstance(v, float) and abs(v) > FLOAT4_MAX and abs(v) != float("inf"):
+        raise CoercionError(f"{v!r} is out of range for real")
     if logical == "timestamp" or logical == "timestamptz":
         return _naive_utc(v) if oid == 1114 else _aware(v)
     if logical == "decimal" and isinstance(v, float):

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from connectors.base import ApplyOp, ApplyStatus, RetriableError, SchemaError
+from connectors.base import ApplyOp, ApplyStatus, RetriableError, RowRejected, SchemaError
 from connectors.postgres import PostgresEndpoint
 from tests.connectors.postgres.helpers import binding, endpoint, query, sql
 
@@ -359,5 +359,35 @@ def test_json_documents_are_written_as_they_are(pg_dsn: str) -> None:
             ep.apply(b, [ApplyOp({"id": 9}, {"id": 9, "doc": {"x": float("nan")}, "raw": None},
                                  None, "v1")])
         assert query(pg_dsn, "SELECT count(*) FROM j WHERE id = 9") == [(0,)]
+    finally:
+        ep.close()
+
+
+@pytest.mark.parametrize(("ddl", "value", "message"), [
+    ("integer", 2**40, "1099511627776 is out of range for integer"),
+    ("integer", -(2**31) - 1, "out of range for integer"),
+    ("smallint", 40000, "40000 is out of range for smallint"),
+    ("bigint", 2**63, "out of range for bigint"),
+    ("integer[]", [1, 2**33], "8589934592 is out of range for integer"),
+    ("real", 1e39, "out of range for real"),
+])
+def test_a_number_the_column_cannot_hold_is_refused_not_wrapped(
+        pg_dsn: str, ddl: str, value: object, message: str) -> None:
+    """psycopg's binary dumpers wrap an int too big for int2/int4 (2**40 arrived as 0,
+    40000 as -25536) and write a float too big for real as infinity: silently other
+    data than the source's. The sink refuses the row (RowRejected: dead-lettered by
+    the engine) and writes the values that fit."""
+    sql(pg_dsn, f"CREATE TABLE n (id int PRIMARY KEY, v {ddl})")
+    ep = endpoint(pg_dsn)
+    b = binding("n")
+    fits = [7] if ddl.endswith("[]") else 7
+    try:
+        ep.setup([b], ep.pipeline)
+        with pytest.raises(RowRejected, match=message):
+            ep.apply(b, [ApplyOp({"id": 1}, {"id": 1, "v": fits}, None, "v1"),
+                         ApplyOp({"id": 2}, {"id": 2, "v": value}, None, "v1")])
+        assert [r.status for r in ep.apply(b, [ApplyOp({"id": 1}, {"id": 1, "v": fits},
+                                                        None, "v1")])] == [P]
+        assert query(pg_dsn, "SELECT id FROM n") == [(1,)]
     finally:
         ep.close()
