@@ -120,7 +120,13 @@ class MysqlSink:
             # longer deadlock on each other's gap locks (REPEATABLE READ did, often). A key
             # found absent is not locked: it is written by a plain INSERT, which fails on a
             # row inserted meanwhile (see _insert), so compare-and-set still holds.
-            init = ["SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"]
+            # Strict: a value the column cannot hold (too long, out of range) is refused
+            # (RowRejected: the row waits as a dead letter) instead of being cut or
+            # clamped with a warning, which would leave the target silently different
+            # from what the service recorded. The server's other modes are kept.
+            init = ["SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+                    "SET SESSION sql_mode = IF(@@SESSION.sql_mode = '', 'STRICT_TRANS_TABLES',"
+                    " CONCAT(@@SESSION.sql_mode, ',STRICT_TRANS_TABLES'))"]
             if self.echo == "skip_replication":
                 init.append("SET SESSION skip_replication = 1")
             self._conn = connect(self.settings, autocommit=False, init=init)

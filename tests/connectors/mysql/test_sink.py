@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from conflict.canonical import key_text, row_hash
-from connectors.base import ApplyOp, ApplyStatus, Binding, RetriableError
+from connectors.base import ApplyOp, ApplyStatus, Binding, RetriableError, RowRejected
 from connectors.mysql.endpoint import MysqlEndpoint, open_endpoint
 from tests.connectors.mysql.helpers import binding, drain, query, run, settings, user_conn
 
@@ -504,3 +504,27 @@ def test_a_teardown_keeps_what_another_pipeline_writing_the_database_uses(
     finally:
         mine.close()
         theirs.close()
+
+
+def test_a_value_the_column_cannot_hold_is_refused_on_a_lax_server(
+        mariadb_params: dict[str, Any]) -> None:
+    """A server whose sql_mode is not strict cuts a value too long for its column with a
+    warning: the target would hold other data than the service recorded, with nobody
+    told. The sink's sessions are strict whatever the server's default: the batch is
+    refused as RowRejected (the engine isolates the row and dead-letters it)."""
+    run(mariadb_params, TABLE)
+    [(before,)] = query(mariadb_params, "SELECT @@GLOBAL.sql_mode")
+    run(mariadb_params, "SET GLOBAL sql_mode = ''")
+    try:
+        ep = MysqlEndpoint("maria", settings(mariadb_params), pipeline="t-lax")
+        ep.setup([binding()], "t-lax")
+        try:
+            with pytest.raises(RowRejected, match="Data too long for column 'name'"):
+                ep.apply(binding(), [op(1, row(1, "x" * 60))])
+            assert ep.apply(binding(), [op(2, row(2, "fits"))])[0].status is \
+                ApplyStatus.APPLIED  # the session is usable after the refusal
+        finally:
+            ep.close()
+    finally:
+        run(mariadb_params, ("SET GLOBAL sql_mode = %s", (before,)))
+    assert query(mariadb_params, "SELECT id, name FROM items") == [(2, "fits")]
