@@ -142,3 +142,44 @@ def test_mariadb_refused_rows_do_not_stop_the_batch(
         cur.execute("SELECT id, email FROM x ORDER BY id")
         assert cur.fetchall() == ((1, "a@x"), (2, "far-too-long@x"), (4, "b@x"))
     conn.close()
+
+
+def test_a_sqlite_value_its_column_type_cannot_read_stops_with_the_way_out(
+        tmp_path: Path) -> None:
+    """SQLite keeps any value in any column ('n/a' in an INTEGER column). Such a row
+    stops the run with a message naming the table, column and key and what to do, and
+    no traceback. The fix at the source then went no further: the fix's own log row
+    held the bad value as its old values, which stopped every later run."""
+    write_a(tmp_path, "CREATE TABLE x (id INTEGER PRIMARY KEY, amount INTEGER, email TEXT)",
+            "INSERT INTO x VALUES (1, 5, 'one@x'), (2, 'n/a', 'two@x')")
+    with sqlite3.connect(tmp_path / "t.db") as c:
+        c.execute("CREATE TABLE x (id INTEGER PRIMARY KEY, amount INTEGER, email TEXT)")
+    c.close()
+    p = one_way(tmp_path, "{kind: sqlite, path: t.db}")
+    cdcsync("setup", str(p))
+
+    res = cdcsync("run", str(p), expect=1)  # the snapshot
+    assert "column 'amount'" in res.stderr and "'n/a'" in res.stderr, res.stderr
+    assert "{'id': 2}" in res.stderr and "fix the value at the source" in res.stderr
+    assert "Traceback" not in res.stderr
+    write_a(tmp_path, "UPDATE x SET amount = 2 WHERE id = 2")  # the fix
+    # The snapshot, then the fix's log row (old values unreadable): read, not a stop.
+    assert run_json(p)["status"] == "ok"
+    assert run_json(p)["totals"]["read"] == 0
+    cdcsync("verify", str(p))
+
+    # The same in the log: the message names the resync that takes the entity afresh.
+    write_a(tmp_path, "INSERT INTO x VALUES (3, 'n/a', 'three@x')",
+            "INSERT INTO x VALUES (4, 4, 'four@x')")
+    res = cdcsync("run", str(p), expect=1)
+    assert "column 'amount'" in res.stderr and "Traceback" not in res.stderr, res.stderr
+    assert "cdcsync resync rejected x --reset-stream" in res.stderr, res.stderr
+    write_a(tmp_path, "UPDATE x SET amount = 3 WHERE id = 3")
+    cdcsync("resync", str(p), "x", "--reset-stream")
+    run_json(p)
+    assert run_json(p)["totals"]["read"] == 0
+    cdcsync("verify", str(p))
+    with sqlite3.connect(tmp_path / "t.db") as c:
+        assert c.execute("SELECT id, amount FROM x ORDER BY id").fetchall() == [
+            (1, 5), (2, 2), (3, 3), (4, 4)]
+    c.close()

@@ -8,6 +8,7 @@ after pruning), so a reader never sees a gap that a later commit fills.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -26,6 +27,8 @@ from connectors.sqlite._capture import (
 from connectors.sqlite._rows import Codec
 from connectors.sqlite._schema import quote
 from sync.change import Change, ChangeBatch, Checkpoint, Op, SnapshotChunk, SnapshotRow
+
+log = logging.getLogger("cdcsync.sqlite")
 
 _OPS = {"insert": Op.INSERT, "update": Op.UPDATE, "delete": Op.DELETE}
 #: META rows ``pruned:<table>``: the highest ``seq`` of a user's change of the table that
@@ -75,7 +78,13 @@ def snapshot(
     where = f"table {cap.info.table!r}"
     rows: list[SnapshotRow] = []
     for r in conn.execute(sql, params):
-        k, row = codec.row(r, where)
+        try:
+            k, row = codec.row(r, where)
+        except ConnectorError as exc:  # SQLite keeps any value in any column
+            stored = dict(zip(codec.columns, r, strict=False))
+            raise ConnectorError(
+                f"{exc} (the row with key {({c: stored.get(c) for c in cap.key})!r}): fix"
+                " the value at the source, then run again") from exc
         rows.append(SnapshotRow(k, row, r[-1]))
     last = rows[-1].key if rows else after_key
     return SnapshotChunk(rows, last, done=len(rows) < limit)
@@ -89,6 +98,18 @@ def _decode_row(text: str | None, codec: Codec, where: str) -> dict[str, Any] | 
         for c in codec.cap.info.names:
             obj.setdefault(c, None)
     return codec.logged_row(obj, where)
+
+
+def _old_row(text: str | None, codec: Codec, where: str) -> dict[str, Any] | None:
+    """The row's values before the change, or ``None`` (not captured) where one of them
+    does not read as its column's type: a value a user has just fixed must not stop the
+    reader on the fix's own log row (the old values only tell an update that changed no
+    synchronised column, and give a conflict its base)."""
+    try:
+        return _decode_row(text, codec, where)
+    except ConnectorError as exc:
+        log.warning("%s: the old values are taken as not captured: %s", where, exc)
+        return None
 
 
 def _check_pruned(conn: sqlite3.Connection, name: str, path: Path, start: int,
@@ -156,12 +177,20 @@ def changes(
         where = f"{path} log seq {seq}"
         keys = json.loads(pk)
         for codec in by_table[tbl]:
+            try:
+                row = _decode_row(data, codec, where)
+            except ConnectorError as exc:  # SQLite keeps any value in any column
+                raise ConnectorError(
+                    f"{exc} (key {keys!r}): fix the value at the source, then `cdcsync resync"
+                    f" {pipeline or 'PIPELINE'} {codec.binding.entity} --reset-stream` takes"
+                    " the entity again from its current rows and reads this log from its"
+                    " end") from exc
             out.append(Change(
                 entity=codec.binding.entity,
                 key=codec.logged_key(keys, where),
                 op=_OPS[op],
-                before=_decode_row(old, codec, where),
-                after=_decode_row(data, codec, where),
+                before=_old_row(old, codec, where),
+                after=row,
                 source=name,
                 position=(seq,),
                 committed_at=float(ts),
