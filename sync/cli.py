@@ -226,7 +226,8 @@ def status(pipeline: str, as_json: bool) -> None:
         click.echo(json.dumps(info, indent=2, default=str))
     else:
         _console().print(status_view(info))
-    waiting = info["open_conflicts"] or info["open_quarantine"] or info["warnings"]
+    waiting = (info["open_conflicts"] or info["open_quarantine"] or info["dead_letters"]
+               or info["warnings"])
     sys.exit(EXIT_ATTENTION if waiting else EXIT_OK)
 
 

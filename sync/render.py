@@ -202,6 +202,9 @@ def status_view(info: dict[str, Any]) -> Group:
     if info.get("open_quarantine"):
         lines.append(f"open quarantine items: {info['open_quarantine']} "
                      "(cdcsync quarantine list PIPELINE)")
+    if info.get("dead_letters"):
+        lines.append(f"dead letters (applies refused for good): {info['dead_letters']} "
+                     "(cdcsync dlq list PIPELINE)")
     lines += [f"[bold red]WARNING[/]: {w}" for w in info["warnings"]]
     return Group(*parts, runs, Text.from_markup("\n".join(lines)))
 

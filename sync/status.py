@@ -7,6 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from conflict.store import ConflictStore
+from sync import dlq
 from sync.runlock import lock_name
 from sync.state import open_store
 from sync.state.leases import holder_alive, live_leases
@@ -29,6 +30,7 @@ def collect_status(cfg: Any, *, endpoints: bool = True) -> dict[str, Any]:
             "snapshots": _snapshots(store.snapshots_under_way(cfg.pipeline)),
             "open_conflicts": ConflictStore(store.engine).count(cfg.pipeline, "open"),
             "open_quarantine": _open_quarantine(cfg, store.engine),
+            "dead_letters": dlq.depth(store, cfg.pipeline),
             "outbox": pending,
             "processes": processes(store, cfg.pipeline),
             "endpoints": {},

@@ -75,6 +75,8 @@ def test_postgres_refused_rows_wait_as_dead_letters_and_the_rest_flows(
     assert "x_amount_check" in by_key[('{"id":2}',)]["error"]
     assert "x_email_key" in by_key[('{"id":4}',)]["error"]
     assert all(x["target"] == "t" for x in by_key.values())
+    status = cdcsync("status", str(p), expect=3)  # something waits for an operator
+    assert "dead letters (applies refused for good): 2" in status.stdout, status.stdout
 
     # Read from the log: a good row flows, a bad one gets a letter of its own run.
     write_a(tmp_path, "INSERT INTO x VALUES (5, 2, 'five@x')",
