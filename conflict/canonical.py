@@ -138,12 +138,24 @@ def _c_bool(v: Any) -> bool:
     raise CoercionError(f"{v!r} is not a boolean")
 
 
-def _c_date(v: Any) -> dt.date:
+#: PostgreSQL's special dates and timestamps, which no Python date can stand for: they
+#: travel as these strings (their canonical form too), are written back as themselves
+#: where an engine can hold them (PostgreSQL; SQLite keeps the text) and refused where it
+#: cannot (MariaDB/MySQL: the row is dead-lettered), never turned into another date.
+INFINITIES = {"infinity": "infinity", "+infinity": "infinity", "-infinity": "-infinity"}
+
+
+def infinity(v: Any) -> str | None:
+    """``"infinity"`` or ``"-infinity"`` where ``v`` spells one, else ``None``."""
+    return INFINITIES.get(v.strip().lower()) if isinstance(v, str) else None
+
+
+def _c_date(v: Any) -> dt.date | str:
     if isinstance(v, dt.datetime):
         return v.date()
     if isinstance(v, dt.date):
         return v
-    return dt.date.fromisoformat(str(v).strip()[:10])
+    return infinity(v) or dt.date.fromisoformat(str(v).strip()[:10])
 
 
 def _c_time(v: Any) -> dt.time:
@@ -155,14 +167,14 @@ def _c_time(v: Any) -> dt.time:
     return dt.time.fromisoformat(str(v).strip())
 
 
-def _c_timestamp(v: Any) -> dt.datetime:
+def _c_timestamp(v: Any) -> dt.datetime | str:
     if isinstance(v, dt.datetime):
         return _to_utc(v)
     if isinstance(v, dt.date):
         return dt.datetime(v.year, v.month, v.day, tzinfo=dt.UTC)
     if isinstance(v, int | float):
         return _EPOCH + dt.timedelta(microseconds=round(v * 1_000_000))
-    return _to_utc(_parse_datetime(str(v)))
+    return infinity(v) or _to_utc(_parse_datetime(str(v)))
 
 
 def _c_interval(v: Any) -> dt.timedelta:

@@ -29,6 +29,7 @@ from connectors.base import (
     RetriableError,
     RowRejected,
 )
+from connectors.postgres import infinity
 
 PgConnection = psycopg.Connection[TupleRow]
 
@@ -99,6 +100,7 @@ def connect(info: str, *, autocommit: bool = True) -> PgConnection:
     set_json_loads(parse_json, conn)
     conn.adapters.register_dumper(Jsonb, _QuickJsonbBinary)
     conn.adapters.register_dumper(Jsonb, _QuickJsonb)
+    infinity.register(conn.adapters)  # 'infinity' dates and timestamps, both ways
     return conn
 
 

@@ -1,0 +1,121 @@
+"""PostgreSQL's 'infinity' and '-infinity' dates and timestamps, end to end.
+
+psycopg cannot load them into Python dates ("date too large"): one row holding
+one stopped every read of its table, snapshot or log, for good. They now travel
+as themselves: PostgreSQL and SQLite hold them exactly, a real 9999-12-31 stays
+a date, and MariaDB, which cannot hold them, refuses the row, which waits as a
+dead letter. Through the real CLI against the real servers.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pymysql
+import pytest
+
+from conflict.canonical import canonical_value, coerce, row_hash
+from tests.connectors.postgres.helpers import pipeline_of
+from tests.test_cli_quickstart import cdcsync, run_json
+
+TABLE = "CREATE TABLE x (id int PRIMARY KEY, d date, ts timestamp, tz timestamptz)"
+ROWS = "SELECT id, d::text, ts::text, tz::text FROM x ORDER BY id"
+
+
+def pg(dsn: str, *statements: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn, autocommit=True, options="-c TimeZone=UTC") as c:
+        rows: list[tuple[Any, ...]] = []
+        for s in statements:
+            cur = c.execute(s)
+            rows = cur.fetchall() if cur.description else rows
+        return rows
+
+
+@pytest.mark.parametrize("text", ["infinity", "-infinity", "+infinity", " Infinity "])
+def test_the_infinities_are_their_own_canonical_values(text: str) -> None:
+    want = "-infinity" if text.strip().startswith("-") else "infinity"
+    for logical in ("date", "timestamp", "timestamptz"):
+        assert coerce(text, logical) == want
+    assert canonical_value(coerce(text, "date")) == want
+    assert row_hash({"d": coerce(text, "date")}) != row_hash({"d": coerce("9999-12-31",
+                                                                           "date")})
+
+
+def test_infinite_dates_sync_between_postgres_and_sqlite_and_wait_for_mariadb(
+        tmp_path: Path, pg_dsn_factory: Callable[[], str],
+        mariadb_params: dict[str, Any]) -> None:
+    a, b = pg_dsn_factory(), pg_dsn_factory()
+    pg(a, TABLE, "INSERT INTO x VALUES (1, 'infinity', '-infinity', 'infinity'),"
+                 " (2, '2020-01-02', '2020-01-02 03:04:05', '9999-12-31 23:59:59.999999+00'),"
+                 " (3, '-infinity', 'infinity', NULL)")
+    pg(b, TABLE)
+    with sqlite3.connect(tmp_path / "s.db") as c:
+        c.execute("CREATE TABLE x (id INTEGER PRIMARY KEY, d DATE, ts TIMESTAMP,"
+                  " tz TIMESTAMPTZ)")
+    c.close()
+    mp = mariadb_params
+    conn = pymysql.connect(**mp, autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE x (id INT PRIMARY KEY, d DATE, ts DATETIME(6),"
+                    " tz DATETIME(6))")
+    p = tmp_path / "p.yaml"
+    p.write_text(f"""
+pipeline: {pipeline_of(a)}
+state: {{url: sqlite:///state.db}}
+endpoints:
+  a: {{kind: postgres, dsn: "{a}"}}
+  b: {{kind: postgres, dsn: "{b}"}}
+  s: {{kind: sqlite, path: s.db}}
+  m: {{kind: mysql, host: "{mp['host']}", port: {mp['port']}, user: "{mp['user']}",
+       password: "{mp['password']}", database: "{mp['database']}"}}
+entities:
+  x:
+    key: [id]
+    endpoints: {{a: x, b: x, s: x, m: x}}
+""")
+    cdcsync("setup", str(p))
+    try:
+        out = run_json(p, expect=3)  # the snapshot: rows 1 and 3 wait for m
+        assert out["errors"] == [] and out["totals"]["rejected"] == 2, out
+        assert pg(b, ROWS) == pg(a, ROWS)
+        # Read from both logs: PostgreSQL's (pgoutput text) and SQLite's triggers.
+        pg(a, "INSERT INTO x VALUES (4, 'infinity', 'infinity', '-infinity')",
+           "UPDATE x SET d = '-infinity' WHERE id = 2")
+        with sqlite3.connect(tmp_path / "s.db") as c:
+            c.execute("INSERT INTO x VALUES (5, 'infinity', '-infinity',"
+                      " '2021-01-01 00:00:00.000000+00:00')")
+        c.close()
+        out = run_json(p, expect=3)
+        assert out["errors"] == [] and out["totals"]["read"] == 3, out
+        want = [(1, "infinity", "-infinity", "infinity"),
+                (2, "-infinity", "2020-01-02 03:04:05", "9999-12-31 23:59:59.999999+00"),
+                (3, "-infinity", "infinity", None),
+                (4, "infinity", "infinity", "-infinity"),
+                (5, "infinity", "-infinity", "2021-01-01 00:00:00+00")]
+        assert pg(a, ROWS) == pg(b, ROWS) == want
+        with sqlite3.connect(tmp_path / "s.db") as c:
+            got = c.execute("SELECT id, d, ts, tz FROM x ORDER BY id").fetchall()
+        c.close()
+        assert [(r[0], r[1]) for r in got] == [(r[0], r[1]) for r in want]
+        # The fixed point: nothing applied, then nothing read.
+        assert run_json(p, expect=3)["totals"]["applied"] == 0
+        assert run_json(p, expect=3)["totals"]["read"] == 0
+        # MariaDB holds the row with real dates only; the others wait as dead letters.
+        with conn.cursor() as cur:  # row 2 as the snapshot wrote it: its update refused
+            cur.execute("SELECT id, d FROM x")
+            assert [(i, str(d)) for i, d in cur.fetchall()] == [(2, "2020-01-02")]
+        letters = json.loads(cdcsync("dlq", "list", str(p), "--json").stdout)
+        assert {k for x in letters for k in x["keys"]} == {
+            json.dumps({"id": i}, separators=(",", ":")) for i in (1, 2, 3, 4, 5)}
+        assert all("Incorrect date" in x["error"] for x in letters)
+        [drift] = json.loads(cdcsync("verify", str(p), "--json", expect=1).stdout)
+        assert drift["rows"] == {"a": 5, "b": 5, "s": 5, "m": 1}, drift  # only m behind
+        assert set(drift["missing"]) == set(drift["differing"]) == {"m"}
+    finally:
+        cdcsync("teardown", str(p), "--force", expect=None)
+        conn.close()
