@@ -53,6 +53,13 @@ class RowRejected(ConnectorError):
     so that one bad row does not stop a pipeline."""
 
 
+class ReferenceRejected(RowRejected):
+    """Refused for a foreign key: the row it references is not there (yet), or rows
+    still reference the one being deleted. Often a matter of order (a parent applied
+    after its child, by another entity or worker), so a batch run tries such rows
+    again at its end before it dead-letters them."""
+
+
 class SchemaError(ConnectorError):
     """The endpoint's schema does not fit the pipeline (missing table/column...)."""
 

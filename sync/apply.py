@@ -80,7 +80,7 @@ def apply_to_target(
                 )
             except RowRejected as exc:
                 if len(part) == 1:
-                    refused.append((part[0][0], str(exc)))
+                    refused.append((part[0][0], f"{type(exc).__name__}: {exc}"))
                 else:  # each half in a transaction of its own, the first half first
                     todo += [part[len(part) // 2 :], part[: len(part) // 2]]
                 continue
@@ -104,17 +104,60 @@ def _dead_letter(ctx: PipelineContext, ent: EntityContext, target: str,
     by_error: dict[str, list[tuple[str, str]]] = {}
     for k, error in refused:
         by_error.setdefault(_ROW_VALUE.sub(r"\1 '…'", error.partition("\n")[0]), []).append(
-            (k, error))
+            (k, error))  # (an error's text starts with its class: RowRejected, ReferenceRejected)
     with ctx.store.transaction() as conn:
         for group in by_error.values():
             letter = record(conn, ctx.pipeline, ent.name, target, [k for k, _ in group],
-                            f"RowRejected: {group[0][1]}", 1)
-            log.error("%s: %d row(s) refused by %s, kept in dead letter %d (cdcsync dlq show"
-                      " %s %d): %s", ent.name, len(group), target, letter, ctx.pipeline,
-                      letter, group[0][1].partition("\n")[0])
+                            group[0][1], 1)
+            reference = group[0][1].startswith("ReferenceRejected")
+            log.log(logging.WARNING if reference else logging.ERROR,
+                    "%s: %d row(s) refused by %s, kept in dead letter %d (cdcsync dlq show"
+                    " %s %d)%s: %s", ent.name, len(group), target, letter, ctx.pipeline, letter,
+                    "; a batch run tries them again at its end" if reference else "",
+                    group[0][1].partition("\n")[0])
     if summary is not None:
         for k, _ in refused:
             summary.at(ent.name, states[k].origin or "?", target).rejected += 1
+
+
+#: who requeues, in the audit log, what a run's end tries again
+RETRY_ACTOR = "cdcsync run (foreign key retry)"
+
+
+def retry_references(ctx: PipelineContext, summary: RunSummary, since: float) -> None:
+    """Try once more, at the end of a batch run, the rows a target refused for a foreign
+    key since ``since`` (the run's start; its worker processes' letters included).
+
+    Such a refusal is often a matter of order (an entity's rows applied before those
+    of the entity they reference: a first snapshot takes entities one after the
+    other, in the configuration's order), which the rest of the run has put right.
+    Their letters are requeued (audited as :data:`RETRY_ACTOR`) and their pending
+    versions applied; a row refused again gets a letter anew and waits for an
+    operator. The run's ``rejected`` counts only those.
+    """
+    from sync import dlq
+
+    letters = [x for x in dlq.list_letters(ctx.store, ctx.pipeline)
+               if x["created_at"] >= since and str(x["error"]).startswith("ReferenceRejected")
+               and x["entity"] in ctx.entities]
+    if not letters:
+        return
+    retried: dict[str, dict[str, set[str]]] = {}  # entity -> target -> keys
+    for x in letters:
+        dlq.requeue(ctx.store, ctx.pipeline, int(x["id"]), RETRY_ACTOR)
+        retried.setdefault(x["entity"], {}).setdefault(x["target"], set()).update(
+            str(k) for k in x["keys"])
+    for entity, by_target in retried.items():
+        ent = ctx.entities[entity]
+        keys = sorted(set().union(*by_target.values()))
+        log.info("%s: trying %d row(s) refused for a foreign key again", entity, len(keys))
+        size = int(ctx.cfg.batch.size)
+        for i in range(0, len(keys), size):
+            states = ctx.store.load(ctx.pipeline, entity, keys[i : i + size])
+            for target, mine in by_target.items():
+                for k in mine & states.keys():
+                    summary.at(entity, states[k].origin or "?", target).rejected -= 1
+            apply_pending(ctx, ent, states, summary)
 
 
 def record_results(ctx: PipelineContext, ent: EntityContext, results: list[Result],

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sync import dlq
-from sync.apply import check_marks, replay_outbox
+from sync.apply import check_marks, replay_outbox, retry_references
 from sync.capture import STREAM, catch_up, prune_log, source_entities
 from sync.context import PipelineContext, open_pipeline
 from sync.events import align_schemas
@@ -75,6 +75,7 @@ def run_pipeline(
             catch_up(ctx, summary, progress=reading)
             for ent in chosen:
                 check_marks(ctx, ent, marks[ent.name], summary)
+            retry_references(ctx, summary, summary.started_at)
             _prune(ctx)
         except BaseException as exc:
             summary.errors.append(f"{type(exc).__name__}: {exc}")

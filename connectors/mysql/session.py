@@ -19,6 +19,7 @@ import pymysql.cursors
 from connectors.base import (
     ConnectorError,
     ContentionError,
+    ReferenceRejected,
     RefusedError,
     RetriableError,
     RowRejected,
@@ -40,6 +41,8 @@ CONTENTION = frozenset({1213, 1205})
 #: (MySQL 3819, MariaDB 4025). RowRejected.
 REJECTED_CODES = frozenset({1048, 1062, 1216, 1217, 1264, 1265, 1292, 1366, 1367, 1406,
                             1451, 1452, 1690, 3819, 4025})
+#: Of those, a foreign key (ReferenceRejected)
+REFERENCE_CODES = frozenset({1216, 1217, 1451, 1452})
 #: A connection refused by the server: access denied (1045, 1044, 1698), an unknown
 #: database (1049), a host not allowed (1130) or blocked (1129). RefusedError.
 REFUSED = frozenset({1044, 1045, 1049, 1129, 1130, 1698})
@@ -83,6 +86,8 @@ def classify(exc: BaseException, what: str) -> ConnectorError:
     code = error_code(exc)
     if code in CONTENTION:
         return ContentionError(f"{what}: {exc}")
+    if code in REFERENCE_CODES:
+        return ReferenceRejected(f"{what}: {exc}")
     if code in REJECTED_CODES:
         return RowRejected(f"{what}: {exc}")
     cls = RetriableError if is_retriable(exc) else ConnectorError

@@ -25,6 +25,7 @@ from conflict.canonical import json_bytes, parse_json
 from connectors.base import (
     ConnectorError,
     ContentionError,
+    ReferenceRejected,
     RefusedError,
     RetriableError,
     RowRejected,
@@ -152,6 +153,8 @@ def classified(what: str) -> Iterator[None]:
         raise ContentionError(f"{what}: {exc}") from exc
     except RETRIABLE as exc:
         raise RetriableError(f"{what}: {exc}") from exc
+    except errors.ForeignKeyViolation as exc:
+        raise ReferenceRejected(f"{what}: {exc}") from exc
     except REJECTED as exc:
         raise RowRejected(f"{what}: {exc}") from exc
     except psycopg.Error as exc:

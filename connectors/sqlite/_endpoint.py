@@ -15,6 +15,7 @@ from connectors.base import (
     Binding,
     ConnectorError,
     ContentionError,
+    ReferenceRejected,
     RowRejected,
     SchemaError,
     TableSchema,
@@ -52,7 +53,8 @@ def _translated(where: str) -> Iterator[None]:
         if (code is not None and code & 0xFF in _BUSY) or "locked" in msg or "busy" in msg:
             raise ContentionError(f"{where}: {msg}") from exc
         if isinstance(exc, sqlite3.IntegrityError):  # CHECK, NOT NULL, UNIQUE, FOREIGN KEY
-            raise RowRejected(f"{where}: {msg}") from exc
+            cls = ReferenceRejected if "FOREIGN KEY" in msg else RowRejected
+            raise cls(f"{where}: {msg}") from exc
         if msg.startswith(("no such table", "no such column")):
             raise SchemaError(f"{where}: {msg} (is the pipeline set up? `cdcsync setup`)") from exc
         raise ConnectorError(f"{where}: {msg}") from exc
