@@ -58,6 +58,8 @@ class Runtime:
         self._saving = 0
         self._recorded: dict[tuple[str, str], float] = {}
         self.swept = False  # the first sweep sends every pending key (sync/daemon/sweeper.py)
+        #: (entity, target, key) -> times the sweeper requeued its foreign-key letter
+        self.reference_tries: dict[tuple[str, str, str], int] = {}
         self.actors = []
         for p in range(self.partitions):
             def consume(entity: str, keys: list[str], meta: dict[str, Any]) -> None:
@@ -102,6 +104,11 @@ class Runtime:
         with self._lock:
             self._dead[(entity, target)] = (now, keys)
         return keys
+
+    def forget_dead(self, entity: str, target: str) -> None:
+        """Look the dead keys of ``entity`` at ``target`` up again at the next ask."""
+        with self._lock:
+            self._dead.pop((entity, target), None)
 
     def breaker(self, target: str) -> Breaker:
         with self._lock:

@@ -43,6 +43,7 @@ def sweep(rt: Runtime, *, resend_after: float = 15.0) -> int:
             .where(outbox.c.pipeline == rt.pipeline, key_states.c.parked.is_(None),
                    *old_enough)
         ).all()
+    retry_references(rt, now)
     OUTBOX_DEPTH.labels(rt.pipeline).set(ctx.store.outbox_depth(rt.pipeline))
     DLQ_DEPTH.labels(rt.pipeline).set(dlq.depth(ctx.store, rt.pipeline))
     dead: dict[tuple[str, str], set[str]] = {}
@@ -63,3 +64,40 @@ def sweep(rt: Runtime, *, resend_after: float = 15.0) -> int:
         sent += len(keys)
     rt.swept = True
     return sent
+
+
+#: how often the sweeper requeues a letter of rows refused for a foreign key, and how
+#: long after it was written: the row referenced may arrive meanwhile (another
+#: partition's work, applied side by side), as at the end of a batch run
+REFERENCE_RETRIES = 5
+REFERENCE_RETRY_AFTER = 15.0
+RETRY_ACTOR = "cdcsync daemon (foreign key retry)"
+
+
+def retry_references(rt: Runtime, now: float) -> int:
+    """Requeue the letters of rows refused for a foreign key (sync/apply.py) that have
+    waited :data:`REFERENCE_RETRY_AFTER` seconds, :data:`REFERENCE_RETRIES` times at
+    most per key (counted by this process); the sweep then sends their keys again.
+    A row refused each time stays in its last letter for an operator. Returns how
+    many letters were requeued."""
+    from sync import dlq
+
+    ctx = rt.ctx()
+    done = 0
+    for x in dlq.list_letters(ctx.store, rt.pipeline):
+        if (not str(x["error"]).startswith("ReferenceRejected")
+                or now - float(x["created_at"]) < REFERENCE_RETRY_AFTER):
+            continue
+        keys = [(str(x["entity"]), str(x["target"]), str(k)) for k in x["keys"]]
+        tries = max((rt.reference_tries.get(k, 0) for k in keys), default=0)
+        if tries >= REFERENCE_RETRIES:
+            continue
+        try:
+            dlq.requeue(ctx.store, rt.pipeline, int(x["id"]), RETRY_ACTOR)
+        except dlq.DeadLetterNotFound:  # an operator decided meanwhile
+            continue
+        for k in keys:
+            rt.reference_tries[k] = tries + 1
+        rt.forget_dead(str(x["entity"]), str(x["target"]))
+        done += 1
+    return done
