@@ -156,4 +156,5 @@ dead_letters = Table(
     Column("error", Text, nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("created_at", Float, nullable=False),
+    sqlite_autoincrement=True,  # an id names one letter for good (logs, audit): 0007
 )

@@ -161,3 +161,19 @@ def test_drop_takes_the_lock_the_daemon_takes_around_key_states(cfg: Any) -> Non
 
     with open_pipeline(cfg, with_types=False) as ctx:
         assert dlq.state_lock(cfg.pipeline) == state_lock(ctx)
+
+
+def test_a_letter_id_is_never_given_twice(cfg: Any) -> None:
+    """SQLite gave the newest letter's id again once it was requeued: the audit entry
+    of the first then read as if it were about the second."""
+    store = open_store(cfg.state.url)
+    try:
+        with store.transaction() as conn:
+            dlq.record(conn, "ops", "items", "b", ['{"id":1}'], "e1", 1)
+            second = dlq.record(conn, "ops", "items", "b", ['{"id":2}'], "e2", 1)
+        dlq.requeue(store, "ops", second, "t")
+        with store.transaction() as conn:
+            third = dlq.record(conn, "ops", "items", "b", ['{"id":3}'], "e3", 1)
+        assert third > second
+    finally:
+        store.close()
