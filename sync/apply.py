@@ -16,9 +16,16 @@ from collections.abc import Iterable, Mapping
 
 from conflict.canonical import key_from_text
 from conflict.protocol import ApplyJob, KeyState, jobs, on_applied, on_skipped, on_stale
-from connectors.base import ApplyOp, ApplyResult, ApplyStatus, RowRejected
+from connectors.base import (
+    ApplyOp,
+    ApplyResult,
+    ApplyStatus,
+    ConnectorError,
+    ReferenceRejected,
+    RowRejected,
+)
 from sync.context import EntityContext, PipelineContext
-from sync.dlq import dead_keys, record
+from sync.dlq import dead_keys, list_letters, record, requeue
 from sync.retry import RETRIES, with_retries
 from sync.summary import RunSummary
 
@@ -56,7 +63,9 @@ def apply_to_target(
     is split until the refused rows are alone: the others are written, each refused
     row gets a dead letter (one per error, with its keys) and no result, so its
     apply stays due in the outbox until an operator requeues or drops the letter.
-    ``summary`` counts them.
+    ``summary`` counts them. Where :data:`SYSTEMATIC` rows are refused (for another
+    cause than a foreign key) before any is written, the target is taken to refuse
+    them all: ConnectorError, nothing dead-lettered (the run fails, as a schema error).
     """
     sink = ctx.endpoints[target]
     binding = ent.bindings[target]
@@ -66,6 +75,7 @@ def apply_to_target(
         items = [(k, job) for k, job in items if k not in dead]
     out: list[Result] = []
     refused: list[tuple[str, str]] = []  # key, error
+    kept = 0  # of those, refused for another cause than a foreign key
     for i in range(0, len(items), size):
         todo = [items[i : i + size]]
         while todo:
@@ -81,6 +91,15 @@ def apply_to_target(
             except RowRejected as exc:
                 if len(part) == 1:
                     refused.append((part[0][0], f"{type(exc).__name__}: {exc}"))
+                    # (a foreign key may refuse every row of a child entity taken before
+                    # its parents: sync/engine.py tries those again at the run's end)
+                    kept += not isinstance(exc, ReferenceRejected)
+                    if kept >= SYSTEMATIC and not out:
+                        raise ConnectorError(
+                            f"{target} refused {kept} rows of {ent.name} one by one and took"
+                            f" none: its schema, rather than the rows, may be at fault (a NOT"
+                            f" NULL column the pipeline does not write, a column too narrow)."
+                            f" The last: {exc}") from exc
                 else:  # each half in a transaction of its own, the first half first
                     todo += [part[len(part) // 2 :], part[: len(part) // 2]]
                 continue
@@ -90,6 +109,11 @@ def apply_to_target(
         _dead_letter(ctx, ent, target, refused, states, summary)
     return out
 
+
+#: refused rows isolated, with none written, after which a target is taken to refuse
+#: every row (its schema, not the data): the apply fails as a whole instead of
+#: splitting every batch down to single rows (2n transactions for n rows)
+SYSTEMATIC = 256
 
 #: the row's own value in a server's message (MariaDB: "Duplicate entry 'a@x' for key",
 #: "Incorrect integer value: 'abc' for column"): left out when refused rows are grouped
@@ -135,16 +159,14 @@ def retry_references(ctx: PipelineContext, summary: RunSummary, since: float) ->
     versions applied; a row refused again gets a letter anew and waits for an
     operator. The run's ``rejected`` counts only those.
     """
-    from sync import dlq
-
-    letters = [x for x in dlq.list_letters(ctx.store, ctx.pipeline)
+    letters = [x for x in list_letters(ctx.store, ctx.pipeline)
                if x["created_at"] >= since and str(x["error"]).startswith("ReferenceRejected")
                and x["entity"] in ctx.entities]
     if not letters:
         return
     retried: dict[str, dict[str, set[str]]] = {}  # entity -> target -> keys
     for x in letters:
-        dlq.requeue(ctx.store, ctx.pipeline, int(x["id"]), RETRY_ACTOR)
+        requeue(ctx.store, ctx.pipeline, int(x["id"]), RETRY_ACTOR)
         retried.setdefault(x["entity"], {}).setdefault(x["target"], set()).update(
             str(k) for k in x["keys"])
     for entity, by_target in retried.items():

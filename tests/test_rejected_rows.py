@@ -234,3 +234,28 @@ entities:
         assert (again["totals"]["applied"], again["totals"]["rejected"]) == (0, 0)
     finally:
         cdcsync("teardown", str(p), "--force", expect=None)
+
+
+def test_a_target_that_refuses_every_row_fails_the_run_instead(
+        tmp_path: Path, pg_dsn: str) -> None:
+    """A column the pipeline does not write, NOT NULL without a default: every row is
+    refused. Rather than split every batch down to single rows and dead-letter the
+    whole table, the run stops after SYSTEMATIC rows refused and none taken, naming
+    the likely cause; nothing is lettered, and once the schema is fixed a run
+    applies everything."""
+    with psycopg.connect(pg_dsn, autocommit=True) as c:
+        c.execute("CREATE TABLE x (id int PRIMARY KEY, amount numeric, email text,"
+                  " region text NOT NULL)")
+    write_a(tmp_path, "CREATE TABLE x (id INTEGER PRIMARY KEY, amount NUMERIC, email TEXT)",
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 400)"
+            " INSERT INTO x SELECT i, i, 'e' || i FROM n")
+    p = one_way(tmp_path, f'{{kind: postgres, dsn: "{pg_dsn}"}}')
+    cdcsync("setup", str(p))
+    res = cdcsync("run", str(p), expect=1)
+    assert "refused 256 rows of x one by one and took none" in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr
+    assert letters(p) == []
+    with psycopg.connect(pg_dsn, autocommit=True) as c:
+        c.execute("ALTER TABLE x ALTER COLUMN region SET DEFAULT 'eu'")
+    out = run_json(p)
+    assert out["totals"]["applied"] == 400 and out["totals"]["rejected"] == 0, out
