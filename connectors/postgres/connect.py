@@ -130,16 +130,15 @@ RETRIABLE = (
     errors.QueryCanceled,
 )
 #: Of those, the ones where the server answered: other transactions won (the server is up).
-#: A row's data refused: SQLSTATE classes 22 (data exception: a value too long, out of
-#: range, a NUL in text...) and 23 (integrity constraint violation), and psycopg's own
-#: DataError for a value it cannot send.
-REJECTED = (psycopg.DataError, psycopg.IntegrityError)
-
 CONTENTION = (
     errors.SerializationFailure,  # DeadlockDetected is one (SQLSTATE class 40)
     errors.DeadlockDetected,
     errors.LockNotAvailable,
 )
+#: A row's data refused: SQLSTATE classes 22 (data exception: a value too long, out of
+#: range, a NUL in text...) and 23 (integrity constraint violation), and psycopg's own
+#: DataError for a value it cannot send. RowRejected (a foreign key: ReferenceRejected).
+REJECTED = (psycopg.DataError, psycopg.IntegrityError)
 
 
 @contextlib.contextmanager

@@ -16,7 +16,8 @@ text; MariaDB/MySQL refuse it, and the row is dead-lettered, never silently
 turned into another date.
 
 Each adapter wraps psycopg's own (C) one rather than subclassing it (the C
-classes cannot be subclassed): one comparison more per value.
+classes cannot be subclassed): a Python call and a comparison more per value,
+~0.4 us (timeit, timestamptz: 169 -> 542 ns as text, 134 -> 536 ns binary).
 """
 
 from __future__ import annotations
