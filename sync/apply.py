@@ -55,12 +55,14 @@ def apply_to_target(
     *,
     tries: int = RETRIES,
     summary: RunSummary | None = None,
+    dead: set[str] | None = None,
 ) -> list[Result]:
     """Write ``items`` at ``target`` (in chunks of the batch size, one transaction each).
 
     Keys with a dead letter at ``target`` are left out (their outbox entries stay:
-    sync/dlq.py). A chunk the target refuses for a row's data (:class:`RowRejected`)
-    is split until the refused rows are alone: the others are written, each refused
+    sync/dlq.py); ``dead``: those keys, where the caller has them (else looked up).
+    A chunk the target refuses for a row's data (:class:`RowRejected`) is split
+    until the refused rows are alone: the others are written, each refused
     row gets a dead letter (one per error, with its keys) and no result, so its
     apply stays due in the outbox until an operator requeues or drops the letter.
     ``summary`` counts them. Where :data:`SYSTEMATIC` rows are refused (for another
@@ -70,7 +72,8 @@ def apply_to_target(
     sink = ctx.endpoints[target]
     binding = ent.bindings[target]
     size = int(ctx.cfg.batch.size)
-    dead = dead_keys(ctx.store, ctx.pipeline, ent.name, target)
+    if dead is None:
+        dead = dead_keys(ctx.store, ctx.pipeline, ent.name, target)
     if dead:
         items = [(k, job) for k, job in items if k not in dead]
     out: list[Result] = []
@@ -296,17 +299,16 @@ def apply_pending(
     states: Mapping[str, KeyState],
     summary: RunSummary,
     *,
-    skip: Mapping[str, set[str]] | None = None,
     saved_at: float | None = None,
 ) -> None:
     """Apply every pending job of ``states`` and record the results (batch mode: errors raise).
 
-    ``skip`` maps a target to keys not to apply there (they have a dead letter,
-    sync/dlq.py); their outbox entries are kept. ``saved_at``: ``states`` are
-    as this caller saved them with that stamp (see :func:`record_results`).
+    Keys with a dead letter at a target are not applied there (:func:`apply_to_target`);
+    their outbox entries are kept. ``saved_at``: ``states`` are as this caller saved
+    them with that stamp (see :func:`record_results`).
     """
     for _ in range(STALE_ROUNDS):
-        results = _apply_round(ctx, ent, states, skip, summary)
+        results = _apply_round(ctx, ent, states, summary)
         again = record_results(ctx, ent, results, summary, mine=states, saved_at=saved_at)
         if not again:
             return
@@ -328,7 +330,7 @@ def apply_unsaved(ctx: PipelineContext, ent: EntityContext, states: Mapping[str,
     done: list[Result] = []
     todo = states
     for _ in range(STALE_ROUNDS):
-        results = _apply_round(ctx, ent, todo, None, summary)
+        results = _apply_round(ctx, ent, todo, summary)
         done.extend(results)
         again = record_on(ent, states, results, summary)
         if not again:
@@ -338,15 +340,15 @@ def apply_unsaved(ctx: PipelineContext, ent: EntityContext, states: Mapping[str,
 
 
 def _apply_round(ctx: PipelineContext, ent: EntityContext, states: Mapping[str, KeyState],
-                 skip: Mapping[str, set[str]] | None, summary: RunSummary) -> list[Result]:
-    """Every pending job of ``states`` written at its target (none of ``skip``'s keys,
-    nor of the run's fence: they stay due)."""
+                 summary: RunSummary) -> list[Result]:
+    """Every pending job of ``states`` written at its target (none of the run's fence,
+    nor of a dead letter: they stay due)."""
     results: list[Result] = []
     fence = ctx.fence.get(ent.name, {})
     for target, items in sorted(pending_by_target(states).items()):
-        dead = (skip.get(target, set()) if skip else set()) | fence.get(target, set())
-        if dead:
-            items = [(k, job) for k, job in items if k not in dead]
+        fenced = fence.get(target)
+        if fenced:
+            items = [(k, job) for k, job in items if k not in fenced]
         results.extend(apply_to_target(ctx, ent, target, items, states, summary=summary))
     return results
 
@@ -385,11 +387,10 @@ def replay_outbox(ctx: PipelineContext, ent: EntityContext, summary: RunSummary)
     keys = ctx.store.outbox_keys(ctx.pipeline, ent.name)
     if not keys:
         return marks
-    dead = {t: dead_keys(ctx.store, ctx.pipeline, ent.name, t) for t in ent.sinks}
     size = int(ctx.cfg.batch.size)
     for i in range(0, len(keys), size):
         states = ctx.store.load(ctx.pipeline, ent.name, keys[i : i + size])
-        apply_pending(ctx, ent, states, summary, skip=dead)
+        apply_pending(ctx, ent, states, summary)
     return marks
 
 

@@ -74,7 +74,8 @@ def _apply_keys(rt: Runtime, entity: str, keys: list[str], meta: dict[str, Any])
             continue
         try:
             with observe_stage(ctx.pipeline, "apply", entity=entity, target=target):
-                done = apply_to_target(ctx, ent, target, items, states, tries=APPLY_TRIES)
+                done = apply_to_target(ctx, ent, target, items, states, tries=APPLY_TRIES,
+                                       dead=dead)
         except RetriableError as exc:
             RETRIES.labels(ctx.pipeline, target).inc()
             if isinstance(exc, ContentionError):
