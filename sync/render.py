@@ -60,18 +60,16 @@ def direction_rows(summary: RunSummary, cfg: Any) -> list[dict[str, Any]]:
                     "echoes": read.echoes if read else 0,
                     "resolved": read.resolved if read else 0,
                     "parked": read.parked if read else 0,
-                    "rejected": app.rejected if app else 0,
                     "seconds": (read.seconds if read else 0) + (app.seconds if app else 0),
                 })
         # Applies are counted by where the winning content came from: a merge (or a
         # steward's pick) whose origin is the target itself is written back there too.
         for tgt in ent.sinks():
             back = summary.directions.get((name, tgt, tgt))
-            if back is not None and (back.applied or back.skipped or back.rejected):
+            if back is not None and (back.applied or back.skipped):
                 rows.append({"entity": name, "direction": f"merge -> {tgt}", "read": 0,
                              "applied": back.applied, "skipped": back.skipped, "echoes": 0,
-                             "resolved": 0, "parked": 0, "rejected": back.rejected,
-                             "seconds": back.seconds})
+                             "resolved": 0, "parked": 0, "seconds": back.seconds})
     return rows
 
 
