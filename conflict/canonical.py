@@ -30,6 +30,8 @@ from typing import Any, Literal, get_args
 
 import orjson
 
+from conflict import extdates
+
 LogicalType = Literal[
     "int",
     "float",
@@ -138,10 +140,11 @@ def _c_bool(v: Any) -> bool:
     raise CoercionError(f"{v!r} is not a boolean")
 
 
-#: PostgreSQL's special dates and timestamps, which no Python date can stand for: they
-#: travel as these strings (their canonical form too), are written back as themselves
-#: where an engine can hold them (PostgreSQL; SQLite keeps the text) and refused where it
-#: cannot (MariaDB/MySQL: the row is dead-lettered), never turned into another date.
+#: PostgreSQL's special dates and timestamps, which no Python date can stand for (nor
+#: its years past 9999 and BC: conflict/extdates.py): they travel as these strings
+#: (their canonical form too), are written back as themselves where an engine can hold
+#: them (PostgreSQL; SQLite keeps the text) and refused where it cannot (MariaDB/MySQL:
+#: the row is dead-lettered), never turned into another date.
 INFINITIES = {"infinity": "infinity", "+infinity": "infinity", "-infinity": "-infinity"}
 
 
@@ -155,7 +158,12 @@ def _c_date(v: Any) -> dt.date | str:
         return v.date()
     if isinstance(v, dt.date):
         return v
-    return infinity(v) or dt.date.fromisoformat(str(v).strip()[:10])
+    text = str(v)
+    if extdates.beyond_python(text):  # years past 9999, BC: see conflict/extdates.py
+        wide = extdates.as_date(text)
+        if wide is not None:
+            return wide
+    return infinity(v) or dt.date.fromisoformat(text.strip()[:10])
 
 
 def _c_time(v: Any) -> dt.time:
@@ -174,7 +182,12 @@ def _c_timestamp(v: Any) -> dt.datetime | str:
         return dt.datetime(v.year, v.month, v.day, tzinfo=dt.UTC)
     if isinstance(v, int | float):
         return _EPOCH + dt.timedelta(microseconds=round(v * 1_000_000))
-    return infinity(v) or _to_utc(_parse_datetime(str(v)))
+    text = str(v)
+    if extdates.beyond_python(text):  # years past 9999, BC: see conflict/extdates.py
+        wide = extdates.as_timestamp(text)
+        if wide is not None:
+            return wide
+    return infinity(v) or _to_utc(_parse_datetime(text))
 
 
 def _c_interval(v: Any) -> dt.timedelta:

@@ -30,7 +30,7 @@ from connectors.base import (
     RetriableError,
     RowRejected,
 )
-from connectors.postgres import infinity
+from connectors.postgres import wide_dates
 
 PgConnection = psycopg.Connection[TupleRow]
 
@@ -101,7 +101,7 @@ def connect(info: str, *, autocommit: bool = True) -> PgConnection:
     set_json_loads(parse_json, conn)
     conn.adapters.register_dumper(Jsonb, _QuickJsonbBinary)
     conn.adapters.register_dumper(Jsonb, _QuickJsonb)
-    infinity.register(conn.adapters)  # 'infinity' dates and timestamps, both ways
+    wide_dates.register(conn.adapters)  # infinities, years past 9999, BC: both ways
     return conn
 
 

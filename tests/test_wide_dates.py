@@ -119,3 +119,86 @@ entities:
     finally:
         cdcsync("teardown", str(p), "--force", expect=None)
         conn.close()
+
+
+WIDE = [(1, "20201-01-01", "0044-03-15 10:00:00.5 BC", "20201-01-01 10:00:00+00"),
+        (2, "0044-03-15 BC", "294276-12-31 23:59:59.999999", "4713-01-01 00:00:00+00 BC"),
+        (3, "2020-01-02", "2020-01-02 03:04:05", "0001-01-01 00:00:00+00")]
+
+
+def test_years_past_9999_and_bc_sync_between_postgres_and_sqlite_and_wait_for_mariadb(
+        tmp_path: Path, pg_dsn_factory: Callable[[], str],
+        mariadb_params: dict[str, Any]) -> None:
+    """A typo'd year 20201 or a historical BC date stopped every read of its table
+    ("date too large"); a BC date written to SQLite read back as the same day AD."""
+    a, b = pg_dsn_factory(), pg_dsn_factory()
+    pg(a, TABLE, "INSERT INTO x VALUES " + ", ".join(
+        f"({i}, '{d}', '{ts}', '{tz}')" for i, d, ts, tz in WIDE))
+    pg(b, TABLE)
+    with sqlite3.connect(tmp_path / "s.db") as c:
+        c.execute("CREATE TABLE x (id INTEGER PRIMARY KEY, d DATE, ts TIMESTAMP,"
+                  " tz TIMESTAMPTZ)")
+    c.close()
+    mp = mariadb_params
+    conn = pymysql.connect(**mp, autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE x (id INT PRIMARY KEY, d DATE, ts DATETIME(6),"
+                    " tz DATETIME(6))")
+    p = tmp_path / "p.yaml"
+    p.write_text(f"""
+pipeline: {pipeline_of(a)}
+state: {{url: sqlite:///state.db}}
+endpoints:
+  a: {{kind: postgres, dsn: "{a}"}}
+  b: {{kind: postgres, dsn: "{b}"}}
+  s: {{kind: sqlite, path: s.db}}
+  m: {{kind: mysql, host: "{mp['host']}", port: {mp['port']}, user: "{mp['user']}",
+       password: "{mp['password']}", database: "{mp['database']}"}}
+entities:
+  x:
+    key: [id]
+    endpoints: {{a: x, b: x, s: x, m: x}}
+""")
+    cdcsync("setup", str(p))
+    try:
+        out = run_json(p, expect=3)  # the snapshot (binary COPY): rows 1 and 2 wait for m
+        assert out["errors"] == [] and out["totals"]["rejected"] == 2, out
+        assert pg(b, ROWS) == pg(a, ROWS)
+        # Both logs: PostgreSQL's (pgoutput, text) and SQLite's triggers.
+        pg(a, "INSERT INTO x VALUES (4, '5874897-12-31', '4713-01-01 00:00:00 BC',"
+              " '10000-01-01 00:30:00+01')",
+           "UPDATE x SET d = '0001-01-01 BC' WHERE id = 3")
+        with sqlite3.connect(tmp_path / "s.db") as c:
+            c.execute("INSERT INTO x VALUES (5, '0001-12-31 BC', '12345-06-07T08:09:10',"
+                      " '0044-03-15 10:00:00+02:00 BC')")
+        c.close()
+        out = run_json(p, expect=3)
+        assert out["errors"] == [] and out["totals"]["read"] == 3, out
+        want = [(1, "20201-01-01", "0044-03-15 10:00:00.5 BC", "20201-01-01 10:00:00+00"),
+                (2, "0044-03-15 BC", "294276-12-31 23:59:59.999999",
+                 "4713-01-01 00:00:00+00 BC"),
+                (3, "0001-01-01 BC", "2020-01-02 03:04:05", "0001-01-01 00:00:00+00"),
+                (4, "5874897-12-31", "4713-01-01 00:00:00 BC", "9999-12-31 23:30:00+00"),
+                (5, "0001-12-31 BC", "12345-06-07 08:09:10", "0044-03-15 08:00:00+00 BC")]
+        assert pg(a, ROWS) == pg(b, ROWS) == want
+        with sqlite3.connect(tmp_path / "s.db") as c:
+            got = c.execute("SELECT id, d FROM x ORDER BY id").fetchall()
+        c.close()
+        assert got == [(r[0], r[1]) for r in want]  # BC kept: never the same day AD
+        # The fixed point: nothing applied, then nothing read.
+        assert run_json(p, expect=3)["totals"]["applied"] == 0
+        assert run_json(p, expect=3)["totals"]["read"] == 0
+        # MariaDB holds no such date: those rows wait as dead letters, none of them
+        # stored as another date (a BC year as the same year AD above all).
+        with conn.cursor() as cur:  # row 3 as the snapshot wrote it: its update refused
+            cur.execute("SELECT id, CAST(d AS CHAR), CAST(tz AS CHAR) FROM x")
+            assert cur.fetchall() == ((3, "2020-01-02", "0001-01-01 00:00:00.000000"),)
+        letters = json.loads(cdcsync("dlq", "list", str(p), "--json").stdout)
+        assert {k for x in letters for k in x["keys"]} == {
+            json.dumps({"id": i}, separators=(",", ":")) for i in (1, 2, 3, 4, 5)}
+        [drift] = json.loads(cdcsync("verify", str(p), "--json", expect=1).stdout)
+        assert drift["rows"] == {"a": 5, "b": 5, "s": 5, "m": 1}, drift  # only m behind
+        assert set(drift["missing"]) == set(drift["differing"]) == {"m"}
+    finally:
+        cdcsync("teardown", str(p), "--force", expect=None)
+        conn.close()

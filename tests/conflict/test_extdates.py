@@ -1,0 +1,62 @@
+"""conflict/extdates.py: the calendar arithmetic behind dates no Python date holds.
+
+Held to Python's own calendar where both exist, and to PostgreSQL's range and
+spelling beyond it (the end-to-end test, tests/test_wide_dates.py, checks the
+spelling against a real server)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from conflict import extdates
+from conflict.canonical import canonical_value, coerce
+
+EPOCH = dt.date(2000, 1, 1).toordinal()
+#: PostgreSQL's range: dates 4713-01-01 BC .. 5874897-12-31, timestamps to 294276 AD
+PG_DAYS = st.integers(-2_451_545, 2_147_483_494)
+PG_MICROS = st.integers(-2_451_545 * extdates.DAY_US, 106_741_034 * extdates.DAY_US - 1)
+
+
+@given(st.dates())
+def test_the_calendar_is_pythons_where_python_has_one(d: dt.date) -> None:
+    n = d.toordinal() - EPOCH
+    assert extdates.civil_from_days(n) == (d.year, d.month, d.day)
+    assert extdates.days_from_civil(d.year, d.month, d.day) == n
+    assert extdates.date_text(n) == d.isoformat()
+    assert coerce(d.isoformat(), "date") == d  # an ordinary date stays a date
+    assert extdates.as_date(d.isoformat()) is None
+
+
+@given(PG_DAYS)
+def test_every_postgresql_date_reads_back_from_its_text(n: int) -> None:
+    text = extdates.date_text(n)
+    assert extdates.parse(text) == (n, None)
+    if not extdates.MIN_DAYS <= n <= extdates.MAX_DAYS:
+        assert extdates.beyond_python(text)
+        assert coerce(text, "date") == text == extdates.as_date(" " + text.lower() + " ")
+        assert canonical_value(coerce(text, "date")) == text
+
+
+@given(PG_MICROS)
+def test_every_postgresql_timestamp_reads_back_from_its_text(micros: int) -> None:
+    text = extdates.timestamp_text(micros)
+    days, tod = divmod(micros, extdates.DAY_US)
+    assert extdates.parse(text) == (days, tod)
+    if not extdates.MIN_DAYS <= days <= extdates.MAX_DAYS:
+        # timestamp and timestamptz share one canonical form, as datetimes do
+        assert coerce(text, "timestamp") == coerce(text, "timestamptz") == text
+        assert coerce(text.replace(" ", "T", 1), "timestamptz") == text
+
+
+def test_offsets_and_the_years_around_zero() -> None:
+    assert extdates.date_text(extdates.days_from_civil(0, 12, 31)) == "0001-12-31 BC"
+    assert extdates.days_from_civil(0, 12, 31) + 1 == extdates.days_from_civil(1, 1, 1)
+    assert coerce("0044-03-15 10:00:00+02:00 BC", "timestamptz") == "0044-03-15 08:00:00 BC"
+    assert coerce("10000-01-01 00:30:00+01", "timestamptz") == dt.datetime(
+        9999, 12, 31, 23, 30, tzinfo=dt.UTC)  # back in Python's years: a datetime
+    assert coerce("0044-03-15 BC", "date") != coerce("0044-03-15", "date")
+    for nonsense in ("20201-02-30", "20201-13-01", "0000-01-01", "abcde-01-01"):
+        assert extdates.parse(nonsense) is None
