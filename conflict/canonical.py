@@ -166,13 +166,26 @@ def _c_date(v: Any) -> dt.date | str:
     return infinity(v) or dt.date.fromisoformat(text.strip()[:10])
 
 
-def _c_time(v: Any) -> dt.time:
+#: PostgreSQL's (and MariaDB's) end of the day, a time no Python ``time`` holds: it
+#: travels as this text (its canonical form too), never as midnight, which is the day's start
+END_OF_DAY = "24:00:00"
+_DAY = dt.timedelta(days=1)
+
+
+def _c_time(v: Any) -> dt.time | str:
     if isinstance(v, dt.time):
         return v.replace(tzinfo=None)
     if isinstance(v, dt.timedelta):  # pymysql returns TIME as timedelta
+        if not dt.timedelta(0) <= v <= _DAY:
+            raise CoercionError(f"{v} is not a time of day")  # MariaDB's TIME: a duration
+        if v == _DAY:
+            return END_OF_DAY
         micros = v // dt.timedelta(microseconds=1)
         return (dt.datetime.min + dt.timedelta(microseconds=micros)).time()
-    return dt.time.fromisoformat(str(v).strip())
+    text = str(v).strip()
+    if text.startswith("24:") and not text[3:].replace(":", "").replace(".", "").strip("0"):
+        return END_OF_DAY
+    return dt.time.fromisoformat(text)
 
 
 def _c_timestamp(v: Any) -> dt.datetime | str:

@@ -202,3 +202,66 @@ entities:
     finally:
         cdcsync("teardown", str(p), "--force", expect=None)
         conn.close()
+
+
+def test_the_end_of_a_day_syncs_as_itself_never_as_midnight(
+        tmp_path: Path, pg_dsn_factory: Callable[[], str],
+        mariadb_params: dict[str, Any]) -> None:
+    """PostgreSQL's time '24:00:00' stopped every read of its table ("hour must be
+    in 0..23"); MariaDB's TIME holds it too, and SQLite keeps the text."""
+    a = pg_dsn_factory()
+    pg(a, "CREATE TABLE y (id int PRIMARY KEY, t time, tz timetz)",
+       "INSERT INTO y VALUES (1, '24:00:00', '24:00:00+00'), (2, '00:00:00', '00:00+00'),"
+       " (3, '23:59:59.999999', NULL)")
+    with sqlite3.connect(tmp_path / "s.db") as c:
+        c.execute("CREATE TABLE y (id INTEGER PRIMARY KEY, t TIME, tz TEXT)")
+    c.close()
+    mp = mariadb_params
+    conn = pymysql.connect(**mp, autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE y (id INT PRIMARY KEY, t TIME(6), tz VARCHAR(40))")
+    p = tmp_path / "p.yaml"
+    p.write_text(f"""
+pipeline: {pipeline_of(a)}
+state: {{url: sqlite:///state.db}}
+endpoints:
+  a: {{kind: postgres, dsn: "{a}"}}
+  s: {{kind: sqlite, path: s.db}}
+  m: {{kind: mysql, host: "{mp['host']}", port: {mp['port']}, user: "{mp['user']}",
+       password: "{mp['password']}", database: "{mp['database']}"}}
+entities:
+  y:
+    key: [id]
+    endpoints: {{a: y, s: y, m: y}}
+""")
+    cdcsync("setup", str(p))
+    try:
+        out = run_json(p)  # the snapshot (binary COPY)
+        assert out["errors"] == [] and out["totals"]["applied"] == 6, out
+        # All three logs: pgoutput (text), SQLite's triggers, MariaDB's binlog.
+        pg(a, "INSERT INTO y VALUES (4, '24:00', '24:00:00+00')",
+           "UPDATE y SET t = '24:00:00' WHERE id = 2")
+        with sqlite3.connect(tmp_path / "s.db") as c:
+            c.execute("INSERT INTO y VALUES (5, '24:00:00', NULL)")
+        c.close()
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO y VALUES (6, '24:00:00', NULL), (7, '00:00:00', NULL)")
+        out = run_json(p)
+        assert out["errors"] == [] and out["totals"]["read"] == 5, out
+        want = [(1, "24:00:00"), (2, "24:00:00"), (3, "23:59:59.999999"), (4, "24:00:00"),
+                (5, "24:00:00"), (6, "24:00:00"), (7, "00:00:00")]
+        assert pg(a, "SELECT id, t::text FROM y ORDER BY id") == want
+        assert pg(a, "SELECT tz::text FROM y WHERE id IN (1, 4)") == [("24:00:00+00",)] * 2
+        with sqlite3.connect(tmp_path / "s.db") as c:
+            assert c.execute("SELECT id, t FROM y ORDER BY id").fetchall() == want
+        c.close()
+        with conn.cursor() as cur:
+            cur.execute("SELECT id, TIME_FORMAT(t, '%T') FROM y ORDER BY id")
+            assert [(i, t) for i, t in cur.fetchall()] == [
+                (i, t[:8]) for i, t in want]
+        assert run_json(p)["totals"]["applied"] == 0  # the fixed point
+        assert run_json(p)["totals"]["read"] == 0
+        cdcsync("verify", str(p))
+    finally:
+        cdcsync("teardown", str(p), "--force", expect=None)
+        conn.close()

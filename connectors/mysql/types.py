@@ -52,10 +52,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from conflict.canonical import CoercionError, coerce, json_bytes, native_types
+from conflict.canonical import END_OF_DAY, CoercionError, coerce, json_bytes, native_types
 
 _ZERO_DATE = re.compile(r"^0000-00-00|^\d{4}-00-|^\d{4}-\d{2}-00")
 _FLOAT32 = struct.Struct("<f")
+_DAY = dt.timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,8 +141,10 @@ def float32(value: float) -> float:
     return float(single)
 
 
-def _time_of_day(col: ColumnInfo, value: dt.timedelta) -> dt.time:
-    if value < dt.timedelta(0) or value >= dt.timedelta(days=1):
+def _time_of_day(col: ColumnInfo, value: dt.timedelta) -> dt.time | str:
+    if value == _DAY:
+        return END_OF_DAY  # 24:00:00, as PostgreSQL's time holds it too
+    if value < dt.timedelta(0) or value > _DAY:
         raise CoercionError(
             f"column {col.name!r}: TIME value {value} is not a time of day; "
             "cdcsync maps TIME to a time of day (see connectors/mysql/types.py)"

@@ -269,8 +269,9 @@ def _prepare_scalar(value: Any, logical: str, oid: int) -> Any:
     if logical == "json":
         return _json_value(value)
     v = coerce(value, logical)
-    if type(v) is str and logical in ("date", "timestamp", "timestamptz"):
-        return v  # an infinity, a year past 9999, BC: the sink's dumpers write them (wide_dates.py)
+    if type(v) is str and logical in ("date", "timestamp", "timestamptz", "time"):
+        return v  # an infinity, a year past 9999, BC, 24:00: the sink's dumpers write them
+        # (wide_dates.py)
     bound = INT_BOUNDS.get(oid)
     if bound is not None and isinstance(v, int) and not -bound <= v < bound:
         raise CoercionError(f"{v} is out of range for {_INT_NAMES[oid]}")

@@ -1,4 +1,4 @@
-"""Dates and timestamps no Python date holds, both ways: infinities, years past 9999, BC.
+"""Dates and times no Python value holds, both ways: infinities, years past 9999, BC, 24:00.
 
 psycopg refuses to load them ("date too large", "date too small"): one such row
 (a contract ``valid_until = 'infinity'``, common in PostgreSQL schemas; a typo'd
@@ -10,8 +10,10 @@ documentation suggests for applications) would make a real ``9999-12-31`` and
 So they travel as text, which is also their canonical form:
 ``"infinity"`` / ``"-infinity"`` (:data:`conflict.canonical.INFINITIES`) and
 PostgreSQL's own ISO spelling at UTC for the others (``20201-01-01 10:00:00``,
-``0044-03-15 BC``: :mod:`conflict.extdates`). The loaders below return them for
-``date``, ``timestamp`` and ``timestamptz`` values in either format, and the
+``0044-03-15 BC``: :mod:`conflict.extdates`); a ``time`` of ``24:00:00`` (the
+end of a day, which PostgreSQL holds and Python's ``time`` does not) as that
+text (:data:`conflict.canonical.END_OF_DAY`), never as midnight. The loaders below return them for
+``date``, ``timestamp``, ``timestamptz`` and ``time`` values in either format, and the
 binary dumpers a sink's ``COPY`` takes by oid write them back as PostgreSQL's
 own. Other engines hold what they can: SQLite keeps the text; MariaDB/MySQL
 refuse it, and the row is dead-lettered, never silently turned into another date.
@@ -30,6 +32,7 @@ from psycopg.adapt import AdaptersMap, Dumper, Loader
 from psycopg.pq import Format
 
 from conflict import extdates
+from conflict.canonical import END_OF_DAY, coerce
 
 #: oid -> (infinity, -infinity) in the binary format: the integer type's extremes
 _BINARY = {
@@ -39,6 +42,8 @@ _BINARY = {
 }
 _TEXT = {"infinity": "infinity", "-infinity": "-infinity"}
 _DATE = 1082
+_TIME = 1083  # int8 microseconds since midnight
+_END_OF_DAY = extdates.DAY_US.to_bytes(8, "big")
 
 
 def register(adapters: AdaptersMap) -> None:
@@ -49,12 +54,22 @@ def register(adapters: AdaptersMap) -> None:
             adapters.get_loader(oid, Format.BINARY), {pos: "infinity", neg: "-infinity"}))
         inner = adapters.get_dumper_by_oid(oid, Format.BINARY)
         adapters.register_dumper(None, _binary_dumper(oid, inner, pos, neg))
+    adapters.register_loader(_TIME, _text_loader(adapters.get_loader(_TIME, Format.TEXT)))
+    adapters.register_loader(_TIME, _binary_loader(adapters.get_loader(_TIME, Format.BINARY),
+                                                   {_END_OF_DAY: END_OF_DAY}))
+    adapters.register_dumper(None, _time_dumper(adapters.get_dumper_by_oid(_TIME,
+                                                                           Format.BINARY)))
 
 
 def _wide_text(oid: int, text: str) -> str | None:
     special = _TEXT.get(text)
     if special is not None:
         return special
+    if oid == _TIME:
+        try:
+            return END_OF_DAY if coerce(text, "time") == END_OF_DAY else None
+        except ValueError:
+            return None
     wide = extdates.as_date(text) if oid == _DATE else extdates.as_timestamp(text)
     return wide if isinstance(wide, str) else None
 
@@ -103,6 +118,8 @@ def _binary_loader(base: type[abc.Loader] | None, special: dict[bytes, str]) -> 
                 found = special.get(raw)
                 if found is not None:
                     return found
+                if self.oid == _TIME:
+                    raise
                 n = int.from_bytes(raw, "big", signed=True)
                 return (extdates.date_text(n) if self.oid == _DATE
                         else extdates.timestamp_text(n))
@@ -137,3 +154,18 @@ def _binary_dumper(type_oid: int, base: type[abc.Dumper], pos: bytes, neg: bytes
             return n.to_bytes(size, "big", signed=True)
 
     return WideDateBinaryDumper
+
+
+def _time_dumper(base: type[abc.Dumper]) -> type[Dumper]:
+    class EndOfDayBinaryDumper(Dumper):
+        format = Format.BINARY
+        oid = _TIME
+
+        def __init__(self, cls: type, context: Any = None) -> None:
+            super().__init__(cls, context)
+            self._dump = base(cls, context).dump
+
+        def dump(self, obj: Any) -> Any:
+            return _END_OF_DAY if obj == END_OF_DAY else self._dump(obj)
+
+    return EndOfDayBinaryDumper

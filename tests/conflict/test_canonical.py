@@ -80,7 +80,7 @@ def test_different_in_meaning_is_different(a: object, b: object) -> None:
         ('{"b":2,"a":1}', "json", {"a": 1, "b": 2}),
         ("00ff", "bytes", b"\x00\xff"),
         ("\\x00ff", "bytes", b"\x00\xff"),
-        (dt.timedelta(hours=25, microseconds=5), "time", dt.time(1, 0, 0, 5)),
+        (dt.timedelta(hours=1, microseconds=5), "time", dt.time(1, 0, 0, 5)),
         ("12:30:00", "time", dt.time(12, 30)),
         ("2026-01-02", "date", dt.date(2026, 1, 2)),
         (b"\x01\x00", "int", 256),

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from conflict import extdates
-from conflict.canonical import canonical_value, coerce
+from conflict.canonical import END_OF_DAY, CoercionError, canonical_value, coerce
 
 EPOCH = dt.date(2000, 1, 1).toordinal()
 #: PostgreSQL's range: dates 4713-01-01 BC .. 5874897-12-31, timestamps to 294276 AD
@@ -60,3 +61,14 @@ def test_offsets_and_the_years_around_zero() -> None:
     assert coerce("0044-03-15 BC", "date") != coerce("0044-03-15", "date")
     for nonsense in ("20201-02-30", "20201-13-01", "0000-01-01", "abcde-01-01"):
         assert extdates.parse(nonsense) is None
+
+
+def test_the_end_of_a_day_is_its_own_time() -> None:
+    for text in ("24:00:00", "24:00", " 24:00:00.000000 "):
+        assert coerce(text, "time") == END_OF_DAY
+    assert coerce(dt.timedelta(days=1), "time") == END_OF_DAY  # MariaDB's TIME
+    assert canonical_value(coerce("24:00", "time")) != canonical_value(coerce("00:00", "time"))
+    for bad in ("24:00:01", "24:00:00.5", dt.timedelta(days=1, seconds=1),
+                dt.timedelta(seconds=-1)):
+        with pytest.raises(CoercionError):
+            coerce(bad, "time")
