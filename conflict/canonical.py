@@ -24,6 +24,7 @@ import decimal
 import hashlib
 import json
 import math
+import re
 import uuid
 from collections.abc import Mapping
 from typing import Any, Literal, get_args
@@ -170,22 +171,47 @@ def _c_date(v: Any) -> dt.date | str:
 #: travels as this text (its canonical form too), never as midnight, which is the day's start
 END_OF_DAY = "24:00:00"
 _DAY = dt.timedelta(days=1)
+_DURATION = re.compile(r"\s*(-)?(\d+):([0-5]\d)(?::([0-5]\d)(?:\.(\d{1,6}))?)?\s*")
+
+
+def duration_text(micros: int) -> str:
+    """``[-]HH:MM:SS[.ffffff]``, hours past 23 included: how a time that is no time of
+    day travels (:data:`END_OF_DAY`; MariaDB's TIME, a duration up to +-838 hours)."""
+    sign = "-" if micros < 0 else ""
+    seconds, frac = divmod(abs(micros), 1_000_000)
+    minutes, sec = divmod(seconds, 60)
+    text = f"{sign}{minutes // 60:02d}:{minutes % 60:02d}:{sec:02d}"
+    return f"{text}.{frac:06d}" if frac else text
+
+
+def _duration_micros(text: str) -> int | None:
+    m = _DURATION.fullmatch(text)
+    if m is None:
+        return None
+    micros = ((int(m[2]) * 60 + int(m[3])) * 60 + int(m[4] or 0)) * 1_000_000 + int(
+        (m[5] or "0").ljust(6, "0"))
+    return -micros if m[1] else micros
 
 
 def _c_time(v: Any) -> dt.time | str:
+    """A time of day; a time outside 00:00..24:00 (MariaDB's TIME is a duration) or
+    at 24:00 is its :func:`duration_text`, which engines hold or refuse as they can."""
     if isinstance(v, dt.time):
         return v.replace(tzinfo=None)
     if isinstance(v, dt.timedelta):  # pymysql returns TIME as timedelta
-        if not dt.timedelta(0) <= v <= _DAY:
-            raise CoercionError(f"{v} is not a time of day")  # MariaDB's TIME: a duration
-        if v == _DAY:
-            return END_OF_DAY
         micros = v // dt.timedelta(microseconds=1)
+    else:
+        text = str(v).strip()
+        try:
+            return dt.time.fromisoformat(text)
+        except ValueError:
+            found = _duration_micros(text)
+            if found is None:
+                raise
+            micros = found
+    if 0 <= micros < 86_400_000_000:
         return (dt.datetime.min + dt.timedelta(microseconds=micros)).time()
-    text = str(v).strip()
-    if text.startswith("24:") and not text[3:].replace(":", "").replace(".", "").strip("0"):
-        return END_OF_DAY
-    return dt.time.fromisoformat(text)
+    return duration_text(micros)
 
 
 def _c_timestamp(v: Any) -> dt.datetime | str:
@@ -208,6 +234,12 @@ def _c_interval(v: Any) -> dt.timedelta:
         return v
     if isinstance(v, int | float):
         return dt.timedelta(seconds=v)
+    if isinstance(v, dt.time):  # a TIME (MariaDB's is a duration): the time since midnight
+        return dt.timedelta(hours=v.hour, minutes=v.minute, seconds=v.second,
+                            microseconds=v.microsecond)
+    micros = _duration_micros(v) if isinstance(v, str) else None  # a TIME's duration_text
+    if micros is not None:
+        return dt.timedelta(microseconds=micros)
     raise CoercionError(f"{v!r} is not an interval")
 
 

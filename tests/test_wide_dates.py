@@ -265,3 +265,65 @@ entities:
     finally:
         cdcsync("teardown", str(p), "--force", expect=None)
         conn.close()
+
+
+def test_a_mariadb_time_beyond_a_day_travels_as_its_text_and_waits_where_refused(
+        tmp_path: Path, pg_dsn_factory: Callable[[], str],
+        mariadb_params: dict[str, Any]) -> None:
+    """MariaDB's TIME is a duration (+-838 h): one '25:00:00' stopped the whole
+    snapshot with a CoercionError, and nothing of the table arrived anywhere."""
+    a = pg_dsn_factory()
+    pg(a, "CREATE TABLE z (id int PRIMARY KEY, t time, d interval)")
+    with sqlite3.connect(tmp_path / "s.db") as c:
+        c.execute("CREATE TABLE z (id INTEGER PRIMARY KEY, t TIME, d TIME)")
+    c.close()
+    mp = mariadb_params
+    conn = pymysql.connect(**mp, autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE z (id INT PRIMARY KEY, t TIME(6), d TIME(6))")
+        cur.execute("INSERT INTO z VALUES (1, '25:00:00', '25:00:00'),"
+                    " (2, '10:00:00', '-01:30:00.5'), (3, '-01:00:00', '838:59:59'),"
+                    " (4, '24:00:00', '00:00:00')")
+    p = tmp_path / "p.yaml"
+    p.write_text(f"""
+pipeline: {pipeline_of(a)}
+state: {{url: sqlite:///state.db}}
+endpoints:
+  a: {{kind: postgres, dsn: "{a}"}}
+  s: {{kind: sqlite, path: s.db}}
+  m: {{kind: mysql, host: "{mp['host']}", port: {mp['port']}, user: "{mp['user']}",
+       password: "{mp['password']}", database: "{mp['database']}"}}
+entities:
+  z:
+    key: [id]
+    endpoints: {{m: z, a: z, s: z}}
+""")
+    cdcsync("setup", str(p))
+    try:
+        out = run_json(p, expect=3)  # the snapshot: PostgreSQL's time refuses 1 and 3
+        assert out["errors"] == [] and out["totals"]["rejected"] == 2, out
+        with conn.cursor() as cur:  # and from the binlog
+            cur.execute("INSERT INTO z VALUES (5, '-00:00:01', '100:00:00')")
+            cur.execute("UPDATE z SET t = '48:00:00' WHERE id = 2")
+        out = run_json(p, expect=3)
+        assert out["errors"] == [] and out["totals"]["read"] == 2, out
+        with sqlite3.connect(tmp_path / "s.db") as c:
+            assert c.execute("SELECT id, t, d FROM z ORDER BY id").fetchall() == [
+                (1, "25:00:00", "25:00:00"), (2, "48:00:00", "-01:30:00.500000"),
+                (3, "-01:00:00", "838:59:59"), (4, "24:00:00", "00:00:00"),
+                (5, "-00:00:01", "100:00:00")]
+        c.close()
+        # PostgreSQL: the interval column holds every duration; its time column only
+        # times of day, so rows 1, 3, 5 and 2's update wait (the snapshot's row 2 stays).
+        assert pg(a, "SELECT id, t::text, extract(epoch FROM d)::float8 FROM z ORDER BY id"
+                  ) == [(2, "10:00:00", -5400.5), (4, "24:00:00", 0.0)]
+        letters = json.loads(cdcsync("dlq", "list", str(p), "--json").stdout)
+        assert {k for x in letters for k in x["keys"]} == {
+            json.dumps({"id": i}, separators=(",", ":")) for i in (1, 2, 3, 5)}
+        assert all("no time of day" in x["error"] for x in letters), letters
+        # The fixed point: nothing applied, then nothing read.
+        assert run_json(p, expect=3)["totals"]["applied"] == 0
+        assert run_json(p, expect=3)["totals"]["read"] == 0
+    finally:
+        cdcsync("teardown", str(p), "--force", expect=None)
+        conn.close()

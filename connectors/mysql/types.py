@@ -35,9 +35,11 @@ Decisions:
   date, so a zero date in a NOT NULL column survives a round trip; in a
   nullable column it comes back as NULL (the one lossy case, by design).
 * **TIME** is read as a time of day. MariaDB's TIME is a duration
-  (-838:59:59..838:59:59); a value outside one day raises
-  :class:`~conflict.canonical.CoercionError` with the column named, rather than
-  being silently wrapped.
+  (-838:59:59..838:59:59): a value outside 00:00..24:00, and 24:00 itself,
+  travels as its text (``25:00:00``, ``-01:30:00``:
+  :func:`conflict.canonical.duration_text`), never wrapped into a day. MariaDB,
+  SQLite and a PostgreSQL ``interval`` hold it; a PostgreSQL ``time`` holds
+  ``24:00:00`` only and refuses the others (the row is dead-lettered).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
+import math
 import re
 import struct
 import uuid
@@ -52,11 +55,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from conflict.canonical import END_OF_DAY, CoercionError, coerce, json_bytes, native_types
+from conflict.canonical import coerce, duration_text, json_bytes, native_types
 
 _ZERO_DATE = re.compile(r"^0000-00-00|^\d{4}-00-|^\d{4}-\d{2}-00")
 _FLOAT32 = struct.Struct("<f")
-_DAY = dt.timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,19 +143,6 @@ def float32(value: float) -> float:
     return float(single)
 
 
-def _time_of_day(col: ColumnInfo, value: dt.timedelta) -> dt.time | str:
-    if value == _DAY:
-        return END_OF_DAY  # 24:00:00, as PostgreSQL's time holds it too
-    if value < dt.timedelta(0) or value > _DAY:
-        raise CoercionError(
-            f"column {col.name!r}: TIME value {value} is not a time of day; "
-            "cdcsync maps TIME to a time of day (see connectors/mysql/types.py)"
-        )
-    micros = value // dt.timedelta(microseconds=1)
-    seconds, micro = divmod(micros, 1_000_000)
-    return dt.time(seconds // 3600, seconds // 60 % 60, seconds % 60, micro)
-
-
 def typed(col: ColumnInfo, raw: Any) -> Any:
     """A raw value (as pymysql's ``SELECT`` or the binlog decoder gives it) as the
     Python value of the column's logical type.
@@ -168,8 +157,6 @@ def typed(col: ColumnInfo, raw: Any) -> Any:
         text = raw.decode() if isinstance(raw, bytes) else raw
         if _ZERO_DATE.match(text):
             return None
-    if logical == "time" and isinstance(raw, dt.timedelta):
-        return _time_of_day(col, raw)
     if logical == "float":
         value = float(raw)
         return float32(value) if col.is_float32 else value
@@ -310,9 +297,14 @@ def typer_of(col: ColumnInfo) -> Callable[[Any], Any]:
 
 
 def _truncate_fraction(value: Any, fsp: int | None) -> Any:
-    if fsp is None or fsp >= 6 or not isinstance(value, dt.datetime | dt.time):
+    if fsp is None or fsp >= 6:
         return value
     unit = 10 ** (6 - fsp)
+    if isinstance(value, str):  # a TIME beyond a day (duration_text)
+        micros = coerce(value, "interval") // dt.timedelta(microseconds=1)
+        return duration_text(int(math.copysign(abs(micros) // unit * unit, micros)))
+    if not isinstance(value, dt.datetime | dt.time):
+        return value
     return value.replace(microsecond=value.microsecond // unit * unit)
 
 

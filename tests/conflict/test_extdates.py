@@ -13,7 +13,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conflict import extdates
-from conflict.canonical import END_OF_DAY, CoercionError, canonical_value, coerce
+from conflict.canonical import (
+    END_OF_DAY,
+    CoercionError,
+    canonical_value,
+    coerce,
+    duration_text,
+)
 
 EPOCH = dt.date(2000, 1, 1).toordinal()
 #: PostgreSQL's range: dates 4713-01-01 BC .. 5874897-12-31, timestamps to 294276 AD
@@ -63,12 +69,18 @@ def test_offsets_and_the_years_around_zero() -> None:
         assert extdates.parse(nonsense) is None
 
 
-def test_the_end_of_a_day_is_its_own_time() -> None:
+def test_the_end_of_a_day_and_durations_are_their_own_times() -> None:
     for text in ("24:00:00", "24:00", " 24:00:00.000000 "):
         assert coerce(text, "time") == END_OF_DAY
     assert coerce(dt.timedelta(days=1), "time") == END_OF_DAY  # MariaDB's TIME
     assert canonical_value(coerce("24:00", "time")) != canonical_value(coerce("00:00", "time"))
-    for bad in ("24:00:01", "24:00:00.5", dt.timedelta(days=1, seconds=1),
-                dt.timedelta(seconds=-1)):
+    # MariaDB's TIME is a duration: never wrapped into a day
+    for value, text in ((dt.timedelta(hours=25), "25:00:00"), ("25:00:00.5", "25:00:00.500000"),
+                        (dt.timedelta(seconds=-1), "-00:00:01"), ("-838:59:59", "-838:59:59")):
+        assert coerce(value, "time") == text == duration_text(
+            coerce(text, "interval") // dt.timedelta(microseconds=1))
+    assert coerce("1:02:03", "time") == dt.time(1, 2, 3)
+    assert coerce(dt.time(1, 2, 3), "interval") == dt.timedelta(seconds=3723)
+    for bad in ("24:60:00", "12:00:61", "noon"):
         with pytest.raises(CoercionError):
             coerce(bad, "time")

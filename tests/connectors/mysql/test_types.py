@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from conflict.canonical import CoercionError, canonical_row, key_text, row_hash
+from conflict.canonical import canonical_row, key_text, row_hash
 from connectors.base import ApplyOp, ApplyStatus
 from connectors.mysql.endpoint import open_endpoint
 from connectors.mysql.types import ColumnInfo, enum_values, float32, logical_type, stored, typed
@@ -55,11 +55,13 @@ def test_float32_is_the_shortest_exact_single() -> None:
     assert float32(3.0) == 3.0
 
 
-def test_time_outside_a_day_is_refused_by_name() -> None:
+def test_time_outside_a_day_is_its_text_never_wrapped() -> None:
     col = ColumnInfo("t", "time", "time", "time")
     assert typed(col, dt.timedelta(hours=23, seconds=59)) == dt.time(23, 0, 59)
-    with pytest.raises(CoercionError, match="column 't'"):
-        typed(col, dt.timedelta(hours=-1))
+    assert typed(col, dt.timedelta(hours=-1)) == "-01:00:00"
+    assert typed(col, dt.timedelta(hours=24)) == "24:00:00"
+    assert stored(ColumnInfo("t", "time", "time(1)", "time", scale=1),
+                  "-25:00:00.56") == "-25:00:00.500000"  # truncated, as the server does
 
 
 def test_stored_rounds_like_the_server() -> None:
