@@ -18,6 +18,8 @@ class ColumnInfo:
     native: str  # format_type(), e.g. "numeric(12,2)"
     nullable: bool
     ctype: ColumnType
+    #: GENERATED ALWAYS AS IDENTITY: an INSERT must say OVERRIDING SYSTEM VALUE to write it
+    identity_always: bool = False
 
     @property
     def logical(self) -> str:
@@ -47,6 +49,14 @@ class TableInfo:
     @property
     def qualified(self) -> str:
         return f"{self.schema}.{self.name}"
+
+    @property
+    def overriding(self) -> sql.Composable:
+        """What an INSERT that writes every column says before its rows: the service
+        writes the source's values into identity columns too."""
+        if any(c.identity_always for c in self.columns):
+            return sql.SQL("OVERRIDING SYSTEM VALUE ")
+        return sql.SQL("")
 
     def column(self, name: str) -> ColumnInfo | None:
         return next((c for c in self.columns if c.name == name), None)
@@ -95,7 +105,8 @@ def split_table(table: str, default_schema: str) -> tuple[str, str]:
 _COLUMNS = """
 SELECT a.attname, a.atttypid, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull,
        t.typtype, t.typelem, et.typtype, t.typbasetype,
-       CASE WHEN t.typbasetype <> 0 THEN format_type(t.typbasetype, t.typtypmod) END
+       CASE WHEN t.typbasetype <> 0 THEN format_type(t.typbasetype, t.typtypmod) END,
+       a.attidentity = 'a'
 FROM pg_attribute a
 JOIN pg_type t ON t.oid = a.atttypid
 LEFT JOIN pg_type et ON et.oid = t.typelem
@@ -136,13 +147,13 @@ def find_table(conn: PgConnection, schema: str, name: str) -> TableInfo | None:
         return None
     oid, replident = int(row[0]), str(row[1])
     columns = []
-    for attname, typoid, native, nullable, typtype, elem, etyptype, baseoid, basesql in (
-        conn.execute(_COLUMNS, (oid,)).fetchall()
-    ):
+    for (attname, typoid, native, nullable, typtype, elem, etyptype, baseoid, basesql,
+         always) in conn.execute(_COLUMNS, (oid,)).fetchall():
         ctype = classify(int(typoid), str(typtype), int(elem or 0),
                          None if etyptype is None else str(etyptype), int(baseoid or 0),
                          None if basesql is None else str(basesql), str(native))
-        columns.append(ColumnInfo(str(attname), int(typoid), str(native), bool(nullable), ctype))
+        columns.append(ColumnInfo(str(attname), int(typoid), str(native), bool(nullable), ctype,
+                                  bool(always)))
     pk: tuple[str, ...] = ()
     uniques: list[frozenset[str]] = []
     for primary, cols in conn.execute(_UNIQUE, (oid,)).fetchall():

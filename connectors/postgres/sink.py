@@ -371,7 +371,12 @@ class PostgresSink:
         out: dict[int, ApplyResult] = {}
         kt = {p.index: p.key_text for p in group}
         set_cols = data_cols or key_cols[:1]
-        updated = conn.execute(
+        # A group is upserts or deletes (their columns differ): only its statements run.
+        # (An UPDATE for deletes would match nothing, and PostgreSQL refuses even to plan
+        # one that sets an identity GENERATED ALWAYS key.)
+        deletes = sum(p.delete for p in group)
+        writes = deletes < len(group)
+        updated = [] if not writes else conn.execute(
             sql.SQL(
                 "UPDATE {} AS t SET {} FROM {} AS o WHERE {} AND NOT o._d"
                 " AND o._x IS NOT NULL AND {} RETURNING o._i, t.xmin::text::bigint"
@@ -389,15 +394,16 @@ class PostgresSink:
         for i, xmin in updated:
             out[i] = ApplyResult(kt[i], ApplyStatus.APPLIED, int(xmin))
         all_cols = key_cols + data_cols
-        inserted = conn.execute(
+        inserted = [] if not writes else conn.execute(
             sql.SQL(
-                "WITH ins AS (INSERT INTO {} AS t ({}) SELECT {} FROM {} AS o"
+                "WITH ins AS (INSERT INTO {} AS t ({}) {}SELECT {} FROM {} AS o"
                 " WHERE NOT o._d AND o._x IS NULL ON CONFLICT ({}) DO NOTHING"
                 " RETURNING {}, t.xmin::text::bigint AS _v)"
                 " SELECT o._i, ins._v FROM ins JOIN {} AS o ON {}"
             ).format(
                 t,
                 sql.SQL(", ").join(sql.Identifier(c.name) for c in all_cols),
+                info.overriding,
                 sql.SQL(", ").join(_value("o", c) for c in all_cols),
                 o,
                 sql.SQL(", ").join(sql.Identifier(c.name) for c in key_cols),
@@ -408,7 +414,7 @@ class PostgresSink:
         ).fetchall()
         for i, xmin in inserted:
             out[i] = ApplyResult(kt[i], ApplyStatus.APPLIED, int(xmin))
-        deleted = conn.execute(
+        deleted = [] if not deletes else conn.execute(
             sql.SQL(
                 "DELETE FROM {} AS t USING {} AS o WHERE {} AND o._d AND {} RETURNING o._i"
             ).format(t, o, join, self._cas)
