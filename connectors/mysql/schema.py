@@ -32,8 +32,9 @@ class TableInfo:
     def table_schema(self) -> TableSchema:
         return TableSchema(
             table=self.table,
-            columns=tuple(
+            columns=tuple(  # generated columns: each table computes its own
                 Column(c.name, c.logical, c.column_type, c.nullable) for c in self.columns
+                if not c.generated
             ),
             key=self.key,
         )

@@ -47,7 +47,7 @@ Per key the result is:
 The row version returned after a write is computed from what was written
 (normalised to what the column stores: DECIMAL scale, fractional seconds,
 FLOAT precision, SET order...), or read back when the server fills columns
-the op does not carry (defaults, generated or ON UPDATE columns).
+the op does not carry (defaults or ON UPDATE columns; generated columns are not synchronised).
 """
 
 from __future__ import annotations
@@ -245,7 +245,8 @@ class MysqlSink:
         synced = endpoint_columns(binding, info)
         synced_entity = {_entity_name(binding, c.name): c for c in synced}
         storers = {name: storer_of(c) for name, c in synced_entity.items()}
-        server_filled = any(c.generated or c.on_update for c in synced)
+        server_filled = any(c.on_update for c in synced)
+        generated = {_entity_name(binding, c.name) for c in info.columns if c.generated}
         results: list[ApplyResult | None] = [None] * len(ops)
         # (row absent?, columns) -> rows to write: absent rows are inserted, present ones
         # (locked by the select) upserted
@@ -280,7 +281,7 @@ class MysqlSink:
                 for c, v in {**op.key, **op.row}.items():
                     if c in synced_entity:
                         want[c] = v
-                    elif binding.synced(c):
+                    elif binding.synced(c) and c not in generated:  # that it computes
                         raise SchemaError(f"{self.name}: table {binding.table} has no column "
                                           f"for {binding.entity}.{c}")
                 want = {c: storers[c](v) for c, v in want.items()}
@@ -293,8 +294,7 @@ class MysqlSink:
                         cur_row is not None and cur_hash == op.expected):
                     new_row = {**(cur_row or {}), **want}
                     new_canon = {**cur_canon, **want_canon}
-                    cols = tuple(c for c in want if not synced_entity[c].generated)
-                    upserts.setdefault((cur_row is None, cols), []).append((i, want))
+                    upserts.setdefault((cur_row is None, tuple(want)), []).append((i, want))
                     new_hash = canonical_hash(new_canon)
                     current[kt] = (new_row, new_hash, new_canon)
                     if server_filled or len(new_row) < len(synced_entity):

@@ -74,9 +74,11 @@ def select_expr(col: ColumnInfo) -> str:
 
 
 def endpoint_columns(binding: Binding, info: TableInfo) -> list[ColumnInfo]:
-    """The table's columns that the binding synchronises."""
+    """The table's columns that the binding synchronises: never a generated column,
+    which each table computes for itself (as PostgreSQL's and SQLite's are left out)."""
     rev = {v: k for k, v in binding.columns.items()}
-    return [c for c in info.columns if binding.synced(rev.get(c.name, c.name))]
+    return [c for c in info.columns
+            if not c.generated and binding.synced(rev.get(c.name, c.name))]
 
 
 def key_condition(key_cols: Sequence[str], after: Sequence[Any]) -> tuple[str, list[Any]]:
@@ -446,7 +448,7 @@ class MysqlSource:
                                                                           idx)))
                 self._shapes[tm.table] = tm.names
             for b in bound:
-                plan = self._projection(b, tm.names)
+                plan = self._projection(b, tm)
                 before = _project(plan, img.before)
                 after = _project(plan, img.after)
                 for op, key, bef, aft in _ops(b, img.kind, before, after):
@@ -479,15 +481,17 @@ class MysqlSource:
                         position: tuple[int, int, int]) -> SchemaChanged:
         infos = dict(zip(tm.names, tm.columns, strict=True))
         added = tuple(Column(n, infos[n].logical, infos[n].column_type, infos[n].nullable)
-                      for n in tm.names if n not in known)
+                      for n in tm.names if n not in known and not infos[n].generated)
         return SchemaChanged(entity=b.entity, endpoint=self.name, table=tm.table,
                              position=position, added=added,
                              dropped=tuple(n for n in known if n not in tm.names),
                              columns=tm.names)
 
-    def _projection(self, b: Binding, names: tuple[str, ...]) -> Projection:
+    def _projection(self, b: Binding, tm: Any) -> Projection:
         """Which endpoint columns of a table map go to which entity columns (``None``:
-        all, unrenamed). Computed once per binding and table-map version."""
+        all, unrenamed; generated columns never). Computed once per binding and
+        table-map version."""
+        names: tuple[str, ...] = tm.names
         key = (id(b), names)
         cached = self._plans.get(key)
         if cached is not None and cached[1] is b:
@@ -495,9 +499,11 @@ class MysqlSource:
         if len(self._plans) > 1024:
             self._plans.clear()
         plan: Projection = None
-        if b.columns or b.only is not None or b.exclude:
+        generated = {n for n, c in zip(names, tm.columns, strict=True) if c.generated}
+        if b.columns or b.only is not None or b.exclude or generated:
             rev = {v: k for k, v in b.columns.items()}
-            plan = tuple((n, rev.get(n, n)) for n in names if b.synced(rev.get(n, n)))
+            plan = tuple((n, rev.get(n, n)) for n in names
+                         if n not in generated and b.synced(rev.get(n, n)))
         self._plans[key] = (plan, b)  # the binding is kept so that its id stays its own
         return plan
 
