@@ -41,6 +41,7 @@ class TableInfo:
     replica_identity: str  # d, n, f, i
     #: rewrite rules on writes: (name, event: "INSERT"/"UPDATE"/"DELETE", DO INSTEAD)
     rules: tuple[tuple[str, str, bool], ...] = ()
+    partitioned: bool = False  # its rows live in partitions (relkind 'p')
 
     @property
     def ident(self) -> sql.Identifier:
@@ -138,14 +139,14 @@ def find_table(conn: PgConnection, schema: str, name: str) -> TableInfo | None:
     Registers on ``conn`` how its column types load (types.register_result_loaders).
     """
     row = conn.execute(
-        "SELECT c.oid, c.relreplident FROM pg_class c JOIN pg_namespace n"
+        "SELECT c.oid, c.relreplident, c.relkind FROM pg_class c JOIN pg_namespace n"
         " ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s"
         " AND c.relkind IN ('r', 'p')",
         (schema, name),
     ).fetchone()
     if row is None:
         return None
-    oid, replident = int(row[0]), str(row[1])
+    oid, replident, partitioned = int(row[0]), str(row[1]), row[2] == "p"
     columns = []
     for (attname, typoid, native, nullable, typtype, elem, etyptype, baseoid, basesql,
          always) in conn.execute(_COLUMNS, (oid,)).fetchall():
@@ -162,7 +163,8 @@ def find_table(conn: PgConnection, schema: str, name: str) -> TableInfo | None:
         uniques.append(frozenset(str(c) for c in cols))
     rules = tuple((str(n), str(e), bool(i)) for n, e, i in conn.execute(_RULES, (oid,)))
     register_result_loaders(conn.adapters, (c.ctype for c in columns))
-    return TableInfo(schema, name, oid, tuple(columns), pk, tuple(uniques), replident, rules)
+    return TableInfo(schema, name, oid, tuple(columns), pk, tuple(uniques), replident, rules,
+                     partitioned)
 
 
 def table_for(conn: PgConnection, binding: Binding, default_schema: str) -> TableInfo:

@@ -70,18 +70,32 @@ _IDENTITY = {"d": "DEFAULT", "n": "NOTHING", "f": "FULL", "i": "USING INDEX"}
 
 
 def ensure_publication(conn: PgConnection, names: Names, tables: Sequence[TableInfo]) -> list[str]:
+    """The pipeline's publication, for exactly the tables it reads here.
+
+    ``publish_via_partition_root``: a partitioned table's changes are published as
+    the table's own, not as its partitions' (which the reader, bound to the table,
+    would never recognise: they were lost without a word).
+    """
     pub = sql.Identifier(names.publication)
     row = conn.execute(
-        "SELECT puballtables FROM pg_publication WHERE pubname = %s", (names.publication,)
+        "SELECT puballtables, pubviaroot FROM pg_publication WHERE pubname = %s",
+        (names.publication,),
     ).fetchone()
     idents = sql.SQL(", ").join(t.ident for t in tables)
     if row is None:
         if not tables:
             return []
-        conn.execute(sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(pub, idents))
+        conn.execute(sql.SQL("CREATE PUBLICATION {} FOR TABLE {}"
+                             " WITH (publish_via_partition_root = true)").format(pub, idents))
         return [f"created publication {names.publication} for {_list(tables)}"]
+    done: list[str] = []
+    if not row[1]:
+        conn.execute(sql.SQL("ALTER PUBLICATION {} SET (publish_via_partition_root = true)"
+                             ).format(pub))
+        done.append(f"publication {names.publication}: partitioned tables' changes are"
+                    " published as the table's own (publish_via_partition_root)")
     if row[0]:
-        return []
+        return done
     have = {
         (str(s), str(n))
         for s, n in conn.execute(
@@ -89,7 +103,6 @@ def ensure_publication(conn: PgConnection, names: Names, tables: Sequence[TableI
             (names.publication,),
         ).fetchall()
     }
-    done: list[str] = []
     missing = [t for t in tables if (t.schema, t.name) not in have]
     if missing:
         conn.execute(sql.SQL("ALTER PUBLICATION {} ADD TABLE {}").format(

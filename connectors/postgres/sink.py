@@ -398,7 +398,7 @@ class PostgresSink:
             sql.SQL(
                 "WITH ins AS (INSERT INTO {} AS t ({}) {}SELECT {} FROM {} AS o"
                 " WHERE NOT o._d AND o._x IS NULL ON CONFLICT ({}) DO NOTHING"
-                " RETURNING {}, t.xmin::text::bigint AS _v)"
+                " RETURNING {}, {} AS _v)"
                 " SELECT o._i, ins._v FROM ins JOIN {} AS o ON {}"
             ).format(
                 t,
@@ -408,10 +408,18 @@ class PostgresSink:
                 o,
                 sql.SQL(", ").join(sql.Identifier(c.name) for c in key_cols),
                 sql.SQL(", ").join(sql.Identifier("t", c.name) for c in key_cols),
+                # an INSERT's RETURNING cannot read a partitioned table's system columns
+                sql.SQL("NULL::bigint" if info.partitioned else "t.xmin::text::bigint"),
                 o,
                 _join("ins", "o", key_cols),
             )
         ).fetchall()
+        if info.partitioned and inserted:  # ... so they are read once it is done
+            inserted = conn.execute(
+                sql.SQL("SELECT o._i, t.xmin::text::bigint FROM {} AS t JOIN {} AS o ON {}"
+                        " WHERE o._i = ANY(%s)").format(t, o, join),
+                ([i for i, _ in inserted],),
+            ).fetchall()
         for i, xmin in inserted:
             out[i] = ApplyResult(kt[i], ApplyStatus.APPLIED, int(xmin))
         deleted = [] if not deletes else conn.execute(
