@@ -31,7 +31,7 @@ from typing import Any, Literal, get_args
 
 import orjson
 
-from conflict import extdates
+from conflict import extdates, intervals
 
 LogicalType = Literal[
     "int",
@@ -229,7 +229,9 @@ def _c_timestamp(v: Any) -> dt.datetime | str:
     return infinity(v) or _to_utc(_parse_datetime(text))
 
 
-def _c_interval(v: Any) -> dt.timedelta:
+def _c_interval(v: Any) -> dt.timedelta | str:
+    """A ``timedelta``; an interval with months is its ISO 8601 text (see
+    conflict/intervals.py): ``1 mon`` is not ``30 days``."""
     if isinstance(v, dt.timedelta):
         return v
     if isinstance(v, int | float):
@@ -237,9 +239,12 @@ def _c_interval(v: Any) -> dt.timedelta:
     if isinstance(v, dt.time):  # a TIME (MariaDB's is a duration): the time since midnight
         return dt.timedelta(hours=v.hour, minutes=v.minute, seconds=v.second,
                             microseconds=v.microsecond)
-    micros = _duration_micros(v) if isinstance(v, str) else None  # a TIME's duration_text
-    if micros is not None:
-        return dt.timedelta(microseconds=micros)
+    parsed = intervals.parse(v) if isinstance(v, str) else None  # a TIME's duration_text too
+    if parsed is not None:
+        months, days, micros = parsed
+        if months:
+            return intervals.iso_text(months, days, micros)
+        return dt.timedelta(days=days, microseconds=micros)
     raise CoercionError(f"{v!r} is not an interval")
 
 

@@ -327,3 +327,56 @@ entities:
     finally:
         cdcsync("teardown", str(p), "--force", expect=None)
         conn.close()
+
+
+def test_an_interval_of_months_arrives_as_months_never_as_thirty_days(
+        tmp_path: Path, pg_dsn_factory: Callable[[], str]) -> None:
+    """psycopg loads '1 mon' as timedelta(days=30): another PostgreSQL held '30 days'
+    (January 31st + 1 mon is February's last day; + 30 days is March 1st). Arrays of
+    intervals: tests/connectors/postgres/test_pg_types.py."""
+    a, b = pg_dsn_factory(), pg_dsn_factory()
+    table = "CREATE TABLE v (id int PRIMARY KEY, period interval)"
+    pg(a, table, "INSERT INTO v VALUES (1, '1 mon'), (2, '1 year 2 mons -3 days 04:05:06.5'),"
+                 " (3, '3 days')")
+    pg(b, table)
+    with sqlite3.connect(tmp_path / "s.db") as c:
+        c.execute("CREATE TABLE v (id INTEGER PRIMARY KEY, period INTERVAL)")
+    c.close()
+    p = tmp_path / "p.yaml"
+    p.write_text(f"""
+pipeline: {pipeline_of(a)}
+state: {{url: sqlite:///state.db}}
+endpoints:
+  a: {{kind: postgres, dsn: "{a}"}}
+  b: {{kind: postgres, dsn: "{b}"}}
+  s: {{kind: sqlite, path: s.db}}
+entities:
+  v:
+    key: [id]
+    endpoints: {{a: v, b: v, s: v}}
+""")
+    cdcsync("setup", str(p))
+    try:
+        run_json(p)  # the snapshot (binary COPY)
+        pg(a, "INSERT INTO v VALUES (4, '-1 mons +3 days')",  # pgoutput: text
+           "UPDATE v SET period = '2 mons' WHERE id = 3")
+        with sqlite3.connect(tmp_path / "s.db") as c:
+            c.execute("INSERT INTO v VALUES (5, 'P1Y'), (6, 86400.5)")
+        c.close()
+        out = run_json(p)
+        assert out["errors"] == [] and out["totals"]["read"] == 4, out
+        rows = "SELECT id, period::text FROM v ORDER BY id"
+        assert pg(a, rows) == pg(b, rows) == [
+            (1, "1 mon"), (2, "1 year 2 mons -3 days +04:05:06.5"), (3, "2 mons"),
+            (4, "-1 mons +3 days"), (5, "1 year"), (6, "1 day 00:00:00.5")]
+        with sqlite3.connect(tmp_path / "s.db") as c:
+            got = c.execute("SELECT id, period FROM v ORDER BY id").fetchall()
+        c.close()
+        # PostgreSQL's own ISO 8601 spelling, at SQLite
+        iso = pg(a, "SET IntervalStyle = iso_8601", rows)
+        assert got[:5] == iso[:5] and got[5] == (6, 86400.5)
+        assert run_json(p)["totals"]["applied"] == 0  # the fixed point
+        assert run_json(p)["totals"]["read"] == 0
+        cdcsync("verify", str(p))
+    finally:
+        cdcsync("teardown", str(p), "--force", expect=None)

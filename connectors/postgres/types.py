@@ -269,6 +269,8 @@ def _prepare_scalar(value: Any, logical: str, oid: int) -> Any:
     if logical == "json":
         return _json_value(value)
     v = coerce(value, logical)
+    if type(v) is str and logical == "interval":
+        return v  # with months (conflict/intervals.py): the sink's dumper writes it
     if type(v) is str and logical in ("date", "timestamp", "timestamptz", "time"):
         if logical == "time" and v != END_OF_DAY:  # MariaDB's TIME: a duration
             raise CoercionError(f"{v} is no time of day (a PostgreSQL time holds 00:00..24:00)")

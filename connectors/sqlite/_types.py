@@ -67,6 +67,7 @@ _EXACT: dict[str, str] = {
     "TIMESTAMPTZ": "timestamptz",
     "TIMESTAMP WITH TIME ZONE": "timestamptz",
     "TIME": "time",
+    "INTERVAL": "interval",  # else INTEGER by affinity ("INT" in the name)
     "JSON": "json",
     "JSONB": "json",
     "BLOB": "bytes",
