@@ -259,3 +259,58 @@ def test_a_target_that_refuses_every_row_fails_the_run_instead(
         c.execute("ALTER TABLE x ALTER COLUMN region SET DEFAULT 'eu'")
     out = run_json(p)
     assert out["totals"]["applied"] == 400 and out["totals"]["rejected"] == 0, out
+
+
+def test_numbers_and_characters_mariadb_cannot_hold_wait_as_dead_letters(
+        tmp_path: Path, pg_dsn: str, mariadb_params: dict[str, Any]) -> None:
+    """PostgreSQL's NaN and infinities (float and numeric) stopped every run at a
+    MariaDB target with '[<class 'decimal.InvalidOperation'>]' or an SQL error on the
+    bare word nan; an emoji for a 3-byte utf8 column is refused by the server too."""
+    with psycopg.connect(pg_dsn, autocommit=True) as c:
+        c.execute("CREATE TABLE x (id int PRIMARY KEY, d float8, r real, n numeric, t text)")
+        c.execute("INSERT INTO x VALUES (1, 'NaN', 1, 1, 'a'), (2, 2, '-Infinity', 2, 'b'),"
+                  " (3, 3, 3, 'NaN', 'c'), (4, 4, 4, 'Infinity', 'd'), (5, 5, 5, 5, '😀'),"
+                  " (6, 6.5, 6.5, 6.5, 'fine')")
+    mp = mariadb_params
+    conn = pymysql.connect(**mp, autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE x (id INT PRIMARY KEY, d DOUBLE, r FLOAT, n DECIMAL(20,5),"
+                    " t VARCHAR(20) CHARACTER SET utf8mb3)")
+    p = tmp_path / "p.yaml"
+    p.write_text(f"""
+pipeline: {pipeline_of(pg_dsn)}
+state: {{url: sqlite:///state.db}}
+endpoints:
+  a: {{kind: postgres, dsn: "{pg_dsn}"}}
+  m: {{kind: mysql, host: "{mp['host']}", port: {mp['port']}, user: "{mp['user']}",
+       password: "{mp['password']}", database: "{mp['database']}"}}
+entities:
+  x:
+    key: [id]
+    endpoints: {{a: x, m: x}}
+""")
+    cdcsync("setup", str(p))
+    try:
+        out = run_json(p, expect=3)
+        assert out["errors"] == [] and out["totals"]["rejected"] == 5, out
+        with conn.cursor() as cur:
+            cur.execute("SELECT id, d, r, n, t FROM x")
+            assert [tuple(map(str, r)) for r in cur.fetchall()] == [
+                ("6", "6.5", "6.5", "6.50000", "fine")]
+        got = letters(p)
+        assert {k for x in got for k in x["keys"]} == {
+            json.dumps({"id": i}, separators=(",", ":")) for i in range(1, 6)}
+        shown = cdcsync("dlq", "show", str(p), str(got[0]["id"])).stdout
+        assert "holds" in shown or "Incorrect string value" in shown, shown
+        with psycopg.connect(pg_dsn, autocommit=True) as c:  # fixed at the source
+            c.execute("UPDATE x SET d = 1, r = 2, n = 3, t = 'ok' WHERE id < 6")
+        run_json(p, expect=3)  # the newer versions wait behind the letters ...
+        cdcsync("dlq", "requeue", str(p), *(str(x["id"]) for x in got))
+        out = run_json(p)  # ... which apply them when requeued
+        assert out["errors"] == [] and out["totals"]["rejected"] == 0, out
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM x WHERE t = 'ok'")
+            assert cur.fetchone() == (5,)
+    finally:
+        cdcsync("teardown", str(p), "--force", expect=None)
+        conn.close()

@@ -58,7 +58,7 @@ from typing import Any
 
 import pymysql
 
-from conflict.canonical import canonical_hash, canonical_row, key_text
+from conflict.canonical import CoercionError, canonical_hash, canonical_row, key_text
 from connectors.base import (
     ApplyOp,
     ApplyResult,
@@ -66,6 +66,7 @@ from connectors.base import (
     Binding,
     ConnectorError,
     ContentionError,
+    RowRejected,
     SchemaError,
 )
 from connectors.mysql import applied
@@ -284,7 +285,11 @@ class MysqlSink:
                     elif binding.synced(c) and c not in generated:  # that it computes
                         raise SchemaError(f"{self.name}: table {binding.table} has no column "
                                           f"for {binding.entity}.{c}")
-                want = {c: storers[c](v) for c, v in want.items()}
+                try:
+                    want = {c: storers[c](v) for c, v in want.items()}
+                except (CoercionError, TypeError, ValueError, ArithmeticError) as exc:
+                    raise RowRejected(f"{self.name}: table {binding.table!r}: a value it"
+                                      f" cannot take\nkey {kt}: {exc}") from exc
                 want_canon = canonical_row(want) or {}
                 if cur_row is not None and all(cur_canon.get(c) == v
                                                for c, v in want_canon.items()):

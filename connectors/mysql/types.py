@@ -55,10 +55,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from conflict.canonical import coerce, duration_text, json_bytes, native_types
+from conflict.canonical import CoercionError, coerce, duration_text, json_bytes, native_types
 
 _ZERO_DATE = re.compile(r"^0000-00-00|^\d{4}-00-|^\d{4}-\d{2}-00")
 _FLOAT32 = struct.Struct("<f")
+_INFINITE = (math.inf, -math.inf)
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +249,7 @@ def storer_of(col: ColumnInfo) -> Callable[[Any], Any]:
         step = decimal.Decimal(1).scaleb(-col.scale)
 
         def to_scale(v: Any) -> Any:
-            if type(v) is decimal.Decimal:
+            if type(v) is decimal.Decimal and v.is_finite():
                 return v.quantize(step, rounding=decimal.ROUND_HALF_UP)
             return stored(col, v)
 
@@ -265,6 +266,11 @@ def storer_of(col: ColumnInfo) -> Callable[[Any], Any]:
     own = native_types(logical)
     if not own:
         return lambda v: stored(col, v)
+    if logical in ("float", "decimal"):
+        def number(v: Any) -> Any:
+            return v if type(v) in own and v == v and v not in _INFINITE else stored(col, v)
+
+        return number
 
     def same(v: Any) -> Any:
         return v if type(v) in own else stored(col, v)
@@ -308,6 +314,15 @@ def _truncate_fraction(value: Any, fsp: int | None) -> Any:
     return value.replace(microsecond=value.microsecond // unit * unit)
 
 
+def _finite(col: ColumnInfo, v: Any) -> None:
+    """MariaDB/MySQL numbers are finite: NaN and the infinities (which PostgreSQL's
+    float and numeric hold) are refused rather than sent as a bare word."""
+    if (isinstance(v, float) and not math.isfinite(v)) or (
+            isinstance(v, decimal.Decimal) and not v.is_finite()):
+        raise CoercionError(f"column {col.name!r}: {v} is no number a"
+                            f" {col.column_type.upper()} holds")
+
+
 def stored(col: ColumnInfo, value: Any) -> Any:
     """The typed value the column holds after ``value`` was written to it.
 
@@ -319,6 +334,8 @@ def stored(col: ColumnInfo, value: Any) -> Any:
     v = typed(col, to_param(col, value) if col.logical == "json" else value)
     if v is None:
         return None
+    if col.logical in ("float", "decimal"):
+        _finite(col, v)
     if col.logical == "decimal" and col.scale is not None and isinstance(v, decimal.Decimal):
         q = decimal.Decimal(1).scaleb(-col.scale)
         return v.quantize(q, rounding=decimal.ROUND_HALF_UP)
