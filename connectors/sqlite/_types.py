@@ -132,6 +132,8 @@ def to_storage(value: Any, logical: str) -> Any:
 def _stored(v: Any) -> Any:
     if isinstance(v, bool):
         return int(v)
+    if isinstance(v, float) and v != v:
+        return "NaN"  # bound as a float, SQLite would store NULL: NaN read back as NULL
     if isinstance(v, int | float | str | bytes):
         return v
     if isinstance(v, bytearray | memoryview):
@@ -193,6 +195,13 @@ def writer(logical: str) -> Callable[[Any], Any]:
     """:func:`to_storage` for one column, with fast paths for the usual Python types."""
     native = _NATIVE.get(logical)
     fast_type, fast = _FAST_WRITE.get(logical, (None, None))
+    if logical == "float":
+        def write_float(v: Any) -> Any:
+            if type(v) is float and v == v:  # NaN takes _stored's way
+                return v
+            return None if v is None else to_storage(v, logical)
+
+        return write_float
 
     def write(v: Any) -> Any:
         if v is None or type(v) is native:

@@ -813,3 +813,20 @@ def test_a_row_the_table_refuses_is_row_rejected(tmp_path: Path, value: Any,
             ep.apply(b, [good, ApplyOp({"id": 2}, {"id": 2, "n": value}, None, "t1")])
         assert User(db)("SELECT id FROM t") == []
         assert [r.status for r in ep.apply(b, [good])] == [ApplyStatus.APPLIED]
+
+
+def test_nan_is_kept_not_turned_into_null(typed_ep: tuple[SqliteEndpoint, User]) -> None:
+    """Bound as a float, SQLite stores NaN as NULL: a PostgreSQL NaN arrived as NULL,
+    silently. It is stored as the text 'NaN' and reads back as NaN."""
+    ep, user = typed_ep
+    nan = float("nan")
+    res = ep.apply(TYPED_B, [ApplyOp({"id": 1}, {"id": 1, "f": nan}, None, "t")])
+    assert res[0].status is ApplyStatus.APPLIED
+    assert user("SELECT f, typeof(f) FROM typed WHERE id = 1") == [("NaN", "text")]
+    row, version = ep.read(TYPED_B, [{"id": 1}])[key_text({"id": 1})]
+    assert math.isnan(row["f"]) and version == res[0].row_version
+    [snap] = ep.snapshot(TYPED_B, None, 10).rows
+    assert math.isnan(snap.row["f"])
+    user("UPDATE typed SET f = 'NaN' WHERE id = 1")  # as a user may write it
+    [change] = [c for c in ep.changes([TYPED_B], None, 10).changes if c.after is not None]
+    assert math.isnan(change.after["f"])
