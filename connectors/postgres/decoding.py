@@ -50,7 +50,7 @@ from typing import Any
 from psycopg.abc import Transformer
 
 from conflict.canonical import canonical_row
-from connectors.base import Binding, Column
+from connectors.base import Binding, Column, SchemaError
 from connectors.postgres.catalog import TableInfo
 from connectors.postgres.names import Names
 from connectors.postgres.pgoutput import (
@@ -127,11 +127,14 @@ class ChangeDecoder:
         tables: Mapping[tuple[str, str], BoundTable],
         transformer: Transformer,
         current_columns: Callable[[tuple[str, str]], dict[str, str]] | None = None,
+        current_name: Callable[[int], tuple[str, str] | None] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.current_columns = current_columns
+        self.current_name = current_name
         self.names = names
         self.tables = dict(tables)
+        self._by_oid = {b.info.oid: (k, b) for k, b in self.tables.items()}
         self.tx = transformer
         self._plans: dict[int, _Plan | None] = {}
         # Last known column names per table (catalog first, then each Relation).
@@ -174,6 +177,9 @@ class ChangeDecoder:
     def _relation(self, rel: Relation) -> list[Item]:
         key = (rel.namespace, rel.name)
         bound = self.tables.get(key)
+        if bound is None and rel.relid in self._by_oid:
+            key, bound = self._by_oid[rel.relid]
+            self._renamed(rel, key, bound)
         if bound is None:
             self._plans[rel.relid] = None
             return []
@@ -212,6 +218,23 @@ class ChangeDecoder:
             added=tuple(Column(c.name, _ctype_of(c, info).logical,
                                now.get(c.name) or _ctype_of(c, info).io_sql) for c in added),
         )]
+
+    def _renamed(self, rel: Relation, key: tuple[str, str], bound: BoundTable) -> None:
+        """A bound table under another name: an older name, from before a rename the
+        configuration already follows, is the same table; a new one is a rename since the
+        run began, whose changes would otherwise be passed over as another table's.
+
+        Raises:
+            SchemaError: the bound table was renamed (or dropped) since.
+        """
+        if self.current_name is not None and self.current_name(rel.relid) == key:
+            return
+        b = bound.binding
+        raise SchemaError(
+            f"endpoint {self.endpoint}: table {key[0]}.{key[1]} of entity {b.entity} was"
+            f" renamed to {rel.namespace}.{rel.name} (or dropped): set the entity's table at"
+            f" {self.endpoint} to its new name, then run again; nothing after the rename was"
+            " applied")
 
     # --- rows --------------------------------------------------------------------------
 

@@ -326,7 +326,8 @@ class PostgresSource:
             tables[(info.schema, info.name)] = BoundTable(b, info)
         self.connection()
         assert self._tx is not None
-        return ChangeDecoder(self.name, self.names, tables, self._tx, self._current_columns)
+        return ChangeDecoder(self.name, self.names, tables, self._tx, self._current_columns,
+                             self._current_name)
 
     def _decoder_for(self, bindings: Sequence[Binding]) -> ChangeDecoder:
         key = tuple(sorted(f"{b.entity}\x00{b.table}" for b in bindings))
@@ -334,6 +335,13 @@ class PostgresSource:
             self._decoder = self.new_decoder(bindings)
             self._decoder_key = key
         return self._decoder
+
+    def _current_name(self, relid: int) -> tuple[str, str] | None:
+        """The table's (schema, name) as the catalog says now; ``None``: dropped."""
+        row = self.connection().execute(
+            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n"
+            " ON n.oid = c.relnamespace WHERE c.oid = %s", (relid,)).fetchone()
+        return None if row is None else (str(row[0]), str(row[1]))
 
     def _current_columns(self, table: tuple[str, str]) -> dict[str, str]:
         """The table's columns and their types as the catalog says now."""

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from connectors.base import ApplyOp, ConnectorError
+from connectors.base import ApplyOp, ConnectorError, SchemaError
 from connectors.postgres import PostgresEndpoint, SchemaChanged, Truncated
 from sync.change import Op
 from tests.connectors.postgres.helpers import binding, endpoint, query, slot_confirmed, sql
@@ -242,6 +242,27 @@ def test_a_dropped_column_is_reported(ep: PostgresEndpoint, table_t: str) -> Non
     assert [c.after for c in batch.changes][1] == {"id": 2, "name": "b",
                                                    "amount": Decimal("1.00")}
     assert [e.dropped for e in batch.events if isinstance(e, SchemaChanged)] == [("note",)]
+
+
+def test_a_table_renamed_while_reading_stops_the_reader_by_name(
+        ep: PostgresEndpoint, table_t: str) -> None:
+    """pgoutput names a renamed table by its new name: its changes were passed over as
+    another table's, silently (a daemon reading across the rename lost them)."""
+    b = binding()
+    start = ep.position()
+    sql(table_t, "INSERT INTO t VALUES (1, 'a', 1, NULL)")
+    assert len(ep.changes([b], start, 10).changes) == 1  # the reader knows t now
+    sql(table_t, "ALTER TABLE t RENAME TO t_new", "INSERT INTO t_new VALUES (2, 'b', 1, NULL)")
+    with pytest.raises(SchemaError, match=r"public\.t of entity t was renamed to public\.t_new"):
+        ep.changes([b], start, 10)
+    # Configured by its new name, the changes from before the rename (the old name
+    # in the log) are the same table's.
+    renamed = endpoint(table_t)
+    try:
+        got = renamed.changes([binding("t_new", entity="t")], start, 10)
+        assert [c.key["id"] for c in got.changes] == [1, 2]
+    finally:
+        renamed.close()
 
 
 def test_column_mapping_and_exclusion(table_t: str) -> None:
