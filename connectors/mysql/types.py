@@ -60,6 +60,9 @@ from conflict.canonical import CoercionError, coerce, duration_text, json_bytes,
 _ZERO_DATE = re.compile(r"^0000-00-00|^\d{4}-00-|^\d{4}-\d{2}-00")
 _FLOAT32 = struct.Struct("<f")
 _INFINITE = (math.inf, -math.inf)
+#: room for DECIMAL(65, 30), MariaDB's widest: the default context's 28 digits made
+#: quantizing 1.5 to 30 places an InvalidOperation (every row refused)
+_DECIMALS = decimal.Context(prec=100)
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,7 +253,7 @@ def storer_of(col: ColumnInfo) -> Callable[[Any], Any]:
 
         def to_scale(v: Any) -> Any:
             if type(v) is decimal.Decimal and v.is_finite():
-                return v.quantize(step, rounding=decimal.ROUND_HALF_UP)
+                return v.quantize(step, rounding=decimal.ROUND_HALF_UP, context=_DECIMALS)
             return stored(col, v)
 
         return to_scale
@@ -338,7 +341,7 @@ def stored(col: ColumnInfo, value: Any) -> Any:
         _finite(col, v)
     if col.logical == "decimal" and col.scale is not None and isinstance(v, decimal.Decimal):
         q = decimal.Decimal(1).scaleb(-col.scale)
-        return v.quantize(q, rounding=decimal.ROUND_HALF_UP)
+        return v.quantize(q, rounding=decimal.ROUND_HALF_UP, context=_DECIMALS)
     if col.logical in ("timestamp", "timestamptz", "time"):
         return _truncate_fraction(v, col.scale)
     if col.logical == "text":

@@ -21,7 +21,7 @@ from connectors.base import (
     TableSchema,
 )
 from connectors.claims import Claim
-from connectors.sqlite import _capture, _sink, _source
+from connectors.sqlite import _capture, _create, _sink, _source
 from connectors.sqlite._capture import (
     LOG,
     Captured,
@@ -178,6 +178,15 @@ class SqliteEndpoint:
         claim = Claim.of(pipeline, self.name, bindings, read, written)
         with self._txn("setup", write=True) as conn:
             lines = _capture.setup(conn, bindings, self.path, claim)
+        self._cache.clear()
+        return lines
+
+    def create_table(self, binding: Binding, source: TableSchema, source_binding: Binding, *,
+                     source_kind: str | None = None) -> list[str]:
+        """Create a one-way target table from the source's schema if it does not exist
+        (type mapping: _create.py, docs/types.md); returns what was done."""
+        with self._txn("creating a table", write=True) as conn:
+            lines = _create.create_table(conn, binding, source, source_binding)
         self._cache.clear()
         return lines
 

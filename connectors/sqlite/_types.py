@@ -15,6 +15,8 @@ decimal        ``str(d)``. A NUMERIC/DECIMAL column has NUMERIC affinity, so
                SQLite keeps it as INTEGER or REAL: exact to 15 significant
                digits (``Decimal('1.50')`` reads back as ``1.5``, which is
                canonically equal). More digits than that are rounded by SQLite.
+               A ``DECIMAL TEXT`` column (what ``cdcsync setup`` creates) has
+               TEXT affinity and keeps every digit.
 timestamp(tz)  ISO 8601 text in UTC, ``'YYYY-MM-DD HH:MM:SS.ffffff+00:00'``.
 date, time     ``isoformat()`` text.
 bool           ``1`` / ``0``.
@@ -59,6 +61,7 @@ _EXACT: dict[str, str] = {
     "DOUBLE PRECISION": "float",
     "NUMERIC": "decimal",
     "DECIMAL": "decimal",
+    "DECIMAL TEXT": "decimal",  # TEXT affinity ("TEXT" in the name): kept exactly as text
     "BOOLEAN": "bool",
     "BOOL": "bool",
     "DATE": "date",

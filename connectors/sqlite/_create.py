@@ -1,0 +1,43 @@
+"""A one-way SQLite target's table, made by ``cdcsync setup`` from the source's schema.
+
+Each logical type gets the declared type that reads back as it
+(:func:`connectors.sqlite._types.logical_type`): arrays and JSON documents go to
+``JSON``; decimals to ``DECIMAL TEXT``, whose TEXT affinity keeps every digit
+(a ``NUMERIC`` column would keep 15: see ``_types``). ``NOT NULL`` follows the
+source; the key is the binding's.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from connectors.base import Binding, TableSchema
+from connectors.sqlite._schema import quote
+
+DECLARED = {
+    "int": "INTEGER", "float": "REAL", "decimal": "DECIMAL TEXT", "text": "TEXT",
+    "bool": "BOOLEAN", "date": "DATE", "time": "TIME", "timestamp": "TIMESTAMP",
+    "timestamptz": "TIMESTAMPTZ", "interval": "INTERVAL", "uuid": "UUID", "json": "JSON",
+    "array": "JSON", "bytes": "BLOB", "any": "TEXT",
+}
+
+
+def create_table(conn: sqlite3.Connection, binding: Binding, source: TableSchema,
+                 source_binding: Binding) -> list[str]:
+    """Create the bound table unless it exists (idempotent); what was done."""
+    found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                         (binding.table,)).fetchone()
+    if found is not None:
+        return []
+    rev = {v: k for k, v in source_binding.columns.items()}
+    defs: list[str] = []
+    for col in source.columns:
+        entity_col = rev.get(col.name, col.name)
+        if not source_binding.synced(entity_col):
+            continue
+        null = " NOT NULL" if (not col.nullable or entity_col in binding.key) else ""
+        defs.append(f"{quote(binding.endpoint_column(entity_col))}"
+                    f" {DECLARED.get(col.logical, 'TEXT')}{null}")
+    defs.append(f"PRIMARY KEY ({', '.join(quote(k) for k in binding.endpoint_key)})")
+    conn.execute(f"CREATE TABLE {quote(binding.table)} ({', '.join(defs)})")
+    return [f"created table {binding.table} from {source_binding.endpoint}'s {source.table}"]
