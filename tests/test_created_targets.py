@@ -18,6 +18,7 @@ import pymysql
 from connectors.sqlite._create import DECLARED
 from connectors.sqlite._types import logical_type
 from tests.connectors.postgres.helpers import pipeline_of
+from tests.pipelines import mariadb_endpoint, pg_endpoint, sqlite_endpoint, write_pipeline
 from tests.test_cli_quickstart import cdcsync, run_json
 from tests.test_wide_dates import pg
 
@@ -47,23 +48,11 @@ def test_setup_creates_one_way_targets_at_sqlite_and_mariadb(
     pg(a, *SOURCE.strip().split(";\n"), ROW)
     sqlite3.connect(tmp_path / "s.db").close()
     mp = mariadb_params
-    p = tmp_path / "p.yaml"
-    p.write_text(f"""
-pipeline: {pipeline_of(a)}
-state: {{url: sqlite:///state.db}}
-endpoints:
-  a: {{kind: postgres, dsn: "{a}"}}
-  s: {{kind: sqlite, path: s.db}}
-  m: {{kind: mysql, host: "{mp['host']}", port: {mp['port']}, user: "{mp['user']}",
-       password: "{mp['password']}", database: "{mp['database']}"}}
-entities:
-  w:
-    key: [id]
-    direction: one-way
-    source: a
-    exclude: [iv]
-    endpoints: {{a: w, s: w, m: w}}
-""")
+    p = write_pipeline(
+        tmp_path, pipeline_of(a),
+        {"a": pg_endpoint(a), "s": sqlite_endpoint(), "m": mariadb_endpoint(mp)},
+        "w", {"a": "w", "s": "w", "m": "w"},
+        options=["direction: one-way", "source: a", "exclude: [iv]"])
     out = cdcsync("setup", str(p)).stdout
     assert "s: created table w from a's w" in out and "m: created table w" in out, out
     try:

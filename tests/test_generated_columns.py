@@ -18,6 +18,7 @@ from typing import Any
 import pymysql
 
 from tests.connectors.postgres.helpers import pipeline_of
+from tests.pipelines import mariadb_endpoint, pg_endpoint, sqlite_endpoint, write_pipeline
 from tests.test_cli_quickstart import cdcsync, run_json
 from tests.test_wide_dates import pg
 
@@ -45,20 +46,10 @@ def test_generated_columns_are_computed_by_each_table_never_synchronised(
     with sqlite3.connect(tmp_path / "s.db") as c:
         c.execute(SQLITE_TABLE)
     c.close()
-    p = tmp_path / "p.yaml"
-    p.write_text(f"""
-pipeline: {pipeline_of(a)}
-state: {{url: sqlite:///state.db}}
-endpoints:
-  a: {{kind: postgres, dsn: "{a}"}}
-  m: {{kind: mysql, host: "{mp['host']}", port: {mp['port']}, user: "{mp['user']}",
-       password: "{mp['password']}", database: "{mp['database']}"}}
-  s: {{kind: sqlite, path: s.db}}
-entities:
-  items:
-    key: [Id]
-    endpoints: {{a: "Order Items", m: "Order Items", s: "Order Items"}}
-""")
+    p = write_pipeline(
+        tmp_path, pipeline_of(a),
+        {"a": pg_endpoint(a), "m": mariadb_endpoint(mp), "s": sqlite_endpoint()},
+        "items", {"a": "Order Items", "m": "Order Items", "s": "Order Items"}, key=["Id"])
     cdcsync("setup", str(p))
     try:
         run_json(p)  # the snapshot

@@ -17,6 +17,7 @@ import psycopg
 import pymysql
 
 from tests.connectors.postgres.helpers import pipeline_of
+from tests.pipelines import mariadb_endpoint, pg_endpoint, write_pipeline
 from tests.test_cli_quickstart import cdcsync, run_json
 
 
@@ -276,19 +277,9 @@ def test_numbers_and_characters_mariadb_cannot_hold_wait_as_dead_letters(
     with conn.cursor() as cur:
         cur.execute("CREATE TABLE x (id INT PRIMARY KEY, d DOUBLE, r FLOAT, n DECIMAL(20,5),"
                     " t VARCHAR(20) CHARACTER SET utf8mb3)")
-    p = tmp_path / "p.yaml"
-    p.write_text(f"""
-pipeline: {pipeline_of(pg_dsn)}
-state: {{url: sqlite:///state.db}}
-endpoints:
-  a: {{kind: postgres, dsn: "{pg_dsn}"}}
-  m: {{kind: mysql, host: "{mp['host']}", port: {mp['port']}, user: "{mp['user']}",
-       password: "{mp['password']}", database: "{mp['database']}"}}
-entities:
-  x:
-    key: [id]
-    endpoints: {{a: x, m: x}}
-""")
+    p = write_pipeline(tmp_path, pipeline_of(pg_dsn),
+                       {"a": pg_endpoint(pg_dsn), "m": mariadb_endpoint(mp)}, "x",
+                       {"a": "x", "m": "x"})
     cdcsync("setup", str(p))
     try:
         out = run_json(p, expect=3)

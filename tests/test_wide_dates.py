@@ -21,6 +21,7 @@ import pytest
 
 from conflict.canonical import canonical_value, coerce, row_hash
 from tests.connectors.postgres.helpers import pipeline_of
+from tests.pipelines import mariadb_endpoint, pg_endpoint, sqlite_endpoint, write_pipeline
 from tests.test_cli_quickstart import cdcsync, run_json
 
 TABLE = "CREATE TABLE x (id int PRIMARY KEY, d date, ts timestamp, tz timestamptz)"
@@ -63,21 +64,11 @@ def test_infinite_dates_sync_between_postgres_and_sqlite_and_wait_for_mariadb(
     with conn.cursor() as cur:
         cur.execute("CREATE TABLE x (id INT PRIMARY KEY, d DATE, ts DATETIME(6),"
                     " tz DATETIME(6))")
-    p = tmp_path / "p.yaml"
-    p.write_text(f"""
-pipeline: {pipeline_of(a)}
-state: {{url: sqlite:///state.db}}
-endpoints:
-  a: {{kind: postgres, dsn: "{a}"}}
-  b: {{kind: postgres, dsn: "{b}"}}
-  s: {{kind: sqlite, path: s.db}}
-  m: {{kind: mysql, host: "{mp['host']}", port: {mp['port']}, user: "{mp['user']}",
-       password: "{mp['password']}", database: "{mp['database']}"}}
-entities:
-  x:
-    key: [id]
-    endpoints: {{a: x, b: x, s: x, m: x}}
-""")
+    p = write_pipeline(
+        tmp_path, pipeline_of(a),
+        {"a": pg_endpoint(a), "b": pg_endpoint(b), "s": sqlite_endpoint(),
+         "m": mariadb_endpoint(mp)},
+        "x", {"a": "x", "b": "x", "s": "x", "m": "x"})
     cdcsync("setup", str(p))
     try:
         out = run_json(p, expect=3)  # the snapshot: rows 1 and 3 wait for m
@@ -144,21 +135,11 @@ def test_years_past_9999_and_bc_sync_between_postgres_and_sqlite_and_wait_for_ma
     with conn.cursor() as cur:
         cur.execute("CREATE TABLE x (id INT PRIMARY KEY, d DATE, ts DATETIME(6),"
                     " tz DATETIME(6))")
-    p = tmp_path / "p.yaml"
-    p.write_text(f"""
-pipeline: {pipeline_of(a)}
-state: {{url: sqlite:///state.db}}
-endpoints:
-  a: {{kind: postgres, dsn: "{a}"}}
-  b: {{kind: postgres, dsn: "{b}"}}
-  s: {{kind: sqlite, path: s.db}}
-  m: {{kind: mysql, host: "{mp['host']}", port: {mp['port']}, user: "{mp['user']}",
-       password: "{mp['password']}", database: "{mp['database']}"}}
-entities:
-  x:
-    key: [id]
-    endpoints: {{a: x, b: x, s: x, m: x}}
-""")
+    p = write_pipeline(
+        tmp_path, pipeline_of(a),
+        {"a": pg_endpoint(a), "b": pg_endpoint(b), "s": sqlite_endpoint(),
+         "m": mariadb_endpoint(mp)},
+        "x", {"a": "x", "b": "x", "s": "x", "m": "x"})
     cdcsync("setup", str(p))
     try:
         out = run_json(p, expect=3)  # the snapshot (binary COPY): rows 1 and 2 wait for m
@@ -220,20 +201,10 @@ def test_the_end_of_a_day_syncs_as_itself_never_as_midnight(
     conn = pymysql.connect(**mp, autocommit=True)
     with conn.cursor() as cur:
         cur.execute("CREATE TABLE y (id INT PRIMARY KEY, t TIME(6), tz VARCHAR(40))")
-    p = tmp_path / "p.yaml"
-    p.write_text(f"""
-pipeline: {pipeline_of(a)}
-state: {{url: sqlite:///state.db}}
-endpoints:
-  a: {{kind: postgres, dsn: "{a}"}}
-  s: {{kind: sqlite, path: s.db}}
-  m: {{kind: mysql, host: "{mp['host']}", port: {mp['port']}, user: "{mp['user']}",
-       password: "{mp['password']}", database: "{mp['database']}"}}
-entities:
-  y:
-    key: [id]
-    endpoints: {{a: y, s: y, m: y}}
-""")
+    p = write_pipeline(
+        tmp_path, pipeline_of(a),
+        {"a": pg_endpoint(a), "s": sqlite_endpoint(), "m": mariadb_endpoint(mp)},
+        "y", {"a": "y", "s": "y", "m": "y"})
     cdcsync("setup", str(p))
     try:
         out = run_json(p)  # the snapshot (binary COPY)
@@ -284,20 +255,10 @@ def test_a_mariadb_time_beyond_a_day_travels_as_its_text_and_waits_where_refused
         cur.execute("INSERT INTO z VALUES (1, '25:00:00', '25:00:00'),"
                     " (2, '10:00:00', '-01:30:00.5'), (3, '-01:00:00', '838:59:59'),"
                     " (4, '24:00:00', '00:00:00')")
-    p = tmp_path / "p.yaml"
-    p.write_text(f"""
-pipeline: {pipeline_of(a)}
-state: {{url: sqlite:///state.db}}
-endpoints:
-  a: {{kind: postgres, dsn: "{a}"}}
-  s: {{kind: sqlite, path: s.db}}
-  m: {{kind: mysql, host: "{mp['host']}", port: {mp['port']}, user: "{mp['user']}",
-       password: "{mp['password']}", database: "{mp['database']}"}}
-entities:
-  z:
-    key: [id]
-    endpoints: {{m: z, a: z, s: z}}
-""")
+    p = write_pipeline(
+        tmp_path, pipeline_of(a),
+        {"a": pg_endpoint(a), "s": sqlite_endpoint(), "m": mariadb_endpoint(mp)},
+        "z", {"m": "z", "a": "z", "s": "z"})
     cdcsync("setup", str(p))
     try:
         out = run_json(p, expect=3)  # the snapshot: PostgreSQL's time refuses 1 and 3
@@ -342,19 +303,10 @@ def test_an_interval_of_months_arrives_as_months_never_as_thirty_days(
     with sqlite3.connect(tmp_path / "s.db") as c:
         c.execute("CREATE TABLE v (id INTEGER PRIMARY KEY, period INTERVAL)")
     c.close()
-    p = tmp_path / "p.yaml"
-    p.write_text(f"""
-pipeline: {pipeline_of(a)}
-state: {{url: sqlite:///state.db}}
-endpoints:
-  a: {{kind: postgres, dsn: "{a}"}}
-  b: {{kind: postgres, dsn: "{b}"}}
-  s: {{kind: sqlite, path: s.db}}
-entities:
-  v:
-    key: [id]
-    endpoints: {{a: v, b: v, s: v}}
-""")
+    p = write_pipeline(
+        tmp_path, pipeline_of(a),
+        {"a": pg_endpoint(a), "b": pg_endpoint(b), "s": sqlite_endpoint()},
+        "v", {"a": "v", "b": "v", "s": "v"})
     cdcsync("setup", str(p))
     try:
         run_json(p)  # the snapshot (binary COPY)

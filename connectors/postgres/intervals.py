@@ -17,6 +17,7 @@ from psycopg.adapt import AdaptersMap, Dumper, Loader
 from psycopg.pq import Format
 
 from conflict import intervals
+from connectors.postgres.wrapping import WrappedDumper, WrappedLoader
 
 INTERVAL = 1186
 _BINARY = struct.Struct(">qii")  # microseconds, days, months
@@ -33,13 +34,10 @@ def register(adapters: AdaptersMap) -> None:
     adapters.register_dumper(None, _dumper(adapters.get_dumper_by_oid(INTERVAL, Format.BINARY)))
 
 
-def _text_loader(inner: type[abc.Loader]) -> type[Loader]:
-    class MonthsLoader(Loader):
+def _text_loader(base: type[abc.Loader]) -> type[Loader]:
+    class MonthsLoader(WrappedLoader):
         format = Format.TEXT
-
-        def __init__(self, oid: int, context: Any = None) -> None:
-            super().__init__(oid, context)
-            self._load = inner(oid, context).load
+        inner = base
 
         def load(self, data: Any) -> Any:
             raw = bytes(data)  # a memoryview's "in" would look for one byte
@@ -54,13 +52,10 @@ def _text_loader(inner: type[abc.Loader]) -> type[Loader]:
     return MonthsLoader
 
 
-def _binary_loader(inner: type[abc.Loader]) -> type[Loader]:
-    class MonthsBinaryLoader(Loader):
+def _binary_loader(base: type[abc.Loader]) -> type[Loader]:
+    class MonthsBinaryLoader(WrappedLoader):
         format = Format.BINARY
-
-        def __init__(self, oid: int, context: Any = None) -> None:
-            super().__init__(oid, context)
-            self._load = inner(oid, context).load
+        inner = base
 
         def load(self, data: Any) -> Any:
             if data[-4:] == b"\x00\x00\x00\x00":  # no months
@@ -72,13 +67,10 @@ def _binary_loader(inner: type[abc.Loader]) -> type[Loader]:
 
 
 def _dumper(base: type[abc.Dumper]) -> type[Dumper]:
-    class MonthsBinaryDumper(Dumper):
+    class MonthsBinaryDumper(WrappedDumper):
         format = Format.BINARY
         oid = INTERVAL
-
-        def __init__(self, cls: type, context: Any = None) -> None:
-            super().__init__(cls, context)
-            self._dump = base(cls, context).dump
+        inner = base
 
         def dump(self, obj: Any) -> Any:
             if type(obj) is not str:

@@ -33,6 +33,7 @@ from psycopg.pq import Format
 
 from conflict import extdates
 from conflict.canonical import END_OF_DAY, coerce
+from connectors.postgres.wrapping import WrappedDumper, WrappedLoader
 
 #: oid -> (infinity, -infinity) in the binary format: the integer type's extremes
 _BINARY = {
@@ -77,14 +78,11 @@ def _wide_text(oid: int, text: str) -> str | None:
 def _text_loader(base: type[abc.Loader] | None) -> type[Loader]:
     if base is None:  # pragma: no cover - psycopg has loaders for every date/time type
         raise AssertionError("no psycopg loader for a date/time type")
-    inner: type[abc.Loader] = base
+    psycopgs: type[abc.Loader] = base
 
-    class WideDateLoader(Loader):
+    class WideDateLoader(WrappedLoader):
         format = Format.TEXT
-
-        def __init__(self, oid: int, context: Any = None) -> None:
-            super().__init__(oid, context)
-            self._load = inner(oid, context).load
+        inner = psycopgs
 
         def load(self, data: Any) -> Any:
             try:
@@ -101,14 +99,11 @@ def _text_loader(base: type[abc.Loader] | None) -> type[Loader]:
 def _binary_loader(base: type[abc.Loader] | None, special: dict[bytes, str]) -> type[Loader]:
     if base is None:  # pragma: no cover
         raise AssertionError("no psycopg loader for a date/time type")
-    inner: type[abc.Loader] = base
+    psycopgs: type[abc.Loader] = base
 
-    class WideDateBinaryLoader(Loader):
+    class WideDateBinaryLoader(WrappedLoader):
         format = Format.BINARY
-
-        def __init__(self, oid: int, context: Any = None) -> None:
-            super().__init__(oid, context)
-            self._load = inner(oid, context).load
+        inner = psycopgs
 
         def load(self, data: Any) -> Any:
             try:
@@ -131,13 +126,10 @@ def _binary_dumper(type_oid: int, base: type[abc.Dumper], pos: bytes, neg: bytes
                    ) -> type[Dumper]:
     size = len(pos)
 
-    class WideDateBinaryDumper(Dumper):
+    class WideDateBinaryDumper(WrappedDumper):
         format = Format.BINARY
         oid = type_oid
-
-        def __init__(self, cls: type, context: Any = None) -> None:
-            super().__init__(cls, context)
-            self._dump = base(cls, context).dump
+        inner = base
 
         def dump(self, obj: Any) -> Any:
             if type(obj) is not str:
@@ -157,13 +149,10 @@ def _binary_dumper(type_oid: int, base: type[abc.Dumper], pos: bytes, neg: bytes
 
 
 def _time_dumper(base: type[abc.Dumper]) -> type[Dumper]:
-    class EndOfDayBinaryDumper(Dumper):
+    class EndOfDayBinaryDumper(WrappedDumper):
         format = Format.BINARY
         oid = _TIME
-
-        def __init__(self, cls: type, context: Any = None) -> None:
-            super().__init__(cls, context)
-            self._dump = base(cls, context).dump
+        inner = base
 
         def dump(self, obj: Any) -> Any:
             return _END_OF_DAY if obj == END_OF_DAY else self._dump(obj)

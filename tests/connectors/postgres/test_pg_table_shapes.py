@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.connectors.postgres.helpers import pipeline_of
+from tests.pipelines import pg_endpoint, write_pipeline
 from tests.test_cli_quickstart import cdcsync, run_json
 from tests.test_wide_dates import pg
 
@@ -29,18 +30,10 @@ def test_identity_keys_and_generated_columns_sync_both_ways(
     pg(a, TABLE, "INSERT INTO t (price, qty, note) VALUES (1.5, 2, 'a'), (2, 3, 'b')")
     # b's identity starts elsewhere, as a bidirectional deployment must arrange
     pg(b, TABLE, "ALTER TABLE t ALTER COLUMN id RESTART WITH 1000")
-    p = tmp_path / "p.yaml"
-    p.write_text(f"""
-pipeline: {pipeline_of(a)}
-state: {{url: sqlite:///state.db}}
-endpoints:
-  a: {{kind: postgres, dsn: "{a}"}}
-  b: {{kind: postgres, dsn: "{b}"}}
-entities:
-  t:
-    key: [id]
-    endpoints: {{a: t, b: t}}
-""")
+    p = write_pipeline(
+        tmp_path, pipeline_of(a),
+        {"a": pg_endpoint(a), "b": pg_endpoint(b)},
+        "t", {"a": "t", "b": "t"})
     cdcsync("setup", str(p))
     try:
         run_json(p)  # the snapshot
@@ -79,18 +72,8 @@ def test_a_partitioned_table_syncs_its_changes_both_ways(
     a, b = pg_dsn_factory(), pg_dsn_factory()
     pg(a, *PARTITIONED, "INSERT INTO ev VALUES (1, '2026-02-01', 'a'), (2, '2026-08-01', 'b')")
     pg(b, *PARTITIONED)
-    p = tmp_path / "p.yaml"
-    p.write_text(f"""
-pipeline: {pipeline_of(a)}
-state: {{url: sqlite:///state.db}}
-endpoints:
-  a: {{kind: postgres, dsn: "{a}"}}
-  b: {{kind: postgres, dsn: "{b}"}}
-entities:
-  ev:
-    key: [id, day]
-    endpoints: {{a: ev, b: ev}}
-""")
+    p = write_pipeline(tmp_path, pipeline_of(a), {"a": pg_endpoint(a), "b": pg_endpoint(b)},
+                       "ev", {"a": "ev", "b": "ev"}, key=["id", "day"])
     cdcsync("setup", str(p))
     try:
         run_json(p)  # the snapshot
