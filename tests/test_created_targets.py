@@ -15,6 +15,8 @@ from typing import Any
 
 import pymysql
 
+from connectors.base import Binding, Column, TableSchema
+from connectors.creation import created_columns
 from connectors.sqlite._create import DECLARED
 from connectors.sqlite._types import logical_type
 from tests.connectors.postgres.helpers import pipeline_of
@@ -81,3 +83,20 @@ def test_setup_creates_one_way_targets_at_sqlite_and_mariadb(
         cdcsync("verify", str(p))
     finally:
         cdcsync("teardown", str(p), "--force", expect=None)
+
+
+def test_created_columns_follow_the_binding_and_keep_zero_dates_nullable() -> None:
+    """Every engine's create_table takes its columns from created_columns: a MariaDB
+    NOT NULL date reads a zero date as NULL, so a target without zero dates keeps
+    it nullable (PostgreSQL did; SQLite's created table now does too)."""
+    source = TableSchema("t", (Column("id", "int", "int", False), Column("d", "date", "date",
+                                                                          False),
+                               Column("n", "text", "text", True),
+                               Column("skip", "text", "text", False)), ("id",))
+    src = Binding("t", "m", "t", ("id",), exclude=frozenset({"skip"}))
+    dst = Binding("t", "s", "t", ("id",), columns={"n": "note"})
+    got = [(name, c.name, nn) for name, c, nn in created_columns(
+        dst, source, src, source_kind="mysql", zero_dates=True)]
+    assert got == [("id", "id", True), ("d", "d", False), ("note", "n", False)]
+    assert [nn for _, _, nn in created_columns(dst, source, src, source_kind="mysql")] == [
+        True, True, False]

@@ -31,6 +31,7 @@ from __future__ import annotations
 import re
 
 from connectors.base import Binding, Column, SchemaError, TableSchema
+from connectors.creation import created_columns
 from connectors.mysql.schema import load_table
 from connectors.mysql.session import quote_ident, quote_table
 
@@ -98,15 +99,10 @@ def create_table(cursor: object, database: str, binding: Binding, source: TableS
     except SchemaError as exc:
         if "does not exist" not in str(exc):
             raise
-    rev = {v: k for k, v in source_binding.columns.items()}
     defs: list[str] = []
-    for col in source.columns:
-        entity_col = rev.get(col.name, col.name)
-        if not source_binding.synced(entity_col):
-            continue
-        in_key = entity_col in binding.key
-        null = " NOT NULL" if (not col.nullable or in_key) else ""
-        target = binding.endpoint_column(entity_col)
+    for target, col, not_null in created_columns(binding, source, source_binding):
+        in_key = target in binding.endpoint_key
+        null = " NOT NULL" if not_null else ""
         defs.append(f"{quote_ident(target)} {column_type(col, source_kind, in_key=in_key)}{null}")
     defs.append(f"PRIMARY KEY ({', '.join(quote_ident(k) for k in binding.endpoint_key)})")
     cursor.execute(  # type: ignore[attr-defined]

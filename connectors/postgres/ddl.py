@@ -38,6 +38,7 @@ import re
 from psycopg import sql
 
 from connectors.base import Binding, Column, TableSchema
+from connectors.creation import created_columns
 from connectors.postgres.catalog import find_table, split_table
 from connectors.postgres.connect import PgConnection
 
@@ -114,23 +115,12 @@ def create_table(
     schema, name = split_table(binding.table, default_schema)
     if find_table(conn, schema, name) is not None:
         return []
-    rev = {v: k for k, v in source_binding.columns.items()}
     defs: list[sql.Composable] = []
-    key: list[str] = []
-    for col in source.columns:
-        entity_col = rev.get(col.name, col.name)
-        if not source_binding.synced(entity_col):
-            continue
-        target = binding.endpoint_column(entity_col)
-        pg_type = column_type(col, source_kind)
-        in_key = entity_col in binding.key
-        # MariaDB reads a zero date ('0000-00-00') as NULL, even in a NOT NULL column
-        # (its sink writes NULL back as the zero date there): keep such columns nullable.
-        zero_dates = source_kind == "mysql" and col.logical in ("date", "timestamp",
-                                                                 "timestamptz")
-        not_null = in_key or (not col.nullable and not zero_dates)
+    for target, col, not_null in created_columns(binding, source, source_binding,
+                                                 source_kind=source_kind, zero_dates=True):
         null = sql.SQL(" NOT NULL") if not_null else sql.SQL("")
-        defs.append(sql.SQL("{} {}{}").format(sql.Identifier(target), sql.SQL(pg_type), null))
+        defs.append(sql.SQL("{} {}{}").format(sql.Identifier(target),
+                                              sql.SQL(column_type(col, source_kind)), null))
     key = list(binding.endpoint_key)
     defs.append(sql.SQL("PRIMARY KEY ({})").format(
         sql.SQL(", ").join(sql.Identifier(k) for k in key)))

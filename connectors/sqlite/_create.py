@@ -12,6 +12,7 @@ from __future__ import annotations
 import sqlite3
 
 from connectors.base import Binding, TableSchema
+from connectors.creation import created_columns
 from connectors.sqlite._schema import quote
 
 DECLARED = {
@@ -23,21 +24,17 @@ DECLARED = {
 
 
 def create_table(conn: sqlite3.Connection, binding: Binding, source: TableSchema,
-                 source_binding: Binding) -> list[str]:
+                 source_binding: Binding, *, source_kind: str | None = None) -> list[str]:
     """Create the bound table unless it exists (idempotent); what was done."""
     found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
                          (binding.table,)).fetchone()
     if found is not None:
         return []
-    rev = {v: k for k, v in source_binding.columns.items()}
     defs: list[str] = []
-    for col in source.columns:
-        entity_col = rev.get(col.name, col.name)
-        if not source_binding.synced(entity_col):
-            continue
-        null = " NOT NULL" if (not col.nullable or entity_col in binding.key) else ""
-        defs.append(f"{quote(binding.endpoint_column(entity_col))}"
-                    f" {DECLARED.get(col.logical, 'TEXT')}{null}")
+    for target, col, not_null in created_columns(binding, source, source_binding,
+                                                 source_kind=source_kind, zero_dates=True):
+        null = " NOT NULL" if not_null else ""
+        defs.append(f"{quote(target)} {DECLARED.get(col.logical, 'TEXT')}{null}")
     defs.append(f"PRIMARY KEY ({', '.join(quote(k) for k in binding.endpoint_key)})")
     conn.execute(f"CREATE TABLE {quote(binding.table)} ({', '.join(defs)})")
     return [f"created table {binding.table} from {source_binding.endpoint}'s {source.table}"]

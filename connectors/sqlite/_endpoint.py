@@ -186,7 +186,8 @@ class SqliteEndpoint:
         """Create a one-way target table from the source's schema if it does not exist
         (type mapping: _create.py, docs/types.md); returns what was done."""
         with self._txn("creating a table", write=True) as conn:
-            lines = _create.create_table(conn, binding, source, source_binding)
+            lines = _create.create_table(conn, binding, source, source_binding,
+                                         source_kind=source_kind)
         self._cache.clear()
         return lines
 
