@@ -170,7 +170,6 @@ def _c_date(v: Any) -> dt.date | str:
 #: PostgreSQL's (and MariaDB's) end of the day, a time no Python ``time`` holds: it
 #: travels as this text (its canonical form too), never as midnight, which is the day's start
 END_OF_DAY = "24:00:00"
-_DAY = dt.timedelta(days=1)
 _DURATION = re.compile(r"\s*(-)?(\d+):([0-5]\d)(?::([0-5]\d)(?:\.(\d{1,6}))?)?\s*")
 
 
