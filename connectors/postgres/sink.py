@@ -371,7 +371,8 @@ class PostgresSink:
         out: dict[int, ApplyResult] = {}
         kt = {p.index: p.key_text for p in group}
         set_cols = data_cols or key_cols[:1]
-        # A group is upserts or deletes (their columns differ): only its statements run.
+        # Only the statements the group needs run: upserts and deletes have different
+        # column sets, so a group holds one kind (both only for a table of key columns).
         # (An UPDATE for deletes would match nothing, and PostgreSQL refuses even to plan
         # one that sets an identity GENERATED ALWAYS key.)
         deletes = sum(p.delete for p in group)
