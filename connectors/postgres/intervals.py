@@ -17,7 +17,7 @@ from psycopg.adapt import AdaptersMap, Dumper, Loader
 from psycopg.pq import Format
 
 from conflict import intervals
-from connectors.postgres.wrapping import WrappedDumper, WrappedLoader
+from connectors.postgres.wrapping import WrappedDumper, WrappedLoader, psycopgs_loader
 
 INTERVAL = 1186
 _BINARY = struct.Struct(">qii")  # microseconds, days, months
@@ -25,12 +25,10 @@ _BINARY = struct.Struct(">qii")  # microseconds, days, months
 
 def register(adapters: AdaptersMap) -> None:
     """Load and dump intervals with months on the connection (or map) ``adapters``."""
-    text = adapters.get_loader(INTERVAL, Format.TEXT)
-    binary = adapters.get_loader(INTERVAL, Format.BINARY)
-    if text is None or binary is None:  # pragma: no cover - psycopg has both
-        raise AssertionError("no psycopg loader for interval")
-    adapters.register_loader(INTERVAL, _text_loader(text))
-    adapters.register_loader(INTERVAL, _binary_loader(binary))
+    adapters.register_loader(INTERVAL, _text_loader(
+        psycopgs_loader(adapters, INTERVAL, Format.TEXT)))
+    adapters.register_loader(INTERVAL, _binary_loader(
+        psycopgs_loader(adapters, INTERVAL, Format.BINARY)))
     adapters.register_dumper(None, _dumper(adapters.get_dumper_by_oid(INTERVAL, Format.BINARY)))
 
 

@@ -33,7 +33,7 @@ from psycopg.pq import Format
 
 from conflict import extdates
 from conflict.canonical import END_OF_DAY, coerce
-from connectors.postgres.wrapping import WrappedDumper, WrappedLoader
+from connectors.postgres.wrapping import WrappedDumper, WrappedLoader, psycopgs_loader
 
 #: oid -> (infinity, -infinity) in the binary format: the integer type's extremes
 _BINARY = {
@@ -50,14 +50,14 @@ _END_OF_DAY = extdates.DAY_US.to_bytes(8, "big")
 def register(adapters: AdaptersMap) -> None:
     """Load and dump these values on the connection (or map) ``adapters``."""
     for oid, (pos, neg) in _BINARY.items():
-        adapters.register_loader(oid, _text_loader(adapters.get_loader(oid, Format.TEXT)))
+        adapters.register_loader(oid, _text_loader(psycopgs_loader(adapters, oid, Format.TEXT)))
         adapters.register_loader(oid, _binary_loader(
-            adapters.get_loader(oid, Format.BINARY), {pos: "infinity", neg: "-infinity"}))
+            psycopgs_loader(adapters, oid, Format.BINARY), {pos: "infinity", neg: "-infinity"}))
         inner = adapters.get_dumper_by_oid(oid, Format.BINARY)
         adapters.register_dumper(None, _binary_dumper(oid, inner, pos, neg))
-    adapters.register_loader(_TIME, _text_loader(adapters.get_loader(_TIME, Format.TEXT)))
-    adapters.register_loader(_TIME, _binary_loader(adapters.get_loader(_TIME, Format.BINARY),
-                                                   {_END_OF_DAY: END_OF_DAY}))
+    adapters.register_loader(_TIME, _text_loader(psycopgs_loader(adapters, _TIME, Format.TEXT)))
+    adapters.register_loader(_TIME, _binary_loader(
+        psycopgs_loader(adapters, _TIME, Format.BINARY), {_END_OF_DAY: END_OF_DAY}))
     adapters.register_dumper(None, _time_dumper(adapters.get_dumper_by_oid(_TIME,
                                                                            Format.BINARY)))
 
@@ -75,14 +75,10 @@ def _wide_text(oid: int, text: str) -> str | None:
     return wide if isinstance(wide, str) else None
 
 
-def _text_loader(base: type[abc.Loader] | None) -> type[Loader]:
-    if base is None:  # pragma: no cover - psycopg has loaders for every date/time type
-        raise AssertionError("no psycopg loader for a date/time type")
-    psycopgs: type[abc.Loader] = base
-
+def _text_loader(base: type[abc.Loader]) -> type[Loader]:
     class WideDateLoader(WrappedLoader):
         format = Format.TEXT
-        inner = psycopgs
+        inner = base
 
         def load(self, data: Any) -> Any:
             try:
@@ -96,14 +92,10 @@ def _text_loader(base: type[abc.Loader] | None) -> type[Loader]:
     return WideDateLoader
 
 
-def _binary_loader(base: type[abc.Loader] | None, special: dict[bytes, str]) -> type[Loader]:
-    if base is None:  # pragma: no cover
-        raise AssertionError("no psycopg loader for a date/time type")
-    psycopgs: type[abc.Loader] = base
-
+def _binary_loader(base: type[abc.Loader], special: dict[bytes, str]) -> type[Loader]:
     class WideDateBinaryLoader(WrappedLoader):
         format = Format.BINARY
-        inner = psycopgs
+        inner = base
 
         def load(self, data: Any) -> Any:
             try:

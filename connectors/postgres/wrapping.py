@@ -10,7 +10,16 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from psycopg import abc
-from psycopg.adapt import Dumper, Loader
+from psycopg.adapt import AdaptersMap, Dumper, Loader
+from psycopg.pq import Format
+
+
+def psycopgs_loader(adapters: AdaptersMap, oid: int, fmt: Format) -> type[abc.Loader]:
+    """psycopg's own loader of ``oid`` in ``fmt``, to wrap."""
+    found = adapters.get_loader(oid, fmt)
+    if found is None:  # pragma: no cover - psycopg has loaders for every type wrapped here
+        raise AssertionError(f"no psycopg loader for oid {oid}")
+    return found
 
 
 class WrappedLoader(Loader):
