@@ -32,7 +32,7 @@ from psycopg.adapt import AdaptersMap, Dumper, Loader
 from psycopg.pq import Format
 
 from conflict import extdates
-from conflict.canonical import END_OF_DAY, coerce
+from conflict.canonical import END_OF_DAY, coerce, infinity
 from connectors.postgres.wrapping import WrappedDumper, WrappedLoader, psycopgs_loader
 
 #: oid -> (infinity, -infinity) in the binary format: the integer type's extremes
@@ -41,7 +41,6 @@ _BINARY = {
     1114: (b"\x7f\xff\xff\xff\xff\xff\xff\xff", b"\x80" + b"\x00" * 7),  # timestamp: int8 us
     1184: (b"\x7f\xff\xff\xff\xff\xff\xff\xff", b"\x80" + b"\x00" * 7),  # timestamptz
 }
-_TEXT = {"infinity": "infinity", "-infinity": "-infinity"}
 _DATE = 1082
 _TIME = 1083  # int8 microseconds since midnight
 _END_OF_DAY = extdates.DAY_US.to_bytes(8, "big")
@@ -63,7 +62,7 @@ def register(adapters: AdaptersMap) -> None:
 
 
 def _wide_text(oid: int, text: str) -> str | None:
-    special = _TEXT.get(text)
+    special = infinity(text)
     if special is not None:
         return special
     if oid == _TIME:
