@@ -23,7 +23,11 @@ any            ``LONGTEXT``
 interval       none: refused (no MariaDB type holds a PostgreSQL interval exactly)
 =============  ==========================================================
 
-The key becomes the primary key; ``NOT NULL`` follows the source.
+The key becomes the primary key; ``NOT NULL`` follows the source. Text key
+columns compare exactly (``utf8mb4_nopad_bin``; MySQL 8 ``utf8mb4_0900_bin``):
+under the server's default collation ``abc`` and ``ABC``, ``a`` and ``a ``,
+``e`` and ``é`` are one key, and a source that tells them apart would have
+one of each pair refused.
 """
 
 from __future__ import annotations
@@ -90,6 +94,21 @@ def column_type(col: Column, source_kind: str | None, *, in_key: bool = False) -
     return _LOGICAL.get(logical, "LONGTEXT")
 
 
+_TEXT = re.compile(r"^(var)?char\b|^(tiny|medium|long)?text\b", re.IGNORECASE)
+#: collations comparing utf8mb4 text byte for byte, trailing spaces included, best first
+_EXACT = ("utf8mb4_nopad_bin", "utf8mb4_0900_bin", "utf8mb4_bin")
+
+
+def exact_collation(cursor: object) -> str:
+    """The server's collation that tells apart every pair of keys another endpoint
+    does (MySQL 5.7 has no NO PAD one: trailing spaces still compare equal there)."""
+    cursor.execute(  # type: ignore[attr-defined]
+        "SELECT COLLATION_NAME FROM information_schema.COLLATIONS WHERE COLLATION_NAME IN"
+        f" ({', '.join(repr(c) for c in _EXACT)})")
+    have = {str(r[0]) for r in cursor.fetchall()}  # type: ignore[attr-defined]
+    return next((c for c in _EXACT if c in have), "utf8mb4_bin")
+
+
 def create_table(cursor: object, database: str, binding: Binding, source: TableSchema,
                  source_binding: Binding, *, source_kind: str | None = None) -> list[str]:
     """Create the bound table from the source's schema unless it exists (idempotent)."""
@@ -100,10 +119,15 @@ def create_table(cursor: object, database: str, binding: Binding, source: TableS
         if "does not exist" not in str(exc):
             raise
     defs: list[str] = []
+    exact: str | None = None
     for target, col, not_null in created_columns(binding, source, source_binding):
         in_key = target in binding.endpoint_key
         null = " NOT NULL" if not_null else ""
-        defs.append(f"{quote_ident(target)} {column_type(col, source_kind, in_key=in_key)}{null}")
+        kind = column_type(col, source_kind, in_key=in_key)
+        if in_key and _TEXT.match(kind):
+            exact = exact or exact_collation(cursor)
+            kind += f" CHARACTER SET utf8mb4 COLLATE {exact}"
+        defs.append(f"{quote_ident(target)} {kind}{null}")
     defs.append(f"PRIMARY KEY ({', '.join(quote_ident(k) for k in binding.endpoint_key)})")
     cursor.execute(  # type: ignore[attr-defined]
         f"CREATE TABLE {quote_table(database, binding.table)} ({', '.join(defs)})"

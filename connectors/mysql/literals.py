@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from pymysql import converters
@@ -96,10 +96,15 @@ class Literals:
     def execute_many(self, cur: Any, head: str, rows: Iterable[Sequence[Any]],
                      tail: str = "") -> int:
         """``head VALUES (row),(row)... tail``, in as few statements as the cursor's
+        ``max_stmt_length`` allows (see :meth:`statements`); the rows affected."""
+        return sum(cur.execute(sql) for sql, _ in self.statements(cur, head, rows, tail))
+
+    def statements(self, cur: Any, head: str, rows: Iterable[Sequence[Any]],
+                   tail: str = "") -> Iterator[tuple[str, int]]:
+        """``(head VALUES (row),(row)... tail, rows in it)``, each as long as the cursor's
         ``max_stmt_length`` allows (as pymysql's ``executemany`` splits them, counting
-        bytes: here characters, four bytes each at most in utf8mb4); the rows affected."""
+        bytes: here characters, four bytes each at most in utf8mb4)."""
         limit = int(cur.max_stmt_length) // 4
-        count = 0
         parts: list[str] = []
         size = len(head) + len(tail) + 8
         start = size
@@ -107,10 +112,9 @@ class Literals:
         for values in rows:
             text = row(values)
             if parts and size + len(text) + 1 > limit:
-                count += cur.execute(head + " VALUES " + ",".join(parts) + tail)
+                yield head + " VALUES " + ",".join(parts) + tail, len(parts)
                 parts, size = [], start
             parts.append(text)
             size += len(text) + 1
         if parts:
-            count += cur.execute(head + " VALUES " + ",".join(parts) + tail)
-        return count
+            yield head + " VALUES " + ",".join(parts) + tail, len(parts)

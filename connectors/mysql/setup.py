@@ -19,7 +19,7 @@ from connectors.base import Binding, ConnectorError
 from connectors.claims import Claim, refuse_clashes
 from connectors.mysql import applied
 from connectors.mysql.schema import load_table
-from connectors.mysql.session import connect, quote_table
+from connectors.mysql.session import connect, quote_ident, quote_table
 from connectors.mysql.source import MARKER_TABLE
 
 REQUIRED = {
@@ -97,6 +97,33 @@ def _record_claim(cur: Any, database: str, claim: Claim) -> None:
     cur.execute("COMMIT")
 
 
+def loose_keys(cur: Any, database: str, table: str, key: Sequence[str]) -> list[str]:
+    """A note for each key column of ``table`` whose collation holds keys equal that
+    other endpoints (PostgreSQL, SQLite, a binary collation) tell apart: such rows
+    would be refused here (connectors/mysql/sink.py ``_duplicate``)."""
+    cur.execute("SELECT COLUMN_NAME, COLLATION_NAME, COLUMN_TYPE FROM information_schema.COLUMNS"
+                " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND COLLATION_NAME IS NOT NULL",
+                (database, table))
+    notes = []
+    for column, collation, column_type in cur.fetchall():
+        if column not in key:
+            continue
+        name = str(collation).lower()
+        ignores = []
+        if name.endswith("_ci"):
+            ignores.append("accents and case" if "_as_" not in name else "case")
+        if "nopad" not in name and "_0900_" not in name:
+            ignores.append("trailing spaces")
+        if ignores:
+            notes.append(
+                f"table {table}: key column {column} ({collation}) ignores"
+                f" {' and '.join(ignores)}: keys another endpoint tells apart ('abc' and"
+                f" 'ABC', 'a' and 'a ') are one row here, and the second would wait as a"
+                f" dead letter; to tell them apart: ALTER TABLE {quote_table(database, table)}"
+                f" MODIFY {quote_ident(str(column))} {column_type} COLLATE utf8mb4_nopad_bin")
+    return notes
+
+
 def setup(settings: Any, bindings: Sequence[Binding], *, echo: str, writer: str,
           claim: Claim, capture: bool = True) -> list[str]:
     """Check the server and the tables; create the marker table where it is used, and
@@ -119,6 +146,8 @@ def setup(settings: Any, bindings: Sequence[Binding], *, echo: str, writer: str,
                     problems.append(str(exc))
                     continue
                 done.append(f"table {b.table}: primary key ({', '.join(info.key)})")
+                if b.table in claim.writes:
+                    done += loose_keys(cur, database, b.table, info.key)
             if echo == "skip_replication":
                 try:
                     cur.execute("SET SESSION skip_replication = 1")

@@ -18,7 +18,9 @@ Steps:
 3. write the rows that passed: ``INSERT ... ON DUPLICATE KEY UPDATE`` for rows
    found (and locked), a plain ``INSERT`` for rows found absent (a duplicate
    key there means someone inserted the row since the select: the batch is
-   rolled back and retried, and the retry sees that row), as multi-row
+   rolled back and retried, and the retry sees that row; or that the key's
+   collation holds two keys equal that the entity tells apart: the row is
+   refused, ``MysqlSink._duplicate``), as multi-row
    statements (their literals made by :mod:`connectors.mysql.literals`), and
    ``DELETE ... WHERE (pk) IN (...)``; commit.
 
@@ -312,8 +314,10 @@ class MysqlSink:
             if moved and recording is not applied.Record.MISSING:
                 self._stale(cur, binding, ops, moved, results)
             for (absent, cols), items in upserts.items():
-                write = self._insert if absent else self._upsert
-                write(cur, binding, by_name, cols, [row for _, row in items])
+                if absent:
+                    self._insert(cur, binding, info, cols, [row for _, row in items])
+                else:
+                    self._upsert(cur, binding, by_name, cols, [row for _, row in items])
             if deletes:
                 self._delete(cur, binding, by_name, [key for _, key in deletes])
             if reread:
@@ -409,23 +413,60 @@ class MysqlSink:
             cur, head, _params(by_name, ecols, cols, rows),
             f" ON DUPLICATE KEY UPDATE {', '.join(updates)}")
 
-    def _insert(self, cur: Any, binding: Binding, by_name: Mapping[str, ColumnInfo],
-                cols: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
-        """Rows the batch found absent. A duplicate primary key means a row was inserted
-        after the select (nothing locks an absent key under READ COMMITTED): the batch is
-        rolled back and tried again, and the next select sees that row. A duplicate in
-        another unique index is the row's own fault (RowRejected, by classify)."""
+    def _insert(self, cur: Any, binding: Binding, info: TableInfo, cols: Sequence[str],
+                rows: Sequence[Mapping[str, Any]]) -> None:
+        """Rows the batch found absent. A duplicate primary key is told apart by what the
+        table then holds under the duplicate statement's keys (:meth:`_duplicate`). A
+        duplicate in another unique index is the row's own fault (RowRejected, by
+        classify)."""
+        by_name = info.by_name()
         ecols = [binding.endpoint_column(c) for c in cols]
         head = (f"INSERT INTO {quote_table(self.database, binding.table)} "
                 f"({', '.join(quote_ident(c) for c in ecols)})")
-        try:
-            Literals(cur.connection).execute_many(cur, head,
-                                                  _params(by_name, ecols, cols, rows))
-        except pymysql.err.IntegrityError as exc:
-            if error_code(exc) != _DUPLICATE_KEY or "for key 'PRIMARY'" not in str(exc):
-                raise
-            raise ContentionError(f"{self.name}: a row of {binding.table} was inserted "
-                                 f"while this batch was applied: {exc}") from exc
+        done = 0
+        for sql, n in Literals(cur.connection).statements(cur, head,
+                                                          _params(by_name, ecols, cols, rows)):
+            try:
+                cur.execute(sql)
+            except pymysql.err.IntegrityError as exc:
+                if error_code(exc) != _DUPLICATE_KEY or "for key 'PRIMARY'" not in str(exc):
+                    raise
+                raise self._duplicate(cur, binding, info, rows[done : done + n], exc) from exc
+            done += n
+
+    def _duplicate(self, cur: Any, binding: Binding, info: TableInfo,
+                   rows: Sequence[Mapping[str, Any]], exc: Exception) -> ConnectorError:
+        """Why an INSERT of rows the batch found absent hit a duplicate primary key.
+
+        Either a row of one of these keys was inserted since the batch's select (nothing
+        locks an absent key under READ COMMITTED): ContentionError, the batch is rolled
+        back and tried again, and the next select sees that row. Or the key's collation
+        holds two keys equal that the entity tells apart (``abc``/``ABC`` under a ``_ci``
+        collation, ``a``/``a `` under PAD SPACE, ``e``/``é``): a key this table already
+        holds (or another row of the statement) under another spelling. Retrying cannot
+        help; the row is refused (RowRejected: the batch is split until it is alone, and
+        it waits as a dead letter naming the collation) and the rest is written."""
+        keys = [binding.key_of(r) for r in rows]
+        mine = {key_text(k) for k in keys}
+        held = self._select(cur, binding, info, keys, lock=False)
+        if any(kt in mine for kt in held):
+            return ContentionError(f"{self.name}: a row of {binding.table} was inserted "
+                                   f"while this batch was applied: {exc}")
+        cur.execute(
+            "SELECT COLUMN_NAME, COLLATION_NAME FROM information_schema.COLUMNS"
+            " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND COLLATION_NAME IS NOT NULL",
+            (self.database, binding.table))
+        collations = {str(c): str(k) for c, k in cur.fetchall()}
+        said = ", ".join(f"{quote_ident(c)} {collations[c]}" for c in binding.endpoint_key
+                         if c in collations) or "its collation"
+        detail = (f"key {next(iter(mine))} is the same key here as {', '.join(sorted(held))},"
+                  " which the table holds" if len(mine) == 1 and held
+                  else f"keys {', '.join(sorted(mine))}: {exc}")
+        return RowRejected(
+            f"{self.name}: table {binding.table!r}: keys the entity tells apart are one key"
+            f" under the key's collation ({said}): case, accents or trailing spaces are"
+            f" ignored. Make the key column compare exactly (e.g. COLLATE utf8mb4_nopad_bin)"
+            f" and requeue the dead letter\n{detail}")
 
     def _delete(self, cur: Any, binding: Binding, by_name: Mapping[str, ColumnInfo],
                 keys: Sequence[Mapping[str, Any]]) -> None:

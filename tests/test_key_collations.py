@@ -1,0 +1,122 @@
+"""Keys that a MariaDB key column's collation holds equal and the source tells apart.
+
+PostgreSQL's (and SQLite's) text keys compare byte for byte; MariaDB's default
+collation ignores case and accents, and PAD SPACE collations trailing spaces:
+``abc``/``ABC``, ``e``/``é`` and ``a``/``a `` are one key there. The second of
+each pair hit the first's primary key, which the sink took for a row inserted
+since its select: it retried five times and failed the run, every run, so no
+later change of the table arrived either. Now the row is refused with the
+reason (a dead letter naming the collation and its fix), the rest is written,
+setup says which key columns compare loosely, and the tables setup creates
+compare their text keys exactly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pymysql
+import pytest
+
+from connectors.base import ApplyOp, ApplyStatus, RowRejected
+from connectors.mysql.endpoint import open_endpoint
+from tests.connectors.mysql.helpers import binding, query, run, settings
+from tests.connectors.postgres.helpers import pipeline_of
+from tests.pipelines import mariadb_endpoint, pg_endpoint, write_pipeline
+from tests.test_cli_quickstart import cdcsync, run_json
+from tests.test_wide_dates import pg
+
+PAIRS = [("abc", "ABC"), ("e", "é"), ("a", "a ")]
+
+
+def op(code: str, v: int) -> ApplyOp:
+    return ApplyOp(key={"code": code}, row={"code": code, "v": v}, expected=None, token="t")
+
+
+def test_the_sink_refuses_a_key_the_collation_holds_equal_naming_the_collation(
+        mariadb_params: dict[str, Any]) -> None:
+    run(mariadb_params, "CREATE TABLE codes (code VARCHAR(20) COLLATE utf8mb4_general_ci"
+                        " PRIMARY KEY, v INT)")
+    ep = open_endpoint("maria", settings(mariadb_params), pipeline="t-coll")
+    b = binding("codes", key=("code",))
+    ep.setup([b], "t-coll")
+    try:
+        assert ep.apply(b, [op("abc", 1)])[0].status is ApplyStatus.APPLIED
+        with pytest.raises(RowRejected) as held:  # (and nothing of the batch is written)
+            ep.apply(b, [op("ABC", 2), op("x", 3)])
+        text = str(held.value)
+        assert "utf8mb4_general_ci" in text and "COLLATE utf8mb4_nopad_bin" in text, text
+        assert 'key {"code":"ABC"}' not in text  # two keys: which one is not known yet
+        with pytest.raises(RowRejected, match=r'key \{"code":"ABC"\} is the same key here'
+                                              r' as \{"code":"abc"\}, which the table holds'):
+            ep.apply(b, [op("ABC", 2)])
+        with pytest.raises(RowRejected, match=r'keys \{"code":"e"\}, \{"code":"é"\}: .*Duplicate'):
+            ep.apply(b, [op("é", 4), op("e", 5)])  # one statement: which one is not known
+        assert ep.apply(b, [op("x", 3)])[0].status is ApplyStatus.APPLIED
+        assert sorted(query(mariadb_params, "SELECT code, v FROM codes")) == [
+            ("abc", 1), ("x", 3)]
+    finally:
+        ep.close()
+
+
+def test_keys_that_collide_at_mariadb_wait_as_dead_letters_and_the_rest_arrives(
+        tmp_path: Path, pg_dsn: str, mariadb_params: dict[str, Any]) -> None:
+    pg(pg_dsn, "CREATE TABLE k (code text PRIMARY KEY, v int)",
+       "INSERT INTO k SELECT code, row_number() OVER () FROM unnest(%s::text[]) AS code"
+       % ("'{" + ",".join(f'"{c}"' for pair in PAIRS for c in pair) + ",z}'"))
+    mp = mariadb_params
+    run(mp, "CREATE TABLE k (code VARCHAR(20) COLLATE utf8mb4_general_ci PRIMARY KEY, v INT)")
+    p = write_pipeline(tmp_path, pipeline_of(pg_dsn),
+                       {"a": pg_endpoint(pg_dsn), "m": mariadb_endpoint(mp)}, "k",
+                       {"a": "k", "m": "k"}, key=("code",),
+                       options=["direction: one-way", "source: a"])
+    out = cdcsync("setup", str(p)).stdout
+    assert ("m: table k: key column code (utf8mb4_general_ci) ignores accents and case and"
+            " trailing spaces") in out, out
+    try:
+        first = run_json(p, expect=3)  # dead letters wait for an operator
+        assert first["errors"] == [] and first["totals"]["applied"] == 4, first
+        held = {c for (c,) in query(mp, "SELECT code FROM k")}
+        assert len(held) == 4 and "z" in held
+        assert all(len(held & set(pair)) == 1 for pair in PAIRS), held
+        letters = cdcsync("dlq", "list", str(p), "--json").stdout
+        assert "utf8mb4_general_ci" in letters and letters.count('"keys"') == 1, letters
+        # Later changes of the table still arrive.
+        pg(pg_dsn, "UPDATE k SET v = 100 WHERE code = 'z'", "INSERT INTO k VALUES ('y', 7)")
+        assert run_json(p, expect=3)["totals"]["applied"] == 2
+        assert query(mp, "SELECT v FROM k WHERE code IN ('y', 'z') ORDER BY code") == [
+            (7,), (100,)]
+        # The fix the letter names, then a requeue: every row arrives.
+        run(mp, "ALTER TABLE k MODIFY code VARCHAR(20) COLLATE utf8mb4_nopad_bin")
+        letter = letters.split('"id":', 1)[1].split(",", 1)[0].strip()
+        cdcsync("dlq", "requeue", str(p), letter)
+        assert run_json(p)["totals"]["applied"] == 3
+        assert cdcsync("verify", str(p)).returncode == 0
+    finally:
+        cdcsync("teardown", str(p), "--force")
+
+
+def test_a_created_mariadb_table_tells_every_source_key_apart(
+        tmp_path: Path, pg_dsn: str, mariadb_params: dict[str, Any]) -> None:
+    pg(pg_dsn, "CREATE TABLE k (code varchar(10), n int, v int, PRIMARY KEY (code, n))",
+       "INSERT INTO k VALUES ('abc', 1, 1), ('ABC', 1, 2), ('e', 1, 3), ('é', 1, 4),"
+       " ('a', 1, 5), ('a ', 1, 6)")
+    mp = mariadb_params
+    p = write_pipeline(tmp_path, pipeline_of(pg_dsn),
+                       {"a": pg_endpoint(pg_dsn), "m": mariadb_endpoint(mp)}, "k",
+                       {"a": "k", "m": "k"}, key=("code", "n"),
+                       options=["direction: one-way", "source: a"])
+    out = cdcsync("setup", str(p)).stdout
+    assert "m: created table k" in out and "ignores" not in out, out
+    try:
+        assert run_json(p)["totals"]["applied"] == 6
+        conn = pymysql.connect(**mp)
+        with conn.cursor() as cur:
+            cur.execute("SELECT CONCAT('[', code, ']') FROM k ORDER BY v")
+            assert [c for (c,) in cur.fetchall()] == [
+                "[abc]", "[ABC]", "[e]", "[é]", "[a]", "[a ]"]
+        conn.close()
+        assert cdcsync("verify", str(p)).returncode == 0
+    finally:
+        cdcsync("teardown", str(p), "--force")
