@@ -13,6 +13,9 @@ compare their text keys exactly.
 
 from __future__ import annotations
 
+import json
+import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +26,7 @@ from connectors.base import ApplyOp, ApplyStatus, RowRejected
 from connectors.mysql.endpoint import open_endpoint
 from tests.connectors.mysql.helpers import binding, query, run, settings
 from tests.connectors.postgres.helpers import pipeline_of
-from tests.pipelines import mariadb_endpoint, pg_endpoint, write_pipeline
+from tests.pipelines import mariadb_endpoint, pg_endpoint, sqlite_endpoint, write_pipeline
 from tests.test_cli_quickstart import cdcsync, run_json
 from tests.test_wide_dates import pg
 
@@ -120,3 +123,55 @@ def test_a_created_mariadb_table_tells_every_source_key_apart(
         assert cdcsync("verify", str(p)).returncode == 0
     finally:
         cdcsync("teardown", str(p), "--force")
+
+
+def test_keys_a_citext_icu_or_nocase_key_holds_equal_are_refused_not_merged(
+        tmp_path: Path, pg_dsn_factory: Callable[[], str]) -> None:
+    """At PostgreSQL (``citext``, a nondeterministic ICU collation) and SQLite
+    (``NOCASE``, ``RTRIM``) the second key of a pair went into the first's row: the
+    upsert's ``ON CONFLICT`` took that row for it. PostgreSQL reported both applied
+    and kept one; SQLite kept one key with the other's values. Silent: the run
+    said every row arrived."""
+    src, dst = pg_dsn_factory(), pg_dsn_factory()
+    pg(src, "CREATE TABLE k (code text PRIMARY KEY, v int)",
+       "INSERT INTO k VALUES ('abc', 1), ('ABC', 2), ('a', 3), ('a ', 4), ('z', 5)")
+    pg(dst, "CREATE EXTENSION IF NOT EXISTS citext",
+       "CREATE COLLATION loose (provider = icu, locale = 'und-u-ks-level2',"
+       " deterministic = false)",
+       "CREATE TABLE c (code citext PRIMARY KEY, v int)",
+       "CREATE TABLE i (code text COLLATE loose PRIMARY KEY, v int)")
+    for name, collation in (("n", "NOCASE"), ("r", "RTRIM")):
+        with sqlite3.connect(tmp_path / f"{name}.db") as db:
+            db.execute(f"CREATE TABLE {name} (code TEXT COLLATE {collation} PRIMARY KEY,"
+                       " v INT)")
+        db.close()
+    targets = {"c": pg_endpoint(dst), "i": pg_endpoint(dst), "n": sqlite_endpoint("n.db"),
+               "r": sqlite_endpoint("r.db")}
+    p = write_pipeline(tmp_path, pipeline_of(src), {"a": pg_endpoint(src), **targets}, "k",
+                       {"a": "k", **{t: t for t in targets}}, key=("code",),
+                       options=["direction: one-way", "source: a"])
+    cdcsync("setup", str(p))
+    try:
+        run_json(p, expect=3)  # dead letters wait
+        letters = json.loads(cdcsync("dlq", "list", str(p), "--json").stdout)
+        assert sorted(d["target"] for d in letters) == ["c", "i", "n", "r"], letters
+        assert all("one key under the key" in d["error"] for d in letters), letters
+        want = {"abc": 1, "ABC": 2, "a": 3, "a ": 4, "z": 5}
+        for t, rows in (("c", pg(dst, "SELECT code, v FROM c")),
+                        ("i", pg(dst, "SELECT code, v FROM i"))):
+            held = dict(rows)  # abc or ABC, with its own value, and the others
+            assert len(held) == 4 and all(v == want[c] for c, v in held.items()), (t, held)
+            assert {"a", "a ", "z"} <= set(held), (t, held)
+        n, r = ({c: v for c, v in _sqlite(tmp_path / f"{t}.db", f"SELECT code, v FROM {t}")}
+                for t in "nr")
+        assert len(n) == 4 and all(v == want[c] for c, v in n.items()), n  # its own values
+        assert len(r) == 4 and all(v == want[c] for c, v in r.items()), r
+    finally:
+        cdcsync("teardown", str(p), "--force")
+
+
+def _sqlite(path: Path, query: str) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(path) as db:
+        rows = db.execute(query).fetchall()
+    db.close()
+    return rows

@@ -20,6 +20,9 @@ class ColumnInfo:
     ctype: ColumnType
     #: GENERATED ALWAYS AS IDENTITY: an INSERT must say OVERRIDING SYSTEM VALUE to write it
     identity_always: bool = False
+    #: its ``=`` holds values equal that differ (``citext``, a nondeterministic
+    #: collation): ``abc`` and ``ABC`` are one key in such a key column
+    loose: bool = False
 
     @property
     def logical(self) -> str:
@@ -107,10 +110,13 @@ _COLUMNS = """
 SELECT a.attname, a.atttypid, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull,
        t.typtype, t.typelem, et.typtype, t.typbasetype,
        CASE WHEN t.typbasetype <> 0 THEN format_type(t.typbasetype, t.typtypmod) END,
-       a.attidentity = 'a'
+       a.attidentity = 'a',
+       COALESCE(bt.typname, t.typname) = 'citext' OR EXISTS (SELECT FROM pg_collation co
+         WHERE co.oid = a.attcollation AND NOT co.collisdeterministic)
 FROM pg_attribute a
 JOIN pg_type t ON t.oid = a.atttypid
 LEFT JOIN pg_type et ON et.oid = t.typelem
+LEFT JOIN pg_type bt ON bt.oid = t.typbasetype
 WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
 ORDER BY a.attnum
 """
@@ -149,12 +155,12 @@ def find_table(conn: PgConnection, schema: str, name: str) -> TableInfo | None:
     oid, replident, partitioned = int(row[0]), str(row[1]), row[2] == "p"
     columns = []
     for (attname, typoid, native, nullable, typtype, elem, etyptype, baseoid, basesql,
-         always) in conn.execute(_COLUMNS, (oid,)).fetchall():
+         always, loose) in conn.execute(_COLUMNS, (oid,)).fetchall():
         ctype = classify(int(typoid), str(typtype), int(elem or 0),
                          None if etyptype is None else str(etyptype), int(baseoid or 0),
                          None if basesql is None else str(basesql), str(native))
         columns.append(ColumnInfo(str(attname), int(typoid), str(native), bool(nullable), ctype,
-                                  bool(always)))
+                                  bool(always), bool(loose)))
     pk: tuple[str, ...] = ()
     uniques: list[frozenset[str]] = []
     for primary, cols in conn.execute(_UNIQUE, (oid,)).fetchall():

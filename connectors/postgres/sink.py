@@ -76,6 +76,7 @@ from connectors.base import (
     Binding,
     Column,
     ConnectorError,
+    RowRejected,
 )
 from connectors.postgres.catalog import ColumnInfo, TableInfo, table_for
 from connectors.postgres.connect import PgConnection, classified, connect, is_broken
@@ -470,7 +471,7 @@ class PostgresSink:
                 sql.SQL(", ").join(c.select_expr("t") for c in cols),
                 sql.Identifier(tmp),
                 info.ident,
-                _join("t", "o", key_cols),
+                _join("t", "o", key_cols, exact=False),
             ),
             (self.names.origin, self.names.origin + ".", list(done)),
         ).fetchall()
@@ -484,6 +485,7 @@ class PostgresSink:
                 out[i] = ApplyResult(kt, status, None)
                 continue
             current = dict(zip((c.name for c in cols), values, strict=True))
+            _refuse_a_loose_twin(self.name, info, key_cols, p, current)
             same = not p.delete and all(
                 canonical_value(current[c.name]) == canonical_value(p.values.get(c.name))
                 for c in cols
@@ -610,11 +612,38 @@ def _cast(expr: sql.Composable, c: ColumnInfo) -> sql.Composable:
     return sql.SQL("{}::{}").format(expr, sql.SQL(c.native))
 
 
-def _join(left: str, right: str, key_cols: Sequence[ColumnInfo]) -> sql.Composable:
+def _join(left: str, right: str, key_cols: Sequence[ColumnInfo], *,
+          exact: bool = True) -> sql.Composable:
+    """The rows of ``left`` and ``right`` with the same key. ``exact``: where a key
+    column's ``=`` is loose (``citext``, a nondeterministic collation), its values are
+    also compared as bytes: ``abc`` is not the row of ``ABC``."""
     return sql.SQL(" AND ").join(
         sql.SQL("{} = {}").format(sql.Identifier(left, c.name), _value(right, c))
+        if not (exact and c.loose) else
+        sql.SQL('{} = {} AND {}::text COLLATE "C" = {}::text COLLATE "C"').format(
+            sql.Identifier(left, c.name), _value(right, c), sql.Identifier(left, c.name),
+            _value(right, c))
         for c in key_cols
     )
+
+
+def _refuse_a_loose_twin(endpoint: str, info: TableInfo, key_cols: Sequence[ColumnInfo],
+                         p: OpPlan, held: Mapping[str, Any]) -> None:
+    """RowRejected where the row found for ``p``'s key holds another key that the key
+    column's loose ``=`` takes for it (``ABC`` for ``abc`` in a ``citext`` column): the
+    entity tells them apart, this table cannot hold both. Retrying cannot help; the row
+    waits as a dead letter, and the rest of the batch is written."""
+    loose = [c for c in key_cols if c.loose]
+    if not any(str(held[c.name]) != str(p.values.get(c.name)) for c in loose):
+        return
+    said = ", ".join(f"{c.name} {c.native}" for c in loose)
+    twin = ", ".join(f"{c.name}={held[c.name]!r}" for c in loose)
+    raise RowRejected(
+        f"{endpoint}: table {info.qualified}: keys the entity tells apart are one key under"
+        f" the key column's comparison ({said}: citext or a nondeterministic collation)."
+        f" Make it compare exactly (text, or a deterministic collation) and requeue the"
+        f" dead letter\nkey {p.key_text} is the same key here as {twin}, which the table"
+        f" holds")
 
 
 def _entity_name(binding: Binding, column: str) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from conflict.canonical import key_text
-from connectors.base import ApplyOp, ApplyResult, ApplyStatus
+from connectors.base import ApplyOp, ApplyResult, ApplyStatus, RowRejected
 from connectors.sqlite._capture import (
     LOG,
     ORIGIN,
@@ -161,7 +161,31 @@ def _apply_round(
     )
     after = _versions(conn, temp, table)
     for i in applied:
+        if after[i][1] is None and ops[i].row is not None and cap.versions:
+            raise _not_written(conn, cap, texts[i], keys[i])
         results[i] = ApplyResult(texts[i], ApplyStatus.APPLIED, after[i][1])
+
+
+def _not_written(conn: sqlite3.Connection, cap: Captured, text: str,
+                 key: Sequence[Any]) -> RowRejected:
+    """Why a row written by key holds no version under its key: the upsert's ``ON
+    CONFLICT`` took another row for it, whose key the key's collation holds equal
+    (``NOCASE``: ``abc``/``ABC``; ``RTRIM``: ``a``/``a ``), and overwrote that row's
+    other columns with this row's (rolled back with the batch: the row is refused
+    and waits as a dead letter); or a trigger kept the row out."""
+    t = quote(cap.info.table)
+    cols = ", ".join(quote(c) for c in cap.key)
+    match = " AND ".join(f"{quote(c)} = ?" for c in cap.key)
+    twin = conn.execute(f"SELECT {cols} FROM {t} WHERE {match}", tuple(key)).fetchone()
+    where = f"table {cap.info.table!r}"
+    if twin is not None and tuple(twin) != tuple(key):
+        return RowRejected(
+            f"{where}: keys the entity tells apart are one key under the key's collation"
+            f" (NOCASE or RTRIM): case or trailing spaces are ignored. Declare the key"
+            f" column without it (a new table) and requeue the dead letter\nkey {text} is"
+            f" the same key here as {list(twin)!r}, which the table holds")
+    return RowRejected(f"{where}: the row of key {text} was not written (a trigger kept it"
+                       " out?)")
 
 
 def _upsert_sql(table: str, cols: tuple[str, ...], key: tuple[str, ...]) -> str:
