@@ -327,6 +327,6 @@ def _fallback_kind(hint: ColumnInfo) -> str:
         return "int"
     if hint.logical == "json":
         return "json" if hint.data_type == "json" else "text"
-    if hint.logical == "uuid":
-        return "bytes"
+    if hint.logical == "uuid" or hint.data_type in ("inet4", "inet6"):
+        return "bytes"  # (their stored bytes: types.typed makes them what SELECT reads)
     return hint.logical
