@@ -30,7 +30,7 @@ from connectors.base import (
     RetriableError,
     RowRejected,
 )
-from connectors.postgres import intervals, wide_dates
+from connectors.postgres import intervals, padded, wide_dates
 
 PgConnection = psycopg.Connection[TupleRow]
 
@@ -103,6 +103,7 @@ def connect(info: str, *, autocommit: bool = True) -> PgConnection:
     conn.adapters.register_dumper(Jsonb, _QuickJsonb)
     wide_dates.register(conn.adapters)  # infinities, years past 9999, BC: both ways
     intervals.register(conn.adapters)  # intervals with months: never '30 days'
+    padded.register(conn.adapters)  # character(n) without its padding
     return conn
 
 
