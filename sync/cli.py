@@ -267,12 +267,12 @@ def conflicts() -> None:
 def conflicts_list(pipeline: str, as_json: bool, show_all: bool, entity: str | None) -> None:
     """Open conflicts (with --all: every conflict, however it was decided)."""
     from conflict.store import ConflictStore
+    from sync.context import open_state
     from sync.render import conflicts_table
-    from sync.state import open_store
 
     cfg = _load(pipeline)
     with _user_errors(_debug()):
-        store = open_store(cfg.state.url)
+        store = open_state(cfg)
         rows = ConflictStore(store.engine).list(
             cfg.pipeline, status=None if show_all else "open", entity=entity)
         store.close()
@@ -289,12 +289,12 @@ def conflicts_list(pipeline: str, as_json: bool, show_all: bool, entity: str | N
 def conflicts_show(pipeline: str, conflict_id: str, as_json: bool) -> None:
     """Both versions of one conflict, column by column, and how it was decided."""
     from conflict.store import ConflictStore
+    from sync.context import open_state
     from sync.render import conflict_detail
-    from sync.state import open_store
 
     cfg = _load(pipeline)
     with _user_errors(_debug()):
-        store = open_store(cfg.state.url)
+        store = open_state(cfg)
         rec = ConflictStore(store.engine).get(cfg.pipeline, conflict_id)
         store.close()
     if rec is None:

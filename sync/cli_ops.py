@@ -98,10 +98,10 @@ def dlq() -> None:
 
 def _open(pipeline: str) -> tuple[Any, Any]:
     from sync.cli import _load
-    from sync.state import open_store
+    from sync.context import open_state
 
     cfg = _load(pipeline)
-    return cfg, open_store(cfg.state.url)
+    return cfg, open_state(cfg)
 
 
 def _jsonable(letter: dict[str, Any]) -> dict[str, Any]:

@@ -32,9 +32,9 @@ def _cli() -> Any:
 
 
 def _store(cfg: Any) -> Any:
-    from sync.state import open_store
+    from sync.context import open_state
 
-    return open_store(cfg.state.url)
+    return open_state(cfg)
 
 
 @click.group()

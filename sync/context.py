@@ -125,6 +125,12 @@ def bindings_for(cfg: Any, entity_name: str) -> dict[str, Binding]:
     return out
 
 
+def open_state(cfg: Any) -> StateStore:
+    """The pipeline's state store, a server that cannot be reached tried again as
+    :func:`reach` does for endpoints."""
+    return reach(cfg, "opening the state store", functools.partial(open_store, cfg.state.url))
+
+
 def connect(cfg: Any, name: str) -> Any:
     """Open endpoint ``name`` of ``cfg`` (connectors connect lazily: see :func:`reach`)."""
     from connectors.registry import open_endpoint
@@ -146,8 +152,8 @@ def reach(cfg: Any, what: str, fn: Callable[[], T]) -> T:
         return with_retries(what, fn, tries=tries, base_delay=float(cfg.connect.backoff_s),
                             retry_refused=False)
     except RefusedError as exc:  # (still a RefusedError: a daemon's worker waits it out)
-        raise RefusedError(f"{exc} (the server refused the connection: check the "
-                           "endpoint's user, password and database; not retried)") from exc
+        raise RefusedError(f"{exc} (the server refused the connection: check its user,"
+                           " password and database; not retried)") from exc
     except RetriableError as exc:
         if tries == 1:
             raise
@@ -162,7 +168,7 @@ def open_pipeline(cfg: Any, *, with_types: bool = True) -> Iterator[PipelineCont
     from sync.checks import make_importable
 
     make_importable(cfg)
-    store = open_store(cfg.state.url)
+    store = open_state(cfg)
     ctx = PipelineContext(cfg, store, ConflictStore(store.engine))
     try:
         for name in cfg.endpoints:

@@ -20,9 +20,8 @@ import time
 from typing import Any
 
 from sync.capture import STREAM
-from sync.context import bindings_for, connect, reach
+from sync.context import bindings_for, connect, open_state, reach
 from sync.runlock import RunLock, RunLocked
-from sync.state import open_store
 from sync.state.schema import checkpoints
 from sync.state.store import StateStore
 
@@ -79,7 +78,7 @@ def setup_pipeline(cfg: Any, verb: str = "setup") -> list[str]:
             ep.close()
         lines.extend(f"{name}: {line}" for line in done)
     if verb == "setup":
-        open_store(cfg.state.url).close()
+        open_state(cfg).close()
     return lines
 
 
@@ -106,7 +105,7 @@ def teardown_pipeline(cfg: Any, *, force: bool = False) -> list[str]:
     both (a state store that is gone, leases of processes known dead)."""
     if force:
         return setup_pipeline(cfg, "teardown")
-    store = open_store(cfg.state.url)
+    store = open_state(cfg)
     try:
         who = busy_with(store, cfg.pipeline)
         if who is None:
@@ -133,7 +132,7 @@ def resync(cfg: Any, entities: list[str], *, reset_stream: bool = False) -> list
         for name, ent in cfg.entities.items():  # every entity reading those logs lost changes
             if set(ent.sources()) & sources:
                 wanted.add(name)
-    store = open_store(cfg.state.url)
+    store = open_state(cfg)
     lines: list[str] = []
     try:
         with store.transaction() as conn:

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 from conflict.store import ConflictStore
 from sync import dlq
+from sync.context import open_state
 from sync.runlock import lock_name
 from sync.state import open_store
 from sync.state.leases import holder_alive, live_leases
@@ -20,7 +21,8 @@ def collect_status(cfg: Any, *, endpoints: bool = True) -> dict[str, Any]:
     Without endpoints nothing is contacted but the state store (the review UI's
     overview, which must answer at once even when an endpoint is slow or down).
     """
-    store = open_store(cfg.state.url)
+    # (the review UI's overview answers at once; the CLI tries as `connect:` says)
+    store = open_state(cfg) if endpoints else open_store(cfg.state.url)
     try:
         pending = store.outbox_depth(cfg.pipeline)
         info: dict[str, Any] = {

@@ -190,7 +190,13 @@ def open_store(url: str) -> StateStore:
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///") :]
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                from connectors.base import RefusedError
+
+                raise RefusedError(f"cannot open the state store at {url}: cannot make its"
+                                   f" directory {exc.filename}: {exc.strerror}") from exc
     engine = sa.create_engine(url, future=True, json_serializer=json_text,
                               json_deserializer=parse_json)
     if engine.dialect.name == "sqlite":
@@ -211,8 +217,42 @@ def open_store(url: str) -> StateStore:
             immediate = conn.get_execution_options().get("cdcsync_lock", False)
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
+    try:
+        with engine.connect():
+            pass
+    except sa.exc.OperationalError as exc:
+        engine.dispose()
+        raise _unreachable(engine, exc) from exc
     _migrate(engine)
     return StateStore(engine)
+
+
+#: MySQL/MariaDB refusals (access denied, unknown database, host not allowed): not retried
+_MYSQL_REFUSED = frozenset({1044, 1045, 1049, 1129, 1130, 1698})
+
+
+def _unreachable(engine: Engine, exc: sa.exc.OperationalError) -> Exception:
+    """A state store that cannot be opened, as an endpoint's server would be reported:
+    :class:`RetriableError` (down, restarting: tried again with backoff by the caller) or
+    :class:`RefusedError` (credentials, an unknown database, a file that cannot be
+    opened: no retry helps); the URL without its password, the driver's message without
+    SQLAlchemy's wrapping."""
+    from connectors.base import RefusedError, RetriableError
+
+    orig = exc.orig
+    text = str(orig).strip()
+    code = orig.args[0] if orig is not None and orig.args else None
+    if engine.dialect.name == "sqlite":
+        refused = True
+    elif engine.dialect.name == "postgresql":
+        from connectors.postgres.connect import refused as pg_refused
+
+        refused = pg_refused(text)
+    else:
+        refused = code in _MYSQL_REFUSED
+    cls = RefusedError if refused else RetriableError
+    where = engine.url.render_as_string(hide_password=True)
+    return cls(f"cannot open the state store at {where}: {text}")
 
 
 _LOCAL_LOCKS: dict[str, threading.RLock] = {}
