@@ -91,25 +91,25 @@ class Reader(threading.Thread):
         unflushed = False  # cp moved past what the store holds, with no change to decide
         try:
             while not rt.stop.is_set():
-                if time.monotonic() - renewed > ttl / 3:
-                    # A batch run of the pipeline holds its run lock: wait for it.
-                    batch_run = live_holders(ctx.store, f"run:{rt.pipeline}")
-                    was, self.held = self.held, not batch_run and lease.acquire()
-                    renewed = time.monotonic()
-                    if was != self.held:
-                        set_lease(rt.pipeline, self.source, self.held)
-                        log.info("%s the lease of source %s", "took" if self.held else "lost",
-                                 self.source)
-                if not self.held:
-                    cp, unflushed = _UNREAD, False  # whoever holds it now moves it
-                    rt.stop.wait(ttl / 3)
-                    continue
-                if self._backlog(ctx) > int(cfg.daemon.max_pending):
-                    self.backlog_checked = 0.0  # look again next time
-                    self._confirm_done(ctx)
-                    rt.stop.wait(poll)  # backpressure: workers catch up first
-                    continue
                 try:
+                    if time.monotonic() - renewed > ttl / 3:
+                        # A batch run of the pipeline holds its run lock: wait for it.
+                        batch_run = live_holders(ctx.store, f"run:{rt.pipeline}")
+                        was, self.held = self.held, not batch_run and lease.acquire()
+                        renewed = time.monotonic()
+                        if was != self.held:
+                            set_lease(rt.pipeline, self.source, self.held)
+                            log.info("%s the lease of source %s",
+                                     "took" if self.held else "lost", self.source)
+                    if not self.held:
+                        cp, unflushed = _UNREAD, False  # whoever holds it now moves it
+                        rt.stop.wait(ttl / 3)
+                        continue
+                    if self._backlog(ctx) > int(cfg.daemon.max_pending):
+                        self.backlog_checked = 0.0  # look again next time
+                        self._confirm_done(ctx)
+                        rt.stop.wait(poll)  # backpressure: workers catch up first
+                        continue
                     if cp is _UNREAD:  # the lease was just taken: start where the store says
                         cp = ctx.store.checkpoint(ctx.pipeline, self.source, STREAM)
                     with observe_stage(rt.pipeline, "read", endpoint=self.source):
@@ -132,7 +132,8 @@ class Reader(threading.Thread):
                         flushed, unflushed = time.monotonic(), False
                     self._confirm_done(ctx)
                     backoff = 0.2
-                except RetriableError as exc:  # the source is away: keep the lease, wait
+                except RetriableError as exc:  # the source (or the state store) is away:
+                    # keep the lease, wait
                     RETRIES.labels(rt.pipeline, self.source).inc()
                     log.warning("reading %s failed (%s); retrying in %.1fs", self.source, exc,
                                 backoff)

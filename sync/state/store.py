@@ -217,12 +217,24 @@ def open_store(url: str) -> StateStore:
             immediate = conn.get_execution_options().get("cdcsync_lock", False)
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
-    try:
-        with engine.connect():
-            pass
-    except sa.exc.OperationalError as exc:
-        engine.dispose()
-        raise _unreachable(engine, exc) from exc
+    @sa.event.listens_for(engine, "handle_error")
+    def _lost(context: Any) -> Exception | None:
+        # A server that cannot be reached, or a connection it dropped (a restart, a
+        # failover, a pooler's timeout), is a RetriableError as an endpoint's is: the
+        # daemon's reader waits and reads again, the pool opens a new connection. (It
+        # stopped the daemon.)
+        if context.connection is None:  # (connecting)
+            return _unreachable(engine, context.original_exception)
+        if context.is_disconnect:
+            where = engine.url.render_as_string(hide_password=True)
+            from connectors.base import RetriableError
+
+            return RetriableError(f"the state store at {where} dropped the connection: "
+                                  f"{str(context.original_exception).strip()}")
+        return None
+
+    with engine.connect():  # (its errors as above: before any migration is tried)
+        pass
     _migrate(engine)
     return StateStore(engine)
 
@@ -231,7 +243,7 @@ def open_store(url: str) -> StateStore:
 _MYSQL_REFUSED = frozenset({1044, 1045, 1049, 1129, 1130, 1698})
 
 
-def _unreachable(engine: Engine, exc: sa.exc.OperationalError) -> Exception:
+def _unreachable(engine: Engine, orig: BaseException | None) -> Exception:
     """A state store that cannot be opened, as an endpoint's server would be reported:
     :class:`RetriableError` (down, restarting: tried again with backoff by the caller) or
     :class:`RefusedError` (credentials, an unknown database, a file that cannot be
@@ -239,7 +251,6 @@ def _unreachable(engine: Engine, exc: sa.exc.OperationalError) -> Exception:
     SQLAlchemy's wrapping."""
     from connectors.base import RefusedError, RetriableError
 
-    orig = exc.orig
     text = str(orig).strip()
     code = orig.args[0] if orig is not None and orig.args else None
     if engine.dialect.name == "sqlite":
