@@ -19,6 +19,7 @@ Two steps:
 from __future__ import annotations
 
 import base64
+import calendar
 import datetime as dt
 import decimal
 import hashlib
@@ -154,6 +155,25 @@ def infinity(v: Any) -> str | None:
     return INFINITIES.get(v.strip().lower()) if isinstance(v, str) else None
 
 
+#: A day its month does not have (``2024-02-31``, ``2023-04-31``), with a month of
+#: 1..12 and a day of 1..31, or in the year 0: MariaDB/MySQL hold such dates (under
+#: ``ALLOW_INVALID_DATES``), SQLite any text. No Python date stands for one: it travels as its text
+#: (``YYYY-MM-DD``, after it ``HH:MM:SS[.ffffff]`` for a timestamp; its canonical form
+#: too), held where an engine takes it and refused, as a row, where it cannot.
+_CALENDAR_DAY = re.compile(r"(\d{4})-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])")
+
+
+def invalid_day(text: str) -> str | None:
+    """``YYYY-MM-DD`` where ``text`` starts with a day its month does not have."""
+    m = _CALENDAR_DAY.match(text)
+    if m is None:
+        return None
+    year, month, day = int(m[1]), int(m[2]), int(m[3])
+    if year != 0 and day <= calendar.monthrange(year, month)[1]:
+        return None  # a day Python holds: the text's fault is elsewhere
+    return m[0]  # (the year 0 too, which MariaDB holds and Python does not)
+
+
 def _c_date(v: Any) -> dt.date | str:
     if isinstance(v, dt.datetime):
         return v.date()
@@ -164,7 +184,13 @@ def _c_date(v: Any) -> dt.date | str:
         wide = extdates.as_date(text)
         if wide is not None:
             return wide
-    return infinity(v) or dt.date.fromisoformat(text.strip()[:10])
+    try:
+        return infinity(v) or dt.date.fromisoformat(text.strip()[:10])
+    except ValueError:
+        day = invalid_day(text.strip())
+        if day is None:
+            raise
+        return day
 
 
 #: PostgreSQL's (and MariaDB's) end of the day, a time no Python ``time`` holds: it
@@ -225,7 +251,14 @@ def _c_timestamp(v: Any) -> dt.datetime | str:
         wide = extdates.as_timestamp(text)
         if wide is not None:
             return wide
-    return infinity(v) or _to_utc(_parse_datetime(text))
+    try:
+        return infinity(v) or _to_utc(_parse_datetime(text))
+    except ValueError:
+        day = invalid_day(text.strip())
+        rest = text.strip()[10:].lstrip(" T")
+        if day is None or not rest:
+            raise
+        return f"{day} {dt.time.fromisoformat(rest).isoformat()}"  # (ValueError: not a time)
 
 
 def _c_interval(v: Any) -> dt.timedelta | str:

@@ -142,9 +142,12 @@ def _bit(nbytes: int) -> Decoder:
 def _date(buf: bytes, off: int) -> tuple[Any, int]:
     v = int.from_bytes(buf[off : off + 3], "little")
     day, month, year = v & 31, (v >> 5) & 15, v >> 9
-    if not (year and month and day):
+    if not (month and day):  # a zero date (the year 0 with a day is a day Python lacks)
         return None, off + 3
-    return dt.date(year, month, day), off + 3
+    try:
+        return dt.date(year, month, day), off + 3
+    except ValueError:  # a day its month lacks (ALLOW_INVALID_DATES): as SELECT spells it
+        return f"{year:04d}-{month:02d}-{day:02d}", off + 3
 
 
 def _frac_size(fsp: int) -> int:
@@ -169,9 +172,14 @@ def _datetime2(fsp: int) -> Decoder:
         ymd, hms = packed >> 17, packed & 0x1FFFF
         ym, day = ymd >> 5, ymd & 31
         year, month = divmod(ym, 13)
-        if not (year and month and day):
+        if not (month and day):
             return None, off + size
-        value = dt.datetime(year, month, day, hms >> 12, (hms >> 6) & 63, hms & 63, micro)
+        hour, minute, second = hms >> 12, (hms >> 6) & 63, hms & 63
+        try:
+            value = dt.datetime(year, month, day, hour, minute, second, micro)
+        except ValueError:  # a day its month lacks (ALLOW_INVALID_DATES): its text
+            text = f"{year:04d}-{month:02d}-{day:02d} {hour:02d}:{minute:02d}:{second:02d}"
+            return (f"{text}.{micro:06d}" if micro else text), off + size
         return value, off + size
 
     return dec
@@ -219,9 +227,13 @@ def _old_datetime(buf: bytes, off: int) -> tuple[Any, int]:
     d, t = divmod(v, 1_000_000)
     year, md = divmod(d, 10_000)
     month, day = divmod(md, 100)
-    if not (year and month and day):
+    if not (month and day):
         return None, off + 8
-    return dt.datetime(year, month, day, t // 10_000, t // 100 % 100, t % 100), off + 8
+    hour, minute, second = t // 10_000, t // 100 % 100, t % 100
+    try:
+        return dt.datetime(year, month, day, hour, minute, second), off + 8
+    except ValueError:  # a day Python lacks: its text, as _datetime2's
+        return f"{year:04d}-{month:02d}-{day:02d} {hour:02d}:{minute:02d}:{second:02d}", off + 8
 
 
 def _old_timestamp(buf: bytes, off: int) -> tuple[Any, int]:

@@ -56,7 +56,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from conflict.canonical import CoercionError, coerce, duration_text, json_bytes, native_types
+from conflict.canonical import (
+    CoercionError,
+    coerce,
+    duration_text,
+    invalid_day,
+    json_bytes,
+    native_types,
+)
 
 _ZERO_DATE = re.compile(r"^0000-00-00|^\d{4}-00-|^\d{4}-\d{2}-00")
 _FLOAT32 = struct.Struct("<f")
@@ -345,6 +352,8 @@ def _truncate_fraction(value: Any, fsp: int | None) -> Any:
     if fsp is None or fsp >= 6:
         return value
     unit = 10 ** (6 - fsp)
+    if isinstance(value, str) and invalid_day(value):  # a DATETIME's day its month lacks
+        return value
     if isinstance(value, str):  # a TIME beyond a day (duration_text)
         micros = coerce(value, "interval") // dt.timedelta(microseconds=1)
         return duration_text(int(math.copysign(abs(micros) // unit * unit, micros)))
@@ -400,7 +409,9 @@ def stored(col: ColumnInfo, value: Any) -> Any:
 # --- binlog values --------------------------------------------------------------------
 
 
-def _as_utc(value: dt.datetime) -> dt.datetime:
+def _as_utc(value: dt.datetime | str) -> dt.datetime | str:
+    if isinstance(value, str):  # a day its month lacks: its text (conflict.canonical)
+        return value
     return value.replace(tzinfo=dt.UTC)
 
 

@@ -36,7 +36,7 @@ from psycopg.abc import Transformer
 from psycopg.adapt import AdaptersMap
 from psycopg.pq import Format
 
-from conflict.canonical import END_OF_DAY, CoercionError, coerce, parse_json
+from conflict.canonical import END_OF_DAY, CoercionError, coerce, invalid_day, parse_json
 
 TEXT_OID = 25
 TEXT_ARRAY_OID = 1009
@@ -274,6 +274,9 @@ def _prepare_scalar(value: Any, logical: str, oid: int) -> Any:
     if type(v) is str and logical in ("date", "timestamp", "timestamptz", "time"):
         if logical == "time" and v != END_OF_DAY:  # MariaDB's TIME: a duration
             raise CoercionError(f"{v} is no time of day (a PostgreSQL time holds 00:00..24:00)")
+        if invalid_day(v):  # MariaDB's ALLOW_INVALID_DATES
+            raise CoercionError(f"{v} is a day its month does not have (or in the year 0):"
+                                f" a PostgreSQL {logical} holds none")
         return v  # an infinity, a year past 9999, BC, 24:00: the sink's dumpers write them
         # (wide_dates.py)
     bound = INT_BOUNDS.get(oid)
