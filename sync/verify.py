@@ -7,10 +7,11 @@ are equal, and a timestamp is compared as UTC microseconds.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from conflict.canonical import canonical_row, key_text
+from conflict.canonical import key_text, row_hash
 from sync.capture import typed
 from sync.context import EntityContext, PipelineContext
 
@@ -37,33 +38,48 @@ class EntityDrift:
                 "extra": cut(self.extra), "differing": cut(self.differing)}
 
 
-def _read_all(ctx: PipelineContext, ent: EntityContext, ep: str) -> dict[str, Any]:
+def _rows(ctx: PipelineContext, ent: EntityContext, ep: str) -> Iterator[tuple[str, str]]:
+    """(key text, content hash) of every row at ``ep``, a chunk at a time."""
     src = ctx.endpoints[ep]
     binding = ent.bindings[ep]
-    out: dict[str, Any] = {}
     after = None
     while True:
         chunk = src.snapshot(binding, after, int(ctx.cfg.batch.snapshot_chunk))
         for r in chunk.rows:
-            out[key_text(typed(ent, r.key) or {})] = canonical_row(typed(ent, r.row))
+            yield key_text(typed(ent, r.key) or {}), row_hash(typed(ent, r.row))
         after = chunk.last_key
         if chunk.done:
-            return out
+            return
 
 
 def verify_entity(ctx: PipelineContext, ent: EntityContext) -> EntityDrift:
+    """The reference's rows held as key and content hash (not as rows: 1.5 GB for 500k
+    rows of 8 columns, when every endpoint's rows were held whole); the others compared
+    with them as they are read."""
     reference = ent.sources[0]
     drift = EntityDrift(ent.name, reference)
-    ref = _read_all(ctx, ent, reference)
+    ref = dict(_rows(ctx, ent, reference))
     drift.rows[reference] = len(ref)
     for ep in ent.bindings:
         if ep == reference:
             continue
-        other = _read_all(ctx, ent, ep)
-        drift.rows[ep] = len(other)
-        drift.missing[ep] = sorted(k for k in ref if k not in other)
-        drift.extra[ep] = sorted(k for k in other if k not in ref)
-        drift.differing[ep] = sorted(k for k in ref if k in other and ref[k] != other[k])
+        seen: set[str] = set()
+        extra: list[str] = []
+        differing: list[str] = []
+        count = 0
+        for key, digest in _rows(ctx, ent, ep):
+            count += 1
+            want = ref.get(key)
+            if want is None:
+                extra.append(key)
+                continue
+            seen.add(key)
+            if want != digest:
+                differing.append(key)
+        drift.rows[ep] = count
+        drift.missing[ep] = sorted(k for k in ref if k not in seen)
+        drift.extra[ep] = sorted(extra)
+        drift.differing[ep] = sorted(differing)
     return drift
 
 
