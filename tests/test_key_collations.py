@@ -175,3 +175,28 @@ def _sqlite(path: Path, query: str) -> list[tuple[Any, ...]]:
         rows = db.execute(query).fetchall()
     db.close()
     return rows
+
+
+def test_a_natural_key_under_a_loose_collation_is_named_and_its_twins_refused(
+        tmp_path: Path, pg_dsn: str, mariadb_params: dict[str, Any]) -> None:
+    """The entity keyed by a unique column that is not the primary key (each end keeps
+    its own id): setup names it too, and a twin is refused by its unique index."""
+    pg(pg_dsn, "CREATE TABLE n (id serial PRIMARY KEY, code text NOT NULL UNIQUE, v int)",
+       "INSERT INTO n (code, v) VALUES ('abc', 1), ('ABC', 2), ('z', 3)")
+    mp = mariadb_params
+    run(mp, "CREATE TABLE n (id INT AUTO_INCREMENT PRIMARY KEY, code VARCHAR(20)"
+            " COLLATE utf8mb4_unicode_ci NOT NULL UNIQUE, v INT)")
+    p = write_pipeline(tmp_path, pipeline_of(pg_dsn),
+                       {"a": pg_endpoint(pg_dsn), "m": mariadb_endpoint(mp)}, "n",
+                       {"a": "n", "m": "n"}, key=("code",),
+                       options=["direction: one-way", "source: a", "exclude: [id]"])
+    out = cdcsync("setup", str(p)).stdout
+    assert "m: table n: key column code (utf8mb4_unicode_ci) ignores" in out, out
+    try:
+        assert run_json(p, expect=3)["totals"]["applied"] == 2
+        held = {c for (c,) in query(mp, "SELECT code FROM n")}
+        assert len(held) == 2 and "z" in held and len(held & {"abc", "ABC"}) == 1
+        letters = json.loads(cdcsync("dlq", "list", str(p), "--json").stdout)
+        assert [len(d["keys"]) for d in letters] == [1] and "Duplicate" in letters[0]["error"]
+    finally:
+        cdcsync("teardown", str(p), "--force")

@@ -147,7 +147,7 @@ def setup(settings: Any, bindings: Sequence[Binding], *, echo: str, writer: str,
                     continue
                 done.append(f"table {b.table}: primary key ({', '.join(info.key)})")
                 if b.table in claim.writes:
-                    done += loose_keys(cur, database, b.table, info.key)
+                    done += loose_keys(cur, database, b.table, b.endpoint_key)
             if echo == "skip_replication":
                 try:
                     cur.execute("SET SESSION skip_replication = 1")
