@@ -110,6 +110,7 @@ class MysqlSink:
         # whether the record of our writes (``cdcsync_applied``) exists: looked up once
         # per session, so that ``cdcsync setup`` run later is seen after a reconnect
         self._recording: applied.Record | None = None
+        self._packet: int | None = None  # the session's max_allowed_packet, once read
         self._warned = False
         self._batches = 0
         self.schemas = SchemaCache(self.database, lambda: self._session().cursor())
@@ -139,6 +140,7 @@ class MysqlSink:
         close_quietly(self._conn)
         self._conn = None
         self._recording = None
+        self._packet = None
 
     def _records(self, cur: Any) -> applied.Record:
         """What this session's record of our writes allows (whether the table exists)."""
@@ -409,9 +411,35 @@ class MysqlSink:
             updates = [f"{first} = {first}"]
         head = (f"INSERT INTO {quote_table(self.database, binding.table)} "
                 f"({', '.join(quote_ident(c) for c in ecols)})")
-        Literals(cur.connection).execute_many(
-            cur, head, _params(by_name, ecols, cols, rows),
-            f" ON DUPLICATE KEY UPDATE {', '.join(updates)}")
+        done = 0
+        for sql, n in Literals(cur.connection).statements(
+                cur, head, _params(by_name, ecols, cols, rows),
+                f" ON DUPLICATE KEY UPDATE {', '.join(updates)}"):
+            self._fits(cur, binding, sql, rows[done : done + n])
+            cur.execute(sql)
+            done += n
+
+    def _fits(self, cur: Any, binding: Binding, sql: str,
+              rows: Sequence[Mapping[str, Any]]) -> None:
+        """Refuse a row whose statement the server would not take: one larger than its
+        ``max_allowed_packet`` (a 20 MB blob under the default 16 MB) made it drop the
+        connection ("server has gone away"), which was retried as a lost connection and
+        failed the run, every run, the batch's other rows with it. (The statements are
+        cut at the cursor's ``max_stmt_length``, 1 MB: only a row alone comes near.)"""
+        if len(sql) < 1 << 20:  # (at most 4 MB in utf8mb4: far below any packet)
+            return
+        if self._packet is None:
+            cur.execute("SELECT @@SESSION.max_allowed_packet")
+            self._packet = int(cur.fetchone()[0])
+        size = len(sql.encode())
+        if size <= self._packet - 1024:
+            return
+        keys = ", ".join(key_text(binding.key_of(r)) for r in rows)
+        raise RowRejected(
+            f"{self.name}: table {binding.table!r}: a row larger than the server takes in"
+            f" one statement (max_allowed_packet {self._packet:,} bytes): raise the"
+            f" server's max_allowed_packet (SET GLOBAL max_allowed_packet = ..., and in its"
+            f" configuration) and requeue the dead letter\nkey {keys}: {size:,} bytes")
 
     def _insert(self, cur: Any, binding: Binding, info: TableInfo, cols: Sequence[str],
                 rows: Sequence[Mapping[str, Any]]) -> None:
@@ -426,6 +454,7 @@ class MysqlSink:
         done = 0
         for sql, n in Literals(cur.connection).statements(cur, head,
                                                           _params(by_name, ecols, cols, rows)):
+            self._fits(cur, binding, sql, rows[done : done + n])
             try:
                 cur.execute(sql)
             except pymysql.err.IntegrityError as exc:

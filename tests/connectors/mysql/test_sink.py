@@ -528,3 +528,26 @@ def test_a_value_the_column_cannot_hold_is_refused_on_a_lax_server(
     finally:
         run(mariadb_params, ("SET GLOBAL sql_mode = %s", (before,)))
     assert query(mariadb_params, "SELECT id, name FROM items") == [(2, "fits")]
+
+
+def test_a_row_larger_than_the_servers_packet_is_refused_alone(
+        mariadb_params: dict[str, Any]) -> None:
+    """A row whose statement exceeds ``max_allowed_packet`` made the server drop the
+    connection ("gone away"): retried as a lost connection, it failed every run and
+    kept the batch's other rows out. It is refused with the reason; the rest is written."""
+    run(mariadb_params, "CREATE TABLE blobs (id INT PRIMARY KEY, b LONGBLOB)")
+    (packet,), = query(mariadb_params, "SELECT @@GLOBAL.max_allowed_packet")
+    assert packet <= 64 << 20, "this test sends a row of half the server's packet"
+    big = bytes(range(256)) * ((packet // 2 + 65536) // 256)  # hex: more than the packet
+    ep = open_endpoint("maria", settings(mariadb_params), pipeline="t-packet")
+    b = binding("blobs")
+    ep.setup([b], "t-packet")
+    try:
+        with pytest.raises(RowRejected, match=r"max_allowed_packet .*\nkey \{\"id\":1\}"):
+            ep.apply(b, [ApplyOp({"id": 2}, {"id": 2, "b": b"\x01"}, None, "t"),
+                         ApplyOp({"id": 1}, {"id": 1, "b": big}, None, "t")])
+        res = ep.apply(b, [ApplyOp({"id": 2}, {"id": 2, "b": b"\x01"}, None, "t")])
+        assert res[0].status is ApplyStatus.APPLIED  # the session is still good
+        assert query(mariadb_params, "SELECT id FROM blobs") == [(2,)]
+    finally:
+        ep.close()
