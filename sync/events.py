@@ -2,7 +2,10 @@
 
 * :class:`~sync.change.SchemaChanged` — by the entity's ``schema_changes``:
   ``add`` adds the new columns at every other endpoint of the entity (where the
-  connector can: PostgreSQL; elsewhere a clear error says what to add by hand),
+  connector can: PostgreSQL; elsewhere a clear error says what to add by hand;
+  the rows already there keep NULL in it at the targets, whatever default filled
+  them at the source, until each is edited or the entity resynced: a warning
+  says so),
   ``ignore`` leaves them out of the sync, ``stop`` stops the run before the
   batch is committed, with a message saying what changed and what to do. A
   dropped column is never dropped elsewhere: other endpoints keep their data.
@@ -116,6 +119,13 @@ def _added(ctx: PipelineContext, ent: EntityContext, source: str, table: str,
                 "`cdcsync setup` for a SQLite endpoint), and run again.")
         for line in add(tb, cols, source_kind=kind):
             log.warning("%s: %s", target, line)
+    # A column added with a default fills the rows already there without a change in
+    # any log (PostgreSQL's fast default, MariaDB's instant ADD COLUMN): at the targets
+    # those rows hold NULL until they change. Only a new snapshot reads them again.
+    log.warning("%s.%s gained %s, now added at %s: rows that were there before hold its"
+                " default at %s and NULL at %s until each is edited (`cdcsync verify` shows"
+                " them); `cdcsync resync %s %s` brings the values over", source, table,
+                names, ", ".join(targets), source, ", ".join(targets), ctx.pipeline, ent.name)
     for name, c in added:
         ent.types[name] = c.logical
 

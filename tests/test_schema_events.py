@@ -70,6 +70,26 @@ def test_added_column_is_added_at_the_target(tmp_path: Path, two: tuple[str, str
         (1, "one", None), (2, "two", None), (3, "three", 7.5)]
 
 
+def test_a_column_added_with_a_default_warns_of_the_rows_it_filled(
+        tmp_path: Path, two: tuple[str, str], caplog: pytest.LogCaptureFixture) -> None:
+    """PostgreSQL's fast default fills the rows already there and logs nothing: at the
+    target they hold NULL. The run says so and names the resync that brings them over."""
+    a, b = two
+    cfg = pipeline(tmp_path, a, b, schema="add")
+    run_pipeline(cfg)
+    q(a, "ALTER TABLE t ADD COLUMN score int DEFAULT 5")
+    q(a, "INSERT INTO t VALUES (3, 'three', 7)")
+    run_pipeline(load_pipeline(cfg.path))
+    assert q(b, "SELECT id, score FROM t ORDER BY id") == [(1, None), (2, None), (3, 7)]
+    said = [r.getMessage() for r in caplog.records if "gained score" in r.getMessage()]
+    assert said and f"cdcsync resync {cfg.pipeline} t" in said[0] and "NULL at b" in said[0]
+    from sync.setup import resync
+
+    resync(load_pipeline(cfg.path), ["t"])
+    run_pipeline(load_pipeline(cfg.path))
+    assert q(b, "SELECT id, score FROM t ORDER BY id") == [(1, 5), (2, 5), (3, 7)]
+
+
 def test_added_column_stops_the_run_without_losing_the_change(
         tmp_path: Path, two: tuple[str, str]) -> None:
     a, b = two
