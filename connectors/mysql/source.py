@@ -197,9 +197,21 @@ class MysqlSource:
                 if not file:
                     raise ConnectorError(f"{self.name}: the binary log is off (log_bin = 0); "
                                          "see `cdcsync setup`")
-                cur.execute("SELECT BINLOG_GTID_POS(%s, %s)", (file, pos))
+                cur.execute("SELECT BINLOG_GTID_POS(%s, %s), @@GLOBAL.max_allowed_packet",
+                            (file, pos))
                 row = cur.fetchone()
-                gtid = str(row[0] or "") if row else ""
+                if row is None or row[0] is None:
+                    # NULL, not '' (no GTID yet): the server could not read its own binlog
+                    # up to the snapshot. Taken for '', the stream started at the oldest
+                    # binlog and replayed the whole retained history.
+                    raise ConnectorError(
+                        f"{self.name}: MariaDB cannot say which GTID position {file} stands"
+                        f" at at {pos} (BINLOG_GTID_POS is NULL): it reads that binlog file"
+                        f" from its start, and an event in it larger than max_allowed_packet"
+                        f" ({int(row[1]) if row else 0:,} bytes now) stops it. Run"
+                        " `FLUSH BINARY LOGS` (snapshots then stand in a new file), or raise"
+                        " max_allowed_packet, and run again")
+                gtid = str(row[0])
         except ConnectorError:
             raise
         except Exception as exc:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from connectors.mysql.source import MysqlSource
 from sync.change import Op
 from tests.connectors.mysql.helpers import binding, drain, run, settings
@@ -143,3 +145,36 @@ def test_rows_are_counted_up_to_a_bound(mariadb_params: dict[str, Any]) -> None:
         assert [src.rows_up_to(binding(), n) for n in (0, 5, 7, 100)] == [0, 5, 7, 7]
     finally:
         src.close()
+
+
+def test_a_position_the_server_cannot_place_stops_instead_of_replaying_the_binlog(
+        mariadb_params: dict[str, Any]) -> None:
+    """``BINLOG_GTID_POS`` reads the snapshot's binlog file from its start and gives NULL
+    past an event larger than ``max_allowed_packet`` (one written while the setting
+    was higher). NULL was taken for "no GTID yet": the stream then started at the
+    oldest binlog and replayed the retained history (this suite's own snapshot tests
+    failed so, after such an event)."""
+    from connectors.base import ConnectorError
+    from tests.connectors.mysql.helpers import query
+
+    (packet,), = query(mariadb_params, "SELECT @@GLOBAL.max_allowed_packet")
+    run(mariadb_params, "FLUSH BINARY LOGS",  # (this test's big event in a file of its own)
+        "CREATE TABLE items (id INT PRIMARY KEY, v INT, b LONGBLOB)",
+        "INSERT INTO items VALUES (2, 0, NULL)", f"SET GLOBAL max_allowed_packet = {4 * packet}")
+    try:
+        run(mariadb_params,  # a new session: the new packet
+            f"INSERT INTO items VALUES (1, 0, REPEAT('x', {packet + (1 << 20)}))")
+    finally:
+        run(mariadb_params, f"SET GLOBAL max_allowed_packet = {packet}")
+    src = MysqlSource("maria", settings(mariadb_params), pipeline="t-gtidpos")
+    try:
+        with pytest.raises(ConnectorError, match=r"BINLOG_GTID_POS is NULL.*FLUSH BINARY LOGS"):
+            src.position()
+        run(mariadb_params, "FLUSH BINARY LOGS")  # what the message says
+        cp = src.position()
+        run(mariadb_params, "UPDATE items SET v = 1 WHERE id = 2")
+        changes, _, _ = drain(src, [binding()], cp)
+        assert [(c.op, c.key["id"]) for c in changes] == [(Op.UPDATE, 2)]  # nothing older
+    finally:
+        src.close()
+        run(mariadb_params, "FLUSH BINARY LOGS")  # the big event never in the current file
