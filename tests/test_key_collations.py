@@ -200,3 +200,26 @@ def test_a_natural_key_under_a_loose_collation_is_named_and_its_twins_refused(
         assert [len(d["keys"]) for d in letters] == [1] and "Duplicate" in letters[0]["error"]
     finally:
         cdcsync("teardown", str(p), "--force")
+
+
+def test_a_delete_of_a_key_whose_loose_twin_postgres_holds_leaves_the_twin(
+        pg_dsn: str) -> None:
+    """Only its own key is deleted: the twin that the citext comparison takes for it
+    stays, and the delete is ALREADY (the key is not there), not a refused row."""
+    from tests.connectors.postgres.helpers import binding as pg_binding
+    from tests.connectors.postgres.helpers import endpoint as pg_ep
+    from tests.connectors.postgres.helpers import query as pg_query
+    from tests.connectors.postgres.helpers import sql as pg_sql
+
+    pg_sql(pg_dsn, "CREATE EXTENSION IF NOT EXISTS citext",
+           "CREATE TABLE c (code citext PRIMARY KEY, v int)", "INSERT INTO c VALUES ('abc', 1)")
+    (xmin,), = pg_query(pg_dsn, "SELECT xmin::text::bigint FROM c")
+    ep = pg_ep(pg_dsn)
+    try:
+        ep.setup([pg_binding("c", key=("code",))], "t-twin")
+        (res,) = ep.apply(pg_binding("c", key=("code",)),
+                          [ApplyOp({"code": "ABC"}, None, xmin, "t")])
+        assert res.status is ApplyStatus.ALREADY
+        assert pg_query(pg_dsn, "SELECT code::text, v FROM c") == [("abc", 1)]
+    finally:
+        ep.close()

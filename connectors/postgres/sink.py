@@ -485,7 +485,11 @@ class PostgresSink:
                 out[i] = ApplyResult(kt, status, None)
                 continue
             current = dict(zip((c.name for c in cols), values, strict=True))
-            _refuse_a_loose_twin(self.name, info, key_cols, p, current)
+            if _loose_twin(key_cols, p, current):
+                if p.delete:  # the key itself is not here: as wanted
+                    out[i] = ApplyResult(kt, ApplyStatus.ALREADY, None)
+                    continue
+                raise _twin_refused(self.name, info, key_cols, p, current)
             same = not p.delete and all(
                 canonical_value(current[c.name]) == canonical_value(p.values.get(c.name))
                 for c in cols
@@ -627,18 +631,21 @@ def _join(left: str, right: str, key_cols: Sequence[ColumnInfo], *,
     )
 
 
-def _refuse_a_loose_twin(endpoint: str, info: TableInfo, key_cols: Sequence[ColumnInfo],
-                         p: OpPlan, held: Mapping[str, Any]) -> None:
-    """RowRejected where the row found for ``p``'s key holds another key that the key
-    column's loose ``=`` takes for it (``ABC`` for ``abc`` in a ``citext`` column): the
-    entity tells them apart, this table cannot hold both. Retrying cannot help; the row
-    waits as a dead letter, and the rest of the batch is written."""
+def _loose_twin(key_cols: Sequence[ColumnInfo], p: OpPlan, held: Mapping[str, Any]) -> bool:
+    """Whether the row found for ``p``'s key holds another key, which the key column's
+    loose ``=`` takes for it (``ABC`` for ``abc`` in a ``citext`` column)."""
+    return any(str(held[c.name]) != str(p.values.get(c.name)) for c in key_cols if c.loose)
+
+
+def _twin_refused(endpoint: str, info: TableInfo, key_cols: Sequence[ColumnInfo],
+                  p: OpPlan, held: Mapping[str, Any]) -> RowRejected:
+    """A write of a key whose loose twin the table holds: the entity tells them apart,
+    this table cannot hold both. Retrying cannot help; the row waits as a dead letter,
+    and the rest of the batch is written."""
     loose = [c for c in key_cols if c.loose]
-    if not any(str(held[c.name]) != str(p.values.get(c.name)) for c in loose):
-        return
     said = ", ".join(f"{c.name} {c.native}" for c in loose)
     twin = ", ".join(f"{c.name}={held[c.name]!r}" for c in loose)
-    raise RowRejected(
+    return RowRejected(
         f"{endpoint}: table {info.qualified}: keys the entity tells apart are one key under"
         f" the key column's comparison ({said}: citext or a nondeterministic collation)."
         f" Make it compare exactly (text, or a deterministic collation) and requeue the"
