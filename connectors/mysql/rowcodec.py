@@ -146,8 +146,16 @@ def _date(buf: bytes, off: int) -> tuple[Any, int]:
         return None, off + 3
     try:
         return dt.date(year, month, day), off + 3
-    except ValueError:  # a day its month lacks (ALLOW_INVALID_DATES): as SELECT spells it
-        return f"{year:04d}-{month:02d}-{day:02d}", off + 3
+    except ValueError:
+        return _day_text(year, month, day), off + 3
+
+
+def _day_text(year: int, month: int, day: int, at: dt.time | None = None) -> str:
+    """A day its month lacks (``ALLOW_INVALID_DATES``), or in the year 0, as a SELECT
+    spells it and conflict.canonical keeps it (``invalid_day``): ``YYYY-MM-DD``, and
+    the time as ``time.isoformat`` writes it for a DATETIME."""
+    text = f"{year:04d}-{month:02d}-{day:02d}"
+    return text if at is None else f"{text} {at.isoformat()}"
 
 
 def _frac_size(fsp: int) -> int:
@@ -176,11 +184,10 @@ def _datetime2(fsp: int) -> Decoder:
             return None, off + size
         hour, minute, second = hms >> 12, (hms >> 6) & 63, hms & 63
         try:
-            value = dt.datetime(year, month, day, hour, minute, second, micro)
-        except ValueError:  # a day its month lacks (ALLOW_INVALID_DATES): its text
-            text = f"{year:04d}-{month:02d}-{day:02d} {hour:02d}:{minute:02d}:{second:02d}"
-            return (f"{text}.{micro:06d}" if micro else text), off + size
-        return value, off + size
+            return dt.datetime(year, month, day, hour, minute, second, micro), off + size
+        except ValueError:
+            at = dt.time(hour, minute, second, micro)
+            return _day_text(year, month, day, at), off + size
 
     return dec
 
@@ -232,8 +239,8 @@ def _old_datetime(buf: bytes, off: int) -> tuple[Any, int]:
     hour, minute, second = t // 10_000, t // 100 % 100, t % 100
     try:
         return dt.datetime(year, month, day, hour, minute, second), off + 8
-    except ValueError:  # a day Python lacks: its text, as _datetime2's
-        return f"{year:04d}-{month:02d}-{day:02d} {hour:02d}:{minute:02d}:{second:02d}", off + 8
+    except ValueError:
+        return _day_text(year, month, day, dt.time(hour, minute, second)), off + 8
 
 
 def _old_timestamp(buf: bytes, off: int) -> tuple[Any, int]:
