@@ -9,7 +9,7 @@ is why the binlog decoder takes these hints from here.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,6 +97,19 @@ def load_table(cursor: Any, database: str, table: str) -> TableInfo:
             f"table {database}.{table} has no primary key: cdcsync needs one to address rows"
         )
     return TableInfo(database, table, tuple(columns), key)
+
+
+def key_collations(cursor: Any, database: str, table: str, key: Sequence[str]
+                   ) -> list[tuple[str, str, str]]:
+    """``(column, collation, COLUMN_TYPE)`` of the text columns among ``key``, in its order:
+    how the table compares keys (connectors/mysql/setup.py names loose ones, the sink
+    names them when it refuses a row)."""
+    cursor.execute(
+        "SELECT COLUMN_NAME, COLLATION_NAME, COLUMN_TYPE FROM information_schema.COLUMNS"
+        " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND COLLATION_NAME IS NOT NULL",
+        (database, table))
+    found = {str(c): (str(k), str(t)) for c, k, t in cursor.fetchall()}
+    return [(c, *found[c]) for c in key if c in found]
 
 
 class SchemaCache:

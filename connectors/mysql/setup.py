@@ -18,7 +18,8 @@ from typing import Any
 from connectors.base import Binding, ConnectorError
 from connectors.claims import Claim, refuse_clashes
 from connectors.mysql import applied
-from connectors.mysql.schema import load_table
+from connectors.mysql.create import exact_collation
+from connectors.mysql.schema import key_collations, load_table
 from connectors.mysql.session import connect, quote_ident, quote_table
 from connectors.mysql.source import MARKER_TABLE
 
@@ -101,26 +102,23 @@ def loose_keys(cur: Any, database: str, table: str, key: Sequence[str]) -> list[
     """A note for each key column of ``table`` whose collation holds keys equal that
     other endpoints (PostgreSQL, SQLite, a binary collation) tell apart: such rows
     would be refused here (connectors/mysql/sink.py ``_duplicate``)."""
-    cur.execute("SELECT COLUMN_NAME, COLLATION_NAME, COLUMN_TYPE FROM information_schema.COLUMNS"
-                " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND COLLATION_NAME IS NOT NULL",
-                (database, table))
     notes = []
-    for column, collation, column_type in cur.fetchall():
-        if column not in key:
-            continue
-        name = str(collation).lower()
+    exact: str | None = None
+    for column, collation, column_type in key_collations(cur, database, table, key):
+        name = collation.lower()
         ignores = []
         if name.endswith("_ci"):
             ignores.append("accents and case" if "_as_" not in name else "case")
         if "nopad" not in name and "_0900_" not in name:
             ignores.append("trailing spaces")
         if ignores:
+            exact = exact or exact_collation(cur)
             notes.append(
                 f"table {table}: key column {column} ({collation}) ignores"
                 f" {' and '.join(ignores)}: keys another endpoint tells apart ('abc' and"
                 f" 'ABC', 'a' and 'a ') are one row here, and the second would wait as a"
                 f" dead letter; to tell them apart: ALTER TABLE {quote_table(database, table)}"
-                f" MODIFY {quote_ident(str(column))} {column_type} COLLATE utf8mb4_nopad_bin")
+                f" MODIFY {quote_ident(column)} {column_type} COLLATE {exact}")
     return notes
 
 

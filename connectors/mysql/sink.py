@@ -55,7 +55,7 @@ the op does not carry (defaults or ON UPDATE columns; generated columns are not 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import pymysql
@@ -74,7 +74,7 @@ from connectors.base import (
 from connectors.mysql import applied
 from connectors.mysql.binlog import file_number
 from connectors.mysql.literals import Literals
-from connectors.mysql.schema import SchemaCache, TableInfo
+from connectors.mysql.schema import SchemaCache, TableInfo, key_collations
 from connectors.mysql.session import (
     classify,
     close_quietly,
@@ -402,22 +402,47 @@ class MysqlSink:
 
     def _upsert(self, cur: Any, binding: Binding, by_name: Mapping[str, ColumnInfo],
                 cols: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
-        ecols = [binding.endpoint_column(c) for c in cols]
         keyset = set(binding.endpoint_key)
+        ecols = [binding.endpoint_column(c) for c in cols]
         updates = [f"{quote_ident(c)} = VALUES({quote_ident(c)})" for c in ecols
                    if c not in keyset]
         if not updates:
             first = quote_ident(ecols[0])
             updates = [f"{first} = {first}"]
+        for sql, _ in self._inserts(cur, binding, by_name, cols, rows,
+                                    f" ON DUPLICATE KEY UPDATE {', '.join(updates)}"):
+            cur.execute(sql)
+
+    def _insert(self, cur: Any, binding: Binding, info: TableInfo, cols: Sequence[str],
+                rows: Sequence[Mapping[str, Any]]) -> None:
+        """Rows the batch found absent. A duplicate primary key is told apart by what the
+        table then holds under the duplicate statement's keys (:meth:`_duplicate`). A
+        duplicate in another unique index is the row's own fault (RowRejected, by
+        classify)."""
+        for sql, part in self._inserts(cur, binding, info.by_name(), cols, rows):
+            try:
+                cur.execute(sql)
+            except pymysql.err.IntegrityError as exc:
+                if error_code(exc) != _DUPLICATE_KEY or "for key 'PRIMARY'" not in str(exc):
+                    raise
+                raise self._duplicate(cur, binding, info, part, exc) from exc
+
+    def _inserts(self, cur: Any, binding: Binding, by_name: Mapping[str, ColumnInfo],
+                 cols: Sequence[str], rows: Sequence[Mapping[str, Any]], tail: str = ""
+                 ) -> Iterator[tuple[str, Sequence[Mapping[str, Any]]]]:
+        """``INSERT INTO table (cols) VALUES ... tail`` statements for ``rows`` (entity
+        columns ``cols``), each with the rows it writes, as long as the cursor allows
+        and each checked by :meth:`_fits`."""
+        ecols = [binding.endpoint_column(c) for c in cols]
         head = (f"INSERT INTO {quote_table(self.database, binding.table)} "
                 f"({', '.join(quote_ident(c) for c in ecols)})")
         done = 0
         for sql, n in Literals(cur.connection).statements(
-                cur, head, _params(by_name, ecols, cols, rows),
-                f" ON DUPLICATE KEY UPDATE {', '.join(updates)}"):
-            self._fits(cur, binding, sql, rows[done : done + n])
-            cur.execute(sql)
+                cur, head, _params(by_name, ecols, cols, rows), tail):
+            part = rows[done : done + n]
             done += n
+            self._fits(cur, binding, sql, part)
+            yield sql, part
 
     def _fits(self, cur: Any, binding: Binding, sql: str,
               rows: Sequence[Mapping[str, Any]]) -> None:
@@ -441,28 +466,6 @@ class MysqlSink:
             f" server's max_allowed_packet (SET GLOBAL max_allowed_packet = ..., and in its"
             f" configuration) and requeue the dead letter\nkey {keys}: {size:,} bytes")
 
-    def _insert(self, cur: Any, binding: Binding, info: TableInfo, cols: Sequence[str],
-                rows: Sequence[Mapping[str, Any]]) -> None:
-        """Rows the batch found absent. A duplicate primary key is told apart by what the
-        table then holds under the duplicate statement's keys (:meth:`_duplicate`). A
-        duplicate in another unique index is the row's own fault (RowRejected, by
-        classify)."""
-        by_name = info.by_name()
-        ecols = [binding.endpoint_column(c) for c in cols]
-        head = (f"INSERT INTO {quote_table(self.database, binding.table)} "
-                f"({', '.join(quote_ident(c) for c in ecols)})")
-        done = 0
-        for sql, n in Literals(cur.connection).statements(cur, head,
-                                                          _params(by_name, ecols, cols, rows)):
-            self._fits(cur, binding, sql, rows[done : done + n])
-            try:
-                cur.execute(sql)
-            except pymysql.err.IntegrityError as exc:
-                if error_code(exc) != _DUPLICATE_KEY or "for key 'PRIMARY'" not in str(exc):
-                    raise
-                raise self._duplicate(cur, binding, info, rows[done : done + n], exc) from exc
-            done += n
-
     def _duplicate(self, cur: Any, binding: Binding, info: TableInfo,
                    rows: Sequence[Mapping[str, Any]], exc: Exception) -> ConnectorError:
         """Why an INSERT of rows the batch found absent hit a duplicate primary key.
@@ -481,13 +484,8 @@ class MysqlSink:
         if any(kt in mine for kt in held):
             return ContentionError(f"{self.name}: a row of {binding.table} was inserted "
                                    f"while this batch was applied: {exc}")
-        cur.execute(
-            "SELECT COLUMN_NAME, COLLATION_NAME FROM information_schema.COLUMNS"
-            " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND COLLATION_NAME IS NOT NULL",
-            (self.database, binding.table))
-        collations = {str(c): str(k) for c, k in cur.fetchall()}
-        said = ", ".join(f"{quote_ident(c)} {collations[c]}" for c in binding.endpoint_key
-                         if c in collations) or "its collation"
+        said = ", ".join(f"{quote_ident(c)} {k}" for c, k, _ in key_collations(
+            cur, self.database, binding.table, binding.endpoint_key)) or "its collation"
         detail = (f"key {next(iter(mine))} is the same key here as {', '.join(sorted(held))},"
                   " which the table holds" if len(mine) == 1 and held
                   else f"keys {', '.join(sorted(mine))}: {exc}")
