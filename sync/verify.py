@@ -66,9 +66,7 @@ def verify_entity(ctx: PipelineContext, ent: EntityContext) -> EntityDrift:
         seen: set[str] = set()
         extra: list[str] = []
         differing: list[str] = []
-        count = 0
         for key, digest in _rows(ctx, ent, ep):
-            count += 1
             want = ref.get(key)
             if want is None:
                 extra.append(key)
@@ -76,7 +74,7 @@ def verify_entity(ctx: PipelineContext, ent: EntityContext) -> EntityDrift:
             seen.add(key)
             if want != digest:
                 differing.append(key)
-        drift.rows[ep] = count
+        drift.rows[ep] = len(seen) + len(extra)
         drift.missing[ep] = sorted(k for k in ref if k not in seen)
         drift.extra[ep] = sorted(extra)
         drift.differing[ep] = sorted(differing)

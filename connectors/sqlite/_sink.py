@@ -151,8 +151,7 @@ def _apply_round(
         return
     t = quote(table)
     if deletes:  # first, so that a unique value can move from a deleted row to another
-        match = " AND ".join(f"{quote(c)} = ?" for c in cap.key)
-        conn.executemany(f"DELETE FROM {t} WHERE {match}", deletes)
+        conn.executemany(f"DELETE FROM {t} WHERE {_key_match(cap)}", deletes)
     for cols, batch in upserts.items():
         conn.executemany(_upsert_sql(t, cols, cap.key), batch)
     conn.executemany(
@@ -166,6 +165,11 @@ def _apply_round(
         results[i] = ApplyResult(texts[i], ApplyStatus.APPLIED, after[i][1])
 
 
+def _key_match(cap: Captured) -> str:
+    """``k1 = ? AND k2 = ?``: a row by its key, compared as the table compares it."""
+    return " AND ".join(f"{quote(c)} = ?" for c in cap.key)
+
+
 def _not_written(conn: sqlite3.Connection, cap: Captured, text: str,
                  key: Sequence[Any]) -> RowRejected:
     """Why a row written by key holds no version under its key: the upsert's ``ON
@@ -175,8 +179,8 @@ def _not_written(conn: sqlite3.Connection, cap: Captured, text: str,
     and waits as a dead letter); or a trigger kept the row out."""
     t = quote(cap.info.table)
     cols = ", ".join(quote(c) for c in cap.key)
-    match = " AND ".join(f"{quote(c)} = ?" for c in cap.key)
-    twin = conn.execute(f"SELECT {cols} FROM {t} WHERE {match}", tuple(key)).fetchone()
+    twin = conn.execute(f"SELECT {cols} FROM {t} WHERE {_key_match(cap)}",
+                        tuple(key)).fetchone()
     where = f"table {cap.info.table!r}"
     if twin is not None and tuple(twin) != tuple(key):
         return RowRejected(
