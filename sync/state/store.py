@@ -239,10 +239,6 @@ def open_store(url: str) -> StateStore:
     return StateStore(engine)
 
 
-#: MySQL/MariaDB refusals (access denied, unknown database, host not allowed): not retried
-_MYSQL_REFUSED = frozenset({1044, 1045, 1049, 1129, 1130, 1698})
-
-
 def _unreachable(engine: Engine, orig: BaseException | None) -> Exception:
     """A state store that cannot be opened, as an endpoint's server would be reported:
     :class:`RetriableError` (down, restarting: tried again with backoff by the caller) or
@@ -260,7 +256,9 @@ def _unreachable(engine: Engine, orig: BaseException | None) -> Exception:
 
         refused = pg_refused(text)
     else:
-        refused = code in _MYSQL_REFUSED
+        from connectors.mysql.session import REFUSED
+
+        refused = code in REFUSED
     cls = RefusedError if refused else RetriableError
     where = engine.url.render_as_string(hide_password=True)
     return cls(f"cannot open the state store at {where}: {text}")
