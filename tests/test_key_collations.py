@@ -223,3 +223,35 @@ def test_a_delete_of_a_key_whose_loose_twin_postgres_holds_leaves_the_twin(
         assert pg_query(pg_dsn, "SELECT code::text, v FROM c") == [("abc", 1)]
     finally:
         ep.close()
+
+
+@pytest.mark.parametrize("collation,twins", [("NOCASE", ("abc", "ABC")), ("RTRIM", ("a", "a "))])
+def test_a_delete_of_a_key_whose_loose_twin_sqlite_holds_leaves_the_twin(
+        tmp_path: Path, collation: str, twins: tuple[str, str]) -> None:
+    """A SQLite key column declared ``COLLATE NOCASE`` (or ``RTRIM``) found the twin
+    for a delete of a key the table does not hold: deleting ``ABC`` removed ``abc``,
+    a row of another key, and reported the delete applied. Only the key's own row is
+    deleted now; the twin and its version stay."""
+    from connectors.base import Binding
+    from connectors.sqlite import SqliteEndpoint
+
+    held, gone = twins
+    path = tmp_path / "t.db"
+    with sqlite3.connect(path) as db:
+        db.execute(f"CREATE TABLE t (code TEXT COLLATE {collation} PRIMARY KEY, v INT)")
+    db.close()
+    b = Binding("t", "s", "t", ("code",))
+    ep = SqliteEndpoint("s", path)
+    try:
+        ep.setup([b], "p")
+        (first,) = ep.apply(b, [op(held, 1)])
+        assert first.status is ApplyStatus.APPLIED
+        (res,) = ep.apply(b, [ApplyOp({"code": gone}, None, None, "t2")])
+        assert res.status is ApplyStatus.APPLIED and res.row_version is None
+        assert _sqlite(path, "SELECT code, v FROM t") == [(held, 1)]
+        (again,) = ep.apply(b, [ApplyOp({"code": held}, {"code": held, "v": 2},
+                                        first.row_version, "t3")])
+        assert again.status is ApplyStatus.APPLIED  # its version was left alone too
+        assert _sqlite(path, "SELECT code, v FROM t") == [(held, 2)]
+    finally:
+        ep.close()

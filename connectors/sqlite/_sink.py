@@ -151,7 +151,7 @@ def _apply_round(
         return
     t = quote(table)
     if deletes:  # first, so that a unique value can move from a deleted row to another
-        conn.executemany(f"DELETE FROM {t} WHERE {_key_match(cap)}", deletes)
+        conn.executemany(f"DELETE FROM {t} WHERE {_exact_key_match(cap)}", deletes)
     for cols, batch in upserts.items():
         conn.executemany(_upsert_sql(t, cols, cap.key), batch)
     conn.executemany(
@@ -168,6 +168,16 @@ def _apply_round(
 def _key_match(cap: Captured) -> str:
     """``k1 = ? AND k2 = ?``: a row by its key, compared as the table compares it."""
     return " AND ".join(f"{quote(c)} = ?" for c in cap.key)
+
+
+def _exact_key_match(cap: Captured) -> str:
+    """A row by its very key, whatever the column's collation: ``NOCASE`` or ``RTRIM``
+    holds ``abc`` and ``ABC`` equal, and a delete of a key the table does not hold
+    took its twin, a row of another key. The first term finds the row by the key's
+    index, the second (``BINARY``, which an explicit ``COLLATE`` imposes on the
+    comparison) keeps only the row whose key is the same bytes."""
+    return " AND ".join(f"{quote(c)} = ?{i} AND {quote(c)} = ?{i} COLLATE BINARY"
+                        for i, c in enumerate(cap.key, 1))
 
 
 def _not_written(conn: sqlite3.Connection, cap: Captured, text: str,
