@@ -45,6 +45,8 @@ class TableInfo:
     #: rewrite rules on writes: (name, event: "INSERT"/"UPDATE"/"DELETE", DO INSTEAD)
     rules: tuple[tuple[str, str, bool], ...] = ()
     partitioned: bool = False  # its rows live in partitions (relkind 'p')
+    #: a DEFERRABLE constraint checks its rows (its own, or a foreign key to it)
+    deferrable: bool = False
 
     @property
     def ident(self) -> sql.Identifier:
@@ -138,6 +140,12 @@ SELECT rulename, CASE ev_type WHEN '2' THEN 'UPDATE' WHEN '3' THEN 'INSERT' ELSE
 FROM pg_rewrite WHERE ev_class = %s AND ev_type IN ('2', '3', '4') ORDER BY rulename
 """
 
+#: DEFERRABLE constraints that check this table's rows: its own, and foreign keys to it
+_DEFERRABLE = """
+SELECT EXISTS (SELECT FROM pg_constraint WHERE (conrelid = %s OR confrelid = %s)
+               AND condeferrable)
+"""
+
 
 def find_table(conn: PgConnection, schema: str, name: str) -> TableInfo | None:
     """The table ``schema.name`` (exact names), or ``None`` when it does not exist.
@@ -168,9 +176,10 @@ def find_table(conn: PgConnection, schema: str, name: str) -> TableInfo | None:
             pk = tuple(str(c) for c in cols)
         uniques.append(frozenset(str(c) for c in cols))
     rules = tuple((str(n), str(e), bool(i)) for n, e, i in conn.execute(_RULES, (oid,)))
+    deferrable = conn.execute(_DEFERRABLE, (oid, oid)).fetchone()
     register_result_loaders(conn.adapters, (c.ctype for c in columns))
     return TableInfo(schema, name, oid, tuple(columns), pk, tuple(uniques), replident, rules,
-                     partitioned)
+                     partitioned, bool(deferrable and deferrable[0]))
 
 
 def table_for(conn: PgConnection, binding: Binding, default_schema: str) -> TableInfo:

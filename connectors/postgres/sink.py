@@ -234,6 +234,11 @@ class PostgresSink:
                 return self._apply_plans(conn, info, plans, direct=_all_inserts(plans))
             except _NotDirect:  # not written as sent: compared one by one
                 return self._apply_plans(conn, info, plans, direct=False)
+        except RowRejected as exc:
+            hint = _swap_hint(conn, info, exc.__cause__)
+            if hint:
+                raise RowRejected(f"{exc}\n{hint}") from exc.__cause__
+            raise
         except BaseException:
             if conn.broken:
                 self._conn = None
@@ -253,6 +258,13 @@ class PostgresSink:
         what = (f"apply {len(plans)} change{'' if len(plans) == 1 else 's'} to"
                 f" {info.qualified} at {self.name}")
         with classified(what), conn.transaction():
+            if info.deferrable:
+                # Checked at commit, on the batch's end state: rows that exchange a
+                # unique value (the source went through a third value, the batch holds
+                # each key's last row), or a row and the one it references, written in
+                # another statement of the batch. A constraint that is not DEFERRABLE
+                # is checked row by row as ever (docs/postgres.md).
+                conn.execute("SET CONSTRAINTS ALL DEFERRED")
             for group, cols in parts:
                 if direct:
                     results.update(self._insert_directly(conn, info, cols, group))
@@ -682,6 +694,28 @@ def _place_writes(plans: list[OpPlan], results: dict[int, ApplyResult], lsn: int
 def _digest(key: str) -> bytes:
     """The 16-byte digest of a key's canonical text that the record of deletes keys on."""
     return hashlib.blake2b(key.encode(), digest_size=16).digest()
+
+
+def _swap_hint(conn: PgConnection, info: TableInfo, cause: BaseException | None) -> str:
+    """What to do where a unique constraint that checks row by row refused a batch: its
+    rows may exchange the constraint's values (the source went through a third value,
+    the batch holds each key's last row), which only a DEFERRABLE constraint lets pass.
+    "" for another error, a deferrable constraint (a duplicate at commit), or where the
+    lookup fails (the message stays as it was)."""
+    if not isinstance(cause, psycopg.errors.UniqueViolation) or is_broken(conn):
+        return ""
+    name = cause.diag.constraint_name
+    try:
+        row = conn.execute("SELECT condeferrable FROM pg_constraint WHERE conrelid = %s"
+                           " AND conname = %s", (info.oid, name)).fetchone()
+    except psycopg.Error:
+        return ""
+    if row is None or row[0]:
+        return ""
+    return (f"if rows of this batch exchange values of {name} (the source went through"
+            f" another value), make it DEFERRABLE: cdcsync then checks it at the batch's"
+            f" commit (ALTER TABLE {info.qualified} DROP CONSTRAINT ..., ADD CONSTRAINT ..."
+            f" UNIQUE (...) DEFERRABLE; then cdcsync dlq requeue)")
 
 
 class _NotDirect(Exception):
