@@ -140,6 +140,15 @@ SELECT rulename, CASE ev_type WHEN '2' THEN 'UPDATE' WHEN '3' THEN 'INSERT' ELSE
 FROM pg_rewrite WHERE ev_class = %s AND ev_type IN ('2', '3', '4') ORDER BY rulename
 """
 
+#: a deferrable unique index on exactly these columns (which cannot serve as a key)
+_DEFERRED_KEY = """
+SELECT i.indexrelid::regclass::text FROM pg_index i
+WHERE i.indrelid = %s AND i.indisunique AND NOT i.indimmediate
+  AND (SELECT array_agg(a.attname::text ORDER BY a.attname) FROM unnest(i.indkey) k(n)
+       JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n)
+      = (SELECT array_agg(c ORDER BY c) FROM unnest(%s::text[]) c)
+"""
+
 #: DEFERRABLE constraints that check this table's rows: its own, and foreign keys to it
 _DEFERRABLE = """
 SELECT EXISTS (SELECT FROM pg_constraint WHERE (conrelid = %s OR confrelid = %s)
@@ -203,8 +212,11 @@ def table_for(conn: PgConnection, binding: Binding, default_schema: str) -> Tabl
             f" {', '.join(missing)} (entity {binding.entity})"
         )
     if not info.has_unique(key):
+        deferred = conn.execute(_DEFERRED_KEY, (info.oid, list(key))).fetchone()
+        why = (" that is not DEFERRABLE (INSERT ... ON CONFLICT cannot take a deferrable"
+               f" one, {deferred[0]}, as its arbiter)") if deferred else ""
         raise SchemaError(
             f"endpoint {binding.endpoint}: table {info.qualified} has no primary key or unique"
-            f" index on ({', '.join(key)}); cdcsync needs one to find rows by key"
+            f" index on ({', '.join(key)}){why}; cdcsync needs one to find rows by key"
         )
     return info

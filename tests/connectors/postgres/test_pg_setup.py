@@ -95,6 +95,10 @@ def test_setup_refuses_missing_tables_and_keys(pg_dsn: str) -> None:
             ep.setup([binding("nokey")], ep.pipeline)
         with pytest.raises(SchemaError, match="has no key column other"):
             ep.setup([binding("nokey", key=("other",))], ep.pipeline)
+        # A deferrable key is named as such: ON CONFLICT cannot take it.
+        sql(pg_dsn, "CREATE TABLE dkey (id int PRIMARY KEY DEFERRABLE, v text)")
+        with pytest.raises(SchemaError, match=r"\(id\) that is not DEFERRABLE .* dkey_pkey"):
+            ep.setup([binding("dkey")], ep.pipeline)
         # Nothing was created for a setup that failed on its tables.
         assert _objects(pg_dsn, ep.names)["slot"] == []
     finally:
