@@ -3,11 +3,21 @@
 Rows are compared in their canonical form (the same one the protocol
 hashes), so a DECIMAL(10,2) '1.50' in one engine and a REAL 1.5 in another
 are equal, and a timestamp is compared as UTC microseconds.
+
+Every endpoint is read a chunk at a time in key order. Where the key is
+integers (which every engine orders alike), the endpoints are merged by key as
+they are read: memory stays at a chunk per endpoint however large the table
+(500k rows of 8 columns PostgreSQL vs PostgreSQL: 101 MB, as much as for 5k;
+with the reference's key hashes held, 359 MB, growing with the table: tens of
+millions of rows would exhaust the machine). Other keys (text orders by each server's
+collation), or an endpoint whose keys turn out not to ascend (a SQLite column
+may hold any type), are compared against the reference's keys and content
+hashes held in memory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +34,8 @@ class EntityDrift:
     missing: dict[str, list[str]] = field(default_factory=dict)  # in reference, not here
     extra: dict[str, list[str]] = field(default_factory=dict)  # here, not in reference
     differing: dict[str, list[str]] = field(default_factory=dict)
+    #: how the rows were matched: "merged" (by key as read) or "held" (the reference's)
+    method: str = "held"
 
     @property
     def in_sync(self) -> bool:
@@ -34,31 +46,103 @@ class EntityDrift:
             return {ep: {"count": len(ks), "keys": ks[:sample]} for ep, ks in d.items() if ks}
 
         return {"entity": self.entity, "reference": self.reference, "rows": self.rows,
-                "in_sync": self.in_sync, "missing": cut(self.missing),
+                "method": self.method, "in_sync": self.in_sync, "missing": cut(self.missing),
                 "extra": cut(self.extra), "differing": cut(self.differing)}
 
 
-def _rows(ctx: PipelineContext, ent: EntityContext, ep: str) -> Iterator[tuple[str, str]]:
-    """(key text, content hash) of every row at ``ep``, a chunk at a time."""
+def _rows(ctx: PipelineContext, ent: EntityContext, ep: str
+          ) -> Iterator[tuple[dict[str, Any], str]]:
+    """(typed key, content hash) of every row at ``ep`` in its key order, a chunk at a
+    time."""
     src = ctx.endpoints[ep]
     binding = ent.bindings[ep]
     after = None
+    size = min(int(ctx.cfg.batch.snapshot_chunk), CHUNK)
     while True:
-        chunk = src.snapshot(binding, after, int(ctx.cfg.batch.snapshot_chunk))
+        chunk = src.snapshot(binding, after, size)
         for r in chunk.rows:
-            yield key_text(typed(ent, r.key) or {}), row_hash(typed(ent, r.row))
+            yield typed(ent, r.key) or {}, row_hash(typed(ent, r.row))
         after = chunk.last_key
         if chunk.done:
             return
 
 
-def verify_entity(ctx: PipelineContext, ent: EntityContext) -> EntityDrift:
+#: rows read at a time: a chunk of each endpoint is what a merged verify holds (50k rows
+#: of 8 columns, the default snapshot chunk, took 100 MB an endpoint; 5k: 10 MB, and no
+#: slower for it)
+CHUNK = 5000
+
+
+class _Unordered(Exception):
+    """An endpoint's keys did not come in ascending order as Python compares them."""
+
+
+def _ascending(ent: EntityContext, rows: Iterator[tuple[dict[str, Any], str]]
+               ) -> Iterator[tuple[tuple[Any, ...], dict[str, Any], str]]:
+    """(key as compared, typed key, content hash), each key past the one before. (The
+    key's text is made only for a key reported: most are not.)"""
+    last: tuple[Any, ...] | None = None
+    names = ent.cfg.key
+    for key, digest in rows:
+        at = tuple([key[c] for c in names])
+        if last is not None and not at > last:
+            raise _Unordered
+        last = at
+        yield at, key, digest
+
+
+def _merged(ctx: PipelineContext, ent: EntityContext, drift: EntityDrift) -> None:
+    """Every endpoint read side by side, matched by key as read (the module docstring).
+
+    Raises:
+        _Unordered: an endpoint's keys do not ascend (nothing is reported then).
+    """
+    ref = drift.reference
+    others = [ep for ep in ent.bindings if ep != ref]
+    reads = {ep: _ascending(ent, _rows(ctx, ent, ep)) for ep in ent.bindings}
+    heads: dict[str, tuple[tuple[Any, ...], dict[str, Any], str] | None] = {
+        ep: next(it, None) for ep, it in reads.items()}
+    counts = dict.fromkeys(reads, 0)
+    missing: dict[str, list[str]] = {ep: [] for ep in others}
+    extra: dict[str, list[str]] = {ep: [] for ep in others}
+    differing: dict[str, list[str]] = {ep: [] for ep in others}
+    try:
+        while True:
+            live = [h[0] for h in heads.values() if h is not None]
+            if not live:
+                break
+            at = min(live)
+            mine = heads[ref]
+            want = mine if mine is not None and mine[0] == at else None
+            for ep in others:
+                head = heads[ep]
+                here = head if head is not None and head[0] == at else None
+                if want is None:
+                    if here is not None:
+                        extra[ep].append(key_text(here[1]))
+                elif here is None:
+                    missing[ep].append(key_text(want[1]))
+                elif here[2] != want[2]:
+                    differing[ep].append(key_text(want[1]))
+            for ep, head in heads.items():
+                if head is not None and head[0] == at:
+                    counts[ep] += 1
+                    heads[ep] = next(reads[ep], None)
+    except TypeError as exc:  # keys of types that do not compare
+        raise _Unordered from exc
+    drift.rows.update(counts)
+    drift.missing.update(missing)
+    drift.extra.update(extra)
+    drift.differing.update(differing)
+    drift.method = "merged"
+
+
+def _held(ctx: PipelineContext, ent: EntityContext, drift: EntityDrift) -> None:
     """The reference's rows held as key and content hash (not as rows: 1.5 GB for 500k
     rows of 8 columns, when every endpoint's rows were held whole); the others compared
     with them as they are read."""
-    reference = ent.sources[0]
-    drift = EntityDrift(ent.name, reference)
-    ref = dict(_rows(ctx, ent, reference))
+    reference = drift.reference
+    ref: Mapping[str, str] = {key_text(k): d for k, d in _rows(ctx, ent, reference)}
     drift.rows[reference] = len(ref)
     for ep in ent.bindings:
         if ep == reference:
@@ -66,7 +150,8 @@ def verify_entity(ctx: PipelineContext, ent: EntityContext) -> EntityDrift:
         seen: set[str] = set()
         extra: list[str] = []
         differing: list[str] = []
-        for key, digest in _rows(ctx, ent, ep):
+        for k, digest in _rows(ctx, ent, ep):
+            key = key_text(k)
             want = ref.get(key)
             if want is None:
                 extra.append(key)
@@ -78,6 +163,20 @@ def verify_entity(ctx: PipelineContext, ent: EntityContext) -> EntityDrift:
         drift.missing[ep] = sorted(k for k in ref if k not in seen)
         drift.extra[ep] = sorted(extra)
         drift.differing[ep] = sorted(differing)
+
+
+def verify_entity(ctx: PipelineContext, ent: EntityContext) -> EntityDrift:
+    """Merged by key where the key is integers, else against the reference's rows held."""
+    reference = ent.sources[0]
+    if all(ent.types.get(c) == "int" for c in ent.cfg.key):
+        drift = EntityDrift(ent.name, reference)
+        try:
+            _merged(ctx, ent, drift)
+            return drift
+        except _Unordered:
+            pass
+    drift = EntityDrift(ent.name, reference)
+    _held(ctx, ent, drift)
     return drift
 
 
