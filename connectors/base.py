@@ -60,6 +60,13 @@ class ReferenceRejected(RowRejected):
     again at its end before it dead-letters them."""
 
 
+class UnreadableValue(ConnectorError):
+    """A source row holds a value its column's type cannot read (SQLite keeps any value
+    in any column: ``'n/a'`` in an INTEGER). The reader cannot go past it without losing
+    the change; a later change of the row (the user's fix) supersedes it, and the reader
+    then goes on by itself: a batch run fails until then, a daemon's reader waits."""
+
+
 class SchemaError(ConnectorError):
     """The endpoint's schema does not fit the pipeline (missing table/column...)."""
 

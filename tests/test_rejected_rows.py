@@ -153,7 +153,8 @@ def test_a_sqlite_value_its_column_type_cannot_read_stops_with_the_way_out(
     """SQLite keeps any value in any column ('n/a' in an INTEGER column). Such a row
     stops the run with a message naming the table, column and key and what to do, and
     no traceback. The fix at the source then went no further: the fix's own log row
-    held the bad value as its old values, which stopped every later run."""
+    held the bad value as its old values, which stopped every later run; and in the
+    log, the unreadable change itself stopped every run until a resync."""
     write_a(tmp_path, "CREATE TABLE x (id INTEGER PRIMARY KEY, amount INTEGER, email TEXT)",
             "INSERT INTO x VALUES (1, 5, 'one@x'), (2, 'n/a', 'two@x')")
     with sqlite3.connect(tmp_path / "t.db") as c:
@@ -172,15 +173,21 @@ def test_a_sqlite_value_its_column_type_cannot_read_stops_with_the_way_out(
     assert run_json(p)["totals"]["read"] == 0
     cdcsync("verify", str(p))
 
-    # The same in the log: the message names the resync that takes the entity afresh.
+    # The same in the log: the run stops at it (nothing after it is lost: row 4 waits
+    # behind it), and the fix at the source is all it takes: the fix's change
+    # supersedes the unreadable one (an update or a delete). Until 2026-12-06 it took
+    # a `cdcsync resync --reset-stream` of the whole entity.
     write_a(tmp_path, "INSERT INTO x VALUES (3, 'n/a', 'three@x')",
-            "INSERT INTO x VALUES (4, 4, 'four@x')")
+            "INSERT INTO x VALUES (4, 4, 'four@x')", "INSERT INTO x VALUES (5, 'x', 'five@x')")
     res = cdcsync("run", str(p), expect=1)
     assert "column 'amount'" in res.stderr and "Traceback" not in res.stderr, res.stderr
-    assert "cdcsync resync rejected x --reset-stream" in res.stderr, res.stderr
+    assert "fix the value at the source (update or delete the row)" in res.stderr, res.stderr
+    assert "resync" not in res.stderr
     write_a(tmp_path, "UPDATE x SET amount = 3 WHERE id = 3")
-    cdcsync("resync", str(p), "x", "--reset-stream")
-    run_json(p)
+    res = cdcsync("run", str(p), expect=1)  # row 5 now
+    assert "{'id': 5}" in res.stderr, res.stderr
+    write_a(tmp_path, "DELETE FROM x WHERE id = 5")
+    assert run_json(p)["status"] == "ok"  # rows 3 and 4 arrive, 5 came and went
     assert run_json(p)["totals"]["read"] == 0
     cdcsync("verify", str(p))
     with sqlite3.connect(tmp_path / "t.db") as c:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from connectors.base import ConnectorError, SchemaError
+from connectors.base import ConnectorError, SchemaError, UnreadableValue
 from connectors.sqlite._capture import (
     LOG,
     META,
@@ -82,7 +82,7 @@ def snapshot(
             k, row = codec.row(r, where)
         except ConnectorError as exc:  # SQLite keeps any value in any column
             stored = dict(zip(codec.columns, r, strict=False))
-            raise ConnectorError(
+            raise UnreadableValue(
                 f"{exc} (the row with key {({c: stored.get(c) for c in cap.key})!r}): fix"
                 " the value at the source, then run again") from exc
         rows.append(SnapshotRow(k, row, r[-1]))
@@ -110,6 +110,17 @@ def _old_row(text: str | None, codec: Codec, where: str) -> dict[str, Any] | Non
     except ConnectorError as exc:
         log.warning("%s: the old values are taken as not captured: %s", where, exc)
         return None
+
+
+def _later_change(conn: sqlite3.Connection, tbl: str, pk: str, seq: int) -> int | None:
+    """The log seq of a later change of the same row, if any (the user's fix): a change
+    whose values do not read is then passed over, as a batch that holds both changes
+    of a key keeps only the last one's row. (Only users' changes are in the log: the
+    sink deletes the rows its own writes make.)"""
+    row = conn.execute(
+        f"SELECT seq FROM {quote(LOG)} WHERE tbl = ? AND pk = ? AND seq > ?"
+        " ORDER BY seq LIMIT 1", (tbl, pk, seq)).fetchone()
+    return None if row is None else int(row[0])
 
 
 def _check_pruned(conn: sqlite3.Connection, name: str, path: Path, start: int,
@@ -180,11 +191,16 @@ def changes(
             try:
                 row = _decode_row(data, codec, where)
             except ConnectorError as exc:  # SQLite keeps any value in any column
-                raise ConnectorError(
-                    f"{exc} (key {keys!r}): fix the value at the source, then `cdcsync resync"
-                    f" {pipeline or 'PIPELINE'} {codec.binding.entity} --reset-stream` takes"
-                    " the entity again from its current rows and reads this log from its"
-                    " end") from exc
+                fix = _later_change(conn, tbl, pk, seq)
+                named = dict(zip(codec.binding.key, keys, strict=False))
+                if fix is not None:
+                    log.warning("%s (key %r): passed over, the row's change at log seq %d"
+                                " supersedes it", exc, named, fix)
+                    continue
+                raise UnreadableValue(
+                    f"{exc} (key {named!r}): fix the value at the source (update or delete the"
+                    " row); the change that fixes it supersedes this one, and the next read"
+                    " goes on from there") from exc
             out.append(Change(
                 entity=codec.binding.entity,
                 key=codec.logged_key(keys, where),

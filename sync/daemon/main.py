@@ -141,6 +141,8 @@ def run_daemon(cfg: Any, *, readers: bool = True, workers: bool = True,
     def ready() -> dict[str, Any]:
         return {"ok": bool(state["ready"]) and not rt.stop.is_set(),
                 "sources_held": [r.source for r in started if r.held],
+                # (a restart would not help: the reader goes on once the row is fixed)
+                "sources_blocked": {r.source: r.blocked for r in started if r.blocked},
                 "partitions_held": sorted(consumers.threads) if consumers else [],
                 "local_workers": local.pids() if local else []}
 

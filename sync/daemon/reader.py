@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any
 
-from connectors.base import ConnectorError, RetriableError
+from connectors.base import ConnectorError, RetriableError, UnreadableValue
 from sync.capture import STREAM, decide_and_commit, prune_log, source_entities
 from sync.change import ChangeBatch
 from sync.daemon.runtime import Runtime
@@ -53,6 +53,9 @@ class Reader(threading.Thread):
         self.held = False
         self.backlog, self.backlog_checked, self.confirm_checked = 0, 0.0, 0.0
         self.confirmed: Any = None  # the last checkpoint confirmed
+        #: why the source's next change cannot be read (a user's value its column's type
+        #: cannot read), while the reader waits for the row's fix; None when reading
+        self.blocked: str | None = None
         self.pruned_at = time.monotonic()
 
     def run(self) -> None:
@@ -132,6 +135,19 @@ class Reader(threading.Thread):
                         flushed, unflushed = time.monotonic(), False
                     self._confirm_done(ctx)
                     backoff = 0.2
+                    if self.blocked is not None:
+                        log.info("reading %s goes on: the row was fixed", self.source)
+                        self.blocked = None
+                except UnreadableValue as exc:  # a user's value: the row's fix, a later
+                    # change, supersedes it. Wait for it; the other sources read on.
+                    if str(exc) != self.blocked:
+                        log.error("reading %s waits for a row to be fixed at the source: %s",
+                                  self.source, exc)
+                    self.blocked = str(exc)
+                    RETRIES.labels(rt.pipeline, self.source).inc()
+                    rt.stop.wait(min(backoff, ttl / 3))
+                    backoff = min(backoff * 2, 5.0)
+                    continue
                 except RetriableError as exc:  # the source (or the state store) is away:
                     # keep the lease, wait
                     RETRIES.labels(rt.pipeline, self.source).inc()

@@ -176,3 +176,38 @@ def test_teardown_force_goes_on_beside_a_live_lease(tmp_path: Path) -> None:
     assert "that process is gone, and its lease ends within" in busy.stderr, busy.stderr
     cli("teardown", str(p), "--yes", "--force")
     assert triggers(tmp_path / "a.db") == triggers(tmp_path / "b.db") == []
+
+
+def test_an_unreadable_value_holds_its_source_until_the_row_is_fixed(tmp_path: Path) -> None:
+    """'n/a' written into an INTEGER column stopped the daemon (every source) at the
+    first read of it. Now that source's reader waits, saying why (log, /readyz), the
+    other source reads on, and the user's fix of the row (a later change, which
+    supersedes the unreadable one) lets everything behind it through."""
+    p = make(tmp_path)
+    d = Daemon(p)
+    d.wait_ready()
+    wait_for(lambda: len(d.ready_state()["sources_held"]) == 2, what="both sources held")
+    with sqlite3.connect(tmp_path / "a.db") as c:
+        c.execute("INSERT INTO items VALUES (200, 'bad', 'n/a')")
+        c.execute("INSERT INTO items VALUES (201, 'behind it', 1)")
+    c.close()
+    blocked = wait_for(lambda: d.ready_state().get("sources_blocked"),
+                       what="source a to be reported blocked")
+    assert list(blocked) == ["a"] and "'n/a'" in blocked["a"], blocked
+    with sqlite3.connect(tmp_path / "b.db") as c:  # the other source reads on
+        c.execute("UPDATE items SET name = 'from b' WHERE id = 5")
+    c.close()
+    wait_for(lambda: (5, "from b", 5) in rows(tmp_path / "a.db"), what="b's edit at a")
+    assert not any(r[0] in (200, 201) for r in rows(tmp_path / "b.db"))
+    assert d.proc.poll() is None and d.ready_state()["ok"] is True
+    with sqlite3.connect(tmp_path / "a.db") as c:
+        c.execute("UPDATE items SET qty = 7 WHERE id = 200")  # the fix
+    c.close()
+    wait_for(lambda: {(200, "bad", 7), (201, "behind it", 1)} <= set(rows(tmp_path / "b.db")),
+             what="the fixed row and the one behind it at b")
+    wait_for(lambda: not d.ready_state().get("sources_blocked"), what="a to read on")
+    code, _ = d.terminate()
+    assert code == 0, d.output()
+    out = d.output()
+    assert out.count("waits for a row to be fixed") == 1 and "Traceback" not in out, out
+    cli("verify", str(p))
