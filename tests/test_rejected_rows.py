@@ -196,6 +196,38 @@ def test_a_sqlite_value_its_column_type_cannot_read_stops_with_the_way_out(
     c.close()
 
 
+def test_sqlite_text_that_is_not_utf8_is_named_and_its_fix_goes_through(
+        tmp_path: Path, pg_dsn: str) -> None:
+    """SQLite stores what it is given: text that is not UTF-8 (a C program's Latin-1)
+    made sqlite3 fail the whole read, naming no row: the snapshot, and in the log
+    every run for good, the fix included (its own log row came after the bad one).
+    Now the row's column and key are named, and the fix goes through."""
+    write_a(tmp_path, "CREATE TABLE x (id INTEGER PRIMARY KEY, amount INTEGER, email TEXT)",
+            "INSERT INTO x VALUES (1, 1, 'one@x'), (2, 2, CAST(x'e9746531' AS TEXT))")
+    with psycopg.connect(pg_dsn, autocommit=True) as c:
+        c.execute("CREATE TABLE x (id int PRIMARY KEY, amount int, email text)")
+    p = one_way(tmp_path, f'{{kind: postgres, dsn: "{pg_dsn}"}}')
+    cdcsync("setup", str(p))
+    try:
+        res = cdcsync("run", str(p), expect=1)  # the snapshot
+        assert "column 'email'" in res.stderr and "{'id': 2}" in res.stderr, res.stderr
+        assert "b'\\xe9te1'" in res.stderr and "Traceback" not in res.stderr, res.stderr
+        write_a(tmp_path, "UPDATE x SET email = 'été1' WHERE id = 2")
+        assert run_json(p)["status"] == "ok"
+        write_a(tmp_path, "INSERT INTO x VALUES (3, 3, CAST(x'ff' AS TEXT))",
+                "INSERT INTO x VALUES (4, 4, 'four@x')")
+        res = cdcsync("run", str(p), expect=1)  # the log
+        assert "column 'email'" in res.stderr and "{'id': 3}" in res.stderr, res.stderr
+        assert "fix the value at the source" in res.stderr and "Traceback" not in res.stderr
+        write_a(tmp_path, "UPDATE x SET email = 'three@x' WHERE id = 3")
+        assert run_json(p)["status"] == "ok"
+        assert pg_rows(pg_dsn) == [(1, 1, "one@x"), (2, 2, "été1"), (3, 3, "three@x"),
+                                   (4, 4, "four@x")]
+        cdcsync("verify", str(p))
+    finally:
+        cdcsync("teardown", str(p), "--force")
+
+
 def test_rows_refused_for_a_foreign_key_are_tried_again_at_the_end_of_the_run(
         tmp_path: Path, pg_dsn_factory: Any) -> None:
     """A first snapshot takes entities one after the other, in the configuration's

@@ -77,7 +77,7 @@ def snapshot(
     params.append(limit)
     where = f"table {cap.info.table!r}"
     rows: list[SnapshotRow] = []
-    for r in conn.execute(sql, params):
+    for r in _fetch(conn, sql, params):
         try:
             k, row = codec.row(r, where)
         except ConnectorError as exc:  # SQLite keeps any value in any column
@@ -90,17 +90,61 @@ def snapshot(
     return SnapshotChunk(rows, last, done=len(rows) < limit)
 
 
-def _decode_row(text: str | None, codec: Codec, where: str) -> dict[str, Any] | None:
+def _lenient(raw: bytes) -> str | bytes:
+    """Text as ``str``; text that is not UTF-8 (SQLite keeps what it is given) as its
+    bytes, which the column's reader refuses by name."""
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return raw
+
+
+def _fetch(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
+    """The query's rows. sqlite3 fails the whole query on a text value that is not
+    UTF-8, naming no row (and the next read failed the same way for ever): the query
+    is then run again with such values as bytes, for the row's reader to name."""
+    try:
+        return conn.execute(sql, params).fetchall()
+    except sqlite3.OperationalError as exc:
+        if "UTF-8" not in str(exc):
+            raise
+    conn.text_factory = _lenient
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.text_factory = str
+
+
+def _undecoded(text: str | bytes) -> str:
+    """A log's JSON text that holds text which is not UTF-8 (:func:`_fetch`), as text
+    whose such bytes are lone surrogates (:func:`_raw` gives them back)."""
+    return text.decode("utf-8", "surrogateescape") if isinstance(text, bytes) else text
+
+
+def _raw(v: Any) -> Any:
+    """A value parsed from :func:`_undecoded` text: bytes where it was not UTF-8."""
+    if isinstance(v, str):
+        try:
+            v.encode()
+        except UnicodeEncodeError:
+            return v.encode("utf-8", "surrogateescape")
+    return v
+
+
+def _decode_row(text: str | bytes | None, codec: Codec, where: str) -> dict[str, Any] | None:
     if text is None:
         return None
-    obj = json.loads(text)
+    if isinstance(text, bytes):
+        obj = {c: _raw(v) for c, v in json.loads(_undecoded(text)).items()}
+    else:
+        obj = json.loads(text)
     if is_wide(len(codec.cap.info.columns)):  # json_patch dropped NULL members of later chunks
         for c in codec.cap.info.names:
             obj.setdefault(c, None)
     return codec.logged_row(obj, where)
 
 
-def _old_row(text: str | None, codec: Codec, where: str) -> dict[str, Any] | None:
+def _old_row(text: str | bytes | None, codec: Codec, where: str) -> dict[str, Any] | None:
     """The row's values before the change, or ``None`` (not captured) where one of them
     does not read as its column's type: a value a user has just fixed must not stop the
     reader on the fix's own log row (the old values only tell an update that changed no
@@ -112,14 +156,16 @@ def _old_row(text: str | None, codec: Codec, where: str) -> dict[str, Any] | Non
         return None
 
 
-def _later_change(conn: sqlite3.Connection, tbl: str, pk: str, seq: int) -> int | None:
+def _later_change(conn: sqlite3.Connection, tbl: str, pk: str | bytes, seq: int
+                  ) -> int | None:
     """The log seq of a later change of the same row, if any (the user's fix): a change
     whose values do not read is then passed over, as a batch that holds both changes
     of a key keeps only the last one's row. (Only users' changes are in the log: the
     sink deletes the rows its own writes make.)"""
     row = conn.execute(
-        f"SELECT seq FROM {quote(LOG)} WHERE tbl = ? AND pk = ? AND seq > ?"
-        " ORDER BY seq LIMIT 1", (tbl, pk, seq)).fetchone()
+        f"SELECT seq FROM {quote(LOG)} WHERE tbl = ? AND seq > ?"
+        " AND CAST(pk AS BLOB) = CAST(? AS BLOB) ORDER BY seq LIMIT 1",
+        (tbl, seq, pk)).fetchone()  # (a key that is not UTF-8 text comes as bytes)
     return None if row is None else int(row[0])
 
 
@@ -169,11 +215,12 @@ def changes(
         filt = "origin IS NULL AND tbl = ?"
     else:  # scan by seq: the index would gather and sort the whole backlog for each batch
         filt = f"origin IS NULL AND +tbl IN ({', '.join('?' * len(tables))})"
-    rows = conn.execute(
+    rows = _fetch(
+        conn,
         f"SELECT seq, tbl, pk, op, data, old, ts FROM {quote(LOG)} "
         f"WHERE seq > ? AND {filt} ORDER BY seq LIMIT ?",
         (start, *tables, limit),
-    ).fetchall()
+    )
     more = False
     if len(rows) == limit:
         more = conn.execute(
@@ -186,7 +233,7 @@ def changes(
     out: list[Change] = []
     for seq, tbl, pk, op, data, old, ts in rows:
         where = f"{path} log seq {seq}"
-        keys = json.loads(pk)
+        keys = json.loads(_undecoded(pk))
         for codec in by_table[tbl]:
             try:
                 row = _decode_row(data, codec, where)
