@@ -84,7 +84,8 @@ def snapshot(
             stored = dict(zip(codec.columns, r, strict=False))
             raise UnreadableValue(
                 f"{exc} (the row with key {({c: stored.get(c) for c in cap.key})!r}): fix"
-                " the value at the source, then run again") from exc
+                " the value at the source, then run again (a daemon tries again by itself)"
+            ) from exc
         rows.append(SnapshotRow(k, row, r[-1]))
     last = rows[-1].key if rows else after_key
     return SnapshotChunk(rows, last, done=len(rows) < limit)

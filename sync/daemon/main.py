@@ -25,8 +25,18 @@ SWEEP_EVERY = 2.0
 SHUTDOWN_BUDGET = 8.0  # seconds: SIGTERM to exit stays within 10 s
 
 
-def _initial_snapshots(rt: Runtime) -> None:
-    """Snapshot entities that need it, one daemon at a time, before streaming starts."""
+#: seconds between tries of a snapshot held by a row it cannot read
+UNREADABLE_RETRY = 2.0
+
+
+def _initial_snapshots(rt: Runtime, state: dict[str, Any]) -> None:
+    """Snapshot entities that need it, one daemon at a time, before streaming starts.
+
+    A row the snapshot cannot read (connectors.base ``UnreadableValue``) holds it until
+    the row is fixed at the source: said once, shown in ``/readyz`` as
+    ``snapshot_blocked``, tried again every few seconds, resumed after its last saved
+    chunk (a restart would not help)."""
+    from connectors.base import UnreadableValue
     from sync.runlock import RunLock, RunLocked, RunLockLost
     from sync.snapshot import needs_snapshot
 
@@ -42,12 +52,18 @@ def _initial_snapshots(rt: Runtime) -> None:
             with RunLock(ctx.store, rt.pipeline, ttl=ttl, holder=rt.holder,
                          beside_readers=True):
                 _snapshot_all(rt, ctx, todo)
+            state.pop("snapshot_blocked", None)
             return
         except RunLocked:  # a batch run, or another daemon's snapshot: wait for it
             rt.stop.wait(1.0)
         except RunLockLost as exc:  # its renewals failed; compare-and-set kept it harmless
             log.warning("%s", exc)
             return
+        except UnreadableValue as exc:
+            if str(exc) != state.get("snapshot_blocked"):
+                log.error("the snapshot waits for a row to be fixed at the source: %s", exc)
+            state["snapshot_blocked"] = str(exc)
+            rt.stop.wait(UNREADABLE_RETRY)
 
 
 def _snapshot_all(rt: Runtime, ctx: Any, todo: list[Any]) -> None:
@@ -129,7 +145,7 @@ def run_daemon(cfg: Any, *, readers: bool = True, workers: bool = True,
     broker = make_broker(cfg.broker.url)
     rt = Runtime(cfg, broker, handle, stop)
     started: list[Reader] = []
-    state = {"ready": False}
+    state: dict[str, Any] = {"ready": False}
     consumers = PartitionConsumers(rt, shared=shared) if workers else None
     local = (LocalWorkers(cfg.path, local_count, int(cfg.daemon.metrics_port), options)
              if local_count else None)
@@ -143,6 +159,8 @@ def run_daemon(cfg: Any, *, readers: bool = True, workers: bool = True,
                 "sources_held": [r.source for r in started if r.held],
                 # (a restart would not help: the reader goes on once the row is fixed)
                 "sources_blocked": {r.source: r.blocked for r in started if r.blocked},
+                **({"snapshot_blocked": state["snapshot_blocked"]}
+                   if "snapshot_blocked" in state else {}),
                 "partitions_held": sorted(consumers.threads) if consumers else [],
                 "local_workers": local.pids() if local else []}
 
@@ -165,7 +183,7 @@ def run_daemon(cfg: Any, *, readers: bool = True, workers: bool = True,
         if local is not None:
             local.start()
         if readers:
-            _initial_snapshots(rt)
+            _initial_snapshots(rt, state)
             if not rt.stop.is_set():
                 _finish_dead_batch_run(rt)
             if rt.stop.is_set():  # SIGTERM during the start: nothing started to stop

@@ -211,3 +211,46 @@ def test_an_unreadable_value_holds_its_source_until_the_row_is_fixed(tmp_path: P
     out = d.output()
     assert out.count("waits for a row to be fixed") == 1 and "Traceback" not in out, out
     cli("verify", str(p))
+
+
+def test_a_snapshot_row_it_cannot_read_holds_the_start_until_the_row_is_fixed(
+        tmp_path: Path) -> None:
+    """The daemon's initial snapshot met 'n/a' in an INTEGER column and the daemon
+    exited. Now it waits, says why once (log, /readyz ``snapshot_blocked``, not ready),
+    and starts once the row is fixed at the source."""
+    import socket
+    import urllib.error
+    import urllib.request
+
+    p = make(tmp_path)
+    with socket.socket() as s:  # (the daemon says its port once it is ready: too late)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    p.write_text(p.read_text().replace("metrics_port: 0", f"metrics_port: {port}"))
+    with sqlite3.connect(tmp_path / "a.db") as c:
+        c.execute("INSERT INTO items VALUES (300, 'bad', 'n/a')")
+    c.close()
+    d = Daemon(p)
+
+    def readyz() -> dict[str, object]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as r:
+                return json.loads(r.read())  # type: ignore[no-any-return]
+        except urllib.error.HTTPError as e:
+            return json.loads(e.read())  # type: ignore[no-any-return]
+
+    wait_for(lambda: "the snapshot waits for a row to be fixed" in d.output(),
+             what="the snapshot to wait")
+    state = readyz()
+    assert state["ok"] is False and "'n/a'" in str(state["snapshot_blocked"]), state
+    assert d.proc.poll() is None
+    with sqlite3.connect(tmp_path / "a.db") as c:
+        c.execute("UPDATE items SET qty = 3 WHERE id = 300")
+    c.close()
+    d.wait_ready()
+    wait_for(lambda: (300, "bad", 3) in rows(tmp_path / "b.db"), what="the fixed row at b")
+    assert "snapshot_blocked" not in d.ready_state()
+    code, _ = d.terminate()
+    assert code == 0, d.output()
+    assert d.output().count("the snapshot waits") == 1, d.output()
+    cli("verify", str(p))
