@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection
 
 from conflict.canonical import coerce_row, key_text
 from conflict.protocol import ConflictRecord, Edit, KeyState, Kind, ParkedConflict, on_change
+from connectors.base import UnreadableValue
 from sync.apply import Result, apply_pending, apply_unsaved, record_on
 from sync.change import Change, ChangeBatch, Checkpoint
 from sync.context import EntityContext, PipelineContext
@@ -452,6 +453,10 @@ def catch_up(ctx: PipelineContext, summary: RunSummary, *, max_rounds: int = 100
     Sources take turns, one batch each, so that edits from both sides of a
     bidirectional entity meet in the order they were read. ``progress(source, n)``
     is told of each batch read.
+
+    A source whose next change cannot be read (connectors.base ``UnreadableValue``:
+    a user's value its column cannot read, until the row is fixed) stops there; the
+    others read on to their end, and the first such error is raised then.
     """
     from sync.parallel import BatchWorkers
 
@@ -460,24 +465,30 @@ def catch_up(ctx: PipelineContext, summary: RunSummary, *, max_rounds: int = 100
     rounds = 0
     workers = BatchWorkers.for_run(ctx)  # on a backlog, processes side by side
     ahead: tuple[ChangeBatch, Any] | None = None  # the next batch, read while they worked
+    blocked: list[UnreadableValue] = []
     try:
         while active and rounds < max_rounds:
             rounds += 1
             still: list[str] = []
             for source in active:
-                if ahead is not None:
-                    (batch, cp), ahead = ahead, None
-                else:
-                    batch, cp = read_batch(ctx, source, size)
-                if batch.changes or batch.checkpoint != cp:
-                    if workers is not None and workers.takes(source, batch):
-                        # One source left with more to read: its next batch is read
-                        # from this one's checkpoint while the workers apply this one.
-                        nxt = None if len(active) > 1 or not batch.more else functools.partial(
-                            read_from, ctx, source, batch.checkpoint, size)
-                        ahead = workers.sync_batch(source, batch, summary, nxt)
+                try:
+                    if ahead is not None:
+                        (batch, cp), ahead = ahead, None
                     else:
-                        sync_batch(ctx, source, batch, summary)
+                        batch, cp = read_batch(ctx, source, size)
+                    if batch.changes or batch.checkpoint != cp:
+                        if workers is not None and workers.takes(source, batch):
+                            # One source left with more to read: its next batch is read
+                            # from this one's checkpoint while the workers apply this one
+                            # (a read that failed is raised once this batch is saved).
+                            nxt = None if len(active) > 1 or not batch.more else \
+                                functools.partial(read_from, ctx, source, batch.checkpoint, size)
+                            ahead = workers.sync_batch(source, batch, summary, nxt)
+                        else:
+                            sync_batch(ctx, source, batch, summary)
+                except UnreadableValue as exc:  # this source waits for the row's fix
+                    blocked.append(exc)
+                    continue
                 if progress is not None and batch.changes:
                     progress(source, len(batch.changes))
                 ctx.stop_point()
@@ -488,3 +499,5 @@ def catch_up(ctx: PipelineContext, summary: RunSummary, *, max_rounds: int = 100
         if workers is not None:
             summary.worker_batches += workers.used
             workers.stop()
+    if blocked:
+        raise blocked[0]

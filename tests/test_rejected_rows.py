@@ -196,6 +196,48 @@ def test_a_sqlite_value_its_column_type_cannot_read_stops_with_the_way_out(
     c.close()
 
 
+def test_a_source_held_by_an_unreadable_value_leaves_the_other_sources_reading(
+        tmp_path: Path) -> None:
+    """The run stopped at the first source whose change it could not read: the other
+    sources' changes waited too. They are read to their end now, and the run still
+    fails, naming the row to fix."""
+    for db in ("a", "c", "t", "u"):
+        with sqlite3.connect(tmp_path / f"{db}.db") as c:
+            c.execute("CREATE TABLE x (id INTEGER PRIMARY KEY, amount INTEGER)")
+        c.close()
+    p = tmp_path / "p.yaml"
+    p.write_text("""
+pipeline: held
+state: {url: sqlite:///state.db}
+batch: {size: 1000}
+endpoints:
+  a: {kind: sqlite, path: a.db}
+  c: {kind: sqlite, path: c.db}
+  t: {kind: sqlite, path: t.db}
+  u: {kind: sqlite, path: u.db}
+entities:
+  x: {key: [id], direction: one-way, source: a, endpoints: {a: x, t: x}}
+  y: {key: [id], direction: one-way, source: c, endpoints: {c: x, u: x}}
+""")
+    cdcsync("setup", str(p))
+    run_json(p)
+    write_a(tmp_path, "INSERT INTO x VALUES (1, 'n/a')", "INSERT INTO x VALUES (2, 2)")
+    with sqlite3.connect(tmp_path / "c.db") as c:
+        c.executemany("INSERT INTO x VALUES (?, ?)", [(i, i) for i in range(1, 2500)])
+    c.close()
+    res = cdcsync("run", str(p), expect=1)
+    assert "{'id': 1}" in res.stderr and "fix the value at the source" in res.stderr
+    with sqlite3.connect(tmp_path / "u.db") as c:  # c's source read on, past a batch
+        assert c.execute("SELECT count(*) FROM x").fetchone()[0] == 2499
+    c.close()
+    write_a(tmp_path, "UPDATE x SET amount = 1 WHERE id = 1")
+    assert run_json(p)["status"] == "ok"
+    with sqlite3.connect(tmp_path / "t.db") as c:
+        assert c.execute("SELECT id, amount FROM x ORDER BY id").fetchall() == [(1, 1), (2, 2)]
+    c.close()
+    cdcsync("verify", str(p))
+
+
 def test_sqlite_text_that_is_not_utf8_is_named_and_its_fix_goes_through(
         tmp_path: Path, pg_dsn: str) -> None:
     """SQLite stores what it is given: text that is not UTF-8 (a C program's Latin-1)
