@@ -93,6 +93,9 @@ BREAKER_STATE = Gauge(
 READER_LEASE = Gauge(
     "cdcsync_reader_lease", "1 while this process holds the lease to read a source endpoint.",
     ("pipeline", "endpoint"), registry=REGISTRY)
+SOURCE_BLOCKED = Gauge(
+    "cdcsync_source_blocked", "1 while this process's reader of a source waits for a row"
+    " it cannot read to be fixed at the source.", ("pipeline", "endpoint"), registry=REGISTRY)
 
 
 class BreakerState(enum.IntEnum):
@@ -221,6 +224,8 @@ def forget_source(pipeline: str, endpoint: str) -> None:
             LAG_SECONDS.remove(pipeline, endpoint, entity)
     with suppress(KeyError):
         LAG_BYTES.remove(pipeline, endpoint)
+    with suppress(KeyError):
+        SOURCE_BLOCKED.remove(pipeline, endpoint)
 
 
 class SummaryExporter:

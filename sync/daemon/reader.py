@@ -25,6 +25,7 @@ from sync.logs import log_context, new_batch_id
 from sync.metrics import (
     ECHOES_DROPPED,
     RETRIES,
+    SOURCE_BLOCKED,
     observe_read,
     observe_stage,
     record_conflict,
@@ -106,6 +107,7 @@ class Reader(threading.Thread):
                                      "took" if self.held else "lost", self.source)
                     if not self.held:
                         cp, unflushed = _UNREAD, False  # whoever holds it now moves it
+                        self.blocked = None  # (its holder says so now)
                         rt.stop.wait(ttl / 3)
                         continue
                     if self._backlog(ctx) > int(cfg.daemon.max_pending):
@@ -138,12 +140,14 @@ class Reader(threading.Thread):
                     if self.blocked is not None:
                         log.info("reading %s goes on: the row was fixed", self.source)
                         self.blocked = None
+                        SOURCE_BLOCKED.labels(rt.pipeline, self.source).set(0)
                 except UnreadableValue as exc:  # a user's value: the row's fix, a later
                     # change, supersedes it. Wait for it; the other sources read on.
                     if str(exc) != self.blocked:
                         log.error("reading %s waits for a row to be fixed at the source: %s",
                                   self.source, exc)
                     self.blocked = str(exc)
+                    SOURCE_BLOCKED.labels(rt.pipeline, self.source).set(1)
                     RETRIES.labels(rt.pipeline, self.source).inc()
                     rt.stop.wait(min(backoff, ttl / 3))
                     backoff = min(backoff * 2, 5.0)

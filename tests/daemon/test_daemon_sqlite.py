@@ -178,6 +178,21 @@ def test_teardown_force_goes_on_beside_a_live_lease(tmp_path: Path) -> None:
     assert triggers(tmp_path / "a.db") == triggers(tmp_path / "b.db") == []
 
 
+def _blocked_gauge(d: Daemon, source: str) -> float:
+    """``cdcsync_source_blocked`` of ``source`` on the daemon's /metrics."""
+    import re
+    import urllib.request
+
+    m = re.search(r"ready on (http://\S+)", d.output())
+    assert m, d.output()
+    with urllib.request.urlopen(m.group(1) + "/metrics", timeout=5) as r:
+        text = r.read().decode()
+    found = re.search(r'^cdcsync_source_blocked\{[^}]*endpoint="' + source + r'"[^}]*\} (\S+)$',
+                      text, re.M)
+    assert found, text
+    return float(found.group(1))
+
+
 def test_an_unreadable_value_holds_its_source_until_the_row_is_fixed(tmp_path: Path) -> None:
     """'n/a' written into an INTEGER column stopped the daemon (every source) at the
     first read of it. Now that source's reader waits, saying why (log, /readyz), the
@@ -194,6 +209,7 @@ def test_an_unreadable_value_holds_its_source_until_the_row_is_fixed(tmp_path: P
     blocked = wait_for(lambda: d.ready_state().get("sources_blocked"),
                        what="source a to be reported blocked")
     assert list(blocked) == ["a"] and "'n/a'" in blocked["a"], blocked
+    assert _blocked_gauge(d, "a") == 1.0
     with sqlite3.connect(tmp_path / "b.db") as c:  # the other source reads on
         c.execute("UPDATE items SET name = 'from b' WHERE id = 5")
     c.close()
@@ -206,6 +222,7 @@ def test_an_unreadable_value_holds_its_source_until_the_row_is_fixed(tmp_path: P
     wait_for(lambda: {(200, "bad", 7), (201, "behind it", 1)} <= set(rows(tmp_path / "b.db")),
              what="the fixed row and the one behind it at b")
     wait_for(lambda: not d.ready_state().get("sources_blocked"), what="a to read on")
+    assert _blocked_gauge(d, "a") == 0.0
     code, _ = d.terminate()
     assert code == 0, d.output()
     out = d.output()

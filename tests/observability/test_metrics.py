@@ -28,6 +28,7 @@ CONTRACT = {
     "cdcsync_retries_total": ("counter", ("pipeline", "endpoint")),
     "cdcsync_breaker_state": ("gauge", ("pipeline", "endpoint")),
     "cdcsync_reader_lease": ("gauge", ("pipeline", "endpoint")),
+    "cdcsync_source_blocked": ("gauge", ("pipeline", "endpoint")),
 }
 
 
