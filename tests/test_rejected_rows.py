@@ -221,7 +221,8 @@ entities:
 """)
     cdcsync("setup", str(p))
     run_json(p)
-    write_a(tmp_path, "INSERT INTO x VALUES (1, 'n/a')", "INSERT INTO x VALUES (2, 2)")
+    write_a(tmp_path, "INSERT INTO x VALUES (0, 0)", "INSERT INTO x VALUES (1, 'n/a')",
+            "INSERT INTO x VALUES (2, 2)")
     with sqlite3.connect(tmp_path / "c.db") as c:
         c.executemany("INSERT INTO x VALUES (?, ?)", [(i, i) for i in range(1, 2500)])
     c.close()
@@ -230,10 +231,14 @@ entities:
     with sqlite3.connect(tmp_path / "u.db") as c:  # c's source read on, past a batch
         assert c.execute("SELECT count(*) FROM x").fetchone()[0] == 2499
     c.close()
+    with sqlite3.connect(tmp_path / "t.db") as c:  # and what a logged before the bad row
+        assert c.execute("SELECT id, amount FROM x").fetchall() == [(0, 0)]
+    c.close()
     write_a(tmp_path, "UPDATE x SET amount = 1 WHERE id = 1")
     assert run_json(p)["status"] == "ok"
     with sqlite3.connect(tmp_path / "t.db") as c:
-        assert c.execute("SELECT id, amount FROM x ORDER BY id").fetchall() == [(1, 1), (2, 2)]
+        assert c.execute("SELECT id, amount FROM x ORDER BY id").fetchall() == [
+            (0, 0), (1, 1), (2, 2)]
     c.close()
     cdcsync("verify", str(p))
 

@@ -232,6 +232,7 @@ def changes(
     # service's own rows and other tables' rows at the tail.
     end = rows[-1][0] if more else max(start, log_end(conn))
     out: list[Change] = []
+    before = start  # the seq of the last row read whole
     for seq, tbl, pk, op, data, old, ts in rows:
         where = f"{path} log seq {seq}"
         keys = json.loads(_undecoded(pk))
@@ -245,6 +246,9 @@ def changes(
                     log.warning("%s (key %r): passed over, the row's change at log seq %d"
                                 " supersedes it", exc, named, fix)
                     continue
+                done = [c for c in out if c.position != (seq,)]
+                if done:  # what the log holds before it goes first; the next read stops
+                    return ChangeBatch(done, {"seq": before, "log": lid}, more=True)
                 raise UnreadableValue(
                     f"{exc} (key {named!r}): fix the value at the source (update or delete the"
                     " row); the change that fixes it supersedes this one, and the next read"
@@ -260,6 +264,7 @@ def changes(
                 committed_at=float(ts),
                 row_version=seq,
             ))
+        before = seq
     return ChangeBatch(out, {"seq": end, "log": lid}, more=more)
 
 
