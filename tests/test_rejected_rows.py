@@ -196,6 +196,61 @@ def test_a_sqlite_value_its_column_type_cannot_read_stops_with_the_way_out(
     c.close()
 
 
+def test_a_row_a_targets_trigger_refuses_waits_as_a_dead_letter_at_each_engine(
+        tmp_path: Path, pg_dsn: str, mariadb_params: dict[str, Any]) -> None:
+    """A target's validation trigger (PL/pgSQL ``RAISE EXCEPTION``, MariaDB ``SIGNAL
+    SQLSTATE '45000'``, SQLite ``RAISE(ABORT)``) refusing one row stopped every run at
+    PostgreSQL and MariaDB: the errors were not taken for the row's. Now the row waits
+    as a dead letter with the trigger's message, and the rest is written."""
+    write_a(tmp_path, "CREATE TABLE x (id INTEGER PRIMARY KEY, amount INTEGER)")
+    with psycopg.connect(pg_dsn, autocommit=True) as c:
+        c.execute("CREATE TABLE x (id int PRIMARY KEY, amount int)")
+        c.execute("CREATE FUNCTION nonneg() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                  " IF new.amount < 0 THEN RAISE EXCEPTION 'amount % below zero', new.amount;"
+                  " END IF; RETURN new; END $$")
+        c.execute("CREATE TRIGGER nonneg BEFORE INSERT OR UPDATE ON x FOR EACH ROW"
+                  " EXECUTE FUNCTION nonneg()")
+    conn = pymysql.connect(**mariadb_params, autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE x (id INT PRIMARY KEY, amount INT)")
+        cur.execute("CREATE TRIGGER nonneg BEFORE INSERT ON x FOR EACH ROW BEGIN"
+                    " IF new.amount < 0 THEN SIGNAL SQLSTATE '45000'"
+                    " SET MESSAGE_TEXT = 'amount below zero'; END IF; END")
+    conn.close()
+    with sqlite3.connect(tmp_path / "t.db") as c:
+        c.execute("CREATE TABLE x (id INTEGER PRIMARY KEY, amount INTEGER)")
+        c.execute("CREATE TRIGGER nonneg BEFORE INSERT ON x WHEN new.amount < 0"
+                  " BEGIN SELECT RAISE(ABORT, 'amount below zero'); END")
+    c.close()
+    p = write_pipeline(tmp_path, pipeline_of(pg_dsn),
+                       {"a": "{kind: sqlite, path: a.db}", "p": pg_endpoint(pg_dsn),
+                        "m": mariadb_endpoint(mariadb_params),
+                        "s": "{kind: sqlite, path: t.db}"},
+                       "x", {"a": "x", "p": "x", "m": "x", "s": "x"},
+                       options=["direction: one-way", "source: a"])
+    cdcsync("setup", str(p))
+    try:
+        run_json(p)
+        write_a(tmp_path, "INSERT INTO x VALUES (1, 1), (2, -5), (3, 3)")
+        out = run_json(p, expect=3)
+        assert (out["totals"]["applied"], out["totals"]["rejected"]) == (6, 3), out
+        by_target = {d["target"]: d for d in letters(p)}
+        assert sorted(by_target) == ["m", "p", "s"], by_target
+        assert all(d["keys"] == ['{"id":2}'] and "below zero" in d["error"]
+                   for d in by_target.values()), by_target
+        with psycopg.connect(pg_dsn) as c:
+            assert c.execute("SELECT id FROM x ORDER BY id").fetchall() == [(1,), (3,)]
+        # The source's fix; the key's later changes wait behind its letters (in order)
+        # until they are requeued: then the fixed row arrives everywhere.
+        write_a(tmp_path, "UPDATE x SET amount = 2 WHERE id = 2")
+        run_json(p, expect=3)
+        cdcsync("dlq", "requeue", str(p), *(str(d["id"]) for d in by_target.values()))
+        assert run_json(p)["status"] == "ok"
+        assert cdcsync("verify", str(p)).returncode == 0
+    finally:
+        cdcsync("teardown", str(p), "--force")
+
+
 def test_a_source_held_by_an_unreadable_value_leaves_the_other_sources_reading(
         tmp_path: Path) -> None:
     """The run stopped at the first source whose change it could not read: the other

@@ -38,9 +38,10 @@ CONTENTION = frozenset({1213, 1205})
 #: index (1062: the sink tells one on the key apart, see connectors/mysql/sink.py), a
 #: value out of range (1264, 1690), truncated or of the wrong form (1265, 1292, 1366,
 #: 1367), too long (1406), a foreign key (1216, 1217, 1451, 1452), a CHECK constraint
-#: (MySQL 3819, MariaDB 4025). RowRejected.
+#: (MySQL 3819, MariaDB 4025), a target's trigger refusing the row (``SIGNAL SQLSTATE
+#: '45000'``: 1644; before 2026-12-06 one such row stopped every run). RowRejected.
 REJECTED_CODES = frozenset({1048, 1062, 1216, 1217, 1264, 1265, 1292, 1366, 1367, 1406,
-                            1451, 1452, 1690, 3819, 4025})
+                            1451, 1452, 1644, 1690, 3819, 4025})
 #: Of those, a foreign key (ReferenceRejected)
 REFERENCE_CODES = frozenset({1216, 1217, 1451, 1452})
 #: A connection refused by the server: access denied (1045, 1044, 1698), an unknown

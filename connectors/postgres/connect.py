@@ -138,9 +138,13 @@ CONTENTION = (
     errors.LockNotAvailable,
 )
 #: A row's data refused: SQLSTATE classes 22 (data exception: a value too long, out of
-#: range, a NUL in text...) and 23 (integrity constraint violation), and psycopg's own
-#: DataError for a value it cannot send. RowRejected (a foreign key: ReferenceRejected).
-REJECTED = (psycopg.DataError, psycopg.IntegrityError)
+#: range, a NUL in text...) and 23 (integrity constraint violation), psycopg's own
+#: DataError for a value it cannot send, and a target's trigger refusing the row
+#: (PL/pgSQL ``RAISE EXCEPTION``, P0001, and ``ASSERT``, P0004: a validation rule of the
+#: target's; before 2026-12-06 one such row stopped every run). RowRejected (a foreign
+#: key: ReferenceRejected).
+REJECTED = (psycopg.DataError, psycopg.IntegrityError, errors.RaiseException,
+            errors.AssertFailure)
 
 
 @contextlib.contextmanager
