@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from connectors.base import Binding, ConnectorError
+from connectors.base import Binding, ConnectorError, nullable_key
 from connectors.claims import Claim, refuse_clashes
 from connectors.mysql import applied
 from connectors.mysql.create import exact_collation
@@ -144,6 +144,14 @@ def setup(settings: Any, bindings: Sequence[Binding], *, echo: str, writer: str,
                     problems.append(str(exc))
                     continue
                 done.append(f"table {b.table}: primary key ({', '.join(info.key)})")
+                by_name = info.by_name()
+                loose = [k for k in b.endpoint_key if b.table in claim.reads
+                         and k in by_name and by_name[k].nullable]
+                if loose:
+                    table = quote_table(database, b.table)
+                    problems.append(nullable_key(
+                        b.endpoint, table, b.entity, loose,
+                        f"ALTER TABLE {table} MODIFY {{column}} ... NOT NULL"))
                 if b.table in claim.writes:
                     done += loose_keys(cur, database, b.table, b.endpoint_key)
             if echo == "skip_replication":

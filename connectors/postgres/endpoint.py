@@ -14,7 +14,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from connectors.base import ApplyOp, ApplyResult, Binding, Column, RangesOfSource, TableSchema
+from connectors.base import (
+    ApplyOp,
+    ApplyResult,
+    Binding,
+    Column,
+    RangesOfSource,
+    SchemaError,
+    TableSchema,
+    nullable_key,
+)
 from connectors.postgres import ddl
 from connectors.postgres import setup as capture
 from connectors.postgres.catalog import table_for
@@ -129,6 +138,15 @@ class PostgresEndpoint(RangesOfSource):
             infos = [table_for(conn, b, self.default_schema) for b in bindings]  # each checked
             reads = infos if read is None else [
                 info for b, info in zip(bindings, infos, strict=True) if b in read]
+            for b, info in zip(bindings, infos, strict=True):
+                if read is not None and b not in read:
+                    continue  # (a table only written to here)
+                loose = [k for k in b.endpoint_key
+                         if (col := info.column(k)) is not None and col.nullable]
+                if loose:
+                    raise SchemaError(nullable_key(
+                        self.name, info.qualified, b.entity, loose,
+                        f"ALTER TABLE {info.qualified} ALTER COLUMN {{column}} SET NOT NULL"))
             tables = {info.qualified: info for info in reads}
             return capture.setup(conn, self._names(pipeline), list(tables.values()))
 
