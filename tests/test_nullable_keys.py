@@ -63,3 +63,39 @@ def test_a_nullable_natural_key_at_a_mariadb_source_is_refused(
         assert "MODIFY code" in res.stderr and "Traceback" not in res.stderr, res.stderr
     finally:
         cdcsync("teardown", str(p), "--force", expect=None)
+
+
+def test_sqlite_rows_with_a_null_key_wait_until_they_have_one(tmp_path: Path) -> None:
+    """SQLite lets a primary key that is not INTEGER hold NULL: two such rows were one
+    key to the service (the target got one, with the last one's values). They are now
+    passed over with a warning, and arrive once they have a key."""
+    for db in ("a", "b"):
+        with sqlite3.connect(tmp_path / f"{db}.db") as c:
+            c.execute("CREATE TABLE n (code TEXT PRIMARY KEY, v INT)")
+        c.close()
+
+    def write(*stmts: str) -> None:
+        with sqlite3.connect(tmp_path / "a.db") as c:
+            for st in stmts:
+                c.execute(st)
+        c.close()
+
+    def held() -> list[tuple[Any, ...]]:
+        with sqlite3.connect(tmp_path / "b.db") as c:
+            return c.execute("SELECT code, v FROM n ORDER BY v").fetchall()
+
+    write("INSERT INTO n VALUES ('a', 1), (NULL, 2), (NULL, 3)")
+    p = write_pipeline(tmp_path, "nk", {"a": sqlite_endpoint("a.db"),
+                                        "b": sqlite_endpoint("b.db")},
+                       "n", {"a": "n", "b": "n"}, key=("code",),
+                       options=["direction: one-way", "source: a"])
+    cdcsync("setup", str(p))
+    res = cdcsync("run", str(p), "--json")
+    assert held() == [("a", 1)]
+    assert "2 row(s) with a NULL key (code)" in res.stderr, res.stderr
+    write("UPDATE n SET code = 'b' WHERE v = 2", "INSERT INTO n VALUES (NULL, 4)",
+          "UPDATE n SET v = 30 WHERE v = 3", "DELETE FROM n WHERE v = 4")
+    res = cdcsync("run", str(p), "--json")
+    assert "with a NULL key is not synchronised" in res.stderr, res.stderr
+    assert held() == [("a", 1), ("b", 2)]
+    cdcsync("verify", str(p))

@@ -18,6 +18,7 @@ from connectors.base import ConnectorError, SchemaError, UnreadableValue
 from connectors.sqlite._capture import (
     LOG,
     META,
+    Captured,
     captured_tables,
     is_wide,
     log_end,
@@ -69,10 +70,16 @@ def snapshot(
     sql = f"SELECT {', '.join(f't.{quote(c)}' for c in codec.columns)}, {ver} " \
           f"FROM {quote(cap.info.table)} AS t{join}"
     params: list[Any] = []
+    # A primary key that is not INTEGER may hold NULL in SQLite: such rows are no
+    # entity's (several would be one key) until they have a key (see changes()).
+    keyed = " AND ".join(f"t.{quote(c)} IS NOT NULL" for c in cap.key)
     if after_key is not None:
         after = codec.stored_key(after_key)
         sql += f" WHERE ({key}) > ({', '.join('?' * len(after))})"
         params += after
+    else:
+        sql += f" WHERE {keyed}"
+        _warn_unkeyed(conn, cap)
     sql += f" ORDER BY {key} LIMIT ?"
     params.append(limit)
     where = f"table {cap.info.table!r}"
@@ -89,6 +96,16 @@ def snapshot(
         rows.append(SnapshotRow(k, row, r[-1]))
     last = rows[-1].key if rows else after_key
     return SnapshotChunk(rows, last, done=len(rows) < limit)
+
+
+def _warn_unkeyed(conn: sqlite3.Connection, cap: Captured) -> None:
+    """Say how many rows the table holds with a NULL in a key column, if any."""
+    unkeyed = " OR ".join(f"{quote(c)} IS NULL" for c in cap.key)
+    (n,) = conn.execute(
+        f"SELECT count(*) FROM {quote(cap.info.table)} WHERE {unkeyed}").fetchone()
+    if n:
+        log.warning("table %r: %d row(s) with a NULL key (%s) are not synchronised until"
+                    " they have one", cap.info.table, n, ", ".join(cap.key))
 
 
 def _lenient(raw: bytes) -> str | bytes:
@@ -236,6 +253,12 @@ def changes(
     for seq, tbl, pk, op, data, old, ts in rows:
         where = f"{path} log seq {seq}"
         keys = json.loads(_undecoded(pk))
+        if None in keys:  # no entity's row until it has a key (logged then as an insert)
+            if op != "delete":
+                log.warning("%s: a row of table %r with a NULL key is not synchronised"
+                            " until it has one", where, tbl)
+            before = seq
+            continue
         for codec in by_table[tbl]:
             try:
                 row = _decode_row(data, codec, where)
