@@ -220,4 +220,9 @@ def drift_view(drifts: list[Any]) -> Table:
             t.add_row("", ep, str(n), str(len(d.missing.get(ep, []))),
                       str(len(d.extra.get(ep, []))), str(len(d.differing.get(ep, []))))
     t.caption = ("in sync" if all(d.in_sync for d in drifts) else "DRIFT found")
+    apart = [f"{d.entity}: {ep} and {d.reference} not compared on {', '.join(cols)}"
+             " (a column one of them lacks)"
+             for d in drifts for ep, cols in getattr(d, "uncompared", {}).items() if cols]
+    if apart:
+        t.caption += "\n" + "\n".join(apart)
     return t

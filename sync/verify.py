@@ -36,6 +36,9 @@ class EntityDrift:
     differing: dict[str, list[str]] = field(default_factory=dict)
     #: how the rows were matched: "merged" (by key as read) or "held" (the reference's)
     method: str = "held"
+    #: endpoint -> columns one of it and the reference has and the other lacks: not
+    #: compared (a column dropped at the source stays at the targets: never drift)
+    uncompared: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def in_sync(self) -> bool:
@@ -47,13 +50,14 @@ class EntityDrift:
 
         return {"entity": self.entity, "reference": self.reference, "rows": self.rows,
                 "method": self.method, "in_sync": self.in_sync, "missing": cut(self.missing),
-                "extra": cut(self.extra), "differing": cut(self.differing)}
+                "extra": cut(self.extra), "differing": cut(self.differing),
+                "uncompared": {ep: cols for ep, cols in self.uncompared.items() if cols}}
 
 
-def _rows(ctx: PipelineContext, ent: EntityContext, ep: str
+def _rows(ctx: PipelineContext, ent: EntityContext, ep: str, only: frozenset[str] | None
           ) -> Iterator[tuple[dict[str, Any], str]]:
     """(typed key, content hash) of every row at ``ep`` in its key order, a chunk at a
-    time."""
+    time; ``only``: the hash of these columns alone."""
     src = ctx.endpoints[ep]
     binding = ent.bindings[ep]
     after = None
@@ -61,7 +65,8 @@ def _rows(ctx: PipelineContext, ent: EntityContext, ep: str
     while True:
         chunk = src.snapshot(binding, after, size)
         for r in chunk.rows:
-            yield typed(ent, r.key) or {}, row_hash(typed(ent, r.row))
+            row = r.row if only is None else {c: v for c, v in r.row.items() if c in only}
+            yield typed(ent, r.key) or {}, row_hash(typed(ent, row))
         after = chunk.last_key
         if chunk.done:
             return
@@ -91,15 +96,16 @@ def _ascending(ent: EntityContext, rows: Iterator[tuple[dict[str, Any], str]]
         yield at, key, digest
 
 
-def _merged(ctx: PipelineContext, ent: EntityContext, drift: EntityDrift) -> None:
-    """Every endpoint read side by side, matched by key as read (the module docstring).
+def _merged(ctx: PipelineContext, ent: EntityContext, drift: EntityDrift,
+            others: list[str], only: frozenset[str] | None) -> None:
+    """The reference and ``others`` read side by side, matched by key as read (the module
+    docstring), their rows compared on ``only`` (None: every column).
 
     Raises:
         _Unordered: an endpoint's keys do not ascend (nothing is reported then).
     """
     ref = drift.reference
-    others = [ep for ep in ent.bindings if ep != ref]
-    reads = {ep: _ascending(ent, _rows(ctx, ent, ep)) for ep in ent.bindings}
+    reads = {ep: _ascending(ent, _rows(ctx, ent, ep, only)) for ep in [ref, *others]}
     heads: dict[str, tuple[tuple[Any, ...], dict[str, Any], str] | None] = {
         ep: next(it, None) for ep, it in reads.items()}
     counts = dict.fromkeys(reads, 0)
@@ -134,23 +140,21 @@ def _merged(ctx: PipelineContext, ent: EntityContext, drift: EntityDrift) -> Non
     drift.missing.update(missing)
     drift.extra.update(extra)
     drift.differing.update(differing)
-    drift.method = "merged"
 
 
-def _held(ctx: PipelineContext, ent: EntityContext, drift: EntityDrift) -> None:
+def _held(ctx: PipelineContext, ent: EntityContext, drift: EntityDrift,
+          others: list[str], only: frozenset[str] | None) -> None:
     """The reference's rows held as key and content hash (not as rows: 1.5 GB for 500k
-    rows of 8 columns, when every endpoint's rows were held whole); the others compared
-    with them as they are read."""
+    rows of 8 columns, when every endpoint's rows were held whole); ``others`` compared
+    with them as they are read, on ``only`` (None: every column)."""
     reference = drift.reference
-    ref: Mapping[str, str] = {key_text(k): d for k, d in _rows(ctx, ent, reference)}
+    ref: Mapping[str, str] = {key_text(k): d for k, d in _rows(ctx, ent, reference, only)}
     drift.rows[reference] = len(ref)
-    for ep in ent.bindings:
-        if ep == reference:
-            continue
+    for ep in others:
         seen: set[str] = set()
         extra: list[str] = []
         differing: list[str] = []
-        for k, digest in _rows(ctx, ent, ep):
+        for k, digest in _rows(ctx, ent, ep, only):
             key = key_text(k)
             want = ref.get(key)
             if want is None:
@@ -166,17 +170,39 @@ def _held(ctx: PipelineContext, ent: EntityContext, drift: EntityDrift) -> None:
 
 
 def verify_entity(ctx: PipelineContext, ent: EntityContext) -> EntityDrift:
-    """Merged by key where the key is integers, else against the reference's rows held."""
+    """Merged by key where the key is integers, else against the reference's rows held.
+
+    Endpoints are compared with the reference on the columns both have: a column one
+    of them lacks (dropped at the source, which other endpoints keep) is not drift,
+    and is listed in :attr:`EntityDrift.uncompared`. Endpoints with the same columns
+    as each other are read in one pass."""
     reference = ent.sources[0]
-    if all(ent.types.get(c) == "int" for c in ent.cfg.key):
-        drift = EntityDrift(ent.name, reference)
-        try:
-            _merged(ctx, ent, drift)
-            return drift
-        except _Unordered:
-            pass
     drift = EntityDrift(ent.name, reference)
-    _held(ctx, ent, drift)
+    passes: dict[frozenset[str] | None, list[str]] = {}
+    mine = set(ent.columns_at(reference))
+    for ep in ent.bindings:
+        if ep == reference:
+            continue
+        theirs = set(ent.columns_at(ep))
+        apart = sorted(mine ^ theirs) if mine and theirs else []
+        drift.uncompared[ep] = apart
+        passes.setdefault(frozenset(mine & theirs) if apart else None, []).append(ep)
+    merged = all(ent.types.get(c) == "int" for c in ent.cfg.key)
+    for only, others in passes.items():
+        part = EntityDrift(ent.name, reference)
+        try:
+            if not merged:
+                raise _Unordered
+            _merged(ctx, ent, part, others, only)
+            drift.method = "merged"
+        except _Unordered:
+            part = EntityDrift(ent.name, reference)
+            _held(ctx, ent, part, others, only)
+            drift.method = "held"
+        drift.rows.update(part.rows)
+        drift.missing.update(part.missing)
+        drift.extra.update(part.extra)
+        drift.differing.update(part.differing)
     return drift
 
 

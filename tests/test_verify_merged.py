@@ -31,7 +31,8 @@ def _drift(p: Path) -> tuple[EntityDrift, EntityDrift]:
     with open_pipeline(cfg) as ctx:
         (found,) = verify(ctx)
         held = EntityDrift(found.entity, found.reference)
-        _held(ctx, ctx.entities[found.entity], held)
+        ent = ctx.entities[found.entity]
+        _held(ctx, ent, held, [ep for ep in ent.bindings if ep != found.reference], None)
     return found, held
 
 
@@ -105,3 +106,29 @@ def test_text_keys_in_a_collations_order_are_compared_with_the_reference_held(
     assert found.method == "held"
     assert (found.missing["b"], found.extra["b"], found.differing["b"]) == (
         ['{"k":"c"}'], ['{"k":"e"}'], ['{"k":"B"}'])
+
+
+def test_a_column_one_endpoint_lacks_is_not_compared(
+        tmp_path: Path, pg_dsn_factory: Callable[[], str]) -> None:
+    """A column dropped at the source stays at the targets (they keep their data): every
+    row was reported differing, for ever. Endpoints are compared on the columns both
+    have, the others listed as not compared; rows that differ there still do."""
+    a, b = pg_dsn_factory(), pg_dsn_factory()
+    pg(a, "CREATE TABLE t (id int PRIMARY KEY, v int)",
+       "INSERT INTO t VALUES (1, 1), (2, 2), (3, 3)")
+    pg(b, "CREATE TABLE t (id int PRIMARY KEY, v int, note text)",
+       "INSERT INTO t VALUES (1, 1, 'kept'), (2, 20, NULL), (4, 4, 'x')")
+    with sqlite3.connect(tmp_path / "s.db") as db:  # the same columns as the reference
+        db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER)")
+        db.executemany("INSERT INTO t VALUES (?, ?)", [(1, 1), (2, 2), (3, 30)])
+    db.close()
+    p = write_pipeline(tmp_path, pipeline_of(a), {"a": pg_endpoint(a), "b": pg_endpoint(b),
+                                                  "s": sqlite_endpoint("s.db")},
+                       "t", {"a": "t", "b": "t", "s": "t"},
+                       options=["direction: one-way", "source: a"])
+    found, _ = _drift(p)
+    assert found.uncompared == {"b": ["note"], "s": []}
+    assert (found.missing, found.extra, found.differing) == (
+        {"b": ['{"id":3}'], "s": []}, {"b": ['{"id":4}'], "s": []},
+        {"b": ['{"id":2}'], "s": ['{"id":3}']})
+    assert found.rows == {"a": 3, "b": 3, "s": 3}
