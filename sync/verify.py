@@ -187,18 +187,17 @@ def verify_entity(ctx: PipelineContext, ent: EntityContext) -> EntityDrift:
         apart = sorted(mine ^ theirs) if mine and theirs else []
         drift.uncompared[ep] = apart
         passes.setdefault(frozenset(mine & theirs) if apart else None, []).append(ep)
-    merged = all(ent.types.get(c) == "int" for c in ent.cfg.key)
-    for only, others in passes.items():
-        part = EntityDrift(ent.name, reference)
-        try:
-            if not merged:
-                raise _Unordered
-            _merged(ctx, ent, part, others, only)
-            drift.method = "merged"
-        except _Unordered:
-            part = EntityDrift(ent.name, reference)
+    ordered = all(ent.types.get(c) == "int" for c in ent.cfg.key)
+    for only, others in (passes or {None: []}).items():
+        part = EntityDrift(ent.name, reference, method="merged" if ordered else "held")
+        if ordered:
+            try:
+                _merged(ctx, ent, part, others, only)
+            except _Unordered:
+                part = EntityDrift(ent.name, reference)
+        if part.method == "held":
             _held(ctx, ent, part, others, only)
-            drift.method = "held"
+        drift.method = part.method
         drift.rows.update(part.rows)
         drift.missing.update(part.missing)
         drift.extra.update(part.extra)
