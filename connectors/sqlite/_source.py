@@ -99,13 +99,19 @@ def snapshot(
 
 
 def _warn_unkeyed(conn: sqlite3.Connection, cap: Captured) -> None:
-    """Say how many rows the table holds with a NULL in a key column, if any."""
+    """Say how many rows the table holds with a NULL in a key column, if any (once per
+    process and count: a run's first read of a table is a probe, then its snapshot)."""
     unkeyed = " OR ".join(f"{quote(c)} IS NULL" for c in cap.key)
     (n,) = conn.execute(
         f"SELECT count(*) FROM {quote(cap.info.table)} WHERE {unkeyed}").fetchone()
-    if n:
+    said = (cap.info.table, int(n))
+    if n and said not in _UNKEYED_SAID:
+        _UNKEYED_SAID.add(said)
         log.warning("table %r: %d row(s) with a NULL key (%s) are not synchronised until"
                     " they have one", cap.info.table, n, ", ".join(cap.key))
+
+
+_UNKEYED_SAID: set[tuple[str, int]] = set()
 
 
 def _lenient(raw: bytes) -> str | bytes:
