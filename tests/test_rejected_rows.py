@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 import pymysql
 
+from tests.connectors.mysql.helpers import run
 from tests.connectors.postgres.helpers import pipeline_of
 from tests.pipelines import mariadb_endpoint, pg_endpoint, write_pipeline
 from tests.test_cli_quickstart import cdcsync, run_json
@@ -210,13 +211,9 @@ def test_a_row_a_targets_trigger_refuses_waits_as_a_dead_letter_at_each_engine(
                   " END IF; RETURN new; END $$")
         c.execute("CREATE TRIGGER nonneg BEFORE INSERT OR UPDATE ON x FOR EACH ROW"
                   " EXECUTE FUNCTION nonneg()")
-    conn = pymysql.connect(**mariadb_params, autocommit=True)
-    with conn.cursor() as cur:
-        cur.execute("CREATE TABLE x (id INT PRIMARY KEY, amount INT)")
-        cur.execute("CREATE TRIGGER nonneg BEFORE INSERT ON x FOR EACH ROW BEGIN"
-                    " IF new.amount < 0 THEN SIGNAL SQLSTATE '45000'"
-                    " SET MESSAGE_TEXT = 'amount below zero'; END IF; END")
-    conn.close()
+    run(mariadb_params, "CREATE TABLE x (id INT PRIMARY KEY, amount INT)",
+        "CREATE TRIGGER nonneg BEFORE INSERT ON x FOR EACH ROW BEGIN IF new.amount < 0"
+        " THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'amount below zero'; END IF; END")
     with sqlite3.connect(tmp_path / "t.db") as c:
         c.execute("CREATE TABLE x (id INTEGER PRIMARY KEY, amount INTEGER)")
         c.execute("CREATE TRIGGER nonneg BEFORE INSERT ON x WHEN new.amount < 0"
