@@ -71,14 +71,14 @@ class SchemaError(ConnectorError):
     """The endpoint's schema does not fit the pipeline (missing table/column...)."""
 
 
-def nullable_key(endpoint: str, table: str, entity: str, columns: Sequence[str],
-                 alter: str) -> str:
-    """Why a source table cannot key ``entity`` by ``columns`` that allow NULL: a unique
+def nullable_key(endpoint: str, table: str, entity: str, alter: Mapping[str, str]) -> str:
+    """Why a source table cannot key ``entity`` by columns that allow NULL: a unique
     index lets several rows hold NULL there, and the service would take them for one
-    row (the target got one of them; the run said every row arrived). ``alter``: the
-    statement that makes a column NOT NULL, with ``{column}`` for its name."""
+    row (the target got one of them; the run said every row arrived). ``alter``: each
+    such column and the statement that makes it NOT NULL."""
+    columns = list(alter)
     cols = ", ".join(columns)
-    fixes = "; ".join(alter.format(column=c) for c in columns)
+    fixes = "; ".join(alter.values())
     many = len(columns) > 1
     return (f"endpoint {endpoint}: table {table}: key column{'s' if many else ''} {cols} of"
             f" entity {entity} allow{'' if many else 's'} NULL, and rows holding NULL there"

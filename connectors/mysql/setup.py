@@ -149,9 +149,9 @@ def setup(settings: Any, bindings: Sequence[Binding], *, echo: str, writer: str,
                          and k in by_name and by_name[k].nullable]
                 if loose:
                     table = quote_table(database, b.table)
-                    problems.append(nullable_key(
-                        b.endpoint, table, b.entity, loose,
-                        f"ALTER TABLE {table} MODIFY {{column}} ... NOT NULL"))
+                    problems.append(nullable_key(b.endpoint, table, b.entity, {
+                        c: f"ALTER TABLE {table} MODIFY {quote_ident(c)}"
+                           f" {by_name[c].column_type} NOT NULL" for c in loose}))
                 if b.table in claim.writes:
                     done += loose_keys(cur, database, b.table, b.endpoint_key)
             if echo == "skip_replication":

@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from psycopg import sql
+
 from connectors.base import (
     ApplyOp,
     ApplyResult,
@@ -144,9 +146,10 @@ class PostgresEndpoint(RangesOfSource):
                 loose = [k for k in b.endpoint_key
                          if (col := info.column(k)) is not None and col.nullable]
                 if loose:
-                    raise SchemaError(nullable_key(
-                        self.name, info.qualified, b.entity, loose,
-                        f"ALTER TABLE {info.qualified} ALTER COLUMN {{column}} SET NOT NULL"))
+                    target = info.ident.as_string(conn)
+                    raise SchemaError(nullable_key(self.name, info.qualified, b.entity, {
+                        c: f"ALTER TABLE {target} ALTER COLUMN"
+                           f" {sql.Identifier(c).as_string(conn)} SET NOT NULL" for c in loose}))
             tables = {info.qualified: info for info in reads}
             return capture.setup(conn, self._names(pipeline), list(tables.values()))
 
