@@ -458,6 +458,7 @@ def catch_up(ctx: PipelineContext, summary: RunSummary, *, max_rounds: int = 100
     a user's value its column cannot read, until the row is fixed) stops there; the
     others read on to their end, and the first such error is raised then.
     """
+    from sync.cascades import with_cascades
     from sync.parallel import BatchWorkers
 
     active = [name for name in ctx.endpoints if source_entities(ctx, name)]
@@ -476,6 +477,8 @@ def catch_up(ctx: PipelineContext, summary: RunSummary, *, max_rounds: int = 100
                         (batch, cp), ahead = ahead, None
                     else:
                         batch, cp = read_batch(ctx, source, size)
+                    # here, not in the workers: they take batches without events
+                    batch = with_cascades(ctx, source, batch)
                     if batch.changes or batch.checkpoint != cp:
                         if workers is not None and workers.takes(source, batch):
                             # One source left with more to read: its next batch is read

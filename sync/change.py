@@ -132,3 +132,41 @@ class TableDdl:
     statement: str
     position: Position
     committed_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CascadeRule:
+    """A foreign key whose action changes the referencing rows of ``entity`` when a
+    referenced row is deleted or its referenced columns change: ``on_delete`` and
+    ``on_update`` are ``"cascade"``, ``"set null"`` or ``""`` (no action)."""
+
+    constraint: str
+    entity: str
+    columns: tuple[str, ...]  # the referencing columns, entity names
+    on_delete: str
+    on_update: str
+
+
+#: Per entity, the foreign keys that reference its table at one endpoint: each with
+#: the referenced columns in that entity's names (how a chain of actions is followed).
+CascadeGraph = Mapping[str, Sequence[tuple[tuple[str, ...], CascadeRule]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Cascaded:
+    """Rows of ``rule.entity`` that referenced ``old`` and that the server changed by the
+    foreign key's action at ``position``, where its log does not show them (InnoDB
+    takes these actions without logging them: connectors/mysql/cascades.py).
+    ``new``: the referenced row's new values (an update), ``None`` when it was deleted."""
+
+    endpoint: str
+    rule: CascadeRule
+    old: tuple[Any, ...]
+    new: tuple[Any, ...] | None
+    position: Position
+    committed_at: float
+    graph: CascadeGraph  # to follow the action on to the rows that reference these
+
+    @property
+    def entity(self) -> str:
+        return self.rule.entity

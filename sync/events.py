@@ -13,6 +13,9 @@
   turns it into a delete of every key the source was known to hold, decided
   through the protocol like any delete (so an edit made elsewhere meanwhile is
   a conflict, not silently lost); ``ignore`` leaves the other endpoints alone.
+* :class:`~sync.change.Cascaded` — rows a foreign key's action changed that the
+  source's log does not show: the changes are made from what the state store
+  knows (sync/cascades.py).
 * :class:`~sync.change.TableDdl` — a bound table dropped or renamed stops the
   run (unless ``schema_changes: ignore``): its rows would silently stop coming.
 """
@@ -25,6 +28,7 @@ from collections.abc import Iterator
 import sqlalchemy as sa
 
 from connectors.base import Column, SchemaError
+from sync.cascades import with_cascades
 from sync.change import Change, ChangeBatch, Op, SchemaChanged, TableDdl, Truncated
 from sync.context import EntityContext, PipelineContext
 from sync.state.codec import state_from_json
@@ -37,6 +41,7 @@ def expand(ctx: PipelineContext, source: str, batch: ChangeBatch) -> list[Change
     """The changes to decide for ``batch``, after applying its events' policies."""
     if not batch.events:
         return batch.changes
+    batch = with_cascades(ctx, source, batch)
     extra: list[Change] = []
     for ev in batch.events:
         ent = ctx.entities.get(getattr(ev, "entity", ""))

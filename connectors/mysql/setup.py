@@ -18,6 +18,7 @@ from typing import Any
 from connectors.base import Binding, ConnectorError, nullable_key
 from connectors.claims import Claim, refuse_clashes
 from connectors.mysql import applied
+from connectors.mysql.cascades import load_foreign_keys
 from connectors.mysql.create import exact_collation
 from connectors.mysql.schema import key_collations, load_table
 from connectors.mysql.session import connect, quote_ident, quote_table
@@ -122,6 +123,19 @@ def loose_keys(cur: Any, database: str, table: str, key: Sequence[str]) -> list[
     return notes
 
 
+def followed_actions(cur: Any, database: str, read: set[str]) -> list[str]:
+    """What setup says of the foreign-key actions into tables read here: InnoDB takes
+    them without logging them, and the reader follows them (connectors/mysql/cascades.py)."""
+    out = []
+    for fk in load_foreign_keys(cur, database):
+        if fk.table in read:
+            actions = " and ".join(f"ON {when} {what.upper()}" for when, what in
+                                   (("DELETE", fk.on_delete), ("UPDATE", fk.on_update)) if what)
+            out.append(f"foreign key {fk.name} ({fk.table} -> {fk.parent}): {actions} is not"
+                       " in the binlog; cdcsync makes its changes from the rows it knows")
+    return out
+
+
 def setup(settings: Any, bindings: Sequence[Binding], *, echo: str, writer: str,
           claim: Claim, capture: bool = True) -> list[str]:
     """Check the server and the tables; create the marker table where it is used, and
@@ -171,6 +185,8 @@ def setup(settings: Any, bindings: Sequence[Binding], *, echo: str, writer: str,
                                   " WHERE `pipeline` = '{pipeline}'")
             if capture:
                 done.insert(0, "binlog: ROW format, FULL row image, FULL row metadata")
+                done += followed_actions(cur, database, {b.table for b in bindings
+                                                         if b.table in claim.reads})
             if echo == "marker":
                 marker = quote_table(str(settings.database), MARKER_TABLE)
                 cur.execute(

@@ -42,8 +42,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from conflict.canonical import row_hash
-from connectors.base import Binding, Column, ConnectorError, TableSchema
+from connectors.base import Binding, Column, ConnectorError, SchemaError, TableSchema
 from connectors.mysql.binlog import BinlogReader, PurgedBinlogError, Transaction, file_number
+from connectors.mysql.cascades import Cascades, ForeignKey, cascades_for, load_foreign_keys
 from connectors.mysql.ddl import tables_touched
 from connectors.mysql.events import SchemaChanged, TableDdl, Truncated
 from connectors.mysql.gtid import covers, parse_state
@@ -57,7 +58,16 @@ from connectors.mysql.session import (
     quote_table,
 )
 from connectors.mysql.types import ColumnInfo, typed_row
-from sync.change import Change, ChangeBatch, Checkpoint, Op, SnapshotChunk, SnapshotRow
+from sync.change import (
+    Cascaded,
+    CascadeRule,
+    Change,
+    ChangeBatch,
+    Checkpoint,
+    Op,
+    SnapshotChunk,
+    SnapshotRow,
+)
 
 log = logging.getLogger("cdcsync.mysql.source")
 
@@ -116,6 +126,7 @@ class MysqlSource:
         self._plans: dict[tuple[int, tuple[str, ...]], tuple[Projection, Binding]] = {}
         self._shapes: dict[str, tuple[str, ...]] = {}  # last known columns of bound tables
         self.schemas = SchemaCache(self.database, lambda: self._ctl().cursor())
+        self._cascades: tuple[tuple[Any, ...], Cascades] | None = None  # by the bindings
 
     # --- connections ----------------------------------------------------------------
 
@@ -395,8 +406,9 @@ class MysqlSource:
         by_table: dict[str, list[Binding]] = {}
         for b in bindings:
             by_table.setdefault(b.table, []).append(b)
+        cascades = self._cascades_of(bindings, by_table)
         reader = self._binlog()
-        reader.wanted = frozenset((self.database, t) for t in by_table)
+        reader.wanted = frozenset((self.database, t) for t in {*by_table, *cascades.tables})
         if not reader.started or reader.gtid != str(after.get("gtid", "")):
             reader.start(str(after.get("gtid", "")), str(after.get("file", "")),
                          int(after.get("pos", 0) or 0))
@@ -418,7 +430,7 @@ class MysqlSource:
             if tx is None:
                 break
             if not tx.own:
-                self._collect(tx, by_table, out, events)
+                self._collect(tx, by_table, out, events, cascades)
             checkpoint = {"gtid": reader.gtid, "file": reader.file, "pos": reader.pos,
                           "columns": {t: list(self._shapes[t])
                                       for t in sorted(self._shapes) if t in by_table}}
@@ -444,13 +456,39 @@ class MysqlSource:
             f"cdcsync: re-snapshot the entities reading this log with {cmds}."
         )
 
+    def _cascades_of(self, bindings: Sequence[Binding],
+                     by_table: Mapping[str, list[Binding]]) -> Cascades:
+        """The foreign-key actions to report for these bindings (cascades.py), loaded
+        again after DDL."""
+        shape = tuple((b.entity, b.table, tuple(sorted(b.columns.items())), b.only, b.exclude)
+                      for b in bindings)
+        if self._cascades is None or self._cascades[0] != shape:
+            with self._ctl().cursor() as cur:
+                fks = load_foreign_keys(cur, self.database)
+            self._cascades = (shape, cascades_for(fks, by_table, self._has_key))
+        return self._cascades[1]
+
+    def _has_key(self, table: str) -> bool:
+        try:
+            self.schemas.get(table)
+        except SchemaError:
+            log.warning("table %s.%s has foreign keys with actions into bound tables but no"
+                        " primary key: its deletes' actions are not followed", self.database,
+                        table)
+            return False
+        return True
+
     def _collect(self, tx: Transaction, by_table: Mapping[str, list[Binding]],
-                 out: list[Change], events: list[Any]) -> None:
+                 out: list[Change], events: list[Any], cascades: Cascades) -> None:
         fileno = file_number(tx.file)
         committed = float(tx.timestamp)
         idx = 0
         for img in tx.rows:
             tm = img.table
+            fks = cascades.by_parent.get(tm.table)
+            if fks:  # before the row's own changes: the server acted on its children first
+                events.extend(self._cascaded(fks, img, (fileno, tx.end_pos, idx), committed,
+                                             cascades))
             bound = by_table.get(tm.table, ())
             known = self._shapes.get(tm.table)
             if known != tm.names:
@@ -476,6 +514,7 @@ class MysqlSource:
                 if db != self.database:
                     continue
                 self.schemas.forget(table)
+                self._cascades = None  # foreign keys may have come or gone
                 if self._reader is not None:
                     self._reader.tables.forget(db, table)
                 if kind == "alter":
@@ -488,6 +527,27 @@ class MysqlSource:
                         events.append(TableDdl(b.entity, self.name, table, kind, st.query, pos,
                                                committed))
                 idx += 1
+
+    def _cascaded(self, fks: Sequence[tuple[ForeignKey, tuple[CascadeRule, ...]]], img: Any,
+                  position: tuple[int, int, int], committed: float,
+                  cascades: Cascades) -> list[Cascaded]:
+        """The unlogged actions of ``fks`` on a referenced row's delete or update."""
+        out: list[Cascaded] = []
+        for fk, rules in fks:
+            if img.kind == 2 and fk.on_delete and img.before is not None:
+                old, new = _values(img.before, fk.referenced), None
+            elif img.kind == 1 and fk.on_update and img.before is not None \
+                    and img.after is not None:
+                old, new = _values(img.before, fk.referenced), _values(img.after, fk.referenced)
+                if old == new:
+                    continue
+            else:
+                continue
+            if old is None:
+                continue  # a NULL referenced value: no row references it
+            out.extend(Cascaded(self.name, rule, old, new, position, committed, cascades.graph)
+                       for rule in rules)
+        return out
 
     def _schema_changed(self, b: Binding, tm: Any, known: tuple[str, ...],
                         position: tuple[int, int, int]) -> SchemaChanged:
@@ -523,6 +583,12 @@ class MysqlSource:
         """Nothing to release: the server keeps binlogs by ``binlog_expire_logs_seconds``."""
 
 
+
+
+def _values(row: Mapping[str, Any], columns: Sequence[str]) -> tuple[Any, ...] | None:
+    """``row``'s values of ``columns``; None where one is NULL or not in the image."""
+    out = tuple(row.get(c) for c in columns)
+    return None if any(v is None for v in out) else out
 
 
 def _project(plan: Projection, row: dict[str, Any] | None) -> dict[str, Any] | None:
