@@ -124,6 +124,8 @@ def _c_text(v: Any) -> str:
         return v
     if isinstance(v, set | frozenset):  # MariaDB SET
         return ",".join(sorted(str(x) for x in v))
+    if isinstance(v, Mapping | list | tuple):  # a document or an array kept as text: JSON,
+        return exact_json(v)  # not Python's repr, which nothing reads back
     return str(v)
 
 
@@ -334,6 +336,69 @@ def json_bytes(obj: Any) -> bytes | None:
         return None
     if b"null" in out and _non_finite(obj):
         return None
+    return out
+
+
+def exact_json(obj: Any, *, sort_keys: bool = False) -> str:
+    """The JSON text of a document or an array of any engine's values, as a JSON column
+    (or a text column) holds it: decimals with their exact digits (a ``numeric[]``
+    element ``1.50`` as ``1.50``, not refused, nor rounded through a float),
+    timestamps, dates and times in ISO 8601 (timestamps with a zone in UTC), UUIDs
+    as text, bytes as PostgreSQL's ``\\x`` hex (:func:`json_element`). NaN and
+    infinities take ``json.dumps``'s spelling, which a server refuses, as it must."""
+    option = orjson.OPT_SORT_KEYS if sort_keys else 0
+    try:
+        out = orjson.dumps(obj, default=_json_fragment,
+                           option=option | orjson.OPT_PASSTHROUGH_DATETIME)
+        if b"null" not in out or not _non_finite(obj):
+            return out.decode()
+    except TypeError:  # integers past 64 bits, keys that are no strings, ...
+        pass
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), sort_keys=sort_keys,
+                      default=_json_plain)
+
+
+def json_element(v: Any) -> Any:
+    """``v`` as a JSON value means it (what :func:`exact_json` writes for it); values
+    JSON has already are returned as they are."""
+    if isinstance(v, dt.datetime):
+        if v.tzinfo is not None:
+            v = v.astimezone(dt.UTC)
+        return v.isoformat()
+    if isinstance(v, dt.date | dt.time):
+        return v.isoformat()
+    if isinstance(v, uuid.UUID):
+        return str(v)
+    if isinstance(v, bytes | bytearray | memoryview):
+        return "\\x" + bytes(v).hex()
+    if isinstance(v, dt.timedelta):
+        return intervals.iso_text(0, v.days, v.seconds * 1_000_000 + v.microseconds)
+    return v
+
+
+def _json_fragment(v: Any) -> Any:
+    if isinstance(v, decimal.Decimal):
+        if not v.is_finite():
+            raise TypeError(f"{v} is no JSON number")
+        return orjson.Fragment(str(v))
+    out = json_element(v)
+    if out is v:
+        if isinstance(v, list | tuple):  # a subclass, or a tuple: orjson writes neither
+            return list(v)
+        if isinstance(v, Mapping):
+            return dict(v)
+        raise TypeError(f"{type(v).__name__} is not JSON")
+    return out
+
+
+def _json_plain(v: Any) -> Any:
+    if isinstance(v, decimal.Decimal):
+        if v.is_finite() and v == v.to_integral_value():
+            return int(v)
+        return float(v)  # the standard library writes no Decimal: only past orjson's limits
+    out = json_element(v)
+    if out is v:
+        raise TypeError(f"{type(v).__name__} is not JSON")
     return out
 
 

@@ -2,7 +2,8 @@
 
 Rows are compared in their canonical form (the same one the protocol
 hashes), so a DECIMAL(10,2) '1.50' in one engine and a REAL 1.5 in another
-are equal, and a timestamp is compared as UTC microseconds.
+are equal, and a timestamp is compared as UTC microseconds. Arrays are compared
+as JSON reads them back (the form MariaDB and SQLite hold them in).
 
 Every endpoint is read a chunk at a time in key order. Where the key is
 integers (which every engine orders alike), the endpoints are merged by key as
@@ -21,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from conflict.canonical import key_text, row_hash
+from conflict.canonical import exact_json, key_text, parse_json, row_hash
 from sync.capture import typed
 from sync.context import EntityContext, PipelineContext
 
@@ -66,10 +67,22 @@ def _rows(ctx: PipelineContext, ent: EntityContext, ep: str, only: frozenset[str
         chunk = src.snapshot(binding, after, size)
         for r in chunk.rows:
             row = r.row if only is None else {c: v for c, v in r.row.items() if c in only}
-            yield typed(ent, r.key) or {}, row_hash(typed(ent, row))
+            yield typed(ent, r.key) or {}, row_hash(_compared(ent, row))
         after = chunk.last_key
         if chunk.done:
             return
+
+
+def _compared(ent: EntityContext, row: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The row typed, with each array as JSON reads it back: a PostgreSQL ``numeric[]``
+    or ``timestamptz[]`` is held as a JSON document at MariaDB and SQLite, whose
+    elements are numbers and text (conflict.canonical.exact_json), and means the same."""
+    out = typed(ent, row)
+    if out is not None:
+        for c, v in out.items():
+            if isinstance(v, list) and ent.types.get(c) == "array":
+                out[c] = parse_json(exact_json(v))
+    return out
 
 
 #: rows read at a time: a chunk of each endpoint is what a merged verify holds (50k rows

@@ -47,7 +47,6 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import ipaddress
-import json
 import math
 import re
 import struct
@@ -60,8 +59,8 @@ from conflict.canonical import (
     CoercionError,
     coerce,
     duration_text,
+    exact_json,
     invalid_day,
-    json_bytes,
     native_types,
 )
 
@@ -257,11 +256,9 @@ def to_param(col: ColumnInfo | None, value: Any) -> Any:
 
 
 def _json_text(value: Any) -> str:
-    """A JSON document's text, as MariaDB keeps it (quick: every JSON value written)."""
-    out = json_bytes(value)
-    if out is None:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    return out.decode()
+    """A JSON document's text, as MariaDB keeps it: also an array from PostgreSQL, whose
+    elements may be decimals, timestamps, ... (conflict.canonical.exact_json)."""
+    return exact_json(value)
 
 
 #: Python types pymysql takes as they are, which :func:`to_param` returns unchanged

@@ -20,7 +20,7 @@ decimal        ``str(d)``. A NUMERIC/DECIMAL column has NUMERIC affinity, so
 timestamp(tz)  ISO 8601 text in UTC, ``'YYYY-MM-DD HH:MM:SS.ffffff+00:00'``.
 date, time     ``isoformat()`` text.
 bool           ``1`` / ``0``.
-json           ``json.dumps(sort_keys=True, separators=(',', ':'))`` text; a
+json           compact JSON text, keys sorted (``conflict.canonical.exact_json``); a
                Python ``str`` is a JSON string value, not a document.
 uuid           ``str(u)``.
 bytes          a BLOB.
@@ -40,13 +40,12 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import json
 import re
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from conflict.canonical import coerce
+from conflict.canonical import coerce, exact_json
 
 _EXACT: dict[str, str] = {
     "INT": "int",
@@ -101,22 +100,10 @@ def logical_type(declared: str) -> str:
     return "text"
 
 
-def _json_default(v: Any) -> Any:
-    if isinstance(v, decimal.Decimal):
-        return int(v) if v == v.to_integral_value() else float(v)
-    if isinstance(v, dt.datetime | dt.date | dt.time):
-        return v.isoformat()
-    if isinstance(v, uuid.UUID):
-        return str(v)
-    if isinstance(v, bytes | bytearray | memoryview):
-        return bytes(v).hex()
-    raise TypeError(f"{type(v).__name__} is not JSON serialisable")
-
-
 def json_text(value: Any) -> str:
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default
-    )
+    """Decimals keep their digits (they were rounded through a float), timestamps are
+    in UTC, bytes in PostgreSQL's ``\\x`` hex: conflict.canonical.exact_json."""
+    return exact_json(value, sort_keys=True)
 
 
 def to_storage(value: Any, logical: str) -> Any:
