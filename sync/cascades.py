@@ -54,8 +54,10 @@ def with_cascades(ctx: PipelineContext, source: str, batch: ChangeBatch) -> Chan
 
 def cascaded_changes(ctx: PipelineContext, source: str, events: Sequence[Cascaded],
                      changes: Sequence[Change]) -> list[Change]:
-    """The changes ``events`` stand for, given the batch's ``changes``."""
-    out: list[Change] = []
+    """The changes ``events`` stand for, given the batch's ``changes``: those of rows
+    further down a chain of foreign keys first, as the server made them (a target
+    with the same keys takes them in that order)."""
+    levels: list[list[Change]] = []
     pending = list(events)
     for _level in range(MAX_DEPTH + 1):
         if not pending:
@@ -64,14 +66,17 @@ def cascaded_changes(ctx: PipelineContext, source: str, events: Sequence[Cascade
         for ev in pending:
             by_entity.setdefault(ev.rule.entity, []).append(ev)
         pending = []
+        level: list[Change] = []
         for name, evs in by_entity.items():
             ent = ctx.entities.get(name)
             if ent is None or source not in ent.sources:
                 continue
-            made, deeper = _act(ctx, ent, source, evs, [*changes, *out])
-            out.extend(made)
+            made, deeper = _act(ctx, ent, source, evs,
+                                [*changes, *(ch for lv in levels for ch in lv), *level])
+            level.extend(made)
             pending.extend(deeper)
-    return out
+        levels.append(level)
+    return [ch for level in reversed(levels) for ch in level]
 
 
 def _act(ctx: PipelineContext, ent: EntityContext, source: str, events: list[Cascaded],
