@@ -16,13 +16,14 @@ and its applies are durable.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from conflict.canonical import coerce_row, key_text
+from conflict.canonical import CoercionError, coerce_row, key_text
 from conflict.protocol import ConflictRecord, Edit, KeyState, Kind, ParkedConflict, on_change
 from connectors.base import UnreadableValue
 from sync.apply import Result, apply_pending, apply_unsaved, record_on
@@ -31,16 +32,53 @@ from sync.context import EntityContext, PipelineContext
 from sync.state.store import new_stamp
 from sync.summary import RunSummary
 
+log = logging.getLogger("cdcsync.capture")
+
 STREAM = "*"  # the checkpoint "entity" of an endpoint's whole log
 
 
 def typed(ent: EntityContext, row: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """A row in the entity's logical types, so that every endpoint's copy compares alike."""
+    """A row in the entity's logical types, so that every endpoint's copy compares alike.
+
+    A value its column's entity type cannot read (``'abc'`` from a PostgreSQL column
+    altered from integer to text, while the targets' columns stay integer) goes on as
+    it is, said once per column: the endpoints that cannot take it refuse it, each
+    row a dead letter with the reason, instead of the whole run stopping on it.
+    """
     if row is None:
         return None
     if ent.ignored:
         row = {c: v for c, v in row.items() if c not in ent.ignored}
-    return coerce_row(row, ent.types)
+    try:
+        return coerce_row(row, ent.types)
+    except CoercionError:
+        return _leniently_typed(ent, row)
+
+
+def _leniently_typed(ent: EntityContext, row: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for c, v in row.items():
+        try:
+            out[c] = coerce_row({c: v}, ent.types)[c]
+        except CoercionError as exc:
+            out[c] = v
+            if (ent.name, c) not in _UNTYPED:
+                _UNTYPED.add((ent.name, c))
+                declared = sorted(ep for ep, sch in ent.schemas.items()
+                                  for col in sch.columns if col.logical == ent.types.get(c)
+                                  and ent.bindings[ep].endpoint_column(c) == col.name)
+                log.warning(
+                    "entity %s, column %s: a value the column's type %s (as %s declare%s it)"
+                    " cannot read goes on as it is (%s); the endpoints whose column cannot"
+                    " take it refuse those rows (`cdcsync dlq list`). Did the column's type"
+                    " change at one endpoint? Change it at the others too, then `cdcsync dlq"
+                    " requeue`.", ent.name, c, ent.types.get(c), ", ".join(declared) or "an"
+                    " endpoint", "s" if len(declared) == 1 else "", exc)
+    return out
+
+
+#: (entity, column) whose values were found their type could not read: said once each
+_UNTYPED: set[tuple[str, str]] = set()
 
 
 def edit_of(ent: EntityContext, ch: Change, *, hashed: bool = False) -> Edit:
