@@ -110,7 +110,52 @@ def apply_to_target(
             out.extend((k, job, res, each) for (k, job), res in zip(part, results, strict=True))
     if refused:
         _dead_letter(ctx, ent, target, refused, states, summary)
+    return _moved_unedited(ctx, ent, target, out, states)
+
+
+def _moved_unedited(ctx: PipelineContext, ent: EntityContext, target: str,
+                    out: list[Result], states: Mapping[str, KeyState]) -> list[Result]:
+    """SKIPPED -> STALE where the row holds the very content the service last knew
+    there: its row version moved without an edit.
+
+    A table rewritten at a PostgreSQL target (``ALTER TABLE ... ALTER COLUMN ...
+    TYPE``, pg_repack, a dump restored) gives every row a new xmin and puts no
+    change in the log. Each apply then failed its compare-and-set and was given up
+    for a user edit on its way that never came: the target kept every existing row
+    as it was, for good. The rows the protocol would give up (conflict/protocol.py
+    ``on_skipped``) are read again; one whose content is the one known there is
+    reported STALE with its version now, and the apply stays due against it. (An
+    edit that left the content as it was, read later, is decided as concurrent with
+    this write, as it would have been with the apply given up.)
+    """
+    suspects = [i for i, (k, job, res, _s) in enumerate(out)
+                if res.status is ApplyStatus.SKIPPED and res.row_version is not None
+                and _given_up(states[k], job)]
+    if not suspects:
+        return out
+    from conflict.canonical import key_text, row_hash
+    from sync.capture import typed
+
+    binding = ent.bindings[target]
+    found = {key_text(typed(ent, binding.key_of(row)) or {}): (row, version)
+             for row, version in ctx.endpoints[target].read(
+                 binding, [states[out[i][0]].key or {} for i in suspects]).values()}
+    out = list(out)
+    for i in suspects:
+        k, job, res, seconds = out[i]
+        hit = found.get(k)
+        if hit is not None and row_hash(typed(ent, hit[0])) == states[k].at(target).hash:
+            log.info("%s %s at %s: the row's version moved but it holds what was known"
+                     " there (a rewritten table?): applying again", ent.name, k, target)
+            out[i] = (k, job, ApplyResult(res.key_text, ApplyStatus.STALE, hit[1]), seconds)
     return out
+
+
+def _given_up(st: KeyState, job: ApplyJob) -> bool:
+    """Would ``on_skipped`` give the apply up, with the content there known?"""
+    e = st.at(job.target)
+    return (job.vector == st.vector and e.reads == job.reads
+            and job.expected == e.row_version and bool(e.hash))
 
 
 #: refused rows isolated, with none written, after which a target is taken to refuse
