@@ -57,29 +57,33 @@ def _refuse(name: str) -> Any:
     raise ValueError(name)
 
 
-def test_arrays_reach_mariadb_and_sqlite_as_json_and_verify_in_sync(
-        tmp_path: Path, pg_dsn_factory: Callable[[], str], mariadb_params: dict[str, Any]
-) -> None:
+def _tables(tmp: Path, pg_dsn_factory: Callable[[], str]) -> str:
+    """The source's table with a row, and the user's own at SQLite (JSON and TEXT)."""
     a = pg_dsn_factory()
     pg(a, f"CREATE TABLE t (id int PRIMARY KEY, {COLUMNS})", ROW)
-    with sqlite3.connect(tmp_path / "s.db") as c:  # the user's own table: JSON and TEXT
+    with sqlite3.connect(tmp / "s.db") as c:
         c.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, na JSON, ta TEXT, da JSON, ua TEXT,"
                   " ba JSON, ja JSON, ia TEXT, fa JSON)")
     c.close()
-    p = tmp_path / "p.yaml"
-    p.write_text(f"""pipeline: arrays
-state: {{url: "sqlite:///{tmp_path}/state.db"}}
-endpoints:
-  a: {pg_endpoint(a)}
-  m: {mariadb_endpoint(mariadb_params)}
-  s: {sqlite_endpoint(str(tmp_path / "s.db"))}
-entities:
-  t:
-    key: [id]
-    direction: one-way
-    source: a
-    endpoints: {{a: t, m: t, s: t}}
-""")
+    return a
+
+
+def _pipeline(tmp: Path, name: str, endpoints: dict[str, str], options: str = "") -> Path:
+    p = tmp / "p.yaml"
+    p.write_text(f"pipeline: {name}\nstate: {{url: \"sqlite:///{tmp}/state.db\"}}\nendpoints:\n"
+                 + "".join(f"  {n}: {spec}\n" for n, spec in endpoints.items())
+                 + f"entities:\n  t:\n    key: [id]\n    {options}endpoints: {{"
+                 + ", ".join(f"{n}: t" for n in endpoints) + "}\n")
+    return p
+
+
+def test_arrays_reach_mariadb_and_sqlite_as_json_and_verify_in_sync(
+        tmp_path: Path, pg_dsn_factory: Callable[[], str], mariadb_params: dict[str, Any]
+) -> None:
+    a = _tables(tmp_path, pg_dsn_factory)
+    p = _pipeline(tmp_path, "arrays", {"a": pg_endpoint(a), "m": mariadb_endpoint(mariadb_params),
+                                       "s": sqlite_endpoint(str(tmp_path / "s.db"))},
+                  "direction: one-way\n    source: a\n    ")
     try:
         cdcsync("setup", str(p))  # creates t at m
         out = run_json(p)
@@ -102,23 +106,9 @@ entities:
 
 def test_arrays_edited_as_json_at_sqlite_come_back_typed(
         tmp_path: Path, pg_dsn_factory: Callable[[], str]) -> None:
-    a = pg_dsn_factory()
-    pg(a, f"CREATE TABLE t (id int PRIMARY KEY, {COLUMNS})", ROW)
-    with sqlite3.connect(tmp_path / "s.db") as c:
-        c.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, na JSON, ta TEXT, da JSON, ua TEXT,"
-                  " ba JSON, ja JSON, ia TEXT, fa JSON)")
-    c.close()
-    p = tmp_path / "p.yaml"
-    p.write_text(f"""pipeline: arrays2
-state: {{url: "sqlite:///{tmp_path}/state.db"}}
-endpoints:
-  a: {pg_endpoint(a)}
-  s: {sqlite_endpoint(str(tmp_path / "s.db"))}
-entities:
-  t:
-    key: [id]
-    endpoints: {{a: t, s: t}}
-""")
+    a = _tables(tmp_path, pg_dsn_factory)
+    p = _pipeline(tmp_path, "arrays2", {"a": pg_endpoint(a),
+                                        "s": sqlite_endpoint(str(tmp_path / "s.db"))})
     try:
         cdcsync("setup", str(p))
         run_json(p)

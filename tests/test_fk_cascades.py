@@ -41,22 +41,28 @@ SEED = (
 )
 
 
-def _entities(target: str, names: tuple[str, ...]) -> str:
+def _entities(target: str, names: tuple[str, ...], options: str) -> str:
     return "".join(f"""
   {n}:
-    key: [id]
-    direction: one-way
-    source: m
+    key: [id]{options}
     endpoints: {{m: {n}, {target}: {n}}}""" for n in names)
 
 
 def _pipeline(tmp: Path, name: str, endpoints: dict[str, str], target: str,
-              names: tuple[str, ...], extra: str = "") -> Path:
+              names: tuple[str, ...], extra: str = "",
+              options: str = "\n    direction: one-way\n    source: m") -> Path:
     p = tmp / "p.yaml"
     p.write_text(f"pipeline: {name}\nstate: {{url: \"sqlite:///{tmp}/state.db\"}}\n{extra}"
                  "endpoints:\n" + "".join(f"  {k}: {v}\n" for k, v in endpoints.items())
-                 + "entities:" + _entities(target, names) + "\n")
+                 + "entities:" + _entities(target, names, options) + "\n")
     return p
+
+
+def _sqlite_family(tmp: Path) -> None:
+    with sqlite3.connect(tmp / "s.db") as c:
+        c.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY, name TEXT)")
+        c.execute("CREATE TABLE child (id INTEGER PRIMARY KEY, pid INT, v TEXT)")
+    c.close()
 
 
 def test_unlogged_cascades_reach_a_postgres_target(
@@ -140,10 +146,7 @@ def test_the_daemon_follows_unlogged_cascades(
     mp = mariadb_params
     run(mp, *SCHEMA[:2], "INSERT INTO parent VALUES (1, 'p1'), (2, 'p2')",
         "INSERT INTO child VALUES (10, 1, 'a'), (20, 2, 'c')")
-    with sqlite3.connect(tmp_path / "s.db") as c:
-        c.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY, name TEXT)")
-        c.execute("CREATE TABLE child (id INTEGER PRIMARY KEY, pid INT, v TEXT)")
-    c.close()
+    _sqlite_family(tmp_path)
 
     def rows() -> list[tuple[Any, ...]]:
         with sqlite3.connect(tmp_path / "s.db") as c:
@@ -174,25 +177,10 @@ def test_an_edit_elsewhere_of_a_row_the_cascade_deleted_is_a_conflict(
     mp = mariadb_params
     run(mp, *SCHEMA[:2], "INSERT INTO parent VALUES (1, 'p1'), (2, 'p2')",
         "INSERT INTO child VALUES (10, 1, 'a'), (11, 1, 'b'), (20, 2, 'c')")
-    with sqlite3.connect(tmp_path / "s.db") as c:
-        c.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY, name TEXT)")
-        c.execute("CREATE TABLE child (id INTEGER PRIMARY KEY, pid INT, v TEXT)")
-    c.close()
-    p = tmp_path / "p.yaml"
-    p.write_text(f"""pipeline: fkboth
-state: {{url: "sqlite:///{tmp_path}/state.db"}}
-endpoints:
-  m: {mariadb_endpoint(mp)}
-  s: {{kind: sqlite, path: {tmp_path}/s.db}}
-entities:
-  parent:
-    key: [id]
-    endpoints: {{m: parent, s: parent}}
-  child:
-    key: [id]
-    endpoints: {{m: child, s: child}}
-    conflict: {{policy: manual}}
-""")
+    _sqlite_family(tmp_path)
+    p = _pipeline(tmp_path, "fkboth", {"m": mariadb_endpoint(mp),
+                                       "s": f"{{kind: sqlite, path: {tmp_path}/s.db}}"},
+                  "s", ("parent", "child"), options="\n    conflict: {policy: manual}")
     try:
         cdcsync("setup", str(p))
         run_json(p)
