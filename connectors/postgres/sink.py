@@ -498,6 +498,8 @@ class PostgresSink:
             p = by_index[i]
             kt = p.key_text
             if xmin is None:
+                if not p.delete and p.expected is None:  # absent, as known, and still
+                    raise _ignored(self.name, info, p)  # absent after our insert
                 status = ApplyStatus.ALREADY if p.delete else ApplyStatus.SKIPPED
                 out[i] = ApplyResult(kt, status, None)
                 continue
@@ -511,6 +513,10 @@ class PostgresSink:
                 canonical_value(current[c.name]) == canonical_value(p.values.get(c.name))
                 for c in cols
             )
+            if not same and p.expected is not None and int(xmin) == p.expected:
+                # The row is the very version the write expected, and the write left it
+                # as it was: something at the target ignored it.
+                raise _ignored(self.name, info, p)
             if ours:
                 # Our own write, unchanged since: this very version replayed, or
                 # an earlier one whose result a dead worker never recorded.
@@ -617,6 +623,21 @@ class PostgresSink:
             row = binding.to_entity(dict(zip((c.name for c in cols), rec[:-1], strict=True)))
             out[key_text(binding.key_of(row))] = (row, int(rec[-1]))
         return out
+
+
+def _ignored(endpoint: str, info: TableInfo, p: OpPlan) -> RowRejected:
+    """A write the target took without error and without effect: a ``BEFORE`` trigger
+    returning NULL, or a row-level security policy hiding the row. It was reported as
+    a user's edit on its way (SKIPPED), which never came: the apply stayed due for
+    ever, every run retrying it, and nothing said why."""
+    what = "delete" if p.delete else ("insert" if p.expected is None else "update")
+    return RowRejected(
+        f"{endpoint}: table {info.qualified}: the {what} of key {p.key_text} was taken"
+        " without error and left the row as it was: a BEFORE trigger that returns NULL,"
+        " or a row-level security policy, keeps it out. Let the service's writes through"
+        " (its sessions have a replication origin set up: a trigger can test"
+        " pg_replication_origin_session_is_setup(); its role can be exempt from row"
+        " security), then `cdcsync dlq requeue`.")
 
 
 def _value(alias: str, c: ColumnInfo) -> sql.Composable:
