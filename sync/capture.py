@@ -67,13 +67,14 @@ def _leniently_typed(ent: EntityContext, row: Mapping[str, Any]) -> dict[str, An
                 declared = sorted(ep for ep, sch in ent.schemas.items()
                                   for col in sch.columns if col.logical == ent.types.get(c)
                                   and ent.bindings[ep].endpoint_column(c) == col.name)
+                who = (f"as {', '.join(declared)} declare{'s' if len(declared) == 1 else ''}"
+                       " it" if declared else "as an endpoint declares it")
                 log.warning(
-                    "entity %s, column %s: a value the column's type %s (as %s declare%s it)"
-                    " cannot read goes on as it is (%s); the endpoints whose column cannot"
-                    " take it refuse those rows (`cdcsync dlq list`). Did the column's type"
-                    " change at one endpoint? Change it at the others too, then `cdcsync dlq"
-                    " requeue`.", ent.name, c, ent.types.get(c), ", ".join(declared) or "an"
-                    " endpoint", "s" if len(declared) == 1 else "", exc)
+                    "entity %s, column %s: a value the column's type %s (%s) cannot read goes"
+                    " on as it is (%s); the endpoints whose column cannot take it refuse those"
+                    " rows (`cdcsync dlq list`). Did the column's type change at one"
+                    " endpoint? Change it at the others too, then `cdcsync dlq requeue`.",
+                    ent.name, c, ent.types.get(c), who, exc)
     return out
 
 

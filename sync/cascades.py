@@ -21,6 +21,7 @@ of each content decoded).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -47,7 +48,7 @@ def with_cascades(ctx: PipelineContext, source: str, batch: ChangeBatch) -> Chan
     if not cascaded:
         return batch
     made = cascaded_changes(ctx, source, cascaded, batch.changes)
-    return ChangeBatch(sorted([*made, *batch.changes], key=lambda c: tuple(c.position)),
+    return ChangeBatch(sorted([*batch.changes, *made], key=lambda c: tuple(c.position)),
                        batch.checkpoint, more=batch.more,
                        events=[ev for ev in batch.events if not isinstance(ev, Cascaded)])
 
@@ -76,7 +77,11 @@ def cascaded_changes(ctx: PipelineContext, source: str, events: Sequence[Cascade
             level.extend(made)
             pending.extend(deeper)
         levels.append(level)
-    return [ch for level in reversed(levels) for ch in level]
+    # Each at a position of its own right after its event's, which the source puts just
+    # before the referenced row's change: two changes of one row (two of its foreign
+    # keys acting at once) are not taken for one read twice.
+    return [dataclasses.replace(ch, position=(*ch.position, n))
+            for n, ch in enumerate(ch for level in reversed(levels) for ch in level)]
 
 
 def _act(ctx: PipelineContext, ent: EntityContext, source: str, events: list[Cascaded],
@@ -87,13 +92,14 @@ def _act(ctx: PipelineContext, ent: EntityContext, source: str, events: list[Cas
     for key, content in _held(ctx, ent, source, wanted):
         view.put(key_text(key), key, content)
     mine = [ch for ch in seen if ch.entity == ent.name and ch.source == source]
-    timeline = sorted([(tuple(ch.position), 1, i) for i, ch in enumerate(mine)]
-                      + [(tuple(ev.position), 0, i) for i, ev in enumerate(events)])
+    # (an event after the changes at its very position: those came before it)
+    timeline = sorted([(tuple(ch.position), 0, i) for i, ch in enumerate(mine)]
+                      + [(tuple(ev.position), 1, i) for i, ev in enumerate(events)])
     hashed = hashed_versions(ctx, source)
     made: list[Change] = []
     deeper: list[Cascaded] = []
     for _pos, kind, i in timeline:
-        if kind == 1:
+        if kind == 0:
             ch = mine[i]
             view.put(key_text(typed(ent, ch.key) or {}), dict(ch.key), typed(ent, ch.content))
             continue

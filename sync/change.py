@@ -155,9 +155,11 @@ CascadeGraph = Mapping[str, Sequence[tuple[tuple[str, ...], CascadeRule]]]
 @dataclass(frozen=True, slots=True)
 class Cascaded:
     """Rows of ``rule.entity`` that referenced ``old`` and that the server changed by the
-    foreign key's action at ``position``, where its log does not show them (InnoDB
-    takes these actions without logging them: connectors/mysql/cascades.py).
-    ``new``: the referenced row's new values (an update), ``None`` when it was deleted."""
+    foreign key's action, where its log does not show them (InnoDB takes these actions
+    without logging them: connectors/mysql/cascades.py). ``new``: the referenced row's
+    new values (an update), ``None`` when it was deleted. ``position``: just before the
+    referenced row's change, after every change before it (the changes made of the
+    event are placed right after it)."""
 
     endpoint: str
     rule: CascadeRule

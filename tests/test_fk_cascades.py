@@ -198,3 +198,29 @@ def test_an_edit_elsewhere_of_a_row_the_cascade_deleted_is_a_conflict(
         assert [(c["entity"], c["key"]) for c in listed] == [("child", '{"id":10}')], listed
     finally:
         cdcsync("teardown", str(p), "--force", expect=None)
+
+
+def test_two_foreign_keys_of_a_row_acting_in_one_transaction_both_arrive(
+        tmp_path: Path, mariadb_params: dict[str, Any], pg_dsn_factory: Callable[[], str]
+) -> None:
+    """Each change made of an action has a position of its own: the second change of
+    one row at one position was taken for the first read again, and dropped."""
+    mp, b = mariadb_params, pg_dsn_factory()
+    run(mp, "CREATE TABLE team (id INT PRIMARY KEY)", "CREATE TABLE site (id INT PRIMARY KEY)",
+        "CREATE TABLE member (id INT PRIMARY KEY, team INT, site INT,"
+        " FOREIGN KEY (team) REFERENCES team (id) ON DELETE SET NULL,"
+        " FOREIGN KEY (site) REFERENCES site (id) ON DELETE SET NULL)",
+        "INSERT INTO team VALUES (1), (2)", "INSERT INTO site VALUES (1), (2)",
+        "INSERT INTO member VALUES (10, 1, 1), (20, 2, 2)")
+    p = _pipeline(tmp_path, "fktwo", {"m": mariadb_endpoint(mp), "b": pg_endpoint(b)}, "b",
+                  ("member",))
+    try:
+        cdcsync("setup", str(p))
+        run_json(p)
+        run(mp, "DELETE team, site FROM team, site WHERE team.id = 1 AND site.id = 1")
+        run_json(p)
+        assert pg(b, "SELECT id, team, site FROM member ORDER BY id") == [
+            (10, None, None), (20, 2, 2)]
+        cdcsync("verify", str(p))
+    finally:
+        cdcsync("teardown", str(p), "--force", expect=None)

@@ -487,8 +487,9 @@ class MysqlSource:
             tm = img.table
             fks = cascades.by_parent.get(tm.table)
             if fks:  # before the row's own changes: the server acted on its children first
-                events.extend(self._cascaded(fks, img, (fileno, tx.end_pos, idx), committed,
-                                             cascades))
+                # (the engine places each change made of it right after this position)
+                events.extend(self._cascaded(fks, img, (fileno, tx.end_pos, idx - 1),
+                                             committed, cascades))
             bound = by_table.get(tm.table, ())
             known = self._shapes.get(tm.table)
             if known != tm.names:
