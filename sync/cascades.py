@@ -119,19 +119,27 @@ class _Referencing:
     def __init__(self, wanted: set[tuple[tuple[str, ...], tuple[Any, ...]]]) -> None:
         self.wanted = wanted
         self.column_sets = {cols for cols, _ in wanted}
-        self.rows: dict[str, tuple[Row, Row]] = {}
+        self.rows: dict[str, tuple[Row, Row, list[tuple[Any, ...]]]] = {}
+        self.by_value: dict[tuple[Any, ...], dict[str, None]] = {}  # (cols, values) -> keys
 
     def put(self, k: str, key: Row, content: Row | None) -> None:
-        if content is not None and any((cols, _of(content, cols)) in self.wanted
-                                       for cols in self.column_sets):
-            self.rows[k] = (key, content)
-        else:
-            self.rows.pop(k, None)
+        held = self.rows.pop(k, None)
+        if held is not None:
+            for was in held[2]:
+                self.by_value[was].pop(k, None)
+        if content is None:
+            return
+        refs = [ref for ref in ((cols, _of(content, cols)) for cols in self.column_sets)
+                if ref in self.wanted]
+        if refs:
+            self.rows[k] = (key, content, refs)
+            for ref in refs:
+                self.by_value.setdefault(ref, {})[k] = None
 
     def matching(self, cols: tuple[str, ...], values: tuple[Any, ...]
                  ) -> list[tuple[str, Row, Row]]:
-        return [(k, key, row) for k, (key, row) in self.rows.items()
-                if _of(row, cols) == values]
+        return [(k, self.rows[k][0], self.rows[k][1])
+                for k in list(self.by_value.get((cols, values), ()))]
 
 
 def _of(row: Mapping[str, Any], cols: tuple[str, ...]) -> tuple[Any, ...]:
