@@ -18,6 +18,7 @@ hashes held in memory.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,7 +82,8 @@ def _compared(ent: EntityContext, row: Mapping[str, Any]) -> dict[str, Any] | No
     if out is not None:
         for c, v in out.items():
             if isinstance(v, list) and ent.types.get(c) == "array":
-                out[c] = parse_json(exact_json(v))
+                with contextlib.suppress(TypeError, ValueError):  # (no JSON: as it is)
+                    out[c] = parse_json(exact_json(v))
     return out
 
 
