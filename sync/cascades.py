@@ -25,7 +25,6 @@ import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 
 from conflict.canonical import from_json_value, key_text, row_hash
@@ -152,25 +151,18 @@ def _held(ctx: PipelineContext, ent: EntityContext, source: str,
     hold and that references one of ``wanted``: every state is read, only the
     referencing columns of its content decoded until one matches."""
     column_sets = {cols for cols, _ in wanted}
-    query = sa.select(sa.type_coerce(key_states.c.state, sa.Text)).where(
-        key_states.c.pipeline == ctx.pipeline, key_states.c.entity == ent.name)
     narrower = _narrowing(ctx.store.engine.dialect.name, wanted)
-    if narrower is not None:
-        query = query.where(narrower)
-    with ctx.store.engine.connect() as conn:
-        rows = conn.execute(query)
-        for (text,) in rows:  # as text: orjson reads it faster than the column type would
-            raw = orjson.loads(text) if isinstance(text, (str, bytes)) else text
-            content = raw.get("c")
-            if not content or not any(
-                    (cols, tuple(from_json_value(content.get(c)) for c in cols)) in wanted
-                    for cols in column_sets):
-                continue
-            st = state_from_json(raw)
-            held = st.endpoints.get(source)
-            if st.key is None or st.content is None or held is None or not held.hash:
-                continue  # the source did not hold this row
-            yield dict(st.key), dict(st.content)
+    for raw in ctx.store.scan(ctx.pipeline, ent.name, narrower):
+        content = raw.get("c")
+        if not content or not any(
+                (cols, tuple(from_json_value(content.get(c)) for c in cols)) in wanted
+                for cols in column_sets):
+            continue
+        st = state_from_json(raw)
+        held = st.endpoints.get(source)
+        if st.key is None or st.content is None or held is None or not held.hash:
+            continue  # the source did not hold this row
+        yield dict(st.key), dict(st.content)
 
 
 def _narrowing(dialect: str, wanted: set[tuple[tuple[str, ...], tuple[Any, ...]]]

@@ -25,14 +25,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
-import sqlalchemy as sa
-
 from connectors.base import Column, SchemaError
 from sync.cascades import with_cascades
 from sync.change import Change, ChangeBatch, Op, SchemaChanged, TableDdl, Truncated
 from sync.context import EntityContext, PipelineContext
 from sync.state.codec import state_from_json
-from sync.state.schema import key_states
 
 log = logging.getLogger("cdcsync.events")
 
@@ -137,14 +134,11 @@ def _added(ctx: PipelineContext, ent: EntityContext, source: str, table: str,
 
 def truncate_deletes(ctx: PipelineContext, ent: EntityContext, ev: Truncated) -> Iterator[Change]:
     """A delete, at the truncate's position, of every key the source was known to hold."""
-    with ctx.store.engine.connect() as conn:
-        rows = conn.execute(sa.select(key_states.c.state).where(
-            key_states.c.pipeline == ctx.pipeline, key_states.c.entity == ent.name))
-        for (state,) in rows:
-            st = state_from_json(state)
-            held = st.endpoints.get(ev.endpoint)
-            if st.key is None or held is None or not held.hash:
-                continue  # the source did not hold this key
-            yield Change(entity=ent.name, key=dict(st.key), op=Op.DELETE, before=st.content,
-                         after=None, source=ev.endpoint, position=tuple(ev.position),
-                         committed_at=ev.committed_at, row_version=None)
+    for state in ctx.store.scan(ctx.pipeline, ent.name):
+        st = state_from_json(state)
+        held = st.endpoints.get(ev.endpoint)
+        if st.key is None or held is None or not held.hash:
+            continue  # the source did not hold this key
+        yield Change(entity=ent.name, key=dict(st.key), op=Op.DELETE, before=st.content,
+                     after=None, source=ev.endpoint, position=tuple(ev.position),
+                     committed_at=ev.committed_at, row_version=None)
