@@ -159,8 +159,8 @@ def setup(settings: Any, bindings: Sequence[Binding], *, echo: str, writer: str,
                     continue
                 done.append(f"table {b.table}: primary key ({', '.join(info.key)})")
                 by_name = info.by_name()
-                loose = [k for k in b.endpoint_key if b.table in claim.reads
-                         and k in by_name and by_name[k].nullable]
+                loose = [k for k in b.endpoint_key if k in by_name and by_name[k].nullable
+                         ] if b.table in claim.reads else []
                 if loose:
                     table = quote_table(database, b.table)
                     problems.append(nullable_key(b.endpoint, table, b.entity, {

@@ -138,11 +138,9 @@ class PostgresEndpoint(RangesOfSource):
         conn = self.source.connection()
         with classified(f"set up {self.name}"):
             infos = [table_for(conn, b, self.default_schema) for b in bindings]  # each checked
-            reads = infos if read is None else [
-                info for b, info in zip(bindings, infos, strict=True) if b in read]
-            for b, info in zip(bindings, infos, strict=True):
-                if read is not None and b not in read:
-                    continue  # (a table only written to here)
+            read_here = [(b, info) for b, info in zip(bindings, infos, strict=True)
+                         if read is None or b in read]  # (not the tables only written to)
+            for b, info in read_here:
                 loose = [k for k in b.endpoint_key
                          if (col := info.column(k)) is not None and col.nullable]
                 if loose:
@@ -150,7 +148,7 @@ class PostgresEndpoint(RangesOfSource):
                     raise SchemaError(nullable_key(self.name, info.qualified, b.entity, {
                         c: f"ALTER TABLE {target} ALTER COLUMN"
                            f" {sql.Identifier(c).as_string(conn)} SET NOT NULL" for c in loose}))
-            tables = {info.qualified: info for info in reads}
+            tables = {info.qualified: info for _b, info in read_here}
             return capture.setup(conn, self._names(pipeline), list(tables.values()))
 
     def create_table(
