@@ -30,8 +30,12 @@ def with_children(tmp: Path, redis: PrivateRedis, count: int) -> tuple[Path, Dae
         "partitions: 3}", f"partitions: 3, worker_processes: {count}}}"))
     d = Daemon(p)
     d.wait_ready()
-    pids: list[int] = wait_for(lambda: len(got := d.ready_state()["local_workers"]) == count
-                               and got, timeout=30, what=f"{count} local workers")
+    try:
+        pids: list[int] = wait_for(lambda: len(got := d.ready_state()["local_workers"])
+                                   == count and got, timeout=30, what=f"{count} local workers")
+    except AssertionError as exc:  # why the workers did not come up: the daemon's log says
+        d.terminate()
+        raise AssertionError(f"{exc}\nthe daemon's output:\n{d.output()[-4000:]}") from exc
     return p, d, pids
 
 
