@@ -10,7 +10,10 @@ the state store knows: rows that match are left alone, rows that differ are
 edits (or conflicts). With ``reset_stream`` the entity's source logs are read
 from their current end afterwards: the answer to a purged binlog or a lost
 slot, where the old position cannot be read any more. Every entity reading
-the same log is resynced with it, since it lost the same changes.
+the same log is resynced with it, since it lost the same changes. A
+PostgreSQL slot is moved to the log's current end there and then (it would
+read on from where it was confirmed: past changes it cannot decode, such as
+those logged while its publication was dropped).
 """
 
 from __future__ import annotations
@@ -152,4 +155,13 @@ def resync(cfg: Any, entities: list[str], *, reset_stream: bool = False) -> list
                         {"entities": sorted(wanted), "reset_stream": sorted(sources)})
     finally:
         store.close()
+    for name in sorted(sources):  # a PostgreSQL slot reads on from where it was confirmed
+        ep = connect(cfg, name)
+        try:
+            move = getattr(ep, "reset_stream", None)
+            if move is not None:
+                done: list[str] = reach(cfg, f"moving {name}'s log to its end", move)
+                lines.extend(f"{name}: {line}" for line in done)
+        finally:
+            ep.close()
     return lines

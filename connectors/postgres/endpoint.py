@@ -172,6 +172,12 @@ class PostgresEndpoint(RangesOfSource):
         with classified(f"tear down {self.name}"):
             return capture.teardown(self.source.connection(), self._names(pipeline))
 
+    def reset_stream(self) -> list[str]:
+        """``cdcsync resync --reset-stream``: the slot moves to the log's current end."""
+        if self.stream is not None:
+            self.stream.close()
+        return self.source.reset_stream()
+
     def slot_status(self) -> dict[str, Any]:
         warn = getattr(self.settings, "warn_retained_wal_bytes", None)
         with classified(f"read the slot status of {self.name}"):

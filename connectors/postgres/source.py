@@ -48,8 +48,9 @@ applied once. The same holds when no replication slot is free for the export
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -408,14 +409,18 @@ class PostgresSource:
                 self._close_peek()
                 peek = None
             if peek is None:
+                self.check_published(decoder)
                 upto, start = self.slot_start(after)
-                peek = self._peek = _Peek(self._peek_connection(), decoder, self.names, upto)
+                with self.decodable():
+                    peek = self._peek = _Peek(self._peek_connection(), decoder, self.names,
+                                              upto)
                 builder = BatchBuilder(decoder, after, start, limit)
             else:
                 assert peek.expect is not None
                 builder = BatchBuilder(decoder, None, int(peek.expect["lsn"]), limit)
             try:
-                exhausted = peek.fill(builder)
+                with self.decodable():
+                    exhausted = peek.fill(builder)
             except BaseException:
                 self._close_peek()
                 raise
@@ -464,6 +469,84 @@ class PostgresSource:
                 ).fetchall()
             self._published = frozenset(str(r[0]) for r in rows)
         return self._published
+
+    def check_published(self, decoder: ChangeDecoder) -> None:
+        """Every table ``decoder`` reads is in the pipeline's publication.
+
+        A table dropped and created again (a migration tool that rebuilds it, a
+        ``pg_restore --clean``) is a new table, in no publication: pgoutput sends
+        none of its changes and a run would read nothing and say all is well, for
+        good. So would a table a user took out of the publication. The log cannot
+        give those changes back once made: the run stops and says how to publish
+        the table again and copy what the log missed.
+
+        Raises:
+            SchemaError: a table is not published, or the publication is gone.
+        """
+        with classified(f"read publication {self.names.publication}"):
+            conn = self.connection()
+            exists = conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s",
+                                  (self.names.publication,)).fetchone()
+            rows = conn.execute(
+                "SELECT c.oid, p.schemaname, p.tablename FROM pg_publication_tables p"
+                " JOIN pg_namespace n ON n.nspname = p.schemaname"
+                " JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.tablename"
+                " WHERE p.pubname = %s", (self.names.publication,)).fetchall()
+        if exists is None:
+            raise self.publication_gone()
+        self._published = frozenset(f"{s}.{n}" for _, s, n in rows)
+        # By oid: a table renamed since is still published (the decoder says it was renamed).
+        published = {int(oid) for oid, _, _ in rows}
+        missing = [(k, b) for k, b in sorted(decoder.tables.items())
+                   if b.info.oid not in published]
+        if missing:
+            (schema, table), bound = missing[0]
+            entities = sorted({b.binding.entity for _, b in missing})
+            raise SchemaError(
+                f"endpoint {self.name}: table {schema}.{table} of entity {bound.binding.entity}"
+                f" is not in publication {self.names.publication} (dropped and created again,"
+                " or taken out of it): its changes since are not in the log and were not"
+                " read. `cdcsync setup` publishes it again; then `cdcsync resync PIPELINE "
+                f"{' '.join(entities)}` copies what the log missed")
+
+    def publication_gone(self) -> SchemaError:
+        """The publication was dropped: pgoutput cannot decode the changes logged while
+        it was missing (not even after setup creates it again: it looks publications up
+        as of each change), so the way on starts the slot from the log's current end."""
+        return SchemaError(
+            f"endpoint {self.name}: publication {self.names.publication} does not exist, or"
+            " did not when changes still in the slot were made (it was dropped): the slot"
+            " cannot decode those. `cdcsync setup` creates it again; then `cdcsync resync"
+            " PIPELINE ENTITY... --reset-stream` moves the slot to the log's current end and"
+            " copies what was missed")
+
+    @contextlib.contextmanager
+    def decodable(self) -> Iterator[None]:
+        """pgoutput's "publication does not exist" while decoding, said as
+        :meth:`publication_gone`."""
+        try:
+            yield
+        except psycopg.errors.UndefinedObject as exc:
+            if "publication" in str(exc):
+                raise self.publication_gone() from exc
+            raise
+
+    def reset_stream(self) -> list[str]:
+        """Move the slot to the log's current end (``cdcsync resync --reset-stream``, which
+        snapshots every entity read here again: nothing before it is needed). Past, too,
+        changes it cannot decode (:meth:`publication_gone`)."""
+        with classified(f"move slot {self.names.slot} at {self.name}"):
+            row = self.connection().execute(
+                "SELECT pg_current_wal_flush_lsn()::text, active_pid FROM pg_replication_slots"
+                " WHERE slot_name = %s AND database = current_database()",
+                (self.names.slot,)).fetchone()
+            if row is None:
+                return [f"no slot {self.names.slot}: `cdcsync setup` creates it"]
+            if row[1] is not None:
+                return [f"slot {self.names.slot} is streamed by process {row[1]} (a daemon):"
+                        " stop it and resync again to move the slot"]
+            self.advance(parse_lsn(row[0]))
+        return [f"slot {self.names.slot} moved to the log's current end ({row[0]})"]
 
     def confirmable(self, checkpoints: Sequence[Checkpoint]) -> int | None:
         """The position the slot may be confirmed to: the oldest of ``checkpoints``.

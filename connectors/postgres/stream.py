@@ -43,7 +43,7 @@ import psycopg
 from psycopg import pq, sql
 from psycopg.conninfo import make_conninfo
 
-from connectors.base import Binding, RetriableError
+from connectors.base import Binding, ConnectorError, RetriableError
 from connectors.postgres.batch import BatchBuilder, same_checkpoint
 from connectors.postgres.connect import PgConnection, classified, describe
 from connectors.postgres.decoding import ChangeDecoder
@@ -57,6 +57,9 @@ from sync.change import ChangeBatch, Checkpoint
 _XLOG_HEADER = struct.Struct("!QQq")  # after the 'w': start, WAL end, send time
 _KEEPALIVE = struct.Struct("!Qq?")  # after the 'k': WAL end, send time, reply requested
 _STATUS = struct.Struct("!cQQQq?")  # 'r', written, flushed, applied, client time, reply
+#: Seconds between checks that every table read is still published (a table dropped and
+#: created again is not); a batch run checks once per catch-up.
+PUBLICATION_CHECK = 30.0
 
 
 def _now_pg() -> int:
@@ -83,6 +86,7 @@ class PostgresStream:
         self._last_status = 0.0
         self._start_lsn = 0
         self._resume: Checkpoint | None = None
+        self._checked = 0.0  # when the publication was last checked (source.check_published)
 
     # --- connection -------------------------------------------------------------------
 
@@ -90,6 +94,8 @@ class PostgresStream:
         self.close()
         self._wait_released()
         decoder = self.source.new_decoder(bindings)
+        self.source.check_published(decoder)
+        self._checked = time.monotonic()
         _, start = self.source.slot_start(after, streaming=True)
         info = make_conninfo(self.source.info, replication="database")
         try:
@@ -143,11 +149,13 @@ class PostgresStream:
                 self._start(bindings, after)
                 builder = self._builder(self._resume, self._start_lsn, limit)
             else:
+                self._recheck_published()
                 builder = self._builder(None, int(self._expect["lsn"]) if self._expect else 0,
                                         limit)
             try:
-                caught_up = self._fill(builder)
-            except psycopg.Error:
+                with self.source.decodable():
+                    caught_up = self._fill(builder)
+            except (psycopg.Error, ConnectorError):
                 self.close()
                 raise
         batch = builder.batch(caught_up)
@@ -155,6 +163,14 @@ class PostgresStream:
         self.source.finish(batch, self._decoder, bindings)
         self._expect = batch.checkpoint
         return batch
+
+    def _recheck_published(self) -> None:
+        """A table dropped and created again while the stream runs is published no more
+        (source.check_published): looked for every ``PUBLICATION_CHECK`` seconds."""
+        if time.monotonic() - self._checked >= PUBLICATION_CHECK:
+            assert self._decoder is not None
+            self.source.check_published(self._decoder)
+            self._checked = time.monotonic()
 
     def _builder(self, after: Checkpoint | None, start: int, limit: int) -> BatchBuilder:
         assert self._decoder is not None
@@ -194,6 +210,19 @@ class PostgresStream:
                     self._send_status(pgconn)
             self._maybe_status(pgconn)
 
+    def _ended(self, pgconn: pq.abc.PGconn) -> psycopg.Error:
+        """The stream's end, with the server's reason when it gave one: a publication
+        missing as of a change is said as such (source.decodable), anything else is
+        taken for a stream to open again (retried), as a lost connection is."""
+        res = pgconn.get_result()
+        if res is not None and res.status == pq.ExecStatus.FATAL_ERROR:
+            error = psycopg.errors.error_from_result(res)
+            if isinstance(error, psycopg.errors.UndefinedObject):
+                return error
+            return psycopg.OperationalError(f"slot {self.names.slot}: {error}")
+        return psycopg.OperationalError(
+            f"the server ended the replication stream of slot {self.names.slot}")
+
     def _frame(self, pgconn: pq.abc.PGconn, timeout: float) -> bytes | None:
         """One CopyData frame, or ``None`` if none arrives within ``timeout``."""
         while True:
@@ -201,8 +230,7 @@ class PostgresStream:
             if n > 0:
                 return bytes(data)
             if n == -1:
-                raise psycopg.OperationalError(
-                    f"the server ended the replication stream of slot {self.names.slot}")
+                raise self._ended(pgconn)
             if n == -2:
                 raise psycopg.OperationalError(pgconn.get_error_message() or "copy failed")
             if not wait_socket(pgconn.socket, timeout):

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from connectors.base import ApplyOp, ConnectorError
+from connectors.base import ApplyOp, ConnectorError, SchemaError
 from connectors.postgres import PostgresEndpoint
 from sync.change import ChangeBatch, Checkpoint
 from tests.connectors.postgres.helpers import binding, endpoint, query, slot_confirmed, sql
@@ -176,3 +176,44 @@ def test_a_stream_on_a_descriptor_past_1023_reads(table_t: str) -> None:
             assert conn is not None and conn.pgconn.socket >= FD_SETSIZE
         finally:
             ep.close()
+
+
+def test_a_table_published_no_more_stops_the_stream(
+        streamed: PostgresEndpoint, table_t: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dropped and created again while the daemon streams: the new table is in no
+    publication and none of its changes would ever arrive (tests/test_unpublished_table.py
+    for batch runs); the stream looks again every PUBLICATION_CHECK seconds."""
+    from connectors.postgres import stream
+
+    ep = streamed
+    start = ep.position()
+    sql(table_t, "INSERT INTO t VALUES (1, 'a', 1, NULL)")
+    _, cp = _read_all(ep, start, 1)
+    monkeypatch.setattr(stream, "PUBLICATION_CHECK", 0.0)
+    sql(table_t, "DROP TABLE t", "CREATE TABLE t (id int PRIMARY KEY, name text,"
+                 " amount numeric(10,2), note text)", "INSERT INTO t VALUES (2, 'b', 1, NULL)")
+    with pytest.raises(SchemaError, match=r"table public\.t of entity t is not in publication"):
+        ep.changes([binding()], cp, 100)
+
+
+def test_changes_made_while_the_publication_was_gone(streamed: PostgresEndpoint,
+                                                     table_t: str) -> None:
+    """pgoutput cannot decode them even once the publication is back: said so (it was
+    "the server ended the replication stream", retried for ever), and moving the slot
+    to the log's end (``resync --reset-stream``) gets past them."""
+    ep = streamed
+    start = ep.position()
+    sql(table_t, "INSERT INTO t VALUES (1, 'a', 1, NULL)")
+    _, cp = _read_all(ep, start, 1)
+    ep.confirm(cp)
+    sql(table_t, f'DROP PUBLICATION "{ep.names.publication}"',
+        "INSERT INTO t VALUES (2, 'b', 1, NULL)")
+    ep.setup([binding()], ep.pipeline)
+    sql(table_t, "INSERT INTO t VALUES (3, 'c', 1, NULL)")
+    with pytest.raises(SchemaError, match="did not when changes still in the slot were made"):
+        _read_all(ep, cp, 1)
+    assert ep.reset_stream()[0].startswith(f"slot {ep.names.slot} moved to the log's current")
+    end = ep.position()
+    sql(table_t, "INSERT INTO t VALUES (4, 'd', 1, NULL)")
+    batches, _ = _read_all(ep, end, 1)
+    assert [c.key["id"] for b in batches for c in b.changes] == [4]
