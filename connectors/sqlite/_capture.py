@@ -14,6 +14,10 @@ sink deletes them before its transaction commits: the row versions keep their
 a row for every row the service ever wrote there. ``cdcsync setup`` deletes
 those that older versions left.
 
+A row that ``INSERT OR REPLACE`` deletes for clashing with the written one on
+another unique constraint fires no trigger: a BEFORE trigger notes such rows in
+``_cdcsync_replaced`` and the AFTER trigger logs them as deleted (:func:`clashes`).
+
 ``_cdcsync_meta`` records, per table, the columns and key the triggers were
 generated for, so that a later schema change is reported instead of silently
 capturing the wrong columns, and a ``log_id`` that changes when the log is
@@ -38,6 +42,7 @@ from connectors.sqlite._types import logged_sql
 LOG = "_cdcsync_log"
 SESSION = "_cdcsync_session"
 ROWVER = "_cdcsync_rowver"
+REPLACED = "_cdcsync_replaced"
 META = "_cdcsync_meta"
 PREFIX = "_cdcsync_"
 ORIGIN = "cdcsync"  # what the service's own writes are tagged with
@@ -55,6 +60,8 @@ SHARED_DDL: dict[str, tuple[str, ...]] = {
         "ver INTEGER NOT NULL, token TEXT, PRIMARY KEY (tbl, pk)) WITHOUT ROWID",
     ),
     META: (f"CREATE TABLE {quote(META)} (name TEXT PRIMARY KEY, value TEXT NOT NULL)",),
+    REPLACED: (f"CREATE TABLE {quote(REPLACED)} (tbl TEXT NOT NULL, pk TEXT NOT NULL,"
+               " old TEXT, origin TEXT, ts REAL NOT NULL)",),
 }
 
 _FUNCTION_PAIRS = 60  # SQLite allows 127 arguments to json_object: 2 per column
@@ -100,6 +107,63 @@ def trigger_names(table: str) -> dict[str, str]:
     return {s: f"{PREFIX}{table}_{s}" for s in ("ins", "upd", "updk", "del")}
 
 
+def clash_trigger_names(table: str) -> dict[str, str]:
+    """The BEFORE triggers of a table whose rows can clash on another key than the
+    entity's (:func:`clashes`)."""
+    return {s: f"{PREFIX}{table}_{s}" for s in ("repi", "repu")}
+
+
+def clashes(info: TableInfo, key: Sequence[str]) -> tuple[tuple[tuple[str, str], ...], ...]:
+    """The unique constraints a row can clash with another row's on while the two
+    have different keys: all of them but the key itself.
+
+    ``INSERT OR REPLACE``, ``REPLACE``, ``UPDATE OR REPLACE`` and a constraint's own
+    ``ON CONFLICT REPLACE`` delete the rows the new one clashes with, and SQLite fires
+    no delete trigger for them unless the writer's connection turned
+    ``recursive_triggers`` on: the other rows' deletes were never captured (the targets
+    kept them, and refused the new row where their constraint holds too). So a BEFORE
+    trigger notes the rows the new one clashes with in ``_cdcsync_replaced``; the AFTER
+    trigger, which fires only once the row is written, logs them as deleted ahead of
+    it. A row that is not written (``OR IGNORE``, ``DO NOTHING``, ``OR FAIL``) has no
+    AFTER trigger: its notes are cleared by the next BEFORE trigger. Partial and
+    expression indexes are not followed.
+    """
+    own = set(key)
+    return tuple(c for c in info.clashes if {n for n, _ in c} != own)
+
+
+def _clash_sql(info: TableInfo, key: Sequence[str], old: bool) -> str:
+    """BEFORE INSERT/UPDATE: note the rows ``NEW`` clashes with (see :func:`clashes`)."""
+    t = info.table
+    found = " OR ".join(
+        "(" + " AND ".join(f"t.{quote(c)} = NEW.{quote(c)} COLLATE {quote(coll)}"
+                           for c, coll in cons) + ")"
+        for cons in clashes(info, key))
+    other = f"{pk_sql('t.', key)} IS NOT {pk_sql('NEW.', key)}"
+    if old:
+        other += f" AND {pk_sql('t.', key)} IS NOT {pk_sql('OLD.', key)}"
+    return (
+        f"DELETE FROM {quote(REPLACED)} WHERE tbl = {literal(t)};\n"
+        f"INSERT INTO {quote(REPLACED)} (tbl, pk, old, origin, ts) SELECT {literal(t)}, "
+        f"{pk_sql('t.', key)}, {row_sql('t.', info.names)}, {_ORIGIN}, {_TS} "
+        f"FROM {quote(t)} AS t WHERE ({found}) AND {other};\n"
+    )
+
+
+def _replaced_sql(table: str) -> str:
+    """AFTER INSERT/UPDATE: the rows the written one replaced, logged as deleted first."""
+    tbl = literal(table)
+    return (
+        f"INSERT INTO {quote(LOG)} (tbl, pk, op, data, old, origin, ts) SELECT tbl, pk,"
+        f" 'delete', NULL, old, origin, ts FROM {quote(REPLACED)} WHERE tbl = {tbl};\n"
+        f"INSERT INTO {quote(ROWVER)} (tbl, pk, ver, token) SELECT r.tbl, r.pk, (SELECT"
+        f" l.seq FROM {quote(LOG)} AS l WHERE l.tbl = r.tbl AND l.pk = r.pk ORDER BY l.seq"
+        f" DESC LIMIT 1), NULL FROM {quote(REPLACED)} AS r WHERE r.tbl = {tbl}"
+        " ON CONFLICT (tbl, pk) DO UPDATE SET ver = excluded.ver, token = NULL;\n"
+        f"DELETE FROM {quote(REPLACED)} WHERE tbl = {tbl};\n"
+    )
+
+
 def _log_insert(table: str, op: str, pk: str, data: str, old: str) -> str:
     return (
         f"INSERT INTO {quote(LOG)} (tbl, pk, op, data, old, origin, ts) VALUES "
@@ -115,27 +179,35 @@ def trigger_sql(info: TableInfo, key: Sequence[str]) -> dict[str, str]:
     new_pk, old_pk = pk_sql("NEW.", key), pk_sql("OLD.", key)
     new_row, old_row = row_sql("NEW.", cols), row_sql("OLD.", cols)
     on = quote(t)
+    replaced = _replaced_sql(t) if clashes(info, key) else ""
 
-    def trig(suffix: str, event: str, body: str, when: str = "") -> str:
-        return (
-            f"CREATE TRIGGER {quote(names[suffix])} AFTER {event} ON {on}{when} BEGIN\n"
-            f"{body}END"
-        )
+    def trig(name: str, event: str, body: str, when: str = "", at: str = "AFTER") -> str:
+        return f"CREATE TRIGGER {quote(name)} {at} {event} ON {on}{when} BEGIN\n{body}END"
 
-    return {
-        names["ins"]: trig("ins", "INSERT", _log_insert(t, "insert", new_pk, new_row, "NULL")),
+    out = {
+        names["ins"]: trig(names["ins"], "INSERT",
+                           replaced + _log_insert(t, "insert", new_pk, new_row, "NULL")),
         names["upd"]: trig(
-            "upd", "UPDATE", _log_insert(t, "update", new_pk, new_row, old_row),
+            names["upd"], "UPDATE",
+            replaced + _log_insert(t, "update", new_pk, new_row, old_row),
             f" WHEN {new_pk} IS {old_pk}",
         ),
         names["updk"]: trig(
-            "updk", "UPDATE",
-            _log_insert(t, "delete", old_pk, "NULL", old_row)
+            names["updk"], "UPDATE",
+            replaced + _log_insert(t, "delete", old_pk, "NULL", old_row)
             + _log_insert(t, "insert", new_pk, new_row, "NULL"),
             f" WHEN {new_pk} IS NOT {old_pk}",
         ),
-        names["del"]: trig("del", "DELETE", _log_insert(t, "delete", old_pk, "NULL", old_row)),
+        names["del"]: trig(names["del"], "DELETE",
+                           _log_insert(t, "delete", old_pk, "NULL", old_row)),
     }
+    if replaced:
+        before = clash_trigger_names(t)
+        out[before["repi"]] = trig(before["repi"], "INSERT", _clash_sql(info, key, False),
+                                   at="BEFORE")
+        out[before["repu"]] = trig(before["repu"], "UPDATE", _clash_sql(info, key, True),
+                                   at="BEFORE")
+    return out
 
 
 @dataclass(frozen=True)
@@ -284,7 +356,15 @@ def captured(conn: sqlite3.Connection, binding: Binding, path: Path) -> Captured
             f"table {binding.table!r} in {path} changed since setup (captured: {was}; now: "
             f"{now}): {_rerun(path)}"
         )
-    gone = [n for n in trigger_names(binding.table).values() if not _exists(conn, "trigger", n)]
+    wanted = list(trigger_names(binding.table).values())
+    if clashes(info, key):
+        wanted += clash_trigger_names(binding.table).values()
+    gone = [n for n in wanted if not _exists(conn, "trigger", n)]
+    if gone and not set(gone) - set(clash_trigger_names(binding.table).values()):
+        raise SchemaError(
+            f"{binding.table!r} in {path} has a unique constraint besides its key, and no"
+            " capture yet of the rows an INSERT OR REPLACE deletes for clashing with it (set"
+            f" up before 2026-12-07, or the index is new): {_rerun(path)}")
     if gone:
         raise SchemaError(
             f"capture trigger(s) {', '.join(gone)} on {binding.table!r} in {path} are missing "
@@ -346,6 +426,10 @@ def _setup_table(conn: sqlite3.Connection, info: TableInfo, key: tuple[str, ...]
         conn.execute(f"DROP TRIGGER IF EXISTS {quote(name)}")
         conn.execute(sql)
         changed += 1
+    for name in clash_trigger_names(info.table).values():  # no longer needed (index dropped)
+        if name not in wanted and _exists(conn, "trigger", name):
+            conn.execute(f"DROP TRIGGER {quote(name)}")
+            changed += 1
     meta = json.dumps({"columns": info.signature, "key": list(key)})
     _put_meta(conn, _meta_name(info.table), meta)
     if not changed:
@@ -376,13 +460,13 @@ def teardown(conn: sqlite3.Connection, bindings: Sequence[Binding],
                          f" {used[table]!r} uses that table too")
             continue
         dropped = 0
-        for name in trigger_names(table).values():
+        for name in [*trigger_names(table).values(), *clash_trigger_names(table).values()]:
             if _exists(conn, "trigger", name):
                 conn.execute(f"DROP TRIGGER {quote(name)}")
                 dropped += 1
         if has_meta:
             conn.execute(f"DELETE FROM {quote(META)} WHERE name = ?", (_meta_name(table),))
-        for shared in (LOG, ROWVER):
+        for shared in (LOG, ROWVER, REPLACED):
             if _exists(conn, "table", shared):
                 conn.execute(f"DELETE FROM {quote(shared)} WHERE tbl = ?", (table,))
         lines.append(f"dropped {dropped} capture triggers on {table}" if dropped

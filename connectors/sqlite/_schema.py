@@ -34,6 +34,9 @@ class TableInfo:
     columns: tuple[ColumnInfo, ...]
     unique_keys: tuple[frozenset[str], ...]  # PRIMARY KEY and full UNIQUE indexes
     strict: bool = False  # a STRICT table: declared types are enforced, no affinity games
+    #: The same constraints as ((column, collation), ...), in index order: what a row
+    #: must equal another's in to clash with it (``INSERT OR REPLACE``, _capture.py).
+    clashes: tuple[tuple[tuple[str, str], ...], ...] = ()
 
     @cached_property
     def by_name(self) -> dict[str, ColumnInfo]:
@@ -71,6 +74,7 @@ def introspect(conn: sqlite3.Connection, table: str) -> TableInfo | None:
         return None
     columns = tuple(ColumnInfo(n, t or "", bool(nn), int(pk)) for n, t, nn, pk in cols)
     keys: list[frozenset[str]] = []
+    clashes: list[tuple[tuple[str, str], ...]] = []
     pk = frozenset(c.name for c in columns if c.pk)
     if pk:
         keys.append(pk)
@@ -79,16 +83,18 @@ def introspect(conn: sqlite3.Connection, table: str) -> TableInfo | None:
         (table,),
     ).fetchall()
     for (index,) in indexes:
-        names = [
-            r[0]
-            for r in conn.execute("SELECT name FROM pragma_index_info(?, 'main')", (index,))
-        ]
-        if names and all(n is not None for n in names):  # expression indexes name no column
-            keys.append(frozenset(names))
+        cols = conn.execute("SELECT name, coll FROM pragma_index_xinfo(?, 'main') WHERE key",
+                            (index,)).fetchall()
+        if cols and all(n is not None for n, _ in cols):  # expression indexes name no column
+            keys.append(frozenset(n for n, _ in cols))
+            clashes.append(tuple((str(n), str(c or "BINARY")) for n, c in cols))
+    if len(pk) == 1 and not any({n for n, _ in c} == pk for c in clashes):
+        clashes.insert(0, ((next(iter(pk)), "BINARY"),))  # INTEGER PRIMARY KEY: the rowid
     try:
         row = conn.execute(
             "SELECT strict FROM pragma_table_list(?) WHERE schema = 'main'", (table,)
         ).fetchone()
     except sqlite3.OperationalError:  # SQLite before 3.37 has neither the pragma nor STRICT
         row = None
-    return TableInfo(table, columns, tuple(keys), strict=bool(row and row[0]))
+    return TableInfo(table, columns, tuple(keys), strict=bool(row and row[0]),
+                     clashes=tuple(clashes))
