@@ -502,6 +502,11 @@ class MysqlSource:
                 plan = self._projection(b, tm)
                 before = _project(plan, img.before)
                 after = _project(plan, img.after)
+                width = len(tm.names) if plan is None else len(plan)
+                if before is not None and len(before) != width:
+                    raise self._partial(b, tm, tx, before, plan)
+                if after is not None and len(after) != width:
+                    raise self._partial(b, tm, tx, after, plan)
                 for op, key, bef, aft in _ops(b, img.kind, before, after):
                     out.append(Change(
                         entity=b.entity, key=key, op=op, before=bef, after=aft,
@@ -528,6 +533,23 @@ class MysqlSource:
                         events.append(TableDdl(b.entity, self.name, table, kind, st.query, pos,
                                                committed))
                 idx += 1
+
+    def _partial(self, b: Binding, tm: Any, tx: Transaction, image: dict[str, Any],
+                 plan: Projection) -> SchemaError:
+        """A row image without every column: written under ``binlog_row_image`` MINIMAL
+        or NOBLOB (a session may set it, and a server's setting may change after setup).
+        Its unlogged columns are unknown: applied, they would be left out or lost, and
+        the row's version (a hash of every column) would be wrong. Until 2026-12-07 the
+        run stopped with ``KeyError: 'id'``, naming nothing."""
+        wanted = list(tm.names) if plan is None else [ent for _, ent in plan]
+        missing = [n for n in wanted if n not in image]
+        return SchemaError(
+            f"endpoint {self.name}: transaction {tx.gtid} logged rows of {tm.table} without"
+            f" column(s) {', '.join(missing) or '?'} (binlog_row_image = MINIMAL or NOBLOB,"
+            " in the server or in the session that wrote it): cdcsync needs every column."
+            " Set binlog_row_image = FULL on the server and in the writers' sessions; the"
+            " transactions already logged so cannot be read, so then run `cdcsync resync"
+            f" PIPELINE {b.entity} --reset-stream`")
 
     def _cascaded(self, fks: Sequence[tuple[ForeignKey, tuple[CascadeRule, ...]]], img: Any,
                   position: tuple[int, int, int], committed: float,
