@@ -147,6 +147,26 @@ REJECTED = (psycopg.DataError, psycopg.IntegrityError, errors.RaiseException,
             errors.AssertFailure)
 
 
+#: What a user who is not a superuser needs to be granted for replication origins (the
+#: service tags its writes with one, connectors/postgres/sink.py), in each database.
+ORIGIN_GRANTS = (
+    "GRANT EXECUTE ON FUNCTION pg_replication_origin_create(text),"
+    " pg_replication_origin_drop(text), pg_replication_origin_session_setup(text),"
+    " pg_replication_origin_session_reset(), pg_replication_origin_session_is_setup()"
+    " TO {user}"
+)
+
+
+def _refused_origin(exc: psycopg.Error) -> str:
+    """A replication-origin function refused to a user who is not a superuser: the
+    grants that let it, for the message."""
+    if not isinstance(exc, errors.InsufficientPrivilege) or "pg_replication_origin" not in str(exc):
+        return ""
+    return (" (the service tags its writes with a replication origin, whose functions"
+            " PostgreSQL 15 keeps to superusers unless granted: "
+            f"{ORIGIN_GRANTS.format(user='<the endpoint user>')}, in this database)")
+
+
 @contextlib.contextmanager
 def classified(what: str) -> Iterator[None]:
     """Re-raise driver errors as :class:`RetriableError` or :class:`ConnectorError`."""
@@ -163,7 +183,7 @@ def classified(what: str) -> Iterator[None]:
     except REJECTED as exc:
         raise RowRejected(f"{what}: {exc}") from exc
     except psycopg.Error as exc:
-        raise ConnectorError(f"{what}: {exc}") from exc
+        raise ConnectorError(f"{what}: {exc}{_refused_origin(exc)}") from exc
 
 
 def is_broken(conn: PgConnection | None) -> bool:
