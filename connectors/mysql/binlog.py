@@ -26,6 +26,17 @@ Guarantees the source builds on:
   0x8000); those transactions are returned with ``own=True`` and no rows. On
   MySQL, which has no such flag, a transaction that writes the marker table
   is the service's own.
+* **XA transactions** (MariaDB) are logged in two groups: the rows, ended by
+  ``XA PREPARE``, and later, after any number of other transactions, an
+  ``XA COMMIT`` or ``XA ROLLBACK`` group of their own. The rows are kept at the
+  prepare and handed out with the commit group, at its position (the prepared
+  transaction holds its rows' locks until then, so no other change of those
+  rows comes between); a rollback drops them. Until 2026-12-07 they were handed
+  out at the prepare: a rolled-back transaction's rows reached every target.
+  While one is prepared and not yet decided, :attr:`held` is the position just
+  before its prepare, for the checkpoint (source.py): a reader started again
+  from there reads the prepare again, and the transactions after it again
+  (duplicates, skipped by position).
 * **Heartbeats.** ``@master_heartbeat_period`` makes an idle server send a
   heartbeat, which tells a batch reader it has caught up and keeps the
   connection alive; the read timeout is a few heartbeats.
@@ -116,10 +127,24 @@ class Transaction:
     rows: list[RowImage] = field(default_factory=list)
     statements: list[Statement] = field(default_factory=list)
     own: bool = False  # written by the service's own sink: drop it (echo)
+    xa: str = ""  # the XA transaction's id, as its XA statements spell it
 
     @property
     def position(self) -> tuple[int, int]:
         return file_number(self.file), self.end_pos
+
+
+@dataclass(slots=True)
+class Prepared:
+    """An XA transaction prepared and not decided yet, and where reading stood before it."""
+
+    tx: Transaction
+    state: GtidState
+    file: str
+    pos: int
+
+
+_XA = ("XA START ", "XA END ", "XA PREPARE ", "XA COMMIT ", "XA ROLLBACK ")
 
 
 class PurgedBinlogError(ConnectorError):
@@ -241,8 +266,17 @@ class BinlogReader:
         self._post_header_len = dict(_DEFAULT_POST_HEADER)
         self._cur_file = ""
         self._attempts = 0
+        #: XA transactions prepared and not yet committed or rolled back, by id, in log order.
+        self.prepared: dict[str, Prepared] = {}
 
     # --- connection ---------------------------------------------------------------
+
+    @property
+    def held(self) -> Prepared | None:
+        """The oldest XA transaction prepared and undecided: a checkpoint must not pass
+        its prepare (its rows come with its commit, which a reader started after the
+        prepare would not know)."""
+        return next(iter(self.prepared.values()), None)
 
     @property
     def gtid(self) -> str:
@@ -253,6 +287,7 @@ class BinlogReader:
         """Read from just after ``gtid`` (``file``/``pos`` only label where that is)."""
         self.close()
         self.started = True
+        self.prepared = {}
         if self.flavor == "mariadb":
             self.state = parse_state(gtid)
         else:
@@ -402,7 +437,9 @@ class BinlogReader:
                     continue
                 if q in ("COMMIT", "ROLLBACK"):
                     return self._commit(tx, gtid_key, log_pos, ts)
-                if q != "BEGIN":
+                if q.startswith(_XA):
+                    self._xa(tx, q)
+                elif q != "BEGIN":
                     tx.statements.append(statement)
                 if standalone:
                     return self._commit(tx, gtid_key, log_pos, ts)
@@ -428,10 +465,47 @@ class BinlogReader:
                 raise ConnectorError(
                     "compressed binlog events are not supported: set log_bin_compress = OFF")
             elif etype == XA_PREPARE and tx is not None:
+                if tx.xa and not tx.own:  # its rows come with its XA COMMIT
+                    held = Prepared(Transaction(tx.gtid, tx.file, 0, tx.timestamp, tx.rows,
+                                                tx.statements, xa=tx.xa),
+                                    dict(self.state), self.file, self.pos)
+                    self.prepared[tx.xa] = held
+                    tx.rows, tx.statements = [], []
                 return self._commit(tx, gtid_key, log_pos, ts)
             if (tx is None and stop is not None and log_pos
                     and (file_number(self._cur_file), log_pos) >= stop):
                 return None
+
+    @staticmethod
+    def xid_text(xid: str) -> str:
+        """An XA id as users wrote it (``'abc'``), from the binlog's ``X'616263',X'',1``."""
+        parts = xid.split(",")
+        try:
+            gtrid = bytes.fromhex(parts[0][2:-1]).decode()
+            bqual = bytes.fromhex(parts[1][2:-1]).decode() if len(parts) > 1 else ""
+        except (ValueError, IndexError):
+            return xid
+        return f"'{gtrid}'" + (f", '{bqual}'" if bqual else "")
+
+    def _xa(self, tx: Transaction, q: str) -> None:
+        """An XA statement of ``tx``: ``XA END`` names a transaction about to be prepared;
+        ``XA COMMIT``/``XA ROLLBACK`` (a group of their own) decide a prepared one, whose
+        rows then come with this group or not at all."""
+        verb, _, xid = q[3:].partition(" ")
+        xid = xid.strip()
+        if verb in ("START", "END"):
+            tx.xa = xid
+            return
+        if verb == "COMMIT" and xid.endswith(" ONE PHASE"):
+            return  # logged as an ordinary transaction
+        held = self.prepared.pop(xid, None)
+        if verb == "COMMIT" and held is not None:
+            tx.rows, tx.statements = held.tx.rows, held.tx.statements
+        elif verb == "COMMIT" and not tx.own:
+            log.error("XA transaction %s was committed at %s, but its XA PREPARE came before"
+                      " this reader's start (a snapshot taken while it was prepared?): its"
+                      " changes are not known here; `cdcsync verify` shows them and `cdcsync"
+                      " resync` copies them", self.xid_text(xid), tx.gtid)
 
     def _commit(self, tx: Transaction, gtid_key: tuple[int, int, int] | None, log_pos: int,
                 ts: int) -> Transaction:

@@ -47,7 +47,7 @@ from connectors.mysql.binlog import BinlogReader, PurgedBinlogError, Transaction
 from connectors.mysql.cascades import Cascades, ForeignKey, cascades_for, load_foreign_keys
 from connectors.mysql.ddl import tables_touched
 from connectors.mysql.events import SchemaChanged, TableDdl, Truncated
-from connectors.mysql.gtid import covers, parse_state
+from connectors.mysql.gtid import covers, format_state, parse_state
 from connectors.mysql.schema import SchemaCache, TableInfo
 from connectors.mysql.session import (
     classify,
@@ -127,6 +127,7 @@ class MysqlSource:
         self._shapes: dict[str, tuple[str, ...]] = {}  # last known columns of bound tables
         self.schemas = SchemaCache(self.database, lambda: self._ctl().cursor())
         self._cascades: tuple[tuple[Any, ...], Cascades] | None = None  # by the bindings
+        self._said_xa: set[str] = set()  # XA transactions said to hold the checkpoint back
 
     # --- connections ----------------------------------------------------------------
 
@@ -409,7 +410,8 @@ class MysqlSource:
         cascades = self._cascades_of(bindings, by_table)
         reader = self._binlog()
         reader.wanted = frozenset((self.database, t) for t in {*by_table, *cascades.tables})
-        if not reader.started or reader.gtid != str(after.get("gtid", "")):
+        # A checkpoint held before an undecided XA prepare says where reading went on.
+        if not reader.started or reader.gtid != str(after.get("read_to") or after.get("gtid", "")):
             reader.start(str(after.get("gtid", "")), str(after.get("file", "")),
                          int(after.get("pos", 0) or 0))
             self._shapes = {str(t): tuple(c) for t, c in (after.get("columns") or {}).items()}
@@ -434,6 +436,10 @@ class MysqlSource:
             checkpoint = {"gtid": reader.gtid, "file": reader.file, "pos": reader.pos,
                           "columns": {t: list(self._shapes[t])
                                       for t in sorted(self._shapes) if t in by_table}}
+            held = reader.held
+            if held is not None:
+                checkpoint.update(gtid=format_state(held.state), file=held.file, pos=held.pos,
+                                  read_to=reader.gtid)
             if stop is not None and tx.position >= stop:
                 break
             if len(out) >= limit:
@@ -441,7 +447,20 @@ class MysqlSource:
                 break
             if deadline is not None and time.monotonic() >= deadline:
                 break  # a stream of other tables' transactions: hand back now and then
+        self._say_held(reader)
         return ChangeBatch(out, checkpoint, more=more, events=events)
+
+    def _say_held(self, reader: BinlogReader) -> None:
+        """Once per XA transaction left prepared at the end of a batch: why the
+        checkpoint stays before it."""
+        for xid, held in reader.prepared.items():
+            if xid not in self._said_xa:
+                self._said_xa.add(xid)
+                log.warning("endpoint %s: XA transaction %s, prepared at %s, is neither"
+                            " committed nor rolled back yet (XA RECOVER lists it): its changes"
+                            " wait for its XA COMMIT, and the checkpoint stays before its"
+                            " prepare (what follows is read again by a restarted reader)",
+                            self.name, reader.xid_text(xid), held.tx.gtid)
 
     def _purged_message(self, bindings: Sequence[Binding], after: Checkpoint, why: str) -> str:
         pipeline = self.pipeline or "PIPELINE"
