@@ -368,7 +368,8 @@ def captured(conn: sqlite3.Connection, binding: Binding, path: Path) -> Captured
     if gone:
         raise SchemaError(
             f"capture trigger(s) {', '.join(gone)} on {binding.table!r} in {path} are missing "
-            f"(was the table rebuilt?): {_rerun(path)}"
+            f"(was the table rebuilt? writes to it since were not captured): {_rerun(path)},"
+            f" then `cdcsync resync PIPELINE {binding.entity}` copies them"
         )
     return Captured(info, key)
 
@@ -416,6 +417,12 @@ def setup(conn: sqlite3.Connection, bindings: Sequence[Binding], path: Path,
 def _setup_table(conn: sqlite3.Connection, info: TableInfo, key: tuple[str, ...]) -> str:
     wanted = trigger_sql(info, key)
     changed = existed = 0
+    # Set up before, and its triggers gone: the table was dropped and created again (the
+    # way Django, Alembic's batch mode and SQLite's own docs alter a table), and whatever
+    # was written to it meanwhile was not captured.
+    rebuilt = conn.execute(f"SELECT 1 FROM {quote(META)} WHERE name = ?",
+                           (_meta_name(info.table),)).fetchone() is not None and not any(
+        _exists(conn, "trigger", n) for n in trigger_names(info.table).values())
     for name, sql in wanted.items():
         row = conn.execute(
             "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?", (name,)
@@ -434,6 +441,10 @@ def _setup_table(conn: sqlite3.Connection, info: TableInfo, key: tuple[str, ...]
     _put_meta(conn, _meta_name(info.table), meta)
     if not changed:
         return f"capture triggers on {info.table} already present"
+    if rebuilt:
+        return (f"created capture triggers on {info.table} again: they were gone (the table"
+                " was rebuilt?), so writes to it since were not captured; `cdcsync resync"
+                " PIPELINE ENTITY` copies them")
     verb = "updated" if existed else "created"
     return f"{verb} capture triggers on {info.table} ({len(info.columns)} columns)"
 
