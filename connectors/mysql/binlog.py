@@ -54,7 +54,7 @@ from __future__ import annotations
 import logging
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -124,10 +124,31 @@ class Transaction:
     file: str
     end_pos: int  # end of the commit event in ``file``
     timestamp: int  # of the commit event, seconds since the epoch
-    rows: list[RowImage] = field(default_factory=list)
+    #: Its rows events as read (table map, kind, event body, offset of the rows), decoded
+    #: by :meth:`images` as they are used: a transaction of millions of rows is held as
+    #: its binlog bytes, not as millions of dicts (2 GB for 300k updated rows).
+    raw: list[tuple[TableMap, int, bytes, int]] = field(default_factory=list)
     statements: list[Statement] = field(default_factory=list)
     own: bool = False  # written by the service's own sink: drop it (echo)
     xa: str = ""  # the XA transaction's id, as its XA statements spell it
+
+    def images(self, skip: int = 0) -> Iterator[RowImage]:
+        """The row images in log order, decoded now, after the first ``skip``."""
+        if not skip:
+            for tm, kind, body, off in self.raw:
+                for before, after in tm.decode(kind, body, off, len(body)):
+                    yield RowImage(tm, kind, before, after)
+            return
+        n = 0
+        for tm, kind, body, off in self.raw:
+            for before, after in tm.decode(kind, body, off, len(body)):
+                if n >= skip:
+                    yield RowImage(tm, kind, before, after)
+                n += 1
+
+    @property
+    def rows(self) -> list[RowImage]:
+        return list(self.images())
 
     @property
     def position(self) -> tuple[int, int]:
@@ -413,7 +434,7 @@ class BinlogReader:
                 if tx is not None and not tx.own:
                     if flags & SKIP_REPLICATION_FLAG:
                         tx.own = True
-                        tx.rows.clear()
+                        tx.raw.clear()
                     else:
                         self._rows(tx, etype, kind, body)
                 continue
@@ -466,11 +487,11 @@ class BinlogReader:
                     "compressed binlog events are not supported: set log_bin_compress = OFF")
             elif etype == XA_PREPARE and tx is not None:
                 if tx.xa and not tx.own:  # its rows come with its XA COMMIT
-                    held = Prepared(Transaction(tx.gtid, tx.file, 0, tx.timestamp, tx.rows,
+                    held = Prepared(Transaction(tx.gtid, tx.file, 0, tx.timestamp, tx.raw,
                                                 tx.statements, xa=tx.xa),
                                     dict(self.state), self.file, self.pos)
                     self.prepared[tx.xa] = held
-                    tx.rows, tx.statements = [], []
+                    tx.raw, tx.statements = [], []
                 return self._commit(tx, gtid_key, log_pos, ts)
             if (tx is None and stop is not None and log_pos
                     and (file_number(self._cur_file), log_pos) >= stop):
@@ -500,7 +521,7 @@ class BinlogReader:
             return  # logged as an ordinary transaction
         held = self.prepared.pop(xid, None)
         if verb == "COMMIT" and held is not None:
-            tx.rows, tx.statements = held.tx.rows, held.tx.statements
+            tx.raw, tx.statements = held.tx.raw, held.tx.statements
         elif verb == "COMMIT" and not tx.own:
             log.error("XA transaction %s was committed at %s, but its XA PREPARE came before"
                       " this reader's start (a snapshot taken while it was prepared?): its"
@@ -546,7 +567,7 @@ class BinlogReader:
             return
         if self.marker_table is not None and (tm.schema, tm.table) == self.marker_table:
             tx.own = True
-            tx.rows.clear()
+            tx.raw.clear()
             return
         if not tm.bound:
             return
@@ -554,8 +575,7 @@ class BinlogReader:
         if etype >= WRITE_V2:
             extra = int.from_bytes(body[off : off + 2], "little")
             off += extra
-        for before, after in tm.decode(kind, body, off, len(body)):
-            tx.rows.append(RowImage(tm, kind, before, after))
+        tx.raw.append((tm, kind, body, off))
 
     def _query(self, body: bytes) -> Statement:
         phl = self._post_header_len[QUERY]

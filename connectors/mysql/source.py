@@ -39,6 +39,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from conflict.canonical import row_hash
@@ -73,6 +74,21 @@ log = logging.getLogger("cdcsync.mysql.source")
 
 #: Endpoint column -> entity column for the synchronised columns (None: all, same names).
 Projection = tuple[tuple[str, str], ...] | None
+
+#: A transaction that alone gives more changes than this (and than twice the batch
+#: size) is handed out over several batches, the checkpoint resuming inside it: held
+#: whole, 300k updated rows took 2 GB (one of millions, more than the machine has).
+SPLIT_FROM = 10_000
+
+
+@dataclass(slots=True)
+class _Inside:
+    """A transaction handed out in part: the rest goes out from image ``done`` on."""
+
+    tx: Transaction
+    done: int
+    idx: int
+    checkpoint: Checkpoint
 
 MARKER_TABLE = "cdcsync_apply_marker"
 
@@ -128,6 +144,7 @@ class MysqlSource:
         self.schemas = SchemaCache(self.database, lambda: self._ctl().cursor())
         self._cascades: tuple[tuple[Any, ...], Cascades] | None = None  # by the bindings
         self._said_xa: set[str] = set()  # XA transactions said to hold the checkpoint back
+        self._inside: _Inside | None = None  # a transaction handed out in part
 
     # --- connections ----------------------------------------------------------------
 
@@ -410,29 +427,57 @@ class MysqlSource:
         cascades = self._cascades_of(bindings, by_table)
         reader = self._binlog()
         reader.wanted = frozenset((self.database, t) for t in {*by_table, *cascades.tables})
+        inside, self._inside = self._inside, None
+        if inside is not None and inside.checkpoint != after:
+            inside = None  # the engine went back to an earlier checkpoint
         # A checkpoint held before an undecided XA prepare says where reading went on.
-        if not reader.started or reader.gtid != str(after.get("read_to") or after.get("gtid", "")):
+        if inside is None and (not reader.started or reader.gtid != str(
+                after.get("read_to") or after.get("gtid", ""))):
             reader.start(str(after.get("gtid", "")), str(after.get("file", "")),
                          int(after.get("pos", 0) or 0))
             self._shapes = {str(t): tuple(c) for t, c in (after.get("columns") or {}).items()}
+        # A checkpoint inside a transaction (one too large for a batch), after a restart:
+        # that transaction's first changes were read already.
+        resume = (str(after["tx"]), int(after.get("index", 0)), int(after.get("idx", 0))
+                  ) if inside is None and after.get("tx") else None
         out: list[Change] = []
         events: list[Any] = []
         checkpoint: Checkpoint = dict(after)
         more = False
         while True:
-            # Streaming: wait for a first change until the deadline; with changes in
-            # hand, take only the transactions already received.
-            until = None if deadline is None else (
-                time.monotonic() if out or events else deadline)
-            try:
-                tx = reader.next(stop, until=until)
-            except PurgedBinlogError as exc:
-                reader.close()
-                raise ConnectorError(self._purged_message(bindings, after, str(exc))) from exc
-            if tx is None:
-                break
+            skip = idx = 0
+            if inside is not None:
+                tx, skip, idx = inside.tx, inside.done, inside.idx
+                checkpoint, inside = inside.checkpoint, None
+            else:
+                # Streaming: wait for a first change until the deadline; with changes in
+                # hand, take only the transactions already received.
+                until = None if deadline is None else (
+                    time.monotonic() if out or events else deadline)
+                try:
+                    got = reader.next(stop, until=until)
+                except PurgedBinlogError as exc:
+                    reader.close()
+                    raise ConnectorError(self._purged_message(bindings, after, str(exc))
+                                         ) from exc
+                if got is None:
+                    break
+                tx = got
+                if resume is not None and tx.gtid == resume[0]:
+                    _, skip, idx = resume
+                    resume = None
             if not tx.own:
-                self._collect(tx, by_table, out, events, cascades)
+                stopped = self._collect(tx, by_table, out, events, cascades, skip=skip, idx=idx,
+                                        split_at=len(out) + max(2 * limit, SPLIT_FROM))
+                if stopped is not None:  # the rest of it in the next batch
+                    checkpoint = {**{k: v for k, v in checkpoint.items()
+                                     if k not in ("tx", "index", "idx", "columns")},
+                                  "tx": tx.gtid, "index": stopped[0], "idx": stopped[1],
+                                  "columns": {t: list(self._shapes[t])
+                                              for t in sorted(self._shapes) if t in by_table}}
+                    self._inside = _Inside(tx, stopped[0], stopped[1], checkpoint)
+                    more = True
+                    break
             checkpoint = {"gtid": reader.gtid, "file": reader.file, "pos": reader.pos,
                           "columns": {t: list(self._shapes[t])
                                       for t in sorted(self._shapes) if t in by_table}}
@@ -498,11 +543,20 @@ class MysqlSource:
         return True
 
     def _collect(self, tx: Transaction, by_table: Mapping[str, list[Binding]],
-                 out: list[Change], events: list[Any], cascades: Cascades) -> None:
+                 out: list[Change], events: list[Any], cascades: Cascades, *,
+                 skip: int = 0, idx: int = 0, split_at: int | None = None
+                 ) -> tuple[int, int] | None:
+        """``tx``'s changes and events into ``out``/``events``, from its row image
+        ``skip`` on, numbering from ``idx``. With ``split_at``, stops before an image once
+        ``out`` holds that many changes: returns (images done, next ``idx``), to go on
+        from there (a transaction too large for one batch); ``None`` once done."""
         fileno = file_number(tx.file)
         committed = float(tx.timestamp)
-        idx = 0
-        for img in tx.rows:
+        done = skip
+        for img in tx.images(skip):
+            if split_at is not None and len(out) >= split_at:
+                return done, idx
+            done += 1
             tm = img.table
             fks = cascades.by_parent.get(tm.table)
             if fks:  # before the row's own changes: the server acted on its children first
@@ -552,6 +606,7 @@ class MysqlSource:
                         events.append(TableDdl(b.entity, self.name, table, kind, st.query, pos,
                                                committed))
                 idx += 1
+        return None
 
     def _partial(self, b: Binding, tm: Any, tx: Transaction, image: dict[str, Any],
                  plan: Projection) -> SchemaError:
