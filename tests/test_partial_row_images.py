@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.connectors.mysql.helpers import run
-from tests.connectors.postgres.helpers import pipeline_of
-from tests.pipelines import mariadb_endpoint, pg_endpoint, write_pipeline
+from tests.pipelines import mariadb_to_pg
 from tests.test_cli_quickstart import cdcsync, run_json
 from tests.test_wide_dates import pg
 
@@ -28,10 +27,7 @@ def _rows(dsn: str) -> list[tuple[Any, ...]]:
 
 
 def _pipeline(tmp_path: Path, mp: dict[str, Any], dsn: str, *options: str) -> Path:
-    return write_pipeline(tmp_path, pipeline_of(dsn), {"m": mariadb_endpoint(mp),
-                                                       "t": pg_endpoint(dsn)},
-                          "items", {"m": "items", "t": "items"},
-                          options=["direction: one-way", "source: m", *options])
+    return mariadb_to_pg(tmp_path, mp, dsn, options=options)
 
 
 def test_a_minimal_image_stops_the_run_and_resync_gets_past_it(

@@ -10,39 +10,27 @@ resync that copies them; following that brings the other side in step.
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
-from tests.pipelines import sqlite_endpoint, write_pipeline
-from tests.test_cli_quickstart import cdcsync, run_json
+from tests.pipelines import sqlite_pair, sqlite_run
+from tests.test_cli_quickstart import cdcsync, rows, run_json
 
 REBUILD = ("CREATE TABLE new__u (id INTEGER PRIMARY KEY, name TEXT NOT NULL)",
            "INSERT INTO new__u SELECT id, name FROM u", "DROP TABLE u",
            "ALTER TABLE new__u RENAME TO u")
 
 
-def _sqlite(db: Path, *statements: str) -> None:
-    with sqlite3.connect(db) as conn:
-        for s in statements:
-            conn.execute(s)
-
-
 def _rows(db: Path) -> list[tuple[object, ...]]:
-    with sqlite3.connect(db) as conn:
-        return conn.execute("SELECT id, name FROM u ORDER BY id").fetchall()
+    return rows(db, "SELECT id, name FROM u ORDER BY id")
 
 
 def test_writes_to_a_rebuilt_table_arrive_after_setup_and_resync(tmp_path: Path) -> None:
-    a, b = tmp_path / "a.db", tmp_path / "b.db"
-    for db in (a, b):
-        _sqlite(db, "CREATE TABLE u (id INTEGER PRIMARY KEY, name TEXT)")
-    _sqlite(a, "INSERT INTO u VALUES (1, 'a'), (2, 'b')")
-    p = write_pipeline(tmp_path, "rebuilt", {"a": sqlite_endpoint(str(a)),
-                                              "b": sqlite_endpoint(str(b))},
-                       "u", {"a": "u", "b": "u"})
+    a, b, p = sqlite_pair(tmp_path, "rebuilt", "u",
+                          ["CREATE TABLE u (id INTEGER PRIMARY KEY, name TEXT)"])
+    sqlite_run(a, "INSERT INTO u VALUES (1, 'a'), (2, 'b')")
     cdcsync("setup", str(p))
     run_json(p)
-    _sqlite(a, *REBUILD, "INSERT INTO u VALUES (3, 'c')", "UPDATE u SET name = 'A' WHERE id = 1")
+    sqlite_run(a, *REBUILD, "INSERT INTO u VALUES (3, 'c')", "UPDATE u SET name = 'A' WHERE id = 1")
     res = cdcsync("run", str(p), expect=1)
     assert "writes to it since were not captured" in res.stderr, res.stderr
     assert "`cdcsync resync PIPELINE u`" in res.stderr and "Traceback" not in res.stderr
@@ -54,6 +42,6 @@ def test_writes_to_a_rebuilt_table_arrive_after_setup_and_resync(tmp_path: Path)
     assert _rows(b) == [(1, "A"), (2, "b"), (3, "c")]
     drift = json.loads(cdcsync("verify", str(p), "--json").stdout)
     assert [d["in_sync"] for d in drift] == [True]
-    _sqlite(a, "DELETE FROM u WHERE id = 2")  # captured again
+    sqlite_run(a, "DELETE FROM u WHERE id = 2")  # captured again
     run_json(p)
     assert _rows(b) == [(1, "A"), (3, "c")]

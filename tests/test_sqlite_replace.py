@@ -14,12 +14,11 @@ the new row. Through the CLI.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.pipelines import pg_endpoint, sqlite_endpoint, write_pipeline
-from tests.test_cli_quickstart import cdcsync, run_json
+from tests.pipelines import pg_endpoint, sqlite_endpoint, sqlite_pair, sqlite_run, write_pipeline
+from tests.test_cli_quickstart import cdcsync, rows, run_json
 from tests.test_wide_dates import pg
 
 DDL = ("CREATE TABLE u (id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE,"
@@ -40,27 +39,16 @@ WRITES = (
 )
 
 
-def _sqlite(db: Path, *statements: str) -> None:
-    with sqlite3.connect(db) as conn:
-        for s in statements:
-            conn.execute(s)
-
-
 def _rows(db: Path) -> list[tuple[object, ...]]:
-    with sqlite3.connect(db) as conn:
-        return conn.execute("SELECT id, email, handle, name FROM u ORDER BY id").fetchall()
+    return rows(db, "SELECT id, email, handle, name FROM u ORDER BY id")
 
 
 def test_rows_replaced_at_a_sqlite_source_are_deleted_at_the_other_end(tmp_path: Path) -> None:
-    a, b = tmp_path / "a.db", tmp_path / "b.db"
-    _sqlite(a, *DDL, SEED)
-    _sqlite(b, *DDL)
-    p = write_pipeline(tmp_path, "replaced", {"a": sqlite_endpoint(str(a)),
-                                               "b": sqlite_endpoint(str(b))},
-                       "u", {"a": "u", "b": "u"})
+    a, b, p = sqlite_pair(tmp_path, "replaced", "u", DDL)
+    sqlite_run(a, SEED)
     cdcsync("setup", str(p))
     run_json(p)
-    _sqlite(a, *WRITES)
+    sqlite_run(a, *WRITES)
     want = [(4, "c@x", "h4", "Dee2"), (10, "a@x", "h10", "Ten"), (11, "b@x", "h11", "Bob2"),
             (12, "l@x", "h5", "Lee"), (13, "m@x", "h13", "FAY")]
     assert _rows(a) == want
@@ -70,7 +58,7 @@ def test_rows_replaced_at_a_sqlite_source_are_deleted_at_the_other_end(tmp_path:
     drift = json.loads(cdcsync("verify", str(p), "--json").stdout)
     assert [d["in_sync"] for d in drift] == [True]
     # The same the other way, and then nothing more to do.
-    _sqlite(b, "REPLACE INTO u (email, handle, name) VALUES ('a@x', 'h20', 'Twenty')")
+    sqlite_run(b, "REPLACE INTO u (email, handle, name) VALUES ('a@x', 'h20', 'Twenty')")
     run_json(p)
     assert [r[0] for r in _rows(a)] == [4, 11, 12, 13, 14]
     assert run_json(p)["totals"]["applied"] == 0
@@ -79,7 +67,7 @@ def test_rows_replaced_at_a_sqlite_source_are_deleted_at_the_other_end(tmp_path:
 def test_replaced_rows_leave_a_postgres_target_too(
         tmp_path: Path, pg_dsn_factory: Callable[[], str]) -> None:
     a, dsn = tmp_path / "a.db", pg_dsn_factory()
-    _sqlite(a, *DDL, SEED)
+    sqlite_run(a, *DDL, SEED)
     pg(dsn, "CREATE TABLE u (id bigint PRIMARY KEY, email text NOT NULL UNIQUE,"
             " handle text UNIQUE, name text)")
     p = write_pipeline(tmp_path, "replaced-pg", {"a": sqlite_endpoint(str(a)),
@@ -87,7 +75,7 @@ def test_replaced_rows_leave_a_postgres_target_too(
                        "u", {"a": "u", "t": "u"}, options=["direction: one-way", "source: a"])
     cdcsync("setup", str(p))
     run_json(p)
-    _sqlite(a, *WRITES[:4])
+    sqlite_run(a, *WRITES[:4])
     run_json(p)
     import psycopg
 
@@ -98,19 +86,15 @@ def test_replaced_rows_leave_a_postgres_target_too(
 
 def test_a_setup_without_the_clash_triggers_is_refused_until_set_up_again(
         tmp_path: Path) -> None:
-    a, b = tmp_path / "a.db", tmp_path / "b.db"
-    _sqlite(a, *DDL, SEED)
-    _sqlite(b, *DDL)
-    p = write_pipeline(tmp_path, "replaced-old", {"a": sqlite_endpoint(str(a)),
-                                                   "b": sqlite_endpoint(str(b))},
-                       "u", {"a": "u", "b": "u"})
+    a, b, p = sqlite_pair(tmp_path, "replaced-old", "u", DDL)
+    sqlite_run(a, SEED)
     cdcsync("setup", str(p))
     run_json(p)
-    _sqlite(a, 'DROP TRIGGER "_cdcsync_u_repi"', 'DROP TRIGGER "_cdcsync_u_repu"')
+    sqlite_run(a, 'DROP TRIGGER "_cdcsync_u_repi"', 'DROP TRIGGER "_cdcsync_u_repu"')
     res = cdcsync("run", str(p), expect=1)
     assert "no capture yet of the rows an INSERT OR REPLACE deletes" in res.stderr
     assert "rerun `cdcsync setup`" in res.stderr and "Traceback" not in res.stderr
     assert "a: updated capture triggers on u" in cdcsync("setup", str(p)).stdout
-    _sqlite(a, WRITES[0])
+    sqlite_run(a, WRITES[0])
     run_json(p)
     assert _rows(b) == _rows(a)

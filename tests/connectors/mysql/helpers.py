@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -70,3 +71,14 @@ def drain(source: MysqlSource, bindings: Sequence[Binding], after: Checkpoint | 
         cp = batch.checkpoint
         if not batch.more:
             return out, cp, events
+
+
+@contextlib.contextmanager
+def source_over(params: Mapping[str, Any], pipeline: str, *ddl: str) -> Iterator[MysqlSource]:
+    """A MysqlSource of ``pipeline`` after running ``ddl`` (the tables it reads), closed after."""
+    run(params, *ddl)
+    src = MysqlSource("maria", settings(params), pipeline=pipeline)
+    try:
+        yield src
+    finally:
+        src.close()

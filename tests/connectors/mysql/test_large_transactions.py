@@ -19,9 +19,8 @@ import pytest
 
 from connectors.mysql import source as source_module
 from connectors.mysql.source import MysqlSource
-from tests.connectors.mysql.helpers import binding, run, settings
-from tests.connectors.postgres.helpers import pipeline_of
-from tests.pipelines import mariadb_endpoint, pg_endpoint, write_pipeline
+from tests.connectors.mysql.helpers import binding, run, settings, source_over
+from tests.pipelines import mariadb_to_pg
 from tests.test_cli_quickstart import cdcsync, run_json
 
 TABLE = "CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(50))"
@@ -29,10 +28,8 @@ TABLE = "CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(50))"
 
 @pytest.fixture
 def source(mariadb_params: dict[str, Any]) -> Iterator[MysqlSource]:
-    run(mariadb_params, TABLE)
-    src = MysqlSource("maria", settings(mariadb_params), pipeline="t-large")
-    yield src
-    src.close()
+    with source_over(mariadb_params, "t-large", TABLE) as src:
+        yield src
 
 
 def test_a_large_transaction_goes_out_in_parts_and_resumes_inside_it(
@@ -81,10 +78,7 @@ def test_a_transaction_of_many_rows_through_the_cli(
     mp = mariadb_params
     n = 2 * source_module.SPLIT_FROM + 5000
     run(mp, TABLE, f"INSERT INTO items SELECT seq, CONCAT('n', seq) FROM seq_1_to_{n}")
-    p = write_pipeline(tmp_path, pipeline_of(pg_dsn), {"m": mariadb_endpoint(mp),
-                                                       "t": pg_endpoint(pg_dsn)},
-                       "items", {"m": "items", "t": "items"},
-                       options=["direction: one-way", "source: m"])
+    p = mariadb_to_pg(tmp_path, mp, pg_dsn)
     cdcsync("setup", str(p))
     run_json(p)
     run(mp, "UPDATE items SET name = CONCAT(name, '+')", "DELETE FROM items WHERE id % 7 = 0")

@@ -21,9 +21,8 @@ import pymysql
 import pytest
 
 from connectors.mysql.source import MysqlSource
-from tests.connectors.mysql.helpers import binding, drain, run, settings
-from tests.connectors.postgres.helpers import pipeline_of
-from tests.pipelines import mariadb_endpoint, pg_endpoint, write_pipeline
+from tests.connectors.mysql.helpers import binding, drain, run, settings, source_over
+from tests.pipelines import mariadb_to_pg
 from tests.test_cli_quickstart import cdcsync, run_json
 
 TABLE = "CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(50))"
@@ -51,10 +50,8 @@ def xids(mariadb_params: dict[str, Any]) -> Iterator[Callable[[], str]]:
 
 @pytest.fixture
 def source(mariadb_params: dict[str, Any]) -> Iterator[MysqlSource]:
-    run(mariadb_params, TABLE)
-    src = MysqlSource("maria", settings(mariadb_params), pipeline="t-xa")
-    yield src
-    src.close()
+    with source_over(mariadb_params, "t-xa", TABLE) as src:
+        yield src
 
 
 def ids(changes: list[Any]) -> list[int]:
@@ -137,10 +134,7 @@ def test_xa_transactions_through_the_cli(
         xids: Callable[[], str]) -> None:
     mp = mariadb_params
     run(mp, TABLE, "INSERT INTO items VALUES (1, 'a')")
-    p = write_pipeline(tmp_path, pipeline_of(pg_dsn), {"m": mariadb_endpoint(mp),
-                                                       "t": pg_endpoint(pg_dsn)},
-                       "items", {"m": "items", "t": "items"},
-                       options=["direction: one-way", "source: m"])
+    p = mariadb_to_pg(tmp_path, mp, pg_dsn)
     cdcsync("setup", str(p))
     run_json(p)
     keep, drop = xids(), xids()
