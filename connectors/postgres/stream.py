@@ -217,7 +217,7 @@ class PostgresStream:
         res = pgconn.get_result()
         if res is not None and res.status == pq.ExecStatus.FATAL_ERROR:
             error = psycopg.errors.error_from_result(res)
-            if isinstance(error, psycopg.errors.UndefinedObject):
+            if isinstance(error, psycopg.errors.UndefinedObject) and "publication" in str(error):
                 return error
             return psycopg.OperationalError(f"slot {self.names.slot}: {error}")
         return psycopg.OperationalError(
