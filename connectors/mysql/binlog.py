@@ -51,6 +51,7 @@ Guarantees the source builds on:
 
 from __future__ import annotations
 
+import itertools
 import logging
 import struct
 import time
@@ -134,17 +135,9 @@ class Transaction:
 
     def images(self, skip: int = 0) -> Iterator[RowImage]:
         """The row images in log order, decoded now, after the first ``skip``."""
-        if not skip:
-            for tm, kind, body, off in self.raw:
-                for before, after in tm.decode(kind, body, off, len(body)):
-                    yield RowImage(tm, kind, before, after)
-            return
-        n = 0
-        for tm, kind, body, off in self.raw:
-            for before, after in tm.decode(kind, body, off, len(body)):
-                if n >= skip:
-                    yield RowImage(tm, kind, before, after)
-                n += 1
+        images = (RowImage(tm, kind, before, after) for tm, kind, body, off in self.raw
+                  for before, after in tm.decode(kind, body, off, len(body)))
+        return itertools.islice(images, skip, None) if skip else images
 
     @property
     def rows(self) -> list[RowImage]:

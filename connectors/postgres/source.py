@@ -461,14 +461,25 @@ class PostgresSource:
 
     def published_tables(self) -> frozenset[str]:
         if self._published is None:
-            with classified(f"read publication {self.names.publication}"):
-                rows = self.connection().execute(
-                    "SELECT schemaname || '.' || tablename FROM pg_publication_tables"
-                    " WHERE pubname = %s",
-                    (self.names.publication,),
-                ).fetchall()
-            self._published = frozenset(str(r[0]) for r in rows)
+            self._read_publication()
+        assert self._published is not None
         return self._published
+
+    def _read_publication(self) -> dict[int, str] | None:
+        """The publication's tables (``schema.name``) by oid, ``None`` if it does not
+        exist; :meth:`published_tables` is refreshed with them."""
+        with classified(f"read publication {self.names.publication}"):
+            conn = self.connection()
+            exists = conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s",
+                                  (self.names.publication,)).fetchone()
+            rows = conn.execute(
+                "SELECT c.oid, p.schemaname || '.' || p.tablename FROM pg_publication_tables p"
+                " JOIN pg_namespace n ON n.nspname = p.schemaname"
+                " JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.tablename"
+                " WHERE p.pubname = %s", (self.names.publication,)).fetchall()
+        tables = {int(oid): str(name) for oid, name in rows}
+        self._published = frozenset(tables.values())
+        return tables if exists is not None else None
 
     def check_published(self, decoder: ChangeDecoder) -> None:
         """Every table ``decoder`` reads is in the pipeline's publication.
@@ -483,20 +494,10 @@ class PostgresSource:
         Raises:
             SchemaError: a table is not published, or the publication is gone.
         """
-        with classified(f"read publication {self.names.publication}"):
-            conn = self.connection()
-            exists = conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s",
-                                  (self.names.publication,)).fetchone()
-            rows = conn.execute(
-                "SELECT c.oid, p.schemaname, p.tablename FROM pg_publication_tables p"
-                " JOIN pg_namespace n ON n.nspname = p.schemaname"
-                " JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.tablename"
-                " WHERE p.pubname = %s", (self.names.publication,)).fetchall()
-        if exists is None:
+        published = self._read_publication()
+        if published is None:
             raise self.publication_gone()
-        self._published = frozenset(f"{s}.{n}" for _, s, n in rows)
         # By oid: a table renamed since is still published (the decoder says it was renamed).
-        published = {int(oid) for oid, _, _ in rows}
         missing = [(k, b) for k, b in sorted(decoder.tables.items())
                    if b.info.oid not in published]
         if missing:
