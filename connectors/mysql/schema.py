@@ -25,6 +25,11 @@ class TableInfo:
     table: str
     columns: tuple[ColumnInfo, ...]
     key: tuple[str, ...]  # primary-key columns, in index order
+    #: a system-versioned table's row-end column (``WITH SYSTEM VERSIONING``), and the
+    #: period columns ``information_schema`` does not list (implicit ones: ``row_start``
+    #: and ``row_end``, hidden from every query but logged in its row images)
+    row_end: str | None = None
+    hidden: tuple[str, ...] = ()
 
     def by_name(self) -> dict[str, ColumnInfo]:
         return {c.name: c for c in self.columns}
@@ -58,13 +63,17 @@ def load_table(cursor: Any, database: str, table: str) -> TableInfo:
             json_cols.add(m.group(1).replace("``", "`"))
     cursor.execute(
         "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, NUMERIC_SCALE,"
-        " DATETIME_PRECISION, CHARACTER_MAXIMUM_LENGTH, EXTRA"
+        " DATETIME_PRECISION, CHARACTER_MAXIMUM_LENGTH, EXTRA, GENERATION_EXPRESSION"
         " FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s"
         " ORDER BY ORDINAL_POSITION",
         (database, table),
     )
     columns = []
-    for name, data_type, column_type, nullable, scale, fsp, length, extra in cursor.fetchall():
+    row_end = None
+    for (name, data_type, column_type, nullable, scale, fsp, length, extra,
+         expression) in cursor.fetchall():
+        if str(expression or "").upper() == "ROW END":
+            row_end = name
         data_type = str(data_type).lower()
         column_type = str(column_type)
         logical = logical_type(data_type, column_type, is_json=name in json_cols)
@@ -96,7 +105,25 @@ def load_table(cursor: Any, database: str, table: str) -> TableInfo:
         raise SchemaError(
             f"table {database}.{table} has no primary key: cdcsync needs one to address rows"
         )
-    return TableInfo(database, table, tuple(columns), key)
+    hidden: tuple[str, ...] = ()
+    if row_end is None and _versioned(cursor, database, table):
+        row_end, hidden = IMPLICIT_PERIOD[1], IMPLICIT_PERIOD
+    return TableInfo(database, table, tuple(columns), key, row_end, hidden)
+
+
+#: the names MariaDB gives the period columns of a table declared ``WITH SYSTEM
+#: VERSIONING`` without columns of its own for them
+IMPLICIT_PERIOD = ("row_start", "row_end")
+
+
+def _versioned(cursor: Any, database: str, table: str) -> bool:
+    """Is ``database.table`` system-versioned (MariaDB)? Its updates and deletes then
+    keep the old row as a history row in the table, logged as a row of its own."""
+    cursor.execute(
+        "SELECT TABLE_TYPE FROM information_schema.TABLES"
+        " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", (database, table))
+    found = cursor.fetchone()
+    return found is not None and str(found[0]).upper() == "SYSTEM VERSIONED"
 
 
 def key_collations(cursor: Any, database: str, table: str, key: Sequence[str]

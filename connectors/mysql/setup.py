@@ -159,6 +159,13 @@ def setup(settings: Any, bindings: Sequence[Binding], *, echo: str, writer: str,
                     continue
                 done.append(f"table {b.table}: primary key ({', '.join(info.key)})")
                 by_name = info.by_name()
+                end = by_name.get(info.row_end or "")
+                if end is not None and end.data_type == "bigint" and b.table in claim.reads:
+                    problems.append(
+                        f"table {b.table} is system-versioned by transaction id (its period"
+                        f" column {end.name} is {end.column_type}): MariaDB logs its writes as"
+                        " statements, never as rows, and cdcsync reads rows. Version it by"
+                        " TIMESTAMP(6) period columns, or drop its system versioning")
                 loose = [k for k in b.endpoint_key if k in by_name and by_name[k].nullable
                          ] if b.table in claim.reads else []
                 if loose:

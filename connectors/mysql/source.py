@@ -46,7 +46,7 @@ from conflict.canonical import row_hash
 from connectors.base import Binding, Column, ConnectorError, SchemaError, TableSchema
 from connectors.mysql.binlog import BinlogReader, PurgedBinlogError, Transaction, file_number
 from connectors.mysql.cascades import Cascades, ForeignKey, cascades_for, load_foreign_keys
-from connectors.mysql.ddl import tables_touched
+from connectors.mysql.ddl import tables_touched, tables_written
 from connectors.mysql.events import SchemaChanged, TableDdl, Truncated
 from connectors.mysql.gtid import covers, format_state, parse_state
 from connectors.mysql.schema import SchemaCache, TableInfo
@@ -59,6 +59,7 @@ from connectors.mysql.session import (
     quote_table,
 )
 from connectors.mysql.types import ColumnInfo, typed_row
+from connectors.mysql.versioning import current_rows
 from sync.change import (
     Cascaded,
     CascadeRule,
@@ -558,6 +559,11 @@ class MysqlSource:
                 return done, idx
             done += 1
             tm = img.table
+            if tm.row_end is not None:  # a system-versioned table: its history rows too
+                current = current_rows(img, tm.row_end)
+                if current is None:
+                    continue
+                img = current
             fks = cascades.by_parent.get(tm.table)
             if fks:  # before the row's own changes: the server acted on its children first
                 # (the engine places each change made of it right after this position)
@@ -589,6 +595,9 @@ class MysqlSource:
                     ))
                     idx += 1
         for st in tx.statements:
+            for verb, db, table in tables_written(st.query, st.schema or self.database):
+                if db == self.database and table in by_table:
+                    raise self._statement_logged(by_table[table][0], verb, table, tx)
             for kind, db, table in tables_touched(st.query, st.schema or self.database):
                 if db != self.database:
                     continue
@@ -624,6 +633,21 @@ class MysqlSource:
             " Set binlog_row_image = FULL on the server and in the writers' sessions; the"
             " transactions already logged so cannot be read, so then run `cdcsync resync"
             f" PIPELINE {b.entity} --reset-stream`")
+
+    def _statement_logged(self, b: Binding, verb: str, table: str,
+                          tx: Transaction) -> SchemaError:
+        """A statement writing a bound table logged as such, not as rows: what it changed
+        is in no event. Until 2026-12-07 it was passed by (a DDL is logged so too), and
+        its changes never reached the targets. (Its text, which holds values, is left
+        out of the message.)"""
+        return SchemaError(
+            f"endpoint {self.name}: transaction {tx.gtid} logged an {verb} statement that"
+            f" may write {table}, not the rows it wrote (binlog_format = STATEMENT or MIXED"
+            " in the session that ran it, or a table system-versioned by transaction id,"
+            " whose writes MariaDB logs as statements): cdcsync reads rows only. Keep"
+            " binlog_format = ROW in the writers' sessions (version such a table by"
+            " TIMESTAMP(6) period columns); the changes already logged so cannot be read,"
+            f" so then run `cdcsync resync PIPELINE {b.entity} --reset-stream`")
 
     def _cascaded(self, fks: Sequence[tuple[ForeignKey, tuple[CascadeRule, ...]]], img: Any,
                   position: tuple[int, int, int], committed: float,

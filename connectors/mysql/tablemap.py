@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pymysql.protocol import MysqlPacket
@@ -137,6 +137,7 @@ class TableMap:
     bound: bool = False  # decoders compiled (a table the reader was asked for)
     columns: tuple[ColumnInfo, ...] = field(default_factory=tuple)
     full_image: Image | None = None  # the decoder of an image with every column present
+    row_end: str | None = None  # a system-versioned table's row-end column (schema.py)
 
     def decode(self, kind: int, buf: bytes, off: int, end: int
                ) -> list[tuple[dict[str, Any] | None, dict[str, Any] | None]]:
@@ -267,9 +268,12 @@ class TableMapCache:
         except SchemaError:
             info = None
         hints = info.by_name() if info is not None else {}
+        hidden = info.hidden if info is not None else ()
         infos = []
         for c in columns:
             hint = hints.get(c.name)
+            if hint is None and c.name in hidden:  # never synchronised, as generated ones
+                hint = replace(_fallback_info(c), generated=True)
             infos.append(hint if hint is not None and _fits(hint, c) else _fallback_info(c))
         try:
             tm.decoders = tuple(column_decoder(c) for c in columns)
@@ -279,6 +283,7 @@ class TableMapCache:
         tm.columns = tuple(infos)
         tm.converters = tuple(binlog_converter(i) for i in infos)
         tm.full_image = compile_full_image(tm.names, columns, tm.decoders, tm.converters)
+        tm.row_end = info.row_end if info is not None and info.row_end in tm.names else None
         tm.bound = True
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from connectors.base import Column
-from connectors.mysql.ddl import tables_touched
+from connectors.mysql.ddl import tables_touched, tables_written
 from connectors.mysql.events import SchemaChanged, TableDdl, Truncated
 from connectors.mysql.source import MysqlSource
 from tests.connectors.mysql.helpers import binding, drain, run, settings
@@ -24,6 +24,27 @@ def test_statements_name_the_tables_they_touch() -> None:
     assert tables_touched("TRUNCATE items", "d") == [("truncate", "d", "items")]
     assert tables_touched("CREATE OR REPLACE TABLE n (id INT)", "d") == [("create", "d", "n")]
     assert tables_touched("GRANT ALL ON *.* TO x", "d") == []
+
+
+def test_statements_logged_instead_of_rows_name_the_tables_they_may_write() -> None:
+    def written(query: str) -> set[tuple[str, str]]:
+        return {(db, t) for _, db, t in tables_written(query, "d")}
+
+    assert tables_written("INSERT IGNORE INTO `a``b` VALUES (1)", "d") == [
+        ("INSERT", "d", "a`b")]
+    assert written("/* x */ replace other.t SET a = 1") == {("other", "t")}
+    assert written("LOAD DATA INFILE '/f' REPLACE INTO TABLE items") == {("d", "items")}
+    assert written("UPDATE LOW_PRIORITY items SET a = 1 WHERE id = 2") == {("d", "items")}
+    # a multi-table write: every table it names (and its aliases) may be written
+    assert {("d", "items"), ("d", "o")} <= written(
+        "UPDATE items i JOIN o ON i.id = o.id SET i.a = o.a")
+    assert {("d", "items"), ("d", "o")} <= written("DELETE i FROM items i JOIN o USING (id)")
+    assert written("DELETE FROM items WHERE id IN (SELECT id FROM x)") == {("d", "items")}
+    assert ("d", "items") in written("WITH c AS (SELECT 1) UPDATE items SET a = 1")
+    # no current row written, or no row at all
+    for query in ("DELETE HISTORY FROM items", "BEGIN", "COMMIT", "SELECT 1",
+                  "XA END 'x'", "ALTER TABLE items ADD c INT", "SAVEPOINT a"):
+        assert tables_written(query, "d") == [], query
 
 
 def test_rows_around_add_drop_rename_column(mariadb_params: dict[str, Any]) -> None:
