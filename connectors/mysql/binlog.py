@@ -133,11 +133,28 @@ class Transaction:
     own: bool = False  # written by the service's own sink: drop it (echo)
     xa: str = ""  # the XA transaction's id, as its XA statements spell it
 
+    #: how many row images each of ``raw``'s events holds, as far as decoded: a
+    #: transaction handed out in parts skips the events of the parts before unread
+    counts: list[int] = field(default_factory=list)
+
     def images(self, skip: int = 0) -> Iterator[RowImage]:
-        """The row images in log order, decoded now, after the first ``skip``."""
-        images = (RowImage(tm, kind, before, after) for tm, kind, body, off in self.raw
-                  for before, after in tm.decode(kind, body, off, len(body)))
-        return itertools.islice(images, skip, None) if skip else images
+        """The row images in log order, decoded now, after the first ``skip``.
+
+        An event whose images are all skipped is decoded only if never decoded before
+        (until 2026-12-07 every part decoded all the parts before it again: a 300k-row
+        UPDATE handed out in 15 parts decoded 2.4M images, 56 s of a run that reads
+        and applies it in 12)."""
+        counts = self.counts
+        for i, (tm, kind, body, off) in enumerate(self.raw):
+            if i < len(counts) and skip >= counts[i]:
+                skip -= counts[i]
+                continue
+            pairs = tm.decode(kind, body, off, len(body))
+            if i == len(counts):
+                counts.append(len(pairs))
+            for before, after in itertools.islice(pairs, skip, None):
+                yield RowImage(tm, kind, before, after)
+            skip = max(0, skip - len(pairs))
 
     @property
     def rows(self) -> list[RowImage]:

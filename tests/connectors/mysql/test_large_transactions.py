@@ -19,6 +19,7 @@ import pytest
 
 from connectors.mysql import source as source_module
 from connectors.mysql.source import MysqlSource
+from connectors.mysql.tablemap import TableMap
 from tests.connectors.mysql.helpers import binding, run, settings, source_over
 from tests.pipelines import mariadb_to_pg
 from tests.test_cli_quickstart import cdcsync, run_json
@@ -71,6 +72,38 @@ def test_a_large_transaction_goes_out_in_parts_and_resumes_inside_it(
         again.close()
     assert [c.key["id"] for c in rest] == [15, 16, 17, 18, 19, 20, 2]
     assert [c.position for c in rest] == positions[5:]
+
+
+def test_each_part_decodes_only_its_own_events(
+        source: MysqlSource, mariadb_params: dict[str, Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each part used to decode every event of the parts before it again: a 300k-row
+    UPDATE in 15 parts decoded 2.4M row images (95 s against 43 s for the run)."""
+    monkeypatch.setattr(source_module, "SPLIT_FROM", 3)
+    decoded: list[int] = []
+    decode = TableMap.decode
+
+    def counted(tm: TableMap, kind: int, buf: bytes, off: int, end: int) -> Any:
+        images = decode(tm, kind, buf, off, end)
+        decoded.append(len(images))
+        return images
+
+    monkeypatch.setattr(TableMap, "decode", counted)
+    start = source.log_end()
+    run(mariadb_params, "START TRANSACTION",
+        *(f"INSERT INTO items (id) VALUES ({i})" for i in range(1, 13)), "COMMIT")
+    cp, keys, parts = start, [], 0
+    while True:
+        batch = source.changes([binding()], cp, 2)
+        keys += [c.key["id"] for c in batch.changes]
+        parts += 1
+        cp = batch.checkpoint
+        if not batch.more:
+            break
+    assert keys == list(range(1, 13)) and parts >= 3
+    # One rows event per INSERT, each decoded once, but the one a part stops before
+    # (decoded to see that the part is full), which the next part decodes again
+    assert decoded == [1] * len(decoded) and len(decoded) == 12 + parts - 1, decoded
 
 
 def test_a_transaction_of_many_rows_through_the_cli(
