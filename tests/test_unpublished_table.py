@@ -1,11 +1,15 @@
 """A source table no longer in the pipeline's publication (dropped and created again, or
-taken out of it by hand), and a publication dropped.
+taken out of it by hand), a publication altered to publish less, and one dropped.
 
 The new table is in no publication, so pgoutput sends none of its changes: a run
 read nothing, applied nothing and exited 0, run after run, while every change made
 to the table was lost to the targets (only verify saw it). Now the run stops and
 names the table, the publication and the way out (setup, then resync), and that
 way brings the target back in step. Through the CLI against the real server.
+
+A publication altered to publish inserts only, or to filter rows or columns,
+left the updates, deletes, rows or columns it no longer published out of the
+log in silence too (2026-12-07): the same.
 """
 
 from __future__ import annotations
@@ -97,3 +101,42 @@ def _query(dsn: str, stmt: str) -> list[tuple[object, ...]]:
 
     with psycopg.connect(dsn) as conn:
         return [tuple(r) for r in conn.execute(stmt)]
+
+
+@pytest.mark.parametrize(("alter", "said"), [
+    pytest.param("ALTER PUBLICATION {pub} SET (publish = 'insert')",
+                 "does not publish update, delete, truncate", id="inserts-only"),
+    pytest.param("ALTER PUBLICATION {pub} SET TABLE items WHERE (id < 3)",
+                 "publishes only the rows of public.items where (id < 3)", id="row-filter"),
+    # (with REPLICA IDENTITY FULL, PostgreSQL then refuses updates and deletes)
+    pytest.param("ALTER PUBLICATION {pub} SET TABLE items (id)",
+                 "leaves column(s) name of public.items out", id="column-list"),
+])
+def test_a_publication_publishing_less_stops_the_run_and_setup_puts_it_right(
+        tmp_path: Path, pg_dsn_factory: Callable[[], str], alter: str, said: str) -> None:
+    a, b = pg_dsn_factory(), pg_dsn_factory()
+    pg(a, TABLE, "INSERT INTO items VALUES (1, 'a'), (2, 'b')")
+    p = _pipeline(tmp_path, a, b)
+    cdcsync("setup", str(p))
+    run_json(p)
+    (pub,) = [str(r[0]) for r in _query(a, "SELECT pubname FROM pg_publication")]
+    pg(a, alter.format(pub=f'"{pub}"'), "INSERT INTO items VALUES (3, 'c')")
+    if "(id)" not in alter:
+        pg(a, "UPDATE items SET name = 'A' WHERE id = 1", "DELETE FROM items WHERE id = 2")
+    res = cdcsync("run", str(p), expect=1)
+    assert f"endpoint a: publication {pub} {said} (altered since setup)" in res.stderr, \
+        res.stderr
+    assert "`cdcsync setup` puts the publication right; then `cdcsync resync PIPELINE" \
+        " items`" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert _query(b, "SELECT id, name FROM items ORDER BY id") == [(1, "a"), (2, "b")]
+    assert "again" in cdcsync("setup", str(p)).stdout
+    cdcsync("resync", str(p), "items")
+    run_json(p)
+    pg(a, "UPDATE items SET name = 'C' WHERE id = 3")
+    run_json(p)
+    assert _query(b, "SELECT id, name FROM items ORDER BY id") == _query(
+        a, "SELECT id, name FROM items ORDER BY id")
+    assert (3, "C") in _query(b, "SELECT id, name FROM items ORDER BY id")
+    drift = json.loads(cdcsync("verify", str(p), "--json").stdout)
+    assert [d["in_sync"] for d in drift] == [True]

@@ -78,7 +78,8 @@ def ensure_publication(conn: PgConnection, names: Names, tables: Sequence[TableI
     """
     pub = sql.Identifier(names.publication)
     row = conn.execute(
-        "SELECT puballtables, pubviaroot FROM pg_publication WHERE pubname = %s",
+        "SELECT puballtables, pubviaroot, pubinsert AND pubupdate AND pubdelete AND pubtruncate"
+        " FROM pg_publication WHERE pubname = %s",
         (names.publication,),
     ).fetchone()
     idents = sql.SQL(", ").join(t.ident for t in tables)
@@ -94,8 +95,19 @@ def ensure_publication(conn: PgConnection, names: Names, tables: Sequence[TableI
                              ).format(pub))
         done.append(f"publication {names.publication}: partitioned tables' changes are"
                     " published as the table's own (publish_via_partition_root)")
+    if not row[2]:  # (altered since: the reader stops on it, source.check_published)
+        conn.execute(sql.SQL("ALTER PUBLICATION {} SET (publish = 'insert, update, delete,"
+                             " truncate')").format(pub))
+        done.append(f"publication {names.publication} publishes inserts, updates, deletes and"
+                    " truncates again")
     if row[0]:
         return done
+    narrowed = _narrowed(conn, names)
+    if narrowed and tables:
+        # SET TABLE lists the tables anew, without row filters or column lists
+        conn.execute(sql.SQL("ALTER PUBLICATION {} SET TABLE {}").format(pub, idents))
+        done.append(f"publication {names.publication} publishes {', '.join(narrowed)} whole"
+                    " again (its row filters and column lists are gone)")
     have = {
         (str(s), str(n))
         for s, n in conn.execute(
@@ -118,6 +130,21 @@ def ensure_publication(conn: PgConnection, names: Names, tables: Sequence[TableI
         done.append(f"removed {', '.join(f'{s}.{n}' for s, n in extra)} from publication "
                     f"{names.publication}: the pipeline no longer reads them here")
     return done
+
+
+def _narrowed(conn: PgConnection, names: Names) -> list[str]:
+    """The publication's tables with a row filter or a column list (PostgreSQL 15 on)."""
+    if conn.info.server_version < 150000:
+        return []
+    rows = conn.execute(
+        "SELECT p.schemaname || '.' || p.tablename FROM pg_publication_tables p"
+        " JOIN pg_namespace n ON n.nspname = p.schemaname"
+        " JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.tablename"
+        " WHERE p.pubname = %s AND (p.rowfilter IS NOT NULL OR EXISTS (SELECT 1"
+        "  FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0"
+        "  AND NOT a.attisdropped AND a.attname <> ALL (p.attnames)))",
+        (names.publication,)).fetchall()
+    return [str(r[0]) for r in rows]
 
 
 def _list(tables: Sequence[TableInfo]) -> str:

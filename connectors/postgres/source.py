@@ -51,6 +51,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -465,50 +466,84 @@ class PostgresSource:
         assert self._published is not None
         return self._published
 
-    def _read_publication(self) -> dict[int, str] | None:
-        """The publication's tables (``schema.name``) by oid, ``None`` if it does not
-        exist; :meth:`published_tables` is refreshed with them."""
+    def _read_publication(self) -> _Publication | None:
+        """The publication (its tables, by oid, as ``schema.name``), ``None`` if it does
+        not exist; :meth:`published_tables` is refreshed with its tables."""
         with classified(f"read publication {self.names.publication}"):
             conn = self.connection()
-            exists = conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s",
-                                  (self.names.publication,)).fetchone()
+            found = conn.execute(
+                "SELECT pubinsert, pubupdate, pubdelete, pubtruncate FROM pg_publication"
+                " WHERE pubname = %s", (self.names.publication,)).fetchone()
+            # (row filters and column lists: PostgreSQL 15 on)
+            narrowing = ", p.rowfilter, p.attnames" if conn.info.server_version >= 150000 \
+                else ", NULL, NULL"
             rows = conn.execute(
-                "SELECT c.oid, p.schemaname || '.' || p.tablename FROM pg_publication_tables p"
+                "SELECT c.oid, p.schemaname || '.' || p.tablename" + narrowing +
+                " FROM pg_publication_tables p"
                 " JOIN pg_namespace n ON n.nspname = p.schemaname"
                 " JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.tablename"
                 " WHERE p.pubname = %s", (self.names.publication,)).fetchall()
-        tables = {int(oid): str(name) for oid, name in rows}
-        self._published = frozenset(tables.values())
-        return tables if exists is not None else None
+        self._published = frozenset(str(r[1]) for r in rows)
+        if found is None:
+            return None
+        ops = ("insert", "update", "delete", "truncate")
+        return _Publication(
+            tables={int(r[0]): str(r[1]) for r in rows},
+            unpublished=tuple(op for op, on in zip(ops, found, strict=True) if not on),
+            filters={int(r[0]): str(r[2]) for r in rows if r[2] is not None},
+            columns={int(r[0]): frozenset(r[3]) for r in rows if r[3] is not None})
 
     def check_published(self, decoder: ChangeDecoder) -> None:
-        """Every table ``decoder`` reads is in the pipeline's publication.
+        """Every table ``decoder`` reads is in the pipeline's publication, whole.
 
         A table dropped and created again (a migration tool that rebuilds it, a
         ``pg_restore --clean``) is a new table, in no publication: pgoutput sends
         none of its changes and a run would read nothing and say all is well, for
-        good. So would a table a user took out of the publication. The log cannot
-        give those changes back once made: the run stops and says how to publish
-        the table again and copy what the log missed.
+        good. So would a table a user took out of the publication; so would the
+        updates and deletes of a publication altered to publish inserts only, and the
+        rows or columns a row filter or a column list leaves out (pgoutput filters as
+        it decodes, by the publication as it was when each change was made). The log
+        cannot give those changes back once made: the run stops and says how to put
+        the publication right and copy what the log missed.
 
         Raises:
-            SchemaError: a table is not published, or the publication is gone.
+            SchemaError: a table is not published, or not whole, or the publication
+                is gone.
         """
-        published = self._read_publication()
-        if published is None:
+        pub = self._read_publication()
+        if pub is None:
             raise self.publication_gone()
+        bound = sorted(decoder.tables.items())
+        entities = " ".join(sorted({b.binding.entity for _, b in bound}))
         # By oid: a table renamed since is still published (the decoder says it was renamed).
-        missing = [(k, b) for k, b in sorted(decoder.tables.items())
-                   if b.info.oid not in published]
+        missing = [(k, b) for k, b in bound if b.info.oid not in pub.tables]
         if missing:
-            (schema, table), bound = missing[0]
-            entities = sorted({b.binding.entity for _, b in missing})
+            (schema, table), first = missing[0]
+            entities = " ".join(sorted({b.binding.entity for _, b in missing}))
             raise SchemaError(
-                f"endpoint {self.name}: table {schema}.{table} of entity {bound.binding.entity}"
+                f"endpoint {self.name}: table {schema}.{table} of entity {first.binding.entity}"
                 f" is not in publication {self.names.publication} (dropped and created again,"
                 " or taken out of it): its changes since are not in the log and were not"
                 " read. `cdcsync setup` publishes it again; then `cdcsync resync PIPELINE "
-                f"{' '.join(entities)}` copies what the log missed")
+                f"{entities}` copies what the log missed")
+        narrowed = []
+        if pub.unpublished and bound:
+            narrowed.append(f"does not publish {', '.join(pub.unpublished)}")
+        for (schema, table), b in bound:
+            if b.info.oid in pub.filters:
+                narrowed.append(f"publishes only the rows of {schema}.{table} where"
+                                f" {pub.filters[b.info.oid]}")
+            listed = pub.columns.get(b.info.oid)
+            left = [c.name for c in b.info.columns if listed is not None
+                    and c.name not in listed and b.binding.synced(_entity_name(b.binding, c.name))]
+            if left:
+                narrowed.append(f"leaves column(s) {', '.join(left)} of {schema}.{table} out")
+        if narrowed:
+            raise SchemaError(
+                f"endpoint {self.name}: publication {self.names.publication} "
+                + "; ".join(narrowed) + " (altered since setup): those changes are not in"
+                " the log and were not read. `cdcsync setup` puts the publication right;"
+                f" then `cdcsync resync PIPELINE {entities}` copies what the log missed")
 
     def publication_gone(self) -> SchemaError:
         """The publication was dropped: pgoutput cannot decode the changes logged while
@@ -605,6 +640,16 @@ class PostgresSource:
 def _keys(binding: Binding) -> sql.Composed:
     """The binding's key columns at the endpoint, as a quoted list (``ORDER BY``, rows)."""
     return sql.SQL(", ").join(sql.Identifier(k) for k in binding.endpoint_key)
+
+
+@dataclass(frozen=True, slots=True)
+class _Publication:
+    """The pipeline's publication as the catalog has it (``_read_publication``)."""
+
+    tables: dict[int, str]  # oid -> schema.name
+    unpublished: tuple[str, ...]  # operations it does not publish
+    filters: dict[int, str]  # oid -> row filter
+    columns: dict[int, frozenset[str]]  # oid -> the columns it publishes
 
 
 def _entity_name(binding: Binding, column: str) -> str:
