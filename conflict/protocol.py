@@ -421,9 +421,13 @@ def on_snapshot(
             if name in reads and reads[name] is None and st.at(name).hash:
                 outs.append(on_change(st, Edit(name, None, None, when), entity=entity, key=key,
                                       sinks=sink_list, resolve=resolve))
+        # (each read against the state as loaded: an edit taken in changes its content)
+        same = {name: _holds_known(st, st.at(name), r.content,
+                                   known.get(name) or row_hash(r.content))
+                for name, r in present.items()}
         for name, r in present.items():
             e = st.at(name)
-            if e.hash == (known.get(name) or row_hash(r.content)):
+            if same[name]:
                 e.row_version = r.row_version
                 outs.append(Outcome(Kind.UNCHANGED))
             else:
@@ -458,6 +462,30 @@ def on_snapshot(
             if st.at(r.endpoint).hash == st.content_hash:
                 st.outbox.discard(r.endpoint)
     return outs
+
+
+def _holds_known(st: KeyState, e: EndpointState, content: Row | None, h: str) -> bool:
+    """Is ``content`` (hashed ``h``), read at endpoint ``e``, what the service knows
+    ``e`` holds?
+
+    Also when ``e`` held the key's content and the read has columns that content
+    lacks, each NULL: columns added to the table since the content was recorded
+    (``ALTER TABLE ADD COLUMN``, then a resync to bring over the values a default
+    gave the source's rows). Such a row is the same row. Until 2026-12-07 it was an
+    edit, concurrent with the source's rows (which hold the default), and the
+    conflict policy could keep its NULL and write it over the source's values.
+    """
+    if e.hash == h:
+        return True
+    if content is None or not e.hash or e.hash != st.content_hash:
+        return False
+    was = st.content
+    if was is None:
+        return False
+    added = content.keys() - was.keys()
+    if not added or any(content[c] is not None for c in added):
+        return False
+    return row_hash({c: v for c, v in content.items() if c in was}) == e.hash
 
 
 def snapshot_like(template: KeyState, read: Edit, key: Row) -> KeyState:

@@ -23,7 +23,9 @@ def q(dsn: str, sql: str) -> list[tuple[Any, ...]]:
         return cur.fetchall() if cur.description else []
 
 
-def pipeline(tmp: Path, a: str, b: str, *, schema: str = "stop", truncate: str = "ignore") -> Any:
+def pipeline(tmp: Path, a: str, b: str, *, schema: str = "stop", truncate: str = "ignore",
+             both: bool = False) -> Any:
+    """The pipeline a -> b of table ``t`` (``both``: both ways), set up."""
     p = tmp / "p.yaml"
     p.write_text(f"""
 pipeline: ev{random.randrange(10**6)}
@@ -34,8 +36,8 @@ endpoints:
 entities:
   t:
     key: [id]
-    direction: one-way
-    source: a
+    {"" if both else "direction: one-way"}
+    {"" if both else "source: a"}
     endpoints: {{a: t, b: t}}
     schema_changes: {schema}
     truncate: {truncate}
@@ -88,6 +90,26 @@ def test_a_column_added_with_a_default_warns_of_the_rows_it_filled(
     resync(load_pipeline(cfg.path), ["t"])
     run_pipeline(load_pipeline(cfg.path))
     assert q(b, "SELECT id, score FROM t ORDER BY id") == [(1, 5), (2, 5), (3, 7)]
+
+
+def test_the_resync_after_a_column_added_with_a_default_keeps_the_values_both_ways(
+        tmp_path: Path, two: tuple[str, str]) -> None:
+    """Both ways, the resync read b's rows (NULL in the new column) as edits concurrent
+    with a's (its default), and the policy kept b's NULL: a's values were overwritten."""
+    a, b = two
+    cfg = pipeline(tmp_path, a, b, schema="add", both=True)
+    run_pipeline(cfg)
+    q(a, "ALTER TABLE t ADD COLUMN score int DEFAULT 5")
+    q(a, "INSERT INTO t VALUES (3, 'three', 7)")
+    run_pipeline(load_pipeline(cfg.path))
+    from sync.setup import resync
+
+    resync(load_pipeline(cfg.path), ["t"])
+    summary = run_pipeline(load_pipeline(cfg.path))
+    want = [(1, 5), (2, 5), (3, 7)]
+    assert q(a, "SELECT id, score FROM t ORDER BY id") == want
+    assert q(b, "SELECT id, score FROM t ORDER BY id") == want
+    assert summary.total("resolved") == summary.total("parked") == 0
 
 
 def test_added_column_stops_the_run_without_losing_the_change(

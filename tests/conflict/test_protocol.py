@@ -505,6 +505,33 @@ def test_a_resnapshot_learns_row_versions_of_rows_it_knows() -> None:
     assert st.vector.dominates(v) and st.content == row("y")
 
 
+def test_a_column_added_since_is_no_edit_where_it_is_null() -> None:
+    """A resync after ``ALTER TABLE ADD COLUMN n DEFAULT 5`` at A (the column added at B
+    and C too, NULL there): A's rows are the edit; B's and C's are the rows known, with
+    a NULL column more. Before, they were edits too, concurrent with A's, and the
+    policy could keep their NULL over A's values (at A as well)."""
+    st = synced("x")
+    wide = {**row("x"), "n": 5}
+    outs = snap(st, {"A": Edit("A", wide, None, 1.0, "a7"),
+                     "B": Edit("B", {**row("x"), "n": None}, None, 2.0, "b7"),
+                     "C": Edit("C", {**row("x"), "n": None}, None, 3.0, "c7")})
+    assert [o.kind for o in outs] == [Kind.APPLIED, Kind.UNCHANGED, Kind.UNCHANGED]
+    assert st.content == wide and st.outbox == {"B", "C"}
+    assert {j.target: j.expected for j in jobs(st)} == {"B": "b7", "C": "c7"}
+    # A value there, or a NULL where the content knew the column, is an edit
+    st = synced("x")
+    outs = snap(st, {"A": Edit("A", wide, None, 1.0, "a7"),
+                     "B": Edit("B", {**row("x"), "n": 6}, None, 2.0, "b7"), "C": None}, lww)
+    assert [o.kind for o in outs].count(Kind.RESOLVED) == 1 and st.content["n"] == 6
+    st = synced("x")
+    change(st, Edit("A", wide, (2,), 2.0, "a2", row("x")))
+    deliver(st, {"B": "b2", "C": "c2"})
+    outs = snap(st, {"A": Edit("A", wide, None, 3.0, "a2"),
+                     "B": Edit("B", {**row("x"), "n": None}, None, 3.0, "b8"),
+                     "C": Edit("C", wide, None, 3.0, "c2")})
+    assert [o.kind for o in outs] == [Kind.UNCHANGED, Kind.APPLIED, Kind.UNCHANGED]
+
+
 @pytest.mark.parametrize("winner", [Winner.CURRENT, Winner.INCOMING])
 def test_resolutions_dominate_both_sides(winner: Winner) -> None:
     def pick(case: ConflictCase) -> Decision:
