@@ -5,6 +5,10 @@ one is not captured until setup makes them again. The run already stopped on the
 missing triggers; it said only "rerun setup", after which those writes stayed
 behind for good. Both the run and setup now say they were not captured and give the
 resync that copies them; following that brings the other side in step.
+
+A column added (or renamed) in place keeps the triggers, made for the old
+columns: the writes since were captured without the new column's values, and
+"rerun setup" left them so at the targets. The same: both name the resync.
 """
 
 from __future__ import annotations
@@ -45,3 +49,28 @@ def test_writes_to_a_rebuilt_table_arrive_after_setup_and_resync(tmp_path: Path)
     sqlite_run(a, "DELETE FROM u WHERE id = 2")  # captured again
     run_json(p)
     assert _rows(b) == [(1, "A"), (3, "c")]
+
+
+def test_writes_after_a_column_is_added_arrive_after_setup_and_resync(tmp_path: Path) -> None:
+    a, b, p = sqlite_pair(tmp_path, "added", "u",
+                          ["CREATE TABLE u (id INTEGER PRIMARY KEY, name TEXT)"])
+    sqlite_run(a, "INSERT INTO u VALUES (1, 'a'), (2, 'b')")
+    cdcsync("setup", str(p))
+    run_json(p)
+    sqlite_run(b, "ALTER TABLE u ADD COLUMN qty INTEGER")
+    sqlite_run(a, "ALTER TABLE u ADD COLUMN qty INTEGER", "UPDATE u SET qty = 5 WHERE id = 1",
+               "INSERT INTO u VALUES (3, 'c', 7)")
+    res = cdcsync("run", str(p), expect=1)
+    assert "changed since setup (captured: id INTEGER, name TEXT; now: id INTEGER, name" \
+        " TEXT, qty INTEGER): the triggers capture the columns set up, so writes to it" \
+        " since were captured without" in res.stderr, res.stderr
+    assert "`cdcsync resync PIPELINE u` copies them" in res.stderr
+    out = cdcsync("setup", str(p)).stdout
+    assert "a: updated capture triggers on u: its columns changed since setup, so writes" \
+        " to it since were captured without" in out, out
+    cdcsync("resync", str(p), "u")
+    run_json(p)
+    assert rows(b, "SELECT id, name, qty FROM u ORDER BY id") == [
+        (1, "a", 5), (2, "b", None), (3, "c", 7)]
+    drift = json.loads(cdcsync("verify", str(p), "--json").stdout)
+    assert [d["in_sync"] for d in drift] == [True]

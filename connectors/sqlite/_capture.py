@@ -354,7 +354,9 @@ def captured(conn: sqlite3.Connection, binding: Binding, path: Path) -> Captured
         now = ", ".join(f"{n} {d}".strip() for n, d in info.signature)
         raise SchemaError(
             f"table {binding.table!r} in {path} changed since setup (captured: {was}; now: "
-            f"{now}): {_rerun(path)}"
+            f"{now}): the triggers capture the columns set up, so writes to it since were"
+            f" captured without the new or renamed columns' values: {_rerun(path)}, then"
+            f" `cdcsync resync PIPELINE {binding.entity}` copies them"
         )
     wanted = list(trigger_names(binding.table).values())
     if clashes(info, key):
@@ -420,9 +422,13 @@ def _setup_table(conn: sqlite3.Connection, info: TableInfo, key: tuple[str, ...]
     # Set up before, and its triggers gone: the table was dropped and created again (the
     # way Django, Alembic's batch mode and SQLite's own docs alter a table), and whatever
     # was written to it meanwhile was not captured.
-    rebuilt = conn.execute(f"SELECT 1 FROM {quote(META)} WHERE name = ?",
-                           (_meta_name(info.table),)).fetchone() is not None and not any(
+    before = conn.execute(f"SELECT value FROM {quote(META)} WHERE name = ?",
+                          (_meta_name(info.table),)).fetchone()
+    rebuilt = before is not None and not any(
         _exists(conn, "trigger", n) for n in trigger_names(info.table).values())
+    # Set up before with other columns (ALTER TABLE ADD or RENAME COLUMN): the triggers
+    # made for the old ones captured the writes since without the new columns' values.
+    altered = before is not None and json.loads(before[0])["columns"] != info.signature
     for name, sql in wanted.items():
         row = conn.execute(
             "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?", (name,)
@@ -445,6 +451,10 @@ def _setup_table(conn: sqlite3.Connection, info: TableInfo, key: tuple[str, ...]
         return (f"created capture triggers on {info.table} again: they were gone (the table"
                 " was rebuilt?), so writes to it since were not captured; `cdcsync resync"
                 " PIPELINE ENTITY` copies them")
+    if altered:
+        return (f"updated capture triggers on {info.table}: its columns changed since setup,"
+                " so writes to it since were captured without the new or renamed columns'"
+                " values; `cdcsync resync PIPELINE ENTITY` copies them")
     verb = "updated" if existed else "created"
     return f"{verb} capture triggers on {info.table} ({len(info.columns)} columns)"
 
