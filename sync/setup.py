@@ -125,6 +125,38 @@ def teardown_pipeline(cfg: Any, *, force: bool = False) -> list[str]:
         store.close()
 
 
+def _forget_positions(store: StateStore, pipeline: str, entity: str,
+                      endpoints: set[str], chunk: int = 5000) -> None:
+    """Forget where each key was last read and written in the logs of ``endpoints``,
+    whose stream is reset: a binlog reset (``RESET MASTER``) or a server restored or
+    replaced numbers its positions anew, lower than those, and every change read
+    from it was taken for one read already and dropped (until 2026-12-07, after the
+    resync that was the way out). The new snapshot reads every key; the stream starts
+    after it, so no change before it is read again."""
+    from conflict.canonical import key_text
+    from sync.state.codec import state_from_json
+
+    changed: dict[str, Any] = {}
+
+    def save() -> None:
+        with store.transaction() as conn:
+            store.save(conn, pipeline, entity, changed)
+        changed.clear()
+
+    for tree in store.scan(pipeline, entity):
+        st = state_from_json(tree)
+        held = [e for ep, e in st.endpoints.items() if ep in endpoints and (
+            e.last_pos is not None or e.wrote_at is not None)]
+        for e in held:
+            e.last_pos = e.wrote_at = e.known_before = None
+        if held and st.key is not None:
+            changed[key_text(st.key)] = st
+            if len(changed) >= chunk:
+                save()
+    if changed:
+        save()
+
+
 def resync(cfg: Any, entities: list[str], *, reset_stream: bool = False) -> list[str]:
     """Mark ``entities`` for a new snapshot; return what was done, for the user."""
     wanted = set(entities)
@@ -153,6 +185,8 @@ def resync(cfg: Any, entities: list[str], *, reset_stream: bool = False) -> list
                 lines.append(f"{ep}: its log will be read from its current end")
             store.audit(conn, cfg.pipeline, "cli", "resync",
                         {"entities": sorted(wanted), "reset_stream": sorted(sources)})
+        for name in sorted(wanted) if sources else ():
+            _forget_positions(store, cfg.pipeline, name, sources)
     finally:
         store.close()
     for name in sorted(sources):  # a PostgreSQL slot reads on from where it was confirmed

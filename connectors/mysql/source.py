@@ -416,6 +416,7 @@ class MysqlSource:
         deadline: float | None = None
         if self.wait is None:
             end = self.log_end()
+            self._check_history(bindings, after, end)
             if self.flavor == "mariadb" and covers(parse_state(str(after.get("gtid", ""))),
                                                    parse_state(end["gtid"])):
                 return ChangeBatch([], dict(after), more=False)
@@ -434,6 +435,8 @@ class MysqlSource:
         # A checkpoint held before an undecided XA prepare says where reading went on.
         if inside is None and (not reader.started or reader.gtid != str(
                 after.get("read_to") or after.get("gtid", ""))):
+            if self.wait is not None:  # (a batch read looked already)
+                self._check_history(bindings, after, self.log_end())
             reader.start(str(after.get("gtid", "")), str(after.get("file", "")),
                          int(after.get("pos", 0) or 0))
             self._shapes = {str(t): tuple(c) for t, c in (after.get("columns") or {}).items()}
@@ -459,7 +462,8 @@ class MysqlSource:
                     got = reader.next(stop, until=until)
                 except PurgedBinlogError as exc:
                     reader.close()
-                    raise ConnectorError(self._purged_message(bindings, after, str(exc))
+                    raise ConnectorError(self._purged_message(bindings, after,
+                                                              f"server said: {exc}")
                                          ) from exc
                 if got is None:
                     break
@@ -508,6 +512,29 @@ class MysqlSource:
                             " prepare (what follows is read again by a restarted reader)",
                             self.name, reader.xid_text(xid), held.tx.gtid)
 
+    def _check_history(self, bindings: Sequence[Binding], after: Checkpoint,
+                       end: Checkpoint) -> None:
+        """The binlog still reaches ``after``: no domain of its GTID state is past the
+        server's (MariaDB). A binlog that ends before a checkpoint read from it was
+        reset (``RESET MASTER``), or the server restored from a backup or replaced:
+        until 2026-12-07 every run read nothing and said ok while the new binlog's
+        transactions numbered up to the checkpoint went by, then read on past them.
+
+        Raises:
+            ConnectorError: the binlog is behind the checkpoint.
+        """
+        if self.flavor != "mariadb":
+            return
+        now = parse_state(str(end.get("gtid", "")))
+        ahead = {d: v for d, v in parse_state(str(after.get("gtid", ""))).items()
+                 if d not in now or now[d][1] < v[1]}
+        if ahead:
+            raise ConnectorError(self._purged_message(
+                bindings, after, "the server's binlog ends at GTID"
+                f" {end.get('gtid') or '(none)'}, before {format_state(ahead)}: it was reset"
+                " (RESET MASTER), or the server was"
+                " restored from a backup or replaced"))
+
     def _purged_message(self, bindings: Sequence[Binding], after: Checkpoint, why: str) -> str:
         pipeline = self.pipeline or "PIPELINE"
         entities = sorted({b.entity for b in bindings})
@@ -517,7 +544,7 @@ class MysqlSource:
         return (
             f"endpoint {self.name!r}: the binlog no longer holds the changes after checkpoint "
             f"{after.get('gtid')!r} ({after.get('file')}:{after.get('pos')}); they were purged "
-            f"or the log was reset (server said: {why}). Changes in between are lost to "
+            f"or the log was reset ({why}). Changes in between are lost to "
             f"cdcsync: re-snapshot the entities reading this log with {cmds}."
         )
 
