@@ -365,8 +365,9 @@ class PostgresSource:
                 (the changes in between are gone).
         """
         row = self.connection().execute(
-            "SELECT pg_current_wal_flush_lsn()::text, confirmed_flush_lsn::text, active_pid"
-            " FROM pg_replication_slots WHERE slot_name = %s AND database = current_database()",
+            "SELECT pg_current_wal_flush_lsn()::text, confirmed_flush_lsn::text, active_pid, "
+            + _WAL_STATUS + " FROM pg_replication_slots WHERE slot_name = %s"
+            " AND database = current_database()",
             (self.names.slot,),
         ).fetchone()
         if row is None:
@@ -374,6 +375,8 @@ class PostgresSource:
                 f"endpoint {self.name}: replication slot {self.names.slot} does not exist;"
                 " run `cdcsync setup`"
             )
+        if row[3] == "lost":
+            raise SchemaError(self.slot_lost())
         upto, confirmed = parse_lsn(row[0]), parse_lsn(row[1])
         if row[2] is not None:
             reader = "another reader" if streaming else "a batch run"
@@ -545,6 +548,16 @@ class PostgresSource:
                 " the log and were not read. `cdcsync setup` puts the publication right;"
                 f" then `cdcsync resync PIPELINE {entities}` copies what the log missed")
 
+    def slot_lost(self) -> str:
+        """A slot the server invalidated (``wal_status = lost``): it removed WAL the slot
+        still held, past ``max_slot_wal_keep_size`` (or a standby's conflict), and no
+        change can be read from it again. Until 2026-12-07 every run ended with the
+        server's words alone, and the resync could not advance the slot."""
+        return (f"endpoint {self.name}: replication slot {self.names.slot} was invalidated:"
+                " the server removed WAL it still held (max_slot_wal_keep_size), and the"
+                " changes in it are gone. `cdcsync resync PIPELINE ENTITY... --reset-stream`"
+                " makes the slot anew at the log's current end and copies what was missed")
+
     def publication_gone(self) -> SchemaError:
         """The publication was dropped: pgoutput cannot decode the changes logged while
         it was missing (not even after setup creates it again: it looks publications up
@@ -572,15 +585,22 @@ class PostgresSource:
         snapshots every entity read here again: nothing before it is needed). Past, too,
         changes it cannot decode (:meth:`publication_gone`)."""
         with classified(f"move slot {self.names.slot} at {self.name}"):
-            row = self.connection().execute(
-                "SELECT pg_current_wal_flush_lsn()::text, active_pid FROM pg_replication_slots"
-                " WHERE slot_name = %s AND database = current_database()",
-                (self.names.slot,)).fetchone()
+            conn = self.connection()
+            row = conn.execute(
+                "SELECT pg_current_wal_flush_lsn()::text, active_pid, " + _WAL_STATUS
+                + " FROM pg_replication_slots WHERE slot_name = %s"
+                " AND database = current_database()", (self.names.slot,)).fetchone()
             if row is None:
                 return [f"no slot {self.names.slot}: `cdcsync setup` creates it"]
             if row[1] is not None:
                 return [f"slot {self.names.slot} is streamed by process {row[1]} (a daemon):"
                         " stop it and resync again to move the slot"]
+            if row[2] == "lost":  # an invalidated slot cannot be advanced: made anew
+                from connectors.postgres.setup import ensure_slot
+
+                conn.execute("SELECT pg_drop_replication_slot(%s)", (self.names.slot,))
+                made = ensure_slot(conn, self.names)
+                return [f"slot {self.names.slot} was invalidated: dropped, and {made[0]}"]
             self.advance(parse_lsn(row[0]))
         return [f"slot {self.names.slot} moved to the log's current end ({row[0]})"]
 
@@ -640,6 +660,11 @@ class PostgresSource:
 def _keys(binding: Binding) -> sql.Composed:
     """The binding's key columns at the endpoint, as a quoted list (``ORDER BY``, rows)."""
     return sql.SQL(", ").join(sql.Identifier(k) for k in binding.endpoint_key)
+
+
+#: a slot's ``wal_status`` (PostgreSQL 13 on; "lost" once invalidated)
+_WAL_STATUS = ("(CASE WHEN current_setting('server_version_num')::int >= 130000"
+               " THEN to_jsonb(pg_replication_slots) ->> 'wal_status' END)")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,108 @@
+"""A PostgreSQL slot the server invalidated (``max_slot_wal_keep_size``, which a DBA
+sets so that a stalled slot cannot fill the disk): ``wal_status = lost``.
+
+Every run ended with the server's own words ("can no longer get changes from
+replication slot"), `status` said "resync", and `resync --reset-stream` failed
+(an invalidated slot cannot be advanced) while setup left the slot as it was:
+the pipeline stayed stuck until someone dropped the slot by hand. Now the run
+names the cause and the way out, and the resync makes the slot anew.
+
+Invalidating a slot needs a server-wide setting and WAL past it: the test runs its
+own PostgreSQL cluster (initdb, a port of its own), so that no other slot of the
+shared test server is touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.connectors.postgres.helpers import pipeline_of
+from tests.pipelines import pg_endpoint, write_pipeline
+from tests.test_cli_quickstart import cdcsync, run_json
+from tests.test_wide_dates import pg
+
+BIN = Path(subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True,
+                          check=False).stdout.strip() or "/usr/lib/postgresql/15/bin")
+
+
+def _as_postgres(*cmd: str) -> list[str]:
+    """``cmd`` as the ``postgres`` user when run as root (the server refuses root)."""
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else list(cmd)
+
+
+@pytest.fixture
+def cluster() -> Iterator[str]:
+    """A private PostgreSQL cluster with logical decoding and a 1 MB slot WAL cap:
+    the URL of its ``postgres`` database."""
+    if not (BIN / "initdb").exists():
+        pytest.fail(f"no initdb in {BIN}: install the PostgreSQL server package")
+    home = Path(tempfile.mkdtemp(prefix="cdcsync-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(home, "postgres")
+    data = home / "data"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    subprocess.run(_as_postgres(str(BIN / "initdb"), "-D", str(data), "-A", "trust", "-U",
+                                "postgres", "--no-sync"), check=True, capture_output=True)
+    opts = (f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={home}"
+            " -c wal_level=logical -c max_slot_wal_keep_size=1MB -c fsync=off")
+    subprocess.run(_as_postgres(str(BIN / "pg_ctl"), "-D", str(data), "-o", opts, "-w",
+                                "-l", str(home / "log"), "start"), check=True,
+                   capture_output=True)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(_as_postgres(str(BIN / "pg_ctl"), "-D", str(data), "-m", "immediate",
+                                    "stop"), check=False, capture_output=True)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _rows(dsn: str) -> list[tuple[object, ...]]:
+    with psycopg.connect(dsn) as conn:
+        return [tuple(r) for r in conn.execute("SELECT id, name FROM items ORDER BY id")]
+
+
+def test_an_invalidated_slot_stops_the_run_and_resync_makes_it_anew(
+        tmp_path: Path, cluster: str, pg_dsn: str) -> None:
+    a = cluster
+    pg(a, "CREATE TABLE items (id int PRIMARY KEY, name text)",
+       "INSERT INTO items VALUES (1, 'a'), (2, 'b')")
+    name = pipeline_of(pg_dsn)  # (its fixture drops the pipeline's origins there)
+    p = write_pipeline(tmp_path, name, {"a": pg_endpoint(a), "b": pg_endpoint(pg_dsn)},
+                       "items", {"a": "items", "b": "items"},
+                       options=["direction: one-way", "source: a"])
+    cdcsync("setup", str(p))
+    run_json(p)
+    # WAL past the cap while the slot stands still: the next checkpoint invalidates it
+    for n in range(5):
+        pg(a, f"INSERT INTO items VALUES ({10 + n}, 'x')", "SELECT pg_switch_wal()")
+    pg(a, "CHECKPOINT")
+    with psycopg.connect(a) as conn:
+        assert conn.execute("SELECT wal_status FROM pg_replication_slots").fetchone() == (
+            "lost",)
+    res = cdcsync("run", str(p), expect=1)
+    assert f"replication slot cdcsync_{name}_a was invalidated: the server removed WAL it" \
+        " still held (max_slot_wal_keep_size)" in res.stderr, res.stderr
+    assert "`cdcsync resync PIPELINE ENTITY... --reset-stream`" in res.stderr
+    assert "Traceback" not in res.stderr
+    out = cdcsync("resync", str(p), "items", "--reset-stream").stdout
+    assert f"slot cdcsync_{name}_a was invalidated: dropped, and created logical" \
+        " replication slot" in out, out
+    run_json(p)
+    assert _rows(pg_dsn) == _rows(a)
+    pg(a, "UPDATE items SET name = 'A' WHERE id = 1", "DELETE FROM items WHERE id = 2")
+    assert run_json(p)["totals"]["applied"] == 2
+    assert _rows(pg_dsn) == _rows(a)
+    drift = json.loads(cdcsync("verify", str(p), "--json").stdout)
+    assert [d["in_sync"] for d in drift] == [True]
