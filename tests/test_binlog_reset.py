@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.connectors.mysql.helpers import run
-from tests.pipelines import mariadb_to_pg
 from tests.test_cli_quickstart import cdcsync, run_json
-from tests.test_partial_row_images import _rows
+from tests.test_partial_row_images import _rows, synced_items
 
 
 def _past_the_binlog(state: Path) -> None:
@@ -51,11 +50,7 @@ def _past_the_binlog(state: Path) -> None:
 def test_a_binlog_behind_the_checkpoint_stops_the_run_and_resync_gets_past_it(
         tmp_path: Path, pg_dsn: str, mariadb_params: dict[str, Any]) -> None:
     mp = mariadb_params
-    run(mp, "CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(20), qty INT)",
-        "INSERT INTO items VALUES (1, 'a', 1), (2, 'b', 2)")
-    p = mariadb_to_pg(tmp_path, mp, pg_dsn)
-    cdcsync("setup", str(p))
-    run_json(p)
+    p = synced_items(tmp_path, mp, pg_dsn)
     run(mp, "UPDATE items SET qty = 10 WHERE id = 1", "UPDATE items SET qty = 20 WHERE id = 2")
     run_json(p)  # (both keys now have a last read position at m)
     _past_the_binlog(tmp_path / "state.db")

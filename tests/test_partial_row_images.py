@@ -30,14 +30,21 @@ def _pipeline(tmp_path: Path, mp: dict[str, Any], dsn: str, *options: str) -> Pa
     return mariadb_to_pg(tmp_path, mp, dsn, options=options)
 
 
+def synced_items(tmp_path: Path, mp: dict[str, Any], dsn: str) -> Path:
+    """MariaDB ``items`` (id, name, qty) holding two rows, synced one way to PostgreSQL:
+    the pipeline file."""
+    run(mp, "CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(20), qty INT)",
+        "INSERT INTO items VALUES (1, 'a', 1), (2, 'b', 2)")
+    p = _pipeline(tmp_path, mp, dsn)
+    cdcsync("setup", str(p))
+    run_json(p)
+    return p
+
+
 def test_a_minimal_image_stops_the_run_and_resync_gets_past_it(
         tmp_path: Path, pg_dsn: str, mariadb_params: dict[str, Any]) -> None:
     mp = mariadb_params
-    run(mp, "CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(20), qty INT)",
-        "INSERT INTO items VALUES (1, 'a', 1), (2, 'b', 2)")
-    p = _pipeline(tmp_path, mp, pg_dsn)
-    cdcsync("setup", str(p))
-    run_json(p)
+    p = synced_items(tmp_path, mp, pg_dsn)
     run(mp, "SET SESSION binlog_row_image = 'MINIMAL'", "UPDATE items SET name = 'A' WHERE id = 1",
         "SET SESSION binlog_row_image = 'FULL'", "INSERT INTO items VALUES (3, 'c', 3)")
     res = cdcsync("run", str(p), expect=1)

@@ -24,16 +24,22 @@ REBUILD = ("CREATE TABLE new__u (id INTEGER PRIMARY KEY, name TEXT NOT NULL)",
            "ALTER TABLE new__u RENAME TO u")
 
 
+def _synced(tmp_path: Path, pipeline: str) -> tuple[Path, Path, Path]:
+    """``u`` with two rows at a, synced both ways with b: (a, b, the pipeline file)."""
+    a, b, p = sqlite_pair(tmp_path, pipeline, "u",
+                          ["CREATE TABLE u (id INTEGER PRIMARY KEY, name TEXT)"])
+    sqlite_run(a, "INSERT INTO u VALUES (1, 'a'), (2, 'b')")
+    cdcsync("setup", str(p))
+    run_json(p)
+    return a, b, p
+
+
 def _rows(db: Path) -> list[tuple[object, ...]]:
     return rows(db, "SELECT id, name FROM u ORDER BY id")
 
 
 def test_writes_to_a_rebuilt_table_arrive_after_setup_and_resync(tmp_path: Path) -> None:
-    a, b, p = sqlite_pair(tmp_path, "rebuilt", "u",
-                          ["CREATE TABLE u (id INTEGER PRIMARY KEY, name TEXT)"])
-    sqlite_run(a, "INSERT INTO u VALUES (1, 'a'), (2, 'b')")
-    cdcsync("setup", str(p))
-    run_json(p)
+    a, b, p = _synced(tmp_path, "rebuilt")
     sqlite_run(a, *REBUILD, "INSERT INTO u VALUES (3, 'c')", "UPDATE u SET name = 'A' WHERE id = 1")
     res = cdcsync("run", str(p), expect=1)
     assert "writes to it since were not captured" in res.stderr, res.stderr
@@ -52,11 +58,7 @@ def test_writes_to_a_rebuilt_table_arrive_after_setup_and_resync(tmp_path: Path)
 
 
 def test_writes_after_a_column_is_added_arrive_after_setup_and_resync(tmp_path: Path) -> None:
-    a, b, p = sqlite_pair(tmp_path, "added", "u",
-                          ["CREATE TABLE u (id INTEGER PRIMARY KEY, name TEXT)"])
-    sqlite_run(a, "INSERT INTO u VALUES (1, 'a'), (2, 'b')")
-    cdcsync("setup", str(p))
-    run_json(p)
+    a, b, p = _synced(tmp_path, "added")
     sqlite_run(b, "ALTER TABLE u ADD COLUMN qty INTEGER")
     sqlite_run(a, "ALTER TABLE u ADD COLUMN qty INTEGER", "UPDATE u SET qty = 5 WHERE id = 1",
                "INSERT INTO u VALUES (3, 'c', 7)")

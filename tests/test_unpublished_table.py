@@ -34,6 +34,19 @@ def _pipeline(tmp_path: Path, a: str, b: str) -> Path:
                           options=["direction: one-way", "source: a"])
 
 
+def _synced(tmp_path: Path, pg_dsn_factory: Callable[[], str], rows: str
+            ) -> tuple[str, str, Path, str]:
+    """``items`` holding ``rows`` at a, synced one way to b: (a, b, the pipeline file, its
+    publication at a)."""
+    a, b = pg_dsn_factory(), pg_dsn_factory()
+    pg(a, TABLE, f"INSERT INTO items VALUES {rows}")
+    p = _pipeline(tmp_path, a, b)
+    cdcsync("setup", str(p))
+    run_json(p)
+    (pub,) = [str(r[0]) for r in _query(a, "SELECT pubname FROM pg_publication")]
+    return a, b, p, pub
+
+
 @pytest.mark.parametrize("how", [
     pytest.param(("DROP TABLE items", TABLE, "INSERT INTO items VALUES (1, 'a'), (2, 'b')"),
                  id="dropped-and-created-again"),
@@ -41,12 +54,8 @@ def _pipeline(tmp_path: Path, a: str, b: str) -> Path:
 ])
 def test_the_run_stops_and_setup_then_resync_mend_it(
         tmp_path: Path, pg_dsn_factory: Callable[[], str], how: tuple[str, ...]) -> None:
-    a, b = pg_dsn_factory(), pg_dsn_factory()
-    pg(a, TABLE, "INSERT INTO items VALUES (1, 'a'), (2, 'b')")
-    p = _pipeline(tmp_path, a, b)
-    cdcsync("setup", str(p))
-    assert run_json(p)["totals"]["applied"] == 2
-    (pub,) = [str(r[0]) for r in _query(a, "SELECT pubname FROM pg_publication")]
+    a, b, p, pub = _synced(tmp_path, pg_dsn_factory, "(1, 'a'), (2, 'b')")
+    assert _query(b, "SELECT count(*) FROM items") == [(2,)]
     pg(a, *(s.format(pub=f'"{pub}"') for s in how),
        "INSERT INTO items VALUES (3, 'c')", "UPDATE items SET name = 'A' WHERE id = 1")
     res = cdcsync("run", str(p), expect=1)
@@ -72,12 +81,7 @@ def test_a_dropped_publication_stops_the_run_until_the_stream_is_reset(
     """pgoutput looks the publication up as of each change: the changes made while it
     was gone stay undecodable once setup has created it again; ``resync --reset-stream``
     moves the slot past them and snapshots what they held."""
-    a, b = pg_dsn_factory(), pg_dsn_factory()
-    pg(a, TABLE, "INSERT INTO items VALUES (1, 'a')")
-    p = _pipeline(tmp_path, a, b)
-    cdcsync("setup", str(p))
-    run_json(p)
-    (pub,) = [str(r[0]) for r in _query(a, "SELECT pubname FROM pg_publication")]
+    a, b, p, pub = _synced(tmp_path, pg_dsn_factory, "(1, 'a')")
     pg(a, f'DROP PUBLICATION "{pub}"', "INSERT INTO items VALUES (2, 'b')")
     gone = f"publication {pub} does not exist, or did not when changes still in the slot"
     res = cdcsync("run", str(p), expect=1)
@@ -114,12 +118,7 @@ def _query(dsn: str, stmt: str) -> list[tuple[object, ...]]:
 ])
 def test_a_publication_publishing_less_stops_the_run_and_setup_puts_it_right(
         tmp_path: Path, pg_dsn_factory: Callable[[], str], alter: str, said: str) -> None:
-    a, b = pg_dsn_factory(), pg_dsn_factory()
-    pg(a, TABLE, "INSERT INTO items VALUES (1, 'a'), (2, 'b')")
-    p = _pipeline(tmp_path, a, b)
-    cdcsync("setup", str(p))
-    run_json(p)
-    (pub,) = [str(r[0]) for r in _query(a, "SELECT pubname FROM pg_publication")]
+    a, b, p, pub = _synced(tmp_path, pg_dsn_factory, "(1, 'a'), (2, 'b')")
     pg(a, alter.format(pub=f'"{pub}"'), "INSERT INTO items VALUES (3, 'c')")
     if "(id)" not in alter:
         pg(a, "UPDATE items SET name = 'A' WHERE id = 1", "DELETE FROM items WHERE id = 2")
