@@ -1,11 +1,16 @@
 """A PostgreSQL slot the server invalidated (``max_slot_wal_keep_size``, which a DBA
-sets so that a stalled slot cannot fill the disk): ``wal_status = lost``.
+sets so that a stalled slot cannot fill the disk): ``wal_status = lost``; and one
+dropped by hand.
 
 Every run ended with the server's own words ("can no longer get changes from
 replication slot"), `status` said "resync", and `resync --reset-stream` failed
 (an invalidated slot cannot be advanced) while setup left the slot as it was:
 the pipeline stayed stuck until someone dropped the slot by hand. Now the run
 names the cause and the way out, and the resync makes the slot anew.
+
+A dropped slot's run said "run `cdcsync setup`", whose new slot the next run found
+past its checkpoint and said "resync", after which it stopped the same way: only
+``resync --reset-stream`` reads on, which both messages now give.
 
 Invalidating a slot needs a server-wide setting and WAL past it: the test runs its
 own PostgreSQL cluster (initdb, a port of its own), so that no other slot of the
@@ -22,6 +27,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -106,3 +112,30 @@ def test_an_invalidated_slot_stops_the_run_and_resync_makes_it_anew(
     assert _rows(pg_dsn) == _rows(a)
     drift = json.loads(cdcsync("verify", str(p), "--json").stdout)
     assert [d["in_sync"] for d in drift] == [True]
+
+
+def test_a_dropped_slot_is_made_again_and_the_stream_reset(tmp_path: Path,
+                                                           pg_dsn_factory: Any) -> None:
+    a, b = pg_dsn_factory(), pg_dsn_factory()
+    pg(a, "CREATE TABLE items (id int PRIMARY KEY, name text)", "INSERT INTO items VALUES (1, 'a')")
+    name = pipeline_of(a)
+    p = write_pipeline(tmp_path, name, {"a": pg_endpoint(a), "b": pg_endpoint(b)},
+                       "items", {"a": "items", "b": "items"},
+                       options=["direction: one-way", "source: a"])
+    cdcsync("setup", str(p))
+    run_json(p)
+    pg(a, f"SELECT pg_drop_replication_slot('cdcsync_{name}_a')",
+       "INSERT INTO items VALUES (2, 'b')")
+    res = cdcsync("run", str(p), expect=1)
+    assert f"replication slot cdcsync_{name}_a does not exist (dropped?)" in res.stderr
+    assert "`cdcsync resync PIPELINE ENTITY... --reset-stream`" in res.stderr
+    cdcsync("setup", str(p))
+    pg(a, "INSERT INTO items VALUES (3, 'c')")
+    res = cdcsync("run", str(p), expect=1)
+    assert "past this pipeline's checkpoint" in res.stderr
+    assert "`cdcsync resync PIPELINE ENTITY... --reset-stream`" in res.stderr
+    cdcsync("resync", str(p), "items", "--reset-stream")
+    run_json(p)
+    pg(a, "UPDATE items SET name = 'A' WHERE id = 1")
+    assert run_json(p)["totals"]["applied"] == 1
+    assert _rows(b) == [(1, "A"), (2, "b"), (3, "c")]

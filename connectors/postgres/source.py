@@ -372,8 +372,10 @@ class PostgresSource:
         ).fetchone()
         if row is None:
             raise SchemaError(
-                f"endpoint {self.name}: replication slot {self.names.slot} does not exist;"
-                " run `cdcsync setup`"
+                f"endpoint {self.name}: replication slot {self.names.slot} does not exist"
+                " (dropped?): the changes made since were kept for no one. `cdcsync setup`"
+                " creates it again; then `cdcsync resync PIPELINE ENTITY... --reset-stream`"
+                " copies what was missed"
             )
         if row[3] == "lost":
             raise SchemaError(self.slot_lost())
@@ -391,7 +393,9 @@ class PostgresSource:
             raise ConnectorError(
                 f"endpoint {self.name}: slot {self.names.slot} was confirmed up to"
                 f" {format_lsn(confirmed)}, past this pipeline's checkpoint"
-                f" {format_lsn(after_lsn)}: changes in between are gone; resync"
+                f" {format_lsn(after_lsn)}: changes in between are gone (the slot was made"
+                " anew, or moved by hand); `cdcsync resync PIPELINE ENTITY... --reset-stream`"
+                " copies what was missed and reads on from the slot"
             )
         return upto, after_lsn
 
