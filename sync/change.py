@@ -123,7 +123,8 @@ class Truncated:
 
 @dataclass(frozen=True, slots=True)
 class TableDdl:
-    """DDL that no row shows: ``kind`` is ``drop``, ``rename`` or ``create``."""
+    """DDL that no row shows: ``kind`` is ``drop``, ``rename``, ``create`` or ``replace``
+    (``CREATE OR REPLACE TABLE``)."""
 
     entity: str
     endpoint: str

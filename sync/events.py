@@ -17,7 +17,9 @@
   source's log does not show: the changes are made from what the state store
   knows (sync/cascades.py).
 * :class:`~sync.change.TableDdl` — a bound table dropped or renamed stops the
-  run (unless ``schema_changes: ignore``): its rows would silently stop coming.
+  run (unless ``schema_changes: ignore``): its rows would silently stop coming; so
+  does one made anew over itself (``CREATE OR REPLACE TABLE``), whose old rows
+  went without a change in the log.
 """
 
 from __future__ import annotations
@@ -53,16 +55,32 @@ def expand(ctx: PipelineContext, source: str, batch: ChangeBatch) -> list[Change
                 log.warning("%s.%s was truncated at %s; entity %s ignores truncates "
                             "(truncate: ignore): the other endpoints keep their rows",
                             ev.endpoint, ev.table, ev.position, ent.name)
+        elif (isinstance(ev, TableDdl) and ev.kind == "replace"
+              and ent.cfg.schema_changes != "ignore"):
+            # (until 2026-12-07 passed by: the rows it held stayed at every target)
+            raise SchemaError(
+                f"table {ev.table} at {ev.endpoint} was made anew"
+                f" ({ev.statement.strip()[:200]}): the rows it held went without a change in"
+                f" the log, and the other endpoints still hold them. Run `cdcsync resync"
+                f" PIPELINE {ent.name} --reset-stream` to take the table as it is now"
+                f"{_READ_ON}")
         elif (isinstance(ev, TableDdl) and ev.kind in ("drop", "rename")
               and ent.cfg.schema_changes != "ignore"):
             what = "dropped" if ev.kind == "drop" else "renamed"
             raise SchemaError(
                 f"table {ev.table} at {ev.endpoint} was {what} ({ev.statement.strip()[:200]}); "
                 f"entity {ent.name} can no longer be read from it. Fix the table or the "
-                f"pipeline's binding, then run `cdcsync resync PIPELINE {ent.name}`.")
+                f"pipeline's binding, then run `cdcsync resync PIPELINE {ent.name}"
+                f" --reset-stream`{_READ_ON}")
     if not extra:
         return batch.changes
     return sorted([*batch.changes, *extra], key=lambda c: tuple(c.position))
+
+
+#: why a DDL's stop names ``--reset-stream``: a resync alone reads the endpoint's log on
+#: from where it stands, before the DDL, which stopped the run again (until 2026-12-07)
+_READ_ON = (" (the log is then read on from its current end, past this statement; every"
+            " entity read at that endpoint is snapshotted again).")
 
 
 def align_schemas(ctx: PipelineContext) -> None:

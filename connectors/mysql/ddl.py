@@ -23,6 +23,8 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("alter", re.compile(rf"^ALTER\s+(?:ONLINE\s+)?(?:IGNORE\s+)?TABLE\s+(?:IF\s+EXISTS\s+)?"
                          rf"{_QUALIFIED}", re.IGNORECASE)),
     ("truncate", re.compile(rf"^TRUNCATE\s+(?:TABLE\s+)?{_QUALIFIED}", re.IGNORECASE)),
+    # (a table made anew over one that was there: its rows go without a row event)
+    ("replace", re.compile(rf"^CREATE\s+OR\s+REPLACE\s+TABLE\s+{_QUALIFIED}", re.IGNORECASE)),
     ("create", re.compile(rf"^CREATE\s+(?:OR\s+REPLACE\s+)?(?:TEMPORARY\s+)?TABLE\s+"
                           rf"(?:IF\s+NOT\s+EXISTS\s+)?{_QUALIFIED}", re.IGNORECASE)),
 )

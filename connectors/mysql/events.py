@@ -10,8 +10,9 @@ Field for field the same as the PostgreSQL connector's
   the DDL is read long after it ran; the last known columns travel in the
   checkpoint (``"columns"``), so a restart does not forget them.
 * :class:`Truncated` for ``TRUNCATE`` of a bound table.
-* :class:`TableDdl` for DDL that no row shows: ``DROP``, ``RENAME`` or
-  ``CREATE`` of a bound table (a renamed table's rows stop arriving).
+* :class:`TableDdl` for DDL that no row shows: ``DROP``, ``RENAME``, ``CREATE`` or
+  ``CREATE OR REPLACE`` of a bound table (a renamed table's rows stop arriving; a
+  replaced one's rows went without a row event).
 """
 
 from __future__ import annotations
