@@ -668,7 +668,7 @@ class MysqlSource:
         its changes never reached the targets. (Its text, which holds values, is left
         out of the message.)"""
         return SchemaError(
-            f"endpoint {self.name}: transaction {tx.gtid} logged an {verb} statement that"
+            f"endpoint {self.name}: transaction {tx.gtid} logged a statement ({verb}) that"
             f" may write {table}, not the rows it wrote (binlog_format = STATEMENT or MIXED"
             " in the session that ran it, or a table system-versioned by transaction id,"
             " whose writes MariaDB logs as statements): cdcsync reads rows only. Keep"
