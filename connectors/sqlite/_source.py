@@ -55,7 +55,19 @@ def _check_log(conn: sqlite3.Connection, after: Checkpoint | None, path: Path) -
             f"the change log of {path} was recreated (teardown and setup) after checkpoint "
             f"{dict(after)}: the changes in between are lost; snapshot the entities again"
         )
-    return int(after.get("seq", 0))
+    seq, end = int(after.get("seq", 0)), log_end(conn)
+    if seq > end:
+        # An older copy of the file (a backup restored): its log numbers on from where the
+        # copy stood, below the checkpoint. Until 2026-12-07 every run read nothing and
+        # said ok until the numbers passed it, and read on from there.
+        raise SchemaError(
+            f"the change log of {path} ends at seq {end}, before this pipeline's checkpoint"
+            f" (seq {seq}): the file was put back from an older copy (a backup restored?),"
+            " and what changed since that copy is unknown. `cdcsync resync PIPELINE"
+            " ENTITY... --reset-stream` takes its tables as they are and reads on from"
+            " its log's end"
+        )
+    return seq
 
 
 def snapshot(

@@ -1,0 +1,53 @@
+"""A SQLite endpoint's file put back from an older copy (a backup restored, a file
+copied over it): its change log numbers on from where the copy stood, below the
+pipeline's checkpoint.
+
+Every run read nothing and said ok until the numbers passed the checkpoint, and
+read on from there: the writes made meanwhile never reached the other side. Now the
+run stops naming the way out (`resync --reset-stream`), which takes the file as it
+is and reads on. Through the CLI, SQLite <-> SQLite.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from tests.pipelines import sqlite_pair, sqlite_run
+from tests.test_cli_quickstart import cdcsync, rows, run_json
+
+
+def _copy(src: Path, dst: Path) -> None:
+    """``src`` copied over ``dst`` as SQLite's backup API does (the way to take and put
+    back a consistent copy of a live file)."""
+    with sqlite3.connect(src) as s, sqlite3.connect(dst) as d:
+        s.backup(d)
+
+
+def test_a_file_put_back_from_an_older_copy_stops_the_run_until_resynced(
+        tmp_path: Path) -> None:
+    a, b, p = sqlite_pair(tmp_path, "restored", "u",
+                          ["CREATE TABLE u (id INTEGER PRIMARY KEY, name TEXT)"])
+    sqlite_run(a, "INSERT INTO u VALUES (1, 'a'), (2, 'b')")
+    cdcsync("setup", str(p))
+    run_json(p)
+    _copy(a, tmp_path / "backup.db")
+    sqlite_run(a, *(f"UPDATE u SET name = 'v{i}' WHERE id = 1" for i in range(5)))
+    run_json(p)
+    _copy(tmp_path / "backup.db", a)
+    sqlite_run(a, "UPDATE u SET name = 'B' WHERE id = 2")
+    res = cdcsync("run", str(p), expect=1)
+    assert f"the change log of {a} ends at seq" in res.stderr, res.stderr
+    assert "before this pipeline's checkpoint" in res.stderr
+    assert "`cdcsync resync PIPELINE ENTITY... --reset-stream`" in res.stderr
+    assert rows(b, "SELECT id, name FROM u ORDER BY id") == [(1, "v4"), (2, "b")]
+    cdcsync("resync", str(p), "u", "--reset-stream")
+    run_json(p)
+    # The file as it was put back is the news: its row 1 went back to 'a' there
+    assert rows(b, "SELECT id, name FROM u ORDER BY id") == [(1, "a"), (2, "B")]
+    sqlite_run(a, "UPDATE u SET name = 'after' WHERE id = 1")
+    assert run_json(p)["totals"]["applied"] == 1
+    assert rows(b, "SELECT id, name FROM u ORDER BY id") == [(1, "after"), (2, "B")]
+    drift = json.loads(cdcsync("verify", str(p), "--json").stdout)
+    assert [d["in_sync"] for d in drift] == [True]
