@@ -220,3 +220,38 @@ def table_for(conn: PgConnection, binding: Binding, default_schema: str) -> Tabl
             f" index on ({', '.join(key)}){why}; cdcsync needs one to find rows by key"
         )
     return info
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """A table of a publication, as ``pg_publication_tables`` has it."""
+
+    oid: int
+    schema: str
+    name: str
+    rowfilter: str | None  # (PostgreSQL 15 on, as the two below)
+    columns: frozenset[str] | None  # the columns it publishes
+    whole: bool  # every row and every column published
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+def published(conn: PgConnection, publication: str) -> list[Published]:
+    """The tables of ``publication`` (none if it does not exist): what setup keeps in it
+    and what a reader checks is still in it, whole."""
+    narrowing = (
+        ", p.rowfilter, p.attnames, p.rowfilter IS NULL AND NOT EXISTS (SELECT 1"
+        " FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0"
+        " AND NOT a.attisdropped AND a.attname <> ALL (p.attnames))"
+        if conn.info.server_version >= 150000 else ", NULL, NULL, true")
+    rows = conn.execute(
+        "SELECT c.oid, p.schemaname, p.tablename" + narrowing +
+        " FROM pg_publication_tables p"
+        " JOIN pg_namespace n ON n.nspname = p.schemaname"
+        " JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.tablename"
+        " WHERE p.pubname = %s", (publication,)).fetchall()
+    return [Published(int(oid), str(s), str(t), None if f is None else str(f),
+                      None if cols is None else frozenset(cols), bool(whole))
+            for oid, s, t, f, cols, whole in rows]

@@ -28,7 +28,7 @@ import psycopg
 from psycopg import sql
 
 from connectors.base import ConnectorError
-from connectors.postgres.catalog import TableInfo
+from connectors.postgres.catalog import TableInfo, published
 from connectors.postgres.connect import PgConnection
 from connectors.postgres.names import (
     APPLIED_TABLE,
@@ -102,19 +102,15 @@ def ensure_publication(conn: PgConnection, names: Names, tables: Sequence[TableI
                     " truncates again")
     if row[0]:
         return done
-    narrowed = _narrowed(conn, names)
+    listed = published(conn, names.publication)
+    narrowed = [t.qualified for t in listed if not t.whole]
     if narrowed and tables:
         # SET TABLE lists the tables anew, without row filters or column lists
         conn.execute(sql.SQL("ALTER PUBLICATION {} SET TABLE {}").format(pub, idents))
         done.append(f"publication {names.publication} publishes {', '.join(narrowed)} whole"
                     " again (its row filters and column lists are gone)")
-    have = {
-        (str(s), str(n))
-        for s, n in conn.execute(
-            "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s",
-            (names.publication,),
-        ).fetchall()
-    }
+        listed = published(conn, names.publication)
+    have = {(t.schema, t.name) for t in listed}
     missing = [t for t in tables if (t.schema, t.name) not in have]
     if missing:
         conn.execute(sql.SQL("ALTER PUBLICATION {} ADD TABLE {}").format(
@@ -130,21 +126,6 @@ def ensure_publication(conn: PgConnection, names: Names, tables: Sequence[TableI
         done.append(f"removed {', '.join(f'{s}.{n}' for s, n in extra)} from publication "
                     f"{names.publication}: the pipeline no longer reads them here")
     return done
-
-
-def _narrowed(conn: PgConnection, names: Names) -> list[str]:
-    """The publication's tables with a row filter or a column list (PostgreSQL 15 on)."""
-    if conn.info.server_version < 150000:
-        return []
-    rows = conn.execute(
-        "SELECT p.schemaname || '.' || p.tablename FROM pg_publication_tables p"
-        " JOIN pg_namespace n ON n.nspname = p.schemaname"
-        " JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.tablename"
-        " WHERE p.pubname = %s AND (p.rowfilter IS NOT NULL OR EXISTS (SELECT 1"
-        "  FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0"
-        "  AND NOT a.attisdropped AND a.attname <> ALL (p.attnames)))",
-        (names.publication,)).fetchall()
-    return [str(r[0]) for r in rows]
 
 
 def _list(tables: Sequence[TableInfo]) -> str:

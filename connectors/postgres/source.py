@@ -60,7 +60,7 @@ from psycopg.abc import Transformer
 
 from connectors.base import Binding, ConnectorError, SchemaError, TableSchema
 from connectors.postgres.batch import BatchBuilder, same_checkpoint
-from connectors.postgres.catalog import TableInfo, split_table, table_for
+from connectors.postgres.catalog import TableInfo, published, split_table, table_for
 from connectors.postgres.connect import PgConnection, classified, connect, is_broken
 from connectors.postgres.decoding import BoundTable, ChangeDecoder
 from connectors.postgres.export import ExportedSnapshot
@@ -365,8 +365,8 @@ class PostgresSource:
                 (the changes in between are gone).
         """
         row = self.connection().execute(
-            "SELECT pg_current_wal_flush_lsn()::text, confirmed_flush_lsn::text, active_pid, "
-            + _WAL_STATUS + " FROM pg_replication_slots WHERE slot_name = %s"
+            "SELECT pg_current_wal_flush_lsn()::text, confirmed_flush_lsn::text, active_pid,"
+            " wal_status FROM pg_replication_slots WHERE slot_name = %s"
             " AND database = current_database()",
             (self.names.slot,),
         ).fetchone()
@@ -481,24 +481,16 @@ class PostgresSource:
             found = conn.execute(
                 "SELECT pubinsert, pubupdate, pubdelete, pubtruncate FROM pg_publication"
                 " WHERE pubname = %s", (self.names.publication,)).fetchone()
-            # (row filters and column lists: PostgreSQL 15 on)
-            narrowing = ", p.rowfilter, p.attnames" if conn.info.server_version >= 150000 \
-                else ", NULL, NULL"
-            rows = conn.execute(
-                "SELECT c.oid, p.schemaname || '.' || p.tablename" + narrowing +
-                " FROM pg_publication_tables p"
-                " JOIN pg_namespace n ON n.nspname = p.schemaname"
-                " JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.tablename"
-                " WHERE p.pubname = %s", (self.names.publication,)).fetchall()
-        self._published = frozenset(str(r[1]) for r in rows)
+            listed = published(conn, self.names.publication)
+        self._published = frozenset(t.qualified for t in listed)
         if found is None:
             return None
         ops = ("insert", "update", "delete", "truncate")
         return _Publication(
-            tables={int(r[0]): str(r[1]) for r in rows},
+            tables={t.oid: t.qualified for t in listed},
             unpublished=tuple(op for op, on in zip(ops, found, strict=True) if not on),
-            filters={int(r[0]): str(r[2]) for r in rows if r[2] is not None},
-            columns={int(r[0]): frozenset(r[3]) for r in rows if r[3] is not None})
+            filters={t.oid: t.rowfilter for t in listed if t.rowfilter is not None},
+            columns={t.oid: t.columns for t in listed if t.columns is not None})
 
     def check_published(self, decoder: ChangeDecoder) -> None:
         """Every table ``decoder`` reads is in the pipeline's publication, whole.
@@ -591,8 +583,8 @@ class PostgresSource:
         with classified(f"move slot {self.names.slot} at {self.name}"):
             conn = self.connection()
             row = conn.execute(
-                "SELECT pg_current_wal_flush_lsn()::text, active_pid, " + _WAL_STATUS
-                + " FROM pg_replication_slots WHERE slot_name = %s"
+                "SELECT pg_current_wal_flush_lsn()::text, active_pid, wal_status"
+                " FROM pg_replication_slots WHERE slot_name = %s"
                 " AND database = current_database()", (self.names.slot,)).fetchone()
             if row is None:
                 return [f"no slot {self.names.slot}: `cdcsync setup` creates it"]
@@ -664,11 +656,6 @@ class PostgresSource:
 def _keys(binding: Binding) -> sql.Composed:
     """The binding's key columns at the endpoint, as a quoted list (``ORDER BY``, rows)."""
     return sql.SQL(", ").join(sql.Identifier(k) for k in binding.endpoint_key)
-
-
-#: a slot's ``wal_status`` (PostgreSQL 13 on; "lost" once invalidated)
-_WAL_STATUS = ("(CASE WHEN current_setting('server_version_num')::int >= 130000"
-               " THEN to_jsonb(pg_replication_slots) ->> 'wal_status' END)")
 
 
 @dataclass(frozen=True, slots=True)
