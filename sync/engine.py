@@ -65,12 +65,12 @@ def run_pipeline(
         ctx.stop = stop
         try:
             chosen = [e for n, e in ctx.entities.items() if not entities or n in entities]
+            align_schemas(ctx)  # (before any apply: a snapshot's, or a dead run's due)
             marks = {e.name: replay_outbox(ctx, e, summary) for e in chosen}  # a dead run's
             for ent in chosen:
                 if needs_snapshot(ctx, ent):
                     ctx.stop_point()
                     snapshot_entity(ctx, ent, summary, snapshotted)
-            align_schemas(ctx)
             ctx.stop_point()
             catch_up(ctx, summary, progress=reading)
             for ent in chosen:

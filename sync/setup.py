@@ -43,8 +43,11 @@ def _create_tables(cfg: Any) -> list[str]:
         bindings = bindings_for(cfg, name)
         src_ep = connect(cfg, ent.source)
         try:
+            # The table as it is: a SQLite source's schema() also stops on a capture
+            # that drifted (key or columns changed), which this very setup repairs.
+            read = getattr(src_ep, "table_schema", src_ep.schema)
             source_schema = reach(cfg, f"reading {ent.source}'s schema",
-                                  functools.partial(src_ep.schema, bindings[ent.source]))
+                                  functools.partial(read, bindings[ent.source]))
         finally:
             src_ep.close()
         for target in ent.sinks():

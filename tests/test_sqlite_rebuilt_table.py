@@ -76,3 +76,36 @@ def test_writes_after_a_column_is_added_arrive_after_setup_and_resync(tmp_path: 
         (1, "a", 5), (2, "b", None), (3, "c", 7)]
     drift = json.loads(cdcsync("verify", str(p), "--json").stdout)
     assert [d["in_sync"] for d in drift] == [True]
+
+
+def test_a_one_way_source_s_added_column_reaches_a_target_that_adds_it(
+        tmp_path: Path, pg_dsn: str) -> None:
+    """One way, SQLite -> PostgreSQL with ``schema_changes: add``. Setup read the source's
+    table through the check that stops on its changed columns: it said "rerun setup"
+    to the setup itself, for good. Past it, the resync's snapshot wrote the new column
+    before the target had it ("has no column for 'qty'"): the columns a source gained
+    were added at the targets after the snapshots, not before."""
+    import psycopg
+
+    from tests.pipelines import pg_endpoint, sqlite_endpoint, write_pipeline
+
+    a = tmp_path / "a.db"
+    sqlite_run(a, "CREATE TABLE u (id INTEGER PRIMARY KEY, name TEXT)",
+               "INSERT INTO u VALUES (1, 'a'), (2, 'b')")
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE u (id bigint PRIMARY KEY, name text)")
+    p = write_pipeline(tmp_path, "added1", {"a": sqlite_endpoint(str(a)), "t": pg_endpoint(pg_dsn)},
+                       "u", {"a": "u", "t": "u"},
+                       options=["direction: one-way", "source: a", "schema_changes: add"])
+    p.write_text(p.read_text().replace("sqlite:///state.db", f"sqlite:///{tmp_path}/state.db"))
+    cdcsync("setup", str(p))
+    run_json(p)
+    sqlite_run(a, "ALTER TABLE u ADD COLUMN qty INTEGER", "UPDATE u SET qty = 5 WHERE id = 1")
+    cdcsync("run", str(p), expect=1)
+    cdcsync("setup", str(p))
+    cdcsync("resync", str(p), "u")
+    run_json(p)
+    with psycopg.connect(pg_dsn) as conn:
+        got = conn.execute("SELECT id, name, qty FROM u ORDER BY id").fetchall()
+    assert got == [(1, "a", 5), (2, "b", None)]
+    assert run_json(p)["totals"]["applied"] == 0

@@ -205,6 +205,14 @@ class SqliteEndpoint:
                 self._captured(conn, binding)
         return info.table_schema(binding.endpoint_key)
 
+    def table_schema(self, binding: Binding) -> TableSchema:
+        """The table in endpoint names as it is, its capture unchecked: what setup reads
+        to create one-way targets, before it sets up the capture anew (a key or columns
+        changed since the last setup stopped :meth:`schema`, and with it that setup)."""
+        with self._txn("schema", write=False) as conn:
+            info = check_binding(introspect(conn, binding.table), binding, self.path)
+        return info.table_schema(binding.endpoint_key)
+
     def status(self) -> dict[str, Any]:
         """Health for ``cdcsync status``: log size, captured tables, warnings."""
         with self._txn("status", write=False) as conn:

@@ -71,6 +71,7 @@ def _snapshot_all(rt: Runtime, ctx: Any, todo: list[Any]) -> None:
 
     ctx.stop = rt.stop  # SIGTERM ends a snapshot after its last saved chunk
     try:
+        align_schemas(ctx)  # the snapshot writes the columns a source gained
         summary = RunSummary(pipeline=rt.pipeline)
         for ent in todo:
             if needs_snapshot(ctx, ent):  # another daemon may have done it meanwhile
