@@ -195,6 +195,7 @@ def teardown(pipeline: str, yes: bool, force: bool) -> None:
                    "a lost slot); every entity reading those logs is resynced too.")
 def resync(pipeline: str, entities: tuple[str, ...], reset_stream: bool) -> None:
     """Snapshot ENTITIES again at the next run, reconciling with what is known."""
+    from sync.setup import PipelineBusy
     from sync.setup import resync as do_resync
 
     cfg = _load(pipeline)
@@ -203,7 +204,11 @@ def resync(pipeline: str, entities: tuple[str, ...], reset_stream: bool) -> None
         _fail(f"unknown entity {unknown[0]!r}; the pipeline has: {', '.join(cfg.entities)}",
               EXIT_USAGE)
     with _user_errors(_debug()):
-        for line in do_resync(cfg, list(entities), reset_stream=reset_stream):
+        try:
+            lines = do_resync(cfg, list(entities), reset_stream=reset_stream)
+        except PipelineBusy as exc:
+            _fail(str(exc))
+        for line in lines:
             click.echo(line)
     click.echo("run `cdcsync run PIPELINE` (or restart the daemon) to resync")
 

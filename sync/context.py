@@ -189,6 +189,10 @@ def open_pipeline(cfg: Any, *, with_types: bool = True) -> Iterator[PipelineCont
                 sinks=list(ent.sinks()), types=types, resolver=build_resolver(ent.conflict),
                 schemas=schemas,
             )
+        if with_types:  # (a run's worker processes: the run checked)
+            from sync.rekey import check_keys
+
+            check_keys(store, cfg.pipeline, {n: e.key for n, e in cfg.entities.items()})
         yield ctx
     finally:
         ctx.close()

@@ -160,6 +160,29 @@ def _forget_positions(store: StateStore, pipeline: str, entity: str,
         save()
 
 
+def _rekey(cfg: Any, store: StateStore, entities: list[str], reset_stream: bool) -> list[str]:
+    """Move the states of the ``entities`` whose key changed in the pipeline file to the
+    new key (sync/rekey.py), which needs ``reset_stream`` and nobody at work."""
+    from connectors.base import SchemaError
+    from sync.rekey import rekey, stored_key
+
+    changed = [n for n in entities if stored_key(store, cfg.pipeline, n) not in (
+        None, frozenset(cfg.entities[n].key))]
+    if not changed:
+        return []
+    if not reset_stream:
+        raise SchemaError(
+            f"the key of {', '.join(changed)} changed in the pipeline file: resync with"
+            " --reset-stream (what was logged under the old key is read from the rows as"
+            " they are; nothing was changed)")
+    who = busy_with(store, cfg.pipeline)
+    if who is not None:
+        raise PipelineBusy(f"pipeline {cfg.pipeline} is being worked on by {who}: stop it"
+                           " before its states move to the new key (nothing was changed)")
+    return [line for n in changed if (line := rekey(store, cfg.pipeline, n,
+                                                    cfg.entities[n].key)) is not None]
+
+
 def resync(cfg: Any, entities: list[str], *, reset_stream: bool = False) -> list[str]:
     """Mark ``entities`` for a new snapshot; return what was done, for the user."""
     wanted = set(entities)
@@ -173,6 +196,7 @@ def resync(cfg: Any, entities: list[str], *, reset_stream: bool = False) -> list
     store = open_state(cfg)
     lines: list[str] = []
     try:
+        lines += _rekey(cfg, store, sorted(wanted), reset_stream)
         with store.transaction() as conn:
             for name in sorted(wanted):
                 eps = list(cfg.entities[name].endpoints)

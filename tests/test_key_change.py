@@ -1,0 +1,130 @@
+"""An entity's key changed in the pipeline file after it ran (``key: [id]`` -> ``[code]``).
+
+Until 2026-12-07 nothing said so: the states stayed under the old key, every change
+was read under a key no state knew, and the resync a user would try reconciled the
+endpoints' copies knowing nothing of them: the copy read last won, and an edit on
+its way to the other endpoint was overwritten there by the copy that lagged. Now
+every run stops and names ``resync --reset-stream``, which moves the states to the
+new key (sync/rekey.py) so that the snapshot tells the edits from the lagging
+copies. Through the real CLI, at SQLite and PostgreSQL endpoints.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.pipelines import pg_endpoint, sqlite_endpoint
+from tests.test_cli_quickstart import cdcsync, run_json
+
+TABLE = "CREATE TABLE t (id integer PRIMARY KEY, code text NOT NULL UNIQUE, v text)"
+
+
+class Sqlite:
+    def __init__(self, tmp: Path, name: str) -> None:
+        self.path = tmp / f"{name}.db"
+        self.spec = sqlite_endpoint(str(self.path))
+        self.run(TABLE)
+
+    def run(self, sql: str) -> list[tuple[Any, ...]]:
+        with sqlite3.connect(self.path) as conn:
+            return conn.execute(sql).fetchall()
+
+
+class Postgres:
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.spec = pg_endpoint(dsn)
+        self.run(TABLE)
+
+    def run(self, sql: str) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            cur = conn.execute(sql)
+            return cur.fetchall() if cur.description else []
+
+
+def pipeline(tmp: Path, a: Any, b: Any, key: str, extra: str = "") -> Path:
+    p = tmp / "p.yaml"
+    p.write_text(f"""
+pipeline: rekey{abs(hash(str(tmp))) % 10**6}
+state: {{url: "sqlite:///{tmp}/state.db"}}
+endpoints:
+  a: {a.spec}
+  b: {b.spec}
+entities:
+  t:
+    key: [{key}]
+    endpoints: {{a: t, b: t}}
+{extra}""")
+    return p
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def ends(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Any, Any]:
+    if request.param == "sqlite":
+        return Sqlite(tmp_path, "a"), Sqlite(tmp_path, "b")
+    factory: Callable[[], str] = request.getfixturevalue("pg_dsn_factory")
+    return Postgres(factory()), Postgres(factory())
+
+
+def test_a_changed_key_stops_the_run_and_its_resync_keeps_the_edits_made_meanwhile(
+        tmp_path: Path, ends: tuple[Any, Any]) -> None:
+    a, b = ends
+    a.run("INSERT INTO t VALUES (1, 'x', 'one'), (2, 'y', 'two'), (3, 'z', 'three')")
+    p = pipeline(tmp_path, a, b, "id")
+    cdcsync("setup", str(p))
+    run_json(p)
+    a.run("DELETE FROM t WHERE id = 3")
+    run_json(p)
+    pipeline(tmp_path, a, b, "code")
+    a.run("UPDATE t SET v = 'ONE' WHERE id = 1")  # edits not synced yet, one at each end
+    b.run("UPDATE t SET v = 'TWO' WHERE id = 2")
+    cdcsync("setup", str(p))
+
+    stopped = cdcsync("run", str(p), expect=1)
+    assert "keyed by (code)" in stopped.stderr and "by (id)" in stopped.stderr, stopped.stderr
+    assert "resync PIPELINE t --reset-stream" in stopped.stderr
+    assert "Traceback" not in stopped.stderr
+    plain = cdcsync("resync", str(p), "t", expect=1)
+    assert "--reset-stream" in plain.stderr and "nothing was changed" in plain.stderr
+    cdcsync("run", str(p), expect=1)  # the plain resync moved nothing
+
+    said = cdcsync("resync", str(p), "t", "--reset-stream").stdout
+    assert "2 state(s) moved from key (id) to (code); 1 of deleted rows dropped" in said
+    run_json(p)
+    want = [(1, "x", "ONE"), (2, "y", "TWO")]
+    assert a.run("SELECT id, code, v FROM t ORDER BY id") == want
+    assert b.run("SELECT id, code, v FROM t ORDER BY id") == want
+    out = run_json(p)
+    assert out["totals"]["applied"] == 0, out
+    a.run("UPDATE t SET v = 'uno' WHERE code = 'x'")  # and the stream reads on
+    b.run("DELETE FROM t WHERE code = 'y'")
+    run_json(p)
+    assert a.run("SELECT id, code, v FROM t ORDER BY id") == [(1, "x", "uno")]
+    assert b.run("SELECT id, code, v FROM t ORDER BY id") == [(1, "x", "uno")]
+
+
+def test_states_stay_under_the_old_key_while_a_dead_letter_refers_to_it(tmp_path: Path) -> None:
+    a, b = Sqlite(tmp_path, "a"), Sqlite(tmp_path, "b")
+    b.run("CREATE TRIGGER no_bad BEFORE INSERT ON t WHEN NEW.v = 'bad'"
+          " BEGIN SELECT RAISE(ABORT, 'v may not be bad'); END")
+    a.run("INSERT INTO t VALUES (1, 'x', 'one'), (2, 'y', 'bad')")
+    one_way = "    direction: one-way\n    source: a\n"
+    p = pipeline(tmp_path, a, b, "id", one_way)
+    cdcsync("setup", str(p))
+    run_json(p, expect=3)  # a dead letter waits: the run needs attention
+    assert b.run("SELECT id FROM t") == [(1,)]
+    pipeline(tmp_path, a, b, "code", one_way)
+    cdcsync("setup", str(p))
+
+    refused = cdcsync("resync", str(p), "t", "--reset-stream", expect=1)
+    assert "1 dead letters (`cdcsync dlq`)" in refused.stderr, refused.stderr
+    assert "nothing was changed" in refused.stderr
+    with sqlite3.connect(tmp_path / "state.db") as conn:
+        keys = sorted(k for (k,) in conn.execute("SELECT key FROM key_states"))
+    assert keys == ['{"id":1}', '{"id":2}']
