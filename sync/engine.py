@@ -1,6 +1,7 @@
 """One batch sync of a pipeline: what ``cdcsync run`` does.
 
-For every entity, in order:
+First, columns a source gained are added at the targets (by the entities' schema
+policy, sync/events.py). Then, for every entity, in order:
 
 1. replay the outbox (applies a previous run decided but may not have finished);
 2. the initial snapshot, where an endpoint has no checkpoint yet (resumable);
@@ -18,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from connectors.base import ConnectorError
 from sync import dlq
 from sync.apply import check_marks, replay_outbox, retry_references
 from sync.capture import STREAM, catch_up, prune_log, source_entities
@@ -60,30 +62,59 @@ def run_pipeline(
 
         def reading(endpoint: str, changes: int) -> None:
             progress(f"read {endpoint}", changes)
-    with open_pipeline(cfg) as ctx, RunLock(ctx.store, ctx.pipeline):
-        ctx.run_id = ctx.store.start_run(ctx.pipeline, "run")
-        ctx.stop = stop
-        try:
-            chosen = [e for n, e in ctx.entities.items() if not entities or n in entities]
-            align_schemas(ctx)  # (before any apply: a snapshot's, or a dead run's due)
-            marks = {e.name: replay_outbox(ctx, e, summary) for e in chosen}  # a dead run's
-            for ent in chosen:
-                if needs_snapshot(ctx, ent):
-                    ctx.stop_point()
-                    snapshot_entity(ctx, ent, summary, snapshotted)
-            ctx.stop_point()
-            catch_up(ctx, summary, progress=reading)
-            for ent in chosen:
-                check_marks(ctx, ent, marks[ent.name], summary)
-            retry_references(ctx, summary, summary.started_at)
-            _prune(ctx)
-        except BaseException as exc:
-            summary.errors.append(f"{type(exc).__name__}: {exc}")
-            summary.interrupted = isinstance(exc, Interrupted | KeyboardInterrupt)
+    opened = False
+    try:
+        with open_pipeline(cfg) as ctx, RunLock(ctx.store, ctx.pipeline):
+            opened = True
+            ctx.run_id = ctx.store.start_run(ctx.pipeline, "run")
+            ctx.stop = stop
+            try:
+                chosen = [e for n, e in ctx.entities.items() if not entities or n in entities]
+                align_schemas(ctx)  # (before any apply: a snapshot's, or a dead run's due)
+                marks = {e.name: replay_outbox(ctx, e, summary) for e in chosen}  # a dead run's
+                for ent in chosen:
+                    if needs_snapshot(ctx, ent):
+                        ctx.stop_point()
+                        snapshot_entity(ctx, ent, summary, snapshotted)
+                ctx.stop_point()
+                catch_up(ctx, summary, progress=reading)
+                for ent in chosen:
+                    check_marks(ctx, ent, marks[ent.name], summary)
+                retry_references(ctx, summary, summary.started_at)
+                _prune(ctx)
+            except BaseException as exc:
+                summary.errors.append(f"{type(exc).__name__}: {exc}")
+                summary.interrupted = isinstance(exc, Interrupted | KeyboardInterrupt)
+                _finish(ctx, summary)
+                raise
             _finish(ctx, summary)
-            raise
-        _finish(ctx, summary)
+    except ConnectorError as exc:
+        if not opened:
+            _record_unopened(cfg, exc)
+        raise
     return summary
+
+
+def _record_unopened(cfg: Any, exc: ConnectorError) -> None:
+    """Put a run that stopped before it began (a table that drifted, a key changed, a
+    server still out of reach after the retries) in the run history: else
+    ``cdcsync status`` showed the last run that began, ok, however many failed since.
+    Nothing is said if the state store itself cannot be opened (that is the error)."""
+    from sync.state import open_store
+
+    try:
+        store = open_store(cfg.state.url)
+    except Exception:  # the run's own error is the one to show
+        return
+    try:
+        summary = RunSummary(pipeline=cfg.pipeline)
+        summary.errors.append(f"{type(exc).__name__}: {exc}")
+        summary.finished_at = time.time()
+        store.finish_run(store.start_run(cfg.pipeline, "run"), summary.status, summary.to_json())
+    except Exception:
+        log.debug("could not record the failed run", exc_info=True)
+    finally:
+        store.close()
 
 
 def _prune(ctx: PipelineContext) -> None:

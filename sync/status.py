@@ -40,6 +40,9 @@ def collect_status(cfg: Any, *, endpoints: bool = True) -> dict[str, Any]:
         }
     finally:
         store.close()
+    failed = _last_run_failed(info["runs"])
+    if failed:
+        info["warnings"].append(failed)
     if not endpoints:
         return info
     # Endpoint-specific health (e.g. a PostgreSQL slot holding WAL) where a connector has it.
@@ -62,6 +65,19 @@ def collect_status(cfg: Any, *, endpoints: bool = True) -> dict[str, Any]:
         finally:
             ep.close()
     return info
+
+
+def _last_run_failed(runs: list[dict[str, Any]]) -> str | None:
+    """A warning when the latest finished batch run failed: its error, not only its row
+    among the recent runs (a scheduled run that fails every time is a thing to fix)."""
+    import datetime as dt
+
+    last = next((r for r in runs if r["command"] == "run" and r["status"] != "running"), None)
+    if last is None or last["status"] != "failed":
+        return None
+    errors = (last.get("summary") or {}).get("errors") or ["(no error recorded)"]
+    when = dt.datetime.fromtimestamp(last["started_at"], dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f"the last run (#{last['id']}, {when}) failed: {errors[0]}"
 
 
 def _snapshots(under_way: list[dict[str, Any]]) -> list[dict[str, Any]]:

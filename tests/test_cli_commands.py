@@ -195,6 +195,19 @@ def test_status_reports_an_unreachable_endpoint_as_a_warning(tmp_path: Path) -> 
     assert info["open_conflicts"] == 0 and info["checkpoints"] == []
 
 
+def test_a_run_that_fails_before_it_begins_is_in_the_history_and_status_names_it(
+        tmp_path: Path) -> None:
+    """A run that stopped while opening its endpoints (a server out of reach, a table that
+    drifted) was in no history: ``status`` showed the last run that began, ok, and
+    exited 0 however many runs failed since."""
+    p = unreachable_pipeline(tmp_path)
+    cdcsync("run", str(p), expect=1)
+    info = json.loads(cdcsync("status", str(p), "--json", expect=3).stdout)
+    assert [(r["command"], r["status"]) for r in info["runs"]] == [("run", "failed")]
+    said = [w for w in info["warnings"] if w.startswith("the last run (#")]
+    assert len(said) == 1 and "Error: cannot connect to PostgreSQL at 127.0.0.1:" in said[0], said
+
+
 # --- progress bars -------------------------------------------------------------------------
 
 
