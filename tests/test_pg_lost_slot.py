@@ -97,6 +97,9 @@ def test_an_invalidated_slot_stops_the_run_and_resync_makes_it_anew(
     with psycopg.connect(a) as conn:
         assert conn.execute("SELECT wal_status FROM pg_replication_slots").fetchone() == (
             "lost",)
+    said = json.loads(cdcsync("status", str(p), "--json", expect=3).stdout)["warnings"]
+    assert f"a: SLOT cdcsync_{name}_a WAS INVALIDATED (wal_status=lost)" in said[0], said
+    assert "`cdcsync resync PIPELINE ENTITY... --reset-stream`" in said[0]
     res = cdcsync("run", str(p), expect=1)
     assert f"replication slot cdcsync_{name}_a was invalidated: the server removed WAL it" \
         " still held (max_slot_wal_keep_size)" in res.stderr, res.stderr

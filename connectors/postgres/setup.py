@@ -362,10 +362,17 @@ def slot_status(
                 f" (lag {_size(out['lag_bytes'])}): run the pipeline, or drop the slot with"
                 " `cdcsync teardown` if it is no longer used; the server keeps WAL until then"
             )
-        if wal_status in ("unreserved", "lost"):
+        if wal_status == "lost":
             out["warnings"].append(
-                f"slot {names.slot} has wal_status={wal_status}: changes may be lost, resync"
-            )
+                f"SLOT {names.slot} WAS INVALIDATED (wal_status=lost): the server removed WAL"
+                " it had not read (max_slot_wal_keep_size), so changes are missing: run"
+                " `cdcsync resync PIPELINE ENTITY... --reset-stream` for the entities read"
+                " from here")
+        elif wal_status == "unreserved":
+            out["warnings"].append(
+                f"SLOT {names.slot} IS ABOUT TO LOSE WAL (wal_status=unreserved): the server"
+                " removes WAL past max_slot_wal_keep_size at its next checkpoint: run the"
+                " pipeline now, or a resync --reset-stream will be needed")
     others = conn.execute(
         "SELECT slot_name, pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint"
         " FROM pg_replication_slots WHERE starts_with(slot_name, %s) AND slot_name <> %s"
