@@ -87,6 +87,19 @@ def nullable_key(endpoint: str, table: str, entity: str, alter: Mapping[str, str
 
 
 @dataclass(frozen=True, slots=True)
+class KeyGenerator:
+    """How an endpoint makes a key column's values itself for rows inserted without
+    one (a sequence, ``AUTO_INCREMENT``, SQLite's rowid): ``increment`` apart,
+    ``start`` being one of them (a sequence's next value, ``auto_increment_offset``).
+    Two endpoints of a two-way entity that make keys on the same steps give two
+    records one key (sync/keygen.py)."""
+
+    what: str  # for the user: "sequence public.t_id_seq, every 2 from 5", ...
+    increment: int
+    start: int
+
+
+@dataclass(frozen=True, slots=True)
 class Column:
     name: str  # endpoint column name
     logical: str  # conflict.canonical.LogicalType

@@ -85,6 +85,9 @@ def setup_pipeline(cfg: Any, verb: str = "setup") -> list[str]:
         lines.extend(f"{name}: {line}" for line in done)
     if verb == "setup":
         open_state(cfg).close()
+        from sync.keygen import clashing_generators
+
+        lines.extend(clashing_generators(cfg))
     return lines
 
 

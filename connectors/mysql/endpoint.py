@@ -10,6 +10,7 @@ from connectors.base import (
     ApplyResult,
     Binding,
     ConnectorError,
+    KeyGenerator,
     RangesOfSource,
     TableSchema,
 )
@@ -51,6 +52,9 @@ class MysqlEndpoint(RangesOfSource):
     # Source
     def schema(self, binding: Binding) -> TableSchema:
         return self.source.schema(binding)
+
+    def key_generator(self, binding: Binding) -> KeyGenerator | None:
+        return self.source.key_generator(binding)
 
     def position(self) -> Checkpoint:
         return self.source.position()

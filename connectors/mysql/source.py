@@ -43,7 +43,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from conflict.canonical import row_hash
-from connectors.base import Binding, Column, ConnectorError, SchemaError, TableSchema
+from connectors.base import (
+    Binding,
+    Column,
+    ConnectorError,
+    KeyGenerator,
+    SchemaError,
+    TableSchema,
+)
 from connectors.mysql.binlog import BinlogReader, PurgedBinlogError, Transaction, file_number
 from connectors.mysql.cascades import Cascades, ForeignKey, cascades_for, load_foreign_keys
 from connectors.mysql.ddl import tables_touched, tables_written
@@ -183,6 +190,27 @@ class MysqlSource:
 
     def schema(self, binding: Binding) -> TableSchema:
         return self.schemas.get(binding.table).table_schema()
+
+    def key_generator(self, binding: Binding) -> KeyGenerator | None:
+        """``AUTO_INCREMENT`` on the (one-column) key, on the server's global steps
+        (``auto_increment_increment`` / ``_offset``; a session may set its own)."""
+        if len(binding.endpoint_key) != 1:
+            return None
+        try:
+            with self._ctl().cursor() as cur:
+                cur.execute("SELECT EXTRA FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s"
+                            " AND TABLE_NAME = %s AND COLUMN_NAME = %s",
+                            (self.database, binding.table, binding.endpoint_key[0]))
+                row = cur.fetchone()
+                if row is None or "auto_increment" not in str(row[0]).lower():
+                    return None
+                cur.execute("SELECT @@global.auto_increment_increment,"
+                            " @@global.auto_increment_offset")
+                steps = cur.fetchone()
+        except Exception as exc:
+            raise classify(exc, f"{self.name}: reading the key of {binding.table}") from exc
+        step, offset = int(steps[0]), int(steps[1])
+        return KeyGenerator(f"AUTO_INCREMENT, every {step} from {offset}", step, offset)
 
     def log_end(self) -> Checkpoint:
         """The current end of the binlog, without opening a snapshot."""

@@ -21,6 +21,7 @@ from connectors.base import (
     ApplyResult,
     Binding,
     Column,
+    KeyGenerator,
     RangesOfSource,
     SchemaError,
     TableSchema,
@@ -67,6 +68,9 @@ class PostgresEndpoint(RangesOfSource):
 
     def schema(self, binding: Binding) -> TableSchema:
         return self.source.schema(binding)
+
+    def key_generator(self, binding: Binding) -> KeyGenerator | None:
+        return self.source.key_generator(binding)
 
     def position(self) -> Checkpoint:
         return self.source.position()

@@ -58,7 +58,7 @@ import psycopg
 from psycopg import adapt, sql
 from psycopg.abc import Transformer
 
-from connectors.base import Binding, ConnectorError, SchemaError, TableSchema
+from connectors.base import Binding, ConnectorError, KeyGenerator, SchemaError, TableSchema
 from connectors.postgres.batch import BatchBuilder, same_checkpoint
 from connectors.postgres.catalog import TableInfo, published, split_table, table_for
 from connectors.postgres.connect import PgConnection, classified, connect, is_broken
@@ -153,6 +153,37 @@ class PostgresSource:
                     self.connection(), binding, self.default_schema
                 )
         return self._tables[binding.table]
+
+    def key_generator(self, binding: Binding) -> KeyGenerator | None:
+        """The sequence that makes the (one-column) key's values, if any: an identity
+        or serial column's own, or one its default draws from (sync/keygen.py)."""
+        if len(binding.endpoint_key) != 1:
+            return None
+        info = self.table(binding)
+        with classified(f"read the catalog of {self.name}"), self.connection().transaction():
+            row = self.connection().execute(
+                "SELECT s.seqrelid::regclass::text, s.seqincrement, s.seqstart"
+                " FROM pg_attribute a JOIN pg_depend d ON d.refobjid = a.attrelid"
+                "  AND d.refobjsubid = a.attnum AND d.classid = 'pg_class'::regclass"
+                "  AND d.deptype IN ('a', 'i')"  # a serial's or an identity's own sequence
+                " JOIN pg_sequence s ON s.seqrelid = d.objid"
+                " WHERE a.attrelid = %(t)s AND a.attname = %(c)s"
+                " UNION ALL"
+                " SELECT s.seqrelid::regclass::text, s.seqincrement, s.seqstart"
+                " FROM pg_attrdef ad JOIN pg_attribute a ON a.attrelid = ad.adrelid"
+                "  AND a.attnum = ad.adnum JOIN pg_depend d ON d.objid = ad.oid"
+                "  AND d.classid = 'pg_attrdef'::regclass AND d.refclassid = 'pg_class'::regclass"
+                " JOIN pg_sequence s ON s.seqrelid = d.refobjid"  # DEFAULT nextval('s')
+                " WHERE ad.adrelid = %(t)s AND a.attname = %(c)s LIMIT 1",
+                {"t": info.oid, "c": binding.endpoint_key[0]}).fetchone()
+            if row is None:
+                return None
+            seq = self.connection().execute(  # its next value (RESTART WITH moves it)
+                sql.SQL("SELECT last_value, is_called FROM {}").format(
+                    sql.SQL(row[0]))).fetchone()  # (regclass text: quoted as needed)
+        step = int(row[1])
+        after = int(seq[0]) + (step if seq[1] else 0) if seq is not None else int(row[2])
+        return KeyGenerator(f"sequence {row[0]}, every {step} from {after}", step, after)
 
     def rows_up_to(self, binding: Binding, limit: int) -> int:
         """How many rows the table holds, counted up to ``limit`` (a scan of that many

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -15,6 +16,7 @@ from connectors.base import (
     Binding,
     ConnectorError,
     ContentionError,
+    KeyGenerator,
     ReferenceRejected,
     RowRejected,
     SchemaError,
@@ -204,6 +206,22 @@ class SqliteEndpoint:
             if _capture.is_set_up(conn, binding.table):
                 self._captured(conn, binding)
         return info.table_schema(binding.endpoint_key)
+
+    def key_generator(self, binding: Binding) -> KeyGenerator | None:
+        """SQLite's rowid, when the key is the table's one ``INTEGER PRIMARY KEY``: a row
+        inserted without it gets one more than the largest (sync/keygen.py)."""
+        if len(binding.endpoint_key) != 1:
+            return None
+        with self._txn("schema", write=False) as conn:
+            info = introspect(conn, binding.table)
+            made = conn.execute("SELECT sql FROM main.sqlite_master WHERE type = 'table'"
+                                " AND name = ?", (binding.table,)).fetchone()
+        pk = [c for c in info.columns if c.pk] if info is not None else []
+        if (len(pk) != 1 or pk[0].name != binding.endpoint_key[0]
+                or pk[0].declared.upper() != "INTEGER" or made is None
+                or re.search(r"\bWITHOUT\s+ROWID\b", str(made[0]), re.IGNORECASE)):
+            return None
+        return KeyGenerator("its rowid, one past the largest", 1, 1)
 
     def table_schema(self, binding: Binding) -> TableSchema:
         """The table in endpoint names as it is, its capture unchecked: what setup reads

@@ -1,0 +1,66 @@
+"""Endpoints of a two-way entity that each make its key: one key, two records.
+
+A row inserted without a key gets one from its endpoint (a PostgreSQL sequence,
+MariaDB's ``AUTO_INCREMENT``, SQLite's rowid). Two endpoints making keys on the
+same steps give two different records the same key: the first sync reads them
+as one record edited at both ends, a conflict in which one side's row replaces
+the other's (the report keeps both), or, once one has arrived, an insert at the
+other endpoint fails on its own sequence's next value. Sequences that step by
+the same ``n`` from different remainders never meet: that is the way out
+multi-primary setups use, and :func:`clashing_generators` stays silent about
+them. ``cdcsync setup`` says this once, as a note; nothing is refused (a user
+may insert every key explicitly).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from connectors.base import KeyGenerator
+from sync.context import bindings_for, connect, reach
+
+
+def disjoint(makers: list[KeyGenerator]) -> bool:
+    """Do keys made on these steps never meet (one step ``n`` > 1, remainders apart)?"""
+    steps = {m.increment for m in makers}
+    if len(steps) != 1 or abs(next(iter(steps))) < 2:
+        return False
+    n = abs(next(iter(steps)))
+    return len({m.start % n for m in makers}) == len(makers)
+
+
+def clashing_generators(cfg: Any) -> list[str]:
+    """A note for each two-way entity whose key two or more endpoints make themselves."""
+    notes: list[str] = []
+    for name, ent in cfg.entities.items():
+        sources = list(ent.sources())
+        if len(sources) < 2:
+            continue
+        bindings = bindings_for(cfg, name)
+        makers: dict[str, KeyGenerator] = {}
+        for ep_name in sources:
+            ep = connect(cfg, ep_name)
+            try:
+                probe = getattr(ep, "key_generator", None)
+                if probe is None:
+                    continue
+                made = reach(cfg, f"reading how {ep_name} makes keys",
+                             functools.partial(probe, bindings[ep_name]))
+            finally:
+                ep.close()
+            if made is not None:
+                makers[ep_name] = made
+        if len(makers) < 2 or disjoint(list(makers.values())):
+            continue
+        key = ", ".join(ent.key)
+        who = "; ".join(f"{ep}: {m.what}" for ep, m in makers.items())
+        notes.append(
+            f"note: entity {name}: {' and '.join(makers)} each make {key} for rows inserted"
+            f" without one ({who}). Records inserted at both get the same keys, and each"
+            " pair then syncs as one record edited twice: a conflict in which one row"
+            " replaces the other. Give each endpoint its own remainder of one step (e.g."
+            " PostgreSQL `ALTER SEQUENCE s INCREMENT BY 2 RESTART WITH 2` at one of two;"
+            " MariaDB `auto_increment_increment` / `auto_increment_offset`), or insert keys"
+            " that cannot clash (UUIDs)")
+    return notes
