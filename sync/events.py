@@ -84,9 +84,15 @@ _READ_ON = (" (the log is then read on from its current end, past this statement
 
 
 def align_schemas(ctx: PipelineContext) -> None:
-    """Before streaming: columns a source has and a sink lacks (added while cdcsync was
-    not running, so no log event will tell) get the entity's schema policy too."""
+    """Before any apply: columns a source has and a sink lacks (added while cdcsync was
+    not running, so no log event will tell) get the entity's schema policy too.
+
+    Unless the entity's rows held them already: then the sink's table lost them (a
+    column dropped there), and adding them back would undo that, as the policy
+    ``add`` did until 2026-12-07, with a warning that the source had "gained" them.
+    The run stops instead (but with ``schema_changes: ignore``), naming both ways out."""
     for ent in ctx.entities.values():
+        known: frozenset[str] | None = None
         for source in ent.sources:
             have = ent.columns_at(source)
             for target in ent.sinks:
@@ -94,8 +100,45 @@ def align_schemas(ctx: PipelineContext) -> None:
                     continue
                 missing = [(n, c) for n, c in have.items() if n not in ent.columns_at(target)
                            and n not in ent.ignored]
-                if missing:
-                    _added(ctx, ent, source, ent.bindings[source].table, missing, [target])
+                if not missing:
+                    continue
+                if ent.cfg.schema_changes != "ignore":
+                    known = _synced_columns(ctx, ent) if known is None else known
+                    _stop_on_dropped(ent, target, [n for n, _ in missing if n in known])
+                _added(ctx, ent, source, ent.bindings[source].table, missing, [target])
+
+
+def _synced_columns(ctx: PipelineContext, ent: EntityContext, sample: int = 20
+                    ) -> frozenset[str]:
+    """The columns the entity's latest stored rows hold (their known content)."""
+    import sqlalchemy as sa
+
+    from conflict.canonical import parse_json
+    from sync.state import schema
+
+    ks = schema.key_states
+    with ctx.store.engine.connect() as conn:
+        texts = conn.execute(sa.select(sa.type_coerce(ks.c.state, sa.Text)).where(
+            ks.c.pipeline == ctx.pipeline, ks.c.entity == ent.name)
+            .order_by(ks.c.updated_at.desc()).limit(sample)).scalars().all()
+    out: set[str] = set()
+    for text in texts:
+        content = parse_json(text).get("c") if isinstance(text, str | bytes) else None
+        out.update(content or ())
+    return frozenset(out)
+
+
+def _stop_on_dropped(ent: EntityContext, target: str, dropped: list[str]) -> None:
+    if not dropped:
+        return
+    table = ent.bindings[target].table
+    names = ", ".join(ent.bindings[target].endpoint_column(n) for n in dropped)
+    raise SchemaError(
+        f"table {table} at {target} has no column {names}, which entity {ent.name}"
+        f" synchronises and its rows held: dropped at {target}? cdcsync neither adds it"
+        " back there nor drops it elsewhere by itself. Add it back at"
+        f" {target}, or leave it out of the entity (`exclude: [{', '.join(dropped)}]`),"
+        " then run again: nothing was read or applied.")
 
 
 def schema_changed(ctx: PipelineContext, ent: EntityContext, ev: SchemaChanged) -> None:

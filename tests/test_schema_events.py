@@ -151,3 +151,28 @@ def test_truncate_by_policy(tmp_path: Path, two: tuple[str, str], mode: str, lef
     q(a, "TRUNCATE t")
     run_pipeline(load_pipeline(cfg.path))
     assert q(b, "SELECT count(*) FROM t") == [(left,)]
+
+
+def test_a_column_dropped_at_one_endpoint_stops_the_run_instead_of_coming_back(
+        tmp_path: Path, two: tuple[str, str]) -> None:
+    """With ``schema_changes: add``, the run took b's dropped column for one a had
+    gained and added it back at b (its warning said a "gained" it)."""
+    a, b = two
+    for dsn in two:
+        q(dsn, "ALTER TABLE t ADD COLUMN note text")
+    q(a, "UPDATE t SET note = 'n' || id")
+    cfg = pipeline(tmp_path, a, b, schema="add", both=True)
+    run_pipeline(cfg)
+    q(b, "ALTER TABLE t DROP COLUMN note")
+    q(a, "UPDATE t SET name = 'ONE', note = 'N1' WHERE id = 1")
+    with pytest.raises(SchemaError, match=r"table t at b has no column note, which entity"
+                       r" t synchronises and its rows held: dropped at b\? .*"
+                       r" \(`exclude: \[note\]`\)"):
+        run_pipeline(load_pipeline(cfg.path))
+    assert q(b, "SELECT column_name FROM information_schema.columns WHERE table_name = 't'"
+             " ORDER BY ordinal_position") == [("id",), ("name",)]
+    cfg.path.write_text(cfg.path.read_text().replace("schema_changes: add",
+                                                     "schema_changes: add\n    exclude: [note]"))
+    run_pipeline(load_pipeline(cfg.path))
+    assert q(b, "SELECT * FROM t ORDER BY id") == [(1, "ONE"), (2, "two")]
+    assert q(a, "SELECT * FROM t ORDER BY id") == [(1, "ONE", "N1"), (2, "two", "n2")]
