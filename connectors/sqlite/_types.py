@@ -45,7 +45,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from conflict.canonical import coerce, exact_json
+from conflict.canonical import CoercionError, coerce, exact_json
 
 _EXACT: dict[str, str] = {
     "INT": "int",
@@ -181,10 +181,25 @@ def reader(logical: str) -> Callable[[Any], Any]:
     return read
 
 
+_INT64 = 2**63
+
+
 def writer(logical: str) -> Callable[[Any], Any]:
     """:func:`to_storage` for one column, with fast paths for the usual Python types."""
     native = _NATIVE.get(logical)
     fast_type, fast = _FAST_WRITE.get(logical, (None, None))
+    if logical == "int":
+        def write_int(v: Any) -> Any:
+            if type(v) is int:
+                if -_INT64 <= v < _INT64:
+                    return v
+                raise CoercionError(  # (sqlite3 said only "Python int too large")
+                    f"{v} does not fit SQLite's 64-bit INTEGER: declare the column"
+                    " DECIMAL TEXT, which keeps every digit (what setup creates for"
+                    " BIGINT UNSIGNED)")
+            return None if v is None else write_int(to_storage(v, logical))
+
+        return write_int
     if logical == "float":
         def write_float(v: Any) -> Any:
             if type(v) is float and v == v:  # NaN takes _stored's way

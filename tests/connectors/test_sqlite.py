@@ -799,7 +799,7 @@ def test_prune_drops_what_every_reader_is_past(ep: SqliteEndpoint, user: User) -
 @pytest.mark.parametrize(("value", "message"), [
     (None, "NOT NULL constraint failed: t.n"),
     (-1, "CHECK constraint failed"),
-    (2**70, "too large"),  # beyond SQLite's 64-bit integers
+    (2**70, "does not fit SQLite's 64-bit INTEGER: declare the column DECIMAL TEXT"),
 ])
 def test_a_row_the_table_refuses_is_row_rejected(tmp_path: Path, value: Any,
                                                   message: str) -> None:
