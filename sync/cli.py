@@ -193,7 +193,11 @@ def teardown(pipeline: str, yes: bool, force: bool) -> None:
 @click.option("--reset-stream", is_flag=True,
               help="Read the entities' source logs from their current end (a purged binlog, "
                    "a lost slot); every entity reading those logs is resynced too.")
-def resync(pipeline: str, entities: tuple[str, ...], reset_stream: bool) -> None:
+@click.option("--forget", "forget", multiple=True, metavar="ENDPOINT",
+              help="Forget an endpoint the entities no longer name (gone for good), whose "
+                   "checkpoints make a new endpoint look like it renamed.")
+def resync(pipeline: str, entities: tuple[str, ...], reset_stream: bool,
+           forget: tuple[str, ...]) -> None:
     """Snapshot ENTITIES again at the next run, reconciling with what is known."""
     from sync.setup import PipelineBusy
     from sync.setup import resync as do_resync
@@ -205,7 +209,8 @@ def resync(pipeline: str, entities: tuple[str, ...], reset_stream: bool) -> None
               EXIT_USAGE)
     with _user_errors(_debug()):
         try:
-            lines = do_resync(cfg, list(entities), reset_stream=reset_stream)
+            lines = do_resync(cfg, list(entities), reset_stream=reset_stream,
+                              forget=list(forget))
         except PipelineBusy as exc:
             _fail(str(exc))
         for line in lines:

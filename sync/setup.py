@@ -186,8 +186,12 @@ def _rekey(cfg: Any, store: StateStore, entities: list[str], reset_stream: bool)
                                                     cfg.entities[n].key)) is not None]
 
 
-def resync(cfg: Any, entities: list[str], *, reset_stream: bool = False) -> list[str]:
-    """Mark ``entities`` for a new snapshot; return what was done, for the user."""
+def resync(cfg: Any, entities: list[str], *, reset_stream: bool = False,
+           forget: list[str] | None = None) -> list[str]:
+    """Mark ``entities`` for a new snapshot; return what was done, for the user.
+
+    ``forget``: endpoints the entities no longer name, whose checkpoints are dropped
+    (sync/renamed.py)."""
     wanted = set(entities)
     sources: set[str] = set()
     if reset_stream:
@@ -199,6 +203,11 @@ def resync(cfg: Any, entities: list[str], *, reset_stream: bool = False) -> list
     store = open_state(cfg)
     lines: list[str] = []
     try:
+        if forget:
+            from sync.renamed import forget as forget_endpoint
+
+            lines += [forget_endpoint(store, cfg.pipeline, name, ep, cfg.entities[name].endpoints)
+                      for name in entities for ep in forget]
         lines += _rekey(cfg, store, sorted(wanted), reset_stream)
         with store.transaction() as conn:
             for name in sorted(wanted):
