@@ -97,6 +97,8 @@ class KeyGenerator:
     what: str  # for the user: "sequence public.t_id_seq, every 2 from 5", ...
     increment: int
     start: int
+    #: how to make it step apart from the others, for the user ("" if it cannot)
+    fix: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,12 +55,13 @@ def clashing_generators(cfg: Any) -> list[str]:
             continue
         key = ", ".join(ent.key)
         who = "; ".join(f"{ep}: {m.what}" for ep, m in makers.items())
+        fixes = "; ".join(f"{ep}: {m.fix}" for ep, m in makers.items() if m.fix)
+        apart = (f"Give each its own remainder of one step n ({fixes}), or insert keys"
+                 if fixes and all(m.fix for m in makers.values()) else "Insert keys")
         notes.append(
             f"note: entity {name}: {' and '.join(makers)} each make {key} for rows inserted"
             f" without one ({who}). Records inserted at both get the same keys, and each"
             " pair then syncs as one record edited twice: a conflict in which one row"
-            " replaces the other. Give each endpoint its own remainder of one step (e.g."
-            " PostgreSQL `ALTER SEQUENCE s INCREMENT BY 2 RESTART WITH 2` at one of two;"
-            " MariaDB `auto_increment_increment` / `auto_increment_offset`), or insert keys"
-            " that cannot clash (UUIDs)")
+            f" replaces the other. {apart} that cannot clash (UUIDs, or keys an"
+            " application gives out)")
     return notes

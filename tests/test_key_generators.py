@@ -57,6 +57,8 @@ def test_postgres_sequences_that_meet_are_named_and_steps_apart_make_no_clash(
     assert len(said) == 1, said
     assert "a and b each make id for rows inserted without one (a: sequence t_id_seq," \
         " every 1 from 1; b: sequence t_id_seq, every 1 from 1)" in said[0], said
+    assert "Give each its own remainder of one step n (a: ALTER SEQUENCE t_id_seq" \
+        " INCREMENT BY n RESTART WITH a value of its own remainder; b: ALTER" in said[0], said
 
     pg(a, "ALTER SEQUENCE t_id_seq INCREMENT BY 2")
     pg(b, "ALTER SEQUENCE t_id_seq INCREMENT BY 2 RESTART WITH 2")
@@ -105,3 +107,5 @@ entities:
     assert said[0].startswith("note: entity t: m and s each make id for rows inserted without"
                               " one (m: AUTO_INCREMENT, every 1 from 1; s: its rowid, one"
                               " past the largest)"), said
+    assert said[0].endswith("Insert keys that cannot clash (UUIDs, or keys an application"
+                            " gives out)"), said  # (a rowid cannot step)

@@ -210,7 +210,8 @@ class MysqlSource:
         except Exception as exc:
             raise classify(exc, f"{self.name}: reading the key of {binding.table}") from exc
         step, offset = int(steps[0]), int(steps[1])
-        return KeyGenerator(f"AUTO_INCREMENT, every {step} from {offset}", step, offset)
+        return KeyGenerator(f"AUTO_INCREMENT, every {step} from {offset}", step, offset,
+                            "set auto_increment_increment and auto_increment_offset")
 
     def log_end(self) -> Checkpoint:
         """The current end of the binlog, without opening a snapshot."""

@@ -183,7 +183,9 @@ class PostgresSource:
                     sql.SQL(row[0]))).fetchone()  # (regclass text: quoted as needed)
         step = int(row[1])
         after = int(seq[0]) + (step if seq[1] else 0) if seq is not None else int(row[2])
-        return KeyGenerator(f"sequence {row[0]}, every {step} from {after}", step, after)
+        return KeyGenerator(f"sequence {row[0]}, every {step} from {after}", step, after,
+                            f"ALTER SEQUENCE {row[0]} INCREMENT BY n RESTART WITH a value of"
+                            " its own remainder")
 
     def rows_up_to(self, binding: Binding, limit: int) -> int:
         """How many rows the table holds, counted up to ``limit`` (a scan of that many
