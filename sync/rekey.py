@@ -25,11 +25,11 @@ first: the resync refuses to move the states while any is left, and says how.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
 
 import sqlalchemy as sa
 
+from conflict.protocol import KeyState
 from connectors.base import SchemaError
 from sync.state import schema
 from sync.state.store import StateStore
@@ -87,55 +87,69 @@ def _pending(conn: sa.Connection, pipeline: str, entity: str) -> list[str]:
     return [f"{n} {what}" for n, what in found if n]
 
 
-def rekey(store: StateStore, pipeline: str, entity: str, key: Sequence[str]) -> str | None:
-    """Move ``entity``'s states to ``key``, in one transaction; a line for the user, or
-    None when they are kept under it already.
+def refuse_pending(conn: sa.Connection, pipeline: str, entity: str,
+                   was: frozenset[str], key: Sequence[str]) -> None:
+    """Raise SchemaError while anything else refers to ``entity``'s old keys."""
+    pending = _pending(conn, pipeline, entity)
+    if pending:
+        raise SchemaError(
+            f"entity {entity!r}: its states cannot move from key ({_cols(was)}) to"
+            f" ({_cols(key)}) while {', '.join(pending)} refer to the old keys. Put"
+            f" the key back to ({_cols(was)}) in the pipeline file, settle them, then"
+            " change it and resync again (nothing was changed)")
+
+
+def pages(conn: sa.Connection, pipeline: str, entity: str,
+          chunk: int = CHUNK) -> Iterator[list[KeyState]]:
+    """``entity``'s stored states, a page at a time, read on ``conn`` (in the transaction
+    that changes them: keyset pages, so that states written meanwhile are not met)."""
+    from conflict.canonical import parse_json
+    from sync.state.codec import state_from_json
+
+    ks = schema.key_states
+    after = ""
+    while True:
+        page = conn.execute(sa.select(ks.c.key, sa.type_coerce(ks.c.state, sa.Text)).where(
+            ks.c.pipeline == pipeline, ks.c.entity == entity, ks.c.key > after)
+            .order_by(ks.c.key).limit(chunk)).all()
+        if not page:
+            return
+        after = page[-1][0]
+        yield [state_from_json(parse_json(text) if isinstance(text, str | bytes) else text)
+               for _, text in page]
+
+
+def rekey(conn: sa.Connection, pipeline: str, entity: str, key: Sequence[str],
+          was: frozenset[str]) -> str:
+    """Move ``entity``'s states from key ``was`` to ``key`` in ``conn``'s transaction; a
+    line for the user.
 
     Raises SchemaError while anything else refers to the old keys (see the module).
     """
-    from conflict.canonical import key_text, parse_json
-    from sync.state.codec import state_from_json
+    from conflict.canonical import key_text
 
-    was = stored_key(store, pipeline, entity)
-    if was is None or was == frozenset(key):
-        return None
     ks = schema.key_states
     moving = f"~rekey:{entity}"[:128]  # no entity's name: pipeline files refuse "~"
     moved = dropped = 0
-    with store.transaction() as conn:
-        pending = _pending(conn, pipeline, entity)
-        if pending:
-            raise SchemaError(
-                f"entity {entity!r}: its states cannot move from key ({_cols(was)}) to"
-                f" ({_cols(key)}) while {', '.join(pending)} refer to the old keys. Put"
-                f" the key back to ({_cols(was)}) in the pipeline file, settle them, then"
-                " change it and resync again (nothing was changed)")
-        conn.execute(ks.delete().where(ks.c.pipeline == pipeline, ks.c.entity == moving))
-        after = ""
-        while True:  # keyset pages on this connection: the moved states go elsewhere
-            page = conn.execute(sa.select(ks.c.key, sa.type_coerce(ks.c.state, sa.Text)).where(
-                ks.c.pipeline == pipeline, ks.c.entity == entity, ks.c.key > after)
-                .order_by(ks.c.key).limit(CHUNK)).all()
-            if not page:
-                break
-            after = page[-1][0]
-            states: dict[str, Any] = {}
-            for _, text in page:
-                st = state_from_json(parse_json(text) if isinstance(text, str | bytes) else text)
-                row = st.content
-                if row is None or any(row.get(c) is None for c in key):
-                    dropped += 1
-                    continue
-                st.key = {c: row[c] for c in key}
-                states[key_text(st.key)] = st
-            moved += len(states)  # (a new key held twice: the later state kept)
-            StateStore.save(conn, pipeline, moving, states)
-        conn.execute(ks.delete().where(ks.c.pipeline == pipeline, ks.c.entity == entity))
-        conn.execute(ks.update().where(ks.c.pipeline == pipeline, ks.c.entity == moving)
-                     .values(entity=entity))
-        store.audit(conn, pipeline, "cli", "rekey",
-                    {"entity": entity, "from": sorted(was), "to": list(key),
-                     "moved": moved, "dropped": dropped})
+    refuse_pending(conn, pipeline, entity, was, key)
+    conn.execute(ks.delete().where(ks.c.pipeline == pipeline, ks.c.entity == moving))
+    for page in pages(conn, pipeline, entity):  # the moved states go elsewhere
+        states: dict[str, KeyState] = {}
+        for st in page:
+            row = st.content
+            if row is None or any(row.get(c) is None for c in key):
+                dropped += 1
+                continue
+            st.key = {c: row[c] for c in key}
+            states[key_text(st.key)] = st
+        moved += len(states)  # (a new key held twice: the later state kept)
+        StateStore.save(conn, pipeline, moving, states)
+    conn.execute(ks.delete().where(ks.c.pipeline == pipeline, ks.c.entity == entity))
+    conn.execute(ks.update().where(ks.c.pipeline == pipeline, ks.c.entity == moving)
+                 .values(entity=entity))
+    StateStore.audit(conn, pipeline, "cli", "rekey",
+                     {"entity": entity, "from": sorted(was), "to": list(key),
+                      "moved": moved, "dropped": dropped})
     gone = f"; {dropped} of deleted rows dropped (nothing to match)" if dropped else ""
     return (f"{entity}: {moved} state(s) moved from key ({_cols(was)}) to"
             f" ({_cols(key)}){gone}")

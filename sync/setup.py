@@ -22,6 +22,8 @@ import functools
 import time
 from typing import Any
 
+from sqlalchemy import Connection
+
 from sync.capture import STREAM
 from sync.context import bindings_for, connect, open_state, reach
 from sync.runlock import RunLock, RunLocked
@@ -131,8 +133,8 @@ def teardown_pipeline(cfg: Any, *, force: bool = False) -> list[str]:
         store.close()
 
 
-def _forget_positions(store: StateStore, pipeline: str, entity: str,
-                      endpoints: set[str], chunk: int = 5000) -> None:
+def _forget_positions(conn: Connection, pipeline: str, entity: str,
+                      endpoints: set[str]) -> None:
     """Forget where each key was last read and written in the logs of ``endpoints``,
     whose stream is reset: a binlog reset (``RESET MASTER``) or a server restored or
     replaced numbers its positions anew, lower than those, and every change read
@@ -140,39 +142,35 @@ def _forget_positions(store: StateStore, pipeline: str, entity: str,
     resync that was the way out). The new snapshot reads every key; the stream starts
     after it, so no change before it is read again."""
     from conflict.canonical import key_text
-    from sync.state.codec import state_from_json
+    from sync.rekey import pages
 
-    changed: dict[str, Any] = {}
-
-    def save() -> None:
-        with store.transaction() as conn:
-            store.save(conn, pipeline, entity, changed)
-        changed.clear()
-
-    for tree in store.scan(pipeline, entity):
-        st = state_from_json(tree)
-        held = [e for ep, e in st.endpoints.items() if ep in endpoints and (
-            e.last_pos is not None or e.wrote_at is not None)]
-        for e in held:
-            e.last_pos = e.wrote_at = e.known_before = None
-        if held and st.key is not None:
-            changed[key_text(st.key)] = st
-            if len(changed) >= chunk:
-                save()
-    if changed:
-        save()
+    for page in pages(conn, pipeline, entity):
+        changed: dict[str, Any] = {}
+        for st in page:
+            held = [e for ep, e in st.endpoints.items() if ep in endpoints and (
+                e.last_pos is not None or e.wrote_at is not None)]
+            for e in held:
+                e.last_pos = e.wrote_at = e.known_before = None
+            if held and st.key is not None:
+                changed[key_text(st.key)] = st
+        if changed:
+            StateStore.save(conn, pipeline, entity, changed)
 
 
-def _rekey(cfg: Any, store: StateStore, entities: list[str], reset_stream: bool) -> list[str]:
-    """Move the states of the ``entities`` whose key changed in the pipeline file to the
-    new key (sync/rekey.py), which needs ``reset_stream`` and nobody at work."""
+def _key_changes(cfg: Any, store: StateStore, entities: list[str],
+                 reset_stream: bool) -> dict[str, frozenset[str]]:
+    """The ``entities`` whose key changed in the pipeline file, each with the key its
+    states are stored under; raises, changing nothing, where their states cannot move
+    to the new key (sync/rekey.py): without ``reset_stream``, while anybody is at work,
+    or while anything refers to the old keys."""
     from connectors.base import SchemaError
-    from sync.rekey import rekey, stored_key
+    from sync.rekey import refuse_pending, stored_key
 
-    changed = [n for n in entities if stored_key(store, cfg.pipeline, n) not in (
-        None, frozenset(cfg.entities[n].key))]
+    changed = {n: was for n in entities
+               if (was := stored_key(store, cfg.pipeline, n)) is not None
+               and was != frozenset(cfg.entities[n].key)}
     if not changed:
-        return []
+        return {}
     if not reset_stream:
         raise SchemaError(
             f"the key of {', '.join(changed)} changed in the pipeline file: resync with"
@@ -182,8 +180,10 @@ def _rekey(cfg: Any, store: StateStore, entities: list[str], reset_stream: bool)
     if who is not None:
         raise PipelineBusy(f"pipeline {cfg.pipeline} is being worked on by {who}: stop it"
                            " before its states move to the new key (nothing was changed)")
-    return [line for n in changed if (line := rekey(store, cfg.pipeline, n,
-                                                    cfg.entities[n].key)) is not None]
+    with store.engine.connect() as conn:
+        for n, was in changed.items():
+            refuse_pending(conn, cfg.pipeline, n, was, cfg.entities[n].key)
+    return changed
 
 
 def resync(cfg: Any, entities: list[str], *, reset_stream: bool = False,
@@ -203,13 +203,23 @@ def resync(cfg: Any, entities: list[str], *, reset_stream: bool = False,
     store = open_state(cfg)
     lines: list[str] = []
     try:
+        rekeyed = _key_changes(cfg, store, sorted(wanted), reset_stream)
         if forget:
             from sync.renamed import forget as forget_endpoint
 
             lines += [forget_endpoint(store, cfg.pipeline, name, ep, cfg.entities[name].endpoints)
                       for name in entities for ep in forget]
-        lines += _rekey(cfg, store, sorted(wanted), reset_stream)
+        # One transaction: a resync stopped part way (Ctrl-C, a kill) changed nothing.
+        # Checkpoints gone with the states left under the old key, every run would
+        # refuse; states moved with the old checkpoints kept, a SQLite log's entries of
+        # old keys would be read as keys of the new columns; positions not forgotten,
+        # a reset log's changes would be dropped as read already.
         with store.transaction() as conn:
+            if rekeyed:
+                from sync.rekey import rekey
+
+                lines += [rekey(conn, cfg.pipeline, n, cfg.entities[n].key, was)
+                          for n, was in rekeyed.items()]
             for name in sorted(wanted):
                 eps = list(cfg.entities[name].endpoints)
                 conn.execute(checkpoints.delete().where(
@@ -217,6 +227,8 @@ def resync(cfg: Any, entities: list[str], *, reset_stream: bool = False,
                     checkpoints.c.endpoint.in_(eps)))
                 lines.append(f"{name}: snapshot again at the next run "
                              f"({', '.join(sorted(eps))})")
+                if sources:
+                    _forget_positions(conn, cfg.pipeline, name, sources)
             for ep in sorted(sources):
                 conn.execute(checkpoints.delete().where(
                     checkpoints.c.pipeline == cfg.pipeline, checkpoints.c.endpoint == ep,
@@ -224,8 +236,6 @@ def resync(cfg: Any, entities: list[str], *, reset_stream: bool = False,
                 lines.append(f"{ep}: its log will be read from its current end")
             store.audit(conn, cfg.pipeline, "cli", "resync",
                         {"entities": sorted(wanted), "reset_stream": sorted(sources)})
-        for name in sorted(wanted) if sources else ():
-            _forget_positions(store, cfg.pipeline, name, sources)
     finally:
         store.close()
     for name in sorted(sources):  # a PostgreSQL slot reads on from where it was confirmed

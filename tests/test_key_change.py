@@ -128,3 +128,52 @@ def test_states_stay_under_the_old_key_while_a_dead_letter_refers_to_it(tmp_path
     with sqlite3.connect(tmp_path / "state.db") as conn:
         keys = sorted(k for (k,) in conn.execute("SELECT key FROM key_states"))
     assert keys == ['{"id":1}', '{"id":2}']
+
+
+def test_a_resync_stopped_part_way_changed_nothing_and_runs_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Until 2026-12-07 the states moved in one transaction and the checkpoints went in
+    the next: a resync stopped between the two (Ctrl-C, a kill) left the states under
+    the new key with the old checkpoints, under which the SQLite log's entries of old
+    keys would be read as keys of the new columns. Now it is one transaction."""
+    from config.loader import load_pipeline
+    from sync.setup import resync
+    from sync.state.store import StateStore
+
+    a, b = Sqlite(tmp_path, "a"), Sqlite(tmp_path, "b")
+    a.run("INSERT INTO t VALUES (1, 'x', 'one'), (2, 'y', 'two')")
+    p = pipeline(tmp_path, a, b, "id")
+    cdcsync("setup", str(p))
+    run_json(p)
+    pipeline(tmp_path, a, b, "code")
+    a.run("UPDATE t SET v = 'ONE' WHERE id = 1")
+    cdcsync("setup", str(p))
+
+    def stored() -> tuple[list[str], int]:
+        with sqlite3.connect(tmp_path / "state.db") as conn:
+            keys = sorted(k for (k,) in conn.execute("SELECT key FROM key_states"))
+            (n,) = conn.execute("SELECT count(*) FROM checkpoints").fetchone()
+        return keys, n
+
+    before = stored()
+    real = StateStore.audit
+
+    def killed(conn: Any, pipeline: str, actor: str, action: str, detail: Any) -> None:
+        real(conn, pipeline, actor, action, detail)
+        if action == "resync":  # the last step of the resync's work on the state store
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(StateStore, "audit", staticmethod(killed))
+    with pytest.raises(KeyboardInterrupt):
+        resync(load_pipeline(p), ["t"], reset_stream=True)
+    monkeypatch.undo()
+    assert stored() == before
+    assert before[0] == ['{"id":1}', '{"id":2}'] and before[1] > 0
+
+    stopped = cdcsync("run", str(p), expect=1)
+    assert "resync PIPELINE t --reset-stream" in stopped.stderr, stopped.stderr
+    cdcsync("resync", str(p), "t", "--reset-stream")
+    run_json(p)
+    want = [(1, "x", "ONE"), (2, "y", "two")]
+    assert a.run("SELECT id, code, v FROM t ORDER BY id") == want
+    assert b.run("SELECT id, code, v FROM t ORDER BY id") == want
