@@ -39,7 +39,8 @@ from conflict.canonical import (
     row_to_json,
 )
 from conflict.canonical import to_json_value as enc
-from conflict.protocol import ConflictRecord, Edit, KeyState, Kind, on_snapshot
+from conflict.protocol import ConflictRecord, Edit, KeyState, Kind, Position, on_snapshot
+from sync import snapshot_floor
 from sync.apply import apply_pending
 from sync.capture import STREAM, typed
 from sync.context import EntityContext, PipelineContext
@@ -193,6 +194,7 @@ def reconcile_rows(ctx: PipelineContext, ent: EntityContext, staged: list[dict[s
 
         hold_snapshot_keys(ctx, ent, by_key, summary)  # quarantined keys wait
     states = store.load(ctx.pipeline, ent.name, by_key)
+    held = snapshot_floor.floors(store.snapshot_progress(ctx.pipeline, ent.name))
     saved = store.saved_at(ctx.pipeline, ent.name, by_key) if began is not None else {}
     records: list[tuple[str, ConflictRecord]] = []
     for k, rows in by_key.items():
@@ -213,7 +215,8 @@ def reconcile_rows(ctx: PipelineContext, ent: EntityContext, staged: list[dict[s
                          float(staged_row["committed_at"]))
         # (saved before the snapshot began: an absence is news)
         records += [(k, rec) for rec in decide_key(ent, states[k], found, summary,
-                                                  gone=k in saved, when=began or 0.0)]
+                                                  gone=k in saved, when=began or 0.0,
+                                                  held=held)]
     summary.snapshot_rows += len(staged)
     save_and_apply(ctx, ent, states, records, summary)
 
@@ -225,10 +228,12 @@ Read = tuple[dict[str, Any], str, Any, float]
 
 def decide_key(ent: EntityContext, st: KeyState, found: Mapping[str, Read],
                summary: RunSummary, *, gone: bool = False,
-               when: float = 0.0) -> list[ConflictRecord]:
+               when: float = 0.0, held: Mapping[str, Position] | None = None
+               ) -> list[ConflictRecord]:
     """:func:`on_snapshot` of one key read at ``found``'s endpoints (absent at the
     entity's others); returns its conflicts. ``gone``: an absence is news (the key's
-    state was saved before the snapshot began, at ``when``)."""
+    state was saved before the snapshot began, at ``when``). ``held``: where the
+    snapshot's reads stand in streams read from before them (sync/snapshot_floor.py)."""
     reads: dict[str, Edit | None] = {}
     hashes: dict[str, str] = {}
     for ep in ent.bindings:
@@ -259,6 +264,8 @@ def decide_key(ent: EntityContext, st: KeyState, found: Mapping[str, Read],
                 summary.at(ent.name, src, "*").parked += 1
             else:
                 summary.at(ent.name, src, "*").resolved += 1
+    if held:
+        snapshot_floor.hold(st, held)
     return records
 
 
@@ -283,9 +290,10 @@ def start_streams(ctx: PipelineContext, ent: EntityContext) -> None:
         for ep, prog in progress.items():
             # The (endpoint, entity) row marks the snapshot done; the stream of an
             # endpoint read for the first time starts where the snapshot began.
-            store.put_checkpoint(conn, ctx.pipeline, ep, ent.name, prog["position"] or {})
+            position = snapshot_floor.stream_position(prog["position"])
+            store.put_checkpoint(conn, ctx.pipeline, ep, ent.name, position)
             if ep in ent.sources and store.checkpoint(ctx.pipeline, ep, STREAM) is None:
-                store.put_checkpoint(conn, ctx.pipeline, ep, STREAM, prog["position"] or {})
+                store.put_checkpoint(conn, ctx.pipeline, ep, STREAM, position)
         store.finish_snapshot(conn, ctx.pipeline, ent.name)
 
 
@@ -300,6 +308,7 @@ def snapshot_entity(ctx: PipelineContext, ent: EntityContext, summary: RunSummar
         # Every endpoint's stream start is taken before anything is read, and kept as
         # the progress a resumed snapshot starts from.
         positions = {ep: stream_start(ctx, ep, read=ep in ent.sources) for ep in ent.bindings}
+        snapshot_floor.take(ctx, ent, positions)  # where its reads stand in older streams
         with store.transaction() as conn:
             for ep, position in positions.items():
                 store.put_snapshot_progress(conn, ctx.pipeline, ent.name, ep, status="reading",

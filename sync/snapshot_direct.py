@@ -65,6 +65,7 @@ from sync.capture import hashed_versions, known_hash, state_lock, typed
 from sync.change import SnapshotChunk
 from sync.context import EntityContext, PipelineContext
 from sync.parallel import BatchWorkers
+from sync.snapshot_floor import floors, hold
 from sync.summary import RunSummary
 
 Progress = Callable[[str, int], None]  # (endpoint, rows read) after each chunk
@@ -215,6 +216,7 @@ def decide_and_apply(ctx: PipelineContext, ent: EntityContext, source: str,
     applied at every other endpoint, their results recorded: ready to be saved."""
     others = [ep for ep in ent.bindings if ep != source]
     hashed = hashed_versions(ctx, source)
+    held = floors(ctx.store.snapshot_progress(ctx.pipeline, ent.name))
     states: dict[str, KeyState] = {}
     template: KeyState | None = None
     for row, version in rows:
@@ -234,6 +236,7 @@ def decide_and_apply(ctx: PipelineContext, ent: EntityContext, source: str,
                     st.at(ep).hash = ""
             on_snapshot(st, reads, entity=ent.name, key=key, sinks=ent.sinks,
                         resolve=ent.resolve)
+            hold(st, held)  # (copied to the others)
         else:
             st = snapshot_like(template, read, key)
         states[key_text(key)] = st  # (the key columns of the typed row)

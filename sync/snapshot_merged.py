@@ -47,6 +47,7 @@ from sync.context import EntityContext, PipelineContext
 from sync.parallel import BatchWorkers
 from sync.snapshot import Read, decide_key, save_and_apply, ungated_servers
 from sync.snapshot_direct import Progress, large_table, ranged_source
+from sync.snapshot_floor import floors
 from sync.summary import RunSummary
 
 MERGED = "merged"
@@ -241,12 +242,13 @@ def decide_merged(ctx: PipelineContext, ent: EntityContext, keys: list[KeyRows],
         found[key_text({c: content[c] for c in ent.cfg.key})] = reads
         summary.snapshot_rows += len(rows)
     states = ctx.store.load(ctx.pipeline, ent.name, found)
+    held = floors(ctx.store.snapshot_progress(ctx.pipeline, ent.name))
     records: list[tuple[str, ConflictRecord]] = []
     for k, reads in found.items():
         st = states[k]
         if not st.is_new:
             continue  # decided before a crash (its applies still due are made below)
-        records += [(k, rec) for rec in decide_key(ent, st, reads, summary)]
+        records += [(k, rec) for rec in decide_key(ent, st, reads, summary, held=held)]
     save_and_apply(ctx, ent, states, records, summary)
 
 

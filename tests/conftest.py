@@ -3,7 +3,7 @@
 from hypothesis import HealthCheck, settings
 
 pytest_plugins = ["pytester", "tests.fix_postgres", "tests.fix_mariadb", "tests.fix_redis",
-                  "tests.fix_observability"]
+                  "tests.fix_observability", "tests.fix_ends"]
 
 # Speed lives in benchmarks, not in tests: hypothesis's per-example deadline and its
 # "generation is slow" check time the machine, and failed property runs here when

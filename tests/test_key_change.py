@@ -12,40 +12,13 @@ copies. Through the real CLI, at SQLite and PostgreSQL endpoints.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
-from tests.pipelines import pg_endpoint, sqlite_endpoint
+from tests.fix_ends import Sqlite
 from tests.test_cli_quickstart import cdcsync, run_json
-
-TABLE = "CREATE TABLE t (id integer PRIMARY KEY, code text NOT NULL UNIQUE, v text)"
-
-
-class Sqlite:
-    def __init__(self, tmp: Path, name: str) -> None:
-        self.path = tmp / f"{name}.db"
-        self.spec = sqlite_endpoint(str(self.path))
-        self.run(TABLE)
-
-    def run(self, sql: str) -> list[tuple[Any, ...]]:
-        with sqlite3.connect(self.path) as conn:
-            return conn.execute(sql).fetchall()
-
-
-class Postgres:
-    def __init__(self, dsn: str) -> None:
-        self.dsn = dsn
-        self.spec = pg_endpoint(dsn)
-        self.run(TABLE)
-
-    def run(self, sql: str) -> list[tuple[Any, ...]]:
-        with psycopg.connect(self.dsn, autocommit=True) as conn:
-            cur = conn.execute(sql)
-            return cur.fetchall() if cur.description else []
 
 
 def pipeline(tmp: Path, a: Any, b: Any, key: str, extra: str = "") -> Path:
@@ -64,17 +37,9 @@ entities:
     return p
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def ends(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Any, Any]:
-    if request.param == "sqlite":
-        return Sqlite(tmp_path, "a"), Sqlite(tmp_path, "b")
-    factory: Callable[[], str] = request.getfixturevalue("pg_dsn_factory")
-    return Postgres(factory()), Postgres(factory())
-
-
 def test_a_changed_key_stops_the_run_and_its_resync_keeps_the_edits_made_meanwhile(
-        tmp_path: Path, ends: tuple[Any, Any]) -> None:
-    a, b = ends
+        tmp_path: Path, two_ends: tuple[Any, Any]) -> None:
+    a, b = two_ends
     a.run("INSERT INTO t VALUES (1, 'x', 'one'), (2, 'y', 'two'), (3, 'z', 'three')")
     p = pipeline(tmp_path, a, b, "id")
     cdcsync("setup", str(p))

@@ -59,6 +59,9 @@ class MysqlEndpoint(RangesOfSource):
     def position(self) -> Checkpoint:
         return self.source.position()
 
+    def held_up_to(self, checkpoint: Checkpoint) -> tuple[int, ...] | None:
+        return self.source.held_up_to(checkpoint)
+
     def snapshot(self, binding: Binding, after_key: Mapping[str, Any] | None,
                  limit: int) -> SnapshotChunk:
         return self.source.snapshot(binding, after_key, limit)

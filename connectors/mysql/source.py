@@ -279,6 +279,17 @@ class MysqlSource:
         self._snap_checkpoint = {"gtid": gtid, "file": file, "pos": pos}
         return dict(self._snap_checkpoint)
 
+    def held_up_to(self, checkpoint: Checkpoint) -> tuple[int, ...] | None:
+        """The greatest change position at or before ``checkpoint``: a change's position
+        is ``(binlog file number, its transaction's end, n)``, and a transaction ending
+        at or before the checkpoint's offset is in the snapshot taken there
+        (sync/snapshot_floor.py). None on MySQL, whose snapshot position is read after
+        the snapshot opened (:meth:`_mysql_snapshot_position`): the transactions
+        between stand before it without being in the snapshot."""
+        if self.flavor != "mariadb" or not checkpoint.get("file"):
+            return None
+        return (file_number(str(checkpoint["file"])), int(checkpoint["pos"]), 2**62)
+
     def _mysql_snapshot_position(self, cur: Any) -> Checkpoint:
         """MySQL has no ``binlog_snapshot_*``: the position is read right after the
         snapshot opened, so commits in between are read again from the binlog

@@ -75,6 +75,9 @@ class PostgresEndpoint(RangesOfSource):
     def position(self) -> Checkpoint:
         return self.source.position()
 
+    def held_up_to(self, checkpoint: Checkpoint) -> tuple[int, ...]:
+        return self.source.held_up_to(checkpoint)
+
     def snapshot(
         self, binding: Binding, after_key: Mapping[str, Any] | None, limit: int
     ) -> SnapshotChunk:

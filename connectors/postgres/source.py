@@ -69,6 +69,7 @@ from connectors.postgres.pgoutput import format_lsn, parse, parse_lsn
 from sync.change import ChangeBatch, Checkpoint, SchemaChanged, SnapshotChunk, SnapshotRow
 
 log = logging.getLogger("cdcsync.postgres")
+HELD_N = 2**62  # past the number of any change in a transaction (held_up_to)
 
 
 class _Peek:
@@ -229,6 +230,13 @@ class PostgresSource:
                         " the snapshot reads current data", self.name, exc.__cause__)
             return {"lsn": flush}
         return {"lsn": max(self._export.lsn, flush)}
+
+    def held_up_to(self, checkpoint: Checkpoint) -> tuple[int, ...]:
+        """The greatest change position at or before ``checkpoint``: a change's position
+        is ``(commit LSN, n)``, and a transaction committing before the checkpoint's LSN
+        is in the snapshot taken there (the readers skip it: batch.py;
+        sync/snapshot_floor.py)."""
+        return (int(checkpoint["lsn"]) - 1, HELD_N)
 
     def end_snapshot(self) -> None:
         """Release the exported snapshot (reading changes does it too)."""

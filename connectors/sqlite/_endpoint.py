@@ -254,6 +254,11 @@ class SqliteEndpoint:
         with self._txn("position", write=False) as conn:
             return _source.position(conn, self.path)
 
+    def held_up_to(self, checkpoint: Checkpoint) -> tuple[int, ...]:
+        """The greatest change position at or before ``checkpoint`` (a change's position
+        is its log row's ``(seq,)``; sync/snapshot_floor.py)."""
+        return (int(checkpoint["seq"]),)
+
     def snapshot(
         self, binding: Binding, after_key: Mapping[str, Any] | None, limit: int
     ) -> SnapshotChunk:
