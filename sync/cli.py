@@ -461,10 +461,11 @@ from sync.cli_quality import quality, quarantine  # noqa: E402 - the data-qualit
 main.add_command(quarantine)
 main.add_command(quality)
 
-from sync.cli_ops import dlq, schedule  # noqa: E402 - operator commands (scheduler, DLQ)
+from sync.cli_ops import dlq, entity_group, schedule  # noqa: E402 - operator commands
 
 main.add_command(schedule)
 main.add_command(dlq)
+main.add_command(entity_group)
 
 from sync.cli_review import review  # noqa: E402 - the review UI for data stewards
 

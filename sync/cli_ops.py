@@ -1,4 +1,5 @@
-"""Operator commands: ``cdcsync schedule`` and ``cdcsync dlq list|show|requeue|drop``.
+"""Operator commands: ``cdcsync schedule``, ``cdcsync dlq list|show|requeue|drop`` and
+``cdcsync entity rename|forget``.
 
 Registered on the main group at the end of :mod:`sync.cli`. Like the rest of
 the CLI, a thin layer over functions the tests call directly
@@ -13,6 +14,8 @@ Exit codes (docs/operations.md):
   ``schedule:`` section, an unknown ``--tz``).
 * ``dlq`` — 0 done; 1 the state store failed; 2 usage error, including an
   unknown dead-letter id.
+* ``entity`` — 0 done; 1 refused (still in the pipeline file, something left to
+  settle, the pipeline at work), nothing changed.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import datetime as dt
 import json
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -230,3 +234,56 @@ def dlq_drop(pipeline: str, letter_ids: tuple[int, ...], actor: str | None, reas
                            f"they change again")
         finally:
             store.close()
+
+
+# --- entity ------------------------------------------------------------------------------
+
+
+@click.group("entity")
+def entity_group() -> None:
+    """What the state store knows of an entity renamed or gone: rename, forget.
+
+    A run stops when an entity new to the state store looks like one it knows
+    under another name (sync/renamed.py): these are the two ways on.
+    """
+
+
+def _entity_change(pipeline: str, change: Callable[[Any, Any], str]) -> None:
+    from sync.cli import _debug, _fail, _user_errors
+    from sync.setup import busy_with
+
+    with _user_errors(_debug()):
+        cfg, store = _open(pipeline)
+        try:
+            who = busy_with(store, cfg.pipeline)
+            if who is not None:
+                _fail(f"pipeline {cfg.pipeline} is being worked on by {who}: stop it first"
+                      " (nothing was changed)")
+            click.echo(change(cfg, store))
+        finally:
+            store.close()
+
+
+@entity_group.command("rename")
+@_pipeline_arg
+@click.argument("old")
+@click.argument("new")
+def entity_rename(pipeline: str, old: str, new: str) -> None:
+    """Carry what is known of entity OLD (states, checkpoints, history) over to NEW, its
+    name in the pipeline file now."""
+    from sync.renamed import rename_entity
+
+    _entity_change(pipeline, lambda cfg, store: rename_entity(
+        store, cfg.pipeline, old, new, cfg.entities))
+
+
+@entity_group.command("forget")
+@_pipeline_arg
+@click.argument("entity")
+def entity_forget(pipeline: str, entity: str) -> None:
+    """Drop the states and checkpoints of ENTITY, gone from the pipeline file for good
+    (its history of runs, conflicts and decisions stays)."""
+    from sync.renamed import forget_entity
+
+    _entity_change(pipeline, lambda cfg, store: forget_entity(
+        store, cfg.pipeline, entity, cfg.entities))

@@ -191,11 +191,13 @@ def open_pipeline(cfg: Any, *, with_types: bool = True) -> Iterator[PipelineCont
             )
         if with_types:  # (a run's worker processes: the run checked)
             from sync.rekey import check_keys
-            from sync.renamed import check_renamed
+            from sync.renamed import check_renamed, check_renamed_entities
 
             check_keys(store, cfg.pipeline, {n: e.key for n, e in cfg.entities.items()})
             check_renamed(store, cfg.pipeline,
                           {n: list(e.endpoints) for n, e in cfg.entities.items()})
+            check_renamed_entities(store, cfg.pipeline, {
+                n: (list(e.endpoints), list(e.key)) for n, e in cfg.entities.items()})
         yield ctx
     finally:
         ctx.close()

@@ -67,7 +67,7 @@ def check_keys(store: StateStore, pipeline: str, entities: dict[str, Sequence[st
                 f" (or put the key back to ({_cols(was)}))")
 
 
-def _pending(conn: sa.Connection, pipeline: str, entity: str) -> list[str]:
+def pending(conn: sa.Connection, pipeline: str, entity: str) -> list[str]:
     """What still refers to ``entity``'s keys: each with its count and how to settle it."""
     from sync.quality.store import UNRESOLVED, quarantine
 
@@ -90,11 +90,11 @@ def _pending(conn: sa.Connection, pipeline: str, entity: str) -> list[str]:
 def refuse_pending(conn: sa.Connection, pipeline: str, entity: str,
                    was: frozenset[str], key: Sequence[str]) -> None:
     """Raise SchemaError while anything else refers to ``entity``'s old keys."""
-    pending = _pending(conn, pipeline, entity)
-    if pending:
+    left = pending(conn, pipeline, entity)
+    if left:
         raise SchemaError(
             f"entity {entity!r}: its states cannot move from key ({_cols(was)}) to"
-            f" ({_cols(key)}) while {', '.join(pending)} refer to the old keys. Put"
+            f" ({_cols(key)}) while {', '.join(left)} refer to the old keys. Put"
             f" the key back to ({_cols(was)}) in the pipeline file, settle them, then"
             " change it and resync again (nothing was changed)")
 
