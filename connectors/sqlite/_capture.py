@@ -469,13 +469,17 @@ def teardown(conn: sqlite3.Connection, bindings: Sequence[Binding],
     lines: list[str] = []
     has_meta = _exists(conn, "table", META)
     used: dict[str, str] = {}  # table -> another pipeline using it
+    tables = list(dict.fromkeys(b.table for b in bindings))
     if owner is not None and has_meta:
         conn.execute(f"DELETE FROM {quote(META)} WHERE name IN (?, ?)",
                      (_claim_name(*owner), _CLAIM + owner[0]))
         for other in claims(conn):
             for table in other.reads | other.writes:
                 used.setdefault(table, other.pipeline)
-    for table in dict.fromkeys(b.table for b in bindings):
+        # and the tables no pipeline claims: an entity's the pipeline file no longer names,
+        # whose triggers (until 2026-12-07 left in place) logged its writes for ever
+        tables += sorted(set(captured_tables(conn)) - set(used) - set(tables))
+    for table in tables:
         if table in used:
             lines.append(f"kept the capture triggers on {table}: pipeline"
                          f" {used[table]!r} uses that table too")

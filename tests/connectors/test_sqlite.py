@@ -123,7 +123,8 @@ def test_teardown_keeps_the_log_while_another_table_is_captured(tmp_path: Path) 
     db = make_db(tmp_path / "x.db", CUSTOMERS, "CREATE TABLE items (sku TEXT PRIMARY KEY, n INT)")
     items = Binding("item", "crm", "items", ("sku",))
     with SqliteEndpoint("crm", db) as ep:
-        ep.setup([CUST, items], "p")
+        ep.setup([CUST], "p")
+        ep.setup([items], "q")  # another pipeline's table
         lines = ep.teardown([CUST], "p")
         assert any("kept the change log" in line for line in lines)
         u = User(db)
