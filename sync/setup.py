@@ -66,9 +66,43 @@ def _create_tables(cfg: Any) -> list[str]:
     return lines
 
 
+def _resync_unread(cfg: Any, store: StateStore, gaps: dict[str, set[str]]) -> list[str]:
+    """Snapshot again each entity that ran before and whose table at one of its sources
+    the pipeline did not read until this setup (``gaps``: endpoint -> those tables).
+
+    Writes to it meanwhile were not read: an entity taken out of the pipeline file and
+    put back (its table left the PostgreSQL publication; the stream checkpoint of a
+    SQLite file passed its log rows), a SQLite table made anew (its triggers gone with
+    it). Until 2026-12-07 the stream read on as if nothing was missing, and the other
+    endpoints kept the rows as they were, or setup only said so.
+    """
+    from sync.renamed import known_entities
+
+    known = known_entities(store, cfg.pipeline)
+    lines = []
+    for name, ent in cfg.entities.items():
+        if name not in known:
+            continue
+        bindings = bindings_for(cfg, name)
+        missed = sorted(ep for ep in ent.sources() if bindings[ep].table in gaps.get(ep, ()))
+        if not missed:
+            continue
+        with store.transaction() as conn:
+            conn.execute(checkpoints.delete().where(
+                checkpoints.c.pipeline == cfg.pipeline, checkpoints.c.entity == name))
+            store.audit(conn, cfg.pipeline, "cli", "resync",
+                        {"entities": [name], "unread": missed})
+        lines.append(
+            f"entity {name}: its table at {' and '.join(missed)} was not read until now"
+            " (taken out of the pipeline file and put back? made anew?), so writes to it"
+            " meanwhile were not read: it is snapshotted again at the next run")
+    return lines
+
+
 def setup_pipeline(cfg: Any, verb: str = "setup") -> list[str]:
     """Run ``setup`` (or ``teardown``) at every endpoint; return what was done."""
     lines = _create_tables(cfg) if verb == "setup" else []
+    gaps: dict[str, set[str]] = {}  # endpoint -> tables it read whose writes went unlogged
     for name in cfg.endpoints:
         bound = [(e, b) for e in cfg.entities
                  for ep, b in bindings_for(cfg, e).items() if ep == name]
@@ -80,13 +114,21 @@ def setup_pipeline(cfg: Any, verb: str = "setup") -> list[str]:
             "written": [b for e, b in bound if name in cfg.entities[e].sinks()]}
         ep = connect(cfg, name)
         try:
+            probe = getattr(ep, "unread", None)
+            if verb == "setup" and probe is not None and extra["read"]:
+                gaps[name] = set(reach(cfg, f"reading the capture at endpoint {name!r}",
+                                       functools.partial(probe, extra["read"], cfg.pipeline)))
             done: list[str] = reach(cfg, f"{verb} at endpoint {name!r}", functools.partial(
                 getattr(ep, verb), bindings, cfg.pipeline, **extra))
         finally:
             ep.close()
         lines.extend(f"{name}: {line}" for line in done)
     if verb == "setup":
-        open_state(cfg).close()
+        store = open_state(cfg)
+        try:
+            lines.extend(_resync_unread(cfg, store, gaps))
+        finally:
+            store.close()
         from sync.keygen import clashing_generators
 
         lines.extend(clashing_generators(cfg))

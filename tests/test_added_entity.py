@@ -108,3 +108,45 @@ entities:
     want = [(1, "uno"), (2, "dos")]
     assert a.run("SELECT id, v FROM u ORDER BY id") == want
     assert b.run("SELECT id, v FROM u ORDER BY id") == want
+
+
+def test_an_entity_taken_out_and_put_back_gets_the_writes_made_meanwhile(
+        tmp_path: Path, two_ends: tuple[Any, Any]) -> None:
+    """Taken out of the pipeline file, an entity's table leaves the PostgreSQL
+    publication at the next setup, and the writes to it are not decoded; a SQLite
+    file's stream checkpoint passes their log rows unread. Put back, it was read on
+    from its old checkpoints as if nothing was missing (until 2026-12-07): those
+    writes never reached the other end. Setup now snapshots it again."""
+    a, b = two_ends
+    for end in (a, b):
+        end.run(TABLES[1])
+        end.run("INSERT INTO u VALUES (1, 'one'), (2, 'two')")
+    p = tmp_path / "p.yaml"
+    head = f"""pipeline: back{abs(hash(str(tmp_path))) % 10**6}
+state: {{url: "sqlite:///{tmp_path}/state.db"}}
+endpoints:
+  a: {a.spec}
+  b: {b.spec}
+entities:
+  t:
+    key: [id]
+    endpoints: {{a: t, b: t}}
+"""
+    u = "  u:\n    key: [id]\n    endpoints: {a: u, b: u}\n"
+    p.write_text(head + u)
+    cdcsync("setup", str(p))
+    run_json(p)
+    p.write_text(head)  # u taken out
+    cdcsync("setup", str(p))
+    a.run("UPDATE u SET v = 'ONE' WHERE id = 1")
+    a.run("INSERT INTO u VALUES (3, 'three')")
+    a.run("INSERT INTO t VALUES (1, 'x', 'one')")
+    run_json(p)
+    p.write_text(head + u)  # and put back
+    said = cdcsync("setup", str(p)).stdout
+    assert "entity u: its table at a and b was not read until now" in said, said
+    run_json(p)
+    want = [(1, "ONE"), (2, "two"), (3, "three")]
+    assert a.run("SELECT id, v FROM u ORDER BY id") == want
+    assert b.run("SELECT id, v FROM u ORDER BY id") == want
+    assert run_json(p)["totals"]["applied"] == 0

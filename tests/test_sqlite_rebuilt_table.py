@@ -3,8 +3,8 @@ the old, rename): Django's migrations, Alembic's batch mode and SQLite's own man
 do it. The capture triggers go with the old table, and what is written to the new
 one is not captured until setup makes them again. The run already stopped on the
 missing triggers; it said only "rerun setup", after which those writes stayed
-behind for good. Both the run and setup now say they were not captured and give the
-resync that copies them; following that brings the other side in step.
+behind for good. Both the run and setup now say they were not captured, and setup
+has the entity snapshotted again (sync/setup.py), which brings the other side in step.
 
 A column added (or renamed) in place keeps the triggers, made for the old
 columns: the writes since were captured without the new column's values, and
@@ -43,11 +43,12 @@ def test_writes_to_a_rebuilt_table_arrive_after_setup_and_resync(tmp_path: Path)
     sqlite_run(a, *REBUILD, "INSERT INTO u VALUES (3, 'c')", "UPDATE u SET name = 'A' WHERE id = 1")
     res = cdcsync("run", str(p), expect=1)
     assert "writes to it since were not captured" in res.stderr, res.stderr
-    assert "`cdcsync resync PIPELINE u`" in res.stderr and "Traceback" not in res.stderr
+    assert "which has entity u snapshotted again to copy them" in res.stderr
+    assert "Traceback" not in res.stderr
     out = cdcsync("setup", str(p)).stdout
     assert "a: created capture triggers on u again: they were gone" in out, out
     assert "b: capture triggers on u already present" in out
-    cdcsync("resync", str(p), "u")
+    assert "entity u: its table at a was not read until now" in out  # (resynced)
     run_json(p)
     assert _rows(b) == [(1, "A"), (2, "b"), (3, "c")]
     drift = json.loads(cdcsync("verify", str(p), "--json").stdout)

@@ -54,11 +54,11 @@ def test_a_run_prunes_only_the_tables_its_pipeline_reads(tmp_path: Path) -> None
     assert rows(tmp_path / "shared.db", "SELECT count(*) FROM _cdcsync_log") == [(0,)]
 
 
-def test_a_teardown_also_drops_the_capture_of_a_table_no_entity_uses_any_more(
-        tmp_path: Path) -> None:
+def test_a_table_no_entity_uses_any_more_is_no_longer_captured(tmp_path: Path) -> None:
     """An entity taken out of the pipeline file left its table's triggers: every write
     to it was logged for ever (no run prunes a table it does not read), and until
-    2026-12-07 even the teardown kept them, and with them the file's change log."""
+    2026-12-07 even the teardown kept them, and with them the file's change log. Setup
+    now drops them (tests/test_added_entity.py puts such an entity back)."""
     from tests.pipelines import sqlite_pair, sqlite_run
 
     a, b, p = sqlite_pair(tmp_path, "gone", "t", ["CREATE TABLE t (id INTEGER PRIMARY KEY)",
@@ -68,10 +68,11 @@ def test_a_teardown_also_drops_the_capture_of_a_table_no_entity_uses_any_more(
     cdcsync("setup", str(p))
     run_json(p)
     p.write_text(two)  # u is taken out
-    cdcsync("setup", str(p))
-    sqlite_run(a, "INSERT INTO u VALUES (1)")
+    said = cdcsync("setup", str(p)).stdout
+    assert "a: dropped 4 capture triggers on u: the pipeline no longer uses it here" in said
+    sqlite_run(a, "INSERT INTO u VALUES (1)", "INSERT INTO t VALUES (1)")
     run_json(p)
-    said = cdcsync("teardown", str(p)).stdout
-    assert "a: dropped 4 capture triggers on u" in said, said
+    assert rows(a, "SELECT count(*) FROM _cdcsync_log") == [(0,)]
+    cdcsync("teardown", str(p))
     for db in (a, b):
         assert rows(db, "SELECT name FROM sqlite_master WHERE name LIKE '%cdcsync%'") == []

@@ -29,7 +29,7 @@ from connectors.base import (
 )
 from connectors.postgres import ddl
 from connectors.postgres import setup as capture
-from connectors.postgres.catalog import table_for
+from connectors.postgres.catalog import published, table_for
 from connectors.postgres.connect import classified, conninfo, schema_of
 from connectors.postgres.names import Names
 from connectors.postgres.sink import PostgresSink
@@ -157,6 +157,23 @@ class PostgresEndpoint(RangesOfSource):
                            f" {sql.Identifier(c).as_string(conn)} SET NOT NULL" for c in loose}))
             tables = {info.qualified: info for _b, info in read_here}
             return capture.setup(conn, self._names(pipeline), list(tables.values()))
+
+    def unread(self, bindings: Sequence[Binding], pipeline: str) -> list[str]:
+        """The tables of ``bindings`` the pipeline did not read here until now: its
+        publication does not list them, so writes to them were not decoded
+        (sync/setup.py resyncs an entity whose table this was)."""
+        conn = self.source.connection()
+        with classified(f"read the publication at {self.name}"):
+            listed = {t.qualified for t in published(conn, self._names(pipeline).publication)}
+            out = []
+            for b in bindings:
+                try:
+                    info = table_for(conn, b, self.default_schema)
+                except SchemaError:  # (setup says what is wrong with it)
+                    continue
+                if info.qualified not in listed:
+                    out.append(b.table)
+            return out
 
     def create_table(
         self,

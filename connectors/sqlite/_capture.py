@@ -293,6 +293,12 @@ def log_end(conn: sqlite3.Connection) -> int:
     return int(row[0]) if row else 0
 
 
+def is_captured(conn: sqlite3.Connection, table: str) -> bool:
+    """Is ``table`` set up, every capture trigger of it in place?"""
+    return is_set_up(conn, table) and all(
+        _exists(conn, "trigger", name) for name in trigger_names(table).values())
+
+
 def is_set_up(conn: sqlite3.Connection, table: str) -> bool:
     if not _exists(conn, "table", META):
         return False
@@ -371,7 +377,7 @@ def captured(conn: sqlite3.Connection, binding: Binding, path: Path) -> Captured
         raise SchemaError(
             f"capture trigger(s) {', '.join(gone)} on {binding.table!r} in {path} are missing "
             f"(was the table rebuilt? writes to it since were not captured): {_rerun(path)},"
-            f" then `cdcsync resync PIPELINE {binding.entity}` copies them"
+            f" which has entity {binding.entity} snapshotted again to copy them"
         )
     return Captured(info, key)
 
@@ -410,10 +416,43 @@ def setup(conn: sqlite3.Connection, bindings: Sequence[Binding], path: Path,
     for info, key in tables.values():
         lines.append(_setup_table(conn, info, key))
     if claim is not None:
+        lines += _release_unbound(conn, claim, set(tables))
         _put_meta(conn, _claim_name(claim.pipeline, claim.endpoint),
                   json.dumps({"pipeline": claim.pipeline, "endpoint": claim.endpoint,
                               "reads": sorted(claim.reads), "writes": sorted(claim.writes)}))
     return lines
+
+
+def _release_unbound(conn: sqlite3.Connection, claim: Claim, bound: set[str]) -> list[str]:
+    """Drop the capture of the tables the pipeline used here at its last setup and no
+    longer binds (an entity taken out of the pipeline file), but for those another
+    pipeline uses. Kept (until 2026-12-07), their triggers logged every write for ever:
+    no run prunes a table it does not read. Put back, such an entity's table is one the
+    pipeline did not read until then, and setup snapshots it again (sync/setup.py)."""
+    had = [c for c in claims(conn) if (c.pipeline, c.endpoint) == (claim.pipeline,
+                                                                  claim.endpoint)]
+    if not had:
+        return []
+    used = {t for c in claims(conn) if c.pipeline != claim.pipeline for t in c.reads | c.writes}
+    return [f"dropped {n} capture triggers on {table}: the pipeline no longer uses it here"
+            for table in sorted((had[0].reads | had[0].writes) - bound - used)
+            if (n := _release(conn, table))]
+
+
+def _release(conn: sqlite3.Connection, table: str) -> int:
+    """Drop ``table``'s capture: its triggers, record, log rows and row versions; returns
+    how many triggers were dropped."""
+    dropped = 0
+    for name in [*trigger_names(table).values(), *clash_trigger_names(table).values()]:
+        if _exists(conn, "trigger", name):
+            conn.execute(f"DROP TRIGGER {quote(name)}")
+            dropped += 1
+    if _exists(conn, "table", META):
+        conn.execute(f"DELETE FROM {quote(META)} WHERE name = ?", (_meta_name(table),))
+    for shared in (LOG, ROWVER, REPLACED):
+        if _exists(conn, "table", shared):
+            conn.execute(f"DELETE FROM {quote(shared)} WHERE tbl = ?", (table,))
+    return dropped
 
 
 def _setup_table(conn: sqlite3.Connection, info: TableInfo, key: tuple[str, ...]) -> str:
@@ -449,8 +488,7 @@ def _setup_table(conn: sqlite3.Connection, info: TableInfo, key: tuple[str, ...]
         return f"capture triggers on {info.table} already present"
     if rebuilt:
         return (f"created capture triggers on {info.table} again: they were gone (the table"
-                " was rebuilt?), so writes to it since were not captured; `cdcsync resync"
-                " PIPELINE ENTITY` copies them")
+                " was rebuilt?), so writes to it since were not captured")
     if altered:
         return (f"updated capture triggers on {info.table}: its columns changed since setup,"
                 " so writes to it since were captured without the new or renamed columns'"
@@ -484,16 +522,7 @@ def teardown(conn: sqlite3.Connection, bindings: Sequence[Binding],
             lines.append(f"kept the capture triggers on {table}: pipeline"
                          f" {used[table]!r} uses that table too")
             continue
-        dropped = 0
-        for name in [*trigger_names(table).values(), *clash_trigger_names(table).values()]:
-            if _exists(conn, "trigger", name):
-                conn.execute(f"DROP TRIGGER {quote(name)}")
-                dropped += 1
-        if has_meta:
-            conn.execute(f"DELETE FROM {quote(META)} WHERE name = ?", (_meta_name(table),))
-        for shared in (LOG, ROWVER, REPLACED):
-            if _exists(conn, "table", shared):
-                conn.execute(f"DELETE FROM {quote(shared)} WHERE tbl = ?", (table,))
+        dropped = _release(conn, table)
         lines.append(f"dropped {dropped} capture triggers on {table}" if dropped
                      else f"no capture triggers on {table}")
     others = conn.execute(

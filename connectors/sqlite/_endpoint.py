@@ -183,6 +183,19 @@ class SqliteEndpoint:
         self._cache.clear()
         return lines
 
+    def unread(self, bindings: Sequence[Binding], pipeline: str = "") -> list[str]:
+        """The tables of ``bindings`` the pipeline did not read here until now: their
+        capture triggers are missing, or the pipeline's record of the tables it reads
+        (:mod:`connectors.claims`) lacks them, and its stream checkpoint has passed
+        the log rows of their writes meanwhile, unread (sync/setup.py resyncs an
+        entity whose table this was)."""
+        with self._txn("setup", write=False) as conn:
+            mine = [c for c in _capture.claims(conn) if (c.pipeline, c.endpoint) == (
+                pipeline, self.name)]
+            read = mine[0].reads if mine else None  # (none recorded: set up before 2026-12-03)
+            return [b.table for b in bindings if not _capture.is_captured(conn, b.table)
+                    or (read is not None and b.table not in read)]
+
     def create_table(self, binding: Binding, source: TableSchema, source_binding: Binding, *,
                      source_kind: str | None = None) -> list[str]:
         """Create a one-way target table from the source's schema if it does not exist
