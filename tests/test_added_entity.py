@@ -41,6 +41,17 @@ class Maria:
         return [tuple(r) for r in query(self.params, sql)]
 
 
+def _head(tmp: Path, a: Any, b: Any) -> str:
+    """A pipeline file's head: endpoints ``a`` and ``b``, entities to follow."""
+    return f"""pipeline: added{abs(hash(str(tmp))) % 10**6}
+state: {{url: "sqlite:///{tmp}/state.db"}}
+endpoints:
+  a: {a.spec}
+  b: {b.spec}
+entities:
+"""
+
+
 @pytest.fixture(params=["sqlite", "postgres", "mariadb-postgres"])
 def ends(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Any, Any]:
     if request.param == "sqlite":
@@ -63,13 +74,7 @@ def test_an_entity_added_to_a_running_pipeline_keeps_the_edits_made_before_its_f
         tmp_path: Path, ends: tuple[Any, Any]) -> None:
     a, b = ends
     p = tmp_path / "p.yaml"
-    head = f"""pipeline: added{abs(hash(str(tmp_path))) % 10**6}
-state: {{url: "sqlite:///{tmp_path}/state.db"}}
-endpoints:
-  a: {a.spec}
-  b: {b.spec}
-entities:
-"""
+    head = _head(tmp_path, a, b)
     if isinstance(a, Maria):  # a one-way entity reading a's binlog, b's slot unused
         running = "  w:\n    key: [id]\n    direction: one-way\n    source: a\n" \
                   "    endpoints: {a: w, b: w}\n"
@@ -122,16 +127,7 @@ def test_an_entity_taken_out_and_put_back_gets_the_writes_made_meanwhile(
         end.run(TABLES[1])
         end.run("INSERT INTO u VALUES (1, 'one'), (2, 'two')")
     p = tmp_path / "p.yaml"
-    head = f"""pipeline: back{abs(hash(str(tmp_path))) % 10**6}
-state: {{url: "sqlite:///{tmp_path}/state.db"}}
-endpoints:
-  a: {a.spec}
-  b: {b.spec}
-entities:
-  t:
-    key: [id]
-    endpoints: {{a: t, b: t}}
-"""
+    head = _head(tmp_path, a, b) + "  t:\n    key: [id]\n    endpoints: {a: t, b: t}\n"
     u = "  u:\n    key: [id]\n    endpoints: {a: u, b: u}\n"
     p.write_text(head + u)
     cdcsync("setup", str(p))
