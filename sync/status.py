@@ -38,6 +38,7 @@ def collect_status(cfg: Any, *, endpoints: bool = True) -> dict[str, Any]:
             "endpoints": {},
             "warnings": [],
         }
+        info["warnings"] += _gone_entities(cfg, store)
     finally:
         store.close()
     failed = _last_run_failed(info["runs"])
@@ -65,6 +66,17 @@ def collect_status(cfg: Any, *, endpoints: bool = True) -> dict[str, Any]:
         finally:
             ep.close()
     return info
+
+
+def _gone_entities(cfg: Any, store: StateStore) -> list[str]:
+    """A warning for each entity the state store knows and the pipeline file no longer
+    names: its states stay until forgotten, and a run stops on one that looks renamed."""
+    from sync.renamed import known_entities
+
+    return [f"the state store keeps what it knows of entity {name}, which the pipeline file"
+            f" no longer names: `cdcsync entity forget PIPELINE {name}` drops it, or"
+            f" `cdcsync entity rename PIPELINE {name} NEW` if it was renamed"
+            for name in sorted(known_entities(store, cfg.pipeline)) if name not in cfg.entities]
 
 
 def _last_run_failed(runs: list[dict[str, Any]]) -> str | None:

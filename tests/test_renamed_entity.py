@@ -59,6 +59,9 @@ def test_an_entity_gone_for_good_is_forgotten_and_the_new_one_read_as_new(
     _entity(p, "t", "clients")
     refused = cdcsync("entity", "forget", str(p), "clients", expect=1)
     assert "entity 'clients' is still in the pipeline file" in refused.stderr, refused.stderr
+    warned = cdcsync("status", str(p), expect=3).stdout
+    assert "the state store keeps what it knows of entity t, which the pipeline file no" \
+        " longer names: `cdcsync entity forget PIPELINE t` drops it" in " ".join(warned.split())
     said = cdcsync("entity", "forget", str(p), "t").stdout
     assert "entity t forgotten" in said, said
     assert _entities(tmp_path) == []
