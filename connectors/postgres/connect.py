@@ -167,6 +167,17 @@ def _refused_origin(exc: psycopg.Error) -> str:
             f"{ORIGIN_GRANTS.format(user='<the endpoint user>')}, in this database)")
 
 
+def _timed_out(exc: psycopg.Error) -> str:
+    """A statement stopped by the server's ``statement_timeout``: what to change, for
+    the message (tried again, it times out alike: a snapshot chunk or a batch of the
+    size configured takes longer than the role or database allows)."""
+    if not isinstance(exc, errors.QueryCanceled) or "statement timeout" not in str(exc):
+        return ""
+    return (" (the server's statement_timeout stopped it, set for this user or database:"
+            " lift it for cdcsync's user with `ALTER ROLE <the endpoint user> SET"
+            " statement_timeout = 0`, or make batch.snapshot_chunk and batch.size smaller)")
+
+
 @contextlib.contextmanager
 def classified(what: str) -> Iterator[None]:
     """Re-raise driver errors as :class:`RetriableError` or :class:`ConnectorError`."""
@@ -177,7 +188,7 @@ def classified(what: str) -> Iterator[None]:
     except CONTENTION as exc:
         raise ContentionError(f"{what}: {exc}") from exc
     except RETRIABLE as exc:
-        raise RetriableError(f"{what}: {exc}") from exc
+        raise RetriableError(f"{what}: {exc}{_timed_out(exc)}") from exc
     except errors.ForeignKeyViolation as exc:
         raise ReferenceRejected(f"{what}: {exc}") from exc
     except REJECTED as exc:

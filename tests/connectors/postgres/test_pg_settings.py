@@ -53,3 +53,24 @@ def test_streaming_and_the_wal_warning_are_pipeline_settings() -> None:
     ep = open_endpoint("a", pg, pipeline="p")
     assert ep.stream is not None  # batch runs stream too
     ep.close()
+
+
+def test_a_statement_stopped_by_statement_timeout_says_how_to_lift_it(pg_dsn: str) -> None:
+    """A snapshot chunk or batch stopped by a ``statement_timeout`` set for the role or
+    database times out alike each time it is tried: the message names the setting."""
+    import psycopg
+    import pytest
+
+    from connectors.base import RetriableError
+    from connectors.postgres.connect import classified
+
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("SET statement_timeout = 20")
+        with pytest.raises(RetriableError) as caught, classified("reading t at p"):
+            conn.execute("SELECT pg_sleep(2)")
+        with pytest.raises(RetriableError) as other, classified("reading t at p"):
+            conn.execute("SET statement_timeout = 0")
+            conn.execute("SELECT pg_cancel_backend(pg_backend_pid())")
+    assert "reading t at p: canceling statement due to statement timeout" in str(caught.value)
+    assert "`ALTER ROLE <the endpoint user> SET statement_timeout = 0`" in str(caught.value)
+    assert "user request" in str(other.value) and "ALTER ROLE" not in str(other.value)
