@@ -161,6 +161,20 @@ def reach(cfg: Any, what: str, fn: Callable[[], T]) -> T:
                         "the pipeline's connect: section sets how many)") from exc
 
 
+def _check_columns(ctx: PipelineContext) -> None:
+    """Stop on a column an edit of the pipeline file took into an entity (sync/columns.py)."""
+    from sync.columns import check_columns, table_columns
+    from sync.snapshot import needs_snapshot
+
+    for name, e in ctx.entities.items():
+        synced: set[str] = set()
+        for source in e.sources:
+            synced.update(e.columns_at(source))
+        check_columns(ctx.store, ctx.pipeline, name, synced,
+                      table_columns(e.schemas, e.bindings, e.sources),
+                      snapshot_due=needs_snapshot(ctx, e))
+
+
 @contextmanager
 def open_pipeline(cfg: Any, *, with_types: bool = True) -> Iterator[PipelineContext]:
     """Open the state store and every endpoint of ``cfg``; close them all afterwards."""
@@ -198,6 +212,7 @@ def open_pipeline(cfg: Any, *, with_types: bool = True) -> Iterator[PipelineCont
                           {n: list(e.endpoints) for n, e in cfg.entities.items()})
             check_renamed_entities(store, cfg.pipeline, {
                 n: (list(e.endpoints), list(e.key)) for n, e in cfg.entities.items()})
+            _check_columns(ctx)
         yield ctx
     finally:
         ctx.close()

@@ -88,6 +88,19 @@ marks = Table(
     Column("run_id", Integer, primary_key=True, autoincrement=False),
 )
 
+# What each entity synchronised at its last run and what its sources' tables held
+# (sync/columns.py): a column synchronised now and not then, which a source's table
+# held already, came into the entity by an edit of the pipeline file, its values never
+# copied.
+entity_columns = Table(
+    "entity_columns",
+    metadata,
+    Column("pipeline", String(128), primary_key=True),
+    Column("entity", String(128), primary_key=True),
+    Column("columns", JSON, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
 conflicts = Table(
     "conflicts",
     metadata,
