@@ -15,10 +15,11 @@ may insert every key explicitly).
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from typing import Any
 
 from connectors.base import KeyGenerator
-from sync.context import bindings_for, connect, reach
+from sync.context import bindings_for, reach
 
 
 def disjoint(makers: list[KeyGenerator]) -> bool:
@@ -30,27 +31,30 @@ def disjoint(makers: list[KeyGenerator]) -> bool:
     return len({m.start % n for m in makers}) == len(makers)
 
 
-def clashing_generators(cfg: Any) -> list[str]:
-    """A note for each two-way entity whose key two or more endpoints make themselves."""
+def key_generators(cfg: Any, name: str, ep: Any) -> dict[str, KeyGenerator]:
+    """How endpoint ``name`` (open: ``ep``) makes the key of each two-way entity it is a
+    source of, by entity (setup's loop over the endpoints asks)."""
+    probe = getattr(ep, "key_generator", None)
+    if probe is None:
+        return {}
+    out: dict[str, KeyGenerator] = {}
+    for entity, ent in cfg.entities.items():
+        sources = list(ent.sources())
+        if len(sources) < 2 or name not in sources:
+            continue
+        made = reach(cfg, f"reading how {name} makes keys",
+                     functools.partial(probe, bindings_for(cfg, entity)[name]))
+        if made is not None:
+            out[entity] = made
+    return out
+
+
+def clashing_generators(cfg: Any, made: Mapping[str, Mapping[str, KeyGenerator]]) -> list[str]:
+    """A note for each two-way entity whose key two or more endpoints make themselves
+    (``made``: by endpoint, :func:`key_generators`)."""
     notes: list[str] = []
     for name, ent in cfg.entities.items():
-        sources = list(ent.sources())
-        if len(sources) < 2:
-            continue
-        bindings = bindings_for(cfg, name)
-        makers: dict[str, KeyGenerator] = {}
-        for ep_name in sources:
-            ep = connect(cfg, ep_name)
-            try:
-                probe = getattr(ep, "key_generator", None)
-                if probe is None:
-                    continue
-                made = reach(cfg, f"reading how {ep_name} makes keys",
-                             functools.partial(probe, bindings[ep_name]))
-            finally:
-                ep.close()
-            if made is not None:
-                makers[ep_name] = made
+        makers = {ep: by[name] for ep, by in made.items() if name in by}
         if len(makers) < 2 or disjoint(list(makers.values())):
             continue
         key = ", ".join(ent.key)

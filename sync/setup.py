@@ -24,8 +24,10 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from connectors.base import KeyGenerator
 from sync.capture import STREAM
 from sync.context import bindings_for, connect, open_state, reach
+from sync.keygen import clashing_generators, key_generators
 from sync.runlock import RunLock, RunLocked
 from sync.state.schema import checkpoints
 from sync.state.store import StateStore
@@ -102,7 +104,8 @@ def _resync_unread(cfg: Any, store: StateStore, gaps: dict[str, set[str]]) -> li
 def setup_pipeline(cfg: Any, verb: str = "setup") -> list[str]:
     """Run ``setup`` (or ``teardown``) at every endpoint; return what was done."""
     lines = _create_tables(cfg) if verb == "setup" else []
-    gaps: dict[str, set[str]] = {}  # endpoint -> tables it read whose writes went unlogged
+    gaps: dict[str, set[str]] = {}  # endpoint -> tables the pipeline did not read there till now
+    makers: dict[str, dict[str, KeyGenerator]] = {}  # endpoint -> entity -> how keys are made
     for name in cfg.endpoints:
         bound = [(e, b) for e in cfg.entities
                  for ep, b in bindings_for(cfg, e).items() if ep == name]
@@ -120,6 +123,8 @@ def setup_pipeline(cfg: Any, verb: str = "setup") -> list[str]:
                                        functools.partial(probe, extra["read"], cfg.pipeline)))
             done: list[str] = reach(cfg, f"{verb} at endpoint {name!r}", functools.partial(
                 getattr(ep, verb), bindings, cfg.pipeline, **extra))
+            if verb == "setup":
+                makers[name] = key_generators(cfg, name, ep)
         finally:
             ep.close()
         lines.extend(f"{name}: {line}" for line in done)
@@ -129,9 +134,7 @@ def setup_pipeline(cfg: Any, verb: str = "setup") -> list[str]:
             lines.extend(_resync_unread(cfg, store, gaps))
         finally:
             store.close()
-        from sync.keygen import clashing_generators
-
-        lines.extend(clashing_generators(cfg))
+        lines.extend(clashing_generators(cfg, makers))
     return lines
 
 
