@@ -24,7 +24,7 @@ import sqlalchemy as sa
 
 from connectors.base import SchemaError
 from sync.state import schema
-from sync.state.store import StateStore
+from sync.state.store import StateStore, dialect_insert
 
 
 def table_columns(schemas: Any, bindings: Any, sources: Iterable[str]) -> list[str]:
@@ -62,7 +62,9 @@ def check_columns(store: StateStore, pipeline: str, name: str, synced: Iterable[
             " row is a conflict for the entity's policy: `priority` names the endpoint"
             f" that holds them right), or leave {cols} out again; nothing was read or"
             " applied")
-    with store.transaction() as conn:
-        conn.execute(ec.delete().where(ec.c.pipeline == pipeline, ec.c.entity == name))
-        conn.execute(ec.insert().values(pipeline=pipeline, entity=name, columns=now,
-                                        updated_at=time.time()))
+    with store.transaction() as conn:  # (an upsert: two daemons may start side by side)
+        stmt = dialect_insert(conn, ec).values(pipeline=pipeline, entity=name, columns=now,
+                                               updated_at=time.time())
+        conn.execute(stmt.on_conflict_do_update(
+            index_elements=["pipeline", "entity"],
+            set_={"columns": stmt.excluded.columns, "updated_at": stmt.excluded.updated_at}))

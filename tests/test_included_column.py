@@ -71,3 +71,51 @@ def test_a_column_left_out_or_added_to_the_tables_does_not_stop_the_run(tmp_path
     sqlite_run(a, "UPDATE t SET qty = 5 WHERE id = 1")
     run_json(p)
     assert rows(b, "SELECT id, v, phone, qty FROM t") == [(1, "ONE", "a1", 5)]
+
+
+def test_two_processes_record_an_entity_s_columns_side_by_side(pg_dsn: str) -> None:
+    """Two daemons starting side by side each recorded the columns of an entity new to
+    the state store: one of the two inserts failed on PostgreSQL's primary key, and that
+    daemon exited 1 (seen in CI, 2026-12-07). The record is an upsert."""
+    import threading
+    from collections.abc import Iterator
+    from contextlib import contextmanager
+    from typing import Any
+
+    import sqlalchemy as sa
+
+    from sync.columns import check_columns
+    from sync.state import open_store
+    from sync.state.schema import entity_columns
+
+    store = open_store(pg_dsn.replace("postgresql://", "postgresql+psycopg://", 1))
+    both_read = threading.Barrier(2)
+    real = store.transaction
+
+    @contextmanager
+    def after_both_read(**kw: Any) -> Iterator[Any]:
+        both_read.wait(5)  # each has read that nothing is recorded
+        with real(**kw) as conn:
+            yield conn
+
+    store.transaction = after_both_read  # type: ignore[method-assign]
+    errors: list[BaseException] = []
+
+    def record() -> None:
+        try:
+            check_columns(store, "p", "t", ["id", "v"], ["id", "v"], snapshot_due=False)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=record) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    try:
+        assert errors == []
+        with store.engine.connect() as conn:
+            got = conn.execute(sa.select(entity_columns.c.columns)).scalars().all()
+        assert got == [{"synced": ["id", "v"], "tables": ["id", "v"]}]
+    finally:
+        store.close()
