@@ -147,7 +147,10 @@ class Binding:
     def endpoint_key(self) -> tuple[str, ...]:
         return tuple(self.endpoint_column(c) for c in self.key)
 
-    def _reverse(self) -> dict[str, str]:
+    @property
+    def entity_names(self) -> dict[str, str]:
+        """Endpoint column name -> entity column name, for the renamed columns (every
+        other column has the same name on both sides: ``.get(c, c)``)."""
         return {v: k for k, v in self.columns.items()}
 
     def synced(self, entity_column: str) -> bool:
@@ -159,7 +162,7 @@ class Binding:
 
     def to_entity(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """Endpoint column names -> entity column names, unsynced columns dropped."""
-        rev = self._reverse()
+        rev = self.entity_names
         out: dict[str, Any] = {}
         for col, value in row.items():
             name = rev.get(col, col)

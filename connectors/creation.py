@@ -21,7 +21,7 @@ def created_columns(binding: Binding, source: TableSchema, source_binding: Bindi
     (``'0000-00-00'``) as NULL even from a NOT NULL column (its own sink writes NULL
     back as the zero date there), so such columns stay nullable at this target.
     """
-    rev = {v: k for k, v in source_binding.columns.items()}
+    rev = source_binding.entity_names
     for col in source.columns:
         entity_col = rev.get(col.name, col.name)
         if not source_binding.synced(entity_col):

@@ -18,25 +18,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import Any
 
 import sqlalchemy as sa
 
 from connectors.base import SchemaError
 from sync.state import schema
 from sync.state.store import StateStore, dialect_insert
-
-
-def table_columns(schemas: Any, bindings: Any, sources: Iterable[str]) -> list[str]:
-    """Every column of the sources' tables, in entity names."""
-    out: set[str] = set()
-    for ep in sources:
-        sch = schemas.get(ep)
-        if sch is None:
-            continue
-        rev = {v: k for k, v in bindings[ep].columns.items()}
-        out.update(rev.get(c.name, c.name) for c in sch.columns)
-    return sorted(out)
 
 
 def check_columns(store: StateStore, pipeline: str, name: str, synced: Iterable[str],

@@ -28,7 +28,7 @@ def entity_types(schemas: dict[str, TableSchema], bindings: dict[str, Binding]) 
     """The logical type of each entity column, the most specific one any endpoint declares."""
     out: dict[str, str] = {}
     for name, sch in schemas.items():
-        rev = {v: k for k, v in bindings[name].columns.items()}
+        rev = bindings[name].entity_names
         for col in sch.columns:
             ent = rev.get(col.name, col.name)
             have = out.get(ent)
@@ -49,19 +49,19 @@ class EntityContext:
     ignored: set[str] = field(default_factory=set)  # new columns left out (schema_changes)
     schemas: dict[str, TableSchema] = field(default_factory=dict)  # by endpoint, at open
 
-    def columns_at(self, endpoint: str) -> dict[str, Any]:
-        """The synced entity columns the endpoint's table has, with its Column."""
+    def table_columns_at(self, endpoint: str) -> dict[str, Any]:
+        """Every column of the endpoint's table, synced or not, in entity names, with
+        its Column."""
         sch = self.schemas.get(endpoint)
         if sch is None:
             return {}
+        rev = self.bindings[endpoint].entity_names
+        return {rev.get(col.name, col.name): col for col in sch.columns}
+
+    def columns_at(self, endpoint: str) -> dict[str, Any]:
+        """The synced entity columns the endpoint's table has, with its Column."""
         b = self.bindings[endpoint]
-        rev = {v: k for k, v in b.columns.items()}
-        out = {}
-        for col in sch.columns:
-            name = rev.get(col.name, col.name)
-            if b.synced(name):
-                out[name] = col
-        return out
+        return {n: col for n, col in self.table_columns_at(endpoint).items() if b.synced(n)}
 
     def resolve(self, case: ConflictCase) -> Decision:
         try:
@@ -163,15 +163,16 @@ def reach(cfg: Any, what: str, fn: Callable[[], T]) -> T:
 
 def _check_columns(ctx: PipelineContext) -> None:
     """Stop on a column an edit of the pipeline file took into an entity (sync/columns.py)."""
-    from sync.columns import check_columns, table_columns
+    from sync.columns import check_columns
     from sync.snapshot import needs_snapshot
 
     for name, e in ctx.entities.items():
         synced: set[str] = set()
+        tables: set[str] = set()
         for source in e.sources:
             synced.update(e.columns_at(source))
-        check_columns(ctx.store, ctx.pipeline, name, synced,
-                      table_columns(e.schemas, e.bindings, e.sources),
+            tables.update(e.table_columns_at(source))
+        check_columns(ctx.store, ctx.pipeline, name, synced, tables,
                       snapshot_due=needs_snapshot(ctx, e))
 
 

@@ -143,7 +143,7 @@ def _stop_on_dropped(ent: EntityContext, target: str, dropped: list[str]) -> Non
 
 def schema_changed(ctx: PipelineContext, ent: EntityContext, ev: SchemaChanged) -> None:
     binding = ent.bindings[ev.endpoint]
-    rev = {v: k for k, v in binding.columns.items()}
+    rev = binding.entity_names
     added = [(rev.get(c.name, c.name), c) for c in ev.added]
     added = [(name, c) for name, c in added if binding.synced(name) and name not in ent.types]
     if ev.dropped:

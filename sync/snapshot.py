@@ -59,16 +59,19 @@ def needs_snapshot(ctx: PipelineContext, ent: EntityContext) -> bool:
 def stream_start(ctx: PipelineContext, endpoint: str, *, read: bool = True) -> dict[str, Any]:
     """Where ``endpoint``'s log is read from after a snapshot taken now.
 
-    An endpoint already streamed for other entities keeps its one checkpoint:
-    the new entity's changes since then are read again after its snapshot,
-    which converges to the same rows (the log is complete and in order).
+    An endpoint already streamed for other entities keeps its one checkpoint: the
+    new entity's changes since then are read again after its snapshot, which already
+    holds them; the position its reads stand at, kept beside the checkpoint, has the
+    stream drop them (sync/snapshot_floor.py).
     ``read=False``: the entity is only written to there (a one-way target), whose
     log is not read: no position (a PostgreSQL endpoint has no slot to take one from).
     """
     if not read:
         return {}
     cp = ctx.store.checkpoint(ctx.pipeline, endpoint, STREAM)
-    return dict(cp) if cp is not None else dict(ctx.endpoints[endpoint].position())
+    if cp is None:
+        return dict(ctx.endpoints[endpoint].position())
+    return snapshot_floor.from_stream(ctx.endpoints[endpoint], cp)  # where its reads stand
 
 
 def stage_endpoint(ctx: PipelineContext, ent: EntityContext, endpoint: str,
@@ -308,7 +311,6 @@ def snapshot_entity(ctx: PipelineContext, ent: EntityContext, summary: RunSummar
         # Every endpoint's stream start is taken before anything is read, and kept as
         # the progress a resumed snapshot starts from.
         positions = {ep: stream_start(ctx, ep, read=ep in ent.sources) for ep in ent.bindings}
-        snapshot_floor.take(ctx, ent, positions)  # where its reads stand in older streams
         with store.transaction() as conn:
             for ep, position in positions.items():
                 store.put_snapshot_progress(conn, ctx.pipeline, ent.name, ep, status="reading",

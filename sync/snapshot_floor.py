@@ -12,7 +12,7 @@ running pipeline and edited before its first run; a resync while edits were on
 their way: tests/test_added_entity.py).
 
 The snapshot now also takes P from such an endpoint before it reads anything
-(:func:`take`; the endpoint's ``position()``, in whose consistent snapshot the
+(:func:`from_stream`; the endpoint's ``position()``, in whose consistent snapshot the
 reads then stand where it has one), kept in the snapshot's progress, so that a
 resumed snapshot keeps it. Each key it decides holds, for that endpoint, the
 greatest change position at or before P as the last position read there
@@ -27,23 +27,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from conflict.protocol import KeyState, Position
-from sync.capture import STREAM
-from sync.context import EntityContext, PipelineContext
 
 HELD = "~held"  # in a snapshot's progress position: P's greatest change position
 
 
-def take(ctx: PipelineContext, ent: EntityContext, positions: dict[str, dict[str, Any]]) -> None:
-    """Add P (see the module) to ``positions`` (endpoint -> the stream start its snapshot
-    records) for each source of ``ent`` that streams from an older checkpoint."""
-    for ep in ent.sources:
-        endpoint = ctx.endpoints[ep]
-        held_up_to = getattr(endpoint, "held_up_to", None)
-        if held_up_to is None or ctx.store.checkpoint(ctx.pipeline, ep, STREAM) is None:
-            continue
-        held = held_up_to(endpoint.position())
-        if held is not None:
-            positions[ep] = {**positions[ep], HELD: list(held)}
+def from_stream(endpoint: Any, checkpoint: Mapping[str, Any]) -> dict[str, Any]:
+    """The stream ``checkpoint`` an endpoint streams from, with P (see the module) where
+    its connector can say it."""
+    held_up_to = getattr(endpoint, "held_up_to", None)
+    held = held_up_to(endpoint.position()) if held_up_to is not None else None
+    return dict(checkpoint) if held is None else {**checkpoint, HELD: list(held)}
 
 
 def floors(progress: Mapping[str, Mapping[str, Any]]) -> dict[str, Position]:

@@ -111,7 +111,7 @@ def cascades_for(fks: Sequence[ForeignKey], by_table: Mapping[str, Sequence[Bind
     for fk in fks:
         rules = []
         for b in by_table.get(fk.table, ()):
-            rev = {v: k for k, v in b.columns.items()}
+            rev = b.entity_names
             names = tuple(rev.get(c, c) for c in fk.columns)
             if not all(b.synced(n) for n in names):
                 log.warning("foreign key %s of %s: entity %s does not synchronise all of"
@@ -124,7 +124,7 @@ def cascades_for(fks: Sequence[ForeignKey], by_table: Mapping[str, Sequence[Bind
             continue
         by_parent.setdefault(fk.parent, []).append((fk, tuple(rules)))
         for pb in by_table.get(fk.parent, ()):
-            rev = {v: k for k, v in pb.columns.items()}
+            rev = pb.entity_names
             refs = tuple(rev.get(c, c) for c in fk.referenced)
             if all(pb.synced(n) for n in refs):
                 graph.setdefault(pb.entity, []).extend((refs, r) for r in rules)

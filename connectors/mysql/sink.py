@@ -513,7 +513,7 @@ def _params(by_name: Mapping[str, ColumnInfo], ecols: Sequence[str], cols: Seque
 
 
 def _entity_name(binding: Binding, endpoint_column: str) -> str:
-    rev = {v: k for k, v in binding.columns.items()}
+    rev = binding.entity_names
     return rev.get(endpoint_column, endpoint_column)
 
 

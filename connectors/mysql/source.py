@@ -110,7 +110,7 @@ def select_expr(col: ColumnInfo) -> str:
 def endpoint_columns(binding: Binding, info: TableInfo) -> list[ColumnInfo]:
     """The table's columns that the binding synchronises: never a generated column,
     which each table computes for itself (as PostgreSQL's and SQLite's are left out)."""
-    rev = {v: k for k, v in binding.columns.items()}
+    rev = binding.entity_names
     return [c for c in info.columns
             if not c.generated and binding.synced(rev.get(c.name, c.name))]
 
@@ -761,7 +761,7 @@ class MysqlSource:
         plan: Projection = None
         generated = {n for n, c in zip(names, tm.columns, strict=True) if c.generated}
         if b.columns or b.only is not None or b.exclude or generated:
-            rev = {v: k for k, v in b.columns.items()}
+            rev = b.entity_names
             plan = tuple((n, rev.get(n, n)) for n in names
                          if n not in generated and b.synced(rev.get(n, n)))
         self._plans[key] = (plan, b)  # the binding is kept so that its id stays its own

@@ -23,7 +23,7 @@ class Codec:
         self.binding = binding
         self.cap = cap
         types = cap.info.types
-        rev = {v: k for k, v in binding.columns.items()}
+        rev = binding.entity_names
         #: synchronised endpoint columns, in table order (the key included)
         self.columns = [c for c in cap.info.names if binding.synced(rev.get(c, c))]
         self._read: list[tuple[str, str, Convert]] = [
