@@ -104,14 +104,15 @@ def check_renamed_entities(store: StateStore, pipeline: str,
     """Stop on an entity that looks renamed (see the module). ``entities``: each name in
     the pipeline file -> (its endpoints, its key columns)."""
     known = known_entities(store, pipeline)
-    gone = {name: eps for name, eps in known.items() if name not in entities}
+    gone = {name: (eps, stored_key(store, pipeline, name))
+            for name, eps in sorted(known.items()) if name not in entities}
     if not gone:
         return
     for name, (endpoints, key) in entities.items():
         if name in known or _has_states(store, pipeline, name):
             continue
-        was = [old for old, eps in sorted(gone.items()) if eps == set(endpoints)
-               and stored_key(store, pipeline, old) in (None, frozenset(key))]
+        was = [old for old, (eps, old_key) in gone.items()
+               if eps == set(endpoints) and old_key in (None, frozenset(key))]
         if was:
             old = was[0]
             raise SchemaError(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Connection
@@ -90,8 +91,7 @@ def _resync_unread(cfg: Any, store: StateStore, gaps: dict[str, set[str]]) -> li
         if not missed:
             continue
         with store.transaction() as conn:
-            conn.execute(checkpoints.delete().where(
-                checkpoints.c.pipeline == cfg.pipeline, checkpoints.c.entity == name))
+            _snapshot_again(conn, cfg.pipeline, name, cfg.entities[name].endpoints)
             store.audit(conn, cfg.pipeline, "cli", "resync",
                         {"entities": [name], "unread": missed})
         lines.append(
@@ -176,6 +176,15 @@ def teardown_pipeline(cfg: Any, *, force: bool = False) -> list[str]:
             " and origins it uses (nothing was removed; --force skips this check)")
     finally:
         store.close()
+
+
+def _snapshot_again(conn: Connection, pipeline: str, entity: str,
+                    endpoints: Iterable[str]) -> None:
+    """Drop the entity's checkpoints at ``endpoints``: its next run snapshots it there
+    (and reconciles with the key states it keeps)."""
+    conn.execute(checkpoints.delete().where(
+        checkpoints.c.pipeline == pipeline, checkpoints.c.entity == entity,
+        checkpoints.c.endpoint.in_(list(endpoints))))
 
 
 def _forget_positions(conn: Connection, pipeline: str, entity: str,
@@ -267,9 +276,7 @@ def resync(cfg: Any, entities: list[str], *, reset_stream: bool = False,
                           for n, was in rekeyed.items()]
             for name in sorted(wanted):
                 eps = list(cfg.entities[name].endpoints)
-                conn.execute(checkpoints.delete().where(
-                    checkpoints.c.pipeline == cfg.pipeline, checkpoints.c.entity == name,
-                    checkpoints.c.endpoint.in_(eps)))
+                _snapshot_again(conn, cfg.pipeline, name, eps)
                 lines.append(f"{name}: snapshot again at the next run "
                              f"({', '.join(sorted(eps))})")
                 if sources:
