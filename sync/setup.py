@@ -69,7 +69,45 @@ def _create_tables(cfg: Any) -> list[str]:
     return lines
 
 
-def _resync_unread(cfg: Any, store: StateStore, gaps: dict[str, set[str]]) -> list[str]:
+def _reset_lost(cfg: Any, store: StateStore,
+                lost: dict[str, str]) -> tuple[list[str], set[str]]:
+    """Reset the stream of each endpoint whose log the pipeline read and is gone
+    (``lost``: endpoint -> why), as ``cdcsync resync ... --reset-stream`` does: each
+    entity read there is snapshotted again, and the positions known there forgotten.
+
+    The changes since the checkpoint were kept for no one. A slot made anew past the
+    checkpoint stopped the run, which named the resync; one made below it (a server
+    restored from a backup, or failed over to a standby that lagged) was read on from
+    the checkpoint, and every write since the restore up to the old position was
+    dropped as read already, the run saying ok (until 2026-12-07;
+    tests/test_pg_restored.py). Returns what was done and the entities snapshotted
+    again."""
+    lines: list[str] = []
+    again: set[str] = set()
+    for ep, why in sorted(lost.items()):
+        if store.checkpoint(cfg.pipeline, ep, STREAM) is None:
+            continue  # never streamed from: nothing was missed
+        names = sorted(n for n, e in cfg.entities.items() if ep in e.sources())
+        with store.transaction() as conn:
+            for name in names:
+                _snapshot_again(conn, cfg.pipeline, name, cfg.entities[name].endpoints)
+                _forget_positions(conn, cfg.pipeline, name, {ep})
+            conn.execute(checkpoints.delete().where(
+                checkpoints.c.pipeline == cfg.pipeline, checkpoints.c.endpoint == ep,
+                checkpoints.c.entity == STREAM))
+            store.audit(conn, cfg.pipeline, "cli", "resync",
+                        {"entities": names, "reset_stream": [ep], "lost": why})
+        lines.append(f"{ep}: its log was read up to the pipeline's checkpoint, and {why}"
+                     " (dropped? the server restored from a backup, or failed over?): the"
+                     " changes since were kept for no one, so its stream starts anew")
+        lines += [f"{name}: snapshot again at the next run (reconciled with what is known)"
+                  for name in names if name not in again]
+        again.update(names)
+    return lines, again
+
+
+def _resync_unread(cfg: Any, store: StateStore, gaps: dict[str, set[str]],
+                   skip: set[str]) -> list[str]:
     """Snapshot again each entity that ran before and whose table at one of its sources
     the pipeline did not read until this setup (``gaps``: endpoint -> those tables).
 
@@ -84,7 +122,7 @@ def _resync_unread(cfg: Any, store: StateStore, gaps: dict[str, set[str]]) -> li
     known = known_entities(store, cfg.pipeline)
     lines = []
     for name, ent in cfg.entities.items():
-        if name not in known:
+        if name not in known or name in skip:
             continue
         bindings = bindings_for(cfg, name)
         missed = sorted(ep for ep in ent.sources() if bindings[ep].table in gaps.get(ep, ()))
@@ -105,6 +143,7 @@ def setup_pipeline(cfg: Any, verb: str = "setup") -> list[str]:
     """Run ``setup`` (or ``teardown``) at every endpoint; return what was done."""
     lines = _create_tables(cfg) if verb == "setup" else []
     gaps: dict[str, set[str]] = {}  # endpoint -> tables the pipeline did not read there till now
+    lost: dict[str, str] = {}  # endpoint -> why the log the pipeline read there is gone
     makers: dict[str, dict[str, KeyGenerator]] = {}  # endpoint -> entity -> how keys are made
     for name in cfg.endpoints:
         bound = [(e, b) for e in cfg.entities
@@ -121,6 +160,12 @@ def setup_pipeline(cfg: Any, verb: str = "setup") -> list[str]:
             if verb == "setup" and probe is not None and extra["read"]:
                 gaps[name] = set(reach(cfg, f"reading the capture at endpoint {name!r}",
                                        functools.partial(probe, extra["read"], cfg.pipeline)))
+            gone = getattr(ep, "log_lost", None)
+            if verb == "setup" and gone is not None and extra["read"]:
+                why = reach(cfg, f"reading the capture at endpoint {name!r}",
+                            functools.partial(gone, cfg.pipeline))
+                if why is not None:
+                    lost[name] = why
             done: list[str] = reach(cfg, f"{verb} at endpoint {name!r}", functools.partial(
                 getattr(ep, verb), bindings, cfg.pipeline, **extra))
             if verb == "setup":
@@ -131,7 +176,9 @@ def setup_pipeline(cfg: Any, verb: str = "setup") -> list[str]:
     if verb == "setup":
         store = open_state(cfg)
         try:
-            lines.extend(_resync_unread(cfg, store, gaps))
+            reset, again = _reset_lost(cfg, store, lost)
+            lines.extend(reset)
+            lines.extend(_resync_unread(cfg, store, gaps, skip=again))
         finally:
             store.close()
         lines.extend(clashing_generators(cfg, makers))

@@ -9,8 +9,9 @@ the pipeline stayed stuck until someone dropped the slot by hand. Now the run
 names the cause and the way out, and the resync makes the slot anew.
 
 A dropped slot's run said "run `cdcsync setup`", whose new slot the next run found
-past its checkpoint and said "resync", after which it stopped the same way: only
-``resync --reset-stream`` reads on, which both messages now give.
+past its checkpoint and said "resync". Setup now resets the stream of an endpoint
+whose slot it makes anew (tests/test_pg_restored.py: a slot made below the
+checkpoint, which no run could tell).
 
 Invalidating a slot needs a server-wide setting and WAL past it: the test runs its
 own PostgreSQL cluster (initdb, a port of its own), so that no other slot of the
@@ -20,11 +21,6 @@ shared test server is touched.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,45 +29,18 @@ import psycopg
 import pytest
 
 from tests.connectors.postgres.helpers import pipeline_of
+from tests.pg_cluster import private_cluster
 from tests.pipelines import pg_endpoint, write_pipeline
 from tests.test_cli_quickstart import cdcsync, run_json
 from tests.test_wide_dates import pg
 
-BIN = Path(subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True,
-                          check=False).stdout.strip() or "/usr/lib/postgresql/15/bin")
-
-
-def _as_postgres(*cmd: str) -> list[str]:
-    """``cmd`` as the ``postgres`` user when run as root (the server refuses root)."""
-    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else list(cmd)
-
 
 @pytest.fixture
 def cluster() -> Iterator[str]:
-    """A private PostgreSQL cluster with logical decoding and a 1 MB slot WAL cap:
-    the URL of its ``postgres`` database."""
-    if not (BIN / "initdb").exists():
-        pytest.fail(f"no initdb in {BIN}: install the PostgreSQL server package")
-    home = Path(tempfile.mkdtemp(prefix="cdcsync-pg-"))
-    if os.geteuid() == 0:
-        shutil.chown(home, "postgres")
-    data = home / "data"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    subprocess.run(_as_postgres(str(BIN / "initdb"), "-D", str(data), "-A", "trust", "-U",
-                                "postgres", "--no-sync"), check=True, capture_output=True)
-    opts = (f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={home}"
-            " -c wal_level=logical -c max_slot_wal_keep_size=1MB -c fsync=off")
-    subprocess.run(_as_postgres(str(BIN / "pg_ctl"), "-D", str(data), "-o", opts, "-w",
-                                "-l", str(home / "log"), "start"), check=True,
-                   capture_output=True)
-    try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(_as_postgres(str(BIN / "pg_ctl"), "-D", str(data), "-m", "immediate",
-                                    "stop"), check=False, capture_output=True)
-        shutil.rmtree(home, ignore_errors=True)
+    """A private PostgreSQL cluster with a 1 MB slot WAL cap: the URL of its ``postgres``
+    database."""
+    with private_cluster("max_slot_wal_keep_size=1MB") as c:
+        yield c.dsn
 
 
 def _rows(dsn: str) -> list[tuple[object, ...]]:
@@ -117,7 +86,7 @@ def test_an_invalidated_slot_stops_the_run_and_resync_makes_it_anew(
     assert [d["in_sync"] for d in drift] == [True]
 
 
-def test_a_dropped_slot_is_made_again_and_the_stream_reset(tmp_path: Path,
+def test_a_dropped_slot_is_made_again_by_setup_which_resets_the_stream(tmp_path: Path,
                                                            pg_dsn_factory: Any) -> None:
     a, b = pg_dsn_factory(), pg_dsn_factory()
     pg(a, "CREATE TABLE items (id int PRIMARY KEY, name text)", "INSERT INTO items VALUES (1, 'a')")
@@ -130,14 +99,13 @@ def test_a_dropped_slot_is_made_again_and_the_stream_reset(tmp_path: Path,
     pg(a, f"SELECT pg_drop_replication_slot('cdcsync_{name}_a')",
        "INSERT INTO items VALUES (2, 'b')")
     res = cdcsync("run", str(p), expect=1)
-    assert f"replication slot cdcsync_{name}_a does not exist (dropped?)" in res.stderr
-    assert "`cdcsync resync PIPELINE ENTITY... --reset-stream`" in res.stderr
-    cdcsync("setup", str(p))
+    assert f"replication slot cdcsync_{name}_a does not exist (dropped?" in res.stderr
+    assert "`cdcsync setup` creates it again and has every entity read here snapshotted" \
+        " again" in res.stderr, res.stderr
+    out = cdcsync("setup", str(p)).stdout
+    assert "a: its log was read up to the pipeline's checkpoint" in out, out
+    assert "items: snapshot again at the next run" in out
     pg(a, "INSERT INTO items VALUES (3, 'c')")
-    res = cdcsync("run", str(p), expect=1)
-    assert "past this pipeline's checkpoint" in res.stderr
-    assert "`cdcsync resync PIPELINE ENTITY... --reset-stream`" in res.stderr
-    cdcsync("resync", str(p), "items", "--reset-stream")
     run_json(p)
     pg(a, "UPDATE items SET name = 'A' WHERE id = 1")
     assert run_json(p)["totals"]["applied"] == 1

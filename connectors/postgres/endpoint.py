@@ -158,6 +158,18 @@ class PostgresEndpoint(RangesOfSource):
             tables = {info.qualified: info for _b, info in read_here}
             return capture.setup(conn, self._names(pipeline), list(tables.values()))
 
+    def log_lost(self, pipeline: str) -> str | None:
+        """Why the log the pipeline read here is gone, if it is: its slot does not exist
+        (dropped, or the server restored from a base backup or failed over to a standby,
+        neither of which holds it). Setup makes it anew, and resets the pipeline's stream
+        here if it had one (sync/setup.py)."""
+        slot = self._names(pipeline).slot
+        with classified(f"read the replication slot at {self.name}"):
+            found = self.source.connection().execute(
+                "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s"
+                " AND database = current_database()", (slot,)).fetchone()
+        return None if found else f"replication slot {slot} does not exist"
+
     def unread(self, bindings: Sequence[Binding], pipeline: str) -> list[str]:
         """The tables of ``bindings`` the pipeline did not read here until now: its
         publication does not list them, so writes to them were not decoded

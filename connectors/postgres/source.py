@@ -414,9 +414,9 @@ class PostgresSource:
         if row is None:
             raise SchemaError(
                 f"endpoint {self.name}: replication slot {self.names.slot} does not exist"
-                " (dropped?): the changes made since were kept for no one. `cdcsync setup`"
-                " creates it again; then `cdcsync resync PIPELINE ENTITY... --reset-stream`"
-                " copies what was missed"
+                " (dropped? the server restored from a backup, or failed over?): the changes"
+                " made since were kept for no one. `cdcsync setup` creates it again and has"
+                " every entity read here snapshotted again, which copies what was missed"
             )
         if row[3] == "lost":
             raise SchemaError(self.slot_lost())

@@ -1,0 +1,77 @@
+"""A PostgreSQL source restored from a base backup (or failed over to a standby that
+lagged): its log goes back to a position before the pipeline's checkpoint, and the
+replication slot is gone (a base backup holds none).
+
+`cdcsync setup` made the slot anew at the restored server's position, below the
+checkpoint, and the run read on from the checkpoint: every write since the restore
+up to the old position was dropped as read already, and the targets kept the rows
+of the lost timeline. The run said ok. A slot made anew past the checkpoint was
+caught by the run; one made below it was not.
+
+Now setup, making the slot of an endpoint the pipeline already streamed from,
+resets that stream (as `cdcsync resync ... --reset-stream` does): each entity read
+there is snapshotted again and reconciled with what is known.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import psycopg
+
+from tests.connectors.postgres.helpers import pipeline_of
+from tests.pg_cluster import private_cluster
+from tests.pipelines import pg_endpoint, write_pipeline
+from tests.test_cli_quickstart import cdcsync, run_json
+from tests.test_wide_dates import pg
+
+
+def _rows(dsn: str) -> list[tuple[object, ...]]:
+    with psycopg.connect(dsn) as conn:
+        return [tuple(r) for r in conn.execute("SELECT id, name FROM items ORDER BY id")]
+
+
+def _lsn(dsn: str) -> int:
+    hi, lo = str(pg(dsn, "SELECT pg_current_wal_lsn()")[0][0]).split("/")
+    return (int(hi, 16) << 32) + int(lo, 16)
+
+
+def test_a_source_restored_from_a_backup_is_snapshotted_again(tmp_path: Path,
+                                                                pg_dsn: str) -> None:
+    with private_cluster() as a:
+        pg(a.dsn, "CREATE TABLE items (id int PRIMARY KEY, name text)",
+           "INSERT INTO items VALUES (1, 'a'), (2, 'b')")
+        p = write_pipeline(tmp_path, pipeline_of(pg_dsn),
+                           {"a": pg_endpoint(a.dsn), "b": pg_endpoint(pg_dsn)},
+                           "items", {"a": "items", "b": "items"},
+                           options=["direction: one-way", "source: a"])
+        cdcsync("setup", str(p))
+        run_json(p)
+        backup = a.base_backup("backup")
+        restored_at = _lsn(a.dsn)
+        # the timeline the restore loses: read and applied at b, its checkpoint far on
+        pg(a.dsn, "INSERT INTO items VALUES (3, 'c')", "UPDATE items SET name = 'A' WHERE id = 1",
+           "SELECT pg_switch_wal()", "INSERT INTO items VALUES (4, 'd')",
+           "SELECT pg_switch_wal()", "INSERT INTO items VALUES (9, 'i')")
+        assert run_json(p)["totals"]["applied"] == 4
+        assert _rows(pg_dsn) == [(1, "A"), (2, "b"), (3, "c"), (4, "d"), (9, "i")]
+
+        a.restore(backup)
+        assert _rows(a.dsn) == [(1, "a"), (2, "b")]
+        pg(a.dsn, "INSERT INTO items VALUES (5, 'e')", "DELETE FROM items WHERE id = 2")
+        res = cdcsync("run", str(p), expect=1)
+        assert "replication slot" in res.stderr and "does not exist" in res.stderr, res.stderr
+        out = cdcsync("setup", str(p)).stdout
+        assert "created logical replication slot" in out, out
+        assert "a: its log was read up to" in out and "items: snapshot again" in out, out
+        assert _lsn(a.dsn) < restored_at + 2 * 16 * 1024 * 1024  # below the checkpoint
+        pg(a.dsn, "INSERT INTO items VALUES (6, 'f')")
+        run_json(p)
+        assert _rows(pg_dsn) == _rows(a.dsn) == [(1, "a"), (5, "e"), (6, "f")]
+        pg(a.dsn, "UPDATE items SET name = 'E' WHERE id = 5")
+        assert run_json(p)["totals"]["applied"] == 1
+        assert _rows(pg_dsn) == [(1, "a"), (5, "E"), (6, "f")]
+        drift = json.loads(cdcsync("verify", str(p), "--json").stdout)
+        assert [d["in_sync"] for d in drift] == [True]
+        cdcsync("teardown", str(p))
