@@ -58,6 +58,15 @@ class Cluster:
                        check=True, capture_output=True)
         return target
 
+    def cold_copy(self, name: str) -> Path:
+        """A copy of the stopped server's data, slots and all (a file-system snapshot);
+        the server is started again."""
+        self.stop()
+        target = self.home / name
+        shutil.copytree(self.data, target)
+        self.start()
+        return target
+
     def restore(self, backup: Path) -> None:
         """Stop the server, put ``backup`` in place of its data, start it again."""
         self.stop()

@@ -11,6 +11,10 @@ caught by the run; one made below it was not.
 Now setup, making the slot of an endpoint the pipeline already streamed from,
 resets that stream (as `cdcsync resync ... --reset-stream` does): each entity read
 there is snapshotted again and reconciled with what is known.
+
+A copy of the data directory (a file-system snapshot) holds the slot too, as it
+stood: the run read on from the checkpoint in the same way. A checkpoint past the
+server's end of log now stops the run, which names the resync.
 """
 
 from __future__ import annotations
@@ -74,4 +78,36 @@ def test_a_source_restored_from_a_backup_is_snapshotted_again(tmp_path: Path,
         assert _rows(pg_dsn) == [(1, "a"), (5, "E"), (6, "f")]
         drift = json.loads(cdcsync("verify", str(p), "--json").stdout)
         assert [d["in_sync"] for d in drift] == [True]
+        cdcsync("teardown", str(p))
+
+
+def test_a_source_restored_with_its_slot_stops_the_run_until_the_resync(
+        tmp_path: Path, pg_dsn: str) -> None:
+    with private_cluster() as a:
+        pg(a.dsn, "CREATE TABLE items (id int PRIMARY KEY, name text)",
+           "INSERT INTO items VALUES (1, 'a'), (2, 'b')")
+        p = write_pipeline(tmp_path, pipeline_of(pg_dsn),
+                           {"a": pg_endpoint(a.dsn), "b": pg_endpoint(pg_dsn)},
+                           "items", {"a": "items", "b": "items"},
+                           options=["direction: one-way", "source: a"])
+        cdcsync("setup", str(p))
+        run_json(p)
+        copy = a.cold_copy("copy")
+        pg(a.dsn, "INSERT INTO items VALUES (3, 'c')", "SELECT pg_switch_wal()",
+           "INSERT INTO items VALUES (4, 'd')")
+        assert run_json(p)["totals"]["applied"] == 2
+
+        a.restore(copy)
+        pg(a.dsn, "INSERT INTO items VALUES (5, 'e')", "DELETE FROM items WHERE id = 2")
+        res = cdcsync("run", str(p), expect=1)
+        assert "is past the end of the server's log" in res.stderr, res.stderr
+        assert "`cdcsync resync PIPELINE ENTITY... --reset-stream`" in res.stderr
+        assert "Traceback" not in res.stderr
+        assert _rows(pg_dsn) == [(1, "a"), (2, "b"), (3, "c"), (4, "d")]  # nothing applied
+        cdcsync("resync", str(p), "items", "--reset-stream")
+        run_json(p)
+        assert _rows(pg_dsn) == _rows(a.dsn) == [(1, "a"), (5, "e")]
+        pg(a.dsn, "UPDATE items SET name = 'E' WHERE id = 5")
+        assert run_json(p)["totals"]["applied"] == 1
+        assert _rows(pg_dsn) == [(1, "a"), (5, "E")]
         cdcsync("teardown", str(p))

@@ -407,8 +407,8 @@ class PostgresSource:
         """
         row = self.connection().execute(
             "SELECT pg_current_wal_flush_lsn()::text, confirmed_flush_lsn::text, active_pid,"
-            " wal_status FROM pg_replication_slots WHERE slot_name = %s"
-            " AND database = current_database()",
+            " wal_status, pg_current_wal_insert_lsn()::text FROM pg_replication_slots"
+            " WHERE slot_name = %s AND database = current_database()",
             (self.names.slot,),
         ).fetchone()
         if row is None:
@@ -430,6 +430,18 @@ class PostgresSource:
         if after is None:
             return upto, confirmed
         after_lsn = int(after["lsn"])
+        if after_lsn > parse_lsn(row[4]):
+            # No log read here can end past the server's: this one went back, and what
+            # it logs now up to the checkpoint would be dropped as read already.
+            raise ConnectorError(
+                f"endpoint {self.name}: this pipeline's checkpoint {format_lsn(after_lsn)}"
+                f" is past the end of the server's log ({row[4]}): the server was restored"
+                " from a copy, or failed over to a standby that lagged, and the changes"
+                " read from the lost part of its log may be at the other endpoints while"
+                " those logged since would be dropped as read already. `cdcsync resync"
+                " PIPELINE ENTITY... --reset-stream` snapshots again the entities read"
+                " here and reads on from the slot"
+            )
         if after_lsn < confirmed:
             raise ConnectorError(
                 f"endpoint {self.name}: slot {self.names.slot} was confirmed up to"
