@@ -101,6 +101,9 @@ def _reset_lost(cfg: Any, store: StateStore,
                      " (dropped? the server restored from a backup, or failed over?): the"
                      " changes since were kept for no one, so its stream starts anew")
         lines += [f"{name}: snapshot again at the next run (reconciled with what is known)"
+                  + ("" if len(cfg.entities[name].sources()) < 2 else
+                     f"; {ep}'s rows that differ from what is known are taken as its edits,"
+                     " so the older copies a restore brought back go to the other endpoints")
                   for name in names if name not in again]
         again.update(names)
     return lines, again

@@ -111,3 +111,38 @@ def test_a_source_restored_with_its_slot_stops_the_run_until_the_resync(
         assert run_json(p)["totals"]["applied"] == 1
         assert _rows(pg_dsn) == [(1, "a"), (5, "E")]
         cdcsync("teardown", str(p))
+
+
+def test_a_two_way_source_restored_converges_on_its_rows_and_setup_says_so(
+        tmp_path: Path, pg_dsn: str) -> None:
+    """What the snapshot after a restore does in a two-way entity (docs/postgres.md):
+    the restored rows are the restored endpoint's edits. Both ends converge on them,
+    and setup says so before anything is written."""
+    with private_cluster() as a:
+        for dsn in (a.dsn, pg_dsn):
+            pg(dsn, "CREATE TABLE items (id int PRIMARY KEY, name text)")
+        pg(a.dsn, "INSERT INTO items VALUES (1, 'a'), (2, 'b')")
+        p = write_pipeline(tmp_path, pipeline_of(pg_dsn),
+                           {"a": pg_endpoint(a.dsn), "b": pg_endpoint(pg_dsn)},
+                           "items", {"a": "items", "b": "items"})
+        cdcsync("setup", str(p))
+        run_json(p)
+        backup = a.base_backup("backup")
+        pg(a.dsn, "INSERT INTO items VALUES (3, 'c')", "SELECT pg_switch_wal()")
+        pg(pg_dsn, "INSERT INTO items VALUES (7, 'g')")
+        run_json(p)
+        assert _rows(a.dsn) == _rows(pg_dsn) == [(1, "a"), (2, "b"), (3, "c"), (7, "g")]
+
+        a.restore(backup)
+        pg(a.dsn, "INSERT INTO items VALUES (5, 'e')")
+        out = cdcsync("setup", str(p)).stdout
+        assert "a's rows that differ from what is known are taken as its edits" in out, out
+        run_json(p)
+        assert _rows(a.dsn) == _rows(pg_dsn) == [(1, "a"), (2, "b"), (5, "e")]
+        pg(pg_dsn, "UPDATE items SET name = 'B' WHERE id = 2")
+        pg(a.dsn, "UPDATE items SET name = 'E' WHERE id = 5")
+        assert run_json(p)["totals"]["applied"] == 2
+        assert _rows(a.dsn) == _rows(pg_dsn) == [(1, "a"), (2, "B"), (5, "E")]
+        drift = json.loads(cdcsync("verify", str(p), "--json").stdout)
+        assert [d["in_sync"] for d in drift] == [True]
+        cdcsync("teardown", str(p))
