@@ -403,22 +403,36 @@ def slot_status(
     if orphans:
         out["warnings"].append(
             f"{len(orphans)} cdcsync replication origin(s) look left behind (no slot of their"
-            f" pipeline remains): {', '.join(orphans[:10])}; each holds one of the server's"
-            " max_replication_slots origin entries until dropped"
+            f" pipeline remains, and this database's {SIDE_SCHEMA}.{PIPELINES_TABLE} does not"
+            f" list it): {', '.join(orphans[:10])}; each holds one of the server's"
+            " max_replication_slots origin entries until dropped (unless its pipeline"
+            " writes only to another database of this server)"
         )
     return out
 
 
 def orphan_origins(conn: PgConnection) -> list[str]:
     """cdcsync origins that look left behind: no ``cdcsync_<pipeline>_*`` slot is left
-    in the cluster for their pipeline. Each keeps an entry of the server's
-    ``max_replication_slots`` origin array until it is dropped."""
-    rows = conn.execute(
+    in the cluster for their pipeline, and this database's ``cdcsync.pipelines`` does
+    not list it. Each keeps an entry of the server's ``max_replication_slots`` origin
+    array until it is dropped.
+
+    A pipeline that only writes to this server (MariaDB -> PostgreSQL, a one-way
+    target) has its origin and no slot here: until 2026-12-07 every ``status`` of such a
+    pipeline warned that its own origin was left behind, and exited 3. One that writes
+    only to another database of the server is not seen from here."""
+    listed = conn.execute("SELECT to_regclass(%s)",
+                          (f"{SIDE_SCHEMA}.{PIPELINES_TABLE}",)).fetchone()
+    registered = (sql.SQL(" AND NOT EXISTS (SELECT FROM {} p WHERE p.origin ="
+                          " split_part(o.roname, '.', 1))").format(
+                              sql.Identifier(SIDE_SCHEMA, PIPELINES_TABLE))
+                  if listed is not None and listed[0] is not None else sql.SQL(""))
+    rows = conn.execute(sql.SQL(
         "SELECT o.roname FROM pg_replication_origin o"
         " WHERE starts_with(o.roname, 'cdcsync_') AND NOT EXISTS ("
         "  SELECT FROM pg_replication_slots s WHERE starts_with(s.slot_name,"
-        "   split_part(o.roname, '.', 1) || '_'))"
-        " ORDER BY 1"
+        "   split_part(o.roname, '.', 1) || '_')){}"
+        " ORDER BY 1").format(registered)
     ).fetchall()
     return [str(r[0]) for r in rows]
 

@@ -183,6 +183,26 @@ def test_origins_left_without_a_slot_are_reported(pg_dsn: str) -> None:
         ep.close()
 
 
+def test_the_origin_of_a_pipeline_that_only_writes_here_is_not_left_behind(
+        pg_dsn: str) -> None:
+    """A one-way target (MariaDB -> PostgreSQL) has the pipeline's origin and no slot:
+    every status warned that its own origin was left behind, and exited 3."""
+    sql(pg_dsn, "CREATE TABLE t (id int PRIMARY KEY)")
+    ep = endpoint(pg_dsn)
+    try:
+        ep.setup([binding("t")], ep.pipeline, read=[])
+        assert query(pg_dsn, "SELECT count(*) FROM pg_replication_origin WHERE roname = %s",
+                     (ep.names.origin,)) == [(1,)]
+        assert query(pg_dsn, "SELECT count(*) FROM pg_replication_slots WHERE"
+                     " starts_with(slot_name, %s)", (ep.names.origin,)) == [(0,)]
+        warnings = ep.status()["warnings"]
+        assert not any("look left behind" in w and ep.names.origin in w for w in warnings), \
+            warnings
+    finally:
+        ep.teardown([], ep.pipeline)
+        ep.close()
+
+
 def test_a_teardown_keeps_the_side_schema_while_another_pipeline_uses_it(
         pg_dsn: str) -> None:
     """Pipelines may write one database, each to its own tables. One set up that has
