@@ -433,6 +433,16 @@ def on_snapshot(
             else:
                 outs.append(on_change(st, r, entity=entity, key=key, sinks=sink_list,
                                       resolve=resolve))
+        if st.parked is None:
+            # A target that is read, not a source (not in ``reads``), holds what it was
+            # read holding: where that is not the key's content, it is written again,
+            # as for a key known for the first time below. Until 2026-12-07 a resync
+            # left a one-way target restored from a backup as it was.
+            for t in sink_list:
+                held = st.endpoints.get(t)
+                if t not in reads and held is not None and held.hash is not None \
+                        and held.hash != st.content_hash:
+                    st.outbox.add(t)
         return outs
     groups: dict[str, list[Edit]] = {}
     for name, r in present.items():

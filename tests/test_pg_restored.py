@@ -146,3 +146,37 @@ def test_a_two_way_source_restored_converges_on_its_rows_and_setup_says_so(
         drift = json.loads(cdcsync("verify", str(p), "--json").stdout)
         assert [d["in_sync"] for d in drift] == [True]
         cdcsync("teardown", str(p))
+
+
+def test_a_target_restored_from_a_backup_is_found_by_verify_and_mended_by_a_resync(
+        tmp_path: Path, pg_dsn: str) -> None:
+    """A one-way target's log is not read: nothing tells the pipeline that it went
+    back. `verify` finds what it lost; `cdcsync resync` copies it again
+    (docs/operations.md)."""
+    with private_cluster() as b:
+        pg(pg_dsn, "CREATE TABLE items (id int PRIMARY KEY, name text)",
+           "INSERT INTO items VALUES (1, 'a'), (2, 'b'), (3, 'c')")
+        p = write_pipeline(tmp_path, pipeline_of(pg_dsn),
+                           {"a": pg_endpoint(pg_dsn), "b": pg_endpoint(b.dsn)},
+                           "items", {"a": "items", "b": "items"},
+                           options=["direction: one-way", "source: a"])
+        cdcsync("setup", str(p))
+        run_json(p)
+        backup = b.base_backup("backup")
+        pg(pg_dsn, "INSERT INTO items VALUES (4, 'd')", "UPDATE items SET name = 'B' WHERE id = 2",
+           "DELETE FROM items WHERE id = 3")
+        assert run_json(p)["totals"]["applied"] == 3
+        b.restore(backup)
+        pg(pg_dsn, "UPDATE items SET name = 'A' WHERE id = 1")
+        run_json(p)
+        drift = json.loads(cdcsync("verify", str(p), "--json", expect=1).stdout)
+        assert drift[0]["in_sync"] is False
+        cdcsync("resync", str(p), "items")
+        run_json(p)
+        assert _rows(b.dsn) == _rows(pg_dsn) == [(1, "A"), (2, "B"), (4, "d")]
+        pg(pg_dsn, "UPDATE items SET name = 'D' WHERE id = 4")
+        assert run_json(p)["totals"]["applied"] == 1
+        assert _rows(b.dsn) == [(1, "A"), (2, "B"), (4, "D")]
+        drift = json.loads(cdcsync("verify", str(p), "--json").stdout)
+        assert [d["in_sync"] for d in drift] == [True]
+        cdcsync("teardown", str(p))
