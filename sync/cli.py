@@ -156,9 +156,14 @@ def _each_endpoint(cfg: Any, verb: str) -> None:
 @pipeline_arg
 def setup(pipeline: str) -> None:
     """Create the capture objects (triggers, publications, slots) at every endpoint."""
+    from sync.setup import PipelineBusy
+
     cfg = _load(pipeline)
     with _user_errors(_debug()):
-        _each_endpoint(cfg, "setup")
+        try:
+            _each_endpoint(cfg, "setup")
+        except PipelineBusy as exc:
+            _fail(str(exc))
     click.echo("setup complete")
 
 

@@ -69,6 +69,28 @@ def _create_tables(cfg: Any) -> list[str]:
     return lines
 
 
+def _reset_allowed(cfg: Any, endpoint: str) -> None:
+    """Refuse to make anew the lost log of ``endpoint`` while the pipeline is worked on,
+    where the pipeline streamed from it: the stream reset would go on under a daemon
+    that does not snapshot before it is restarted.
+
+    Raises:
+        PipelineBusy: a run, daemon or worker of the pipeline is alive.
+    """
+    store = open_state(cfg)
+    try:
+        if store.checkpoint(cfg.pipeline, endpoint, STREAM) is None:
+            return
+        who = busy_with(store, cfg.pipeline)
+        if who is not None:
+            raise PipelineBusy(
+                f"pipeline {cfg.pipeline} is being worked on by {who}, and the log it read at"
+                f" {endpoint} is gone: stop it and run setup again, which makes the log anew"
+                " and snapshots again the entities read there (nothing was changed there)")
+    finally:
+        store.close()
+
+
 def _reset_lost(cfg: Any, store: StateStore,
                 lost: dict[str, str]) -> tuple[list[str], set[str]]:
     """Reset the stream of each endpoint whose log the pipeline read and is gone
@@ -169,6 +191,7 @@ def setup_pipeline(cfg: Any, verb: str = "setup") -> list[str]:
                             functools.partial(gone, cfg.pipeline))
                 if why is not None:
                     lost[name] = why
+                    _reset_allowed(cfg, name)  # before the slot is made anew, which hides it
             done: list[str] = reach(cfg, f"{verb} at endpoint {name!r}", functools.partial(
                 getattr(ep, verb), bindings, cfg.pipeline, **extra))
             if verb == "setup":

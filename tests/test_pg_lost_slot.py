@@ -28,6 +28,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from sync.state.leases import Lease, holder_id
+from sync.state.store import open_store
 from tests.connectors.postgres.helpers import pipeline_of
 from tests.pg_cluster import private_cluster
 from tests.pipelines import pg_endpoint, write_pipeline
@@ -102,6 +104,17 @@ def test_a_dropped_slot_is_made_again_by_setup_which_resets_the_stream(tmp_path:
     assert f"replication slot cdcsync_{name}_a does not exist (dropped?" in res.stderr
     assert "`cdcsync setup` creates it again and has every entity read here snapshotted" \
         " again" in res.stderr, res.stderr
+    # a daemon's reader lease (this process): setup makes no slot under a live pipeline
+    store = open_store(f"sqlite:///{tmp_path / 'state.db'}")
+    lease = Lease(store, f"read:{name}:b", holder_id(), ttl=60)
+    assert lease.acquire()
+    busy = cdcsync("setup", str(p), expect=1)
+    assert "is being worked on by" in busy.stderr and "the log it read at a is gone" \
+        in busy.stderr, busy.stderr
+    assert "Traceback" not in busy.stderr
+    assert not pg(a, f"SELECT 1 FROM pg_replication_slots WHERE slot_name = 'cdcsync_{name}_a'")
+    lease.release()
+    store.close()
     out = cdcsync("setup", str(p)).stdout
     assert "a: its log was read up to the pipeline's checkpoint" in out, out
     assert "items: snapshot again at the next run" in out

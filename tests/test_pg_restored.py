@@ -41,17 +41,26 @@ def _lsn(dsn: str) -> int:
     return (int(hi, 16) << 32) + int(lo, 16)
 
 
+def _synced(tmp: Path, a: str, b: str, name_of: str, rows: str = "(1, 'a'), (2, 'b')",
+            *, two_way: bool = False) -> Path:
+    """Table items holding ``rows`` at ``a`` (empty at ``b`` two ways), a pipeline from
+    ``a`` to ``b`` named after the database ``name_of`` (whose fixture drops its
+    origins), set up and run once."""
+    pg(a, "CREATE TABLE items (id int PRIMARY KEY, name text)", f"INSERT INTO items VALUES {rows}")
+    if two_way:
+        pg(b, "CREATE TABLE items (id int PRIMARY KEY, name text)")
+    p = write_pipeline(tmp, pipeline_of(name_of), {"a": pg_endpoint(a), "b": pg_endpoint(b)},
+                       "items", {"a": "items", "b": "items"},
+                       options=[] if two_way else ["direction: one-way", "source: a"])
+    cdcsync("setup", str(p))
+    run_json(p)
+    return p
+
+
 def test_a_source_restored_from_a_backup_is_snapshotted_again(tmp_path: Path,
                                                                 pg_dsn: str) -> None:
     with private_cluster() as a:
-        pg(a.dsn, "CREATE TABLE items (id int PRIMARY KEY, name text)",
-           "INSERT INTO items VALUES (1, 'a'), (2, 'b')")
-        p = write_pipeline(tmp_path, pipeline_of(pg_dsn),
-                           {"a": pg_endpoint(a.dsn), "b": pg_endpoint(pg_dsn)},
-                           "items", {"a": "items", "b": "items"},
-                           options=["direction: one-way", "source: a"])
-        cdcsync("setup", str(p))
-        run_json(p)
+        p = _synced(tmp_path, a.dsn, pg_dsn, pg_dsn)
         backup = a.base_backup("backup")
         restored_at = _lsn(a.dsn)
         # the timeline the restore loses: read and applied at b, its checkpoint far on
@@ -84,14 +93,7 @@ def test_a_source_restored_from_a_backup_is_snapshotted_again(tmp_path: Path,
 def test_a_source_restored_with_its_slot_stops_the_run_until_the_resync(
         tmp_path: Path, pg_dsn: str) -> None:
     with private_cluster() as a:
-        pg(a.dsn, "CREATE TABLE items (id int PRIMARY KEY, name text)",
-           "INSERT INTO items VALUES (1, 'a'), (2, 'b')")
-        p = write_pipeline(tmp_path, pipeline_of(pg_dsn),
-                           {"a": pg_endpoint(a.dsn), "b": pg_endpoint(pg_dsn)},
-                           "items", {"a": "items", "b": "items"},
-                           options=["direction: one-way", "source: a"])
-        cdcsync("setup", str(p))
-        run_json(p)
+        p = _synced(tmp_path, a.dsn, pg_dsn, pg_dsn)
         copy = a.cold_copy("copy")
         pg(a.dsn, "INSERT INTO items VALUES (3, 'c')", "SELECT pg_switch_wal()",
            "INSERT INTO items VALUES (4, 'd')")
@@ -119,14 +121,7 @@ def test_a_two_way_source_restored_converges_on_its_rows_and_setup_says_so(
     the restored rows are the restored endpoint's edits. Both ends converge on them,
     and setup says so before anything is written."""
     with private_cluster() as a:
-        for dsn in (a.dsn, pg_dsn):
-            pg(dsn, "CREATE TABLE items (id int PRIMARY KEY, name text)")
-        pg(a.dsn, "INSERT INTO items VALUES (1, 'a'), (2, 'b')")
-        p = write_pipeline(tmp_path, pipeline_of(pg_dsn),
-                           {"a": pg_endpoint(a.dsn), "b": pg_endpoint(pg_dsn)},
-                           "items", {"a": "items", "b": "items"})
-        cdcsync("setup", str(p))
-        run_json(p)
+        p = _synced(tmp_path, a.dsn, pg_dsn, pg_dsn, two_way=True)
         backup = a.base_backup("backup")
         pg(a.dsn, "INSERT INTO items VALUES (3, 'c')", "SELECT pg_switch_wal()")
         pg(pg_dsn, "INSERT INTO items VALUES (7, 'g')")
@@ -154,14 +149,7 @@ def test_a_target_restored_from_a_backup_is_found_by_verify_and_mended_by_a_resy
     back. `verify` finds what it lost; `cdcsync resync` copies it again
     (docs/operations.md)."""
     with private_cluster() as b:
-        pg(pg_dsn, "CREATE TABLE items (id int PRIMARY KEY, name text)",
-           "INSERT INTO items VALUES (1, 'a'), (2, 'b'), (3, 'c')")
-        p = write_pipeline(tmp_path, pipeline_of(pg_dsn),
-                           {"a": pg_endpoint(pg_dsn), "b": pg_endpoint(b.dsn)},
-                           "items", {"a": "items", "b": "items"},
-                           options=["direction: one-way", "source: a"])
-        cdcsync("setup", str(p))
-        run_json(p)
+        p = _synced(tmp_path, pg_dsn, b.dsn, pg_dsn, "(1, 'a'), (2, 'b'), (3, 'c')")
         backup = b.base_backup("backup")
         pg(pg_dsn, "INSERT INTO items VALUES (4, 'd')", "UPDATE items SET name = 'B' WHERE id = 2",
            "DELETE FROM items WHERE id = 3")
