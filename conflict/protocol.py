@@ -39,6 +39,10 @@ from conflict.vector import RESOLVER, VersionVector
 Row = Mapping[str, Any]
 Position = tuple[int, ...]
 EMPTY = VersionVector()  # immutable: one for every new state
+#: :attr:`EndpointState.hash` of an endpoint restored from an older copy, until a
+#: snapshot reads it again: what it holds of a known key is no edit but a copy that
+#: lags, and the key's content is written over it (``cdcsync resync --restored``)
+BEHIND = "~behind"
 
 
 @dataclass(slots=True)
@@ -47,7 +51,8 @@ class EndpointState:
 
     known: VersionVector = EMPTY  # K_E
     row_version: Any = None  # the endpoint's row version last seen or produced
-    hash: str | None = None  # content hash last seen or produced ("" = absent, None = unknown)
+    hash: str | None = None  # content hash last seen or produced ("" = absent, None = unknown,
+    #                          BEHIND = restored from an older copy)
     last_pos: Position | None = None  # last processed log position of this key here
     pending: list[str] = field(default_factory=list)  # identities of own writes awaiting echo
     reads: int = 0  # how many times this endpoint's log told us about the key

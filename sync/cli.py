@@ -201,8 +201,13 @@ def teardown(pipeline: str, yes: bool, force: bool) -> None:
 @click.option("--forget", "forget", multiple=True, metavar="ENDPOINT",
               help="Forget an endpoint the entities no longer name (gone for good), whose "
                    "checkpoints make a new endpoint look like it renamed.")
+@click.option("--restored", "restored", multiple=True, metavar="ENDPOINT",
+              help="ENDPOINT was restored from an older copy (a backup, a standby that "
+                   "lagged): its log is read from its current end, and where it holds "
+                   "another copy of a key than the one known, the known one is written over "
+                   "it instead of being taken for its edit.")
 def resync(pipeline: str, entities: tuple[str, ...], reset_stream: bool,
-           forget: tuple[str, ...]) -> None:
+           forget: tuple[str, ...], restored: tuple[str, ...]) -> None:
     """Snapshot ENTITIES again at the next run, reconciling with what is known."""
     from sync.setup import PipelineBusy
     from sync.setup import resync as do_resync
@@ -212,10 +217,14 @@ def resync(pipeline: str, entities: tuple[str, ...], reset_stream: bool,
     if unknown:
         _fail(f"unknown entity {unknown[0]!r}; the pipeline has: {', '.join(cfg.entities)}",
               EXIT_USAGE)
+    strange = [e for e in restored if e not in cfg.endpoints]
+    if strange:
+        _fail(f"unknown endpoint {strange[0]!r} for --restored; the pipeline has:"
+              f" {', '.join(cfg.endpoints)}", EXIT_USAGE)
     with _user_errors(_debug()):
         try:
             lines = do_resync(cfg, list(entities), reset_stream=reset_stream,
-                              forget=list(forget))
+                              forget=list(forget), restored=list(restored))
         except PipelineBusy as exc:
             _fail(str(exc))
         for line in lines:

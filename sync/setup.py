@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Set
 from typing import Any
 
 from sqlalchemy import Connection
@@ -125,7 +125,9 @@ def _reset_lost(cfg: Any, store: StateStore,
         lines += [f"{name}: snapshot again at the next run (reconciled with what is known)"
                   + ("" if len(cfg.entities[name].sources()) < 2 else
                      f"; {ep}'s rows that differ from what is known are taken as its edits,"
-                     " so the older copies a restore brought back go to the other endpoints")
+                     " so the older copies a restore brought back go to the other endpoints:"
+                     f" `cdcsync resync {cfg.pipeline} {name} --restored {ep}` before the"
+                     " next run writes the known copies over them instead")
                   for name in names if name not in again]
         again.update(names)
     return lines, again
@@ -261,14 +263,18 @@ def _snapshot_again(conn: Connection, pipeline: str, entity: str,
 
 
 def _forget_positions(conn: Connection, pipeline: str, entity: str,
-                      endpoints: set[str]) -> None:
+                      endpoints: set[str], behind: Set[str] = frozenset()) -> None:
     """Forget where each key was last read and written in the logs of ``endpoints``,
     whose stream is reset: a binlog reset (``RESET MASTER``) or a server restored or
     replaced numbers its positions anew, lower than those, and every change read
     from it was taken for one read already and dropped (until 2026-12-07, after the
     resync that was the way out). The new snapshot reads every key; the stream starts
-    after it, so no change before it is read again."""
+    after it, so no change before it is read again.
+
+    ``behind``: endpoints restored from an older copy, whose rows of known keys the
+    snapshot takes for copies that lag, not for edits (conflict.protocol.BEHIND)."""
     from conflict.canonical import key_text
+    from conflict.protocol import BEHIND
     from sync.rekey import pages
 
     for page in pages(conn, pipeline, entity):
@@ -278,7 +284,11 @@ def _forget_positions(conn: Connection, pipeline: str, entity: str,
                 e.last_pos is not None or e.wrote_at is not None)]
             for e in held:
                 e.last_pos = e.wrote_at = e.known_before = None
-            if held and st.key is not None:
+            lag = [e for ep, e in st.endpoints.items() if ep in behind and e.hash is not None
+                   and e.hash != BEHIND]
+            for e in lag:
+                e.hash = BEHIND
+            if (held or lag) and st.key is not None:
                 changed[key_text(st.key)] = st
         if changed:
             StateStore.save(conn, pipeline, entity, changed)
@@ -314,23 +324,29 @@ def _key_changes(cfg: Any, store: StateStore, entities: list[str],
 
 
 def resync(cfg: Any, entities: list[str], *, reset_stream: bool = False,
-           forget: list[str] | None = None) -> list[str]:
+           forget: list[str] | None = None, restored: list[str] | None = None) -> list[str]:
     """Mark ``entities`` for a new snapshot; return what was done, for the user.
 
     ``forget``: endpoints the entities no longer name, whose checkpoints are dropped
-    (sync/renamed.py)."""
+    (sync/renamed.py). ``restored``: endpoints restored from an older copy (a backup):
+    their streams are reset, and the snapshot writes what is known of each key over
+    the copy they hold, instead of taking it for their edits."""
     wanted = set(entities)
-    sources: set[str] = set()
+    behind = set(restored or ())
+    # (a restored endpoint's log is reset where it is read; a target only takes the
+    # known copies at the snapshot as it is)
+    sources = {ep for ep in behind if any(ep in e.sources() for e in cfg.entities.values())}
     if reset_stream:
         for name in entities:
             sources.update(cfg.entities[name].sources())
+    if sources:
         for name, ent in cfg.entities.items():  # every entity reading those logs lost changes
-            if set(ent.sources()) & sources:
+            if set(ent.sources()) & sources or set(ent.endpoints) & behind:
                 wanted.add(name)
     store = open_state(cfg)
     lines: list[str] = []
     try:
-        rekeyed = _key_changes(cfg, store, sorted(wanted), reset_stream)
+        rekeyed = _key_changes(cfg, store, sorted(wanted), reset_stream or bool(sources))
         if forget:
             from sync.renamed import forget as forget_endpoint
 
@@ -353,14 +369,20 @@ def resync(cfg: Any, entities: list[str], *, reset_stream: bool = False,
                 lines.append(f"{name}: snapshot again at the next run "
                              f"({', '.join(sorted(eps))})")
                 if sources:
-                    _forget_positions(conn, cfg.pipeline, name, sources)
+                    _forget_positions(conn, cfg.pipeline, name, sources, behind)
+            for ep in sorted(behind):
+                lines.append(f"{ep}: restored from an older copy: where it holds another"
+                             " copy of a key than the one known, the snapshot writes the"
+                             " known one over it (rows it holds that nothing knows are its"
+                             " own, and go to the others)")
             for ep in sorted(sources):
                 conn.execute(checkpoints.delete().where(
                     checkpoints.c.pipeline == cfg.pipeline, checkpoints.c.endpoint == ep,
                     checkpoints.c.entity == STREAM))
                 lines.append(f"{ep}: its log will be read from its current end")
             store.audit(conn, cfg.pipeline, "cli", "resync",
-                        {"entities": sorted(wanted), "reset_stream": sorted(sources)})
+                        {"entities": sorted(wanted), "reset_stream": sorted(sources),
+                         "restored": sorted(behind)})
     finally:
         store.close()
     for name in sorted(sources):  # a PostgreSQL slot reads on from where it was confirmed

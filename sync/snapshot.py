@@ -39,7 +39,15 @@ from conflict.canonical import (
     row_to_json,
 )
 from conflict.canonical import to_json_value as enc
-from conflict.protocol import ConflictRecord, Edit, KeyState, Kind, Position, on_snapshot
+from conflict.protocol import (
+    BEHIND,
+    ConflictRecord,
+    Edit,
+    KeyState,
+    Kind,
+    Position,
+    on_snapshot,
+)
 from sync import snapshot_floor
 from sync.apply import apply_pending
 from sync.capture import STREAM, typed
@@ -248,11 +256,12 @@ def decide_key(ent: EntityContext, st: KeyState, found: Mapping[str, Read],
                 st.key = {c: content[c] for c in ent.cfg.key}
             edit = Edit(endpoint=ep, content=content, position=None, committed_at=at,
                         row_version=version)
-        if ep in ent.sources:
+        restored = ep in st.endpoints and st.endpoints[ep].hash == BEHIND
+        if ep in ent.sources and not restored:
             reads[ep] = edit
             if edit is not None:
                 summary.at(ent.name, ep, "*").read += 1
-        else:  # a target only: what it holds is known, but it is no edit
+        else:  # a target only, or restored: what it holds is known, but it is no edit
             e = st.at(ep)
             e.hash = hashes[ep] if edit else ""
             e.row_version = edit.row_version if edit else None

@@ -168,3 +168,38 @@ def test_a_target_restored_from_a_backup_is_found_by_verify_and_mended_by_a_resy
         drift = json.loads(cdcsync("verify", str(p), "--json").stdout)
         assert [d["in_sync"] for d in drift] == [True]
         cdcsync("teardown", str(p))
+
+
+def test_resync_restored_writes_the_known_copies_over_a_restored_two_way_endpoint(
+        tmp_path: Path, pg_dsn: str) -> None:
+    """`cdcsync resync PIPELINE ENTITY --restored a`: a's rows of known keys are copies
+    that lag, not its edits. The other endpoint's edits since the backup stay, a gets
+    them back, and what a holds that nothing knows (written since the restore) is
+    its own."""
+    with private_cluster() as a:
+        p = _synced(tmp_path, a.dsn, pg_dsn, pg_dsn, two_way=True)
+        backup = a.base_backup("backup")
+        pg(a.dsn, "INSERT INTO items VALUES (3, 'c')", "DELETE FROM items WHERE id = 2",
+           "SELECT pg_switch_wal()")
+        pg(pg_dsn, "INSERT INTO items VALUES (7, 'g')", "UPDATE items SET name = 'A' WHERE id = 1")
+        run_json(p)
+        assert _rows(a.dsn) == _rows(pg_dsn) == [(1, "A"), (3, "c"), (7, "g")]
+
+        a.restore(backup)
+        assert _rows(a.dsn) == [(1, "a"), (2, "b")]
+        pg(a.dsn, "INSERT INTO items VALUES (5, 'e')")
+        cdcsync("setup", str(p))
+        out = cdcsync("resync", str(p), "items", "--restored", "a").stdout
+        assert "a: restored from an older copy" in out, out
+        totals = run_json(p)["totals"]
+        assert totals["resolved"] == totals["parked"] == 0
+        assert _rows(a.dsn) == _rows(pg_dsn) == [(1, "A"), (3, "c"), (5, "e"), (7, "g")]
+        pg(a.dsn, "UPDATE items SET name = 'C' WHERE id = 3")
+        pg(pg_dsn, "UPDATE items SET name = 'G' WHERE id = 7")
+        assert run_json(p)["totals"]["applied"] == 2
+        assert _rows(a.dsn) == _rows(pg_dsn) == [(1, "A"), (3, "C"), (5, "e"), (7, "G")]
+        drift = json.loads(cdcsync("verify", str(p), "--json").stdout)
+        assert [d["in_sync"] for d in drift] == [True]
+        bad = cdcsync("resync", str(p), "items", "--restored", "nope", expect=2)
+        assert "unknown endpoint 'nope' for --restored" in bad.stderr, bad.stderr
+        cdcsync("teardown", str(p))

@@ -51,3 +51,32 @@ def test_a_file_put_back_from_an_older_copy_stops_the_run_until_resynced(
     assert rows(b, "SELECT id, name FROM u ORDER BY id") == [(1, "after"), (2, "B")]
     drift = json.loads(cdcsync("verify", str(p), "--json").stdout)
     assert [d["in_sync"] for d in drift] == [True]
+
+
+def test_resync_restored_writes_what_is_known_over_the_older_copy(tmp_path: Path) -> None:
+    """`--restored a` instead: the edits the copy lost come back to it, b's own edits
+    stay, and a row written to a since it was put back goes to b."""
+    a, b, p = sqlite_pair(tmp_path, "restored", "u",
+                          ["CREATE TABLE u (id INTEGER PRIMARY KEY, name TEXT)"])
+    sqlite_run(a, "INSERT INTO u VALUES (1, 'a'), (2, 'b'), (3, 'c')")
+    cdcsync("setup", str(p))
+    run_json(p)
+    _copy(a, tmp_path / "backup.db")
+    sqlite_run(a, "UPDATE u SET name = 'A' WHERE id = 1", "DELETE FROM u WHERE id = 3")
+    sqlite_run(b, "UPDATE u SET name = 'B' WHERE id = 2", "INSERT INTO u VALUES (7, 'g')")
+    run_json(p)
+    _copy(tmp_path / "backup.db", a)
+    sqlite_run(a, "INSERT INTO u VALUES (5, 'e')")
+    res = cdcsync("run", str(p), expect=1)
+    assert "`--restored ENDPOINT` instead of `--reset-stream`" in res.stderr, res.stderr
+    cdcsync("resync", str(p), "u", "--restored", "a")
+    totals = run_json(p)["totals"]
+    assert totals["resolved"] == totals["parked"] == 0
+    want = [(1, "A"), (2, "B"), (5, "e"), (7, "g")]
+    assert rows(a, "SELECT id, name FROM u ORDER BY id") == want
+    assert rows(b, "SELECT id, name FROM u ORDER BY id") == want
+    sqlite_run(a, "UPDATE u SET name = 'E' WHERE id = 5")
+    assert run_json(p)["totals"]["applied"] == 1
+    assert rows(b, "SELECT id, name FROM u ORDER BY id")[2] == (5, "E")
+    drift = json.loads(cdcsync("verify", str(p), "--json").stdout)
+    assert [d["in_sync"] for d in drift] == [True]

@@ -440,7 +440,9 @@ class PostgresSource:
                 " read from the lost part of its log may be at the other endpoints while"
                 " those logged since would be dropped as read already. `cdcsync resync"
                 " PIPELINE ENTITY... --reset-stream` snapshots again the entities read"
-                " here and reads on from the slot"
+                " here and reads on from the slot; `--restored ENDPOINT` instead of"
+                " `--reset-stream` writes what the pipeline knows over the restored copy"
+                " (docs/operations.md)"
             )
         if after_lsn < confirmed:
             raise ConnectorError(

@@ -65,7 +65,8 @@ def _check_log(conn: sqlite3.Connection, after: Checkpoint | None, path: Path) -
             f" (seq {seq}): the file was put back from an older copy (a backup restored?),"
             " and what changed since that copy is unknown. `cdcsync resync PIPELINE"
             " ENTITY... --reset-stream` takes its tables as they are and reads on from"
-            " its log's end"
+            " its log's end; `--restored ENDPOINT` instead of `--reset-stream` writes what"
+            " the pipeline knows over the copy (docs/operations.md)"
         )
     return seq
 
