@@ -60,6 +60,7 @@ def test_a_binlog_behind_the_checkpoint_stops_the_run_and_resync_gets_past_it(
     assert "it was reset (RESET MASTER), or the server was restored from a backup or" \
         " replaced" in res.stderr
     assert "--reset-stream`" in res.stderr and "Traceback" not in res.stderr
+    assert "instead of `--reset-stream` writes what the pipeline knows" in res.stderr
     cdcsync("resync", str(p), "items", "--reset-stream")
     run_json(p)
     assert _rows(pg_dsn) == [(1, "A", 10), (2, "b", 20)]

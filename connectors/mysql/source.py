@@ -573,7 +573,9 @@ class MysqlSource:
                 bindings, after, "the server's binlog ends at GTID"
                 f" {end.get('gtid') or '(none)'}, before {format_state(ahead)}: it was reset"
                 " (RESET MASTER), or the server was"
-                " restored from a backup or replaced"))
+                " restored from a backup or replaced") + " If it was restored from a backup,"
+                f" `--restored {self.name}` instead of `--reset-stream` writes what the pipeline"
+                " knows over the older copy (docs/operations.md).")
 
     def _purged_message(self, bindings: Sequence[Binding], after: Checkpoint, why: str) -> str:
         pipeline = self.pipeline or "PIPELINE"
