@@ -39,10 +39,24 @@ from conflict.vector import RESOLVER, VersionVector
 Row = Mapping[str, Any]
 Position = tuple[int, ...]
 EMPTY = VersionVector()  # immutable: one for every new state
-#: :attr:`EndpointState.hash` of an endpoint restored from an older copy, until a
-#: snapshot reads it again: what it holds of a known key is no edit but a copy that
-#: lags, and the key's content is written over it (``cdcsync resync --restored``)
-BEHIND = "~behind"
+#: the prefix of :attr:`EndpointState.hash` (before the hash it had) at an endpoint
+#: restored from an older copy, until a snapshot reads it again: what it holds of a
+#: known key is no edit but a copy that lags, and the key's content is written over it
+#: (``cdcsync resync --restored``)
+BEHIND = "~behind:"
+
+
+def mark_behind(e: EndpointState, behind: bool = True) -> bool:
+    """Mark ``e`` restored from an older copy (see :data:`BEHIND`), or take the mark
+    back (``behind=False``: its rows are its edits after all); whether it changed."""
+    if e.hash is None or e.hash.startswith(BEHIND) == behind:
+        return False
+    e.hash = BEHIND + e.hash if behind else e.hash[len(BEHIND):]
+    return True
+
+
+def is_behind(e: EndpointState) -> bool:
+    return e.hash is not None and e.hash.startswith(BEHIND)
 
 
 @dataclass(slots=True)
@@ -51,8 +65,8 @@ class EndpointState:
 
     known: VersionVector = EMPTY  # K_E
     row_version: Any = None  # the endpoint's row version last seen or produced
-    hash: str | None = None  # content hash last seen or produced ("" = absent, None = unknown,
-    #                          BEHIND = restored from an older copy)
+    hash: str | None = None  # content hash last seen or produced ("" = absent, None = unknown;
+    #                          prefixed BEHIND: restored from an older copy)
     last_pos: Position | None = None  # last processed log position of this key here
     pending: list[str] = field(default_factory=list)  # identities of own writes awaiting echo
     reads: int = 0  # how many times this endpoint's log told us about the key

@@ -69,66 +69,90 @@ def _create_tables(cfg: Any) -> list[str]:
     return lines
 
 
+def _stream_checkpoint(cfg: Any, endpoint: str) -> dict[str, Any] | None:
+    """The pipeline's stream checkpoint at ``endpoint``, if it streamed from there."""
+    store = open_state(cfg)
+    try:
+        cp = store.checkpoint(cfg.pipeline, endpoint, STREAM)
+        return None if cp is None else dict(cp)
+    finally:
+        store.close()
+
+
 def _reset_allowed(cfg: Any, endpoint: str) -> None:
-    """Refuse to make anew the lost log of ``endpoint`` while the pipeline is worked on,
-    where the pipeline streamed from it: the stream reset would go on under a daemon
-    that does not snapshot before it is restarted.
+    """Refuse to make anew the lost log of ``endpoint`` while the pipeline is worked on:
+    the stream reset would go on under a daemon that does not snapshot before it is
+    restarted, and once the log is made the next setup cannot tell it was lost.
 
     Raises:
         PipelineBusy: a run, daemon or worker of the pipeline is alive.
     """
     store = open_state(cfg)
     try:
-        if store.checkpoint(cfg.pipeline, endpoint, STREAM) is None:
-            return
         who = busy_with(store, cfg.pipeline)
-        if who is not None:
-            raise PipelineBusy(
-                f"pipeline {cfg.pipeline} is being worked on by {who}, and the log it read at"
-                f" {endpoint} is gone: stop it and run setup again, which makes the log anew"
-                " and snapshots again the entities read there (nothing was changed there)")
     finally:
         store.close()
+    if who is not None:
+        raise PipelineBusy(
+            f"pipeline {cfg.pipeline} is being worked on by {who}, and the log it read at"
+            f" {endpoint} is gone: stop it and run setup again, which makes the log anew"
+            " and snapshots again the entities read there (nothing was changed there)")
 
 
 def _reset_lost(cfg: Any, store: StateStore,
-                lost: dict[str, str]) -> tuple[list[str], set[str]]:
+                lost: dict[str, tuple[str, bool]]) -> tuple[list[str], set[str]]:
     """Reset the stream of each endpoint whose log the pipeline read and is gone
-    (``lost``: endpoint -> why), as ``cdcsync resync ... --reset-stream`` does: each
-    entity read there is snapshotted again, and the positions known there forgotten.
+    (``lost``: endpoint -> (why, whether the server's log went back before the
+    checkpoint)), as ``cdcsync resync ... --reset-stream`` does: each entity read there
+    is snapshotted again, and the positions known there forgotten. Where the log went
+    back, the server was put back (a backup, a standby that lagged) and holds older
+    copies: as with ``--restored``, the snapshot writes the known copies over them
+    where it receives writes (two ways), instead of taking them for its edits and
+    taking back everywhere the edits made since the copy.
 
     The changes since the checkpoint were kept for no one. A slot made anew past the
-    checkpoint stopped the run, which named the resync; one made below it (a server
-    restored from a backup, or failed over to a standby that lagged) was read on from
-    the checkpoint, and every write since the restore up to the old position was
+    checkpoint stopped the run, which named the resync; one made below it was read on
+    from the checkpoint, and every write since the restore up to the old position was
     dropped as read already, the run saying ok (until 2026-12-07;
     tests/test_pg_restored.py). Returns what was done and the entities snapshotted
     again."""
     lines: list[str] = []
     again: set[str] = set()
-    for ep, why in sorted(lost.items()):
-        if store.checkpoint(cfg.pipeline, ep, STREAM) is None:
-            continue  # never streamed from: nothing was missed
+    for ep, (why, back) in sorted(lost.items()):
         names = sorted(n for n, e in cfg.entities.items() if ep in e.sources())
+        behind = {ep} if back else set()
         with store.transaction() as conn:
             for name in names:
                 _snapshot_again(conn, cfg.pipeline, name, cfg.entities[name].endpoints)
-                _forget_positions(conn, cfg.pipeline, name, {ep})
+                _forget_positions(conn, cfg.pipeline, name, {ep}, behind)
             conn.execute(checkpoints.delete().where(
                 checkpoints.c.pipeline == cfg.pipeline, checkpoints.c.endpoint == ep,
                 checkpoints.c.entity == STREAM))
             store.audit(conn, cfg.pipeline, "cli", "resync",
-                        {"entities": names, "reset_stream": [ep], "lost": why})
+                        {"entities": names, "reset_stream": [ep], "lost": why,
+                         "restored": sorted(behind)})
         lines.append(f"{ep}: its log was read up to the pipeline's checkpoint, and {why}"
-                     " (dropped? the server restored from a backup, or failed over?): the"
-                     " changes since were kept for no one, so its stream starts anew")
+                     + (": the server's log now ends before that checkpoint, so it was put"
+                        " back (restored from a backup, or failed over to a standby that"
+                        " lagged)" if back else " (dropped? the server restored from a"
+                        " backup, or failed over?)")
+                     + ": the changes since were kept for no one, so its stream starts anew")
+        two_way = [n for n in names if n not in again and ep in cfg.entities[n].sinks()]
         lines += [f"{name}: snapshot again at the next run (reconciled with what is known)"
-                  + ("" if len(cfg.entities[name].sources()) < 2 else
-                     f"; {ep}'s rows that differ from what is known are taken as its edits,"
-                     " so the older copies a restore brought back go to the other endpoints:"
-                     f" `cdcsync resync {cfg.pipeline} {name} --restored {ep}` before the"
-                     " next run writes the known copies over them instead")
                   for name in names if name not in again]
+        if two_way and back:
+            lines.append(
+                f"{ep}: where it holds another copy of a known key than the one known, the"
+                " snapshot writes the known one over it, as `--restored` does (rows it holds"
+                " that nothing knows are its own); `cdcsync resync PIPELINE ENTITY"
+                f" --reset-stream` before the next run takes its rows for its edits instead,"
+                " undoing everywhere what the restore undid")
+        elif two_way:
+            lines.append(
+                f"{ep}: its rows that differ from what is known are taken as its edits;"
+                f" if it was put back from an older copy, `cdcsync resync PIPELINE ENTITY"
+                f" --restored {ep}` before the next run writes the known copies over them"
+                " instead")
         again.update(names)
     return lines, again
 
@@ -170,7 +194,8 @@ def setup_pipeline(cfg: Any, verb: str = "setup") -> list[str]:
     """Run ``setup`` (or ``teardown``) at every endpoint; return what was done."""
     lines = _create_tables(cfg) if verb == "setup" else []
     gaps: dict[str, set[str]] = {}  # endpoint -> tables the pipeline did not read there till now
-    lost: dict[str, str] = {}  # endpoint -> why the log the pipeline read there is gone
+    lost: dict[str, tuple[str, bool]] = {}  # endpoint -> why the log read there is gone,
+    #                                         and whether the server went back (restored)
     makers: dict[str, dict[str, KeyGenerator]] = {}  # endpoint -> entity -> how keys are made
     for name in cfg.endpoints:
         bound = [(e, b) for e in cfg.entities
@@ -189,11 +214,12 @@ def setup_pipeline(cfg: Any, verb: str = "setup") -> list[str]:
                                        functools.partial(probe, extra["read"], cfg.pipeline)))
             gone = getattr(ep, "log_lost", None)
             if verb == "setup" and gone is not None and extra["read"]:
+                streamed = _stream_checkpoint(cfg, name)
                 why = reach(cfg, f"reading the capture at endpoint {name!r}",
-                            functools.partial(gone, cfg.pipeline))
-                if why is not None:
+                            functools.partial(gone, cfg.pipeline, streamed))
+                if why is not None and streamed is not None:  # (else nothing was missed)
+                    _reset_allowed(cfg, name)  # before the log is made anew, which hides it
                     lost[name] = why
-                    _reset_allowed(cfg, name)  # before the slot is made anew, which hides it
             done: list[str] = reach(cfg, f"{verb} at endpoint {name!r}", functools.partial(
                 getattr(ep, verb), bindings, cfg.pipeline, **extra))
             if verb == "setup":
@@ -274,7 +300,7 @@ def _forget_positions(conn: Connection, pipeline: str, entity: str,
     ``behind``: endpoints restored from an older copy, whose rows of known keys the
     snapshot takes for copies that lag, not for edits (conflict.protocol.BEHIND)."""
     from conflict.canonical import key_text
-    from conflict.protocol import BEHIND
+    from conflict.protocol import mark_behind
     from sync.rekey import pages
 
     for page in pages(conn, pipeline, entity):
@@ -284,10 +310,10 @@ def _forget_positions(conn: Connection, pipeline: str, entity: str,
                 e.last_pos is not None or e.wrote_at is not None)]
             for e in held:
                 e.last_pos = e.wrote_at = e.known_before = None
-            lag = [e for ep, e in st.endpoints.items() if ep in behind and e.hash is not None
-                   and e.hash != BEHIND]
-            for e in lag:
-                e.hash = BEHIND
+            # (marked restored; or marked before and reset now without it: its rows are
+            # its edits after all)
+            lag = [ep for ep, e in st.endpoints.items()
+                   if ep in endpoints | behind and mark_behind(e, ep in behind)]
             if (held or lag) and st.key is not None:
                 changed[key_text(st.key)] = st
         if changed:

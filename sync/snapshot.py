@@ -40,12 +40,12 @@ from conflict.canonical import (
 )
 from conflict.canonical import to_json_value as enc
 from conflict.protocol import (
-    BEHIND,
     ConflictRecord,
     Edit,
     KeyState,
     Kind,
     Position,
+    is_behind,
     on_snapshot,
 )
 from sync import snapshot_floor
@@ -256,7 +256,9 @@ def decide_key(ent: EntityContext, st: KeyState, found: Mapping[str, Read],
                 st.key = {c: content[c] for c in ent.cfg.key}
             edit = Edit(endpoint=ep, content=content, position=None, committed_at=at,
                         row_version=version)
-        restored = ep in st.endpoints and st.endpoints[ep].hash == BEHIND
+        # (restored from an older copy: only where it is written to, two ways; a one-way
+        # source is what its targets follow)
+        restored = ep in ent.sinks and ep in st.endpoints and is_behind(st.endpoints[ep])
         if ep in ent.sources and not restored:
             reads[ep] = edit
             if edit is not None:

@@ -23,6 +23,7 @@ import json
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from tests.connectors.postgres.helpers import pipeline_of
 from tests.pg_cluster import private_cluster
@@ -115,29 +116,41 @@ def test_a_source_restored_with_its_slot_stops_the_run_until_the_resync(
         cdcsync("teardown", str(p))
 
 
-def test_a_two_way_source_restored_converges_on_its_rows_and_setup_says_so(
-        tmp_path: Path, pg_dsn: str) -> None:
-    """What the snapshot after a restore does in a two-way entity (docs/postgres.md):
-    the restored rows are the restored endpoint's edits. Both ends converge on them,
-    and setup says so before anything is written."""
+@pytest.mark.parametrize("choice", ["as-setup-does", "reset-stream"])
+def test_a_two_way_source_restored_gets_what_is_known_unless_the_restore_is_meant(
+        tmp_path: Path, pg_dsn: str, choice: str) -> None:
+    """The server's log went back before the checkpoint: it was put back, and holds
+    older copies. Setup's reset writes the known copies over them (as `resync
+    --restored` does): the edits made since the backup, at either end, stay. A
+    `resync --reset-stream` after setup takes the restored rows for its edits instead
+    (a restore meant to undo): both ends converge on them. Setup says both."""
     with private_cluster() as a:
         p = _synced(tmp_path, a.dsn, pg_dsn, pg_dsn, two_way=True)
         backup = a.base_backup("backup")
-        pg(a.dsn, "INSERT INTO items VALUES (3, 'c')", "SELECT pg_switch_wal()")
+        pg(a.dsn, "INSERT INTO items VALUES (3, 'c')", "UPDATE items SET name = 'A' WHERE id = 1",
+           "SELECT pg_switch_wal()")
         pg(pg_dsn, "INSERT INTO items VALUES (7, 'g')")
         run_json(p)
-        assert _rows(a.dsn) == _rows(pg_dsn) == [(1, "a"), (2, "b"), (3, "c"), (7, "g")]
+        assert _rows(a.dsn) == _rows(pg_dsn) == [(1, "A"), (2, "b"), (3, "c"), (7, "g")]
 
         a.restore(backup)
         pg(a.dsn, "INSERT INTO items VALUES (5, 'e')")
         out = cdcsync("setup", str(p)).stdout
-        assert "a's rows that differ from what is known are taken as its edits" in out, out
-        run_json(p)
-        assert _rows(a.dsn) == _rows(pg_dsn) == [(1, "a"), (2, "b"), (5, "e")]
+        assert "the server's log now ends before that checkpoint, so it was put back" in out
+        assert "the snapshot writes the known one over it, as `--restored` does" in out, out
+        if choice == "reset-stream":
+            cdcsync("resync", str(p), "items", "--reset-stream")
+            want = [(1, "a"), (2, "b"), (5, "e")]
+        else:
+            want = [(1, "A"), (2, "b"), (3, "c"), (5, "e"), (7, "g")]
+        totals = run_json(p)["totals"]
+        assert totals["resolved"] == totals["parked"] == 0
+        assert _rows(a.dsn) == _rows(pg_dsn) == want
         pg(pg_dsn, "UPDATE items SET name = 'B' WHERE id = 2")
         pg(a.dsn, "UPDATE items SET name = 'E' WHERE id = 5")
         assert run_json(p)["totals"]["applied"] == 2
-        assert _rows(a.dsn) == _rows(pg_dsn) == [(1, "a"), (2, "B"), (5, "E")]
+        assert _rows(a.dsn) == _rows(pg_dsn) == [
+            (k, {2: "B", 5: "E"}.get(k, v)) for k, v in want]
         drift = json.loads(cdcsync("verify", str(p), "--json").stdout)
         assert [d["in_sync"] for d in drift] == [True]
         cdcsync("teardown", str(p))

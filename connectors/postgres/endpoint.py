@@ -32,6 +32,7 @@ from connectors.postgres import setup as capture
 from connectors.postgres.catalog import published, table_for
 from connectors.postgres.connect import classified, conninfo, schema_of
 from connectors.postgres.names import Names
+from connectors.postgres.pgoutput import parse_lsn
 from connectors.postgres.sink import PostgresSink
 from connectors.postgres.source import PostgresSource
 from connectors.postgres.stream import PostgresStream
@@ -158,17 +159,24 @@ class PostgresEndpoint(RangesOfSource):
             tables = {info.qualified: info for _b, info in read_here}
             return capture.setup(conn, self._names(pipeline), list(tables.values()))
 
-    def log_lost(self, pipeline: str) -> str | None:
+    def log_lost(self, pipeline: str, checkpoint: Mapping[str, Any] | None
+                 ) -> tuple[str, bool] | None:
         """Why the log the pipeline read here is gone, if it is: its slot does not exist
         (dropped, or the server restored from a base backup or failed over to a standby,
-        neither of which holds it). Setup makes it anew, and resets the pipeline's stream
-        here if it had one (sync/setup.py)."""
+        neither of which holds it), and whether the server's log went back before
+        ``checkpoint`` (the pipeline's stream checkpoint here, if any): then the server
+        was put back, and holds older copies of the rows. Setup makes the slot anew, and
+        resets the pipeline's stream here if it had one (sync/setup.py)."""
         slot = self._names(pipeline).slot
         with classified(f"read the replication slot at {self.name}"):
-            found = self.source.connection().execute(
-                "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s"
-                " AND database = current_database()", (slot,)).fetchone()
-        return None if found else f"replication slot {slot} does not exist"
+            found, end = self.source.connection().execute(
+                "SELECT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = %s"
+                " AND database = current_database()), pg_current_wal_insert_lsn()::text",
+                (slot,)).fetchone() or (True, "0/0")
+        if found:
+            return None
+        back = checkpoint is not None and int(checkpoint.get("lsn", 0)) > parse_lsn(str(end))
+        return f"replication slot {slot} does not exist", back
 
     def unread(self, bindings: Sequence[Binding], pipeline: str) -> list[str]:
         """The tables of ``bindings`` the pipeline did not read here until now: its
