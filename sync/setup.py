@@ -397,10 +397,11 @@ def resync(cfg: Any, entities: list[str], *, reset_stream: bool = False,
                 if sources:
                     _forget_positions(conn, cfg.pipeline, name, sources, behind)
             for ep in sorted(behind):
-                lines.append(f"{ep}: restored from an older copy: where it holds another"
-                             " copy of a key than the one known, the snapshot writes the"
-                             " known one over it (rows it holds that nothing knows are its"
-                             " own, and go to the others)")
+                lines.append(f"{ep}: restored from an older copy: where it is written to,"
+                             " the snapshot writes the copy known of each key over the one"
+                             " it holds (in a two-way entity, rows it holds that nothing"
+                             " knows are its own edits, and go to the others; a one-way"
+                             " source's targets follow it)")
             for ep in sorted(sources):
                 conn.execute(checkpoints.delete().where(
                     checkpoints.c.pipeline == cfg.pipeline, checkpoints.c.endpoint == ep,
