@@ -25,14 +25,21 @@ def _copy(src: Path, dst: Path) -> None:
         s.backup(d)
 
 
-def test_a_file_put_back_from_an_older_copy_stops_the_run_until_resynced(
-        tmp_path: Path) -> None:
-    a, b, p = sqlite_pair(tmp_path, "restored", "u",
+def _backed_up(tmp: Path, rows: str) -> tuple[Path, Path, Path]:
+    """A two-way pair holding ``rows`` (set up and run once) and a backup of ``a``
+    (``tmp/backup.db``): a, b and the pipeline file."""
+    a, b, p = sqlite_pair(tmp, "restored", "u",
                           ["CREATE TABLE u (id INTEGER PRIMARY KEY, name TEXT)"])
-    sqlite_run(a, "INSERT INTO u VALUES (1, 'a'), (2, 'b')")
+    sqlite_run(a, f"INSERT INTO u VALUES {rows}")
     cdcsync("setup", str(p))
     run_json(p)
-    _copy(a, tmp_path / "backup.db")
+    _copy(a, tmp / "backup.db")
+    return a, b, p
+
+
+def test_a_file_put_back_from_an_older_copy_stops_the_run_until_resynced(
+        tmp_path: Path) -> None:
+    a, b, p = _backed_up(tmp_path, "(1, 'a'), (2, 'b')")
     sqlite_run(a, *(f"UPDATE u SET name = 'v{i}' WHERE id = 1" for i in range(5)))
     run_json(p)
     _copy(tmp_path / "backup.db", a)
@@ -56,12 +63,7 @@ def test_a_file_put_back_from_an_older_copy_stops_the_run_until_resynced(
 def test_resync_restored_writes_what_is_known_over_the_older_copy(tmp_path: Path) -> None:
     """`--restored a` instead: the edits the copy lost come back to it, b's own edits
     stay, and a row written to a since it was put back goes to b."""
-    a, b, p = sqlite_pair(tmp_path, "restored", "u",
-                          ["CREATE TABLE u (id INTEGER PRIMARY KEY, name TEXT)"])
-    sqlite_run(a, "INSERT INTO u VALUES (1, 'a'), (2, 'b'), (3, 'c')")
-    cdcsync("setup", str(p))
-    run_json(p)
-    _copy(a, tmp_path / "backup.db")
+    a, b, p = _backed_up(tmp_path, "(1, 'a'), (2, 'b'), (3, 'c')")
     sqlite_run(a, "UPDATE u SET name = 'A' WHERE id = 1", "DELETE FROM u WHERE id = 3")
     sqlite_run(b, "UPDATE u SET name = 'B' WHERE id = 2", "INSERT INTO u VALUES (7, 'g')")
     run_json(p)
