@@ -69,17 +69,7 @@ def _create_tables(cfg: Any) -> list[str]:
     return lines
 
 
-def _stream_checkpoint(cfg: Any, endpoint: str) -> dict[str, Any] | None:
-    """The pipeline's stream checkpoint at ``endpoint``, if it streamed from there."""
-    store = open_state(cfg)
-    try:
-        cp = store.checkpoint(cfg.pipeline, endpoint, STREAM)
-        return None if cp is None else dict(cp)
-    finally:
-        store.close()
-
-
-def _reset_allowed(cfg: Any, endpoint: str) -> None:
+def _reset_allowed(store: StateStore, pipeline: str, endpoint: str) -> None:
     """Refuse to make anew the lost log of ``endpoint`` while the pipeline is worked on:
     the stream reset would go on under a daemon that does not snapshot before it is
     restarted, and once the log is made the next setup cannot tell it was lost.
@@ -87,14 +77,10 @@ def _reset_allowed(cfg: Any, endpoint: str) -> None:
     Raises:
         PipelineBusy: a run, daemon or worker of the pipeline is alive.
     """
-    store = open_state(cfg)
-    try:
-        who = busy_with(store, cfg.pipeline)
-    finally:
-        store.close()
+    who = busy_with(store, pipeline)
     if who is not None:
         raise PipelineBusy(
-            f"pipeline {cfg.pipeline} is being worked on by {who}, and the log it read at"
+            f"pipeline {pipeline} is being worked on by {who}, and the log it read at"
             f" {endpoint} is gone: stop it and run setup again, which makes the log anew"
             " and snapshots again the entities read there (nothing was changed there)")
 
@@ -122,12 +108,7 @@ def _reset_lost(cfg: Any, store: StateStore,
         names = sorted(n for n, e in cfg.entities.items() if ep in e.sources())
         behind = {ep} if back else set()
         with store.transaction() as conn:
-            for name in names:
-                _snapshot_again(conn, cfg.pipeline, name, cfg.entities[name].endpoints)
-                _forget_positions(conn, cfg.pipeline, name, {ep}, behind)
-            conn.execute(checkpoints.delete().where(
-                checkpoints.c.pipeline == cfg.pipeline, checkpoints.c.endpoint == ep,
-                checkpoints.c.entity == STREAM))
+            _reset_streams(conn, cfg, names, {ep}, behind)
             store.audit(conn, cfg.pipeline, "cli", "resync",
                         {"entities": names, "reset_stream": [ep], "lost": why,
                          "restored": sorted(behind)})
@@ -192,7 +173,18 @@ def _resync_unread(cfg: Any, store: StateStore, gaps: dict[str, set[str]],
 
 def setup_pipeline(cfg: Any, verb: str = "setup") -> list[str]:
     """Run ``setup`` (or ``teardown``) at every endpoint; return what was done."""
-    lines = _create_tables(cfg) if verb == "setup" else []
+    if verb != "setup":  # (a teardown --force goes on without a state store)
+        return _each_endpoint(cfg, verb, None)
+    store = open_state(cfg)
+    try:
+        return _each_endpoint(cfg, verb, store)
+    finally:
+        store.close()
+
+
+def _each_endpoint(cfg: Any, verb: str, store: StateStore | None) -> list[str]:
+    """:func:`setup_pipeline`, with the state store open for a setup."""
+    lines = _create_tables(cfg) if store is not None else []
     gaps: dict[str, set[str]] = {}  # endpoint -> tables the pipeline did not read there till now
     lost: dict[str, tuple[str, bool]] = {}  # endpoint -> why the log read there is gone,
     #                                         and whether the server went back (restored)
@@ -203,38 +195,34 @@ def setup_pipeline(cfg: Any, verb: str = "setup") -> list[str]:
         bindings = [b for _e, b in bound]
         # what the pipeline reads here (the entities this endpoint is a source of) and
         # writes (those it is a sink of)
-        extra = {} if verb != "setup" else {
+        extra = {} if store is None else {
             "read": [b for e, b in bound if name in cfg.entities[e].sources()],
             "written": [b for e, b in bound if name in cfg.entities[e].sinks()]}
         ep = connect(cfg, name)
         try:
             probe = getattr(ep, "unread", None)
-            if verb == "setup" and probe is not None and extra["read"]:
+            if store is not None and probe is not None and extra["read"]:
                 gaps[name] = set(reach(cfg, f"reading the capture at endpoint {name!r}",
                                        functools.partial(probe, extra["read"], cfg.pipeline)))
             gone = getattr(ep, "log_lost", None)
-            if verb == "setup" and gone is not None and extra["read"]:
-                streamed = _stream_checkpoint(cfg, name)
+            if store is not None and gone is not None and extra["read"]:
+                streamed = store.checkpoint(cfg.pipeline, name, STREAM)
                 why = reach(cfg, f"reading the capture at endpoint {name!r}",
                             functools.partial(gone, cfg.pipeline, streamed))
                 if why is not None and streamed is not None:  # (else nothing was missed)
-                    _reset_allowed(cfg, name)  # before the log is made anew, which hides it
+                    _reset_allowed(store, cfg.pipeline, name)  # before the log is made anew
                     lost[name] = why
             done: list[str] = reach(cfg, f"{verb} at endpoint {name!r}", functools.partial(
                 getattr(ep, verb), bindings, cfg.pipeline, **extra))
-            if verb == "setup":
+            if store is not None:
                 makers[name] = key_generators(cfg, name, ep)
         finally:
             ep.close()
         lines.extend(f"{name}: {line}" for line in done)
-    if verb == "setup":
-        store = open_state(cfg)
-        try:
-            reset, again = _reset_lost(cfg, store, lost)
-            lines.extend(reset)
-            lines.extend(_resync_unread(cfg, store, gaps, skip=again))
-        finally:
-            store.close()
+    if store is not None:
+        reset, again = _reset_lost(cfg, store, lost)
+        lines.extend(reset)
+        lines.extend(_resync_unread(cfg, store, gaps, skip=again))
         lines.extend(clashing_generators(cfg, makers))
     return lines
 
@@ -286,6 +274,21 @@ def _snapshot_again(conn: Connection, pipeline: str, entity: str,
     conn.execute(checkpoints.delete().where(
         checkpoints.c.pipeline == pipeline, checkpoints.c.entity == entity,
         checkpoints.c.endpoint.in_(list(endpoints))))
+
+
+def _reset_streams(conn: Connection, cfg: Any, entities: Iterable[str], sources: set[str],
+                   behind: Set[str] = frozenset()) -> None:
+    """Snapshot ``entities`` again, forgetting the positions known in the logs of
+    ``sources`` (``behind``: restored from an older copy), and read those logs from
+    their current end: what ``resync`` and setup's reset of a lost log share."""
+    for name in entities:
+        _snapshot_again(conn, cfg.pipeline, name, cfg.entities[name].endpoints)
+        if sources:
+            _forget_positions(conn, cfg.pipeline, name, sources, behind)
+    if sources:
+        conn.execute(checkpoints.delete().where(
+            checkpoints.c.pipeline == cfg.pipeline, checkpoints.c.endpoint.in_(sorted(sources)),
+            checkpoints.c.entity == STREAM))
 
 
 def _forget_positions(conn: Connection, pipeline: str, entity: str,
@@ -389,24 +392,18 @@ def resync(cfg: Any, entities: list[str], *, reset_stream: bool = False,
 
                 lines += [rekey(conn, cfg.pipeline, n, cfg.entities[n].key, was)
                           for n, was in rekeyed.items()]
-            for name in sorted(wanted):
-                eps = list(cfg.entities[name].endpoints)
-                _snapshot_again(conn, cfg.pipeline, name, eps)
-                lines.append(f"{name}: snapshot again at the next run "
-                             f"({', '.join(sorted(eps))})")
-                if sources:
-                    _forget_positions(conn, cfg.pipeline, name, sources, behind)
+            _reset_streams(conn, cfg, sorted(wanted), sources, behind)
+            lines += [f"{name}: snapshot again at the next run"
+                      f" ({', '.join(sorted(cfg.entities[name].endpoints))})"
+                      for name in sorted(wanted)]
             for ep in sorted(behind):
                 lines.append(f"{ep}: restored from an older copy: where it is written to,"
                              " the snapshot writes the copy known of each key over the one"
                              " it holds (in a two-way entity, rows it holds that nothing"
                              " knows are its own edits, and go to the others; a one-way"
                              " source's targets follow it)")
-            for ep in sorted(sources):
-                conn.execute(checkpoints.delete().where(
-                    checkpoints.c.pipeline == cfg.pipeline, checkpoints.c.endpoint == ep,
-                    checkpoints.c.entity == STREAM))
-                lines.append(f"{ep}: its log will be read from its current end")
+            lines += [f"{ep}: its log will be read from its current end"
+                      for ep in sorted(sources)]
             store.audit(conn, cfg.pipeline, "cli", "resync",
                         {"entities": sorted(wanted), "reset_stream": sorted(sources),
                          "restored": sorted(behind)})

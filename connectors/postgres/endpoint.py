@@ -169,10 +169,12 @@ class PostgresEndpoint(RangesOfSource):
         resets the pipeline's stream here if it had one (sync/setup.py)."""
         slot = self._names(pipeline).slot
         with classified(f"read the replication slot at {self.name}"):
-            found, end = self.source.connection().execute(
+            row = self.source.connection().execute(
                 "SELECT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = %s"
                 " AND database = current_database()), pg_current_wal_insert_lsn()::text",
-                (slot,)).fetchone() or (True, "0/0")
+                (slot,)).fetchone()
+        assert row is not None  # (one row, always)
+        found, end = row
         if found:
             return None
         back = checkpoint is not None and int(checkpoint.get("lsn", 0)) > parse_lsn(str(end))
