@@ -19,12 +19,15 @@ class Side:
     ``content`` is ``None`` for a deletion. ``committed_at`` is the source
     commit time in seconds since the epoch (UTC); ``endpoint`` is where the
     version was written by a user (for the current version: its last writer).
+    ``snapshot_read``: the version is a row as a snapshot read it, whose commit
+    time no engine tells: ``committed_at`` is then when it was read.
     """
 
     endpoint: str
     vector: VersionVector
     content: Row | None
     committed_at: float
+    snapshot_read: bool = False
 
     @property
     def deleted(self) -> bool:

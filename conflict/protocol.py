@@ -29,7 +29,7 @@ import enum
 import functools
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from conflict.canonical import canonical_json, row_hash
@@ -85,6 +85,9 @@ class KeyState:
     content: dict[str, Any] | None = None  # None: absent (tombstone when vector is non-empty)
     committed_at: float = 0.0
     origin: str | None = None  # endpoint of the last writer
+    #: the current version is a row as a snapshot read it (no commit time known):
+    #: ``committed_at`` is when it was read
+    snapshot_read: bool = False
     endpoints: dict[str, EndpointState] = field(default_factory=dict)
     outbox: set[str] = field(default_factory=set)  # endpoints with a pending apply
     parked: ParkedConflict | None = None
@@ -267,7 +270,8 @@ def on_change(
     counter = max(st.vector[edit.endpoint], e.known[edit.endpoint]) + 1
     w = e.known.with_counter(edit.endpoint, counter)
     _record_read(st, e, edit, w, h)
-    incoming = Side(edit.endpoint, w, _own(edit.content), edit.committed_at)
+    incoming = Side(edit.endpoint, w, _own(edit.content), edit.committed_at,
+                    edit.position is None)
 
     if st.parked is not None:
         # Later edits of a parked key update its sides and stay parked with it.
@@ -289,6 +293,7 @@ def _adopt(st: KeyState, edit: Edit, w: VersionVector, content_hash: str | None 
     st.vector = w
     st.set_content(edit.content, content_hash)
     st.committed_at = edit.committed_at
+    st.snapshot_read = edit.position is None
     st.origin = edit.endpoint
 
 
@@ -297,7 +302,7 @@ def _conflict(st: KeyState, edit: Edit, incoming: Side, *, entity: str, key: Row
     """Rule 3's concurrent case: resolve by policy, or park. ``incoming_held``: the
     edit's endpoint still holds the incoming version exactly."""
     w = incoming.vector
-    current = Side(st.origin or "", st.vector, st.content, st.committed_at)
+    current = Side(st.origin or "", st.vector, st.content, st.committed_at, st.snapshot_read)
     case = ConflictCase(entity, key, current, incoming, _own(edit.before))
     cid = conflict_id_of(entity, key, st.vector, w)
     decision = resolve(case)
@@ -307,7 +312,7 @@ def _conflict(st: KeyState, edit: Edit, incoming: Side, *, entity: str, key: Row
         return Outcome(Kind.PARKED, ConflictRecord(cid, case, decision, None))
     new_v = _settle(st, decision, sinks, holders_of_current=_holders(st, st.vector),
                     holders_of_incoming=[edit.endpoint] if incoming_held else [],
-                    incoming=w, when=edit.committed_at, incoming_endpoint=edit.endpoint)
+                    incoming=incoming, incoming_endpoint=edit.endpoint)
     return Outcome(Kind.RESOLVED, ConflictRecord(cid, case, decision, new_v))
 
 
@@ -331,7 +336,8 @@ def _overwritten(st: KeyState, e: EndpointState, edit: Edit, *, entity: str, key
     counter = max(st.vector[edit.endpoint], e.known[edit.endpoint]) + 1
     w = (e.known_before or VersionVector()).with_counter(edit.endpoint, counter)
     e.known_before = w  # the next edit before our write was made knowing this one
-    incoming = Side(edit.endpoint, w, _own(edit.content), edit.committed_at)
+    incoming = Side(edit.endpoint, w, _own(edit.content), edit.committed_at,
+                    edit.position is None)
     if st.parked is not None:
         st.parked.sides[edit.endpoint] = incoming
         return Outcome(Kind.PARKED)
@@ -367,8 +373,7 @@ def _settle(
     *,
     holders_of_current: list[str],
     holders_of_incoming: list[str],
-    incoming: VersionVector,
-    when: float,
+    incoming: Side,
     incoming_endpoint: str,
 ) -> VersionVector:
     """Install a resolved version that dominates both sides; queue its applies.
@@ -377,16 +382,18 @@ def _settle(
     raised (equal content is not the same version); every sink whose content
     differs gets the write.
     """
-    new_v = st.vector.merge(incoming).increment(RESOLVER)
+    new_v = st.vector.merge(incoming.vector).increment(RESOLVER)
     if decision.winner is Winner.INCOMING:
         exact = holders_of_incoming
         st.origin = incoming_endpoint
-        st.committed_at = when
+        st.committed_at = incoming.committed_at
+        st.snapshot_read = incoming.snapshot_read
     elif decision.winner is Winner.CURRENT:
         exact = holders_of_current
     else:
         exact = []
-        st.committed_at = max(st.committed_at, when)
+        st.committed_at = max(st.committed_at, incoming.committed_at)
+        st.snapshot_read = st.snapshot_read and incoming.snapshot_read
     st.vector = new_v
     st.content = _own(decision.content)
     winner_hash = row_hash(decision.content)
@@ -432,6 +439,16 @@ def on_snapshot(
         if r is None and st.at(name).hash is None:
             st.at(name).hash = ""  # known absent: an apply expects no row there
     present = {name: r for name, r in sorted(reads.items()) if r is not None}
+    # A snapshot read carries when it was read, not when the row was written (no engine
+    # tells that): the reads count as made at one moment, so that which endpoint, or
+    # which chunk, was read later decides nothing. last_writer_wins then breaks the tie
+    # by endpoint name whatever path the snapshot took. (Until 2026-12-07 the endpoint
+    # staged last won a staged first snapshot, the greater name a merged one.)
+    moment = max((r.committed_at for r in present.values() if r.position is None),
+                 default=None) if len(present) > 1 else None
+    if moment is not None:
+        present = {name: r if r.position is not None or r.committed_at == moment
+                   else replace(r, committed_at=moment) for name, r in present.items()}
     # Known before (a resync, a resumed snapshot): a version or a baseline content.
     # Endpoint entries alone do not count: absent and target-only reads make them.
     if st.vector or st.content is not None:
@@ -473,6 +490,7 @@ def on_snapshot(
         (h, members), = groups.items()
         st.set_content(members[0].content, h)
         st.committed_at = max(r.committed_at for r in members)
+        st.snapshot_read = all(r.position is None for r in members)
         st.origin = members[0].endpoint
         for r in members:
             _record_read(st, st.at(r.endpoint), r, st.vector, h)
@@ -490,6 +508,11 @@ def on_snapshot(
             st.at(r.endpoint).known = st.at(rep.endpoint).known
             if st.at(r.endpoint).hash == st.content_hash:
                 st.outbox.discard(r.endpoint)
+        held = st.at(rep.endpoint)
+        if held.hash == st.content_hash and held.known == st.vector:
+            # a group that won a conflict after another was taken in: it holds the
+            # version decided, which the other group's adoption had queued for it
+            st.outbox.discard(rep.endpoint)
     return outs
 
 
@@ -531,7 +554,8 @@ def snapshot_like(template: KeyState, read: Edit, key: Row) -> KeyState:
     h = row_hash(read.content) if read.content_hash is None else read.content_hash
     held = template.content_hash
     st = KeyState(vector=template.vector, committed_at=template.committed_at,
-                  origin=template.origin, outbox=set(template.outbox), key=dict(key))
+                  snapshot_read=template.snapshot_read, origin=template.origin,
+                  outbox=set(template.outbox), key=dict(key))
     st.set_content(read.content, h)
     for name, e in template.endpoints.items():
         st.endpoints[name] = EndpointState(
@@ -680,6 +704,7 @@ def resolve_parked(
     st.vector = new_v
     st.content = _own(content)
     st.committed_at = max(st.committed_at, when)
+    st.snapshot_read = False  # a steward's decision, made at ``when``
     st.parked = None
     target_hash = row_hash(content)
     if chosen is not None:

@@ -140,7 +140,8 @@ def conflict_detail(rec: dict[str, Any]) -> Group:
     t = Table(title=f"conflict {rec['id']} on {rec['entity']} {rec['key']}")
     t.add_column("column")
     for n in names:
-        t.add_column(f"{n} ({_when(sides[n]['t'])})")
+        read = "read by a snapshot " if sides[n].get("s") else ""  # (no commit time)
+        t.add_column(f"{n} ({read}{_when(sides[n]['t'])})")
     if rec["status"] == "resolved":
         t.add_column("decided")
     for c in cols:

@@ -110,3 +110,43 @@ def test_each_policy_decides_concurrent_edits_at_both_ends(case: str, tmp_path: 
         cdcsync("verify", str(p))
         again = json.loads(cdcsync("run", str(p), "--json").stdout)
         assert again["totals"]["applied"] == 0
+
+
+def test_rows_that_differ_when_first_synced_are_decided_by_name_not_by_read_order(
+        tmp_path: Path) -> None:
+    """The first sync of two files that both hold rows: they carry no commit times, so
+    last_writer_wins decides rows that differ by its tie-break (the greater endpoint
+    name, z), not by which file was staged later (a: until 2026-12-07 a won, and the
+    report said a's edit was later, by the 2 ms between the two reads), and says so."""
+    ddl = "CREATE TABLE items (id TEXT PRIMARY KEY, name TEXT, qty INTEGER)"
+    z, a = tmp_path / "z.db", tmp_path / "a.db"
+    edit(z, ddl, "INSERT INTO items VALUES ('k1', 'at z', 1), ('k2', 'same', 2)")
+    edit(a, ddl, "INSERT INTO items VALUES ('k1', 'at a', 1), ('k2', 'same', 2)")
+    p = tmp_path / "p.yaml"  # z first: a is staged after it
+    p.write_text(f"""pipeline: first
+state: {{url: sqlite:///{tmp_path}/state.db}}
+endpoints:
+  z: {{kind: sqlite, path: {z}}}
+  a: {{kind: sqlite, path: {a}}}
+entities:
+  items:
+    key: [id]
+    endpoints: {{z: items, a: items}}
+""")
+    cdcsync("setup", str(p))
+    cdcsync("run", str(p))
+    assert rows(z) == rows(a) == {"k1": ("at z", 1), "k2": ("same", 2)}
+    (rec,) = json.loads(cdcsync("conflicts", "list", str(p), "--all", "--json").stdout)
+    assert rec["status"] == "resolved" and rec["policy"] == "last_writer_wins"
+    assert "both rows were read by a snapshot" in rec["reason"], rec["reason"]
+    assert "tie broken by endpoint name: 'z' > 'a'" in rec["reason"], rec["reason"]
+    shown = cdcsync("conflicts", "show", str(p), rec["id"]).stdout
+    assert shown.count("read by a snapshot") >= 2, shown  # both sides' headers
+    from config.loader import load_pipeline
+    from sync.review.app import create_app
+
+    page = create_app(load_pipeline(p)).test_client().get(f"/conflicts/{rec['id']}")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and "committed" not in html, html
+    assert html.count("read by a snapshot (no commit time)") == 2, html
+    cdcsync("verify", str(p))

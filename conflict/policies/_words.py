@@ -38,9 +38,18 @@ def act(side: Side) -> str:
 
 
 def edit_at(case: ConflictCase, which: Winner) -> str:
-    """``"crm's edit at 2026-11-21T10:00:01Z"``."""
+    """``"crm's edit at 2026-11-21T10:00:01Z"``, or for a row a snapshot read (no
+    commit time known) ``"crm's row as read at 2026-11-21T10:00:01Z"``."""
     side = case.side(which)
+    if side.snapshot_read:
+        what = "absence" if side.deleted else "row"
+        return f"{who(case, which)}'s {what} as read at {when(side.committed_at)}"
     return f"{who(case, which)}'s {act(side)} at {when(side.committed_at)}"
+
+
+def at(side: Side) -> str:
+    """``"at 2026-11-21T10:00:01Z"``, or ``"as read at ..."`` for a snapshot read."""
+    return f"{'as read ' if side.snapshot_read else ''}at {when(side.committed_at)}"
 
 
 def listing(names: Iterable[str]) -> str:

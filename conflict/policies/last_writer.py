@@ -5,7 +5,7 @@ from __future__ import annotations
 from conflict.canonical import row_hash
 from conflict.case import ConflictCase, Resolution, Winner
 from conflict.policies._rows import side_wins
-from conflict.policies._words import edit_at, micros, other, when, who
+from conflict.policies._words import at, edit_at, micros, other, when, who
 
 
 class LastWriterWins:
@@ -31,16 +31,18 @@ class LastWriterWins:
             win = Winner.CURRENT if t_cur > t_inc else Winner.INCOMING
             lose = other(win)
             reason = (
-                f"{edit_at(case, win)} is later than {who(case, lose)}'s at "
-                f"{when(case.side(lose).committed_at)}"
+                f"{edit_at(case, win)} is later than {who(case, lose)}'s "
+                f"{at(case.side(lose))}"
             )
         elif cur.endpoint != inc.endpoint:
             win = Winner.CURRENT if cur.endpoint > inc.endpoint else Winner.INCOMING
             lose = other(win)
+            both = (f"both rows were read by a snapshot at {when(cur.committed_at)}, which"
+                    " tells no commit times" if cur.snapshot_read and inc.snapshot_read
+                    else f"both committed at {when(cur.committed_at)}")
             reason = (
-                f"{who(case, win)} and {who(case, lose)} both committed at "
-                f"{when(cur.committed_at)}; tie broken by endpoint name: "
-                f"{case.side(win).endpoint!r} > {case.side(lose).endpoint!r}"
+                f"{who(case, win)} and {who(case, lose)}: {both}; tie broken by endpoint"
+                f" name: {case.side(win).endpoint!r} > {case.side(lose).endpoint!r}"
             )
         else:
             h_cur, h_inc = row_hash(cur.content), row_hash(inc.content)

@@ -33,6 +33,7 @@ class SideHead:
     endpoint: str
     committed_at: float | None
     deleted: bool
+    snapshot_read: bool = False  # committed_at is when a snapshot read it
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,8 @@ def build_view(rec: Mapping[str, Any], order: Sequence[str] = ()) -> ConflictVie
         for c in version or {}:
             if c not in cols:
                 cols.append(c)
-    heads = [SideHead(n, raw[n].get("t"), contents[n] is None) for n in names]
+    heads = [SideHead(n, raw[n].get("t"), contents[n] is None, bool(raw[n].get("s")))
+             for n in names]
     per_column = (not resolved and len(names) > 1
                   and all(contents[n] is not None for n in names))
     rows: list[ColumnRow] = []

@@ -21,12 +21,16 @@ from conflict.vector import VersionVector
 
 
 def side_to_json(s: Side) -> dict[str, Any]:
-    return {"e": s.endpoint, "v": s.vector.as_dict(), "c": row_to_json(s.content),
-            "t": s.committed_at}
+    out = {"e": s.endpoint, "v": s.vector.as_dict(), "c": row_to_json(s.content),
+           "t": s.committed_at}
+    if s.snapshot_read:  # ("t" is when it was read)
+        out["s"] = True
+    return out
 
 
 def side_from_json(d: dict[str, Any]) -> Side:
-    return Side(d["e"], VersionVector(d["v"]), row_from_json(d["c"]), float(d["t"]))
+    return Side(d["e"], VersionVector(d["v"]), row_from_json(d["c"]), float(d["t"]),
+                bool(d.get("s", False)))
 
 
 def json_text(obj: Any) -> str:
@@ -123,6 +127,7 @@ def state_to_json(st: KeyState, *, fragments: bool = False) -> dict[str, Any]:
         "c": part(_stored(st, "json", st.content)) if raw is _DECODED else raw,
         "t": st.committed_at,
         "o": st.origin,
+        **({"s": True} if st.snapshot_read else {}),
         "e": {name: _endpoint_to_json(e) for name, e in st.endpoints.items()},
         "x": sorted(st.outbox),
         "k": part(_stored(st, "key json", st.key)),
@@ -175,6 +180,7 @@ def state_from_json(d: dict[str, Any]) -> KeyState:
     st = StoredState(
         vector=VersionVector.stored(d["v"]),
         committed_at=float(d["t"]),
+        snapshot_read=bool(d.get("s", False)),
         origin=d["o"],
         endpoints={name: _endpoint_from_json(e) for name, e in d["e"].items()},
         outbox=set(d["x"]),

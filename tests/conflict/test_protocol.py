@@ -495,6 +495,48 @@ def test_rows_that_differ_at_snapshot_are_a_conflict() -> None:
     assert st.at("B").known == st.vector
 
 
+@pytest.mark.parametrize("later", ["A", "B"])
+def test_when_a_snapshot_read_each_row_decides_nothing(later: str) -> None:
+    """A snapshot's reads carry when they were read, not when the rows were written:
+    last_writer_wins breaks the tie by endpoint name (B > A) whichever endpoint was
+    read (staged, a chunk of it) later. Until 2026-12-07 the later read won, so a
+    staged first snapshot kept the rows of the endpoint it staged last, and a merged
+    one (every read at one moment) those of the greater name."""
+    st = KeyState()
+    t = {"A": 1.0, "B": 1.0}
+    t[later] = 2.0
+    (out,) = [o for o in snap(st, {"A": edit("A", "x", None, t["A"], "A1"),
+                                   "B": edit("B", "y", None, t["B"], "B1"), "C": None}, lww)
+              if o.conflict is not None]
+    assert st.content == row("y") and st.committed_at == 2.0 and st.snapshot_read
+    assert st.outbox == {"A", "C"}
+    assert out.conflict is not None
+    case = out.conflict.case
+    assert case.current.snapshot_read and case.incoming.snapshot_read
+    assert case.current.committed_at == case.incoming.committed_at == 2.0
+    assert isinstance(out.conflict.decision, Resolution)
+    assert out.conflict.decision.reason == (
+        "B and A: both rows were read by a snapshot at 1970-01-01T00:00:02Z, which tells no"
+        " commit times; tie broken by endpoint name: 'B' > 'A'")
+    # a later edit is no snapshot read: its time is its commit's
+    deliver(st)
+    change(st, edit("A", "z", 1, 3.0, "A2", before="y"))
+    assert st.content == row("z") and not st.snapshot_read
+
+
+def test_a_snapshot_read_against_an_edit_says_it_was_read() -> None:
+    """Against a known version, a resync's read is later than its commit (it read what
+    the lost log held since): the reason says it is a read, not an edit at that time."""
+    st = synced("x")
+    change(st, edit("A", "y", 5, 3.0, "A2", before="x"))  # B does not hold it yet
+    (out,) = snap(st, {"A": edit("A", "y", None, 4.0, "a7"),
+                       "B": edit("B", "w", None, 4.0, "b7"), "C": None}, lww)[1:]
+    assert out.conflict is not None and isinstance(out.conflict.decision, Resolution)
+    assert out.conflict.decision.reason == (
+        "B's row as read at 1970-01-01T00:00:04Z is later than A's at"
+        " 1970-01-01T00:00:03Z")
+
+
 def test_a_resnapshot_learns_row_versions_of_rows_it_knows() -> None:
     st = synced("x")
     v = st.vector
