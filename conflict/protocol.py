@@ -709,10 +709,14 @@ def resolve_parked(
     target_hash = row_hash(content)
     if chosen is not None:
         side = parked.sides.get(chosen)
-        e = st.at(chosen)
-        # The chosen endpoint holds exactly that side only if nothing moved it since.
-        if side is not None and e.known == side.vector and e.hash == target_hash:
-            e.known = new_v
+        # The chosen endpoint, and any other known to hold the very version of its side
+        # (rows equal at a snapshot), hold the decision exactly if nothing moved them.
+        for name, e in st.endpoints.items():
+            if side is not None and e.known == side.vector and e.hash == target_hash:
+                e.known = new_v
+                # (it may be due an apply from before the conflict: the version that
+                # the other side's edit, taken in first, had queued for it)
+                st.outbox.discard(name)
         st.origin = chosen
     for t in sinks:
         if st.at(t).hash != target_hash:

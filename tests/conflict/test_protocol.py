@@ -524,6 +524,19 @@ def test_when_a_snapshot_read_each_row_decides_nothing(later: str) -> None:
     assert st.content == row("z") and not st.snapshot_read
 
 
+def test_a_side_picked_after_a_snapshot_is_written_only_where_it_is_not_held() -> None:
+    """A and C held x at the first snapshot, B held y, parked. Picking x: only B is
+    written. Until 2026-12-07 A and C were written x too (B's row, taken in first, had
+    queued it for them), and a bulk decision wrote every row twice."""
+    st = KeyState()
+    snap(st, {"A": edit("A", "x", None, 1.0, "a1"), "B": edit("B", "y", None, 1.0, "b1"),
+              "C": edit("C", "x", None, 1.0, "c1")}, Manual().decide)
+    assert st.parked is not None and sorted(st.parked.sides) == ["A", "B"]
+    new_v = resolve_parked(st, row("x"), chosen="A", sinks=SINKS, when=9.0)
+    assert st.outbox == {"B"} and [j.target for j in jobs(st)] == ["B"]
+    assert st.at("A").known == st.at("C").known == new_v
+
+
 def test_a_snapshot_read_against_an_edit_says_it_was_read() -> None:
     """Against a known version, a resync's read is later than its commit (it read what
     the lost log held since): the reason says it is a read, not an edit at that time."""
