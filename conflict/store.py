@@ -85,14 +85,16 @@ class ConflictStore:
             decided_by=decided_by, decided_at=time.time(), vector=dict(vector), reason=reason))
 
     def list(self, pipeline: str, *, status: str | None = None, entity: str | None = None,
-             limit: int = 200) -> list[dict[str, Any]]:
+             limit: int | None = 200) -> list[dict[str, Any]]:
+        """The oldest ``limit`` conflicts (None: every one) of that status and entity."""
         q = sa.select(table).where(table.c.pipeline == pipeline)
         if status:
             q = q.where(table.c.status == status)
         if entity:
             q = q.where(table.c.entity == entity)
+        q = q.order_by(table.c.created_at, table.c.id)
         with self.engine.connect() as conn:
-            rows = conn.execute(q.order_by(table.c.created_at).limit(limit)).mappings().all()
+            rows = conn.execute(q if limit is None else q.limit(limit)).mappings().all()
         return [dict(r) for r in rows]
 
     def get(self, pipeline: str, conflict_id: str) -> dict[str, Any] | None:
@@ -101,7 +103,12 @@ class ConflictStore:
                 table.c.pipeline == pipeline, table.c.id.startswith(conflict_id))).mappings().all()
         return dict(row[0]) if len(row) == 1 else None
 
-    def count(self, pipeline: str, status: str) -> int:
+    def count(self, pipeline: str, status: str | None, entity: str | None = None) -> int:
+        """How many conflicts of that status (None: any) and entity (None: any)."""
+        q = sa.select(sa.func.count()).select_from(table).where(table.c.pipeline == pipeline)
+        if status:
+            q = q.where(table.c.status == status)
+        if entity:
+            q = q.where(table.c.entity == entity)
         with self.engine.connect() as conn:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(table).where(
-                table.c.pipeline == pipeline, table.c.status == status)).scalar_one())
+            return int(conn.execute(q).scalar_one())

@@ -288,22 +288,32 @@ def conflicts() -> None:
 @json_opt
 @click.option("--all", "show_all", is_flag=True, help="Include conflicts resolved by policy.")
 @click.option("--entity", default=None)
-def conflicts_list(pipeline: str, as_json: bool, show_all: bool, entity: str | None) -> None:
+@click.option("--limit", default=200, show_default=True, type=click.IntRange(0),
+              help="The oldest so many (0: every one).")
+def conflicts_list(pipeline: str, as_json: bool, show_all: bool, entity: str | None,
+                   limit: int) -> None:
     """Open conflicts (with --all: every conflict, however it was decided)."""
     from conflict.store import ConflictStore
     from sync.context import open_state
     from sync.render import conflicts_table
 
     cfg = _load(pipeline)
+    status = None if show_all else "open"
     with _user_errors(_debug()):
         store = open_state(cfg)
-        rows = ConflictStore(store.engine).list(
-            cfg.pipeline, status=None if show_all else "open", entity=entity)
+        found = ConflictStore(store.engine)
+        rows = found.list(cfg.pipeline, status=status, entity=entity, limit=limit or None)
+        total = found.count(cfg.pipeline, status, entity) if limit and len(rows) == limit \
+            else len(rows)
         store.close()
+    more = (f"the oldest {len(rows)} of {total} conflicts shown: --limit 0 lists every one"
+            if total > len(rows) else None)
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
+        if more:
+            click.echo(more, err=True)
     else:
-        _console().print(conflicts_table(rows, show_all))
+        _console().print(conflicts_table(rows, show_all, more))
 
 
 @conflicts.command("show")
@@ -332,18 +342,29 @@ def conflicts_show(pipeline: str, conflict_id: str, as_json: bool) -> None:
 
 @conflicts.command("resolve")
 @pipeline_arg
-@click.argument("conflict_id")
+@click.argument("conflict_id", required=False)
 @click.option("--pick", default=None, help="The endpoint whose version wins whole.")
 @click.option("--field", "fields", multiple=True, metavar="COLUMN=ENDPOINT",
               help="Take one column from an endpoint's version (repeatable).")
+@click.option("--all", "every", is_flag=True,
+              help="Every open conflict (of --entity) instead of one: needs --pick.")
+@click.option("--entity", default=None, help="With --all: only this entity's conflicts.")
 @click.option("--by", "actor", default=None, help="Who decides (default: $USER).")
 @click.option("--note", default="", help="Why: kept in the conflict report and audit log.")
-def conflicts_resolve(pipeline: str, conflict_id: str, pick: str | None,
-                      fields: tuple[str, ...], actor: str | None, note: str) -> None:
-    """Decide a parked conflict and apply the decision everywhere."""
+def conflicts_resolve(pipeline: str, conflict_id: str | None, pick: str | None,
+                      fields: tuple[str, ...], every: bool, entity: str | None,
+                      actor: str | None, note: str) -> None:
+    """Decide a parked conflict (or, with --all, every open one) and apply the decision
+    everywhere."""
     from sync.context import open_pipeline
     from sync.steward import decide
 
+    if every or entity:
+        _resolve_all(pipeline, conflict_id, pick, fields, every, entity, actor, note)
+        return
+    if conflict_id is None:
+        _fail("name the conflict to decide (its id, or a unique prefix), or decide every"
+              " open one with --all --pick ENDPOINT", EXIT_USAGE)
     by_field: dict[str, str] = {}
     for f in fields:
         col, sep, ep = f.partition("=")
@@ -359,6 +380,40 @@ def conflicts_resolve(pipeline: str, conflict_id: str, pick: str | None,
                f"{result['applied']} endpoint(s)"
                + (f", {result['skipped']} moved meanwhile (their edit will be read next run)"
                   if result["skipped"] else ""))
+
+
+def _resolve_all(pipeline: str, conflict_id: str | None, pick: str | None,
+                 fields: tuple[str, ...], every: bool, entity: str | None,
+                 actor: str | None, note: str) -> None:
+    """``conflicts resolve --all --pick ENDPOINT [--entity NAME]``."""
+    from sync.context import open_pipeline
+    from sync.steward import decide_all
+
+    if not every:
+        _fail("--entity goes with --all (one conflict is named by its id)", EXIT_USAGE)
+    if conflict_id is not None:
+        _fail("--all decides every open conflict: name no conflict id with it", EXIT_USAGE)
+    if pick is None or fields:
+        _fail("--all takes one side whole for every conflict: --pick ENDPOINT (decide"
+              " field by field one conflict at a time)", EXIT_USAGE)
+    cfg = _load(pipeline)
+    if pick not in cfg.endpoints:
+        _fail(f"--pick {pick!r} is no endpoint of pipeline {cfg.pipeline!r} (its endpoints:"
+              f" {', '.join(cfg.endpoints)})", EXIT_USAGE)
+    if entity is not None and entity not in cfg.entities:
+        _fail(f"--entity {entity!r} is no entity of pipeline {cfg.pipeline!r} (its entities:"
+              f" {', '.join(cfg.entities)})", EXIT_USAGE)
+    who = actor or os.environ.get("USER") or "steward"
+    with _user_errors(_debug()), open_pipeline(cfg) as ctx:
+        result = decide_all(ctx, pick=pick, entity=entity, actor=who, note=note)
+    click.echo(f"{result['decided']} conflict(s) resolved by {who}, taking {pick}'s side:"
+               f" {result['applied']} write(s) applied"
+               + (f", {result['skipped']} moved meanwhile (their edit will be read next run)"
+                  if result["skipped"] else ""))
+    for cid, why in result["left"].items():
+        click.echo(f"not decided: {cid[:12]}: {why}")
+    if result["left"]:
+        sys.exit(EXIT_ATTENTION)
 
 
 # --- daemon / worker ---------------------------------------------------------------------

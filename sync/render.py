@@ -107,7 +107,8 @@ def _fmt(v: Any) -> str:
     return "∅ (deleted)" if v is None else repr(v) if not isinstance(v, str) else v
 
 
-def conflicts_table(rows: list[dict[str, Any]], show_all: bool) -> Table:
+def conflicts_table(rows: list[dict[str, Any]], show_all: bool, more: str | None = None
+                    ) -> Table:
     t = Table(title="conflicts" + ("" if show_all else " waiting for a steward"))
     for col in ("id", "entity", "key", "status", "policy", "winner", "reason", "when"):
         t.add_column(col, max_width=70 if col == "reason" else None, overflow="fold")
@@ -116,6 +117,8 @@ def conflicts_table(rows: list[dict[str, Any]], show_all: bool) -> Table:
                   r["winner"] or "-", r["reason"] or "", _when(r["created_at"]))
     if not rows:
         t.caption = "none"
+    elif more:
+        t.caption = more
     return t
 
 

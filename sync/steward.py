@@ -56,6 +56,60 @@ def decide(
             "pending": sorted(st.outbox)}
 
 
+#: conflicts decided per transaction (and applied together) by :func:`decide_all`
+BULK_CHUNK = 200
+
+
+def decide_all(ctx: PipelineContext, *, pick: str, entity: str | None = None, actor: str,
+               note: str = "", raised_by: float | None = None) -> dict[str, Any]:
+    """Resolve every open conflict (of ``entity``) by picking ``pick``'s side whole.
+
+    What a steward does after a first sync whose differing rows were parked, or
+    after an outage of one system: one decision for many conflicts. Each is
+    decided, recorded and audited as :func:`decide` would (checked open again under
+    the state lock, so a conflict decided meanwhile is left as it was decided),
+    :data:`BULK_CHUNK` of them per transaction, and their versions are applied
+    together. A conflict ``pick`` is no side of, or whose entity is gone from the
+    pipeline, stays open: ``left`` says which and why. ``raised_by``: only conflicts
+    raised by then (those a steward's page showed, not any raised since).
+    """
+    from sync.capture import state_lock
+
+    q = sa.select(conflicts.c.id, conflicts.c.entity, conflicts.c.key).where(
+        conflicts.c.pipeline == ctx.pipeline, conflicts.c.status == "open")
+    if entity is not None:
+        q = q.where(conflicts.c.entity == entity)
+    if raised_by is not None:
+        q = q.where(conflicts.c.created_at <= raised_by)
+    with ctx.store.engine.connect() as conn:
+        recs = [dict(r) for r in conn.execute(q.order_by(conflicts.c.created_at,
+                                                         conflicts.c.id)).mappings()]
+    left: dict[str, str] = {}
+    decided = 0
+    summary = RunSummary(pipeline=ctx.pipeline)
+    pending: set[str] = set()
+    for name in dict.fromkeys(r["entity"] for r in recs):
+        mine = [r for r in recs if r["entity"] == name]
+        ent = ctx.entities.get(name)
+        if ent is None:
+            left.update((r["id"], f"entity {name!r} is no longer in the pipeline") for r in mine)
+            continue
+        for i in range(0, len(mine), BULK_CHUNK):
+            states: dict[str, KeyState] = {}
+            with ctx.store.transaction(lock=state_lock(ctx)) as conn:
+                for rec in mine[i:i + BULK_CHUNK]:
+                    try:
+                        states[rec["key"]] = _record(ctx, conn, rec, ent, pick=pick,
+                                                     fields=None, actor=actor, note=note)
+                    except StewardError as exc:  # raised before anything is written
+                        left[rec["id"]] = str(exc)
+            decided += len(states)
+            apply_pending(ctx, ent, states, summary)
+            pending.update(f"{name}:{t}" for st in states.values() for t in st.outbox)
+    return {"decided": decided, "applied": summary.total("applied"),
+            "skipped": summary.total("skipped"), "left": left, "pending": sorted(pending)}
+
+
 def _record(ctx: PipelineContext, conn: Connection, rec: dict[str, Any], ent: EntityContext,
             *, pick: str | None, fields: Mapping[str, str] | None, actor: str,
             note: str) -> KeyState:

@@ -8,6 +8,7 @@ once to every endpoint that lacks it.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -148,10 +149,63 @@ def _find(conflict_id: str) -> dict[str, Any]:
 def index() -> str:
     show_all = request.args.get("all") in ("1", "on", "true", "yes")
     entity = request.args.get("entity") or None
-    rows = _conflicts().list(pipeline.name(), status=None if show_all else "open",
-                             entity=entity, limit=LIMIT)
+    status = None if show_all else "open"
+    seen_at = time.time()  # a decision for all decides those raised by then (below)
+    rows = _conflicts().list(pipeline.name(), status=status, entity=entity, limit=LIMIT)
+    total = (_conflicts().count(pipeline.name(), status, entity) if len(rows) >= LIMIT
+             else len(rows))
+    cfg = pipeline.cfg()
+    ends = list(cfg.entities[entity].endpoints) if entity in cfg.entities else list(cfg.endpoints)
     return render_template("conflicts.html", rows=rows, show_all=show_all, entity=entity,
-                           entities=sorted(pipeline.cfg().entities), limit=LIMIT)
+                           entities=sorted(cfg.entities), limit=LIMIT, total=total,
+                           endpoints=ends, seen_at=repr(seen_at))
+
+
+@bp.post("/conflicts/resolve-all")
+def resolve_all() -> Response:
+    """Every open conflict (of the entity) that the list showed, decided by keeping one
+    endpoint's version (``cdcsync conflicts resolve --all``)."""
+    from connectors.base import ConnectorError
+    from sync.context import open_pipeline
+    from sync.steward import decide_all
+
+    entity = request.form.get("entity") or None
+    pick = request.form.get("pick", "")
+    note = request.form.get("note", "").strip()
+    back = redirect(url_for("conflicts.index", entity=entity) if entity
+                    else url_for("conflicts.index"), code=303)
+    cfg = pipeline.cfg()
+    try:
+        seen_at = float(request.form.get("seen_at", ""))
+    except ValueError:
+        abort(400, description="This form is out of date: reload the list and decide again.")
+    if pick not in cfg.endpoints or (entity is not None and entity not in cfg.entities):
+        flash(f"No endpoint {pick!r} to keep the versions of." if pick not in cfg.endpoints
+              else f"No entity {entity!r} in this pipeline.", "error")
+        return back
+    who = actor()
+    try:
+        with pipeline.deciding, open_pipeline(cfg) as ctx:
+            result = decide_all(ctx, pick=pick, entity=entity, actor=who, note=note,
+                                raised_by=seen_at)
+    except ConnectorError as exc:
+        log.warning("deciding every conflict failed at an endpoint: %s", exc)
+        flash(f"An endpoint failed while the decisions were applied ({exc}). The conflicts"
+              " decided so far are kept; the next run (or the daemon) applies them.", "error")
+        return back
+    decided, left = int(result["decided"]), dict(result["left"])
+    message = (f"Resolved {decided} conflict{'' if decided == 1 else 's'} by {who} (kept"
+               f" {pick}'s version): {result['applied']} write(s) applied.")
+    if result["skipped"]:
+        message += (f" {result['skipped']} record(s) changed meanwhile; their edit is read on"
+                    " the next run.")
+    log.info("%d conflicts resolved by %s: kept %s's version", decided, who, pick)
+    flash(message, "ok")
+    if left:
+        reasons = sorted(set(left.values()))
+        flash(f"{len(left)} not decided: " + "; ".join(reasons[:3])
+              + (" ..." if len(reasons) > 3 else ""), "error")
+    return back
 
 
 @bp.get("/conflicts/<conflict_id>")
