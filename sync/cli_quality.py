@@ -146,16 +146,74 @@ def _decide(pipeline: str, item_id: int, action: str, actor: str | None, reason:
 
 @quarantine.command("replay")
 @pipeline_arg
-@click.argument("item_id", type=int)
+@click.argument("item_id", type=int, required=False)
 @click.option("--accept", is_flag=True,
               help="Apply the change as it was captured, without validating it again.")
+@click.option("--all", "every", is_flag=True,
+              help="Every quarantined item (of --entity), validated again: those that pass"
+                   " flow, the others stay.")
+@click.option("--entity", default=None, help="With --all: only this entity's items.")
 @click.option("--reason", default="", help="Why (required with --accept): kept in the audit log.")
 @actor_opt
 @json_opt
-def quarantine_replay(pipeline: str, item_id: int, accept: bool, reason: str,
-                      actor: str | None, as_json: bool) -> None:
-    """Re-read the row at its source, validate it and let it flow (--accept: as captured)."""
-    _decide(pipeline, item_id, "accept" if accept else "replay", actor, reason, as_json)
+def quarantine_replay(pipeline: str, item_id: int | None, accept: bool, every: bool,
+                      entity: str | None, reason: str, actor: str | None,
+                      as_json: bool) -> None:
+    """Re-read the row at its source, validate it and let it flow (--accept: as captured;
+    --all: every quarantined item)."""
+    cli = _cli()
+    if every or entity:
+        if not every:
+            cli._fail("--entity goes with --all (one item is named by its id)", cli.EXIT_USAGE)
+        if item_id is not None or accept:
+            cli._fail("--all validates every quarantined item again: name no item, and"
+                      " accept unvalidated changes one at a time (--accept ITEM)",
+                      cli.EXIT_USAGE)
+        _replay_all(pipeline, entity, actor, reason, as_json)
+        return
+    if item_id is None:
+        cli._fail("name the item to replay (its number in `cdcsync quarantine list`), or"
+                  " replay every quarantined item with --all", cli.EXIT_USAGE)
+    else:
+        _decide(pipeline, item_id, "accept" if accept else "replay", actor, reason, as_json)
+
+
+def _replay_all(pipeline: str, entity: str | None, actor: str | None, reason: str,
+                as_json: bool) -> None:
+    from sync.context import open_pipeline
+    from sync.quality.release import replay_all
+    from sync.quality.suite import SuiteError
+
+    cli = _cli()
+    cfg = cli._load(pipeline)
+    if entity is not None and entity not in cfg.entities:
+        cli._fail(f"--entity {entity!r} is no entity of pipeline {cfg.pipeline!r} (its"
+                  f" entities: {', '.join(cfg.entities)})", cli.EXIT_USAGE)
+    who = actor or os.environ.get("USER") or "steward"
+    with cli._user_errors(cli._debug()), open_pipeline(cfg) as ctx:
+        try:
+            out = replay_all(ctx, entity=entity, actor=who, reason=reason)
+        except SuiteError as exc:
+            cli._fail(str(exc), cli.EXIT_USAGE)
+    waiting = out["failing"] or out["requarantined"] or out["left"]
+    if as_json:
+        click.echo(json.dumps(out, indent=2, default=str))
+        sys.exit(cli.EXIT_ATTENTION if waiting else cli.EXIT_OK)
+    click.echo(f"{out['replayed']} item(s) replayed by {who}: applied to {out['applied']}"
+               f" endpoint row(s)"
+               + (f", {out['released']} held change(s) released" if out["released"] else "")
+               + (f", {out['superseded']} superseded by the rows read back"
+                  if out["superseded"] else ""))
+    if out["failing"]:
+        click.echo(f"{len(out['failing'])} still fail the suite and stay quarantined: "
+                   + ", ".join(f"#{i}" for i in out["failing"][:20])
+                   + (" ..." if len(out["failing"]) > 20 else ""))
+    if out["requarantined"]:
+        click.echo(f"{len(out['requarantined'])} held change(s) fail in their turn, now"
+                   " quarantined: " + ", ".join(f"#{i}" for i in out["requarantined"][:20]))
+    for item, why in out["left"].items():
+        click.echo(f"not replayed: #{item}: {why}")
+    sys.exit(cli.EXIT_ATTENTION if waiting else cli.EXIT_OK)
 
 
 @quarantine.command("discard")

@@ -117,6 +117,38 @@ def decide(ctx: PipelineContext, item_id: int, action: str, *, actor: str,
     return out
 
 
+def replay_all(ctx: PipelineContext, *, entity: str | None = None, actor: str,
+               reason: str = "") -> dict[str, Any]:
+    """Replay every quarantined item (of ``entity``), oldest first, as :func:`decide`
+    replays one: what a steward does once the cause is fixed at the source (a bad
+    import corrected, the suite's expectation loosened). Rows that pass now flow, with
+    the changes held behind them; rows that still fail stay quarantined. One pass over
+    the items quarantined when it starts: a held change that fails in its turn is
+    quarantined for the next look (``requarantined``)."""
+    from sync.quality.store import QuarantineStore
+
+    items = QuarantineStore(ctx.store.engine).items(
+        ctx.pipeline, statuses=["quarantined"], entity=entity, limit=None)
+    out: dict[str, Any] = {"replayed": 0, "failing": [], "requarantined": [], "released": 0,
+                           "superseded": 0, "applied": 0, "left": {}}
+    for item in items:
+        try:
+            o = decide(ctx, int(item["id"]), "replay", actor=actor, reason=reason)
+        except QuarantineError as exc:  # decided meanwhile, or its entity is gone
+            out["left"][int(item["id"])] = str(exc)
+            continue
+        if o.refused:
+            out["failing"].append(o.item)
+            continue
+        out["replayed"] += 1
+        out["released"] += o.released
+        out["superseded"] += o.superseded
+        out["applied"] += o.summary.total("applied") if o.summary else 0
+        if o.requarantined is not None:
+            out["requarantined"].append(o.requarantined)
+    return out
+
+
 # --- a change read from a log --------------------------------------------------------------
 
 

@@ -176,15 +176,17 @@ class QuarantineStore:
         return None if row is None else dict(row)
 
     def items(self, pipeline: str, *, statuses: Sequence[str] | None = UNRESOLVED,
-              entity: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+              entity: str | None = None, limit: int | None = 200) -> list[dict[str, Any]]:
+        """The oldest ``limit`` items (None: every one) of those statuses and entity."""
         q = quarantine.c
         stmt = sa.select(quarantine).where(q.pipeline == pipeline)
         if statuses:
             stmt = stmt.where(q.status.in_(list(statuses)))
         if entity:
             stmt = stmt.where(q.entity == entity)
+        stmt = stmt.order_by(q.id)
         with self.engine.connect() as conn:
-            rows = conn.execute(stmt.order_by(q.id).limit(limit)).mappings().all()
+            rows = conn.execute(stmt if limit is None else stmt.limit(limit)).mappings().all()
         return [dict(r) for r in rows]
 
     def count_open(self, pipeline: str, entity: str | None = None,

@@ -109,3 +109,41 @@ def test_quality_init_proposes_a_suite_from_real_rows(tmp_path: Path) -> None:
     exists = cdcsync("quality", "init", p, "customers", expect=2)
     assert "exists; --force overwrites it" in exists.stderr
     cdcsync("quality", "init", p, "nobody", expect=2)
+
+
+def test_replay_all_lets_what_was_fixed_flow_and_keeps_the_rest(shop: Shop) -> None:
+    """After the cause is fixed at the source, one command replays every quarantined
+    item: the rows that pass now flow, the others stay quarantined (exit 3)."""
+    p = str(shop.pipeline)
+    shop.crm.many("INSERT INTO customers (id, name, email, amount, status) VALUES (?,?,?,?,?)",
+                  [(1, "Ann Lee", "ann@example.com", 10, "active"),
+                   (2, "Bob Ray", "bob-at-example.com", 5, "active"),
+                   (3, "Cy Dunn", "cy-at-example.com", 3, "active"),
+                   (4, "Di Fox", "di-at-example.com", 4, "active")])
+    cdcsync("setup", p)
+    cdcsync("run", p, expect=3)
+    assert len(as_json(cdcsync("quarantine", "list", p, "--json"))) == 3
+    for args, says in [(["--all", "1"], "name no item"), (["--all", "--accept"], "name no item"),
+                       ([], "name the item to replay"), (["--entity", "customers"],
+                                                         "--entity goes with --all"),
+                       (["--all", "--entity", "nobody"], "no entity of pipeline")]:
+        assert says in cdcsync("quarantine", "replay", p, *args, expect=2).stderr, args
+    shop.crm("UPDATE customers SET email = 'bob@example.com' WHERE id = 2")
+    shop.crm("UPDATE customers SET email = 'cy@example.com' WHERE id = 3")
+
+    out = cdcsync("quarantine", "replay", p, "--all", "--by", "ops", expect=3).stdout
+    assert "2 item(s) replayed by ops: applied to 2 endpoint row(s)" in out, out
+    assert "1 still fail the suite and stay quarantined" in out, out
+    assert shop.client(2) == ("Bob Ray", "bob@example.com", 5, "active")
+    assert shop.client(3) == ("Cy Dunn", "cy@example.com", 3, "active")
+    assert shop.client(4) is None
+    (left,) = as_json(cdcsync("quarantine", "list", p, "--json"))
+    assert (left["key"], left["status"]) == ('{"id":4}', "quarantined")
+
+    shop.crm("UPDATE customers SET email = 'di@example.com' WHERE id = 4")
+    done = as_json(cdcsync("quarantine", "replay", p, "--all", "--entity", "customers",
+                           "--json"))
+    assert (done["replayed"], done["failing"], done["applied"]) == (1, [], 1)
+    assert shop.client(4) == ("Di Fox", "di@example.com", 4, "active")
+    assert cdcsync("quarantine", "list", p, "--json").stdout.strip() == "[]"
+    assert cdcsync("run", p, "--json", expect=None).exit_code == 0

@@ -119,3 +119,22 @@ def test_replay_accept_and_discard_through_the_ui(tmp_path: Path) -> None:
     assert status == 400 and f"item #{di} is already discarded" in html
     status, _ = decide(client, di, "discard", "again", token="forged")
     assert status == 400
+
+
+def test_replay_all_in_the_browser_lets_the_fixed_rows_flow(tmp_path: Path) -> None:
+    shop = quarantined_shop(tmp_path)
+    shop.crm("UPDATE customers SET email = 'bob@example.com' WHERE id = 2")
+    shop.crm("UPDATE customers SET email = 'di@example.com' WHERE id = 4")
+    client = create_app(shop.cfg()).test_client()
+    listing = client.get("/quarantine?entity=customers").get_data(as_text=True)
+    assert "Replay all" in listing
+    res = client.post("/quarantine/replay-all", data={"csrf_token": csrf_of(listing),
+                                                      "entity": "customers"})
+    assert res.status_code == 303 and res.headers["Location"].endswith("entity=customers")
+    page = client.get(res.headers["Location"]).get_data(as_text=True)
+    assert "2 replayed by" in page and "1 superseded by the rows read back" in page, page
+    assert "1 still quarantined" in page, page
+    assert shop.client(2) == ("Bob Ray", "bob@example.com", 5, "active")
+    assert shop.client(4) == ("Di Fox", "di@example.com", 8, "active")  # with the held edit
+    assert [i["key"] for i in shop.items(status="quarantined")] == ['{"id":3}']
+    assert shop.items(status="held") == []
