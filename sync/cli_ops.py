@@ -176,17 +176,32 @@ def dlq_show(pipeline: str, letter_id: int, as_json: bool) -> None:
 
 @dlq.command("requeue")
 @_pipeline_arg
-@click.argument("letter_ids", metavar="ID...", nargs=-1, required=True, type=int)
+@click.argument("letter_ids", metavar="ID...", nargs=-1, type=int)
+@click.option("--all", "every", is_flag=True,
+              help="Every dead letter (of --target) instead of the IDs named.")
+@click.option("--target", default=None, help="With --all: only the letters of this endpoint.")
 @_by_opt
-def dlq_requeue(pipeline: str, letter_ids: tuple[int, ...], actor: str | None) -> None:
+def dlq_requeue(pipeline: str, letter_ids: tuple[int, ...], every: bool, target: str | None,
+                actor: str | None) -> None:
     """Apply a dead letter's keys again (after fixing the cause at the target)."""
     from sync import dlq as queue
     from sync.cli import EXIT_USAGE, _debug, _fail, _user_errors
 
+    if every == bool(letter_ids) or (target is not None and not every):
+        _fail("name the dead letters to requeue (ID...), or requeue every one with --all"
+              " [--target ENDPOINT]", EXIT_USAGE)
     who = _actor(actor)
     with _user_errors(_debug()):
         cfg, store = _open(pipeline)
         try:
+            if target is not None and target not in cfg.endpoints:
+                _fail(f"--target {target!r} is no endpoint of pipeline {cfg.pipeline!r} (its"
+                      f" endpoints: {', '.join(cfg.endpoints)})", EXIT_USAGE)
+            if every:
+                letter_ids = tuple(int(x["id"]) for x in queue.list_letters(store, cfg.pipeline)
+                                   if target is None or x["target"] == target)
+                if not letter_ids:
+                    click.echo("no dead letters" + (f" of {target}" if target else ""))
             for lid in letter_ids:
                 try:
                     letter = queue.requeue(store, cfg.pipeline, lid, who)

@@ -177,3 +177,24 @@ def test_a_letter_id_is_never_given_twice(cfg: Any) -> None:
         assert third > second
     finally:
         store.close()
+
+
+def test_requeue_all_of_a_target_after_fixing_it(cfg: Any, pipeline: Path) -> None:
+    p = str(pipeline)
+    store = open_store(cfg.state.url)
+    try:
+        with store.transaction() as conn:
+            ids = [dlq.record(conn, "ops", "items", target, [f'{{"id":{n}}}'], "refused", 5)
+                   for n, target in ((1, "b"), (2, "a"), (3, "b"))]
+    finally:
+        store.close()
+    for args, says in [([], "name the dead letters"), (["--all", str(ids[0])], "name the dead"),
+                       (["--target", "b", str(ids[0])], "name the dead letters"),
+                       (["--all", "--target", "zz"], "no endpoint of pipeline")]:
+        assert says in cdcsync("dlq", "requeue", p, *args, expect=2).stderr, args
+    out = cdcsync("dlq", "requeue", p, "--all", "--target", "b", "--by", "ops-ann").stdout
+    assert out.count("requeued by ops-ann") == 2, out
+    assert [x["id"] for x in json.loads(cdcsync("dlq", "list", p, "--json").stdout)] == [ids[1]]
+    assert [(a, d["id"]) for a, _, d in _audit(cfg)] == [("ops-ann", ids[0]), ("ops-ann", ids[2])]
+    assert "requeued" in cdcsync("dlq", "requeue", p, "--all").stdout
+    assert cdcsync("dlq", "requeue", p, "--all").stdout.strip() == "no dead letters"
