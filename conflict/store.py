@@ -80,9 +80,21 @@ class ConflictStore:
     def mark_resolved(conn: Connection, conflict_id: str, *, content: Mapping[str, Any] | None,
                       winner: str, decided_by: str, vector: Mapping[str, int],
                       reason: str) -> None:
-        conn.execute(table.update().where(table.c.id == conflict_id).values(
-            status="resolved", resolution=row_to_json(content), winner=winner,
-            decided_by=decided_by, decided_at=time.time(), vector=dict(vector), reason=reason))
+        ConflictStore.mark_resolved_many(conn, [
+            {"b_id": conflict_id, "b_resolution": row_to_json(content), "b_winner": winner,
+             "b_vector": dict(vector)}], decided_by=decided_by, reason=reason, at=time.time())
+
+    @staticmethod
+    def mark_resolved_many(conn: Connection, rows: list[dict[str, Any]], *, decided_by: str,
+                           reason: str, at: float) -> None:
+        """Conflicts decided by one person at once: ``rows`` of ``b_id`` (the conflict),
+        ``b_resolution`` (the content's JSON form), ``b_winner`` and ``b_vector``; one
+        statement for all (a bulk decision records thousands)."""
+        if rows:
+            conn.execute(table.update().where(table.c.id == sa.bindparam("b_id")).values(
+                status="resolved", resolution=sa.bindparam("b_resolution"),
+                winner=sa.bindparam("b_winner"), vector=sa.bindparam("b_vector"),
+                decided_by=decided_by, decided_at=at, reason=reason), rows)
 
     def list(self, pipeline: str, *, status: str | None = None, entity: str | None = None,
              limit: int | None = 200) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from conflict.canonical import row_to_json
 from conflict.protocol import KeyState, resolve_parked
 from conflict.store import ConflictStore
 from sync.apply import apply_pending
@@ -95,14 +96,10 @@ def decide_all(ctx: PipelineContext, *, pick: str, entity: str | None = None, ac
             left.update((r["id"], f"entity {name!r} is no longer in the pipeline") for r in mine)
             continue
         for i in range(0, len(mine), BULK_CHUNK):
-            states: dict[str, KeyState] = {}
             with ctx.store.transaction(lock=state_lock(ctx)) as conn:
-                for rec in mine[i:i + BULK_CHUNK]:
-                    try:
-                        states[rec["key"]] = _record(ctx, conn, rec, ent, pick=pick,
-                                                     fields=None, actor=actor, note=note)
-                    except StewardError as exc:  # raised before anything is written
-                        left[rec["id"]] = str(exc)
+                states, why = _record_many(ctx, conn, mine[i:i + BULK_CHUNK], ent, pick=pick,
+                                           fields=None, actor=actor, note=note)
+            left.update(why)
             decided += len(states)
             apply_pending(ctx, ent, states, summary)
             pending.update(f"{name}:{t}" for st in states.values() for t in st.outbox)
@@ -113,19 +110,66 @@ def decide_all(ctx: PipelineContext, *, pick: str, entity: str | None = None, ac
 def _record(ctx: PipelineContext, conn: Connection, rec: dict[str, Any], ent: EntityContext,
             *, pick: str | None, fields: Mapping[str, str] | None, actor: str,
             note: str) -> KeyState:
-    status = conn.execute(sa.select(conflicts.c.status)
-                          .where(conflicts.c.id == rec["id"])).scalar_one()
+    """One decision (:func:`_record_many` of one conflict); StewardError if it does not fit."""
+    states, left = _record_many(ctx, conn, [rec], ent, pick=pick, fields=fields, actor=actor,
+                                note=note)
+    if left:
+        raise StewardError(left[rec["id"]])
+    return states[rec["key"]]
+
+
+def _record_many(ctx: PipelineContext, conn: Connection, recs: list[dict[str, Any]],
+                 ent: EntityContext, *, pick: str | None, fields: Mapping[str, str] | None,
+                 actor: str, note: str) -> tuple[dict[str, KeyState], dict[str, str]]:
+    """Decide ``recs`` (conflicts of ``ent``) in ``conn``: the states decided, by key, and
+    why each conflict that was not decided was not (nothing of it is written). Statuses,
+    states, resolutions and audit entries are read and written a statement for all."""
+    if pick is None and not fields:
+        raise StewardError("say which side wins (--pick ENDPOINT) or field by field (--field)")
+    ids = [r["id"] for r in recs]
+    statuses = dict(conn.execute(sa.select(conflicts.c.id, conflicts.c.status)
+                                 .where(conflicts.c.id.in_(ids))).all())
+    loaded = ctx.store.load(ctx.pipeline, ent.name, [r["key"] for r in recs], conn=conn)
+    decided: dict[str, KeyState] = {}
+    left: dict[str, str] = {}
+    resolutions: list[dict[str, Any]] = []
+    entries: list[dict[str, Any]] = []
+    now = time.time()
+    for rec in recs:
+        try:
+            st, content, new_v = _resolve(rec, statuses.get(rec["id"]), loaded[rec["key"]],
+                                          ent, pick=pick, fields=fields, when=now)
+        except StewardError as exc:
+            left[rec["id"]] = str(exc)
+            continue
+        decided[rec["key"]] = st
+        winner = pick or ""
+        if fields:
+            winner = "fields:" + ",".join(f"{c}={e}" for c, e in sorted(fields.items()))
+        resolutions.append({"b_id": rec["id"], "b_resolution": row_to_json(content),
+                            "b_winner": winner, "b_vector": new_v.as_dict()})
+        entries.append({"conflict": rec["id"], "entity": ent.name, "key": rec["key"],
+                        "pick": pick, "fields": dict(fields or {}), "note": note})
+    if decided:
+        ctx.store.save(conn, ctx.pipeline, ent.name, decided)
+        ConflictStore.mark_resolved_many(conn, resolutions, decided_by=actor, reason=note,
+                                         at=now)
+        ctx.store.audit_many(conn, ctx.pipeline, actor, "conflict.resolve", entries)
+    return decided, left
+
+
+def _resolve(rec: Mapping[str, Any], status: str | None, st: KeyState, ent: EntityContext, *,
+             pick: str | None, fields: Mapping[str, str] | None, when: float
+             ) -> tuple[KeyState, dict[str, Any] | None, Any]:
+    """The decision on one loaded state: (the state, the content decided, its vector)."""
     if status != "open":
         raise StewardError(f"conflict {rec['id']} is already {status}")
-    st = ctx.store.load(ctx.pipeline, ent.name, [rec["key"]], conn=conn)[rec["key"]]
     if st.parked is None or not st.parked.conflict_id.startswith(rec["id"]):
         raise StewardError(f"conflict {rec['id']} is not the one parked on its record")
     sides = st.parked.sides
     for ep in [pick, *(fields or {}).values()]:
         if ep is not None and ep not in sides:
             raise StewardError(f"no side {ep!r}; the sides are: {', '.join(sorted(sides))}")
-    if pick is None and not fields:
-        raise StewardError("say which side wins (--pick ENDPOINT) or field by field (--field)")
     base_side = sides[pick] if pick else next(iter(sides.values()))
     content: dict[str, Any] | None = None if base_side.content is None else dict(base_side.content)
     for col, ep in (fields or {}).items():
@@ -136,14 +180,5 @@ def _record(ctx: PipelineContext, conn: Connection, rec: dict[str, Any], ent: En
             raise StewardError(f"no column {col!r} in {ep}'s version")
         content[col] = src[col]
     chosen = pick if not fields else None
-    new_v = resolve_parked(st, content, chosen=chosen, sinks=ent.sinks, when=time.time())
-    ctx.store.save(conn, ctx.pipeline, ent.name, {rec["key"]: st})
-    winner = pick or ""
-    if fields:
-        winner = "fields:" + ",".join(f"{c}={e}" for c, e in sorted(fields.items()))
-    ConflictStore.mark_resolved(conn, rec["id"], content=content, winner=winner,
-                                decided_by=actor, vector=new_v.as_dict(), reason=note)
-    ctx.store.audit(conn, ctx.pipeline, actor, "conflict.resolve",
-                    {"conflict": rec["id"], "entity": ent.name, "key": rec["key"],
-                     "pick": pick, "fields": dict(fields or {}), "note": note})
-    return st
+    new_v = resolve_parked(st, content, chosen=chosen, sinks=ent.sinks, when=when)
+    return st, content, new_v

@@ -698,5 +698,14 @@ class StateStore:
     @staticmethod
     def audit(conn: Connection, pipeline: str, actor: str, action: str,
               detail: Mapping[str, Any]) -> None:
-        conn.execute(schema.audit.insert().values(
-            at=time.time(), pipeline=pipeline, actor=actor, action=action, detail=dict(detail)))
+        StateStore.audit_many(conn, pipeline, actor, action, [detail])
+
+    @staticmethod
+    def audit_many(conn: Connection, pipeline: str, actor: str, action: str,
+                   details: Sequence[Mapping[str, Any]]) -> None:
+        """One audit entry per detail, all at once (one statement)."""
+        if details:
+            now = time.time()
+            conn.execute(schema.audit.insert(), [
+                {"at": now, "pipeline": pipeline, "actor": actor, "action": action,
+                 "detail": dict(d)} for d in details])
