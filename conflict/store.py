@@ -8,7 +8,7 @@ checkpoint of the batch that raised it.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
@@ -75,14 +75,6 @@ class ConflictStore:
         sides = {name: side_to_json(s) for name, s in parked.sides.items()}
         conn.execute(table.update().where(table.c.id == parked.conflict_id)
                      .values(sides={"by_endpoint": sides}))
-
-    @staticmethod
-    def mark_resolved(conn: Connection, conflict_id: str, *, content: Mapping[str, Any] | None,
-                      winner: str, decided_by: str, vector: Mapping[str, int],
-                      reason: str) -> None:
-        ConflictStore.mark_resolved_many(conn, [
-            {"b_id": conflict_id, "b_resolution": row_to_json(content), "b_winner": winner,
-             "b_vector": dict(vector)}], decided_by=decided_by, reason=reason, at=time.time())
 
     @staticmethod
     def mark_resolved_many(conn: Connection, rows: list[dict[str, Any]], *, decided_by: str,

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 from conflict.canonical import row_to_json
 from conflict.protocol import KeyState, resolve_parked
 from conflict.store import ConflictStore
+from conflict.vector import VersionVector
 from sync.apply import apply_pending
 from sync.context import EntityContext, PipelineContext
 from sync.state.schema import conflicts
@@ -160,7 +161,7 @@ def _record_many(ctx: PipelineContext, conn: Connection, recs: list[dict[str, An
 
 def _resolve(rec: Mapping[str, Any], status: str | None, st: KeyState, ent: EntityContext, *,
              pick: str | None, fields: Mapping[str, str] | None, when: float
-             ) -> tuple[KeyState, dict[str, Any] | None, Any]:
+             ) -> tuple[KeyState, dict[str, Any] | None, VersionVector]:
     """The decision on one loaded state: (the state, the content decided, its vector)."""
     if status != "open":
         raise StewardError(f"conflict {rec['id']} is already {status}")
