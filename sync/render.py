@@ -88,7 +88,9 @@ def summary_table(summary: RunSummary, cfg: Any) -> Table:
     if summary.open_conflicts:
         t.caption = (t.caption or "") + (
             f"  {summary.open_conflicts} conflict(s) wait for a steward: "
-            "cdcsync conflicts list PIPELINE")
+            "cdcsync conflicts list PIPELINE"
+            + (" (one decision for all: conflicts resolve PIPELINE --all --pick ENDPOINT)"
+               if summary.open_conflicts > 1 else ""))
     rejected = summary.total("rejected")
     if rejected or summary.dead_letters:
         t.caption = (t.caption or "") + (

@@ -47,7 +47,8 @@ def _parked(tmp: Path) -> Path:
     p = tmp / "p.yaml"
     p.write_text("\n".join(lines) + "\n")
     cdcsync("setup", str(p))
-    cdcsync("run", str(p), expect=3)
+    out = " ".join(cdcsync("run", str(p), expect=3).stdout.split())  # (as the caption wraps)
+    assert "(one decision for all: conflicts resolve PIPELINE --all --pick ENDPOINT)" in out, out
     return p
 
 
