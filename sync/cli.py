@@ -19,7 +19,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
@@ -31,6 +31,21 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_ATTENTION = 0, 1, 2, 3
 def _fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
     click.secho(f"error: {message}", fg="red", err=True)
     sys.exit(code)
+
+
+def _steward(actor: str | None) -> str:
+    """Who decides: ``--by``, else the login name."""
+    return actor or os.environ.get("USER") or "steward"
+
+
+def _one_of(option: str, value: str | None, names: Iterable[str], what: str,
+            pipeline: str) -> None:
+    """A usage error unless ``value`` (of ``option``; None: not given) is one of ``names``
+    (the pipeline's entities or endpoints: ``what``)."""
+    known = list(names)
+    if value is not None and value not in known:
+        _fail(f"{option} {value!r} is no {what} of pipeline {pipeline!r} (its {what}s:"
+              f" {', '.join(known)})", EXIT_USAGE)
 
 
 def _load(path: str) -> Any:
@@ -372,7 +387,7 @@ def conflicts_resolve(pipeline: str, conflict_id: str | None, pick: str | None,
             _fail(f"--field takes COLUMN=ENDPOINT, not {f!r}", EXIT_USAGE)
         by_field[col] = ep
     cfg = _load(pipeline)
-    who = actor or os.environ.get("USER") or "steward"
+    who = _steward(actor)
     with _user_errors(_debug()), open_pipeline(cfg) as ctx:
         result = decide(ctx, conflict_id, pick=pick, fields=by_field or None, actor=who,
                         note=note)
@@ -397,13 +412,9 @@ def _resolve_all(pipeline: str, conflict_id: str | None, pick: str | None,
         _fail("--all takes one side whole for every conflict: --pick ENDPOINT (decide"
               " field by field one conflict at a time)", EXIT_USAGE)
     cfg = _load(pipeline)
-    if pick not in cfg.endpoints:
-        _fail(f"--pick {pick!r} is no endpoint of pipeline {cfg.pipeline!r} (its endpoints:"
-              f" {', '.join(cfg.endpoints)})", EXIT_USAGE)
-    if entity is not None and entity not in cfg.entities:
-        _fail(f"--entity {entity!r} is no entity of pipeline {cfg.pipeline!r} (its entities:"
-              f" {', '.join(cfg.entities)})", EXIT_USAGE)
-    who = actor or os.environ.get("USER") or "steward"
+    _one_of("--pick", pick, cfg.endpoints, "endpoint", cfg.pipeline)
+    _one_of("--entity", entity, cfg.entities, "entity", cfg.pipeline)
+    who = _steward(actor)
     with _user_errors(_debug()), open_pipeline(cfg) as ctx:
         result = decide_all(ctx, pick=pick, entity=entity, actor=who, note=note)
     click.echo(f"{result['decided']} conflict(s) resolved by {who}, taking {pick}'s side:"

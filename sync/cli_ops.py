@@ -185,7 +185,7 @@ def dlq_requeue(pipeline: str, letter_ids: tuple[int, ...], every: bool, target:
                 actor: str | None) -> None:
     """Apply a dead letter's keys again (after fixing the cause at the target)."""
     from sync import dlq as queue
-    from sync.cli import EXIT_USAGE, _debug, _fail, _user_errors
+    from sync.cli import EXIT_USAGE, _debug, _fail, _one_of, _user_errors
 
     if every == bool(letter_ids) or (target is not None and not every):
         _fail("name the dead letters to requeue (ID...), or requeue every one with --all"
@@ -194,9 +194,7 @@ def dlq_requeue(pipeline: str, letter_ids: tuple[int, ...], every: bool, target:
     with _user_errors(_debug()):
         cfg, store = _open(pipeline)
         try:
-            if target is not None and target not in cfg.endpoints:
-                _fail(f"--target {target!r} is no endpoint of pipeline {cfg.pipeline!r} (its"
-                      f" endpoints: {', '.join(cfg.endpoints)})", EXIT_USAGE)
+            _one_of("--target", target, cfg.endpoints, "endpoint", cfg.pipeline)
             if every:
                 letter_ids = tuple(int(x["id"]) for x in queue.list_letters(store, cfg.pipeline)
                                    if target is None or x["target"] == target)

@@ -117,7 +117,7 @@ def _decide(pipeline: str, item_id: int, action: str, actor: str | None, reason:
 
     cli = _cli()
     cfg = cli._load(pipeline)
-    who = actor or os.environ.get("USER") or "steward"
+    who = cli._steward(actor)
     with cli._user_errors(cli._debug()), open_pipeline(cfg) as ctx:
         try:
             out = decide(ctx, item_id, action, actor=who, reason=reason)
@@ -186,10 +186,8 @@ def _replay_all(pipeline: str, entity: str | None, actor: str | None, reason: st
 
     cli = _cli()
     cfg = cli._load(pipeline)
-    if entity is not None and entity not in cfg.entities:
-        cli._fail(f"--entity {entity!r} is no entity of pipeline {cfg.pipeline!r} (its"
-                  f" entities: {', '.join(cfg.entities)})", cli.EXIT_USAGE)
-    who = actor or os.environ.get("USER") or "steward"
+    cli._one_of("--entity", entity, cfg.entities, "entity", cfg.pipeline)
+    who = cli._steward(actor)
     with cli._user_errors(cli._debug()), open_pipeline(cfg) as ctx:
         try:
             out = replay_all(ctx, entity=entity, actor=who, reason=reason)
@@ -198,7 +196,12 @@ def _replay_all(pipeline: str, entity: str | None, actor: str | None, reason: st
     waiting = out["failing"] or out["requarantined"] or out["left"]
     if as_json:
         click.echo(json.dumps(out, indent=2, default=str))
-        sys.exit(cli.EXIT_ATTENTION if waiting else cli.EXIT_OK)
+    else:
+        _replay_report(out, who)
+    sys.exit(cli.EXIT_ATTENTION if waiting else cli.EXIT_OK)
+
+
+def _replay_report(out: dict[str, Any], who: str) -> None:
     click.echo(f"{out['replayed']} item(s) replayed by {who}: applied to {out['applied']}"
                f" endpoint row(s)"
                + (f", {out['released']} held change(s) released" if out["released"] else "")
@@ -213,7 +216,6 @@ def _replay_all(pipeline: str, entity: str | None, actor: str | None, reason: st
                    " quarantined: " + ", ".join(f"#{i}" for i in out["requarantined"][:20]))
     for item, why in out["left"].items():
         click.echo(f"not replayed: #{item}: {why}")
-    sys.exit(cli.EXIT_ATTENTION if waiting else cli.EXIT_OK)
 
 
 @quarantine.command("discard")

@@ -89,7 +89,6 @@ def decide_all(ctx: PipelineContext, *, pick: str, entity: str | None = None, ac
     left: dict[str, str] = {}
     decided = 0
     summary = RunSummary(pipeline=ctx.pipeline)
-    pending: set[str] = set()
     for name in dict.fromkeys(r["entity"] for r in recs):
         mine = [r for r in recs if r["entity"] == name]
         ent = ctx.entities.get(name)
@@ -103,9 +102,8 @@ def decide_all(ctx: PipelineContext, *, pick: str, entity: str | None = None, ac
             left.update(why)
             decided += len(states)
             apply_pending(ctx, ent, states, summary)
-            pending.update(f"{name}:{t}" for st in states.values() for t in st.outbox)
     return {"decided": decided, "applied": summary.total("applied"),
-            "skipped": summary.total("skipped"), "left": left, "pending": sorted(pending)}
+            "skipped": summary.total("skipped"), "left": left}
 
 
 def _record(ctx: PipelineContext, conn: Connection, rec: dict[str, Any], ent: EntityContext,
