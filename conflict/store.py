@@ -109,10 +109,25 @@ class ConflictStore:
 
     def count(self, pipeline: str, status: str | None, entity: str | None = None) -> int:
         """How many conflicts of that status (None: any) and entity (None: any)."""
-        q = sa.select(sa.func.count()).select_from(table).where(table.c.pipeline == pipeline)
+        with self.engine.connect() as conn:
+            return int(conn.execute(self._of(sa.func.count(), pipeline, status,
+                                             entity)).scalar_one())
+
+    def newest(self, pipeline: str, status: str | None,
+               entity: str | None = None) -> float | None:
+        """When the latest of those conflicts was raised, by the clock of the run that
+        raised it (None: there is none)."""
+        with self.engine.connect() as conn:
+            at = conn.execute(self._of(sa.func.max(table.c.created_at), pipeline, status,
+                                       entity)).scalar_one()
+        return None if at is None else float(at)
+
+    @staticmethod
+    def _of(column: Any, pipeline: str, status: str | None,
+            entity: str | None) -> sa.Select[Any]:
+        q = sa.select(column).select_from(table).where(table.c.pipeline == pipeline)
         if status:
             q = q.where(table.c.status == status)
         if entity:
             q = q.where(table.c.entity == entity)
-        with self.engine.connect() as conn:
-            return int(conn.execute(q).scalar_one())
+        return q

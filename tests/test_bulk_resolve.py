@@ -140,3 +140,35 @@ def test_a_steward_decides_every_conflict_listed_in_the_browser(tmp_path: Path) 
     refused = client.post("/conflicts/resolve-all", data={**form, "csrf_token": "x",
                                                           "entity": "notes"})
     assert refused.status_code == 400 and len(_open(p, "notes")) == 1
+
+
+def test_the_browsers_decision_for_all_goes_by_the_runs_clocks(tmp_path: Path) -> None:
+    """The runs that raise conflicts may keep a clock ahead of the review server's:
+    "Decide all" decides the conflicts up to the newest one listed, by their own times,
+    and leaves one raised after the page was shown."""
+    import re
+    import time
+
+    from config.loader import load_pipeline
+    from sync.review.app import create_app
+    from tests.review.conftest import csrf_of
+
+    p = _parked(tmp_path)
+    ahead = time.time() + 3600  # the runs' machine is an hour ahead
+    with sqlite3.connect(tmp_path / "state.db") as c:
+        c.execute("UPDATE conflicts SET created_at = created_at - "
+                  "(SELECT MIN(created_at) FROM conflicts) + ?", (ahead,))
+    c.close()
+    client = create_app(load_pipeline(p)).test_client()
+    html = client.get("/conflicts?entity=items").get_data(as_text=True)
+    found = re.search(r'name="seen_at" value="([^"]+)"', html)
+    assert found and f"Decide all {ITEMS}<" in html
+    later = _open(p, "items")[-1]["id"]  # raised (by that clock) after the page was shown
+    with sqlite3.connect(tmp_path / "state.db") as c:
+        c.execute("UPDATE conflicts SET created_at = ? WHERE id = ?", (ahead + 60, later))
+    c.close()
+    res = client.post("/conflicts/resolve-all", follow_redirects=True, data={
+        "csrf_token": csrf_of(html), "entity": "items", "pick": "billing",
+        "seen_at": found.group(1)})
+    assert f"Resolved {ITEMS - 1} conflicts" in res.get_data(as_text=True)
+    assert [c["id"] for c in _open(p, "items")] == [later]

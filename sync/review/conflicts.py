@@ -8,7 +8,6 @@ once to every endpoint that lacks it.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -150,7 +149,9 @@ def index() -> str:
     show_all = request.args.get("all") in ("1", "on", "true", "yes")
     entity = request.args.get("entity") or None
     status = None if show_all else "open"
-    seen_at = time.time()  # a decision for all decides those raised by then (below)
+    # A decision for all decides the conflicts raised by the newest one listed now: the
+    # runs' own times, so the review server's clock (skewed or not) plays no part.
+    seen_at = _conflicts().newest(pipeline.name(), "open", entity)
     rows = _conflicts().list(pipeline.name(), status=status, entity=entity, limit=LIMIT)
     total = (_conflicts().count(pipeline.name(), status, entity) if len(rows) >= LIMIT
              else len(rows))
@@ -158,7 +159,7 @@ def index() -> str:
     ends = list(cfg.entities[entity].endpoints) if entity in cfg.entities else list(cfg.endpoints)
     return render_template("conflicts.html", rows=rows, show_all=show_all, entity=entity,
                            entities=sorted(cfg.entities), limit=LIMIT, total=total,
-                           endpoints=ends, seen_at=repr(seen_at))
+                           endpoints=ends, seen_at="" if seen_at is None else repr(seen_at))
 
 
 @bp.post("/conflicts/resolve-all")

@@ -137,10 +137,17 @@ def replay_all() -> Any:
     if out["superseded"]:
         message += f", {out['superseded']} superseded by the rows read back"
     flash(message + ".", "ok")
-    waiting = len(out["failing"]) + len(out["requarantined"]) + len(out["left"])
-    if waiting:
-        flash(f"{waiting} still quarantined: they fail the suite at their source (fix them"
-              " there and replay, or accept one as captured with a reason).", "error")
+    if out["failing"]:
+        flash(f"{len(out['failing'])} still quarantined: they fail the suite at their source"
+              " (fix them there and replay, or accept one as captured with a reason).",
+              "error")
+    if out["requarantined"]:
+        flash(f"{len(out['requarantined'])} held change(s) released behind them fail the"
+              " suite in their turn: now quarantined.", "error")
+    if out["left"]:  # decided meanwhile (by another steward), or the entity is gone
+        reasons = sorted(set(out["left"].values()))
+        flash(f"{len(out['left'])} not replayed: " + "; ".join(reasons[:3])
+              + (" ..." if len(reasons) > 3 else ""), "error")
     return back
 
 

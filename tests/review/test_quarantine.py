@@ -7,7 +7,9 @@ CRM and a billing system on SQLite files with a Great Expectations suite.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import pytest
 from flask.testing import FlaskClient
 
 from sync.review.app import create_app
@@ -138,3 +140,29 @@ def test_replay_all_in_the_browser_lets_the_fixed_rows_flow(tmp_path: Path) -> N
     assert shop.client(4) == ("Di Fox", "di@example.com", 8, "active")  # with the held edit
     assert [i["key"] for i in shop.items(status="quarantined")] == ['{"id":3}']
     assert shop.items(status="held") == []
+
+
+def test_replay_all_in_the_browser_names_an_item_decided_meanwhile_apart(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An item another steward decides while "Replay all" works through the list is
+    left as decided and named for what it is, not counted among those failing the suite."""
+    from sync.quality import release
+
+    shop = quarantined_shop(tmp_path)
+    (cy,) = [int(i["id"]) for i in shop.items() if i["key"] == '{"id":3}']
+    real = release.decide
+
+    def another_steward_first(ctx: Any, item_id: int, action: str, **kw: Any) -> Any:
+        if item_id == cy and action == "replay":
+            real(ctx, cy, "discard", actor="eve", reason="a test row")
+        return real(ctx, item_id, action, **kw)
+
+    monkeypatch.setattr(release, "decide", another_steward_first)
+    client = create_app(shop.cfg()).test_client()
+    listing = client.get("/quarantine").get_data(as_text=True)
+    res = client.post("/quarantine/replay-all", data={"csrf_token": csrf_of(listing)},
+                      follow_redirects=True)
+    page = res.get_data(as_text=True)
+    assert "2 still quarantined" in page, page  # Bob's and Di's rows, not fixed
+    assert f"1 not replayed: item #{cy} is already discarded" in page, page
+    assert [i["status"] for i in shop.items() if i["key"] == '{"id":3}'] == ["discarded"]
