@@ -148,6 +148,14 @@ class Edit:
     #: ``row_hash(content)`` where the reader has it already (an engine whose row
     #: versions are content hashes: MariaDB); None: made here
     content_hash: str | None = None
+    #: a snapshot read whose ``committed_at`` is when the row was committed, as its
+    #: engine recorded it (PostgreSQL's ``track_commit_timestamp``), not when it was read
+    commit_known: bool = False
+
+    @property
+    def untimed(self) -> bool:
+        """A snapshot read that tells no commit time: ``committed_at`` is when it was read."""
+        return self.position is None and not self.commit_known
 
 
 class Kind(enum.StrEnum):
@@ -271,7 +279,7 @@ def on_change(
     w = e.known.with_counter(edit.endpoint, counter)
     _record_read(st, e, edit, w, h)
     incoming = Side(edit.endpoint, w, _own(edit.content), edit.committed_at,
-                    edit.position is None)
+                    edit.untimed)
 
     if st.parked is not None:
         # Later edits of a parked key update its sides and stay parked with it.
@@ -293,7 +301,7 @@ def _adopt(st: KeyState, edit: Edit, w: VersionVector, content_hash: str | None 
     st.vector = w
     st.set_content(edit.content, content_hash)
     st.committed_at = edit.committed_at
-    st.snapshot_read = edit.position is None
+    st.snapshot_read = edit.untimed
     st.origin = edit.endpoint
 
 
@@ -337,7 +345,7 @@ def _overwritten(st: KeyState, e: EndpointState, edit: Edit, *, entity: str, key
     w = (e.known_before or VersionVector()).with_counter(edit.endpoint, counter)
     e.known_before = w  # the next edit before our write was made knowing this one
     incoming = Side(edit.endpoint, w, _own(edit.content), edit.committed_at,
-                    edit.position is None)
+                    edit.untimed)
     if st.parked is not None:
         st.parked.sides[edit.endpoint] = incoming
         return Outcome(Kind.PARKED)
@@ -439,16 +447,22 @@ def on_snapshot(
         if r is None and st.at(name).hash is None:
             st.at(name).hash = ""  # known absent: an apply expects no row there
     present = {name: r for name, r in sorted(reads.items()) if r is not None}
-    # A snapshot read carries when it was read, not when the row was written (no engine
-    # tells that): the reads count as made at one moment, so that which endpoint, or
-    # which chunk, was read later decides nothing. last_writer_wins then breaks the tie
-    # by endpoint name whatever path the snapshot took. (Until 2026-12-07 the endpoint
-    # staged last won a staged first snapshot, the greater name a merged one.)
-    moment = max((r.committed_at for r in present.values() if r.position is None),
-                 default=None) if len(present) > 1 else None
+    # A snapshot read mostly carries when it was read, not when the row was written
+    # (SQLite and MariaDB do not tell that): such reads count as made at one moment, so
+    # that which endpoint, or which chunk, was read later decides nothing.
+    # last_writer_wins then breaks the tie by endpoint name whatever path the snapshot
+    # took. (Until 2026-12-07 the endpoint staged last won a staged first snapshot, the
+    # greater name a merged one.) Reads that all tell their rows' commit times
+    # (PostgreSQL's, where recorded) keep them; where one does not, the others' are
+    # not compared with it either: every snapshot read of the key counts as untimed.
+    moment = None
+    if len(present) > 1 and any(r.untimed for r in present.values()):
+        moment = max(r.committed_at for r in present.values() if r.position is None)
     if moment is not None:
-        present = {name: r if r.position is not None or r.committed_at == moment
-                   else replace(r, committed_at=moment) for name, r in present.items()}
+        present = {name: r if r.position is not None or (r.committed_at == moment
+                                                         and r.untimed)
+                   else replace(r, committed_at=moment, commit_known=False)
+                   for name, r in present.items()}
     # Known before (a resync, a resumed snapshot): a version or a baseline content.
     # Endpoint entries alone do not count: absent and target-only reads make them.
     if st.vector or st.content is not None:
@@ -490,7 +504,7 @@ def on_snapshot(
         (h, members), = groups.items()
         st.set_content(members[0].content, h)
         st.committed_at = max(r.committed_at for r in members)
-        st.snapshot_read = all(r.position is None for r in members)
+        st.snapshot_read = all(r.untimed for r in members)
         st.origin = members[0].endpoint
         for r in members:
             _record_read(st, st.at(r.endpoint), r, st.vector, h)

@@ -27,7 +27,7 @@ staging them.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from conflict.canonical import (
@@ -207,7 +207,7 @@ def reconcile_rows(ctx: PipelineContext, ent: EntityContext, staged: list[dict[s
     states = store.load(ctx.pipeline, ent.name, by_key)
     held = snapshot_floor.floors(store.snapshot_progress(ctx.pipeline, ent.name))
     saved = store.saved_at(ctx.pipeline, ent.name, by_key) if began is not None else {}
-    records: list[tuple[str, ConflictRecord]] = []
+    reads: dict[str, dict[str, Read]] = {}
     for k, rows in by_key.items():
         if began is not None and saved.get(k, began - 1) >= began:
             # Decided by this snapshot already, by a run or worker that died before
@@ -216,14 +216,17 @@ def reconcile_rows(ctx: PipelineContext, ent: EntityContext, staged: list[dict[s
             continue
         # by staged JSON text: endpoints alike (the usual) share one parse and hash
         contents: dict[str, tuple[dict[str, Any], str]] = {}
-        found: dict[str, Read] = {}
+        found = reads[k] = {}
         for ep, staged_row in rows.items():
             text = staged_row["row"]
             if text not in contents:
                 parsed = row_from_json(parse_json(text)) or {}
                 contents[text] = (parsed, row_hash(parsed))
             found[ep] = (*contents[text], from_json_value(staged_row["row_version"]),
-                         float(staged_row["committed_at"]))
+                         float(staged_row["committed_at"]), False)
+    with_commit_times(ctx, ent, reads)
+    records: list[tuple[str, ConflictRecord]] = []
+    for k, found in reads.items():
         # (saved before the snapshot began: an absence is news)
         records += [(k, rec) for rec in decide_key(ent, states[k], found, summary,
                                                   gone=k in saved, when=began or 0.0,
@@ -233,8 +236,44 @@ def reconcile_rows(ctx: PipelineContext, ent: EntityContext, staged: list[dict[s
 
 
 #: a key's row as a snapshot read it at an endpoint: content, its row hash, row
-#: version, when it was read
-Read = tuple[dict[str, Any], str, Any, float]
+#: version, when it was read or (last) when it was committed, and whether it is that
+Read = tuple[dict[str, Any], str, Any, float, bool]
+
+
+def with_commit_times(ctx: PipelineContext, ent: EntityContext,
+                      reads: dict[str, dict[str, Read]]) -> None:
+    """Give the reads of each key whose rows differ between its sources the commit
+    times of those rows, where every one of those sources recorded its row's
+    (PostgreSQL with ``track_commit_timestamp``: ``commit_times`` of its endpoint).
+
+    The first sync of two databases that already hold the same records, differently,
+    then decides each such record by its last writer, as the policies take it, rather
+    than by endpoint name. Only differing keys are looked up (one query per endpoint
+    and batch): rows alike at every endpoint are decided without a time.
+    """
+    tellers: dict[str, Callable[[list[int]], dict[int, float]] | None] = {
+        ep: getattr(ctx.endpoints[ep], "commit_times", None) for ep in ent.sources}
+    differing: dict[str, dict[str, Read]] = {}
+    for k, found in reads.items():
+        mine = {ep: r for ep, r in found.items() if ep in ent.sources}
+        if len(mine) > 1 and len({r[1] for r in mine.values()}) > 1 \
+                and all(tellers[ep] is not None for ep in mine):
+            differing[k] = mine
+    wanted: dict[str, set[int]] = {}
+    for mine in differing.values():
+        for ep, r in mine.items():
+            if isinstance(r[2], int):
+                wanted.setdefault(ep, set()).add(r[2])
+    times: dict[str, dict[int, float]] = {}
+    for ep, versions in wanted.items():
+        tell = tellers[ep]
+        assert tell is not None
+        times[ep] = tell(sorted(versions))
+    for k, mine in differing.items():
+        at = {ep: times.get(ep, {}).get(r[2]) for ep, r in mine.items()}
+        if all(t is not None for t in at.values()):
+            for ep, r in mine.items():
+                reads[k][ep] = (r[0], r[1], r[2], float(at[ep] or 0.0), True)
 
 
 def decide_key(ent: EntityContext, st: KeyState, found: Mapping[str, Read],
@@ -251,11 +290,11 @@ def decide_key(ent: EntityContext, st: KeyState, found: Mapping[str, Read],
         r = found.get(ep)
         edit = None
         if r is not None:
-            content, hashes[ep], version, at = r
+            content, hashes[ep], version, at, timed = r
             if st.key is None:
                 st.key = {c: content[c] for c in ent.cfg.key}
             edit = Edit(endpoint=ep, content=content, position=None, committed_at=at,
-                        row_version=version)
+                        row_version=version, commit_known=timed)
         # (restored from an older copy: only where it is written to, two ways; a one-way
         # source is what its targets follow)
         restored = ep in ent.sinks and ep in st.endpoints and is_behind(st.endpoints[ep])

@@ -45,7 +45,13 @@ from sync.capture import hashed_versions, known_hash, state_lock, typed
 from sync.change import SnapshotRow
 from sync.context import EntityContext, PipelineContext
 from sync.parallel import BatchWorkers
-from sync.snapshot import Read, decide_key, save_and_apply, ungated_servers
+from sync.snapshot import (
+    Read,
+    decide_key,
+    save_and_apply,
+    ungated_servers,
+    with_commit_times,
+)
 from sync.snapshot_direct import Progress, large_table, ranged_source
 from sync.snapshot_floor import floors
 from sync.summary import RunSummary
@@ -237,10 +243,11 @@ def decide_merged(ctx: PipelineContext, ent: EntityContext, keys: list[KeyRows],
             content = typed(ent, row) or {}
             h = known_hash(hashed[ep], content, row, version) or row_hash(content)
             content, h = by_text.setdefault(h, (content, h))  # alike rows: one content
-            reads[ep] = (content, h, version, now)
+            reads[ep] = (content, h, version, now, False)
         content = next(iter(reads.values()))[0]
         found[key_text({c: content[c] for c in ent.cfg.key})] = reads
         summary.snapshot_rows += len(rows)
+    with_commit_times(ctx, ent, found)
     states = ctx.store.load(ctx.pipeline, ent.name, found)
     held = floors(ctx.store.snapshot_progress(ctx.pipeline, ent.name))
     records: list[tuple[str, ConflictRecord]] = []

@@ -84,6 +84,11 @@ class PostgresEndpoint(RangesOfSource):
     ) -> SnapshotChunk:
         return self.source.snapshot(binding, after_key, limit)
 
+    def commit_times(self, versions: Sequence[int]) -> dict[int, float]:
+        """The commit times of the transactions that wrote rows read at these versions,
+        where the server recorded them (sync/snapshot.py ``with_commit_times``)."""
+        return self.source.commit_times(versions)
+
     def changes(
         self, bindings: Sequence[Binding], after: Checkpoint | None, limit: int
     ) -> ChangeBatch:

@@ -66,6 +66,7 @@ from connectors.postgres.decoding import BoundTable, ChangeDecoder
 from connectors.postgres.export import ExportedSnapshot
 from connectors.postgres.names import Names, quote_ident
 from connectors.postgres.pgoutput import format_lsn, parse, parse_lsn
+from connectors.postgres.setup import commit_timestamps_on
 from sync.change import ChangeBatch, Checkpoint, SchemaChanged, SnapshotChunk, SnapshotRow
 
 log = logging.getLogger("cdcsync.postgres")
@@ -345,6 +346,23 @@ class PostgresSource:
             rows.append(SnapshotRow(key={k: row[k] for k in key_names}, row=row,
                                     row_version=int(version)))
         return rows
+
+    def commit_times(self, versions: Sequence[int]) -> dict[int, float]:
+        """When the transactions that wrote rows of these versions (``xmin``, as the
+        snapshot read them) committed, in seconds since the epoch, where the server
+        recorded it: ``track_commit_timestamp`` on, and the transaction's timestamp not
+        yet truncated (a row written before it was turned on has none). The others are
+        left out, and none at all with it off."""
+        if not versions:
+            return {}
+        conn = self.connection()
+        with classified(f"read commit timestamps at {self.name}"), conn.transaction():
+            if not commit_timestamps_on(conn):
+                return {}
+            rows = conn.execute(
+                "SELECT x, extract(epoch FROM pg_xact_commit_timestamp(x::text::xid))::float8"
+                " FROM unnest(%s::bigint[]) AS x", (list(versions),)).fetchall()
+        return {int(x): float(t) for x, t in rows if t is not None}
 
     def _in_snapshot(self, info: TableInfo, query: sql.Composed, params: list[Any],
                      snapshot: str | None) -> list[tuple[Any, ...]]:

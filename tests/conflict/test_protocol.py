@@ -7,6 +7,7 @@ with the smallest states that show it.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -522,6 +523,34 @@ def test_when_a_snapshot_read_each_row_decides_nothing(later: str) -> None:
     deliver(st)
     change(st, edit("A", "z", 1, 3.0, "A2", before="y"))
     assert st.content == row("z") and not st.snapshot_read
+
+
+def test_snapshot_reads_that_tell_commit_times_are_decided_by_them() -> None:
+    """Where every read of a key carries its row's commit time (PostgreSQL's), the later
+    row wins, whatever the names say (A < B here), and the report says committed."""
+    st = KeyState()
+    a = replace(edit("A", "x", None, 5.0, "A1"), commit_known=True)
+    b = replace(edit("B", "y", None, 3.0, "B1"), commit_known=True)
+    (out,) = [o for o in snap(st, {"A": a, "B": b, "C": None}, lww) if o.conflict is not None]
+    assert st.content == row("x") and st.committed_at == 5.0 and not st.snapshot_read
+    assert st.outbox == {"B", "C"}
+    assert out.conflict is not None and isinstance(out.conflict.decision, Resolution)
+    assert out.conflict.decision.reason == (
+        "A's edit at 1970-01-01T00:00:05Z is later than B's at 1970-01-01T00:00:03Z")
+
+
+def test_a_commit_time_is_not_compared_with_a_read_that_tells_none() -> None:
+    """A's commit time (PostgreSQL) against B's read time (SQLite, MariaDB): which row
+    was written later is unknown, so both count as read at one moment and the tie-break
+    decides, as when neither tells."""
+    st = KeyState()
+    a = replace(edit("A", "x", None, 7.0, "A1"), commit_known=True)  # (a clock ahead)
+    b = edit("B", "y", None, 6.0, "B1")
+    (out,) = [o for o in snap(st, {"A": a, "B": b, "C": None}, lww) if o.conflict is not None]
+    assert st.content == row("y") and st.snapshot_read
+    assert out.conflict is not None
+    assert out.conflict.case.current.committed_at == out.conflict.case.incoming.committed_at
+    assert out.conflict.case.current.snapshot_read and out.conflict.case.incoming.snapshot_read
 
 
 def test_a_side_picked_after_a_snapshot_is_written_only_where_it_is_not_held() -> None:
