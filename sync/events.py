@@ -2,10 +2,12 @@
 
 * :class:`~sync.change.SchemaChanged` — by the entity's ``schema_changes``:
   ``add`` adds the new columns at every other endpoint of the entity (where the
-  connector can: PostgreSQL; elsewhere a clear error says what to add by hand;
-  the rows already there keep NULL in it at the targets, whatever default filled
-  them at the source, until each is edited or the entity resynced: a warning
-  says so),
+  connector can: PostgreSQL; elsewhere a clear error says what to add by hand),
+  with the default whose value the rows already there hold at a PostgreSQL
+  source (its fast default), so they hold it at the targets too; where the
+  source cannot tell one value (a volatile default, a MariaDB source), they
+  keep NULL at the targets until each is edited or the entity resynced: a
+  warning says so,
   ``ignore`` leaves them out of the sync, ``stop`` stops the run before the
   batch is committed, with a message saying what changed and what to do. A
   dropped column is never dropped elsewhere: other endpoints keep their data.
@@ -170,6 +172,7 @@ def _added(ctx: PipelineContext, ent: EntityContext, source: str, table: str,
             f"{', '.join(targets)} (or set schema_changes: add or ignore), then run again: "
             "nothing after this change was applied.")
     kind = getattr(ctx.cfg.endpoints[source], "kind", None)
+    prior = _prior_values(ctx, ent, source, added)
     for target in targets:
         tb = ent.bindings[target]
         cols = [Column(tb.endpoint_column(name), c.logical, c.native, True) for name, c in added]
@@ -180,17 +183,35 @@ def _added(ctx: PipelineContext, ent: EntityContext, source: str, table: str,
                 f"{target} cannot add columns itself: add "
                 f"{', '.join(c.name for c in cols)} to {tb.table} at {target} (then rerun "
                 "`cdcsync setup` for a SQLite endpoint), and run again.")
-        for line in add(tb, cols, source_kind=kind):
+        defaults = {tb.endpoint_column(name): v for name, v in prior.items() if v is not None}
+        for line in add(tb, cols, source_kind=kind, defaults=defaults):
             log.warning("%s: %s", target, line)
     # A column added with a default fills the rows already there without a change in
-    # any log (PostgreSQL's fast default, MariaDB's instant ADD COLUMN): at the targets
-    # those rows hold NULL until they change. Only a new snapshot reads them again.
-    log.warning("%s.%s gained %s, now added at %s: rows that were there before hold its"
-                " default at %s and NULL at %s until each is edited (`cdcsync verify` shows"
-                " them); `cdcsync resync %s %s` brings the values over", source, table,
-                names, ", ".join(targets), source, ", ".join(targets), ctx.pipeline, ent.name)
+    # any log (PostgreSQL's fast default, MariaDB's instant ADD COLUMN). Where the
+    # source tells the one value they hold, the targets' column gets it as its default,
+    # so their rows hold it too; otherwise those rows hold NULL at the targets until
+    # they change, and only a new snapshot reads them again.
+    unknown = [name for name, _ in added if name not in prior]
+    if unknown:
+        log.warning("%s.%s gained %s, now added at %s: rows that were there before may hold"
+                    " other values at %s than NULL at %s until each is edited (`cdcsync"
+                    " verify` shows them); `cdcsync resync %s %s` brings the values over",
+                    source, table, ", ".join(unknown), ", ".join(targets), source,
+                    ", ".join(targets), ctx.pipeline, ent.name)
     for name, c in added:
         ent.types[name] = c.logical
+
+
+def _prior_values(ctx: PipelineContext, ent: EntityContext, source: str,
+                  added: list[tuple[str, Column]]) -> dict[str, str | None]:
+    """By entity column, the one value ``source``'s rows older than the column hold in
+    it, where the source tells it (PostgreSQL: ``prior_values``, in its text form, so
+    only for PostgreSQL targets; None: NULL). Columns left out may hold anything."""
+    tell = getattr(ctx.endpoints[source], "prior_values", None)
+    if tell is None:
+        return {}
+    got: dict[str, str | None] = tell(ent.bindings[source], [c.name for _, c in added])
+    return {name: got[c.name] for name, c in added if c.name in got}
 
 
 def truncate_deletes(ctx: PipelineContext, ent: EntityContext, ev: Truncated) -> Iterator[Change]:

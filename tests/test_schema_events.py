@@ -72,14 +72,44 @@ def test_added_column_is_added_at_the_target(tmp_path: Path, two: tuple[str, str
         (1, "one", None), (2, "two", None), (3, "three", 7.5)]
 
 
-def test_a_column_added_with_a_default_warns_of_the_rows_it_filled(
+@pytest.mark.parametrize("both", [False, True])
+def test_a_column_added_with_a_default_holds_it_at_the_target_too(
+        tmp_path: Path, two: tuple[str, str], caplog: pytest.LogCaptureFixture,
+        both: bool) -> None:
+    """PostgreSQL's fast default fills the rows already there and logs nothing. The
+    target's column is added with the value those rows hold (the source's
+    ``attmissingval``) as its default, so its rows hold it too; until 2026-12-07 they
+    held NULL until a resync. Both ways, the next run has nothing to apply."""
+    a, b = two
+    cfg = pipeline(tmp_path, a, b, schema="add", both=both)
+    run_pipeline(cfg)
+    q(a, "ALTER TABLE t ADD COLUMN score int DEFAULT 5")
+    q(a, "ALTER TABLE t ADD COLUMN tag text DEFAULT 'it''s new'")
+    q(a, "ALTER TABLE t ADD COLUMN note text")
+    q(a, "INSERT INTO t VALUES (3, 'three', 7, 'x', 'n')")
+    run_pipeline(load_pipeline(cfg.path))
+    want = [(1, 5, "it's new", None), (2, 5, "it's new", None), (3, 7, "x", "n")]
+    for dsn in (a, b):
+        assert q(dsn, "SELECT id, score, tag, note FROM t ORDER BY id") == want
+    assert not [r for r in caplog.records if "until each is edited" in r.getMessage()]
+    again = run_pipeline(load_pipeline(cfg.path))
+    assert again.total("applied") == again.total("resolved") == again.total("parked") == 0
+    # the target's column has the default: a row made there without the column holds it
+    assert q(b, "INSERT INTO t (id, name) VALUES (4, 'four') RETURNING score") == [(5,)]
+    if both:
+        run_pipeline(load_pipeline(cfg.path))
+        assert q(a, "SELECT id, score, tag FROM t WHERE id = 4") == [(4, 5, "it's new")]
+
+
+def test_a_column_added_with_a_volatile_default_warns_of_the_rows_it_filled(
         tmp_path: Path, two: tuple[str, str], caplog: pytest.LogCaptureFixture) -> None:
-    """PostgreSQL's fast default fills the rows already there and logs nothing: at the
-    target they hold NULL. The run says so and names the resync that brings them over."""
+    """A volatile default makes PostgreSQL write every row, logging nothing, and keep no
+    value for them: at the target they hold NULL. The run says so and names the resync
+    that brings them over."""
     a, b = two
     cfg = pipeline(tmp_path, a, b, schema="add")
     run_pipeline(cfg)
-    q(a, "ALTER TABLE t ADD COLUMN score int DEFAULT 5")
+    q(a, "ALTER TABLE t ADD COLUMN score int DEFAULT (5 + 0 * random())::int")
     q(a, "INSERT INTO t VALUES (3, 'three', 7)")
     run_pipeline(load_pipeline(cfg.path))
     assert q(b, "SELECT id, score FROM t ORDER BY id") == [(1, None), (2, None), (3, 7)]
@@ -99,7 +129,7 @@ def test_the_resync_after_a_column_added_with_a_default_keeps_the_values_both_wa
     a, b = two
     cfg = pipeline(tmp_path, a, b, schema="add", both=True)
     run_pipeline(cfg)
-    q(a, "ALTER TABLE t ADD COLUMN score int DEFAULT 5")
+    q(a, "ALTER TABLE t ADD COLUMN score int DEFAULT (5 + 0 * random())::int")
     q(a, "INSERT INTO t VALUES (3, 'three', 7)")
     run_pipeline(load_pipeline(cfg.path))
     from sync.setup import resync

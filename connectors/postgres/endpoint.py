@@ -84,6 +84,10 @@ class PostgresEndpoint(RangesOfSource):
     ) -> SnapshotChunk:
         return self.source.snapshot(binding, after_key, limit)
 
+    def prior_values(self, binding: Binding, columns: Sequence[str]) -> dict[str, str | None]:
+        """What rows older than the added ``columns`` hold in them (source.py)."""
+        return self.source.prior_values(binding, columns)
+
     def commit_times(self, versions: Sequence[int]) -> dict[int, float]:
         """The commit times of the transactions that wrote rows read at these versions,
         where the server recorded them (sync/snapshot.py ``with_commit_times``)."""
@@ -121,8 +125,10 @@ class PostgresEndpoint(RangesOfSource):
         self.sink.truncate(binding)
 
     def add_columns(self, binding: Binding, columns: Sequence[Column],
-                    *, source_kind: str | None = None) -> list[str]:
-        return self.sink.add_columns(binding, columns, source_kind=source_kind)
+                    *, source_kind: str | None = None,
+                    defaults: Mapping[str, str] | None = None) -> list[str]:
+        return self.sink.add_columns(binding, columns, source_kind=source_kind,
+                                     defaults=defaults)
 
     def read(
         self, binding: Binding, keys: Iterable[Mapping[str, Any]]

@@ -565,22 +565,36 @@ class PostgresSink:
             conn.execute(sql.SQL("TRUNCATE {}").format(info.ident))
 
     def add_columns(self, binding: Binding, columns: Sequence[Column],
-                    *, source_kind: str | None = None) -> list[str]:
+                    *, source_kind: str | None = None,
+                    defaults: Mapping[str, str] | None = None) -> list[str]:
         """Add the columns the table lacks (a source gained them: schema policy "add").
 
         ``columns`` are named as this endpoint's columns, typed as at the source;
-        the PostgreSQL type is chosen as for a created table (ddl.py)."""
+        the PostgreSQL type is chosen as for a created table (ddl.py). ``defaults``:
+        by column, the value (PostgreSQL text) the source's rows hold where the column
+        was added with a default; added with it here, this table's rows hold it too
+        (a fast default: nothing is written, nothing logged)."""
         info = self.table(binding)
         missing = [c for c in columns if info.column(c.name) is None]
         if not missing:
             return []
         conn = self.connection()
+        said = []
         with classified(f"add columns to {info.qualified} at {self.name}"), conn.transaction():
             for c in missing:
-                conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
-                    info.ident, sql.Identifier(c.name), sql.SQL(column_type(c, source_kind))))
+                kind = sql.SQL(column_type(c, source_kind))
+                stmt = sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
+                    info.ident, sql.Identifier(c.name), kind)
+                default = (defaults or {}).get(c.name)
+                if default is not None:
+                    stmt += sql.SQL(" DEFAULT {}::{}").format(sql.Literal(default), kind)
+                conn.execute(stmt)
+                shown = default if default is None or len(default) <= 60 else default[:57] + "..."
+                said.append(f"added column {c.name} to {info.qualified}" + (
+                    "" if shown is None else f" with the default the source's rows hold"
+                    f" ({shown!r})"))
         self.forget_schema()
-        return [f"added column {c.name} to {info.qualified}" for c in missing]
+        return said
 
     # --- read -------------------------------------------------------------------------
 

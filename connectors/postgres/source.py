@@ -347,6 +347,22 @@ class PostgresSource:
                                     row_version=int(version)))
         return rows
 
+    def prior_values(self, binding: Binding, columns: Sequence[str]) -> dict[str, str | None]:
+        """What the rows already in the table when ``columns`` were added hold in them,
+        in PostgreSQL's text form, where one value is known: the fast default that
+        ``ADD COLUMN ... DEFAULT`` recorded instead of writing the rows (and logging
+        them), or NULL for a column added without a default. A column whose rows the
+        server wrote (a volatile default, a table rewritten since) is left out."""
+        info = self.table(binding)
+        conn = self.connection()
+        with classified(f"read the catalog of {self.name}"), conn.transaction():
+            rows = conn.execute(
+                "SELECT attname, atthasmissing, (attmissingval::text::text[])[1], atthasdef"
+                " FROM pg_attribute WHERE attrelid = %s AND attname = ANY(%s)"
+                " AND NOT attisdropped", (info.oid, list(columns))).fetchall()
+        return {str(name): (value if missing else None) for name, missing, value, has_default
+                in rows if missing or not has_default}
+
     def commit_times(self, versions: Sequence[int]) -> dict[int, float]:
         """When the transactions that wrote rows of these versions (``xmin``, as the
         snapshot read them) committed, in seconds since the epoch, where the server
