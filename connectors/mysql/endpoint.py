@@ -56,6 +56,9 @@ class MysqlEndpoint(RangesOfSource):
     def key_generator(self, binding: Binding) -> KeyGenerator | None:
         return self.source.key_generator(binding)
 
+    def prior_values(self, binding: Binding, columns: Sequence[str]) -> dict[str, str | None]:
+        return self.source.prior_values(binding, columns)
+
     def position(self) -> Checkpoint:
         return self.source.position()
 

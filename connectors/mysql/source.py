@@ -54,6 +54,7 @@ from connectors.base import (
 from connectors.mysql.binlog import BinlogReader, PurgedBinlogError, Transaction, file_number
 from connectors.mysql.cascades import Cascades, ForeignKey, cascades_for, load_foreign_keys
 from connectors.mysql.ddl import tables_touched, tables_written
+from connectors.mysql.defaults import prior_value
 from connectors.mysql.events import SchemaChanged, TableDdl, Truncated
 from connectors.mysql.gtid import covers, format_state, parse_state
 from connectors.mysql.schema import SchemaCache, TableInfo
@@ -190,6 +191,29 @@ class MysqlSource:
 
     def schema(self, binding: Binding) -> TableSchema:
         return self.schemas.get(binding.table).table_schema()
+
+    def prior_values(self, binding: Binding, columns: Sequence[str]) -> dict[str, str | None]:
+        """What the rows already in the table when ``columns`` were added hold in them,
+        as PostgreSQL text, where it is one value the column's default tells
+        (connectors/mysql/defaults.py); the others are left out."""
+        try:
+            with self._ctl().cursor() as cur:
+                cur.execute("SELECT COLUMN_NAME, COLUMN_DEFAULT, IS_NULLABLE, DATA_TYPE,"
+                            " COLUMN_TYPE FROM information_schema.COLUMNS WHERE"
+                            " TABLE_SCHEMA = %s AND TABLE_NAME = %s", (self.database,
+                                                                       binding.table))
+                rows = cur.fetchall()
+        except Exception as exc:
+            raise classify(exc, f"{self.name}: reading the columns of {binding.table}") from exc
+        wanted = set(columns)
+        out: dict[str, str | None] = {}
+        for name, default, nullable, data_type, column_type in rows:
+            if name in wanted:
+                known, value = prior_value(default, nullable == "YES", str(data_type),
+                                           str(column_type))
+                if known:
+                    out[str(name)] = value
+        return out
 
     def key_generator(self, binding: Binding) -> KeyGenerator | None:
         """``AUTO_INCREMENT`` on the (one-column) key, on the server's global steps

@@ -166,6 +166,45 @@ def test_add_drop_rename_column_mid_stream_reach_postgres(
         teardown(p)
 
 
+def test_columns_added_with_defaults_hold_them_at_postgres_too(
+    tmp_path: Path, mariadb_params: dict[str, Any], pg_dsn: str,
+    caplog: pytest.LogCaptureFixture
+) -> None:
+    """``ADD COLUMN ... DEFAULT`` fills MariaDB's rows and logs none of them: the column
+    is added at PostgreSQL with the value those rows hold as its default, where the
+    default tells one (not ``current_timestamp()``: the run warns for that one)."""
+    import datetime
+
+    run(mariadb_params, "CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(50))",
+        "INSERT INTO items VALUES (1, 'a'), (2, 'b')")
+    name = f"dflt_{mariadb_params['database'][-8:]}"
+    p = one_way(tmp_path, name, "maria", "pg",
+                maria_yaml("maria", mariadb_params) + f"  pg: {{kind: postgres, dsn: '{pg_dsn}'}}",
+                "items", extra="    schema_changes: add")
+    try:
+        run_pipeline(load_pipeline(p))  # the snapshot
+        run(mariadb_params,
+            "ALTER TABLE items ADD COLUMN qty DECIMAL(6,2) DEFAULT 5.5,"
+            " ADD COLUMN tag VARCHAR(20) DEFAULT 'it''s \\\\ new',"
+            " ADD COLUMN flag TINYINT(1) DEFAULT 1, ADD COLUMN day DATE DEFAULT '2024-02-29',"
+            " ADD COLUMN at DATETIME DEFAULT current_timestamp(), ADD COLUMN note TEXT",
+            "INSERT INTO items VALUES (3, 'c', 1.25, 'x', 0, '2025-01-01', NULL, 'n')")
+        summary = run_pipeline(load_pipeline(p))
+        assert summary.status == "ok", summary.to_json()
+        got = pg_rows(pg_dsn, "SELECT id, qty::text, tag, flag, day, at, note FROM items"
+                              " ORDER BY id")
+        old = ("5.50", "it's \\ new", True, datetime.date(2024, 2, 29), None, None)
+        assert got == [(1, *old), (2, *old), (3, "1.25", "x", False,
+                                               datetime.date(2025, 1, 1), None, "n")], got
+        # current_timestamp() filled the rows with the ALTER's time, which no one knows
+        said = [r.getMessage() for r in caplog.records if "gained at," in r.getMessage()]
+        assert len(said) == 1 and "resync" in said[0], said
+        again = run_pipeline(load_pipeline(p))
+        assert again.total("read") == 0 and again.total("applied") == 0
+    finally:
+        teardown(p)
+
+
 # --- a killed connection and a crash, mid-stream -------------------------------------------
 
 
