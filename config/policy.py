@@ -49,6 +49,11 @@ def policy_issues(conflict: ConflictConfig) -> list[tuple[SubLoc, str]]:
                 {"policy": override.policy}, override.priority, override.function
             )
         ]
+    lww = "last_writer_wins"
+    if conflict.timestamp_column is not None and lww not in (
+            conflict.policy, conflict.fallback, *(c.policy for c in conflict.columns.values())):
+        found.append((("timestamp_column",), f"used only by {lww}, which is not the"
+                      " policy, the fallback or a column's policy here"))
     return found
 
 
@@ -101,5 +106,8 @@ class ConflictConfig(ConfigModel):
     function: str | None = None
     on_delete: OnDelete = "policy"
     columns: dict[str, ColumnPolicy] = Field(default_factory=dict)
+    #: last_writer_wins compares the rows' values in this column (an application's
+    #: ``updated_at``) before their commit times (conflict/policies/last_writer.py)
+    timestamp_column: str | None = None
 
     _function = field_validator("function")(_check_function)

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from conflict.case import ConflictCase, Decision, Park
 from conflict.store import ConflictStore
-from connectors.base import Binding, Endpoint, TableSchema
+from connectors.base import Binding, Endpoint, SchemaError, TableSchema
 from sync.signals import Interrupted
 from sync.state.store import StateStore, open_store
 
@@ -199,6 +199,11 @@ def open_pipeline(cfg: Any, *, with_types: bool = True) -> Iterator[PipelineCont
                     for ep, b in bindings.items()
                 }
                 types = entity_types(schemas, bindings)
+            stamp = ent.conflict.timestamp_column
+            if with_types and stamp is not None and stamp not in types:
+                raise SchemaError(
+                    f"entity {name}: conflict.timestamp_column {stamp!r} is not one of its"
+                    f" columns ({', '.join(sorted(types))}) in {cfg.path}")
             ctx.entities[name] = EntityContext(
                 name=name, cfg=ent, bindings=bindings, sources=list(ent.sources()),
                 sinks=list(ent.sinks()), types=types, resolver=build_resolver(ent.conflict),

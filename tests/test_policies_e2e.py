@@ -150,3 +150,44 @@ entities:
     assert page.status_code == 200 and "committed" not in html, html
     assert html.count("read by a snapshot (no commit time)") == 2, html
     cdcsync("verify", str(p))
+
+
+def test_a_timestamp_column_decides_rows_that_differ_when_first_synced(
+        tmp_path: Path) -> None:
+    """``timestamp_column: updated_at``: last_writer_wins keeps the row the application
+    stamped later, where the snapshot's reads tell no commit times (the tie would go to
+    the greater name, z, for both rows)."""
+    ddl = "CREATE TABLE items (id TEXT PRIMARY KEY, name TEXT, updated_at TEXT)"
+    z, a = tmp_path / "z.db", tmp_path / "a.db"
+    edit(z, ddl, "INSERT INTO items VALUES ('k1', 'z old', '2026-01-01T08:00:00Z'),"
+                 " ('k2', 'z new', '2026-03-01T08:00:00Z'), ('k3', 'same', NULL)")
+    edit(a, ddl, "INSERT INTO items VALUES ('k1', 'a new', '2026-02-01T08:00:00Z'),"
+                 " ('k2', 'a old', '2026-01-15T08:00:00Z'), ('k3', 'a', NULL)")
+    p = tmp_path / "p.yaml"
+    p.write_text(f"""pipeline: stamped
+state: {{url: sqlite:///{tmp_path}/state.db}}
+endpoints:
+  z: {{kind: sqlite, path: {z}}}
+  a: {{kind: sqlite, path: {a}}}
+entities:
+  items:
+    key: [id]
+    conflict: {{timestamp_column: updated_at}}
+    endpoints: {{z: items, a: items}}
+""")
+    cdcsync("setup", str(p))
+    cdcsync("run", str(p))
+    want = {("k1", "a new"), ("k2", "z new"), ("k3", "same")}  # k3: no stamps, by name
+    for db in (z, a):
+        with sqlite3.connect(db) as c:
+            assert set(c.execute("SELECT id, name FROM items")) == want
+        c.close()
+    recs = json.loads(cdcsync("conflicts", "list", str(p), "--all", "--json").stdout)
+    reasons = sorted(r["reason"] for r in recs)
+    assert len(reasons) == 3 and "a's row has updated_at" in " ".join(reasons), reasons
+    assert any("tie broken by endpoint name" in r for r in reasons), reasons
+    # a column the entity does not have is named before anything is read
+    p.write_text(p.read_text().replace("timestamp_column: updated_at",
+                                       "timestamp_column: modified"))
+    res = cdcsync("run", str(p), expect=1)
+    assert "conflict.timestamp_column 'modified' is not one of its columns" in res.stderr

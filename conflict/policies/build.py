@@ -44,6 +44,9 @@ class ResolverSpec(ColumnSpec, Protocol):
     @property
     def columns(self) -> Mapping[str, ColumnSpec]: ...
 
+    @property
+    def timestamp_column(self) -> str | None: ...
+
 
 def build_resolver(spec: ResolverSpec) -> Chain:
     """The entity's resolver: ``Chain(DeleteRule, main policy, fallback)``.
@@ -61,13 +64,15 @@ def build_resolver(spec: ResolverSpec) -> Chain:
         delete_rule = DeleteRule(spec.on_delete)
     except PolicyError as exc:
         raise PolicyError(exc.message, field="on_delete") from None
-    main = policy_of(spec.policy, spec.priority, spec.function, where="")
-    fallback = policy_of(spec.fallback, spec.priority, spec.function, where="", role="fallback")
+    stamp = spec.timestamp_column
+    main = policy_of(spec.policy, spec.priority, spec.function, where="", column=stamp)
+    fallback = policy_of(spec.fallback, spec.priority, spec.function, where="", role="fallback",
+                         column=stamp)
     if not spec.columns:
         return Chain(delete_rule, main, fallback)
     columns = {
         name: policy_of(col.policy, col.priority or spec.priority, col.function,
-                        where=f"columns.{name}.")
+                        where=f"columns.{name}.", column=stamp)
         for name, col in spec.columns.items()
     }
     return Chain(delete_rule, PerColumn(Chain(main, fallback), columns))
@@ -80,10 +85,12 @@ def policy_of(
     *,
     where: str,
     role: str = "policy",
+    column: str | None = None,
 ) -> Policy:
-    """One policy by its configuration name; ``where`` prefixes the error's field."""
+    """One policy by its configuration name; ``where`` prefixes the error's field.
+    ``column``: last_writer_wins's timestamp column (the entity's ``timestamp_column``)."""
     if kind == "last_writer_wins":
-        return LastWriterWins()
+        return LastWriterWins(column)
     if kind == "field_merge":
         return FieldMerge()
     if kind == "manual":

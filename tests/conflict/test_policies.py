@@ -144,6 +144,49 @@ def test_lww_names_sides_by_role_when_they_share_an_endpoint() -> None:
                                "crm (current)'s at")
 
 
+def test_lww_by_a_timestamp_column_goes_by_the_rows_values_before_commit_times() -> None:
+    """An application's ``updated_at`` decides, whichever side committed later."""
+    early, late = dt.datetime(2026, 1, 1, tzinfo=dt.UTC), dt.datetime(2026, 2, 1, tzinfo=dt.UTC)
+    case = case_of(side("crm", row(name="Anne", updated_at=late)),
+                   side("billing", row(name="Ann", updated_at=early), T0 + 60))
+    for c in (case, swapped(case)):
+        r = resolved(LastWriterWins("updated_at").decide(c))
+        assert r.content == row(name="Anne", updated_at=late)
+    assert resolved(LastWriterWins("updated_at").decide(case)).reason == (
+        "crm's row has updated_at 2026-02-01T00:00:00+00:00, later than billing's"
+        " 2026-01-01T00:00:00+00:00")
+    assert resolved(LastWriterWins().decide(case)).content == row(name="Ann", updated_at=early)
+
+
+@pytest.mark.parametrize(("cur", "inc"), [
+    ({"updated_at": 5}, None),  # a deletion has no value
+    ({"updated_at": None}, {"updated_at": 3}),  # NULL
+    ({"updated_at": 4}, {"updated_at": 4}),  # equal
+    ({"updated_at": dt.datetime(2026, 1, 2)},  # naive against aware: no order
+     {"updated_at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)}),
+    ({"name": "x"}, {"updated_at": 3}),  # a row without the column
+])
+def test_lww_by_a_timestamp_column_falls_back_to_commit_times(
+        cur: dict[str, Any], inc: dict[str, Any] | None) -> None:
+    case = case_of(side("crm", row(**cur)), side("billing", inc and row(**inc), T0 + 1))
+    r = resolved(LastWriterWins("updated_at").decide(case))
+    assert r.winner is Winner.INCOMING and "is later than crm's at" in r.reason, r.reason
+
+
+def test_build_passes_the_timestamp_column_to_every_last_writer_wins() -> None:
+    late = {**BASE, "phone": "2", "updated_at": 2}
+    case = case_of(side("crm", late), side("billing", {**BASE, "phone": "3", "updated_at": 1},
+                                           T0 + 1), {**BASE, "updated_at": 0})
+    lww = ColumnConfig("last_writer_wins")
+    for cfg in (EntityConfig(timestamp_column="updated_at"),
+                EntityConfig(policy="field_merge", fallback="last_writer_wins",
+                             timestamp_column="updated_at"),
+                EntityConfig(policy="manual", columns={"phone": lww, "updated_at": lww},
+                             timestamp_column="updated_at")):
+        r = resolved(build_resolver(cfg).decide(case))
+        assert r.content == late and "updated_at 2, later" in r.reason, (cfg, r)
+
+
 # --- endpoint priority --------------------------------------------------------------
 
 
@@ -599,6 +642,7 @@ class EntityConfig:
     function: str | None = None
     on_delete: str = "policy"
     columns: dict[str, ColumnConfig] = field(default_factory=dict)
+    timestamp_column: str | None = None
 
 
 def test_build_last_writer_wins() -> None:
