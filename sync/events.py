@@ -3,11 +3,11 @@
 * :class:`~sync.change.SchemaChanged` — by the entity's ``schema_changes``:
   ``add`` adds the new columns at every other endpoint of the entity (where the
   connector can: PostgreSQL; elsewhere a clear error says what to add by hand),
-  with the default whose value the rows already there hold at a PostgreSQL
-  source (its fast default), so they hold it at the targets too; where the
-  source cannot tell one value (a volatile default, a MariaDB source), they
-  keep NULL at the targets until each is edited or the entity resynced: a
-  warning says so,
+  with the default whose value the rows already there hold at the source (a
+  PostgreSQL fast default; a MariaDB constant default), so they hold it at the
+  targets too; where the source cannot tell one value (a volatile default, an
+  expression), they keep NULL at the targets until each is edited or the
+  entity resynced: a warning says so,
   ``ignore`` leaves them out of the sync, ``stop`` stops the run before the
   batch is committed, with a message saying what changed and what to do. A
   dropped column is never dropped elsewhere: other endpoints keep their data.
@@ -205,8 +205,9 @@ def _added(ctx: PipelineContext, ent: EntityContext, source: str, table: str,
 def _prior_values(ctx: PipelineContext, ent: EntityContext, source: str,
                   added: list[tuple[str, Column]]) -> dict[str, str | None]:
     """By entity column, the one value ``source``'s rows older than the column hold in
-    it, where the source tells it (PostgreSQL: ``prior_values``, in its text form, so
-    only for PostgreSQL targets; None: NULL). Columns left out may hold anything."""
+    it, where the source tells it (``prior_values`` of PostgreSQL and MariaDB
+    endpoints, as PostgreSQL text: only PostgreSQL targets add columns; None: NULL).
+    Columns left out may hold anything."""
     tell = getattr(ctx.endpoints[source], "prior_values", None)
     if tell is None:
         return {}
