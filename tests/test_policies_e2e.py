@@ -77,6 +77,30 @@ def edit(db: Path, *statements: str) -> None:
     c.close()
 
 
+def first_sync(tmp: Path, ddl: str, at_z: str, at_a: str, *,
+               conflict: str | None = None) -> tuple[Path, Path, Path]:
+    """Two SQLite files, z and a (z first: a is staged after it), each holding
+    ``items`` (``ddl``) with its rows (``VALUES`` lists), and a pipeline between them
+    (``conflict``: the entity's conflict settings), set up: the files, the pipeline."""
+    z, a = tmp / "z.db", tmp / "a.db"
+    edit(z, ddl, f"INSERT INTO items VALUES {at_z}")
+    edit(a, ddl, f"INSERT INTO items VALUES {at_a}")
+    p = tmp / "p.yaml"
+    p.write_text(f"""pipeline: first
+state: {{url: sqlite:///{tmp}/state.db}}
+endpoints:
+  z: {{kind: sqlite, path: {z}}}
+  a: {{kind: sqlite, path: {a}}}
+entities:
+  items:
+    key: [id]
+    {f"conflict: {conflict}" if conflict else ""}
+    endpoints: {{z: items, a: items}}
+""")
+    cdcsync("setup", str(p))
+    return z, a, p
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_each_policy_decides_concurrent_edits_at_both_ends(case: str, tmp_path: Path) -> None:
     conflict, want_a, want_b, resolved, parked = CASES[case]
@@ -118,22 +142,9 @@ def test_rows_that_differ_when_first_synced_are_decided_by_name_not_by_read_orde
     last_writer_wins decides rows that differ by its tie-break (the greater endpoint
     name, z), not by which file was staged later (a: until 2026-12-07 a won, and the
     report said a's edit was later, by the 2 ms between the two reads), and says so."""
-    ddl = "CREATE TABLE items (id TEXT PRIMARY KEY, name TEXT, qty INTEGER)"
-    z, a = tmp_path / "z.db", tmp_path / "a.db"
-    edit(z, ddl, "INSERT INTO items VALUES ('k1', 'at z', 1), ('k2', 'same', 2)")
-    edit(a, ddl, "INSERT INTO items VALUES ('k1', 'at a', 1), ('k2', 'same', 2)")
-    p = tmp_path / "p.yaml"  # z first: a is staged after it
-    p.write_text(f"""pipeline: first
-state: {{url: sqlite:///{tmp_path}/state.db}}
-endpoints:
-  z: {{kind: sqlite, path: {z}}}
-  a: {{kind: sqlite, path: {a}}}
-entities:
-  items:
-    key: [id]
-    endpoints: {{z: items, a: items}}
-""")
-    cdcsync("setup", str(p))
+    z, a, p = first_sync(tmp_path, "CREATE TABLE items (id TEXT PRIMARY KEY, name TEXT,"
+                         " qty INTEGER)", "('k1', 'at z', 1), ('k2', 'same', 2)",
+                         "('k1', 'at a', 1), ('k2', 'same', 2)")
     cdcsync("run", str(p))
     assert rows(z) == rows(a) == {"k1": ("at z", 1), "k2": ("same", 2)}
     (rec,) = json.loads(cdcsync("conflicts", "list", str(p), "--all", "--json").stdout)
@@ -157,25 +168,12 @@ def test_a_timestamp_column_decides_rows_that_differ_when_first_synced(
     """``timestamp_column: updated_at``: last_writer_wins keeps the row the application
     stamped later, where the snapshot's reads tell no commit times (the tie would go to
     the greater name, z, for both rows)."""
-    ddl = "CREATE TABLE items (id TEXT PRIMARY KEY, name TEXT, updated_at TEXT)"
-    z, a = tmp_path / "z.db", tmp_path / "a.db"
-    edit(z, ddl, "INSERT INTO items VALUES ('k1', 'z old', '2026-01-01T08:00:00Z'),"
-                 " ('k2', 'z new', '2026-03-01T08:00:00Z'), ('k3', 'same', NULL)")
-    edit(a, ddl, "INSERT INTO items VALUES ('k1', 'a new', '2026-02-01T08:00:00Z'),"
-                 " ('k2', 'a old', '2026-01-15T08:00:00Z'), ('k3', 'a', NULL)")
-    p = tmp_path / "p.yaml"
-    p.write_text(f"""pipeline: stamped
-state: {{url: sqlite:///{tmp_path}/state.db}}
-endpoints:
-  z: {{kind: sqlite, path: {z}}}
-  a: {{kind: sqlite, path: {a}}}
-entities:
-  items:
-    key: [id]
-    conflict: {{timestamp_column: updated_at}}
-    endpoints: {{z: items, a: items}}
-""")
-    cdcsync("setup", str(p))
+    z, a, p = first_sync(
+        tmp_path, "CREATE TABLE items (id TEXT PRIMARY KEY, name TEXT, updated_at TEXT)",
+        "('k1', 'z old', '2026-01-01T08:00:00Z'), ('k2', 'z new', '2026-03-01T08:00:00Z'),"
+        " ('k3', 'same', NULL)",
+        "('k1', 'a new', '2026-02-01T08:00:00Z'), ('k2', 'a old', '2026-01-15T08:00:00Z'),"
+        " ('k3', 'a', NULL)", conflict="{timestamp_column: updated_at}")
     cdcsync("run", str(p))
     want = {("k1", "a new"), ("k2", "z new"), ("k3", "same")}  # k3: no stamps, by name
     for db in (z, a):
