@@ -126,18 +126,27 @@ def same_items(params: dict[str, Any], dsn: str) -> None:
 # --- DDL mid-stream --------------------------------------------------------------------------
 
 
+def snapshot_with_add(tmp: Path, prefix: str, params: dict[str, Any], dsn: str) -> Path:
+    """MariaDB's ``items`` (1 'a', 2 'b') one way to PostgreSQL with ``schema_changes:
+    add``, set up and snapshotted: the pipeline file."""
+    run(params, "CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(50))",
+        "INSERT INTO items VALUES (1, 'a'), (2, 'b')")
+    p = one_way(tmp, f"{prefix}_{params['database'][-8:]}", "maria", "pg",
+                maria_yaml("maria", params) + f"  pg: {{kind: postgres, dsn: '{dsn}'}}",
+                "items", extra="    schema_changes: add")
+    try:
+        run_pipeline(load_pipeline(p))
+    except BaseException:
+        teardown(p)
+        raise
+    return p
+
+
 def test_add_drop_rename_column_mid_stream_reach_postgres(
     tmp_path: Path, mariadb_params: dict[str, Any], pg_dsn: str
 ) -> None:
-    run(mariadb_params, "CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(50))",
-        "INSERT INTO items VALUES (1, 'a'), (2, 'b')")
-    name = f"ddl_{mariadb_params['database'][-8:]}"
-    p = one_way(tmp_path, name, "maria", "pg",
-                maria_yaml("maria", mariadb_params) + f"  pg: {{kind: postgres, dsn: '{pg_dsn}'}}",
-                "items", extra="    schema_changes: add")
+    p = snapshot_with_add(tmp_path, "ddl", mariadb_params, pg_dsn)
     try:
-        cfg = load_pipeline(p)
-        run_pipeline(cfg)  # the snapshot
         run(mariadb_params,
             "INSERT INTO items VALUES (3, 'c')",                     # before the ALTER
             "ALTER TABLE items ADD COLUMN qty INT",
@@ -175,14 +184,8 @@ def test_columns_added_with_defaults_hold_them_at_postgres_too(
     default tells one (not ``current_timestamp()``: the run warns for that one)."""
     import datetime
 
-    run(mariadb_params, "CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(50))",
-        "INSERT INTO items VALUES (1, 'a'), (2, 'b')")
-    name = f"dflt_{mariadb_params['database'][-8:]}"
-    p = one_way(tmp_path, name, "maria", "pg",
-                maria_yaml("maria", mariadb_params) + f"  pg: {{kind: postgres, dsn: '{pg_dsn}'}}",
-                "items", extra="    schema_changes: add")
+    p = snapshot_with_add(tmp_path, "dflt", mariadb_params, pg_dsn)
     try:
-        run_pipeline(load_pipeline(p))  # the snapshot
         run(mariadb_params,
             "ALTER TABLE items ADD COLUMN qty DECIMAL(6,2) DEFAULT 5.5,"
             " ADD COLUMN tag VARCHAR(20) DEFAULT 'it''s \\\\ new',"
