@@ -19,7 +19,7 @@ from conflict.canonical import canonical_value, row_from_json
 from conflict.store import ConflictStore
 from sync.render import sides_of as stored_sides
 from sync.review import pipeline
-from sync.review.format import ABSENT, DELETED, Cell, cell
+from sync.review.format import ABSENT, DELETED, Cell, cell, left_over
 from sync.review.security import actor
 
 log = logging.getLogger("cdcsync.review")
@@ -151,7 +151,7 @@ def index() -> str:
     status = None if show_all else "open"
     # A decision for all decides the conflicts raised by the newest one listed now: the
     # runs' own times, so the review server's clock (skewed or not) plays no part.
-    seen_at = _conflicts().newest(pipeline.name(), "open", entity)
+    seen_at = None if show_all else _conflicts().newest(pipeline.name(), "open", entity)
     rows = _conflicts().list(pipeline.name(), status=status, entity=entity, limit=LIMIT)
     total = (_conflicts().count(pipeline.name(), status, entity) if len(rows) >= LIMIT
              else len(rows))
@@ -203,9 +203,7 @@ def resolve_all() -> Response:
     log.info("%d conflicts resolved by %s: kept %s's version", decided, who, pick)
     flash(message, "ok")
     if left:
-        reasons = sorted(set(left.values()))
-        flash(f"{len(left)} not decided: " + "; ".join(reasons[:3])
-              + (" ..." if len(reasons) > 3 else ""), "error")
+        flash(left_over(left, "not decided"), "error")
     return back
 
 

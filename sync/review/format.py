@@ -87,3 +87,10 @@ def key(text: str) -> str:
         return text_of(v)
 
     return ", ".join(f"{k}={part(v)}" for k, v in data.items())
+
+
+def left_over(left: dict[Any, str], what: str) -> str:
+    """``"3 not decided: why; why ..."``: items a decision for all left, by reason."""
+    reasons = sorted(set(left.values()))
+    return (f"{len(left)} {what}: " + "; ".join(reasons[:3])
+            + (" ..." if len(reasons) > 3 else ""))

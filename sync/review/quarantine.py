@@ -19,7 +19,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from conflict.canonical import canonical_value, from_json_value, row_from_json
 from sync.quality.store import STATUSES, UNRESOLVED, QuarantineStore
 from sync.review import pipeline
-from sync.review.format import Cell, cell, text_of
+from sync.review.format import Cell, cell, left_over, text_of
 from sync.review.security import actor
 
 log = logging.getLogger("cdcsync.review")
@@ -145,9 +145,7 @@ def replay_all() -> Any:
         flash(f"{len(out['requarantined'])} held change(s) released behind them fail the"
               " suite in their turn: now quarantined.", "error")
     if out["left"]:  # decided meanwhile (by another steward), or the entity is gone
-        reasons = sorted(set(out["left"].values()))
-        flash(f"{len(out['left'])} not replayed: " + "; ".join(reasons[:3])
-              + (" ..." if len(reasons) > 3 else ""), "error")
+        flash(left_over(out["left"], "not replayed"), "error")
     return back
 
 
