@@ -122,8 +122,10 @@ def _moved_unedited(ctx: PipelineContext, ent: EntityContext, target: str,
     TYPE``, pg_repack, a dump restored) gives every row a new xmin and puts no
     change in the log. Each apply then failed its compare-and-set and was given up
     for a user edit on its way that never came: the target kept every existing row
-    as it was, for good. The rows the protocol would give up (conflict/protocol.py
-    ``on_skipped``) are read again; one whose content is the one known there is
+    as it was, for good. A column added at a MariaDB table (whose rows are versioned
+    by their content) did the same to every row there. The rows the protocol would
+    give up (conflict/protocol.py ``on_skipped``) are read again; one whose content
+    is the one known there (sync/unedited.py: maybe with columns added since) is
     reported STALE with its version now, and the apply stays due against it. (An
     edit that left the content as it was, read later, is decided as concurrent with
     this write, as it would have been with the apply given up.)
@@ -133,20 +135,25 @@ def _moved_unedited(ctx: PipelineContext, ent: EntityContext, target: str,
                 and _given_up(states[k], job)]
     if not suspects:
         return out
-    from conflict.canonical import key_text, row_hash
+    from conflict.canonical import key_text
     from sync.capture import typed
+    from sync.unedited import defaults_at, holds_known
 
     binding = ent.bindings[target]
     found = {key_text(typed(ent, binding.key_of(row)) or {}): (row, version)
              for row, version in ctx.endpoints[target].read(
                  binding, [states[out[i][0]].key or {} for i in suspects]).values()}
     out = list(out)
+    defaults = defaults_at(ctx, ent, target)
     for i in suspects:
         k, job, res, seconds = out[i]
         hit = found.get(k)
-        if hit is not None and row_hash(typed(ent, hit[0])) == states[k].at(target).hash:
+        known = states[k].at(target).hash or ""
+        if hit is not None and holds_known(typed(ent, hit[0]) or {}, known, binding.key,
+                                           defaults):
             log.info("%s %s at %s: the row's version moved but it holds what was known"
-                     " there (a rewritten table?): applying again", ent.name, k, target)
+                     " there (a rewritten table, a column added?): applying again",
+                     ent.name, k, target)
             out[i] = (k, job, ApplyResult(res.key_text, ApplyStatus.STALE, hit[1]), seconds)
     return out
 
