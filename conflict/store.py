@@ -104,7 +104,8 @@ class ConflictStore:
     def get(self, pipeline: str, conflict_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(table).where(
-                table.c.pipeline == pipeline, table.c.id.startswith(conflict_id))).mappings().all()
+                table.c.pipeline == pipeline,
+                table.c.id.startswith(conflict_id, autoescape=True))).mappings().all()
         return dict(row[0]) if len(row) == 1 else None
 
     def count(self, pipeline: str, status: str | None, entity: str | None = None) -> int:

@@ -100,7 +100,9 @@ def _console() -> Any:
     from rich.console import Console
 
     # Piped output keeps whole values (e-mails, keys) rather than wrapping at 80 columns.
-    return Console() if sys.stdout.isatty() else Console(width=200)
+    # No markup: the tables hold users' data, where "[b]" or "[/k]" is text (as markup
+    # it vanished, or stopped the listing with a MarkupError); styles are Text's.
+    return Console(markup=False) if sys.stdout.isatty() else Console(width=200, markup=False)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -382,7 +384,7 @@ def conflicts_resolve(pipeline: str, conflict_id: str | None, pick: str | None,
               " open one with --all --pick ENDPOINT", EXIT_USAGE)
     by_field: dict[str, str] = {}
     for f in fields:
-        col, sep, ep = f.partition("=")
+        col, sep, ep = f.rpartition("=")  # (a column may hold "=", an endpoint not)
         if not sep or not col or not ep:
             _fail(f"--field takes COLUMN=ENDPOINT, not {f!r}", EXIT_USAGE)
         by_field[col] = ep

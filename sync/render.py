@@ -106,7 +106,10 @@ def summary_table(summary: RunSummary, cfg: Any) -> Table:
 
 
 def _fmt(v: Any) -> str:
-    return "∅ (deleted)" if v is None else repr(v) if not isinstance(v, str) else v
+    """A value as the review UI shows it: ``NULL``, ``(empty)``, plain literals."""
+    from sync.review.format import cell
+
+    return cell(v).text
 
 
 def conflicts_table(rows: list[dict[str, Any]], show_all: bool, more: str | None = None
@@ -132,6 +135,14 @@ def sides_of(rec: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {s["e"]: s for s in (sides["current"], sides["incoming"])}
 
 
+#: a side (or decision) that deletes the row; a version without the column
+_MISSING, _ABSENT = object(), object()
+
+
+def _shown(v: Any) -> str:
+    return "∅ (deleted)" if v is _MISSING else "—" if v is _ABSENT else _fmt(v)
+
+
 def conflict_detail(rec: dict[str, Any]) -> Group:
     sides = sides_of(rec)
     names = sorted(sides)
@@ -150,11 +161,12 @@ def conflict_detail(rec: dict[str, Any]) -> Group:
     if rec["status"] == "resolved":
         t.add_column("decided")
     for c in cols:
-        vals = [_fmt((contents[n] or {}).get(c)) if contents[n] is not None else "∅ (deleted)"
+        held = [_MISSING if contents[n] is None else (contents[n] or {}).get(c, _ABSENT)
                 for n in names]
-        style = "bold yellow" if len(set(vals)) > 1 else ""
+        vals = [_shown(v) for v in held]
+        style = "bold yellow" if any(v != held[0] for v in held) else ""
         extra = [] if rec["status"] != "resolved" else [
-            _fmt(resolution.get(c)) if resolution is not None else "∅ (deleted)"]
+            _shown(resolution.get(c, _ABSENT) if resolution is not None else _MISSING)]
         t.add_row(Text(c, style=style), *vals, *extra)
     info = Text(
         f"status: {rec['status']}   policy: {rec['policy']}   winner: {rec['winner'] or '-'}\n"
@@ -196,9 +208,10 @@ def status_view(info: dict[str, Any]) -> Group:
         for col in ("holder (host:pid:id)", "since", "doing"):
             procs.add_column(col)
         for pr in info["processes"]:
-            doing = ", ".join(pr["doing"])
+            doing = Text(", ".join(pr["doing"]))
             if pr.get("alive") is False:
-                doing += f" [bold]- process gone[/]; its lease ends {_when(pr['until'])}"
+                doing.append(" - process gone", "bold")
+                doing.append(f"; its lease ends {_when(pr['until'])}")
             procs.add_row(pr["holder"], _when(pr["since"]), doing)
         parts.append(procs)
     lines = [f"open conflicts: {info['open_conflicts']}",
@@ -209,8 +222,12 @@ def status_view(info: dict[str, Any]) -> Group:
     if info.get("dead_letters"):
         lines.append(f"dead letters (applies refused for good): {info['dead_letters']} "
                      "(cdcsync dlq list PIPELINE)")
-    lines += [f"[bold red]WARNING[/]: {w}" for w in info["warnings"]]
-    return Group(*parts, runs, Text.from_markup("\n".join(lines)))
+    text = Text("\n".join(lines))
+    for w in info["warnings"]:
+        text.append("\n")
+        text.append("WARNING", "bold red")
+        text.append(f": {w}")
+    return Group(*parts, runs, text)
 
 
 def drift_view(drifts: list[Any]) -> Table:

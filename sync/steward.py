@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -9,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from conflict.canonical import row_to_json
+from conflict.canonical import canonical_value, row_to_json
 from conflict.protocol import KeyState, resolve_parked
 from conflict.store import ConflictStore
 from conflict.vector import VersionVector
@@ -23,6 +25,13 @@ class StewardError(Exception):
     """The decision does not fit the conflict (unknown side, column...)."""
 
 
+def sides_seen(sides: Any) -> str:
+    """A fingerprint of a conflict's stored sides: a decision made on a page that showed
+    them is refused once later edits of the record changed them (:func:`decide`)."""
+    text = json.dumps(sides, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
 def decide(
     ctx: PipelineContext,
     conflict_id: str,
@@ -31,15 +40,19 @@ def decide(
     fields: Mapping[str, str] | None = None,
     actor: str,
     note: str = "",
+    seen: str | None = None,
 ) -> dict[str, Any]:
     """Resolve an open conflict by picking an endpoint's side whole, or column by column.
 
     ``fields`` maps a column to the endpoint whose value it takes; columns not
-    named take ``pick``'s value (or, without ``pick``, the first side's). The
-    decision is recorded under the state lock, with the conflict checked open
-    again inside it, so two stewards (or a steward and a running daemon) never
-    both decide one conflict or decide on stale sides; then the decided version
-    is applied to every endpoint that does not hold it.
+    named take ``pick``'s value (without ``pick``, every column whose values
+    differ must be named). The decision is recorded under the state lock, with
+    the conflict checked open again inside it, so two stewards (or a steward and
+    a running daemon) never both decide one conflict or decide on stale sides;
+    then the decided version is applied to every endpoint that does not hold it.
+    ``seen``: :func:`sides_seen` of the sides the steward was shown; the decision
+    is refused if later edits of the record changed them since (a side kept
+    "whole" would otherwise be one the steward never saw, a deletion even).
     """
     from sync.capture import state_lock
 
@@ -50,6 +63,13 @@ def decide(
     if ent is None:
         raise StewardError(f"entity {rec['entity']!r} is no longer in the pipeline")
     with ctx.store.transaction(lock=state_lock(ctx)) as conn:
+        if seen is not None:
+            now = conn.execute(sa.select(conflicts.c.sides, conflicts.c.status)
+                               .where(conflicts.c.id == rec["id"])).one()
+            if now.status == "open" and sides_seen(now.sides) != seen:
+                raise StewardError("the record was edited again since its sides were shown"
+                                   " (they are updated with each later edit): look at them"
+                                   " again before deciding")
         st = _record(ctx, conn, rec, ent, pick=pick, fields=fields, actor=actor, note=note)
     summary = RunSummary(pipeline=ctx.pipeline)
     apply_pending(ctx, ent, {rec["key"]: st}, summary)
@@ -169,6 +189,8 @@ def _resolve(rec: Mapping[str, Any], status: str | None, st: KeyState, ent: Enti
     for ep in [pick, *(fields or {}).values()]:
         if ep is not None and ep not in sides:
             raise StewardError(f"no side {ep!r}; the sides are: {', '.join(sorted(sides))}")
+    if pick is None:
+        _all_named(sides, fields or {})
     base_side = sides[pick] if pick else next(iter(sides.values()))
     content: dict[str, Any] | None = None if base_side.content is None else dict(base_side.content)
     for col, ep in (fields or {}).items():
@@ -181,3 +203,19 @@ def _resolve(rec: Mapping[str, Any], status: str | None, st: KeyState, ent: Enti
     chosen = pick if not fields else None
     new_v = resolve_parked(st, content, chosen=chosen, sinks=ent.sinks, when=when)
     return st, content, new_v
+
+
+def _all_named(sides: Mapping[str, Any], fields: Mapping[str, str]) -> None:
+    """Column by column without a side whole to take the rest from: every column the
+    sides all hold with different values must be named (as the review page asks),
+    rather than taken silently from whichever side comes first."""
+    contents = [s.content for s in sides.values()]
+    if len(contents) < 2 or any(c is None for c in contents):
+        return  # (a deleted side: refused with its own message)
+    first = contents[0]
+    missing = [c for c in first if c not in fields and all(c in o for o in contents[1:])
+               and any(canonical_value(o[c]) != canonical_value(first[c]) for o in contents[1:])]
+    if missing:
+        raise StewardError("choose a version for every column whose values differ: "
+                           + ", ".join(missing) + " (--field COLUMN=ENDPOINT), or take the"
+                           " columns not named from one side (--pick ENDPOINT)")

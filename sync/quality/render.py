@@ -11,7 +11,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from conflict.canonical import from_json_value, row_from_json
+from conflict.canonical import row_from_json
 
 
 def _when(ts: float | None) -> str:
@@ -21,8 +21,9 @@ def _when(ts: float | None) -> str:
 
 
 def _value(v: Any) -> str:
-    v = from_json_value(v)
-    return "∅" if v is None else v if isinstance(v, str) else repr(v)
+    from sync.review.format import json_cell
+
+    return json_cell(v).text
 
 
 def failure_text(f: Mapping[str, Any]) -> str:

@@ -214,9 +214,12 @@ def detail(conflict_id: str) -> Any:
 
 def _page(rec: Mapping[str, Any], *, error: str | None = None, note: str = "",
           chosen: Mapping[str, str] | None = None, status: int = 200) -> Any:
+    from sync.steward import sides_seen
+
     view = _view(rec)
     html = render_template("conflict.html", view=view, rec=view.rec, error=error, note=note,
-                           chosen=dict(chosen or {}), field_prefix=FIELD_PREFIX)
+                           chosen=dict(chosen or {}), field_prefix=FIELD_PREFIX,
+                           seen=sides_seen(rec["sides"]))
     return (html, status) if status != 200 else html
 
 
@@ -250,7 +253,8 @@ def resolve(conflict_id: str) -> Any:
     who = actor()
     try:
         with pipeline.deciding, open_pipeline(pipeline.cfg()) as ctx:
-            result = decide(ctx, rec["id"], pick=pick, fields=fields, actor=who, note=note)
+            result = decide(ctx, rec["id"], pick=pick, fields=fields, actor=who, note=note,
+                            seen=request.form.get("seen") or None)
     except StewardError as exc:
         return _page(_find(rec["id"]), error=str(exc), note=note, chosen=chosen, status=400)
     except ConnectorError as exc:

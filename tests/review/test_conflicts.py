@@ -114,6 +114,36 @@ def test_picking_crm_applies_its_version_and_records_the_steward(
     assert quickstart.sql("billing", "SELECT email FROM clients WHERE client_id = 2") == [(NAVY,)]
 
 
+def test_a_decision_from_a_page_showing_sides_edited_since_is_refused(
+        quickstart: Quickstart, client: FlaskClient) -> None:
+    """The page showed crm's e-mail; crm then deleted the customer and a run updated the
+    conflict's side. "Keep crm's version" from that page kept a deletion the steward never
+    saw, at every endpoint."""
+    cid = open_id(quickstart)
+    html = page(client, f"/conflicts/{cid}")
+    token = csrf_of(html)
+    seen = re.search(r'name="seen" value="([0-9a-f]+)"', html)
+    assert seen is not None
+    quickstart.sql("crm", "DELETE FROM customers WHERE id = 2")
+    quickstart.run()
+    assert quickstart.conflict(cid)["status"] == "open"  # its crm side: now the deletion
+    res = client.post(f"/conflicts/{cid}/resolve",
+                      data={"csrf_token": token, "pick": "crm", "seen": seen.group(1)})
+    assert res.status_code == 400
+    text = res.get_data(as_text=True)
+    assert "edited again since its sides were shown" in text and "row deleted" in text
+    assert quickstart.conflict(cid)["status"] == "open"
+    assert quickstart.sql("billing", "SELECT email FROM clients WHERE client_id = 2") == [
+        (BILLING,)]
+    # the page shown now is what the decision goes by
+    again = re.search(r'name="seen" value="([0-9a-f]+)"', text)
+    assert again is not None and again.group(1) != seen.group(1)
+    res = client.post(f"/conflicts/{cid}/resolve",
+                      data={"csrf_token": token, "pick": "billing", "seen": again.group(1)})
+    assert res.status_code == 303
+    assert quickstart.conflict(cid)["winner"] == "billing"
+
+
 def park_customer_3(qs: Quickstart) -> str:
     """Both sides edit customer 3's e-mail (and one other column each): parked."""
     qs.sql("crm", "UPDATE customers SET email = 'alan@crm.example', phone = '+44 <b>1</b>' "

@@ -1,0 +1,69 @@
+"""A steward's conflict commands on data that looks like something else.
+
+Square brackets in keys and values were read as rich markup: ``[/k]`` stopped
+``conflicts list`` and ``show`` with a MarkupError (one such key made every open
+conflict unlistable), ``[b]urgent[/b]`` lost its brackets. ``show`` printed NULL
+as "∅ (deleted)" and other values as Python reprs (``Decimal('2')``). A
+column-by-column decision silently took every column not named from whichever
+side came first, losing the other side's edit of it; ``--field`` split a column
+named ``a=b`` at its own "="; a ``%`` in an id prefix matched as a wildcard.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from tests.pipelines import sqlite_pair, sqlite_run
+from tests.test_cli_quickstart import cdcsync, run_json
+
+DDL = ('CREATE TABLE t (id TEXT PRIMARY KEY, note TEXT, n INTEGER, "a=b" TEXT, amount DECIMAL)',)
+
+
+def parked(tmp: Path) -> tuple[Path, Path, Path, str]:
+    """Key ``[/k]`` edited at both ends (note, and n at b only): one open conflict."""
+    a, b, p = sqlite_pair(tmp, "steward", "t", DDL)
+    p.write_text(p.read_text() + "    conflict: {policy: manual}\n")
+    sqlite_run(a, "INSERT INTO t VALUES ('[/k]', 'x', 1, 'q', NULL)")
+    cdcsync("setup", str(p))
+    run_json(p)
+    sqlite_run(a, "UPDATE t SET note = 'see [b]urgent[/b]', \"a=b\" = 'from a'")
+    sqlite_run(b, "UPDATE t SET note = 'see [red]other[/red]', n = 99, \"a=b\" = 'from b'")
+    assert run_json(p, expect=3)["totals"]["parked"] == 1
+    listed = json.loads(cdcsync("conflicts", "list", str(p), "--json").stdout)
+    return a, b, p, listed[0]["id"]
+
+
+def test_brackets_in_keys_and_values_are_shown_as_they_are(tmp_path: Path) -> None:
+    _, _, p, cid = parked(tmp_path)
+    out = cdcsync("conflicts", "list", str(p)).stdout
+    assert "[/k]" in out, out
+    shown = cdcsync("conflicts", "show", str(p), cid).stdout
+    assert "see [b]urgent[/b]" in shown and "see [red]other[/red]" in shown, shown
+    # the row's NULL is a NULL, not a deletion
+    amount = next(line for line in shown.splitlines() if "amount" in line)
+    assert "NULL" in amount and "deleted" not in amount, shown
+
+
+def test_a_column_by_column_decision_names_every_column_that_differs(tmp_path: Path) -> None:
+    a, b, p, cid = parked(tmp_path)
+    res = cdcsync("conflicts", "resolve", str(p), cid, "--field", "note=b", expect=None)
+    assert res.returncode != 0
+    assert "choose a version for every column whose values differ: n, a=b" in res.stderr, res
+    assert json.loads(cdcsync("conflicts", "list", str(p), "--json").stdout)[0]["id"] == cid
+    # "a=b=a": column "a=b" from a
+    cdcsync("conflicts", "resolve", str(p), cid, "--field", "note=b", "--field", "n=b",
+            "--field", "a=b=a")
+    for db in (a, b):
+        with sqlite3.connect(db) as c:
+            assert c.execute('SELECT note, n, "a=b" FROM t').fetchall() == [
+                ("see [red]other[/red]", 99, "from a")]
+        c.close()
+
+
+def test_a_wildcard_in_an_id_prefix_matches_nothing(tmp_path: Path) -> None:
+    _, _, p, cid = parked(tmp_path)
+    res = cdcsync("conflicts", "show", str(p), "%" + cid[1:3], "--json", expect=None)
+    assert res.returncode != 0 and cid not in res.stdout
+    assert cid in cdcsync("conflicts", "show", str(p), cid[:6], "--json").stdout
