@@ -12,9 +12,11 @@ every endpoint, and are decided exactly as the reconcile decides staged rows
 ``merged``, the bound) is saved after them. Rows read past the bound wait for
 the next round.
 
-Resumed after a crash, every endpoint is read again after the saved bound. A
-key decided past it before the crash has a state (none existed when the
-snapshot began): it stays as decided, as in a reconcile started over.
+Resumed after a crash, every endpoint is read again after the saved bound, in a
+snapshot taken then, whose position the keys decided from there on hold as
+read (:func:`_read_anew`). A key decided past it before the crash has a state
+(none existed when the snapshot began): it stays as decided, as in a reconcile
+started over.
 
 Consistency is the staged path's: each endpoint's log position is taken
 before anything is read, and what changed after it is read again from its log.
@@ -53,7 +55,7 @@ from sync.snapshot import (
     with_commit_times,
 )
 from sync.snapshot_direct import Progress, large_table, ranged_source
-from sync.snapshot_floor import floors
+from sync.snapshot_floor import floors, from_stream, stream_position
 from sync.summary import RunSummary
 
 MERGED = "merged"
@@ -79,6 +81,7 @@ def merged_snapshot(ctx: PipelineContext, ent: EntityContext, summary: RunSummar
         first = prog[next(iter(ent.bindings))]
         after = row_from_json(first["after_key"])
         total = int(first["rows"])
+        prog = _read_anew(ctx, ent, prog, after, total)
     else:
         if any(p["status"] != "reading" or p["after_key"] is not None for p in prog.values()):
             return False  # a staged snapshot under way
@@ -144,6 +147,28 @@ def merged_snapshot(ctx: PipelineContext, ent: EntityContext, summary: RunSummar
         if workers is not None:
             summary.worker_batches += workers.used
             workers.stop()
+
+
+def _read_anew(ctx: PipelineContext, ent: EntityContext, prog: dict[str, dict[str, Any]],
+               after: Mapping[str, Any] | None, total: int) -> dict[str, dict[str, Any]]:
+    """A merged snapshot resumed in a new process: the snapshot its rounds read in is
+    gone. The rounds left read in one taken now at every endpoint whose log is read,
+    whose position the keys they decide hold as read there (sync/snapshot_floor.py):
+    the stream, read on from where the snapshot began, then drops the changes these
+    reads already hold. (Read in current data, an edit made while the run was stopped
+    was decided twice: by its round, which may have written another endpoint's row
+    over it, and again from the log, as an edit made after that decision.)"""
+    positions = {ep: from_stream(ctx.endpoints[ep], stream_position(p["position"]))
+                 for ep, p in prog.items() if ep in ent.sources}
+    if not positions:
+        return prog
+    store = ctx.store
+    with store.transaction(lock=state_lock(ctx)) as conn:
+        for ep, position in positions.items():
+            store.put_snapshot_progress(conn, ctx.pipeline, ent.name, ep, status=MERGED,
+                                        position=position, after_key=row_to_json(after),
+                                        rows=total)
+    return store.snapshot_progress(ctx.pipeline, ent.name)
 
 
 def _key(ent: EntityContext, key: Mapping[str, Any]) -> tuple[int, ...]:
