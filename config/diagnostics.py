@@ -20,6 +20,7 @@ from pydantic_core import ErrorDetails
 from config.base import ISSUES_ERROR, MESSAGE_ERROR, did_you_mean
 from config.document import DataPath, Document, Located, Position, dotted
 from config.errors import Problem
+from config.secrets import MASK, is_secret_key
 
 _QUOTED = re.compile(r"'((?:[^'\\]|\\.)*)'")
 _TYPE_WORDS = {
@@ -74,6 +75,8 @@ def _describe(
     kind = detail["type"]
     ctx: dict[str, Any] = dict(detail.get("ctx") or {})
     value = detail.get("input")
+    if path and is_secret_key(path[-1]) and value not in (None, ""):
+        value = _Masked()  # a secret set wrongly is still a secret: never echoed
     if kind == ISSUES_ERROR:
         for sub, message in ctx["issues"]:
             yield (*path, *sub), message, "value"
@@ -118,6 +121,13 @@ def _describe(
         if message.startswith("Input should"):
             message = "should" + message.removeprefix("Input should") + f", got {_show(value)}"
         yield path, message, "value"
+
+
+class _Masked:
+    """Stands for the value of a secret setting in a message: shown as ``***``."""
+
+    def __str__(self) -> str:
+        return MASK
 
 
 def _show(value: Any) -> str:

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from config.base import ConfigModel, fail, issues, resolve_path
+from config.urls import postgres_dsn_problem
 
 _HTTP_URL = re.compile(r"https?://[^\s/]+\S*")
 
@@ -79,6 +80,9 @@ class PostgresConfig(ConfigModel):
                 )
             if not self.dsn.strip():
                 raise issues([(("dsn",), "should not be empty")])
+            problem = postgres_dsn_problem(self.dsn)
+            if problem is not None:
+                raise issues([(("dsn",), problem)])
         elif self.dbname is None:
             raise issues([(("dbname",), "required field is missing (or give a 'dsn')")])
         return self

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -13,6 +14,7 @@ from config.diagnostics import explain
 from config.document import read_document
 from config.errors import ConfigError, Problem
 from config.models import PipelineConfig
+from config.secrets import mask_text, secrets_in
 
 
 def load_pipeline(path: str | Path, env: Mapping[str, str] | None = None) -> PipelineConfig:
@@ -66,5 +68,8 @@ def load_pipeline(path: str | Path, env: Mapping[str, str] | None = None) -> Pip
     except ValidationError as exc:
         problems += explain(exc, doc, PipelineConfig)
     if problems or config is None:
-        raise ConfigError(problems)
+        # Messages echo values (a URL that is not one, a variable's value): every
+        # secret of the file, written in it or from the environment, masked here at once.
+        secrets = doc.secret_values | secrets_in(doc.data)
+        raise ConfigError(replace(p, message=mask_text(p.message, secrets)) for p in problems)
     return config

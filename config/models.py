@@ -17,6 +17,8 @@ from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_
 from config.base import ConfigModel, Name, SubLoc, context_of, fail, issues, resolve_path
 from config.endpoints import EndpointConfig, MysqlConfig, PostgresConfig
 from config.entity import EntityConfig, unknown_endpoints
+from config.secrets import secrets_in
+from config.urls import sqlalchemy_url_problem
 
 if TYPE_CHECKING:
     from connectors.base import Binding
@@ -25,6 +27,10 @@ _URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)", re.DOTA
 _SQLITE_FILE = re.compile(r"(?P<scheme>sqlite(?:\+\w+)?):///(?P<path>[^?]*)(?P<query>\?.*)?")
 BROKER_SCHEMES = ("memory", "redis", "rediss", "amqp", "amqps")
 _CRON_FIELD = re.compile(r"[0-9A-Za-z*/,?-]+")
+
+
+#: the shortest secret written in the file that is masked wherever it appears
+_WRITTEN_SECRET = 8
 
 
 class StateConfig(ConfigModel):
@@ -42,6 +48,9 @@ class StateConfig(ConfigModel):
     def _resolved(cls, value: str, info: ValidationInfo) -> str:
         if not _URL.fullmatch(value):
             raise fail(f"should be an SQLAlchemy URL like sqlite:///state.db, got {value!r}")
+        problem = sqlalchemy_url_problem(value)
+        if problem is not None:
+            raise fail(problem)
         m = _SQLITE_FILE.fullmatch(value)
         if m is None or m["path"] in ("", ":memory:") or m["path"].startswith("file:"):
             return value
@@ -206,6 +215,18 @@ class PipelineConfig(ConfigModel):
     def path(self) -> Path:
         """The pipeline file this was loaded from (absolute)."""
         return self._path
+
+    @property
+    def secrets(self) -> frozenset[str]:
+        """Every secret of the file, written in it or from the environment: for the
+        process to mask wherever it may show up (logs, drivers' error messages).
+
+        One written in the file counts from 8 characters: a short one is as likely a
+        word of the messages themselves (a test server's password ``cdcsync`` masked
+        every ``cdcsync setup`` they name), and URLs and ``password=`` are masked by
+        their shape anyway."""
+        written = secrets_in(self.model_dump(mode="json", by_alias=True))
+        return frozenset({s for s in written if len(s) >= _WRITTEN_SECRET} | self._secret_values)
 
     @property
     def base_dir(self) -> Path:

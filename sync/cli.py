@@ -29,7 +29,11 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_ATTENTION = 0, 1, 2, 3
 
 
 def _fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
-    click.secho(f"error: {message}", fg="red", err=True)
+    from sync.logs import mask_secrets
+
+    # Messages carry drivers' texts, which may echo a DSN: masked as the logs are
+    # (URL passwords, password=..., the pipeline's secrets registered by _load).
+    click.secho(f"error: {mask_secrets(message)}", fg="red", err=True)
     sys.exit(code)
 
 
@@ -51,15 +55,17 @@ def _one_of(option: str, value: str | None, names: Iterable[str], what: str,
 def _load(path: str) -> Any:
     from config import ConfigError, load_pipeline
     from sync.checks import check_pipeline
+    from sync.logs import mask_secrets, register_secrets
 
     try:
         cfg = load_pipeline(path)
     except ConfigError as exc:
-        click.echo(str(exc), err=True)
+        click.echo(str(exc), err=True)  # (masked by the loader)
         sys.exit(EXIT_USAGE)
+    register_secrets(cfg.secrets)  # masked in every log line and error of this process
     problems = check_pipeline(cfg)
     if problems:
-        click.echo("\n".join(problems), err=True)
+        click.echo(mask_secrets("\n".join(problems)), err=True)
         sys.exit(EXIT_USAGE)
     return cfg
 

@@ -125,6 +125,19 @@ def mask_secrets(text: str) -> str:
     return _BEARER.sub(lambda m: m.group(1) + MASK, text)
 
 
+def without_password(message: str, password: str, host: str) -> str:
+    """A driver's ``message`` about a connection whose settings hold ``password`` and
+    ``host``: without the password, nor the part of one holding a raw ``@`` that the
+    driver (ending the password at the first ``@`` of a URL) took for, and quoted as,
+    the host's, and masked as :func:`mask_secrets` does."""
+    if len(password) >= _MIN_KNOWN:  # (shorter, replacing it would garble the message)
+        message = message.replace(password, MASK)
+    leaked = host.rpartition("@")[0]
+    if leaked:
+        message = message.replace(f"{leaked}@", f"{MASK}@")
+    return mask_secrets(message)
+
+
 class SecretFilter(logging.Filter):
     """Masks secrets in a record's message and traceback before any handler formats it."""
 

@@ -20,7 +20,18 @@ def collect_status(cfg: Any, *, endpoints: bool = True) -> dict[str, Any]:
 
     Without endpoints nothing is contacted but the state store (the review UI's
     overview, which must answer at once even when an endpoint is slow or down).
+    The warnings quote drivers' errors and stored run errors, which may echo a
+    DSN: they are masked here, for ``status``, ``status --json`` and the review UI.
     """
+    from sync.logs import mask_secrets, register_secrets
+
+    info = _collect(cfg, endpoints=endpoints)
+    register_secrets(getattr(cfg, "secrets", ()))
+    info["warnings"] = [mask_secrets(str(w)) for w in info["warnings"]]
+    return info
+
+
+def _collect(cfg: Any, *, endpoints: bool) -> dict[str, Any]:
     # (the review UI's overview answers at once; the CLI tries as `connect:` says)
     store = open_state(cfg) if endpoints else open_store(cfg.state.url)
     try:

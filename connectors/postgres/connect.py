@@ -31,6 +31,7 @@ from connectors.base import (
     RowRejected,
 )
 from connectors.postgres import intervals, padded, wide_dates
+from sync.logs import mask_secrets, without_password
 
 PgConnection = psycopg.Connection[TupleRow]
 
@@ -50,12 +51,16 @@ def conninfo(settings: Any, **extra: Any) -> str:
             value = getattr(settings, attr, None)
             if value not in (None, ""):
                 fields[attr] = value
-    base = conninfo_to_dict(dsn) if dsn else {}
-    timeout = base.get("connect_timeout") or getattr(settings, "connect_timeout", None) or 10
-    options = f"{base.get('options', '') or ''} {SESSION_OPTIONS}".strip()
-    fields.update(extra)
-    return make_conninfo(dsn, options=options, application_name="cdcsync",
-                         connect_timeout=timeout, **fields)
+    try:
+        base = conninfo_to_dict(dsn) if dsn else {}
+        timeout = base.get("connect_timeout") or getattr(settings, "connect_timeout", None) or 10
+        options = f"{base.get('options', '') or ''} {SESSION_OPTIONS}".strip()
+        fields.update(extra)
+        return make_conninfo(dsn, options=options, application_name="cdcsync",
+                             connect_timeout=timeout, **fields)
+    except psycopg.ProgrammingError as exc:  # (config check reports it with file and line)
+        raise ConnectorError("not a valid PostgreSQL connection string (dsn):"
+                             f" {mask_secrets(str(exc).strip())}") from None
 
 
 def schema_of(settings: Any) -> str:
@@ -70,9 +75,22 @@ def schema_of(settings: Any) -> str:
 
 def describe(info: str) -> str:
     """``host:port/dbname`` of a conninfo, for messages (never the password)."""
-    params = conninfo_to_dict(info)
-    host = params.get("host") or params.get("hostaddr") or "local socket"
-    return f"{host}:{params.get('port', 5432)}/{params.get('dbname', '?')}"
+    try:
+        params = conninfo_to_dict(info)
+    except psycopg.ProgrammingError:
+        return "(an invalid connection string)"
+    host = str(params.get("host") or params.get("hostaddr") or "local socket")
+    return f"{host.rpartition('@')[2]}:{params.get('port', 5432)}/{params.get('dbname', '?')}"
+
+
+def _hide_password(text: str, info: str) -> str:
+    """``text`` (a driver's message) without the password of ``info``
+    (:func:`sync.logs.without_password`)."""
+    with contextlib.suppress(psycopg.ProgrammingError):
+        params = conninfo_to_dict(info)
+        return without_password(text, str(params.get("password") or ""),
+                                str(params.get("host") or ""))
+    return mask_secrets(text)
 
 
 #: libpq's words when the server refused us (no SQLSTATE reaches the client for a
@@ -95,7 +113,8 @@ def connect(info: str, *, autocommit: bool = True) -> PgConnection:
         conn = psycopg.connect(info, autocommit=autocommit)
     except psycopg.OperationalError as exc:
         cls = RefusedError if refused(str(exc)) else RetriableError
-        raise cls(f"cannot connect to PostgreSQL at {describe(info)}: {exc}") from exc
+        raise cls(f"cannot connect to PostgreSQL at {describe(info)}:"
+                  f" {_hide_password(str(exc), info)}") from exc
     # json/jsonb results (snapshots, reads by key) parsed as the stream's are: the same
     # values as psycopg's json.loads, quicker.
     set_json_loads(parse_json, conn)

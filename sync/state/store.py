@@ -226,11 +226,11 @@ def open_store(url: str) -> StateStore:
         if context.connection is None:  # (connecting)
             return _unreachable(engine, context.original_exception)
         if context.is_disconnect:
-            where = engine.url.render_as_string(hide_password=True)
             from connectors.base import RetriableError
 
-            return RetriableError(f"the state store at {where} dropped the connection: "
-                                  f"{str(context.original_exception).strip()}")
+            text = str(context.original_exception).strip()
+            return RetriableError(_masked(engine, f"the state store at {_url(engine)} dropped"
+                                                  f" the connection: {text}"))
         return None
 
     with engine.connect():  # (its errors as above: before any migration is tried)
@@ -260,8 +260,21 @@ def _unreachable(engine: Engine, orig: BaseException | None) -> Exception:
 
         refused = code in REFUSED
     cls = RefusedError if refused else RetriableError
-    where = engine.url.render_as_string(hide_password=True)
-    return cls(f"cannot open the state store at {where}: {text}")
+    return cls(_masked(engine, f"cannot open the state store at {_url(engine)}: {text}"))
+
+
+def _url(engine: Engine) -> str:
+    """The state store's URL for a message, its password still in: :func:`_masked`
+    masks it up to the last ``@`` (SQLAlchemy's ``hide_password`` ends the password at
+    the first, and showed the rest of one holding a raw ``@`` as the host)."""
+    return engine.url.render_as_string(hide_password=False)
+
+
+def _masked(engine: Engine, message: str) -> str:
+    """``message`` without the URL's password (:func:`sync.logs.without_password`)."""
+    from sync.logs import without_password
+
+    return without_password(message, str(engine.url.password or ""), engine.url.host or "")
 
 
 _LOCAL_LOCKS: dict[str, threading.RLock] = {}
