@@ -17,7 +17,7 @@ from connectors.base import (
 from connectors.claims import Claim
 from connectors.mysql import applied, create
 from connectors.mysql import setup as _setup
-from connectors.mysql.session import classify, connect
+from connectors.mysql.session import classify, close_quietly, connect, error_code
 from connectors.mysql.sink import MysqlSink
 from connectors.mysql.source import MysqlSource
 from sync.change import ChangeBatch, Checkpoint, SnapshotChunk
@@ -116,6 +116,46 @@ class MysqlEndpoint(RangesOfSource):
     def teardown(self, bindings: Sequence[Binding], pipeline: str) -> list[str]:
         return _setup.teardown(self.settings, writer=applied.writer_id(pipeline, self.name),
                                pipeline=pipeline, endpoint=self.name)
+
+    def status(self) -> dict[str, Any]:
+        """For ``cdcsync status``: where the server's binlog ends (``gtid``; ``file`` and
+        ``pos`` where the user may read them: BINLOG MONITOR) and how much of it the
+        server keeps. It connects, so an endpoint that cannot be reached (or refuses
+        us) raises, and status warns of it: the endpoint connects lazily, and before
+        2026-12-07 status never contacted it. (How far a checkpoint is behind is the
+        state store's; the endpoint does not know it.)"""
+        conn = None
+        try:
+            conn = connect(self.settings)
+            with conn.cursor() as cur:
+                cur.execute("SELECT VERSION(), @@GLOBAL.log_bin, @@GLOBAL.binlog_format")
+                version, log_bin, fmt = cur.fetchone()
+                cur.execute("SELECT @@GLOBAL.gtid_binlog_pos" if self.source.flavor == "mariadb"
+                            else "SELECT @@GLOBAL.gtid_executed")
+                row = cur.fetchone()
+                out: dict[str, Any] = {
+                    "server": str(version), "flavor": self.source.flavor,
+                    "log_bin": bool(int(log_bin or 0)), "binlog_format": str(fmt),
+                    "gtid": str(row[0] or "") if row else "", "file": None, "pos": None,
+                    "binlog_bytes": None, "warnings": []}
+                try:
+                    cur.execute("SHOW MASTER STATUS")
+                    end = cur.fetchone()
+                    if end is not None:
+                        out["file"], out["pos"] = str(end[0]), int(end[1])
+                    cur.execute("SHOW BINARY LOGS")
+                    out["binlog_bytes"] = sum(int(r[1]) for r in cur.fetchall())
+                except Exception as exc:
+                    if error_code(exc) != _setup.SPECIFIC_ACCESS_DENIED:
+                        raise
+                    out["note"] = f"the binlog's file and size are not shown to this user: {exc}"
+            return out
+        except ConnectorError:
+            raise
+        except Exception as exc:
+            raise classify(exc, f"{self.name}: reading the binlog status") from exc
+        finally:
+            close_quietly(conn)
 
     def close(self) -> None:
         self.source.close()

@@ -21,7 +21,7 @@ from connectors.mysql import applied
 from connectors.mysql.cascades import load_foreign_keys
 from connectors.mysql.create import exact_collation
 from connectors.mysql.schema import key_collations, load_table
-from connectors.mysql.session import connect, quote_ident, quote_table
+from connectors.mysql.session import connect, error_code, quote_ident, quote_table
 from connectors.mysql.source import MARKER_TABLE
 
 REQUIRED = {
@@ -45,6 +45,68 @@ def server_problems(cur: Any) -> list[str]:
             problems.append(f"{var} is {have or 'unset'!s}, needs {want} (server option `{fix}`, "
                             "then restart the server)")
     return problems
+
+
+#: MySQL/MariaDB's "access denied; you need (at least one of) the ... privilege(s)".
+SPECIFIC_ACCESS_DENIED = 1227
+
+
+def _grantee(cur: Any) -> str:
+    """The account the session runs as, quoted for a GRANT: ``'user'@'host'``."""
+    cur.execute("SELECT CURRENT_USER()")
+    row = cur.fetchone()
+    user, _, host = str(row[0] if row else "").rpartition("@")
+    return f"'{user}'@'{host}'" if user else "<the endpoint user>"
+
+
+def global_privileges(cur: Any) -> set[str]:
+    """The session's privileges on ``*.*``, from ``SHOW GRANTS`` (without ``FOR``:
+    MariaDB adds the grants of the role the session runs with, a default role too)."""
+    cur.execute("SHOW GRANTS")
+    have: set[str] = set()
+    for (line,) in cur.fetchall():
+        text = str(line)
+        head, on, _ = text.partition(" ON *.* TO ")
+        if on and head.upper().startswith("GRANT "):
+            have.update(p.strip().upper() for p in head[len("GRANT "):].split(","))
+    return have
+
+
+def capture_rights(cur: Any, endpoint: str, flavor: str) -> list[str]:
+    """What the binlog reader needs the user to hold and it lacks, with the GRANT that
+    gives it: the binlog's position (``SHOW MASTER STATUS``, as source.py reads it:
+    BINLOG MONITOR or SUPER on MariaDB, REPLICATION CLIENT on MySQL) and the binlog
+    stream (the replica's dump command, binlog.py: REPLICATION SLAVE). The first is
+    tried; the second cannot be without starting a dump, and is read from the grants
+    (on MariaDB only: MySQL, untested here, lists its roles' grants otherwise)."""
+    mariadb = flavor == "mariadb"
+    cur.execute("SELECT VERSION()")
+    row = cur.fetchone()
+    version = tuple(int(x) for x in str(row[0] if row else "0").split("-")[0].split(".")[:2]
+                    if x.isdigit())
+    monitor = "BINLOG MONITOR" if mariadb and version >= (10, 5) else "REPLICATION CLIENT"
+    lacking: list[tuple[str, str]] = []
+    try:
+        cur.execute("SHOW MASTER STATUS")
+        cur.fetchall()
+    except Exception as exc:
+        if error_code(exc) != SPECIFIC_ACCESS_DENIED:
+            raise
+        either = f"{monitor} (or SUPER)" if mariadb else monitor
+        lacking.append((monitor, f"{either}, to read where the binlog stands"
+                                 f" (SHOW MASTER STATUS: {exc.args[-1]})"))
+    if mariadb:
+        have = global_privileges(cur)
+        if not have & {"ALL PRIVILEGES", "ALL", "REPLICATION SLAVE", "REPLICATION REPLICA"}:
+            lacking.append(("REPLICATION SLAVE", "REPLICATION SLAVE, to stream the binlog"
+                                                 " (as a replica does)"))
+    if not lacking:
+        return []
+    user = _grantee(cur)
+    return [f"its user {user} may not read the binlog, where cdcsync reads the changes at"
+            f" endpoint {endpoint}: it lacks"
+            f" {' and '.join(why for _, why in lacking)}. As an administrator, run:"
+            f" GRANT {', '.join(p for p, _ in lacking)} ON *.* TO {user}"]
 
 
 CLAIMS_TABLE = "cdcsync_pipelines"
@@ -151,6 +213,9 @@ def setup(settings: Any, bindings: Sequence[Binding], *, echo: str, writer: str,
     try:
         with conn.cursor() as cur:
             problems = server_problems(cur) if capture else []
+            if capture:
+                problems += capture_rights(cur, claim.endpoint, str(
+                    getattr(settings, "flavor", "mariadb") or "mariadb"))
             for b in bindings:
                 try:
                     info = load_table(cur, str(settings.database), b.table)
@@ -184,7 +249,8 @@ def setup(settings: Any, bindings: Sequence[Binding], *, echo: str, writer: str,
                                     "BINLOG ADMIN (or SUPER)")
             if problems:
                 what = "for capture" if capture else "to be written to"
-                raise ConnectorError(f"MySQL/MariaDB endpoint is not ready {what}:\n  - "
+                raise ConnectorError(f"MySQL/MariaDB endpoint {claim.endpoint} is not ready"
+                                     f" {what}:\n  - "
                                      + "\n  - ".join(problems))
             refuse_clashes(claim, _claims(cur, database), f"database {database!r}",
                            shared_reads=False,
