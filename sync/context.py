@@ -5,9 +5,9 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from conflict.case import ConflictCase, Decision, Park
@@ -125,6 +125,86 @@ def bindings_for(cfg: Any, entity_name: str) -> dict[str, Binding]:
     return out
 
 
+def check_named_columns(cfg: Any, name: str, schemas: Mapping[str, TableSchema],
+                        bindings: Mapping[str, Binding]) -> None:
+    """Stop on a column that entity ``name``'s ``include:``, ``exclude:`` or
+    ``conflict.columns`` names and that no endpoint's table has (``schemas``: by
+    endpoint, those read). A column at some of them only is no error (a one-way target
+    gains the source's columns; a column dropped at the source is kept by the targets).
+
+    Until 2026-12-07 only SQLite refused such a name, at its own tables: at PostgreSQL
+    and MariaDB a misspelt ``include: [colour]`` synchronised no ``color``, and
+    ``verify`` said in sync (a misspelt ``exclude:`` synchronised the column)."""
+    if not schemas:
+        return
+    ent = cfg.entities[name]
+    have: set[str] = set()
+    for ep, sch in schemas.items():
+        rev = bindings[ep].entity_names
+        have.update(rev.get(col.name, col.name) for col in sch.columns)
+    named = {"include": list(ent.include or ()), "exclude": list(ent.exclude or ()),
+             "conflict.columns": list(ent.conflict.columns)}
+    unknown = [(where, col) for where, cols in named.items() for col in cols if col not in have]
+    if not unknown:
+        return
+    tables = []
+    for ep, sch in schemas.items():
+        rev = bindings[ep].entity_names
+        cols = ", ".join(f"{rev[c.name]} (its column {c.name})" if c.name in rev else c.name
+                         for c in sch.columns)
+        tables.append(f"endpoint {ep}: table {sch.table} has {cols}")
+    hints = sorted({f"{col} at {ep} is entity column {bindings[ep].entity_names[col]}"
+                    for _where, col in unknown for ep in schemas
+                    if col in bindings[ep].entity_names})
+    what = "; ".join(f"{where} names {col!r}" for where, col in unknown)
+    raise SchemaError(
+        f"entity {name}: {what}, which no endpoint's table has ({'; '.join(tables)})"
+        + (f" ({'; '.join(hints)}: those lists name entity columns)" if hints else "")
+        + f": correct the name in {cfg.path} (or leave it out); nothing was changed")
+
+
+def _as_they_are(bindings: Mapping[str, Binding]) -> dict[str, Binding]:
+    """``bindings`` without ``include:``/``exclude:``: what reads a table whole."""
+    return {ep: replace(b, only=None, exclude=frozenset()) for ep, b in bindings.items()}
+
+
+def _read_as_they_are(cfg: Any, ep_name: str, ep: Any, bindings: list[Binding]
+                      ) -> dict[str, TableSchema]:
+    """The tables of ``bindings`` (each of its own entity) at endpoint ``ep``, by entity,
+    their capture unchecked (SQLite's ``table_schema``); a table that cannot be read
+    left out."""
+    read = getattr(ep, "table_schema", ep.schema)
+    out: dict[str, TableSchema] = {}
+    for b in bindings:
+        try:
+            out[b.entity] = reach(cfg, f"reading {b.table} at endpoint {ep_name!r}",
+                                  functools.partial(read, b))
+        except SchemaError:
+            continue
+    return out
+
+
+def check_columns_before_setup(cfg: Any) -> None:
+    """:func:`check_named_columns` for every entity that names columns, before a setup
+    changes anything: the tables as they are, a table that cannot be read left out
+    (a one-way target that setup creates; setup itself says what is wrong with it)."""
+    wanted = {n: _as_they_are(bindings_for(cfg, n)) for n, e in cfg.entities.items()
+              if e.include or e.exclude or e.conflict.columns}
+    schemas: dict[str, dict[str, TableSchema]] = {n: {} for n in wanted}
+    for ep_name in cfg.endpoints:
+        bound = [b[ep_name] for b in wanted.values() if ep_name in b]
+        if not bound:
+            continue
+        ep = connect(cfg, ep_name)
+        try:
+            for n, sch in _read_as_they_are(cfg, ep_name, ep, bound).items():
+                schemas[n][ep_name] = sch
+        finally:
+            ep.close()
+    for n, bindings in wanted.items():
+        check_named_columns(cfg, n, schemas[n], bindings)
+
+
 def open_state(cfg: Any) -> StateStore:
     """The pipeline's state store, a server that cannot be reached tried again as
     :func:`reach` does for endpoints."""
@@ -193,17 +273,26 @@ def open_pipeline(cfg: Any, *, with_types: bool = True) -> Iterator[PipelineCont
             types: dict[str, str] = {}
             schemas: dict[str, TableSchema] = {}
             if with_types:
-                schemas = {
-                    ep: reach(cfg, f"reading {b.table} at endpoint {ep!r}",
-                              functools.partial(ctx.endpoints[ep].schema, b))
-                    for ep, b in bindings.items()
-                }
+                try:
+                    schemas = {
+                        ep: reach(cfg, f"reading {b.table} at endpoint {ep!r}",
+                                  functools.partial(ctx.endpoints[ep].schema, b))
+                        for ep, b in bindings.items()
+                    }
+                except SchemaError:  # a SQLite table refuses a name in include: it lacks
+                    whole = _as_they_are(bindings)
+                    check_named_columns(cfg, name, {
+                        ep: sch for ep, b in whole.items() for sch in _read_as_they_are(
+                            cfg, ep, ctx.endpoints[ep], [b]).values()}, whole)
+                    raise  # (not for a name no endpoint has: another reason)
                 types = entity_types(schemas, bindings)
             stamp = ent.conflict.timestamp_column
             if with_types and stamp is not None and stamp not in types:
                 raise SchemaError(
                     f"entity {name}: conflict.timestamp_column {stamp!r} is not one of its"
                     f" columns ({', '.join(sorted(types))}) in {cfg.path}")
+            if with_types:
+                check_named_columns(cfg, name, schemas, bindings)
             ctx.entities[name] = EntityContext(
                 name=name, cfg=ent, bindings=bindings, sources=list(ent.sources()),
                 sinks=list(ent.sinks()), types=types, resolver=build_resolver(ent.conflict),

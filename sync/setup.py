@@ -27,7 +27,7 @@ from sqlalchemy import Connection
 
 from connectors.base import KeyGenerator
 from sync.capture import STREAM
-from sync.context import bindings_for, connect, open_state, reach
+from sync.context import bindings_for, check_columns_before_setup, connect, open_state, reach
 from sync.keygen import clashing_generators, key_generators
 from sync.runlock import RunLock, RunLocked
 from sync.state.schema import checkpoints
@@ -175,6 +175,7 @@ def setup_pipeline(cfg: Any, verb: str = "setup") -> list[str]:
     """Run ``setup`` (or ``teardown``) at every endpoint; return what was done."""
     if verb != "setup":  # (a teardown --force goes on without a state store)
         return _each_endpoint(cfg, verb, None)
+    check_columns_before_setup(cfg)  # (a misspelt include: name, before anything is made)
     store = open_state(cfg)
     try:
         return _each_endpoint(cfg, verb, store)
