@@ -53,7 +53,10 @@ def _check_log(conn: sqlite3.Connection, after: Checkpoint | None, path: Path) -
     if after.get("log") not in (None, current):
         raise SchemaError(
             f"the change log of {path} was recreated (teardown and setup) after checkpoint "
-            f"{dict(after)}: the changes in between are lost; snapshot the entities again"
+            f"{dict(after)}: the changes in between are lost. `cdcsync resync PIPELINE ENTITY"
+            " --reset-stream` (any entity read from this file: every entity read there is"
+            " snapshotted again) reads the new log from its end; a resync without"
+            " `--reset-stream` keeps the old checkpoint and does not help"
         )
     seq, end = int(after.get("seq", 0)), log_end(conn)
     if seq > end:
