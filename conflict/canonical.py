@@ -59,6 +59,24 @@ CanonicalValue = None | bool | int | str | list[Any] | dict[str, Any]
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
+class JsonStr(str):
+    """A JSON document that is a string (``"abc"``), told apart from a document's text.
+
+    MariaDB and SQLite keep JSON as text, and every engine's code takes a ``str``
+    for a JSON column as that text, to be parsed. A string document read as a
+    plain ``str`` was parsed a second time: ``"123"`` became the number 123,
+    ``"null"`` SQL NULL. Readers that parse a document give its strings as this
+    type; it compares, hashes and is written like the string it is.
+    """
+
+    __slots__ = ()
+
+
+def json_document(doc: Any) -> Any:
+    """A parsed JSON document, its string (if it is one) marked :class:`JsonStr`."""
+    return JsonStr(doc) if type(doc) is str else doc
+
+
 class CoercionError(ValueError):
     """A value cannot be read as its column's logical type."""
 
@@ -413,8 +431,10 @@ def _non_finite(obj: Any) -> bool:
 
 
 def _c_json(v: Any) -> Any:
+    if type(v) is JsonStr:
+        return v  # a string document, not a document's text
     if isinstance(v, bytes | str):
-        return parse_json(v)
+        return json_document(parse_json(v))
     return v
 
 
@@ -466,7 +486,7 @@ _NATIVE: dict[str, tuple[type, ...]] = {
     "date": (dt.date,),
     "interval": (dt.timedelta,),
     "uuid": (uuid.UUID,),
-    "json": (dict, list, int, float, bool),
+    "json": (dict, list, int, float, bool, JsonStr),
     "bytes": (bytes,),
     "array": (list,),
 }
@@ -729,6 +749,7 @@ _STORE_BY_TYPE: dict[type, Any] = {
     dt.datetime: lambda v: {"$t": _to_utc(v).isoformat()},
     dict: _store_mapping,
     list: lambda v: [to_json_value(x) for x in v],
+    JsonStr: lambda v: {"$j": str(v)},
 }
 
 
@@ -741,6 +762,7 @@ _DECODERS: dict[str, Any] = {
     "$i": lambda m: dt.timedelta(microseconds=m),
     "$u": uuid.UUID,
     "$b": base64.b64decode,
+    "$j": JsonStr,
 }
 
 

@@ -25,6 +25,8 @@ from typing import Any
 from pymysqlreplication.constants import FIELD_TYPE
 from pymysqlreplication.json_binary import parse_json
 
+from conflict.canonical import json_document
+
 Decoder = Callable[[bytes, int], tuple[Any, int]]
 
 _UTC = dt.UTC
@@ -263,7 +265,7 @@ def _mysql_json(prefix: int) -> Decoder:
         n = int.from_bytes(buf[off : off + prefix], "little")
         start = off + prefix
         data = buf[start : start + n]
-        value = parse_json(data[0], data[1:]) if n else None
+        value = json_document(parse_json(data[0], data[1:])) if n else None
         return value, start + n
 
     return dec

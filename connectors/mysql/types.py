@@ -237,9 +237,9 @@ def to_param(col: ColumnInfo | None, value: Any) -> Any:
             return _ZERO_VALUE[col.logical]  # a zero date read as None goes back as one
         return None
     if col is not None and col.logical == "json":
-        if isinstance(value, str | bytes):
+        if (type(value) is str or isinstance(value, bytes)):  # a document's text
             return value
-        return _json_text(value)
+        return _json_text(value)  # (a JsonStr: a string document)
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
             value = value.astimezone(dt.UTC).replace(tzinfo=None)

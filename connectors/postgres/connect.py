@@ -21,7 +21,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb, JsonbBinaryDumper, JsonbDumper, set_json_loads
 
-from conflict.canonical import json_bytes, parse_json
+from conflict.canonical import json_bytes, json_document, parse_json
 from connectors.base import (
     ConnectorError,
     ContentionError,
@@ -117,13 +117,19 @@ def connect(info: str, *, autocommit: bool = True) -> PgConnection:
                   f" {_hide_password(str(exc), info)}") from exc
     # json/jsonb results (snapshots, reads by key) parsed as the stream's are: the same
     # values as psycopg's json.loads, quicker.
-    set_json_loads(parse_json, conn)
+    set_json_loads(load_json, conn)
     conn.adapters.register_dumper(Jsonb, _QuickJsonbBinary)
     conn.adapters.register_dumper(Jsonb, _QuickJsonb)
     wide_dates.register(conn.adapters)  # infinities, years past 9999, BC: both ways
     intervals.register(conn.adapters)  # intervals with months: never '30 days'
     padded.register(conn.adapters)  # character(n) without its padding
     return conn
+
+
+def load_json(data: bytes | str) -> Any:
+    """json/jsonb results: parsed as the stream's values are (quicker than psycopg's
+    json.loads), a string document marked as one (conflict.canonical.JsonStr)."""
+    return json_document(parse_json(data))
 
 
 def dump_jsonb(obj: Any) -> bytes | str:

@@ -36,7 +36,14 @@ from psycopg.abc import Transformer
 from psycopg.adapt import AdaptersMap
 from psycopg.pq import Format
 
-from conflict.canonical import END_OF_DAY, CoercionError, coerce, invalid_day, parse_json
+from conflict.canonical import (
+    END_OF_DAY,
+    CoercionError,
+    coerce,
+    invalid_day,
+    json_document,
+    parse_json,
+)
 
 TEXT_OID = 25
 TEXT_ARRAY_OID = 1009
@@ -175,7 +182,8 @@ def text_loader(tx: Transformer, ctype: ColumnType) -> Loader:
 
 
 def _load_json(data: bytes) -> Any:
-    return parse_json(data)
+    """A json/jsonb value: its document, a string document marked as one (JsonStr)."""
+    return json_document(parse_json(data))
 
 
 # --- writing ----------------------------------------------------------------------------
