@@ -403,6 +403,10 @@ def conflicts_resolve(pipeline: str, conflict_id: str | None, pick: str | None,
                f"{result['applied']} endpoint(s)"
                + (f", {result['skipped']} moved meanwhile (their edit will be read next run)"
                   if result["skipped"] else ""))
+    if result["refused"]:  # the decision stands; an operator sees to the target
+        click.echo(f"{result['refused']} endpoint(s) refused the decided version: kept as a"
+                   f" dead letter (cdcsync dlq list {cfg.pipeline})", err=True)
+        sys.exit(EXIT_ATTENTION)
 
 
 def _resolve_all(pipeline: str, conflict_id: str | None, pick: str | None,

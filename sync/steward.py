@@ -75,7 +75,7 @@ def decide(
     apply_pending(ctx, ent, {rec["key"]: st}, summary)
     return {"conflict": rec["id"], "entity": ent.name, "key": rec["key"],
             "applied": summary.total("applied"), "skipped": summary.total("skipped"),
-            "pending": sorted(st.outbox)}
+            "refused": summary.total("rejected"), "pending": sorted(st.outbox)}
 
 
 #: conflicts decided per transaction (and applied together) by :func:`decide_all`

@@ -67,3 +67,21 @@ def test_a_wildcard_in_an_id_prefix_matches_nothing(tmp_path: Path) -> None:
     res = cdcsync("conflicts", "show", str(p), "%" + cid[1:3], "--json", expect=None)
     assert res.returncode != 0 and cid not in res.stdout
     assert cid in cdcsync("conflicts", "show", str(p), cid[:6], "--json").stdout
+
+
+def test_a_decision_an_endpoint_refuses_is_not_reported_as_done(tmp_path: Path) -> None:
+    a, b, p = sqlite_pair(tmp_path, "refused", "t", (
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, n INTEGER)",))
+    sqlite_run(b, "DROP TABLE t",
+               "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, n INTEGER CHECK (n < 1000))")
+    p.write_text(p.read_text() + "    conflict: {policy: manual}\n")
+    sqlite_run(a, "INSERT INTO t VALUES (1, 'x', 1)")
+    cdcsync("setup", str(p))
+    run_json(p)
+    sqlite_run(a, "UPDATE t SET n = 5000")
+    sqlite_run(b, "UPDATE t SET name = 'y'")
+    run_json(p, expect=3)
+    cid = json.loads(cdcsync("conflicts", "list", str(p), "--json").stdout)[0]["id"]
+    res = cdcsync("conflicts", "resolve", str(p), cid, "--pick", "a", expect=3)
+    assert "1 endpoint(s) refused the decided version" in res.stderr, res
+    assert len(json.loads(cdcsync("dlq", "list", str(p), "--json").stdout)) == 1

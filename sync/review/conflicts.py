@@ -276,6 +276,9 @@ def resolve(conflict_id: str) -> Any:
                     "on the next run.")
     log.info("conflict %s resolved by %s: %s", rec["id"], who, how)
     flash(message, "ok")
+    if result.get("refused"):
+        flash(f"{result['refused']} endpoint(s) refused the decided version: it is kept as a"
+              " dead letter (see Dead letters) for an operator.", "error")
     return _redirect(rec["id"])
 
 
