@@ -11,6 +11,13 @@ takes an origin from a small pool: ``cdcsync_<pipeline>`` first, then
 ``cdcsync_<pipeline>.1``, ``.2``, ... The source skips a transaction whose
 origin is any member of its pipeline's pool (:meth:`Names.is_own_origin`):
 echo suppression by tag, never by content.
+
+Sanitising is not one-to-one: ``Xpo-Dash`` and ``xpo_dash`` derive one slot and one
+origin, and so do pipeline ``a_b`` with endpoint ``c`` and pipeline ``a`` with
+endpoint ``b_c``. The derived names of a pipeline never change (its slot would be
+orphaned); instead setup records, in each database, which pipeline holds which names
+(:data:`NAMES_TABLE`, connectors/postgres/setup.py) and refuses a second pipeline
+that derives names another already holds there.
 """
 
 from __future__ import annotations
@@ -28,6 +35,9 @@ APPLIED_TABLE = "applied_tx"
 DELETED_TABLE = "deleted_rows"
 #: the pipelines using the schema, by origin: a teardown keeps the schema for them
 PIPELINES_TABLE = "pipelines"
+#: which pipeline, by its exact name, holds the slot, publication and origin each of its
+#: endpoints in this database uses (made by setup; see setup.py ``refuse_shared_names``)
+NAMES_TABLE = "pipeline_names"
 
 
 def sanitize(text: str) -> str:
@@ -49,6 +59,9 @@ class Names:
     slot: str
     publication: str
     origin: str  # the first origin of the pool
+    #: the pipeline and endpoint names as written in the config (not sanitised)
+    pipeline: str = ""
+    endpoint: str = ""
 
     @classmethod
     def of(cls, pipeline: str, endpoint: str, settings: Any = None) -> Names:
@@ -61,7 +74,8 @@ class Names:
             )
         # Room for the pool suffix ".NN" within the 63 bytes of an origin name.
         origin = bounded(f"cdcsync_{sanitize(pipeline)}", MAX_NAME - 4)
-        return cls(slot=slot, publication=publication, origin=origin)
+        return cls(slot=slot, publication=publication, origin=origin, pipeline=pipeline,
+                   endpoint=endpoint)
 
     def pool_origin(self, n: int) -> str:
         """The ``n``-th origin of the sink pool (0 is the plain pipeline origin)."""

@@ -16,6 +16,12 @@ it did; ``teardown`` drops what exists. The order matters:
 4. The replication origin of the pipeline, which tags the sink's writes.
 5. ``cdcsync.applied_tx``: the sink's bookkeeping of its own transactions
    (see sink.py for why).
+
+Before all of it, setup refuses a pipeline whose slot, publication or origin names
+are already held in this database by a pipeline of another name (two names can
+sanitise alike: names.py), and afterwards records that this pipeline holds its names
+here (``cdcsync.pipeline_names``); teardown leaves what another pipeline holds, and
+forgets the record.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from connectors.postgres.connect import PgConnection
 from connectors.postgres.names import (
     APPLIED_TABLE,
     DELETED_TABLE,
+    NAMES_TABLE,
     PIPELINES_TABLE,
     SIDE_SCHEMA,
     Names,
@@ -197,19 +204,123 @@ REGISTER = sql.SQL("INSERT INTO {} (origin) VALUES (%s) ON CONFLICT DO NOTHING")
     sql.Identifier(SIDE_SCHEMA, PIPELINES_TABLE))
 
 
+#: One row per pipeline (its name exactly as written) and endpoint set up in this
+#: database: the slot, publication and first origin it holds. Sanitised names are not
+#: one-to-one (``Xpo-Dash`` and ``xpo_dash``), and a second pipeline deriving the same
+#: names would silently share the first's slot and origin: each would confirm the
+#: slot past changes the other had not read, and skip the other's writes as its own.
+NAMES_DDL = sql.SQL(
+    "CREATE TABLE IF NOT EXISTS {} (pipeline text NOT NULL, endpoint text NOT NULL,"
+    " slot text NOT NULL, publication text NOT NULL, origin text NOT NULL,"
+    " at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (pipeline, endpoint))"
+).format(sql.Identifier(SIDE_SCHEMA, NAMES_TABLE))
+
+
 def ensure_side_table(conn: PgConnection) -> list[str]:
     done: list[str] = []
-    for table, ddl, what in ((APPLIED_TABLE, APPLIED_DDL, "its own transactions"),
-                             (DELETED_TABLE, DELETED_DDL, "the rows it deleted"),
-                             (PIPELINES_TABLE, PIPELINES_DDL, "the pipelines using it")):
+    for table, ddl, what in ((APPLIED_TABLE, APPLIED_DDL, "the sink's record of its own"
+                              " transactions"),
+                             (DELETED_TABLE, DELETED_DDL, "the sink's record of the rows it"
+                              " deleted"),
+                             (PIPELINES_TABLE, PIPELINES_DDL, "the sink's record of the"
+                              " pipelines using it"),
+                             (NAMES_TABLE, NAMES_DDL, "the record of which pipeline holds"
+                              " which names here")):
         exists = conn.execute("SELECT to_regclass(%s)", (f"{SIDE_SCHEMA}.{table}",)).fetchone()
         if exists is not None and exists[0] is not None:
             continue
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
             sql.Identifier(SIDE_SCHEMA)))
         conn.execute(ddl)
-        done.append(f"created {SIDE_SCHEMA}.{table} (the sink's record of {what})")
+        done.append(f"created {SIDE_SCHEMA}.{table} ({what})")
     return done
+
+
+def _table_exists(conn: PgConnection, table: str) -> bool:
+    row = conn.execute("SELECT to_regclass(%s)", (f"{SIDE_SCHEMA}.{table}",)).fetchone()
+    return row is not None and row[0] is not None
+
+
+def holders(conn: PgConnection, names: Names) -> list[tuple[str, str, list[str]]]:
+    """``(pipeline, endpoint, shared)`` for each record here, other than this pipeline's
+    at this endpoint, that holds one of ``names``' slot, publication or origin (the
+    origin is the pipeline's, so only another pipeline's record can share it);
+    ``shared`` says which, as ``kind name``."""
+    if not _table_exists(conn, NAMES_TABLE):
+        return []
+    rows = conn.execute(
+        sql.SQL("SELECT pipeline, endpoint, slot, publication, origin FROM {}"
+                " WHERE slot = %s OR publication = %s OR origin = %s ORDER BY 1, 2").format(
+            sql.Identifier(SIDE_SCHEMA, NAMES_TABLE)),
+        (names.slot, names.publication, names.origin)).fetchall()
+    out: list[tuple[str, str, list[str]]] = []
+    for pipeline, endpoint, slot, publication, origin in rows:
+        if pipeline == names.pipeline and endpoint == names.endpoint:
+            continue
+        shared = [f"{kind} {name}" for kind, name, theirs in (
+            ("slot", names.slot, slot), ("publication", names.publication, publication),
+            ("origin", names.origin, origin if pipeline != names.pipeline else None))
+            if name == theirs]
+        if shared:
+            out.append((str(pipeline), str(endpoint), shared))
+    return out
+
+
+def refuse_shared_names(conn: PgConnection, names: Names, *, reading: bool = False) -> None:
+    """Raise :class:`ConnectorError` if another pipeline (or another endpoint of this one)
+    holds, in this database, a slot, publication or origin name this endpoint derives.
+
+    ``reading``: before the source reads the slot (a pipeline whose setup was refused
+    must not read, and confirm, the other's slot either)."""
+    found = holders(conn, names)
+    if not found:
+        return
+    where = f"endpoint {names.endpoint} (database {conn.info.dbname})"
+    lines = []
+    others: list[str] = []
+    for pipeline, endpoint, shared in found:
+        who = (f"pipeline {pipeline!r} (its endpoint {endpoint!r})" if pipeline != names.pipeline
+               else f"endpoint {endpoint!r} of this pipeline")
+        lines.append(f"{who} holds {', '.join(shared)}")
+        if pipeline != names.pipeline:
+            others.append(pipeline)
+    fix = []
+    if others:
+        fix.append(
+            f"Pipeline names are reduced to lower-case letters, digits and _ for these names,"
+            f" so {names.pipeline!r} and {' and '.join(repr(o) for o in dict.fromkeys(others))}"
+            " would share them: each would confirm the slot past changes the other has not"
+            " read, and skip the other's writes as its own. Rename this pipeline (its"
+            " `pipeline:` key) to a name that differs from the other's in lower-case"
+            " letters, digits and _ (renaming the other would orphan its slot and origin)")
+    else:
+        fix.append("Endpoint names are reduced to lower-case letters, digits and _ for these"
+                   " names, so the two endpoints would share one slot: rename one of them")
+    if not any(s.startswith("origin ") for _p, _e, shared in found for s in shared):
+        fix.append("or name another slot and publication in this endpoint's settings"
+                   " (slot:, publication:)")
+    stale = "; ".join(
+        f"DELETE FROM {SIDE_SCHEMA}.{NAMES_TABLE} WHERE pipeline = "
+        f"'{p.replace(chr(39), chr(39) * 2)}'" for p in dict.fromkeys(others))
+    doing = "read its slot" if reading else "be set up"
+    raise ConnectorError(
+        f"{where}: pipeline {names.pipeline!r} cannot {doing} here, its names are already"
+        " held:\n  - " + "\n  - ".join(lines) + "\n" + ", ".join(fix) + ", then run"
+        " `cdcsync setup`. Nothing was changed at this endpoint (a `cdcsync teardown`"
+        " under this name leaves what the other pipeline holds here)." + (
+            f" If the other pipeline is gone, run `cdcsync teardown` with its file, or"
+            f" forget it here: {stale}" if stale else ""))
+
+
+def record_names(conn: PgConnection, names: Names) -> None:
+    """Record that this pipeline holds its names at this endpoint (see NAMES_DDL)."""
+    conn.execute(
+        sql.SQL("INSERT INTO {} (pipeline, endpoint, slot, publication, origin)"
+                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (pipeline, endpoint) DO UPDATE"
+                " SET slot = excluded.slot, publication = excluded.publication,"
+                " origin = excluded.origin").format(
+            sql.Identifier(SIDE_SCHEMA, NAMES_TABLE)),
+        (names.pipeline, names.endpoint, names.slot, names.publication, names.origin))
 
 
 def register(conn: PgConnection, names: Names) -> None:
@@ -222,6 +333,7 @@ def setup(conn: PgConnection, names: Names, tables: Sequence[TableInfo]) -> list
     written to (no slot then: an unread slot would hold the cluster's WAL forever; one
     left by an earlier setup, when the pipeline still read here, is dropped)."""
     check_wal_level(conn)
+    refuse_shared_names(conn, names)  # before anything is made or dropped
     done: list[str] = []
     capture = bool(tables)
     if capture:
@@ -234,6 +346,7 @@ def setup(conn: PgConnection, names: Names, tables: Sequence[TableInfo]) -> list
     done += ensure_origin(conn, names)
     done += ensure_side_table(conn)
     register(conn, names)
+    record_names(conn, names)
     if capture:
         done += commit_timestamp_note(conn)
     return done
@@ -270,9 +383,22 @@ def wait_slot_released(conn: PgConnection, slot: str, timeout: float = 5.0) -> i
         time.sleep(0.05)
 
 
-def drop_capture(conn: PgConnection, names: Names) -> list[str]:
+def drop_capture(conn: PgConnection, names: Names, *, slot: bool = True,
+                 publication: bool = True) -> list[str]:
     """Drop the slot and the publication (idempotent); a slot a process still streams
-    is a ConnectorError."""
+    is a ConnectorError. ``slot``/``publication`` False: leave it (another pipeline's)."""
+    done: list[str] = []
+    if slot:
+        done += _drop_slot(conn, names)
+    if publication and conn.execute(
+        "SELECT 1 FROM pg_publication WHERE pubname = %s", (names.publication,)
+    ).fetchone():
+        conn.execute(sql.SQL("DROP PUBLICATION {}").format(sql.Identifier(names.publication)))
+        done.append(f"dropped publication {names.publication}")
+    return done
+
+
+def _drop_slot(conn: PgConnection, names: Names) -> list[str]:
     done: list[str] = []
     pid = wait_slot_released(conn, names.slot)
     row = conn.execute(
@@ -286,21 +412,25 @@ def drop_capture(conn: PgConnection, names: Names) -> list[str]:
             )
         conn.execute("SELECT pg_drop_replication_slot(%s)", (names.slot,))
         done.append(f"dropped replication slot {names.slot}")
-    if conn.execute(
-        "SELECT 1 FROM pg_publication WHERE pubname = %s", (names.publication,)
-    ).fetchone():
-        conn.execute(sql.SQL("DROP PUBLICATION {}").format(sql.Identifier(names.publication)))
-        done.append(f"dropped publication {names.publication}")
     return done
 
 
 def teardown(conn: PgConnection, names: Names) -> list[str]:
-    """Drop the slot, the publication and the pipeline's origins (idempotent)."""
-    done = drop_capture(conn, names)
-    for (origin,) in conn.execute(
+    """Drop the slot, the publication and the pipeline's origins (idempotent), but for
+    those another pipeline holds here (its name sanitises alike: names.py), and forget
+    the pipeline's record of its names."""
+    held = {s: p for p, _e, shared in holders(conn, names) if p != names.pipeline
+            for s in shared}  # (what another pipeline holds here -> that pipeline)
+    theirs = set(held)
+    done = [f"kept {s}: pipeline {p!r} holds it here (their names sanitise alike)"
+            for s, p in held.items()]
+    own_origin = f"origin {names.origin}" not in theirs
+    done += drop_capture(conn, names, slot=f"slot {names.slot}" not in theirs,
+                         publication=f"publication {names.publication}" not in theirs)
+    for (origin,) in (() if not own_origin else conn.execute(
         "SELECT roname FROM pg_replication_origin WHERE roname = %s OR starts_with(roname, %s)",
         (names.origin, names.origin + "."),
-    ).fetchall():
+    ).fetchall()):
         if not names.is_own_origin(str(origin)):
             continue
         try:
@@ -313,16 +443,20 @@ def teardown(conn: PgConnection, names: Names) -> list[str]:
         done.append(f"dropped replication origin {origin}")
     empty = True
     found = False
-    for name in (APPLIED_TABLE, DELETED_TABLE, PIPELINES_TABLE):
-        side = conn.execute("SELECT to_regclass(%s)", (f"{SIDE_SCHEMA}.{name}",)).fetchone()
-        if side is None or side[0] is None:
+    for name in (APPLIED_TABLE, DELETED_TABLE, PIPELINES_TABLE, NAMES_TABLE):
+        if not _table_exists(conn, name):
             continue
         found = True
         table = sql.Identifier(SIDE_SCHEMA, name)
-        conn.execute(
-            sql.SQL("DELETE FROM {} WHERE origin = %s OR starts_with(origin, %s)").format(table),
-            (names.origin, names.origin + "."),
-        )
+        if name == NAMES_TABLE:
+            conn.execute(sql.SQL("DELETE FROM {} WHERE pipeline = %s").format(table),
+                         (names.pipeline,))
+        elif own_origin:  # (another pipeline's records are tagged with a shared origin)
+            conn.execute(
+                sql.SQL("DELETE FROM {} WHERE origin = %s OR starts_with(origin, %s)"
+                        ).format(table),
+                (names.origin, names.origin + "."),
+            )
         empty = empty and conn.execute(
             sql.SQL("SELECT NOT EXISTS (SELECT FROM {})").format(table)).fetchone() == (True,)
     if found and empty:

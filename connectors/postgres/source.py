@@ -66,7 +66,7 @@ from connectors.postgres.decoding import BoundTable, ChangeDecoder
 from connectors.postgres.export import ExportedSnapshot
 from connectors.postgres.names import Names, quote_ident
 from connectors.postgres.pgoutput import format_lsn, parse, parse_lsn
-from connectors.postgres.setup import commit_timestamps_on
+from connectors.postgres.setup import commit_timestamps_on, refuse_shared_names
 from sync.change import ChangeBatch, Checkpoint, SchemaChanged, SnapshotChunk, SnapshotRow
 
 log = logging.getLogger("cdcsync.postgres")
@@ -454,6 +454,7 @@ class PostgresSource:
             )
         if row[3] == "lost":
             raise SchemaError(self.slot_lost())
+        refuse_shared_names(self.connection(), self.names, reading=True)  # (setup.py)
         upto, confirmed = parse_lsn(row[0]), parse_lsn(row[1])
         if row[2] is not None:
             reader = "another reader" if streaming else "a batch run"
