@@ -17,8 +17,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pymysql
-
 from conflict.canonical import (
     JsonStr,
     coerce,
@@ -30,6 +28,7 @@ from conflict.canonical import (
 from tests.connectors.postgres.helpers import pipeline_of
 from tests.pipelines import mariadb_endpoint, pg_endpoint, sqlite_endpoint, write_pipeline
 from tests.test_cli_quickstart import cdcsync, run_json
+from tests.test_mariadb_added_columns import maria
 from tests.test_wide_dates import pg
 
 DOCS = ['"123"', '"null"', '"{\\"a\\": 1}"', '"str"', '"[1, 2]"', '""', '{"k": "1"}', '7']
@@ -43,17 +42,6 @@ def test_a_string_document_is_not_its_own_text() -> None:
     stored = from_json_value(json.loads(json.dumps(to_json_value(JsonStr("123")))))
     assert stored == "123" and type(stored) is JsonStr
     assert row_hash({"j": JsonStr("x")}) == row_hash({"j": coerce('"x"', "json")})
-
-
-def maria(mp: dict[str, Any], *sql: str) -> list[tuple[Any, ...]]:
-    conn = pymysql.connect(**mp, autocommit=True)
-    try:
-        with conn.cursor() as cur:
-            for s in sql:
-                cur.execute(s)
-            return list(cur.fetchall())
-    finally:
-        conn.close()
 
 
 def test_string_documents_cross_every_engine_as_strings(

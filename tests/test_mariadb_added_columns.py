@@ -14,8 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pymysql
-
+from tests.connectors.mysql.helpers import query, run
 from tests.connectors.postgres.helpers import pipeline_of
 from tests.pipelines import mariadb_endpoint, pg_endpoint, write_pipeline
 from tests.test_cli_quickstart import cdcsync, run_json
@@ -23,14 +22,9 @@ from tests.test_wide_dates import pg
 
 
 def maria(mp: dict[str, Any], *sql: str) -> list[tuple[Any, ...]]:
-    conn = pymysql.connect(**mp, autocommit=True)
-    try:
-        with conn.cursor() as cur:
-            for s in sql:
-                cur.execute(s)
-            return list(cur.fetchall())
-    finally:
-        conn.close()
+    """Run ``sql`` at MariaDB; the last statement's rows."""
+    run(mp, *sql[:-1])
+    return query(mp, sql[-1])
 
 
 def pg_to_maria(tmp: Path, a: str, mp: dict[str, Any], *options: str) -> Path:
