@@ -145,12 +145,57 @@ def enum_values(column_type: str) -> tuple[str, ...]:
 
 
 def float32(value: float) -> float:
-    """The shortest decimal that reads back as the same single-precision float."""
-    single = _FLOAT32.unpack(_FLOAT32.pack(value))[0]
-    for digits in range(6, 10):
-        short = float(f"{single:.{digits}g}")
-        if _FLOAT32.unpack(_FLOAT32.pack(short))[0] == single:
-            return short
+    """The shortest decimal that reads back as the same single-precision float, the
+    nearest one of that length: what PostgreSQL shows for a ``real`` (its Ryu takes no
+    decimal that lies exactly halfway between two singles).
+
+    A normal single has at least 6 significant digits (FLT_DIG), so the search starts
+    there (``%.6g`` of a single that a shorter decimal reads back as is that decimal);
+    below the smallest normal (2**-126) precision fades to one digit (``1e-45``, not
+    ``1.4013e-45``). Two cases take an exact search: at a power of two the singles
+    below are twice as close as those above, so the nearest decimal of a length can
+    miss where the next one away from zero does not (``2**-96``: ``1.2621775e-29``, not
+    ``1.26217745e-29``); from 2**24 on a short decimal can lie halfway between two
+    singles (``206755000``, between ``206754992`` and ``206755008``: ``2.0675501e+08``).
+    """
+    pack, unpack = _FLOAT32.pack, _FLOAT32.unpack
+    bits = pack(value)
+    single = unpack(bits)[0]
+    if not -1.1754943508222875e-38 < single < 1.1754943508222875e-38:
+        specs: tuple[str, ...] = (".6g", ".7g", ".8g", ".9g")
+    else:  # zero, or subnormal: evenly spaced, down to one significant digit
+        specs = (".1g", ".2g", ".3g", ".4g", ".5g", ".6g", ".7g", ".8g", ".9g")
+    for spec in specs:
+        short = float(format(single, spec))
+        if unpack(pack(short))[0] == single:
+            if -16777216.0 < single < 16777216.0:
+                return short
+            half = math.ulp(single) * 268435456.0  # half the spacing of singles here
+            gap = abs(short - single)
+            if gap != half and gap * 2.0 != half:
+                return short
+            break  # halfway to a neighbour (or a quarter: see a power of two)
+        if not (bits[0] or bits[1] or bits[2] & 0x7F):
+            break  # a power of two
+    if single == 0.0 or not math.isfinite(single):
+        return float(single)
+    # The decimals that read back as ``single``: strictly between the midpoints to its
+    # neighbours (exact as doubles; past the largest single, as far above as below).
+    magnitude = int.from_bytes(bits, "little")
+    toward = unpack((magnitude - 1).to_bytes(4, "little"))[0]
+    away = unpack((magnitude + 1).to_bytes(4, "little"))[0]
+    if math.isinf(away):
+        away = 2.0 * single - toward
+    low, high = sorted((decimal.Decimal((single + toward) * 0.5),
+                        decimal.Decimal((single + away) * 0.5)))
+    exact = decimal.Decimal(single)
+    for digits in range(6, 10):  # (a normal single)
+        near = decimal.Decimal(format(single, f".{digits}g"))
+        ctx = decimal.Context(prec=digits)
+        for candidate in (near, ctx.next_plus(near) if near < exact else ctx.next_minus(near)):
+            short = float(candidate)
+            if low < candidate < high and unpack(pack(short))[0] == single:
+                return short
     return float(single)
 
 
