@@ -11,7 +11,11 @@ Three conversions, each the inverse of another somewhere:
 Storage decisions (write, then read back, gives a canonically equal value):
 
 =============  ==============================================================
-decimal        ``str(d)``. A NUMERIC/DECIMAL column has NUMERIC affinity, so
+decimal        positional text, the scale kept (``Decimal('-1E-30')`` as
+               ``'-0.000000000000000000000000000001'``, ``Decimal('0E-30')`` as
+               ``'0.000000000000000000000000000000'``, where ``str(d)`` wrote
+               exponent form), which reads back as the same Decimal, value and
+               exponent. A NUMERIC/DECIMAL column has NUMERIC affinity, so
                SQLite keeps it as INTEGER or REAL: exact to 15 significant
                digits (``Decimal('1.50')`` reads back as ``1.5``, which is
                canonically equal). More digits than that are rounded by SQLite.
@@ -129,7 +133,7 @@ def _stored(v: Any) -> Any:
     if isinstance(v, bytearray | memoryview):
         return bytes(v)
     if isinstance(v, decimal.Decimal):
-        return str(v)
+        return _decimal_text(v)
     if isinstance(v, dt.datetime):
         if v.tzinfo is not None:
             v = v.astimezone(dt.UTC)
@@ -143,6 +147,18 @@ def _stored(v: Any) -> Any:
     if isinstance(v, Mapping | list | tuple):
         return json_text(v)
     raise TypeError(f"cannot store a {type(v).__name__} in SQLite")
+
+
+def _decimal_text(d: decimal.Decimal) -> str:
+    """``d`` in positional notation with its scale: ``format(d, 'f')``, where ``str(d)``
+    is not that already (it writes exponent form below 1e-6 and for positive exponents).
+
+    Text ``str`` wrote before in exponent form (``'-1E-30'``, ``'0E-30'``) reads back
+    as the same Decimal as this text does; a positive exponent (``'1E+2'``, which no
+    engine's decimal type gives) becomes 0 (``'100'``): the same canonical value.
+    """
+    text = str(d)
+    return text if "E" not in text else format(d, "f")
 
 
 def from_storage(value: Any, logical: str) -> Any:
@@ -160,7 +176,7 @@ def _timestamp_text(v: dt.datetime) -> Any:
 
 # Writes of the usual Python type of a logical type, without a round through coerce.
 _FAST_WRITE: dict[str, tuple[type, Callable[[Any], Any]]] = {
-    "decimal": (decimal.Decimal, str),
+    "decimal": (decimal.Decimal, _decimal_text),
     "bool": (bool, int),
     "date": (dt.date, dt.date.isoformat),
     "timestamp": (dt.datetime, _timestamp_text),
