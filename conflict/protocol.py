@@ -310,7 +310,8 @@ def _conflict(st: KeyState, edit: Edit, incoming: Side, *, entity: str, key: Row
     """Rule 3's concurrent case: resolve by policy, or park. ``incoming_held``: the
     edit's endpoint still holds the incoming version exactly."""
     w = incoming.vector
-    current = Side(st.origin or "", st.vector, st.content, st.committed_at, st.snapshot_read)
+    current = Side(_current_side(st, edit.endpoint), st.vector, st.content, st.committed_at,
+                   st.snapshot_read)
     case = ConflictCase(entity, key, current, incoming, _own(edit.before))
     cid = conflict_id_of(entity, key, st.vector, w)
     decision = resolve(case)
@@ -322,6 +323,22 @@ def _conflict(st: KeyState, edit: Edit, incoming: Side, *, entity: str, key: Row
                     holders_of_incoming=[edit.endpoint] if incoming_held else [],
                     incoming=incoming, incoming_endpoint=edit.endpoint)
     return Outcome(Kind.RESOLVED, ConflictRecord(cid, case, decision, new_v))
+
+
+def _current_side(st: KeyState, incoming: str) -> str:
+    """Whose the current version is, in a conflict with an edit from ``incoming``.
+
+    Its last writer, unless that is ``incoming`` itself: a version decided column
+    by column (a steward's, a merge) keeps the origin it had, and the parked
+    conflict's sides, keyed by endpoint, then held the incoming edit only (the
+    decided version could be neither seen nor kept). It is then the version of an
+    endpoint known to hold its content, or the resolver's."""
+    origin = st.origin or ""
+    if origin != incoming:
+        return origin
+    target = st.content_hash
+    holders = sorted(n for n, e in st.endpoints.items() if n != incoming and e.hash == target)
+    return holders[0] if holders else RESOLVER
 
 
 def _overwritten(st: KeyState, e: EndpointState, edit: Edit, *, entity: str, key: Row,

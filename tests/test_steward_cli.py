@@ -85,3 +85,35 @@ def test_a_decision_an_endpoint_refuses_is_not_reported_as_done(tmp_path: Path) 
     res = cdcsync("conflicts", "resolve", str(p), cid, "--pick", "a", expect=3)
     assert "1 endpoint(s) refused the decided version" in res.stderr, res
     assert len(json.loads(cdcsync("dlq", "list", str(p), "--json").stdout)) == 1
+
+
+def test_after_a_column_by_column_decision_a_later_conflict_shows_the_decided_version(
+        tmp_path: Path) -> None:
+    """The decided version kept the origin it had (a's): a's next concurrent edit then
+    parked a conflict whose sides, keyed by endpoint, held a's edit alone, and
+    ``--pick b`` (the decided version b holds) failed with "no side 'b'"."""
+    a, b, p = sqlite_pair(tmp_path, "fields", "t", (
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, n INTEGER)",))
+    p.write_text(p.read_text() + "    conflict: {policy: manual}\n")
+    sqlite_run(a, "INSERT INTO t VALUES (1, 'x', 1)")
+    cdcsync("setup", str(p))
+    run_json(p)
+    sqlite_run(a, "UPDATE t SET name = 'a1'")
+    sqlite_run(b, "UPDATE t SET name = 'b1', n = 2")
+    run_json(p, expect=3)
+    first = json.loads(cdcsync("conflicts", "list", str(p), "--json").stdout)[0]["id"]
+    sqlite_run(a, "UPDATE t SET n = 3")  # not read yet
+    cdcsync("conflicts", "resolve", str(p), first, "--field", "name=b", "--field", "n=b")
+    run_json(p, expect=3)
+    [again] = json.loads(cdcsync("conflicts", "list", str(p), "--json").stdout)
+    shown = json.loads(cdcsync("conflicts", "show", str(p), again["id"], "--json").stdout)
+    sides = shown["sides"].get("by_endpoint") or {
+        s["e"]: s for s in (shown["sides"]["current"], shown["sides"]["incoming"])}
+    assert sorted(sides) == ["a", "b"], shown
+    cdcsync("conflicts", "resolve", str(p), again["id"], "--pick", "b")
+    run_json(p)
+    for db in (a, b):
+        with sqlite3.connect(db) as c:
+            assert c.execute("SELECT name, n FROM t").fetchall() == [("b1", 2)]
+        c.close()
+    cdcsync("verify", str(p))
