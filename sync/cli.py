@@ -28,13 +28,35 @@ import click
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_ATTENTION = 0, 1, 2, 3
 
 
-def _fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
+#: set by ``--json``: a command that fails then also prints what failed to stdout, as
+#: JSON, where its caller reads (it printed nothing there, only stderr had the error)
+_JSON_OUTPUT: list[bool] = [False]
+
+
+def _json_mode(_ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    _JSON_OUTPUT[0] = bool(value)
+    return value
+
+
+def _exit(message: str, code: int, *, prefix: str = "error: ") -> NoReturn:
+    """Say ``message`` (masked) on stderr, and with --json as ``{"status": "failed",
+    "exit": code, "error": message}`` on stdout; exit with ``code``."""
     from sync.logs import mask_secrets
 
     # Messages carry drivers' texts, which may echo a DSN: masked as the logs are
     # (URL passwords, password=..., the pipeline's secrets registered by _load).
-    click.secho(f"error: {mask_secrets(message)}", fg="red", err=True)
+    text = mask_secrets(message)
+    if prefix:
+        click.secho(f"{prefix}{text}", fg="red", err=True)
+    else:
+        click.echo(text, err=True)
+    if _JSON_OUTPUT[0]:
+        click.echo(json.dumps({"status": "failed", "exit": code, "error": text}, indent=2))
     sys.exit(code)
+
+
+def _fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
+    _exit(message, code)
 
 
 def _steward(actor: str | None) -> str:
@@ -55,18 +77,16 @@ def _one_of(option: str, value: str | None, names: Iterable[str], what: str,
 def _load(path: str) -> Any:
     from config import ConfigError, load_pipeline
     from sync.checks import check_pipeline
-    from sync.logs import mask_secrets, register_secrets
+    from sync.logs import register_secrets
 
     try:
         cfg = load_pipeline(path)
     except ConfigError as exc:
-        click.echo(str(exc), err=True)  # (masked by the loader)
-        sys.exit(EXIT_USAGE)
+        _exit(str(exc), EXIT_USAGE, prefix="")  # (masked by the loader)
     register_secrets(cfg.secrets)  # masked in every log line and error of this process
     problems = check_pipeline(cfg)
     if problems:
-        click.echo(mask_secrets("\n".join(problems)), err=True)
-        sys.exit(EXIT_USAGE)
+        _exit("\n".join(problems), EXIT_USAGE, prefix="")
     return cfg
 
 
@@ -132,7 +152,8 @@ def _debug() -> bool:
 
 
 pipeline_arg = click.argument("pipeline", type=click.Path(dir_okay=False))
-json_opt = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+json_opt = click.option("--json", "as_json", is_flag=True, callback=_json_mode,
+                        help="Machine-readable output (a failure too, on stdout).")
 
 
 # --- run -------------------------------------------------------------------------------

@@ -20,8 +20,16 @@ from typing import Any
 
 import click
 
+
+def _json_errors(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    from sync.cli import _json_mode  # (sync.cli imports this module)
+
+    return _json_mode(ctx, param, value)
+
 pipeline_arg = click.argument("pipeline", type=click.Path(dir_okay=False))
-json_opt = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+json_opt = click.option("--json", "as_json", is_flag=True,
+                        callback=lambda c, p, v: _json_errors(c, p, v),
+                        help="Machine-readable output (a failure too, on stdout).")
 actor_opt = click.option("--by", "actor", default=None, help="Who decides (default: $USER).")
 
 
