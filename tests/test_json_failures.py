@@ -14,7 +14,7 @@ from tests.test_cli_quickstart import cdcsync
 
 
 def test_a_failed_run_and_a_bad_file_answer_in_json(tmp_path: Path) -> None:
-    a, _b, p = sqlite_pair(tmp_path, "fails", "t", (
+    _a, _b, p = sqlite_pair(tmp_path, "fails", "t", (
         "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)",))
     res = cdcsync("run", str(p), "--json", expect=1)  # not set up
     out = json.loads(res.stdout)

@@ -69,15 +69,22 @@ def test_a_wildcard_in_an_id_prefix_matches_nothing(tmp_path: Path) -> None:
     assert cid in cdcsync("conflicts", "show", str(p), cid[:6], "--json").stdout
 
 
-def test_a_decision_an_endpoint_refuses_is_not_reported_as_done(tmp_path: Path) -> None:
-    a, b, p = sqlite_pair(tmp_path, "refused", "t", (
+def manual_pair(tmp: Path, pipeline: str, check: str = "") -> tuple[Path, Path, Path]:
+    """Two SQLite files holding ``t`` row (1, 'x', 1), synced, conflicts parked; ``check``:
+    a constraint on ``n`` at b only."""
+    a, b, p = sqlite_pair(tmp, pipeline, "t", (
         "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, n INTEGER)",))
-    sqlite_run(b, "DROP TABLE t",
-               "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, n INTEGER CHECK (n < 1000))")
+    sqlite_run(b, "DROP TABLE t", f"CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT,"
+                                  f" n INTEGER {check})")
     p.write_text(p.read_text() + "    conflict: {policy: manual}\n")
     sqlite_run(a, "INSERT INTO t VALUES (1, 'x', 1)")
     cdcsync("setup", str(p))
     run_json(p)
+    return a, b, p
+
+
+def test_a_decision_an_endpoint_refuses_is_not_reported_as_done(tmp_path: Path) -> None:
+    a, b, p = manual_pair(tmp_path, "refused", check="CHECK (n < 1000)")
     sqlite_run(a, "UPDATE t SET n = 5000")
     sqlite_run(b, "UPDATE t SET name = 'y'")
     run_json(p, expect=3)
@@ -92,12 +99,7 @@ def test_after_a_column_by_column_decision_a_later_conflict_shows_the_decided_ve
     """The decided version kept the origin it had (a's): a's next concurrent edit then
     parked a conflict whose sides, keyed by endpoint, held a's edit alone, and
     ``--pick b`` (the decided version b holds) failed with "no side 'b'"."""
-    a, b, p = sqlite_pair(tmp_path, "fields", "t", (
-        "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, n INTEGER)",))
-    p.write_text(p.read_text() + "    conflict: {policy: manual}\n")
-    sqlite_run(a, "INSERT INTO t VALUES (1, 'x', 1)")
-    cdcsync("setup", str(p))
-    run_json(p)
+    a, b, p = manual_pair(tmp_path, "fields")
     sqlite_run(a, "UPDATE t SET name = 'a1'")
     sqlite_run(b, "UPDATE t SET name = 'b1', n = 2")
     run_json(p, expect=3)

@@ -28,6 +28,30 @@ def _slots(dsn: str) -> list[tuple[str]]:
                                           " WHERE database = current_database() ORDER BY 1")]
 
 
+def _two_databases(tmp: Path, factory: Callable[[], str]) -> tuple[str, str, str]:
+    """Two databases holding ``t``, a SQLite file ``two/s.db`` too; the base name."""
+    a, b = factory(), factory()
+    for dsn in (a, b):
+        pg(dsn, T)
+    (tmp / "one").mkdir()
+    (tmp / "two").mkdir()
+    sqlite_run(tmp / "two" / "s.db", T)
+    return a, b, pipeline_of(a)  # (lower case: the fixture drops the origins named after it)
+
+
+def _pipelines(tmp: Path, first: tuple[str, str, str], second: tuple[str, str], a: str,
+               b: str) -> tuple[Path, Path]:
+    """``first`` (name, endpoint at a, endpoint at b) both ways; ``second`` (name,
+    endpoint at a) one way from a to the SQLite file."""
+    name, ea, eb = first
+    p1 = write_pipeline(tmp / "one", name, {ea: pg_endpoint(a), eb: pg_endpoint(b)}, "t",
+                        {ea: "t", eb: "t"})
+    name, ea = second
+    p2 = write_pipeline(tmp / "two", name, {ea: pg_endpoint(a), "s": sqlite_endpoint()}, "t",
+                        {ea: "t", "s": "t"}, options=["direction: one-way", f"source: {ea}"])
+    return p1, p2
+
+
 def test_a_second_pipeline_whose_name_sanitises_alike_is_refused(
         tmp_path: Path, pg_dsn_factory: Callable[[], str]) -> None:
     a, b, c = pg_dsn_factory(), pg_dsn_factory(), pg_dsn_factory()
@@ -78,18 +102,8 @@ def test_pipeline_and_endpoint_names_that_join_alike_are_refused(
     """Pipeline ``P_b`` with endpoint ``c`` and pipeline ``P`` with endpoint ``b_c``:
     one slot and publication, two origins. The teardown of the refused pipeline keeps
     what the other holds."""
-    a, b = pg_dsn_factory(), pg_dsn_factory()
-    for dsn in (a, b):
-        pg(dsn, T)
-    base = pipeline_of(a)
-    (tmp_path / "one").mkdir()
-    (tmp_path / "two").mkdir()
-    sqlite_run(tmp_path / "two" / "s.db", T)
-    p1 = write_pipeline(tmp_path / "one", f"{base}_b",
-                        {"c": pg_endpoint(a), "d": pg_endpoint(b)}, "t", {"c": "t", "d": "t"})
-    p2 = write_pipeline(tmp_path / "two", base,
-                        {"b_c": pg_endpoint(a), "s": sqlite_endpoint()}, "t",
-                        {"b_c": "t", "s": "t"}, options=["direction: one-way", "source: b_c"])
+    a, b, base = _two_databases(tmp_path, pg_dsn_factory)
+    p1, p2 = _pipelines(tmp_path, (f"{base}_b", "c", "d"), (base, "b_c"), a, b)
     try:
         cdcsync("setup", str(p1))
         slots = _slots(a)
@@ -118,18 +132,8 @@ def test_a_pipeline_set_up_before_the_record_is_recorded_at_its_next_setup(
     """A deployment set up before the record existed keeps its names and is recorded
     without complaint; a second pipeline deriving its names is refused from then on,
     and a teardown forgets the record."""
-    a, b = pg_dsn_factory(), pg_dsn_factory()
-    for dsn in (a, b):
-        pg(dsn, T)
-    base = pipeline_of(a)
-    (tmp_path / "one").mkdir()
-    (tmp_path / "two").mkdir()
-    sqlite_run(tmp_path / "two" / "s.db", T)
-    p1 = write_pipeline(tmp_path / "one", f"Old-{base}",
-                        {"a": pg_endpoint(a), "b": pg_endpoint(b)}, "t", {"a": "t", "b": "t"})
-    p2 = write_pipeline(tmp_path / "two", f"old_{base}",
-                        {"a": pg_endpoint(a), "s": sqlite_endpoint()}, "t",
-                        {"a": "t", "s": "t"}, options=["direction: one-way", "source: a"])
+    a, b, base = _two_databases(tmp_path, pg_dsn_factory)
+    p1, p2 = _pipelines(tmp_path, (f"Old-{base}", "a", "b"), (f"old_{base}", "a"), a, b)
     try:
         cdcsync("setup", str(p1))
         slots = _slots(a)
